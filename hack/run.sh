@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One entry point for the README's commands: installs what the command needs, then runs it.
+#   hack/run.sh test   the whole test suite (what .ci/run runs)
+#   hack/run.sh demo   the end-to-end demo
+#   hack/run.sh bench  the benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib/ensure.sh
+source hack/lib/ensure.sh
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  test)
+    ensure_node_modules
+    ensure_debs "${DATA_PATH_DEBS[@]}"
+    echo "==> typecheck" >&2
+    tsc --noEmit
+    echo "==> lint" >&2
+    eslint .
+    echo "==> unit and integration tests" >&2
+    node --test --test-reporter=spec 'src/**/*.test.ts' 'test/**/*.test.ts' "$@"
+    ;;
+  demo)
+    ensure_node_modules
+    ensure_debs "${DATA_PATH_DEBS[@]}"
+    node hack/demo.ts "$@"
+    ;;
+  bench)
+    ensure_node_modules
+    ensure_debs "${DATA_PATH_DEBS[@]}"
+    node bench/run.ts "$@"
+    ;;
+  *)
+    echo "usage: hack/run.sh test|demo|bench" >&2
+    exit 2
+    ;;
+esac

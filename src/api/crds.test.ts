@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import { crdFiles, crds } from './crds.ts';
+
+const dir = join(import.meta.dirname, '..', '..', 'deploy', 'crds');
+
+void test('deploy/crds matches what src/api generates', async () => {
+  const committed = (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort();
+  const generated = crdFiles();
+  assert.deepEqual(
+    committed,
+    generated.map((f) => f.file).sort(),
+    'deploy/crds has other files than src/api generates: run `npm run gen`',
+  );
+  for (const f of generated) {
+    const onDisk = await readFile(join(dir, f.file), 'utf8');
+    assert.equal(onDisk, f.yaml, `deploy/crds/${f.file} is stale: run \`npm run gen\` and commit the result`);
+  }
+});
+
+void test('the DataVolume CRD has the upstream names, columns and status subresource', () => {
+  const dv = crds().find((c) => (c.metadata as { name: string }).name === 'datavolumes.cdi.kubevirt.io');
+  assert.ok(dv);
+  const spec = dv.spec as {
+    names: Record<string, unknown>;
+    scope: string;
+    versions: Record<string, unknown>[];
+  };
+  assert.deepEqual(spec.names.shortNames, ['dv', 'dvs']);
+  assert.deepEqual(spec.names.categories, ['all']);
+  assert.equal(spec.scope, 'Namespaced');
+  const v = spec.versions[0]!;
+  assert.deepEqual(
+    (v.additionalPrinterColumns as { name: string; jsonPath: string }[]).map((c) => [c.name, c.jsonPath]),
+    [
+      ['Phase', '.status.phase'],
+      ['Progress', '.status.progress'],
+      ['Restarts', '.status.restartCount'],
+      ['Age', '.metadata.creationTimestamp'],
+    ],
+  );
+  assert.deepEqual(v.subresources, { status: {} });
+});
+
+void test('cluster-scoped kinds are cluster-scoped', () => {
+  const scopes = Object.fromEntries(
+    crds().map((c) => [
+      (c.spec as { names: { kind: string } }).names.kind,
+      (c.spec as { scope: string }).scope,
+    ]),
+  );
+  assert.deepEqual(scopes, {
+    DataVolume: 'Namespaced',
+    CDIConfig: 'Cluster',
+    StorageProfile: 'Cluster',
+    CDI: 'Cluster',
+  });
+});
+
+void test('the generated YAML parses back to the CRD objects', () => {
+  for (const [i, f] of crdFiles().entries()) assert.deepEqual(YAML.parse(f.yaml), crds()[i]);
+});

@@ -1,0 +1,246 @@
+/**
+ * A small, real HTTP(S) file server for tests, benchmarks and the demo (also reused by the cluster harness
+ * to serve test images to pods on the node address).
+ *
+ *   const srv = await startFileServer({ root: dir, host: '127.0.0.1' });
+ *   srv.url                       // 'http://127.0.0.1:41234' (no trailing slash); files are at `${srv.url}/<name>`
+ *   srv.requests                  // every request seen: method, path, headers, range (for assertions)
+ *   await srv.close();
+ *
+ * Options (all optional except root):
+ *   host                 address to listen on (default 127.0.0.1; use the node address for pods)
+ *   port                 default 0 (any free port)
+ *   tls                  { cert, key } PEM strings: serve HTTPS (see test/support/tls.ts for a throwaway CA)
+ *   basicAuth            { user, password }: 401 with WWW-Authenticate unless the request carries them
+ *   requireHeaders       { name: value }: 403 unless every header is present with that value
+ *   ranges               default true: `Accept-Ranges: bytes` and 206 answers; false: no Accept-Ranges, ranges ignored (200 full body)
+ *   head                 default true; false answers HEAD with 405 (like some object stores)
+ *   contentLength        default true; false sends the body chunked, with no Content-Length
+ *   contentType          default application/octet-stream
+ *   redirects            { '/from': '/to' or 'http://other/to' }: 302 to the location (checked before auth, as a CDN would)
+ *   throttleBytesPerSec  pace every body to about this rate
+ *   dropAfterBytes       destroy the socket after this many body bytes of each GET (a connection dropped mid-body)
+ *   dropTimes            with dropAfterBytes: drop only the first N GETs, then serve normally (default: always)
+ *
+ * Paths are resolved inside root; `..` and absolute paths are refused (404). Only regular files are served.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export interface FileServerOptions {
+  root: string;
+  host?: string;
+  port?: number;
+  tls?: { cert: string; key: string };
+  basicAuth?: { user: string; password: string };
+  requireHeaders?: Record<string, string>;
+  ranges?: boolean;
+  head?: boolean;
+  contentLength?: boolean;
+  contentType?: string;
+  redirects?: Record<string, string>;
+  throttleBytesPerSec?: number;
+  dropAfterBytes?: number;
+  dropTimes?: number;
+}
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  status: number;
+}
+
+export interface FileServer {
+  url: string;
+  host: string;
+  port: number;
+  requests: RequestRecord[];
+  close(): Promise<void>;
+}
+
+class Throttle extends Transform {
+  private readonly rate: number;
+  private readonly started = Date.now();
+  private sent = 0;
+  constructor(rate: number) {
+    super();
+    this.rate = rate;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const pieces: Buffer[] = [];
+    const step = Math.max(1024, Math.floor(this.rate / 20));
+    for (let o = 0; o < chunk.length; o += step) pieces.push(chunk.subarray(o, o + step));
+    const next = (): void => {
+      const piece = pieces.shift();
+      if (!piece) return cb();
+      this.sent += piece.length;
+      this.push(piece);
+      const due = this.started + (this.sent / this.rate) * 1000;
+      setTimeout(next, Math.max(0, due - Date.now()));
+    };
+    next();
+  }
+}
+
+/** Stops the body after `limit` bytes and destroys the connection: a server that dies mid-body. */
+class Dropper extends Transform {
+  private left: number;
+  private readonly onDrop: () => void;
+  constructor(limit: number, onDrop: () => void) {
+    super();
+    this.left = limit;
+    this.onDrop = onDrop;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (chunk.length < this.left) {
+      this.left -= chunk.length;
+      return cb(null, chunk);
+    }
+    this.push(chunk.subarray(0, this.left));
+    this.left = 0;
+    // Give the pushed bytes a moment to reach the socket, then cut it.
+    setTimeout(this.onDrop, 20);
+    cb();
+  }
+}
+
+function parseRange(h: string | undefined, size: number): { start: number; end: number } | 'bad' | undefined {
+  if (!h) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(h.trim());
+  if (!m) return undefined; // multi-range and other forms: serve the whole body
+  const [, a = '', b = ''] = m;
+  let start: number;
+  let end: number;
+  if (a === '') {
+    if (b === '') return 'bad';
+    start = Math.max(0, size - Number(b));
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+  }
+  if (start >= size || start > end) return 'bad';
+  return { start, end };
+}
+
+export async function startFileServer(opts: FileServerOptions): Promise<FileServer> {
+  const root = path.resolve(opts.root);
+  const host = opts.host ?? '127.0.0.1';
+  const ranges = opts.ranges ?? true;
+  const requests: RequestRecord[] = [];
+  let drops = 0;
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const rec: RequestRecord = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: req.headers,
+      status: 0,
+    };
+    requests.push(rec);
+    const send = (status: number, headers: Record<string, string> = {}, body = ''): void => {
+      rec.status = status;
+      res.writeHead(status, headers);
+      res.end(body);
+    };
+    serve(req, res, rec, send).catch(() => {
+      if (!res.headersSent) send(500);
+      else res.destroy();
+    });
+  };
+
+  const serve = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    rec: RequestRecord,
+    send: (status: number, headers?: Record<string, string>, body?: string) => void,
+  ): Promise<void> => {
+    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const target = opts.redirects?.[urlPath];
+    if (target !== undefined) return send(302, { location: target });
+    if (opts.basicAuth) {
+      const want =
+        'Basic ' + Buffer.from(`${opts.basicAuth.user}:${opts.basicAuth.password}`).toString('base64');
+      if (req.headers.authorization !== want) return send(401, { 'www-authenticate': 'Basic realm="test"' });
+    }
+    for (const [k, v] of Object.entries(opts.requireHeaders ?? {})) {
+      if (req.headers[k.toLowerCase()] !== v) return send(403, {}, `missing header ${k}\n`);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405);
+    if (req.method === 'HEAD' && opts.head === false) return send(405);
+    const file = path.resolve(root, '.' + path.posix.normalize(urlPath));
+    if (file !== root && !file.startsWith(root + path.sep)) return send(404);
+    const st = await stat(file).catch(() => undefined);
+    if (!st?.isFile()) return send(404, {}, 'not found\n');
+    const size = st.size;
+    const headers: Record<string, string> = {
+      'content-type': opts.contentType ?? 'application/octet-stream',
+      'last-modified': st.mtime.toUTCString(),
+    };
+    if (ranges) headers['accept-ranges'] = 'bytes';
+    let start = 0;
+    let end = size - 1;
+    let status = 200;
+    if (ranges) {
+      const r = parseRange(req.headers.range, size);
+      if (r === 'bad') return send(416, { 'content-range': `bytes */${size}` });
+      if (r) {
+        ({ start, end } = r);
+        status = 206;
+        headers['content-range'] = `bytes ${start}-${end}/${size}`;
+      }
+    }
+    const length = Math.max(0, end - start + 1);
+    if (opts.contentLength !== false) headers['content-length'] = String(length);
+    rec.status = status;
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD' || length === 0) {
+      res.end();
+      return;
+    }
+    const stages: (NodeJS.ReadableStream | Transform)[] = [
+      createReadStream(file, { start, end }),
+    ];
+    if (opts.dropAfterBytes !== undefined && (opts.dropTimes === undefined || drops < opts.dropTimes)) {
+      drops++;
+      stages.push(new Dropper(opts.dropAfterBytes, () => res.destroy()));
+    }
+    if (opts.throttleBytesPerSec) stages.push(new Throttle(opts.throttleBytesPerSec));
+    const pipe = pipeline as unknown as (...streams: unknown[]) => Promise<void>;
+    await pipe(...stages, res).catch(() => res.destroy());
+  };
+
+  const server = opts.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, handler)
+    : http.createServer(handler);
+  const sockets = new Set<import('node:net').Socket>();
+  server.on(opts.tls ? 'secureConnection' : 'connection', (s: import('node:net').Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `${opts.tls ? 'https' : 'http'}://${urlHost}:${port}`,
+    host,
+    port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

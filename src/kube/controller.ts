@@ -1,0 +1,112 @@
+// The reconcile loop: informers feed keys into one rate-limited queue; workers call reconcile(key).
+// reconcile is level-triggered: it reads the world (from informer caches) and converges one step.
+import { realClock, type Clock } from './clock.ts';
+import type { Informer } from './informer.ts';
+import { errorMessage, silentLogger, type Logger } from './log.ts';
+import { keyOf, type KubeObject } from './types.ts';
+import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
+
+export interface ReconcileResult {
+  /** Reconcile this key again after this many milliseconds (polling, e.g. progress). */
+  requeueAfterMs?: number;
+}
+
+export type Reconciler = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
+
+export interface ControllerOptions {
+  name: string;
+  reconcile: Reconciler;
+  workers?: number;
+  /** Re-enqueue every key of the watched informers this often (0: never). */
+  resyncMs?: number;
+  queue?: WorkQueueOptions;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Maps an object to the keys it should wake: itself by default, or e.g. its owner. */
+export type KeyMapper<T> = (obj: T) => string | string[] | undefined;
+
+export class Controller {
+  readonly name: string;
+  readonly queue: WorkQueue;
+  private readonly opts: ControllerOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly informers: Informer<KubeObject>[] = [];
+  private readonly resyncInformers: Informer<KubeObject>[] = [];
+
+  constructor(opts: ControllerOptions) {
+    this.opts = opts;
+    this.name = opts.name;
+    this.clock = opts.clock ?? realClock;
+    this.log = (opts.logger ?? silentLogger).child({ controller: opts.name });
+    this.queue = new WorkQueue({ clock: this.clock, ...opts.queue });
+  }
+
+  /**
+   * Enqueues keys for adds, updates and deletes seen by the informer. Without a mapper the object's own
+   * key is used, and the informer's keys are resynced periodically.
+   */
+  watch<T extends KubeObject>(informer: Informer<T>, mapper?: KeyMapper<T>): this {
+    const enqueue = (obj: T): void => {
+      const keys = mapper ? mapper(obj) : keyOf(obj);
+      if (keys === undefined) return;
+      for (const k of Array.isArray(keys) ? keys : [keys]) this.queue.add(k);
+    };
+    informer.onAdd(enqueue);
+    informer.onUpdate((_old, obj) => enqueue(obj));
+    informer.onDelete(enqueue);
+    this.informers.push(informer as unknown as Informer<KubeObject>);
+    if (!mapper) this.resyncInformers.push(informer as unknown as Informer<KubeObject>);
+    return this;
+  }
+
+  enqueue(key: string, afterMs = 0): void {
+    this.queue.addAfter(key, afterMs);
+  }
+
+  /**
+   * Waits for the watched informers to sync (they must be started by the caller, as they may be shared),
+   * then runs the workers until the signal aborts; then drains: in-flight reconciles finish.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.race([
+      Promise.all(this.informers.map((i) => i.waitForSync())),
+      new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true })),
+    ]);
+    if (signal.aborted) return;
+    this.log.info('caches synced, starting workers', { workers: this.opts.workers ?? 1 });
+    let cancelResync = (): void => {};
+    const resync = (): void => {
+      for (const inf of this.resyncInformers) for (const k of inf.keys()) this.queue.add(k);
+      cancelResync = this.clock.setTimer(resync, this.opts.resyncMs ?? 0);
+    };
+    if ((this.opts.resyncMs ?? 0) > 0) cancelResync = this.clock.setTimer(resync, this.opts.resyncMs ?? 0);
+    const stopped = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    const workers = Array.from({ length: this.opts.workers ?? 1 }, () => this.worker(signal));
+    await stopped;
+    cancelResync();
+    await this.queue.shutDown();
+    await Promise.all(workers);
+    this.log.info('stopped');
+  }
+
+  private async worker(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        const result = await this.opts.reconcile(key, signal);
+        this.queue.forget(key);
+        if (result?.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+      } catch (e) {
+        const retries = this.queue.numRequeues(key);
+        this.log.warn('reconcile failed, will retry', { key, error: errorMessage(e), retries });
+        this.queue.addRateLimited(key);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// The config controller: keeps the singleton CDIConfig `config` existing and its status resolved.
+import { isDeepStrictEqual } from 'node:util';
+import { CDIConfigName, GroupVersion } from '../shared/constants.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { writeStatus } from '../shared/status.ts';
+import type { Logger, Result } from '../shared/runtime.ts';
+import type { CDIConfig, StorageClass } from '../shared/types.ts';
+import { computeConfigStatus } from './status.ts';
+
+export interface ConfigDeps {
+  kube: Kube;
+  log: Logger;
+}
+
+export async function ensureConfig(kube: Kube): Promise<CDIConfig> {
+  const existing = await kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
+  if (existing) return existing;
+  try {
+    return await kube.create<CDIConfig>(Res.cdiConfig, {
+      apiVersion: GroupVersion,
+      kind: 'CDIConfig',
+      metadata: {
+        name: CDIConfigName,
+        labels: {
+          'app.kubernetes.io/component': 'storage',
+          'app.kubernetes.io/managed-by': 'cdi-controller',
+        },
+      },
+      spec: {},
+    });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+    const again = await kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
+    if (!again) throw new Error('CDIConfig config vanished while being created; will retry');
+    return again;
+  }
+}
+
+export async function reconcileConfig(d: ConfigDeps, key: string): Promise<Result | void> {
+  if (key !== CDIConfigName) return;
+  const config = await ensureConfig(d.kube);
+  const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
+  const status = computeConfigStatus(config, classes);
+  if (isDeepStrictEqual(status, config.status ?? {})) return;
+  d.log.info('updating CDIConfig status', { name: CDIConfigName });
+  await writeStatus(d.kube, Res.cdiConfig, { ...config, status });
+}

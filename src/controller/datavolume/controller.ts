@@ -1,0 +1,166 @@
+// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps
+// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
+import { isDeepStrictEqual } from 'node:util';
+import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import { Ann, CDIConfigName, GroupVersion, Phase, Reason } from '../shared/constants.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import type { Recorder } from '../shared/events.ts';
+import type { Logger, Result } from '../shared/runtime.ts';
+import { splitKey } from '../shared/runtime.ts';
+import { metaNow } from '../shared/status.ts';
+import { honorWaitForFirstConsumer, isWaitForFirstConsumer } from '../shared/storage.ts';
+import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
+import { fetchMetrics, formatProgress, metricsUrl, parseProgress } from './progress.ts';
+import { ClaimNotValidError, isImportDataVolume, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
+
+export interface DvDeps {
+  kube: Kube;
+  recorder: Recorder;
+  log: Logger;
+  now?: () => Date;
+  /** Reads an importer's metrics page; the default does the HTTPS GET. */
+  scrape?: (url: string) => Promise<string | undefined>;
+}
+
+const POLL_MS = 2000;
+
+const involved = (dv: DataVolume): DataVolume => ({ ...dv, apiVersion: GroupVersion, kind: 'DataVolume' });
+
+export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Result | void> {
+  const { namespace, name } = splitKey(key);
+  let dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
+  if (!dv || !isImportDataVolume(dv)) return;
+  let pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+  if (dv.metadata.deletionTimestamp) return;
+
+  const [classes, profiles, config] = await Promise.all([
+    d.kube.list<StorageClass>(Res.storageClass).then((l) => l.items),
+    d.kube.list<StorageProfile>(Res.storageProfile).then((l) => l.items),
+    d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName),
+  ]);
+  const world = {
+    storageClasses: classes,
+    storageProfile: (n: string): StorageProfile | undefined => profiles.find((p) => p.metadata.name === n),
+    config,
+  };
+
+  let spec;
+  try {
+    spec = renderPvcSpec(dv, pvc, world);
+  } catch (e) {
+    if (!(e instanceof ClaimNotValidError)) throw e;
+    await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
+      type: 'Warning',
+      reason: Reason.ErrClaimNotValid,
+      message: e.message,
+    });
+    // Nothing to retry until the user or a StorageClass/StorageProfile change gives us something new.
+    return;
+  }
+
+  // This controller implements the legacy flow; record that on the DV as upstream does for its decision.
+  if (dv.metadata.annotations?.[Ann.usePopulator] !== 'false') {
+    dv = await d.kube.mergePatch<DataVolume>(Res.dataVolume, name, namespace, {
+      metadata: { annotations: { [Ann.usePopulator]: 'false' } },
+    });
+  }
+
+  if (pvc) {
+    const owned = (pvc.metadata?.ownerReferences ?? []).some(
+      (o) => o.controller === true && o.uid === dv.metadata.uid,
+    );
+    if (!owned && pvc.metadata?.annotations?.[Ann.populatedFor] !== dv.metadata.name) {
+      const message = `Resource "${name}" already exists and is not managed by DataVolume`;
+      if (dv.status?.conditions?.find((c) => c.type === 'Bound')?.message !== message) {
+        await d.recorder.event(involved(dv), 'Warning', 'ErrResourceExists', message);
+      }
+      await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
+        type: 'Warning',
+        reason: 'ErrResourceExists',
+        message,
+      });
+      return;
+    }
+  } else {
+    const desired = newPvcForDataVolume(dv, spec, config?.status?.preallocation ?? false);
+    try {
+      pvc = await d.kube.create(Res.pvc, desired);
+      d.log.info('created PVC for DataVolume', {
+        namespace,
+        name,
+        size: String(spec.resources?.requests?.['storage'] ?? ''),
+      });
+    } catch (e) {
+      if (!isAlreadyExists(e)) {
+        const msg = (e as Error).message;
+        if (msg.includes('exceeded quota'))
+          await d.recorder.event(involved(dv), 'Warning', Reason.ErrExceededQuota, msg);
+        throw e;
+      }
+      pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+      if (!pvc) throw e;
+    }
+  }
+
+  const wffc =
+    honorWaitForFirstConsumer(config) &&
+    isWaitForFirstConsumer(classes, pvc.spec?.storageClassName) &&
+    pvc.status?.phase === 'Pending';
+  const { status, event } = computePhase(dv, pvc, { waitForFirstConsumer: wffc });
+
+  let result: Result | undefined;
+  if (status.phase !== Phase.Succeeded && status.phase !== Phase.Failed) {
+    const podName = pvc.metadata?.annotations?.[Ann.importPod];
+    const pod = podName ? await d.kube.get<V1Pod>(Res.pod, podName, namespace) : undefined;
+    if (!pod) result = { requeueAfter: POLL_MS };
+    else if (pod.status?.phase === 'Running') {
+      const url = metricsUrl(pod);
+      if (url) {
+        try {
+          const body = await (d.scrape ?? fetchMetrics)(url);
+          const v = body === undefined ? undefined : parseProgress(body, dv.metadata.uid ?? '');
+          if (v !== undefined) status.progress = formatProgress(v);
+        } catch (e) {
+          d.log.info('progress scrape failed', { namespace, name, error: (e as Error).message });
+        }
+      }
+      result = { requeueAfter: POLL_MS };
+    }
+  }
+  await writeStatus(d, dv, status, pvc, event);
+  return result;
+}
+
+/** Conditions, then a status write only if something changed, then the events upstream would emit for it. */
+async function writeStatus(
+  d: DvDeps,
+  dv: DataVolume,
+  status: NonNullable<DataVolume['status']>,
+  pvc: V1PersistentVolumeClaim | undefined,
+  event: DvEvent | undefined,
+): Promise<void> {
+  const original = dv.status?.conditions ?? [];
+  const next = structuredClone(status);
+  const now = metaNow(d.now?.());
+  // Without a PVC the event's reason/message explain the Bound condition (upstream updateDataVolumeStatusPhaseWithEvent).
+  updateConditions(next, pvc, pvc ? '' : (event?.reason ?? ''), pvc ? '' : (event?.message ?? ''), now);
+  if (isDeepStrictEqual(next, dv.status ?? {})) return;
+  await d.kube.mergePatch(
+    Res.dataVolume,
+    dv.metadata.name ?? '',
+    dv.metadata.namespace,
+    { status: next },
+    'status',
+  );
+  const inv = involved(dv);
+  if (event && (dv.status?.phase ?? '') !== next.phase)
+    await d.recorder.event(inv, event.type, event.reason, event.message);
+  if (event && !pvc && event.type === 'Warning' && (dv.status?.phase ?? '') === next.phase) {
+    // A rendering error leaves the phase unchanged; say it once per new message.
+    const prevMsg = original.find((c) => c.type === 'Bound')?.message;
+    if (prevMsg !== event.message) await d.recorder.event(inv, event.type, event.reason, event.message);
+  }
+  for (const ev of conditionEvents(next.conditions ?? [], original))
+    await d.recorder.event(inv, ev.type, ev.reason, ev.message);
+}

@@ -1,0 +1,152 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { computePhase, conditionEvents, updateConditions } from './status.ts';
+import type { DataVolume } from '../shared/types.ts';
+
+const dv = (phase?: string): DataVolume => ({
+  metadata: { name: 'disk', namespace: 'ns', uid: 'u' },
+  spec: {},
+  ...(phase !== undefined ? { status: { phase } } : {}),
+});
+const pvc = (phase: string, annotations: Record<string, string>): V1PersistentVolumeClaim => ({
+  metadata: { name: 'disk', annotations },
+  status: { phase },
+});
+const withPod = (podPhase?: string, extra: Record<string, string> = {}): Record<string, string> => ({
+  'cdi.kubevirt.io/storage.import.importPodName': 'importer-disk',
+  ...(podPhase ? { 'cdi.kubevirt.io/storage.pod.phase': podPhase } : {}),
+  ...extra,
+});
+
+void test('phase follows the pod phase copied onto a bound PVC, with upstream event reasons', () => {
+  const cases: [string, string, string][] = [
+    ['Pending', 'ImportScheduled', 'ImportScheduled'],
+    ['Running', 'ImportInProgress', 'ImportInProgress'],
+    ['Succeeded', 'Succeeded', 'ImportSucceeded'],
+  ];
+  for (const [pod, phase, reason] of cases) {
+    const r = computePhase(dv('PVCBound'), pvc('Bound', withPod(pod)), { waitForFirstConsumer: false });
+    assert.equal(r.status.phase, phase);
+    assert.equal(r.event?.reason, reason);
+  }
+  const done = computePhase(dv('ImportInProgress'), pvc('Bound', withPod('Succeeded')), {
+    waitForFirstConsumer: false,
+  });
+  assert.equal(done.status.progress, '100.0%');
+  assert.equal(done.event?.message, 'Successfully imported into PVC disk');
+});
+
+void test('a failed pod fails the DV only when the error is fatal', () => {
+  const retry = computePhase(
+    dv('ImportInProgress'),
+    pvc('Bound', withPod('Failed', { 'cdi.kubevirt.io/storage.pod.restarts': '3' })),
+    { waitForFirstConsumer: false },
+  );
+  assert.equal(retry.status.phase, 'ImportScheduled');
+  assert.equal(retry.status.restartCount, 3);
+  const fatal = computePhase(
+    dv('ImportInProgress'),
+    pvc('Bound', withPod('Failed', { 'cdi.kubevirt.io/storage.import.fatalError': 'true' })),
+    { waitForFirstConsumer: false },
+  );
+  assert.equal(fatal.status.phase, 'Failed');
+  assert.equal(fatal.event?.reason, 'ImportFailed');
+});
+
+void test('pending claims: Pending, or WaitForFirstConsumer on a WFFC class; bound without a pod yet: PVCBound', () => {
+  assert.equal(
+    computePhase(dv(''), pvc('Pending', {}), { waitForFirstConsumer: false }).status.phase,
+    'Pending',
+  );
+  assert.equal(
+    computePhase(dv(''), pvc('Pending', {}), { waitForFirstConsumer: true }).status.phase,
+    'WaitForFirstConsumer',
+  );
+  assert.equal(
+    computePhase(dv('WaitForFirstConsumer'), pvc('Bound', {}), { waitForFirstConsumer: false }).status.phase,
+    'PVCBound',
+  );
+  assert.equal(computePhase(dv(), undefined, { waitForFirstConsumer: false }).status.phase, 'Pending');
+  const lost = computePhase(dv('Succeeded'), pvc('Lost', {}), { waitForFirstConsumer: false });
+  assert.equal(lost.status.phase, 'Failed');
+  assert.equal(lost.event?.reason, 'ErrClaimLost');
+});
+
+void test('conditions: Running and Ready never both True; Bound from the claim; timestamps move only on change', () => {
+  const s = computePhase(
+    dv('PVCBound'),
+    pvc(
+      'Bound',
+      withPod('Running', {
+        'cdi.kubevirt.io/storage.condition.running': 'true',
+        'cdi.kubevirt.io/storage.condition.running.reason': 'Pod is running',
+      }),
+    ),
+    { waitForFirstConsumer: false },
+  ).status;
+  updateConditions(
+    s,
+    pvc(
+      'Bound',
+      withPod('Running', {
+        'cdi.kubevirt.io/storage.condition.running': 'true',
+        'cdi.kubevirt.io/storage.condition.running.reason': 'Pod is running',
+        'cdi.kubevirt.io/storage.condition.running.message': '',
+      }),
+    ),
+    '',
+    '',
+    '2026-01-01T00:00:00Z',
+  );
+  const by = (t: string) => s.conditions?.find((c) => c.type === t);
+  assert.deepEqual(by('Running'), {
+    type: 'Running',
+    status: 'True',
+    reason: 'Pod is running',
+    message: '',
+    lastTransitionTime: '2026-01-01T00:00:00Z',
+    lastHeartbeatTime: '2026-01-01T00:00:00Z',
+  });
+  assert.equal(by('Ready')?.status, 'False');
+  assert.equal(by('Ready')?.reason, 'TransferRunning');
+  assert.equal(by('Bound')?.status, 'True');
+  assert.equal(by('Bound')?.message, 'PVC disk Bound');
+  // success: Ready True, Running False with the importer's words
+  const done = computePhase({ ...dv('ImportInProgress'), status: s }, pvc('Bound', withPod('Succeeded')), {
+    waitForFirstConsumer: false,
+  }).status;
+  const a = withPod('Succeeded', {
+    'cdi.kubevirt.io/storage.condition.running': 'false',
+    'cdi.kubevirt.io/storage.condition.running.reason': 'Completed',
+    'cdi.kubevirt.io/storage.condition.running.message': 'Import Complete',
+  });
+  updateConditions(done, pvc('Bound', a), '', '', '2026-01-01T00:01:00Z');
+  const d = (t: string) => done.conditions?.find((c) => c.type === t);
+  assert.equal(d('Ready')?.status, 'True');
+  assert.equal(d('Ready')?.lastTransitionTime, '2026-01-01T00:01:00Z');
+  assert.equal(d('Running')?.status, 'False');
+  assert.equal(d('Running')?.message, 'Import Complete');
+  assert.equal(d('Bound')?.lastTransitionTime, '2026-01-01T00:00:00Z');
+});
+
+void test('events from conditions: Bound changes, and a new failure message while bound', () => {
+  const before = [
+    { type: 'Bound' as const, status: 'True' as const, reason: 'Bound', message: 'PVC disk Bound' },
+    { type: 'Running' as const, status: 'True' as const, reason: 'Pod is running', message: '' },
+  ];
+  const after = [
+    { type: 'Bound' as const, status: 'True' as const, reason: 'Bound', message: 'PVC disk Bound' },
+    { type: 'Ready' as const, status: 'False' as const, reason: '', message: '' },
+    {
+      type: 'Running' as const,
+      status: 'False' as const,
+      reason: 'Error',
+      message: 'Unable to connect to http data source: 404',
+    },
+  ];
+  assert.deepEqual(conditionEvents(after, before), [
+    { type: 'Warning', reason: 'Error', message: 'Unable to connect to http data source: 404' },
+  ]);
+  assert.deepEqual(conditionEvents(after, after), []);
+});

@@ -1,0 +1,258 @@
+// DataVolume status from the PVC's annotations (upstream controller-base.go updateStatus, import-controller.go
+// updateStatusPhase, conditions.go). Pure: the caller fetches, this decides, the caller writes.
+import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { Ann, Message, Phase, Reason } from '../shared/constants.ts';
+import type { DataVolume, DataVolumeCondition, DataVolumeStatus } from '../shared/types.ts';
+
+export interface DvEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface PhaseContext {
+  /** The claim's class binds on first consumer and HonorWaitForFirstConsumer is on. */
+  waitForFirstConsumer: boolean;
+}
+
+const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+
+/** True unless the claim was pre-populated for this DV (then no import is needed). */
+export function pvcRequiresWork(pvc: V1PersistentVolumeClaim | undefined, dv: DataVolume): boolean {
+  if (!pvc) return true;
+  return anns(pvc)[Ann.populatedFor] !== dv.metadata.name;
+}
+
+/** upstream ImportReconciler.updateStatusPhase: the pod phase (copied onto the PVC) picks the DV phase. */
+function importPhase(
+  pvc: V1PersistentVolumeClaim,
+  status: DataVolumeStatus,
+  dv: DataVolume,
+): DvEvent | undefined {
+  const a = anns(pvc);
+  const podPhase = a[Ann.podPhase];
+  if (podPhase !== 'Succeeded') {
+    const update = Ann.importPod in a && pvc.status?.phase === 'Bound' && pvcRequiresWork(pvc, dv);
+    if (!update) return undefined;
+  }
+  status.phase = Phase.ImportScheduled;
+  const name = pvc.metadata?.name ?? '';
+  switch (podPhase) {
+    case undefined:
+      return undefined;
+    case 'Pending':
+      status.phase = Phase.ImportScheduled;
+      return { type: 'Normal', reason: Reason.ImportScheduled, message: Message.importScheduled(name) };
+    case 'Running':
+      status.phase = Phase.ImportInProgress;
+      return { type: 'Normal', reason: Reason.ImportInProgress, message: Message.importInProgress(name) };
+    case 'Failed':
+      // Only a fatal error fails the DV; otherwise kubelet restarts the pod (restartPolicy OnFailure).
+      if (a[Ann.fatalError] === 'true') status.phase = Phase.Failed;
+      return { type: 'Warning', reason: Reason.ImportFailed, message: Message.importFailed(name) };
+    case 'Succeeded':
+      status.phase = Phase.Succeeded;
+      status.progress = '100.0%';
+      return { type: 'Normal', reason: Reason.ImportSucceeded, message: Message.importSucceeded(name) };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Phase, claimName and restartCount (upstream updateStatus without the progress scrape and conditions).
+ * Returns the event to emit if the phase changes.
+ */
+export function computePhase(
+  dv: DataVolume,
+  pvc: V1PersistentVolumeClaim | undefined,
+  ctx: PhaseContext,
+): { status: DataVolumeStatus; event?: DvEvent } {
+  const status: DataVolumeStatus = structuredClone(dv.status ?? {});
+  let event: DvEvent | undefined;
+  if (!pvc) {
+    if ((status.phase ?? '') === Phase.Unset || Ann.prePopulated in (dv.metadata.annotations ?? {}))
+      status.phase = Phase.Pending;
+    return { status };
+  }
+  if (pvc.metadata?.deletionTimestamp) return { status };
+  status.claimName = pvc.metadata?.name;
+  const requiresWork = pvcRequiresWork(pvc, dv);
+  if (anns(pvc)[Ann.podPhase] === 'Succeeded' && requiresWork) {
+    event = importPhase(pvc, status, dv);
+  } else {
+    switch (pvc.status?.phase) {
+      case 'Pending':
+        if (requiresWork)
+          status.phase = ctx.waitForFirstConsumer ? Phase.WaitForFirstConsumer : Phase.Pending;
+        else status.phase = Phase.Succeeded;
+        break;
+      case 'Bound':
+        if ([Phase.Pending, Phase.WaitForFirstConsumer, Phase.Unknown].includes(status.phase as never))
+          status.phase = Phase.PVCBound;
+        if (requiresWork) event = importPhase(pvc, status, dv);
+        else status.phase = Phase.Succeeded;
+        break;
+      case 'Lost':
+        status.phase = Phase.Failed;
+        event = {
+          type: 'Warning',
+          reason: Reason.ErrClaimLost,
+          message: Message.claimLost(pvc.metadata?.name ?? ''),
+        };
+        break;
+      default:
+        if (pvc.status?.phase) status.phase = Phase.Unknown;
+    }
+  }
+  const restarts = Number.parseInt(anns(pvc)[Ann.podRestarts] ?? '', 10);
+  if (Number.isInteger(restarts) && restarts >= 0) status.restartCount = restarts;
+  if (!status.progress) status.progress = 'N/A';
+  return { status, ...(event ? { event } : {}) };
+}
+
+function updateCondition(
+  conds: DataVolumeCondition[],
+  type: DataVolumeCondition['type'],
+  status: DataVolumeCondition['status'],
+  message: string,
+  reason: string,
+  now: string,
+): void {
+  let c = conds.find((x) => x.type === type);
+  if (!c) {
+    c = { type, status: '' as DataVolumeCondition['status'] };
+    conds.push(c);
+  }
+  if (c.status !== status) {
+    c.lastTransitionTime = now;
+    c.lastHeartbeatTime = now;
+    c.message = message;
+    c.reason = reason;
+  } else if ((c.message ?? '') !== message || (c.reason ?? '') !== reason) {
+    c.message = message;
+    c.reason = reason;
+    c.lastHeartbeatTime = now;
+  }
+  c.status = status;
+}
+
+/** Ready/Bound/Running as upstream's updateConditions computes them (Running and Ready are never both True). */
+export function updateConditions(
+  status: DataVolumeStatus,
+  pvc: V1PersistentVolumeClaim | undefined,
+  reason: string,
+  message: string,
+  now: string,
+): void {
+  const conds = (status.conditions ??= []);
+  const a = pvc ? anns(pvc) : {};
+  const readyStatus =
+    status.phase === Phase.Succeeded ? 'True' : status.phase === Phase.Unknown ? 'Unknown' : 'False';
+
+  // Bound
+  if (pvc) {
+    const bc = a[Ann.boundCondition];
+    const pvcCond =
+      bc === undefined
+        ? undefined
+        : {
+            status: bc.toLowerCase() === 'true' ? 'True' : bc.toLowerCase() === 'false' ? 'False' : 'Unknown',
+            message: a[Ann.boundConditionMessage] ?? '',
+            reason: a[Ann.boundConditionReason] ?? '',
+          };
+    const name = pvc.metadata?.name ?? '';
+    switch (pvc.status?.phase) {
+      case 'Bound':
+        if (!pvcCond || pvcCond.status === 'True')
+          updateCondition(conds, 'Bound', 'True', `PVC ${name} Bound`, Reason.Bound, now);
+        else {
+          updateCondition(conds, 'Bound', 'False', pvcCond.message, pvcCond.reason, now);
+          updateCondition(conds, 'Ready', 'False', '', '', now);
+        }
+        break;
+      case 'Pending':
+        if (!pvcCond || pvcCond.status === 'True')
+          updateCondition(conds, 'Bound', 'False', `PVC ${name} Pending`, Reason.Pending, now);
+        else
+          updateCondition(
+            conds,
+            'Bound',
+            'False',
+            `target PVC ${name} Pending and ${pvcCond.message}`,
+            pvcCond.reason,
+            now,
+          );
+        updateCondition(conds, 'Ready', 'False', '', '', now);
+        break;
+      case 'Lost':
+        updateCondition(conds, 'Bound', 'False', 'Claim Lost', Reason.ClaimLost, now);
+        updateCondition(conds, 'Ready', 'False', '', '', now);
+        break;
+      default:
+        updateCondition(conds, 'Bound', 'False', '', '', now);
+        updateCondition(conds, 'Ready', 'False', '', '', now);
+    }
+  } else {
+    updateCondition(conds, 'Bound', 'False', message || 'No PVC found', reason || Reason.NotFound, now);
+    updateCondition(conds, 'Ready', 'False', '', '', now);
+  }
+
+  updateCondition(conds, 'Ready', readyStatus, message, reason, now);
+
+  // Running
+  const rMsg = a[Ann.runningConditionMessage] ?? '';
+  const rReason = a[Ann.runningConditionReason] ?? '';
+  if (a[Ann.podSchedulable] === 'false') {
+    updateCondition(conds, 'Running', 'False', 'Importer pod cannot be scheduled', Reason.Unschedulable, now);
+  } else if (Ann.runningCondition in a) {
+    switch ((a[Ann.runningCondition] ?? '').toLowerCase()) {
+      case 'true':
+        updateCondition(conds, 'Running', 'True', rMsg, rReason, now);
+        updateCondition(conds, 'Ready', 'False', '', Reason.TransferRunning, now);
+        break;
+      case 'false':
+        updateCondition(conds, 'Running', 'False', rMsg, rReason, now);
+        break;
+      default:
+        updateCondition(conds, 'Running', 'Unknown', rMsg, rReason, now);
+    }
+  } else {
+    updateCondition(conds, 'Running', 'False', rMsg, rReason, now);
+  }
+}
+
+/** Events upstream emits when conditions change: Bound changes (Normal) and a new failure message (Warning). */
+export function conditionEvents(current: DataVolumeCondition[], original: DataVolumeCondition[]): DvEvent[] {
+  const find = (l: DataVolumeCondition[], t: string): DataVolumeCondition | undefined =>
+    l.find((c) => c.type === t);
+  const out: DvEvent[] = [];
+  const bound = find(current, 'Bound');
+  const oBound = find(original, 'Bound');
+  if (
+    bound &&
+    (!oBound ||
+      bound.status !== oBound.status ||
+      bound.reason !== oBound.reason ||
+      bound.message !== oBound.message)
+  ) {
+    out.push({ type: 'Normal', reason: bound.reason ?? '', message: bound.message ?? '' });
+  }
+  const ready = find(current, 'Ready');
+  const running = find(current, 'Running');
+  const oRunning = find(original, 'Running');
+  if (
+    ready &&
+    bound &&
+    running &&
+    ready.status === 'False' &&
+    running.status === 'False' &&
+    bound.status === 'True'
+  ) {
+    const msg = running.message ?? '';
+    if (msg !== '' && msg !== Message.scratchSpaceRequired && (!oRunning || oRunning.message !== msg)) {
+      out.push({ type: 'Warning', reason: running.reason ?? '', message: msg });
+    }
+  }
+  return out;
+}

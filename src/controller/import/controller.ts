@@ -1,0 +1,287 @@
+// The import controller: for every PVC carrying storage.import.endpoint or storage.import.source (written by the DV
+// controller, or by a user on a bare PVC), run pod importer-<pvc> and copy its state back onto the PVC
+// (upstream pkg/controller/import-controller.go). Level-triggered and idempotent: deterministic names, AlreadyExists
+// is success, and the PVC annotations are the only memory.
+import { isDeepStrictEqual } from 'node:util';
+import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
+import { isAlreadyExists, isConflict, Res, type Kube } from '../shared/client.ts';
+import type { Recorder } from '../shared/events.ts';
+import type { Logger, Result } from '../shared/runtime.ts';
+import { splitKey } from '../shared/runtime.ts';
+import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
+import type { CDIConfig, StorageClass } from '../shared/types.ts';
+import {
+  buildImportEnv,
+  getVolumeMode,
+  importPodName,
+  makeImporterPod,
+  requiresScratch,
+  scratchPvcName,
+  type ImporterPodOptions,
+} from './pod.ts';
+import { makeScratchPvc, scratchSize } from './scratch.ts';
+import { podToPvcUpdate } from './termination.ts';
+
+export interface ImportDeps {
+  kube: Kube;
+  recorder: Recorder;
+  log: Logger;
+  pod: Omit<ImporterPodOptions, 'resources' | 'imagePullSecrets'>;
+}
+
+const POLL_MS = 2000;
+
+const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+
+export function isImportPvc(pvc: V1PersistentVolumeClaim): boolean {
+  const a = anns(pvc);
+  return Ann.endpoint in a || Ann.source in a;
+}
+
+/** upstream shouldReconcilePVC (no multi-stage yet): an incomplete import PVC, bound unless WFFC is not honored. */
+export function shouldReconcile(pvc: V1PersistentVolumeClaim, config: CDIConfig | undefined): boolean {
+  const a = anns(pvc);
+  if ('cdi.kubevirt.io/storage.usePopulator.external' in a) return false;
+  if (a[Ann.podPhase] === 'Succeeded') return false;
+  if (!isImportPvc(pvc)) return false;
+  const honorWffc = honorWaitForFirstConsumer(config) && !(Ann.immediateBinding in a);
+  return honorWffc ? pvc.status?.phase === 'Bound' : true;
+}
+
+const controlledBy = (pod: V1Pod, pvc: V1PersistentVolumeClaim): boolean =>
+  (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === pvc.metadata?.uid);
+
+export async function reconcileImport(d: ImportDeps, key: string): Promise<Result | void> {
+  const { namespace, name } = splitKey(key);
+  const pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+  if (!pvc) return;
+  const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
+  if (!shouldReconcile(pvc, config)) {
+    await cleanupAfterCompletion(d, pvc);
+    return;
+  }
+
+  const podName = importPodName(pvc);
+  let pod = await d.kube.get<V1Pod>(Res.pod, podName, namespace);
+  if (pod && !controlledBy(pod, pvc)) {
+    throw new Error(
+      `pod ${namespace}/${podName} exists and is not owned by PVC ${name}: delete or rename it`,
+    );
+  }
+  if (pod?.metadata?.deletionTimestamp) pod = undefined; // a pod on its way out is not the importer any more
+
+  if (!pod) {
+    const a = anns(pvc);
+    if (a[Ann.fatalError] === 'true' || pvc.metadata?.deletionTimestamp) return;
+    const users = await podsUsingPvc(d.kube, pvc);
+    if (users.length > 0) {
+      for (const u of users) {
+        await d.recorder.event(
+          { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
+          'Warning',
+          Reason.ImportTargetInUse,
+          `pod ${u.metadata?.namespace}/${u.metadata?.name} using PersistentVolumeClaim ${name}`,
+        );
+      }
+      return { requeueAfter: POLL_MS };
+    }
+    if (Ann.importPod in a) await createImporterPod(d, pvc, config);
+    else {
+      // First sight: record the pod name (and whether scratch is needed) before creating anything, as upstream does.
+      const annotations: Record<string, string> = { [Ann.importPod]: importPodName(pvc) };
+      if (requiresScratch(pvc)) annotations[Ann.requiresScratch] = 'true';
+      await d.kube.mergePatch(Res.pvc, name, namespace, { metadata: { annotations } });
+    }
+  } else if (pvc.metadata?.deletionTimestamp) {
+    await d.kube.delete(Res.pod, podName, namespace);
+  } else {
+    await updatePvcFromPod(d, pvc, pod, config);
+  }
+  return { requeueAfter: POLL_MS };
+}
+
+/** A completed import whose pod deletion failed half-way still gets its pod removed (unless asked to retain it). */
+async function cleanupAfterCompletion(d: ImportDeps, pvc: V1PersistentVolumeClaim): Promise<void> {
+  const a = anns(pvc);
+  const podName = a[Ann.importPod];
+  if (a[Ann.podPhase] !== 'Succeeded' || !podName || a[Ann.retainAfterCompletion] === 'true') return;
+  const pod = await d.kube.get<V1Pod>(Res.pod, podName, pvc.metadata?.namespace);
+  if (pod && controlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
+    await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace);
+  }
+}
+
+async function podsUsingPvc(kube: Kube, pvc: V1PersistentVolumeClaim): Promise<V1Pod[]> {
+  const pods = (await kube.list<V1Pod>(Res.pod, { namespace: pvc.metadata?.namespace })).items;
+  return pods.filter(
+    (p) =>
+      !controlledBy(p, pvc) &&
+      p.status?.phase !== 'Succeeded' &&
+      p.status?.phase !== 'Failed' &&
+      (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
+  );
+}
+
+async function createImporterPod(
+  d: ImportDeps,
+  pvc: V1PersistentVolumeClaim,
+  config: CDIConfig | undefined,
+): Promise<void> {
+  if (!config)
+    throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
+  const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
+  const overhead = filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, getVolumeMode(pvc));
+  const env = buildImportEnv(pvc, config, overhead);
+  const scratch = requiresScratch(pvc) ? scratchPvcName(pvc) : undefined;
+  const desired = makeImporterPod(
+    pvc,
+    env,
+    {
+      ...d.pod,
+      resources: config.status?.defaultPodResourceRequirements,
+      imagePullSecrets: config.status?.imagePullSecrets,
+    },
+    scratch,
+  );
+  let pod: V1Pod;
+  try {
+    pod = await d.kube.create(Res.pod, desired);
+    d.log.info('created importer pod', {
+      namespace: pvc.metadata?.namespace,
+      pod: desired.metadata?.name,
+      scratch: scratch ?? '',
+    });
+  } catch (e) {
+    if (!isAlreadyExists(e)) {
+      await d.recorder.event(
+        { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
+        'Warning',
+        Reason.ErrImportFailed,
+        `could not create importer pod ${desired.metadata?.name}: ${(e as Error).message}`,
+      );
+      throw e;
+    }
+    const existing = await d.kube.get<V1Pod>(Res.pod, desired.metadata?.name ?? '', pvc.metadata?.namespace);
+    if (!existing) throw e;
+    pod = existing;
+  }
+  if (scratch) await ensureScratch(d, pvc, pod, config, classes);
+}
+
+/** Creates the scratch PVC if missing; returns the annotations to set on the target PVC. */
+async function ensureScratch(
+  d: ImportDeps,
+  pvc: V1PersistentVolumeClaim,
+  pod: V1Pod,
+  config: CDIConfig | undefined,
+  classes: StorageClass[],
+): Promise<Record<string, string | null>> {
+  const scratchName = (pod.spec?.volumes ?? []).find((v) => v.name === 'cdi-scratch-vol')
+    ?.persistentVolumeClaim?.claimName;
+  if (!scratchName)
+    throw new Error(`importer pod ${pod.metadata?.name} has no scratch volume; it will be recreated`);
+  const ns = pvc.metadata?.namespace;
+  const existing = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, scratchName, ns);
+  const out: Record<string, string | null> = {};
+  if (!existing) {
+    const scName = config?.status?.scratchSpaceStorageClass || pvc.spec?.storageClassName || '';
+    const size = scratchSize(
+      String(pvc.spec?.resources?.requests?.['storage'] ?? '0'),
+      filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, getVolumeMode(pvc)),
+      filesystemOverheadFor(config, classes, scName || undefined, 'Filesystem'),
+    );
+    try {
+      await d.kube.create(Res.pvc, makeScratchPvc(pvc, pod, scratchName, scName, size));
+      d.log.info('created scratch PVC', { namespace: ns, pvc: scratchName, size: size.toString() });
+    } catch (e) {
+      if (!isAlreadyExists(e)) throw e;
+    }
+    out[Ann.boundCondition] = 'false';
+    out[Ann.boundConditionMessage] = 'Creating scratch space';
+    out[Ann.boundConditionReason] = Reason.CreatingScratchSpace;
+  } else if (existing.metadata?.deletionTimestamp) {
+    await d.kube.delete(Res.pod, pod.metadata?.name ?? '', ns);
+    throw new Error(`terminating scratch space found, deleting pod ${pod.metadata?.name}`);
+  }
+  out[Ann.requiresScratch] = 'false';
+  return out;
+}
+
+async function updatePvcFromPod(
+  d: ImportDeps,
+  pvc: V1PersistentVolumeClaim,
+  pod: V1Pod,
+  config: CDIConfig | undefined,
+): Promise<void> {
+  const u = podToPvcUpdate(anns(pvc), pvc.metadata?.labels ?? {}, pod);
+  const annotations = u.annotations;
+  if (
+    pod.status?.phase === 'Pending' &&
+    requiresScratch({ ...pvc, metadata: { ...pvc.metadata, annotations } })
+  ) {
+    const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
+    const extra = await ensureScratch(d, pvc, pod, config, classes);
+    for (const [k, v] of Object.entries(extra)) if (v !== null) annotations[k] = v;
+  } else if (annotations[Ann.boundConditionReason] === Reason.CreatingScratchSpace) {
+    delete annotations[Ann.boundCondition];
+    delete annotations[Ann.boundConditionMessage];
+    delete annotations[Ann.boundConditionReason];
+  }
+
+  const before = anns(pvc);
+  if (!isDeepStrictEqual(annotations, before) || !isDeepStrictEqual(u.labels, pvc.metadata?.labels ?? {})) {
+    const patchAnn: Record<string, string | null> = { ...annotations };
+    for (const k of Object.keys(before)) if (!(k in annotations)) patchAnn[k] = null;
+    try {
+      // resourceVersion makes the merge patch conditional: a concurrent writer makes us re-read instead of clobber
+      await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+        metadata: { annotations: patchAnn, labels: u.labels, resourceVersion: pvc.metadata?.resourceVersion },
+      });
+    } catch (e) {
+      if (isConflict(e))
+        throw new Error(`PVC ${pvc.metadata?.name} changed while being updated; will re-read`);
+      throw e;
+    }
+    d.log.info('updated PVC from pod', {
+      namespace: pvc.metadata?.namespace,
+      pvc: pvc.metadata?.name,
+      phase: annotations[Ann.podPhase],
+      restarts: annotations[Ann.podRestarts],
+    });
+  }
+  const involved = { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata };
+  // Events describe a change: emit them only when this reconcile changed what the PVC says.
+  if (
+    annotations[Ann.podPhase] !== before[Ann.podPhase] ||
+    annotations[Ann.runningConditionMessage] !== before[Ann.runningConditionMessage]
+  ) {
+    for (const ev of u.events) await d.recorder.event(involved, ev.type, ev.reason, ev.message);
+  }
+
+  const podName = pod.metadata?.name ?? '';
+  const ns = pvc.metadata?.namespace;
+  if (u.fatal) {
+    d.log.info('deleting importer pod after a fatal error', { namespace: ns, pod: podName });
+    await d.kube.delete(Res.pod, podName, ns);
+    return;
+  }
+  if (u.complete || u.podModificationsNeeded) {
+    if (!u.podModificationsNeeded && before[Ann.podPhase] !== 'Succeeded') {
+      await d.recorder.event(involved, 'Normal', Reason.ImportSucceeded, 'Import Successful');
+    }
+    const retain = annotations[Ann.retainAfterCompletion] === 'true';
+    if (
+      !retain ||
+      annotations[Ann.requiresScratch] === 'true' ||
+      annotations[Ann.requiresDirectIo] === 'true'
+    ) {
+      d.log.info('deleting importer pod', {
+        namespace: ns,
+        pod: podName,
+        reason: u.podModificationsNeeded ? 'restart with changes' : 'complete',
+      });
+      await d.kube.delete(Res.pod, podName, ns);
+    }
+  }
+}

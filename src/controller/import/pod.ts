@@ -1,0 +1,354 @@
+// Renders the importer pod for a PVC: upstream's layout (pkg/controller/import-controller.go, makeImporterPodSpec),
+// with configuration passed only through environment variables (the importer's contract, see src/cmd/importer.ts).
+import type {
+  V1Container,
+  V1EnvVar,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Volume,
+  V1LocalObjectReference,
+} from '@kubernetes/client-node';
+import { Ann, ContentType, Label, Pod, Source } from '../shared/constants.ts';
+import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
+
+/** Values the importer receives; one field per upstream env var. */
+export interface ImportEnv {
+  source: string;
+  endpoint: string;
+  contentType: string;
+  imageSize: string;
+  ownerUID: string;
+  filesystemOverhead: string;
+  insecureTLS: boolean;
+  diskId: string;
+  uuid: string;
+  backingFile: string;
+  thumbprint: string;
+  currentCheckpoint: string;
+  previousCheckpoint: string;
+  finalCheckpoint: string;
+  preallocation: boolean;
+  httpProxy: string;
+  httpsProxy: string;
+  noProxy: string;
+  cacheMode: string;
+  registryImageArchitecture: string;
+  checksum: string;
+  secretName: string;
+  certConfigMap: string;
+  extraHeaders: string[];
+  secretExtraHeaders: string[];
+}
+
+export interface ImporterPodOptions {
+  image: string;
+  pullPolicy: string;
+  /** Passed as `-v=<n>` when set. */
+  verbose?: string;
+  resources?: ResourceRequirements;
+  imagePullSecrets?: V1LocalObjectReference[];
+}
+
+const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+
+/** The import source named by the PVC: upstream's GetSource (unknown or missing means http). */
+export function getSource(pvc: V1PersistentVolumeClaim): string {
+  const s = anns(pvc)[Ann.source] ?? '';
+  return (Object.values(Source) as string[]).includes(s) ? s : Source.http;
+}
+
+export function getContentType(pvc: V1PersistentVolumeClaim): string {
+  return anns(pvc)[Ann.contentType] === ContentType.archive ? ContentType.archive : ContentType.kubevirt;
+}
+
+export function getVolumeMode(pvc: V1PersistentVolumeClaim): 'Block' | 'Filesystem' {
+  return pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem';
+}
+
+export function importPodName(pvc: V1PersistentVolumeClaim): string {
+  const fromAnn = anns(pvc)[Ann.importPod];
+  if (fromAnn) return fromAnn;
+  const cp = anns(pvc)['cdi.kubevirt.io/storage.checkpoint.current'];
+  return resourceName(
+    Pod.importerPrefix,
+    cp ? `${pvc.metadata?.name ?? ''}-checkpoint-${cp}` : (pvc.metadata?.name ?? ''),
+  );
+}
+
+export function scratchPvcName(pvc: V1PersistentVolumeClaim): string {
+  return resourceName(pvc.metadata?.name ?? '', Pod.scratchSuffix);
+}
+
+/**
+ * upstream naming.GetResourceName (openshift library-go naming.GetName with the DNS-1123 subdomain limit of 253):
+ * "<base>-<suffix>", or, when too long, a shortened base plus an FNV-32a hash of the full base, so that two long
+ * names never collide.
+ */
+export function resourceName(base: string, suffix: string): string {
+  const max = 253;
+  const name = `${base}-${suffix}`;
+  if (name.length <= max) return name;
+  let h = 0x811c9dc5;
+  for (const c of Buffer.from(base)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  const hash = h.toString(16);
+  return `${base.slice(0, max - hash.length - suffix.length - 2)}-${hash}-${suffix}`;
+}
+
+/** Upstream requiresScratchSpace: archive content, glance, imageio deltas, pod-pull registry, or the annotation. */
+export function requiresScratch(pvc: V1PersistentVolumeClaim): boolean {
+  const a = anns(pvc);
+  let required = false;
+  if (getContentType(pvc) === ContentType.archive) required = true;
+  else {
+    switch (getSource(pvc)) {
+      case Source.glance:
+        required = true;
+        break;
+      case Source.imageio:
+        required = (a['cdi.kubevirt.io/storage.checkpoint.current'] ?? '') !== '';
+        break;
+      case Source.registry:
+        required = a[Ann.registryImportMethod] !== 'node';
+        break;
+    }
+  }
+  return required || a[Ann.requiresScratch] === 'true';
+}
+
+/** Builds the importer environment from the PVC annotations and the CDIConfig status (upstream createImportEnvVar). */
+export function buildImportEnv(
+  pvc: V1PersistentVolumeClaim,
+  config: CDIConfig | undefined,
+  filesystemOverhead: string,
+): ImportEnv {
+  const a = anns(pvc);
+  const source = getSource(pvc);
+  const imageSize = pvc.spec?.resources?.requests?.['storage'];
+  if (imageSize === undefined) {
+    throw new Error(
+      `PVC ${pvc.metadata?.namespace}/${pvc.metadata?.name} has no spec.resources.requests.storage: set the volume size`,
+    );
+  }
+  const endpoint = a[Ann.endpoint] ?? '';
+  if (source !== Source.none && endpoint === '') {
+    throw new Error(
+      `annotation "${Ann.endpoint}" in PVC "${pvc.metadata?.namespace}/${pvc.metadata?.name}" is empty: set it to the image URL`,
+    );
+  }
+  const proxy = config?.status?.importProxy;
+  const extraHeaders: string[] = [];
+  const secretExtraHeaders: string[] = [];
+  // Sorted so the pod spec (and IMPORTER_EXTRA_HEADER_<n>) is stable across reconciles; the DV controller writes
+  // ".0", ".1", ... in spec order, which sorts the same way for fewer than ten headers.
+  for (const k of Object.keys(a).sort()) {
+    if (k.startsWith(Ann.extraHeaders)) extraHeaders.push(a[k] ?? '');
+    if (k.startsWith(Ann.secretExtraHeaders)) secretExtraHeaders.push(a[k] ?? '');
+  }
+  const owners = pvc.metadata?.ownerReferences ?? [];
+  return {
+    source,
+    endpoint: source === Source.none ? '' : endpoint,
+    contentType: getContentType(pvc),
+    imageSize: String(imageSize),
+    ownerUID: owners.length === 1 ? (owners[0]?.uid ?? '') : (pvc.metadata?.uid ?? ''),
+    filesystemOverhead,
+    insecureTLS: isInsecureTLS(a, source, endpoint, config),
+    diskId: a[Ann.diskId] ?? '',
+    uuid: a[Ann.uuid] ?? '',
+    backingFile: a[Ann.backingFile] ?? '',
+    thumbprint: a[Ann.thumbprint] ?? '',
+    currentCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.current'] ?? '',
+    previousCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.previous'] ?? '',
+    finalCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.final'] ?? '',
+    preallocation: a[Ann.preallocationRequested] === 'true',
+    httpProxy: proxy?.HTTPProxy ?? '',
+    httpsProxy: proxy?.HTTPSProxy ?? '',
+    noProxy: proxy?.noProxy ?? '',
+    cacheMode: a[Ann.requiresDirectIo] === 'true' ? Pod.cacheModeTryNone : '',
+    registryImageArchitecture: a[Ann.registryImageArchitecture] ?? '',
+    checksum: a[Ann.checksum] ?? '',
+    secretName: source === Source.none ? '' : (a[Ann.secretName] ?? ''),
+    certConfigMap: source === Source.none ? '' : (a[Ann.certConfigMap] ?? ''),
+    extraHeaders,
+    secretExtraHeaders,
+  };
+}
+
+function isInsecureTLS(
+  a: Record<string, string>,
+  source: string,
+  endpoint: string,
+  config: CDIConfig | undefined,
+): boolean {
+  if (
+    (a[Ann.source] === Source.http || a[Ann.source] === Source.imageio) &&
+    a[Ann.insecureSkipVerify] === 'true'
+  )
+    return true;
+  if (!endpoint) return false;
+  try {
+    const u = new URL(endpoint);
+    return u.protocol === 'docker:' && (config?.spec?.insecureRegistries ?? []).includes(u.host);
+  } catch {
+    return false;
+  }
+}
+
+export function makeImportEnv(e: ImportEnv): V1EnvVar[] {
+  const env: V1EnvVar[] = [
+    { name: 'IMPORTER_SOURCE', value: e.source },
+    { name: 'IMPORTER_ENDPOINT', value: e.endpoint },
+    { name: 'IMPORTER_CONTENTTYPE', value: e.contentType },
+    { name: 'IMPORTER_IMAGE_SIZE', value: e.imageSize },
+    { name: 'OWNER_UID', value: e.ownerUID },
+    { name: 'FILESYSTEM_OVERHEAD', value: e.filesystemOverhead },
+    { name: 'INSECURE_TLS', value: String(e.insecureTLS) },
+    { name: 'IMPORTER_DISK_ID', value: e.diskId },
+    { name: 'IMPORTER_UUID', value: e.uuid },
+    { name: 'IMPORTER_PULL_METHOD', value: '' },
+    { name: 'IMPORTER_READY_FILE', value: '' },
+    { name: 'IMPORTER_DONE_FILE', value: '' },
+    { name: 'IMPORTER_BACKING_FILE', value: e.backingFile },
+    { name: 'IMPORTER_THUMBPRINT', value: e.thumbprint },
+    { name: 'http_proxy', value: e.httpProxy },
+    { name: 'https_proxy', value: e.httpsProxy },
+    { name: 'no_proxy', value: e.noProxy },
+    { name: 'IMPORTER_CURRENT_CHECKPOINT', value: e.currentCheckpoint },
+    { name: 'IMPORTER_PREVIOUS_CHECKPOINT', value: e.previousCheckpoint },
+    { name: 'IMPORTER_FINAL_CHECKPOINT', value: e.finalCheckpoint },
+    { name: 'PREALLOCATION', value: String(e.preallocation) },
+    { name: 'CACHE_MODE', value: e.cacheMode },
+    { name: 'IMPORTER_REGISTRY_IMAGE_ARCHITECTURE', value: e.registryImageArchitecture },
+    { name: 'IMPORTER_CHECKSUM', value: e.checksum },
+  ];
+  if (e.secretName && e.source !== Source.gcs) {
+    env.push(
+      {
+        name: 'IMPORTER_ACCESS_KEY_ID',
+        valueFrom: { secretKeyRef: { name: e.secretName, key: Pod.keyAccess } },
+      },
+      {
+        name: 'IMPORTER_SECRET_KEY',
+        valueFrom: { secretKeyRef: { name: e.secretName, key: Pod.keySecret } },
+      },
+    );
+  }
+  if (e.secretName && e.source === Source.gcs) {
+    env.push({ name: 'GOOGLE_APPLICATION_CREDENTIALS', value: '/google/credentials.json' });
+  }
+  if (e.certConfigMap) env.push({ name: 'IMPORTER_CERT_DIR', value: Pod.certDir });
+  e.extraHeaders.forEach((h, i) => env.push({ name: `IMPORTER_EXTRA_HEADER_${i}`, value: h }));
+  return env;
+}
+
+/** The whole importer pod: restricted security context, owned by the PVC, named from the PVC annotation. */
+export function makeImporterPod(
+  pvc: V1PersistentVolumeClaim,
+  env: ImportEnv,
+  opts: ImporterPodOptions,
+  scratchName: string | undefined,
+): V1Pod {
+  const pvcName = pvc.metadata?.name ?? '';
+  const block = getVolumeMode(pvc) === 'Block';
+  const container: V1Container = {
+    name: Pod.importerPrefix,
+    image: opts.image,
+    imagePullPolicy: opts.pullPolicy,
+    ...(opts.verbose ? { args: [`-v=${opts.verbose}`] } : {}),
+    env: makeImportEnv(env),
+    ports: [{ name: 'metrics', containerPort: Pod.metricsPort, protocol: 'TCP' }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    ...(opts.resources ? { resources: structuredClone(opts.resources) } : {}),
+  };
+  const mounts: NonNullable<V1Container['volumeMounts']> = [];
+  if (block) container.volumeDevices = [{ name: Pod.dataVolName, devicePath: Pod.blockPath }];
+  else mounts.push({ name: Pod.dataVolName, mountPath: Pod.dataDir });
+  const volumes: V1Volume[] = [
+    { name: Pod.dataVolName, persistentVolumeClaim: { claimName: pvcName, readOnly: false } },
+  ];
+  if (scratchName) {
+    mounts.push({ name: Pod.scratchVolName, mountPath: Pod.scratchDir });
+    volumes.push({
+      name: Pod.scratchVolName,
+      persistentVolumeClaim: { claimName: scratchName, readOnly: false },
+    });
+  }
+  if (env.certConfigMap) {
+    mounts.push({ name: Pod.certVolName, mountPath: Pod.certDir });
+    volumes.push({ name: Pod.certVolName, configMap: { name: env.certConfigMap } });
+  }
+  if (env.source === Source.gcs && env.secretName) {
+    mounts.push({ name: 'cdi-secret-vol', mountPath: '/google' });
+    volumes.push({ name: 'cdi-secret-vol', secret: { secretName: env.secretName } });
+  }
+  env.secretExtraHeaders.forEach((secretName, i) => {
+    mounts.push({
+      name: `cdi-secret-extra-headers-vol-${i}`,
+      mountPath: `${Pod.secretExtraHeadersDir}/${i}`,
+    });
+    volumes.push({ name: `cdi-secret-extra-headers-vol-${i}`, secret: { secretName } });
+  });
+  if (mounts.length > 0) container.volumeMounts = mounts;
+  container.securityContext = {
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    runAsNonRoot: true,
+    runAsUser: Pod.qemuUid,
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+
+  const a = anns(pvc);
+  const annotations: Record<string, string> = { [Ann.createdBy]: 'yes' };
+  // upstream allowedAnnotations: network and sidecar settings a user may set on the DV/PVC for the worker pod
+  const allowed: Record<string, string> = {
+    'k8s.v1.cni.cncf.io/networks': '',
+    'v1.multus-cni.io/default-network': '',
+    'sidecar.istio.io/inject': 'false',
+    'linkerd.io/inject': 'disabled',
+    'k8s.ovn.org/open-default-ports': '',
+  };
+  for (const [k, def] of Object.entries(allowed)) {
+    const v = a[k] ?? def;
+    if (v) annotations[k] = v;
+  }
+
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: a[Ann.importPod] ?? importPodName(pvc),
+      namespace: pvc.metadata?.namespace,
+      annotations,
+      labels: {
+        ...(pvc.metadata?.labels ?? {}),
+        [Label.app]: Label.appValue,
+        [Label.component]: Label.importerValue,
+        [Label.prometheus]: Label.prometheusValue,
+      },
+      ownerReferences: [
+        {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          name: pvcName,
+          uid: pvc.metadata?.uid ?? '',
+          blockOwnerDeletion: true,
+          controller: true,
+        },
+      ],
+    },
+    spec: {
+      containers: [container],
+      volumes,
+      restartPolicy: 'OnFailure',
+      enableServiceLinks: false,
+      ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
+      ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
+      ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
+      securityContext: {
+        seccompProfile: { type: 'RuntimeDefault' },
+        // fsGroup lets the non-root importer write the mounted volumes (upstream sets it when anything is mounted)
+        ...(mounts.length > 0 ? { fsGroup: Pod.qemuUid } : {}),
+      },
+    },
+  };
+}

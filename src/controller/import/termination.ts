@@ -1,0 +1,234 @@
+// How a worker pod's state becomes PVC annotations (the status protocol the DV controller reads).
+// Pure functions mirroring upstream's updatePvcFromPod / setAnnotationsFromPodWithPrefix / parseTerminationMessage.
+import type { V1ContainerStatus, V1ContainerStateTerminated, V1Pod } from '@kubernetes/client-node';
+import { Ann, Message, Pod, Reason } from '../shared/constants.ts';
+
+/** The JSON an importer writes to /dev/termination-log (upstream common.TerminationMessage). */
+export interface TerminationMessage {
+  scratchSpaceRequired?: boolean;
+  preallocationApplied?: boolean;
+  deadlinePassed?: boolean;
+  vddkInfo?: { version?: string; host?: string };
+  labels?: Record<string, string>;
+  message?: string;
+}
+
+/**
+ * Parses the termination message of the first container when it exited with code 0 (the importer writes JSON then;
+ * on a non-zero exit it writes a plain error line, read as text by annotationsFromPod).
+ * Returns undefined when there is nothing to parse; throws a one-line error when the JSON is malformed.
+ */
+export function parseTerminationMessage(pod: V1Pod): TerminationMessage | undefined {
+  const t = pod.status?.containerStatuses?.[0]?.state?.terminated;
+  if (!t || t.exitCode !== 0) return undefined;
+  const text = t.message ?? '';
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`termination message of pod ${pod.metadata?.name} is not JSON: ${text.slice(0, 120)}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new Error(`termination message of pod ${pod.metadata?.name} is not a JSON object`);
+  }
+  const o = raw as Record<string, unknown>;
+  const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
+  const msg: TerminationMessage = {};
+  if (bool(o['scratchSpaceRequired']) !== undefined)
+    msg.scratchSpaceRequired = bool(o['scratchSpaceRequired']);
+  if (bool(o['preallocationApplied']) !== undefined)
+    msg.preallocationApplied = bool(o['preallocationApplied']);
+  if (bool(o['deadlinePassed']) !== undefined) msg.deadlinePassed = bool(o['deadlinePassed']);
+  if (typeof o['message'] === 'string') msg.message = o['message'];
+  const v = o['vddkInfo'];
+  if (typeof v === 'object' && v !== null) {
+    const vi = v as Record<string, unknown>;
+    msg.vddkInfo = {
+      ...(typeof vi['version'] === 'string' ? { version: vi['version'] } : {}),
+      ...(typeof vi['host'] === 'string' ? { host: vi['host'] } : {}),
+    };
+  }
+  const l = o['labels'];
+  if (typeof l === 'object' && l !== null) {
+    msg.labels = Object.fromEntries(
+      Object.entries(l).filter((e): e is [string, string] => typeof e[1] === 'string'),
+    );
+  }
+  return msg;
+}
+
+/** upstream simplifyKnownMessage: out-of-space errors all read as one clear sentence. */
+export function simplifyKnownMessage(msg: string): string {
+  if (
+    msg.includes('is larger than the reported available') ||
+    msg.includes('no space left on device') ||
+    msg.includes('file largest block is bigger than maxblock') ||
+    msg.includes('disk quota exceeded')
+  ) {
+    return 'DataVolume too small to contain image';
+  }
+  return msg;
+}
+
+export function isOOMKilled(s: V1ContainerStatus | undefined): boolean {
+  return s?.state?.terminated?.reason === Pod.oomKilled || s?.lastState?.terminated?.reason === Pod.oomKilled;
+}
+
+/**
+ * Copies restarts and the Running condition from the pod into `anno` (upstream setAnnotationsFromPodWithPrefix).
+ * One improvement over upstream: while the container waits in CrashLoopBackOff, the reason and message come from its
+ * last termination, so a retrying import keeps showing why it failed instead of the previous reconcile's text.
+ */
+export function setAnnotationsFromPod(
+  anno: Record<string, string>,
+  pod: V1Pod,
+  termMsg: TerminationMessage | undefined,
+): void {
+  const statuses = pod.status?.containerStatuses;
+  if (!statuses || statuses.length === 0) return;
+  const first = statuses[0] as V1ContainerStatus;
+  const prefix = Ann.runningCondition;
+  const annRestarts = Number.parseInt(anno[Ann.podRestarts] ?? '0', 10) || 0;
+  if (first.restartCount >= annRestarts) anno[Ann.podRestarts] = String(first.restartCount);
+
+  if (statuses.every((s) => s.state?.running)) {
+    anno[prefix] = 'true';
+    anno[`${prefix}.message`] = '';
+    anno[`${prefix}.reason`] = Message.podRunning;
+    return;
+  }
+  anno[prefix] = 'false';
+
+  for (const s of statuses) {
+    const w = s.state?.waiting;
+    if (
+      s.started === false &&
+      w &&
+      ['ImagePullBackOff', 'ErrImagePull', 'InvalidImageName'].includes(w.reason ?? '')
+    ) {
+      anno[`${prefix}.message`] = `${Message.imagePullFailure}: ${s.image}`;
+      anno[`${prefix}.reason`] = Reason.ImagePullFailed;
+      return;
+    }
+  }
+
+  const state = first.state;
+  if (state?.waiting && state.waiting.reason !== 'CrashLoopBackOff') {
+    anno[`${prefix}.message`] = simplifyKnownMessage(state.waiting.message ?? '');
+    anno[`${prefix}.reason`] = state.waiting.reason ?? '';
+    return;
+  }
+  const terminated: V1ContainerStateTerminated | undefined =
+    state?.terminated ?? (state?.waiting ? first.lastState?.terminated : undefined);
+  if (!terminated) return;
+  if (termMsg && state?.terminated) {
+    if (termMsg.scratchSpaceRequired) {
+      anno[Ann.requiresScratch] = 'true';
+      anno[`${prefix}.message`] = Message.scratchSpaceRequired;
+      anno[`${prefix}.reason`] = Reason.ScratchSpaceRequired;
+      return;
+    }
+    if (termMsg.message !== undefined) anno[`${prefix}.message`] = termMsg.message;
+    if (termMsg.vddkInfo?.host) anno['cdi.kubevirt.io/storage.pod.vddk.host'] = termMsg.vddkInfo.host;
+    if (termMsg.vddkInfo?.version)
+      anno['cdi.kubevirt.io/storage.pod.vddk.version'] = termMsg.vddkInfo.version;
+    if (termMsg.preallocationApplied) anno[Ann.preallocationApplied] = 'true';
+  } else {
+    const text = terminated.message ?? '';
+    anno[`${prefix}.message`] = simplifyKnownMessage(text.trim());
+    if (text.includes('Preallocation applied')) anno[Ann.preallocationApplied] = 'true';
+    if (text.includes(Message.imagePullFailure)) {
+      anno[`${prefix}.reason`] = Reason.ImagePullFailed;
+      return;
+    }
+  }
+  anno[`${prefix}.reason`] = terminated.reason ?? '';
+}
+
+export interface PodUpdate {
+  annotations: Record<string, string>;
+  labels: Record<string, string>;
+  events: { type: 'Normal' | 'Warning'; reason: string; message: string }[];
+  /** The pod must be recreated (scratch space or direct I/O needed); its phase is not copied. */
+  podModificationsNeeded: boolean;
+  fatal: boolean;
+  complete: boolean;
+}
+
+/**
+ * The PVC annotations and labels after looking at the pod (upstream updatePvcFromPod, minus the API calls).
+ * Fatal: only a checksum mismatch, reported by the importer with exit code 0 so that kubelet does not retry it.
+ * Everything else that fails (unreachable URL, image too large, bad format) exits non-zero and kubelet retries it.
+ */
+export function podToPvcUpdate(
+  pvcAnnotations: Record<string, string>,
+  pvcLabels: Record<string, string>,
+  pod: V1Pod,
+): PodUpdate {
+  const anno = { ...pvcAnnotations };
+  const events: PodUpdate['events'] = [];
+  let termMsg: TerminationMessage | undefined;
+  try {
+    termMsg = parseTerminationMessage(pod);
+  } catch {
+    termMsg = undefined; // as upstream: an unparsable message is read as plain text below
+  }
+  setAnnotationsFromPod(anno, pod, termMsg);
+
+  if (termMsg?.message?.includes('checksum mismatch')) {
+    anno[Ann.podPhase] = 'Failed';
+    anno[Ann.fatalError] = 'true';
+    anno[Ann.runningCondition] = 'false';
+    if (!anno[Ann.runningConditionMessage])
+      anno[Ann.runningConditionMessage] = simplifyKnownMessage(termMsg.message);
+    anno[Ann.runningConditionReason] = Reason.ChecksumError;
+    events.push({
+      type: 'Warning',
+      reason: Reason.ErrImportFailed,
+      message: simplifyKnownMessage(termMsg.message),
+    });
+  }
+
+  let podModificationsNeeded = termMsg?.scratchSpaceRequired === true;
+  const status = pod.status?.containerStatuses?.[0];
+  if (status) {
+    if (isOOMKilled(status)) {
+      podModificationsNeeded = true;
+      anno[Ann.requiresDirectIo] = 'true';
+    }
+    const t = status.state?.terminated;
+    if (t && t.exitCode > 0)
+      events.push({ type: 'Warning', reason: Reason.ErrImportFailed, message: t.message ?? '' });
+  }
+
+  anno[Ann.importPod] = pod.metadata?.name ?? '';
+  if (!podModificationsNeeded && anno[Ann.fatalError] !== 'true')
+    anno[Ann.podPhase] = pod.status?.phase ?? '';
+
+  anno[Ann.podSchedulable] = 'true';
+  if (anno[Ann.podPhase] === 'Pending') {
+    for (const c of pod.status?.conditions ?? []) {
+      if (c.type === 'PodScheduled' && c.reason === 'Unschedulable') {
+        anno[Ann.podSchedulable] = 'false';
+        break;
+      }
+    }
+  }
+  for (const ev of pod.spec?.containers[0]?.env ?? []) {
+    if (ev.name === 'CACHE_MODE' && ev.value === Pod.cacheModeTryNone) anno[Ann.requiresDirectIo] = 'false';
+  }
+
+  const labels: Record<string, string> = { ...pvcLabels, app: 'containerized-data-importer' };
+  const complete = anno[Ann.podPhase] === 'Succeeded';
+  if (complete && termMsg?.labels) {
+    for (const [k, v] of Object.entries(termMsg.labels)) if (!(k in labels)) labels[k] = v;
+  }
+  return {
+    annotations: anno,
+    labels,
+    events,
+    podModificationsNeeded,
+    fatal: anno[Ann.fatalError] === 'true',
+    complete,
+  };
+}

@@ -1,0 +1,182 @@
+// The generated CRDs on a real API server: installable, explainable, accepting upstream-style manifests
+// unchanged, printing the upstream columns, and writing status only through the status subresource.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import {
+  Resources,
+  isInvalid,
+  type KubeClient,
+  type KubeObject,
+  type Resource,
+} from '../../../src/kube/index.ts';
+import {
+  parseCDI,
+  parseCDIConfig,
+  parseDataVolume,
+  parseStorageProfile,
+  type DataVolume,
+} from '../../../src/api/index.ts';
+import {
+  clusterClient,
+  createNamespace,
+  eventually,
+  installCrds,
+  kubectl,
+  repoRoot,
+} from '../kube/cluster.ts';
+
+let client: KubeClient;
+let ns: string;
+let cleanup: () => Promise<void> = async () => {};
+
+before(async () => {
+  client = clusterClient();
+  await installCrds(client);
+  ({ name: ns, cleanup } = await createNamespace(client, 'api-crds'));
+});
+after(async () => cleanup());
+
+/** The server drops nulls of non-nullable fields; everything else must come back as written. */
+function withoutNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutNulls);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== null)
+        .map(([k, x]) => [k, withoutNulls(x)]),
+    );
+  }
+  return v;
+}
+
+const fixtures = join(repoRoot, 'test', 'fixtures', 'manifests');
+const kinds: Record<string, { resource: Resource; parse: (v: unknown) => unknown }> = {
+  DataVolume: { resource: Resources.DataVolume, parse: parseDataVolume },
+  CDIConfig: { resource: Resources.CDIConfig, parse: parseCDIConfig },
+  StorageProfile: { resource: Resources.StorageProfile, parse: parseStorageProfile },
+  CDI: { resource: Resources.CDI, parse: parseCDI },
+};
+
+void test('upstream-style manifests are accepted unchanged (server-side dry run, nothing pruned) and parse', async () => {
+  const files = (await readdir(fixtures)).filter((f) => f.endsWith('.yaml')).sort();
+  assert.ok(files.length >= 15, 'the fixtures are there');
+  for (const file of files) {
+    const manifest = YAML.parse(await readFile(join(fixtures, file), 'utf8')) as KubeObject & {
+      spec: unknown;
+    };
+    const kind = kinds[manifest.kind ?? ''];
+    assert.ok(kind, `${file}: unexpected kind ${manifest.kind}`);
+    const obj = {
+      ...manifest,
+      metadata: { ...manifest.metadata, namespace: kind.resource.namespaced ? ns : undefined },
+    };
+    const created = await client
+      .create<KubeObject & { spec: unknown }>(kind.resource, obj, { dryRun: true })
+      .catch((e: unknown) => {
+        throw new Error(`${file} was rejected: ${(e as Error).message}`);
+      });
+    assert.deepEqual(
+      created.spec,
+      withoutNulls(manifest.spec),
+      `${file}: the server pruned or changed fields`,
+    );
+    assert.doesNotThrow(() => kind.parse(created), `${file}: parse of the server's answer`);
+  }
+});
+
+void test('kubectl explain datavolume.spec.source.http shows our descriptions', async () => {
+  const out = await eventually('the CRD schema to be published in OpenAPI', async () => {
+    const r = await kubectl('explain', 'datavolume.spec.source.http');
+    return r.code === 0 && r.stdout.includes('checksum') ? r.stdout : undefined;
+  });
+  assert.match(out, /Import an image from an HTTP or HTTPS URL\./);
+  assert.match(out, /url\s+<string> -required-/);
+  assert.match(out, /The expected digest of the downloaded file/);
+  assert.match(out, /secretExtraHeaders\s+<\[\]string>/);
+  const status = await kubectl('explain', 'dv.status.restartCount');
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /How many times the pod populating the DataVolume has restarted/);
+});
+
+void test('the server rejects an invalid DataVolume with a 422 naming the field', async () => {
+  const bad = {
+    metadata: { name: 'bad', namespace: ns },
+    spec: { contentType: 'tarball', source: { http: {} } },
+  };
+  await assert.rejects(client.create(Resources.DataVolume, bad), (e: unknown) => {
+    assert.ok(isInvalid(e));
+    assert.match((e as Error).message, /spec\.contentType/);
+    assert.match((e as Error).message, /spec\.source\.http\.url/);
+    return true;
+  });
+});
+
+void test('status goes through the status subresource only, and kubectl get dv prints Phase, Progress, Restarts', async () => {
+  const created = await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name: 'columns', namespace: ns },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Mi' } } } },
+  });
+  assert.equal(created.status, undefined);
+  // A status in a write to the main resource is ignored…
+  const viaMain = await client.mergePatch<DataVolume & KubeObject>(
+    Resources.DataVolume,
+    'columns',
+    { status: { phase: 'Failed' } },
+    { namespace: ns },
+  );
+  assert.equal(viaMain.status?.phase, undefined);
+  // …and a spec in a write to the status subresource too.
+  const viaStatus = await client.mergePatch<DataVolume & KubeObject>(
+    Resources.DataVolume,
+    'columns',
+    {
+      spec: { preallocation: true },
+      status: { phase: 'ImportInProgress', progress: '45.10%', restartCount: 2, claimName: 'columns' },
+    },
+    { namespace: ns, subresource: 'status' },
+  );
+  assert.equal(viaStatus.status?.phase, 'ImportInProgress');
+  assert.equal(viaStatus.spec.preallocation, undefined);
+  assert.ok(
+    Number(viaStatus.metadata?.generation) === Number(created.metadata?.generation),
+    'a status write does not bump generation',
+  );
+
+  const r = await kubectl('get', 'dv', '-n', ns);
+  assert.equal(r.code, 0, r.stderr);
+  const [header, row] = r.stdout.trim().split('\n');
+  assert.deepEqual(header?.split(/\s+/), ['NAME', 'PHASE', 'PROGRESS', 'RESTARTS', 'AGE']);
+  assert.deepEqual(row?.split(/\s+/).slice(0, 4), ['columns', 'ImportInProgress', '45.10%', '2']);
+  const all = await kubectl('get', 'all', '-n', ns);
+  assert.match(all.stdout, /datavolume\.cdi\.kubevirt\.io\/columns/);
+  const short = await kubectl('get', 'dvs', '-n', ns, '-o', 'name');
+  assert.equal(short.stdout.trim(), 'datavolume.cdi.kubevirt.io/columns');
+});
+
+void test('StorageProfile and CDI are cluster-scoped with a status subresource', async () => {
+  const name = `sp-${ns}`;
+  await client.create(Resources.StorageProfile, { metadata: { name }, spec: {} });
+  try {
+    const patched = await client.patchStatus<KubeObject & { status?: { provisioner?: string } }>(
+      Resources.StorageProfile,
+      name,
+      {
+        storageClass: name,
+        provisioner: 'example.invalid/csi',
+        claimPropertySets: [{ accessModes: ['ReadWriteOnce'], volumeMode: 'Filesystem' }],
+      },
+    );
+    assert.equal(patched.status?.provisioner, 'example.invalid/csi');
+    await assert.rejects(
+      client.patchStatus(Resources.StorageProfile, name, {
+        claimPropertySets: [{ accessModes: ['WriteAlways'], volumeMode: 'Filesystem' }],
+      }),
+      /Illegal AccessMode/,
+    );
+  } finally {
+    await client.delete(Resources.StorageProfile, name);
+  }
+});

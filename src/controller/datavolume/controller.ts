@@ -1,7 +1,6 @@
-// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps
-// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
+// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
+import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { Ann, CDIConfigName, GroupVersion, Phase, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
@@ -31,7 +30,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   const { namespace, name } = splitKey(key);
   let dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
   if (!dv || !isImportDataVolume(dv)) return;
-  let pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+  let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
   if (dv.metadata.deletionTimestamp) return;
 
   const [classes, profiles, config] = await Promise.all([
@@ -73,7 +72,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     if (!owned && pvc.metadata?.annotations?.[Ann.populatedFor] !== dv.metadata.name) {
       const message = `Resource "${name}" already exists and is not managed by DataVolume`;
       if (dv.status?.conditions?.find((c) => c.type === 'Bound')?.message !== message) {
-        await d.recorder.event(involved(dv), 'Warning', 'ErrResourceExists', message);
+        await d.recorder.record(involved(dv), 'Warning', 'ErrResourceExists', message);
       }
       await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
         type: 'Warning',
@@ -95,10 +94,10 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
       if (!isAlreadyExists(e)) {
         const msg = (e as Error).message;
         if (msg.includes('exceeded quota'))
-          await d.recorder.event(involved(dv), 'Warning', Reason.ErrExceededQuota, msg);
+          await d.recorder.record(involved(dv), 'Warning', Reason.ErrExceededQuota, msg);
         throw e;
       }
-      pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+      pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
       if (!pvc) throw e;
     }
   }
@@ -112,8 +111,8 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   let result: Result | undefined;
   if (status.phase !== Phase.Succeeded && status.phase !== Phase.Failed) {
     const podName = pvc.metadata?.annotations?.[Ann.importPod];
-    const pod = podName ? await d.kube.get<V1Pod>(Res.pod, podName, namespace) : undefined;
-    if (!pod) result = { requeueAfter: POLL_MS };
+    const pod = podName ? await d.kube.get<PodObj>(Res.pod, podName, namespace) : undefined;
+    if (!pod) result = { requeueAfterMs: POLL_MS };
     else if (pod.status?.phase === 'Running') {
       const url = metricsUrl(pod);
       if (url) {
@@ -125,7 +124,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
           d.log.info('progress scrape failed', { namespace, name, error: (e as Error).message });
         }
       }
-      result = { requeueAfter: POLL_MS };
+      result = { requeueAfterMs: POLL_MS };
     }
   }
   await writeStatus(d, dv, status, pvc, event);
@@ -137,7 +136,7 @@ async function writeStatus(
   d: DvDeps,
   dv: DataVolume,
   status: NonNullable<DataVolume['status']>,
-  pvc: V1PersistentVolumeClaim | undefined,
+  pvc: Pvc | undefined,
   event: DvEvent | undefined,
 ): Promise<void> {
   const original = dv.status?.conditions ?? [];
@@ -155,12 +154,12 @@ async function writeStatus(
   );
   const inv = involved(dv);
   if (event && (dv.status?.phase ?? '') !== next.phase)
-    await d.recorder.event(inv, event.type, event.reason, event.message);
+    await d.recorder.record(inv, event.type, event.reason, event.message);
   if (event && !pvc && event.type === 'Warning' && (dv.status?.phase ?? '') === next.phase) {
     // A rendering error leaves the phase unchanged; say it once per new message.
     const prevMsg = original.find((c) => c.type === 'Bound')?.message;
-    if (prevMsg !== event.message) await d.recorder.event(inv, event.type, event.reason, event.message);
+    if (prevMsg !== event.message) await d.recorder.record(inv, event.type, event.reason, event.message);
   }
   for (const ev of conditionEvents(next.conditions ?? [], original))
-    await d.recorder.event(inv, ev.type, ev.reason, ev.message);
+    await d.recorder.record(inv, ev.type, ev.reason, ev.message);
 }

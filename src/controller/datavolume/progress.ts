@@ -2,8 +2,8 @@
 // https://<podIP>:8443/metrics with a 2 s timeout, read kubevirt_cdi_import_progress_total{ownerUID="<uid>"}.
 // The importer serves a self-signed certificate that nothing could verify, so verification is off for this scrape
 // only, exactly as upstream's BuildHTTPClient does; the response is a percentage and carries nothing secret.
+import type { Pod as PodObj } from '../../kube/index.ts';
 import https from 'node:https';
-import type { V1Pod } from '@kubernetes/client-node';
 
 const metricNames = 'kubevirt_cdi_import_progress_total|kubevirt_cdi_clone_progress_total';
 
@@ -20,7 +20,7 @@ export function parseProgress(body: string, ownerUID: string): number | undefine
 /** "NN.NN%" as upstream formats it (%.2f%%). */
 export const formatProgress = (v: number): string => `${v.toFixed(2)}%`;
 
-export function metricsUrl(pod: V1Pod): string | undefined {
+export function metricsUrl(pod: PodObj): string | undefined {
   const ip = pod.status?.podIP;
   if (!ip) return undefined;
   for (const c of pod.spec?.containers ?? []) {

@@ -1,7 +1,8 @@
 // Renders the target PVC of a DataVolume (upstream pkg/controller/datavolume/util.go renderPvcSpec and
 // controller-base.go newPersistentVolumeClaim): the `pvc` API as given, the `storage` API completed from the
 // StorageProfile and the default storage class, with filesystem overhead added to the size.
-import type { V1PersistentVolumeClaim, V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
+import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
+import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
 import { Ann, ContentType, GroupVersion, Label, Message, Source } from '../shared/constants.ts';
 import { MiB, parseOverhead, parseQuantity, requiredSpace } from '../shared/quantity.ts';
 import { filesystemOverheadFor, storageClassByName } from '../shared/storage.ts';
@@ -31,7 +32,7 @@ export function contentTypeOf(dv: DataVolume): string {
 
 export function renderPvcSpec(
   dv: DataVolume,
-  existing: V1PersistentVolumeClaim | undefined,
+  existing: Pvc | undefined,
   w: RenderWorld,
 ): V1PersistentVolumeClaimSpec {
   if (dv.spec.pvc) return structuredClone(dv.spec.pvc);
@@ -222,7 +223,7 @@ export function newPvcForDataVolume(
   dv: DataVolume,
   spec: V1PersistentVolumeClaimSpec,
   preallocationDefault: boolean,
-): V1PersistentVolumeClaim {
+): Pvc {
   const labels: Record<string, string> = { [Label.app]: Label.appValue };
   if (spec.volumeMode !== 'Block') labels[Label.fillingUp] = Label.fillingUpValue;
   Object.assign(labels, dv.metadata.labels ?? {});

@@ -1,6 +1,6 @@
+import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { computePhase, conditionEvents, updateConditions } from './status.ts';
 import type { DataVolume } from '../shared/types.ts';
 
@@ -9,7 +9,7 @@ const dv = (phase?: string): DataVolume => ({
   spec: {},
   ...(phase !== undefined ? { status: { phase } } : {}),
 });
-const pvc = (phase: string, annotations: Record<string, string>): V1PersistentVolumeClaim => ({
+const pvc = (phase: string, annotations: Record<string, string>): Pvc => ({
   metadata: { name: 'disk', annotations },
   status: { phase },
 });

@@ -1,6 +1,6 @@
 // DataVolume status from the PVC's annotations (upstream controller-base.go updateStatus, import-controller.go
 // updateStatusPhase, conditions.go). Pure: the caller fetches, this decides, the caller writes.
-import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { Ann, Message, Phase, Reason } from '../shared/constants.ts';
 import type { DataVolume, DataVolumeCondition, DataVolumeStatus } from '../shared/types.ts';
 
@@ -15,20 +15,16 @@ export interface PhaseContext {
   waitForFirstConsumer: boolean;
 }
 
-const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
 /** True unless the claim was pre-populated for this DV (then no import is needed). */
-export function pvcRequiresWork(pvc: V1PersistentVolumeClaim | undefined, dv: DataVolume): boolean {
+export function pvcRequiresWork(pvc: Pvc | undefined, dv: DataVolume): boolean {
   if (!pvc) return true;
   return anns(pvc)[Ann.populatedFor] !== dv.metadata.name;
 }
 
 /** upstream ImportReconciler.updateStatusPhase: the pod phase (copied onto the PVC) picks the DV phase. */
-function importPhase(
-  pvc: V1PersistentVolumeClaim,
-  status: DataVolumeStatus,
-  dv: DataVolume,
-): DvEvent | undefined {
+function importPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEvent | undefined {
   const a = anns(pvc);
   const podPhase = a[Ann.podPhase];
   if (podPhase !== 'Succeeded') {
@@ -65,7 +61,7 @@ function importPhase(
  */
 export function computePhase(
   dv: DataVolume,
-  pvc: V1PersistentVolumeClaim | undefined,
+  pvc: Pvc | undefined,
   ctx: PhaseContext,
 ): { status: DataVolumeStatus; event?: DvEvent } {
   const status: DataVolumeStatus = structuredClone(dv.status ?? {});
@@ -140,7 +136,7 @@ function updateCondition(
 /** Ready/Bound/Running as upstream's updateConditions computes them (Running and Ready are never both True). */
 export function updateConditions(
   status: DataVolumeStatus,
-  pvc: V1PersistentVolumeClaim | undefined,
+  pvc: Pvc | undefined,
   reason: string,
   message: string,
   now: string,

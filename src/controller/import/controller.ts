@@ -2,8 +2,8 @@
 // controller, or by a user on a bare PVC), run pod importer-<pvc> and copy its state back onto the PVC
 // (upstream pkg/controller/import-controller.go). Level-triggered and idempotent: deterministic names, AlreadyExists
 // is success, and the PVC annotations are the only memory.
+import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, isConflict, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
@@ -32,15 +32,15 @@ export interface ImportDeps {
 
 const POLL_MS = 2000;
 
-const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
-export function isImportPvc(pvc: V1PersistentVolumeClaim): boolean {
+export function isImportPvc(pvc: Pvc): boolean {
   const a = anns(pvc);
   return Ann.endpoint in a || Ann.source in a;
 }
 
 /** upstream shouldReconcilePVC (no multi-stage yet): an incomplete import PVC, bound unless WFFC is not honored. */
-export function shouldReconcile(pvc: V1PersistentVolumeClaim, config: CDIConfig | undefined): boolean {
+export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolean {
   const a = anns(pvc);
   if ('cdi.kubevirt.io/storage.usePopulator.external' in a) return false;
   if (a[Ann.podPhase] === 'Succeeded') return false;
@@ -49,12 +49,12 @@ export function shouldReconcile(pvc: V1PersistentVolumeClaim, config: CDIConfig 
   return honorWffc ? pvc.status?.phase === 'Bound' : true;
 }
 
-const controlledBy = (pod: V1Pod, pvc: V1PersistentVolumeClaim): boolean =>
+const controlledBy = (pod: PodObj, pvc: Pvc): boolean =>
   (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === pvc.metadata?.uid);
 
 export async function reconcileImport(d: ImportDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const pvc = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, name, namespace);
+  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
   if (!pvc) return;
   const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
   if (!shouldReconcile(pvc, config)) {
@@ -63,7 +63,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   }
 
   const podName = importPodName(pvc);
-  let pod = await d.kube.get<V1Pod>(Res.pod, podName, namespace);
+  let pod = await d.kube.get<PodObj>(Res.pod, podName, namespace);
   if (pod && !controlledBy(pod, pvc)) {
     throw new Error(
       `pod ${namespace}/${podName} exists and is not owned by PVC ${name}: delete or rename it`,
@@ -77,14 +77,14 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
     const users = await podsUsingPvc(d.kube, pvc);
     if (users.length > 0) {
       for (const u of users) {
-        await d.recorder.event(
+        await d.recorder.record(
           { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
           'Warning',
           Reason.ImportTargetInUse,
           `pod ${u.metadata?.namespace}/${u.metadata?.name} using PersistentVolumeClaim ${name}`,
         );
       }
-      return { requeueAfter: POLL_MS };
+      return { requeueAfterMs: POLL_MS };
     }
     if (Ann.importPod in a) await createImporterPod(d, pvc, config);
     else {
@@ -98,22 +98,22 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   } else {
     await updatePvcFromPod(d, pvc, pod, config);
   }
-  return { requeueAfter: POLL_MS };
+  return { requeueAfterMs: POLL_MS };
 }
 
 /** A completed import whose pod deletion failed half-way still gets its pod removed (unless asked to retain it). */
-async function cleanupAfterCompletion(d: ImportDeps, pvc: V1PersistentVolumeClaim): Promise<void> {
+async function cleanupAfterCompletion(d: ImportDeps, pvc: Pvc): Promise<void> {
   const a = anns(pvc);
   const podName = a[Ann.importPod];
   if (a[Ann.podPhase] !== 'Succeeded' || !podName || a[Ann.retainAfterCompletion] === 'true') return;
-  const pod = await d.kube.get<V1Pod>(Res.pod, podName, pvc.metadata?.namespace);
+  const pod = await d.kube.get<PodObj>(Res.pod, podName, pvc.metadata?.namespace);
   if (pod && controlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
     await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace);
   }
 }
 
-async function podsUsingPvc(kube: Kube, pvc: V1PersistentVolumeClaim): Promise<V1Pod[]> {
-  const pods = (await kube.list<V1Pod>(Res.pod, { namespace: pvc.metadata?.namespace })).items;
+async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
+  const pods = (await kube.list<PodObj>(Res.pod, { namespace: pvc.metadata?.namespace })).items;
   return pods.filter(
     (p) =>
       !controlledBy(p, pvc) &&
@@ -123,11 +123,7 @@ async function podsUsingPvc(kube: Kube, pvc: V1PersistentVolumeClaim): Promise<V
   );
 }
 
-async function createImporterPod(
-  d: ImportDeps,
-  pvc: V1PersistentVolumeClaim,
-  config: CDIConfig | undefined,
-): Promise<void> {
+async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | undefined): Promise<void> {
   if (!config)
     throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
   const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
@@ -144,7 +140,7 @@ async function createImporterPod(
     },
     scratch,
   );
-  let pod: V1Pod;
+  let pod: PodObj;
   try {
     pod = await d.kube.create(Res.pod, desired);
     d.log.info('created importer pod', {
@@ -154,7 +150,7 @@ async function createImporterPod(
     });
   } catch (e) {
     if (!isAlreadyExists(e)) {
-      await d.recorder.event(
+      await d.recorder.record(
         { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
         'Warning',
         Reason.ErrImportFailed,
@@ -162,7 +158,7 @@ async function createImporterPod(
       );
       throw e;
     }
-    const existing = await d.kube.get<V1Pod>(Res.pod, desired.metadata?.name ?? '', pvc.metadata?.namespace);
+    const existing = await d.kube.get<PodObj>(Res.pod, desired.metadata?.name ?? '', pvc.metadata?.namespace);
     if (!existing) throw e;
     pod = existing;
   }
@@ -172,8 +168,8 @@ async function createImporterPod(
 /** Creates the scratch PVC if missing; returns the annotations to set on the target PVC. */
 async function ensureScratch(
   d: ImportDeps,
-  pvc: V1PersistentVolumeClaim,
-  pod: V1Pod,
+  pvc: Pvc,
+  pod: PodObj,
   config: CDIConfig | undefined,
   classes: StorageClass[],
 ): Promise<Record<string, string | null>> {
@@ -182,7 +178,7 @@ async function ensureScratch(
   if (!scratchName)
     throw new Error(`importer pod ${pod.metadata?.name} has no scratch volume; it will be recreated`);
   const ns = pvc.metadata?.namespace;
-  const existing = await d.kube.get<V1PersistentVolumeClaim>(Res.pvc, scratchName, ns);
+  const existing = await d.kube.get<Pvc>(Res.pvc, scratchName, ns);
   const out: Record<string, string | null> = {};
   if (!existing) {
     const scName = config?.status?.scratchSpaceStorageClass || pvc.spec?.storageClassName || '';
@@ -210,8 +206,8 @@ async function ensureScratch(
 
 async function updatePvcFromPod(
   d: ImportDeps,
-  pvc: V1PersistentVolumeClaim,
-  pod: V1Pod,
+  pvc: Pvc,
+  pod: PodObj,
   config: CDIConfig | undefined,
 ): Promise<void> {
   const u = podToPvcUpdate(anns(pvc), pvc.metadata?.labels ?? {}, pod);
@@ -256,7 +252,7 @@ async function updatePvcFromPod(
     annotations[Ann.podPhase] !== before[Ann.podPhase] ||
     annotations[Ann.runningConditionMessage] !== before[Ann.runningConditionMessage]
   ) {
-    for (const ev of u.events) await d.recorder.event(involved, ev.type, ev.reason, ev.message);
+    for (const ev of u.events) await d.recorder.record(involved, ev.type, ev.reason, ev.message);
   }
 
   const podName = pod.metadata?.name ?? '';
@@ -268,7 +264,7 @@ async function updatePvcFromPod(
   }
   if (u.complete || u.podModificationsNeeded) {
     if (!u.podModificationsNeeded && before[Ann.podPhase] !== 'Succeeded') {
-      await d.recorder.event(involved, 'Normal', Reason.ImportSucceeded, 'Import Successful');
+      await d.recorder.record(involved, 'Normal', Reason.ImportSucceeded, 'Import Successful');
     }
     const retain = annotations[Ann.retainAfterCompletion] === 'true';
     if (

@@ -1,10 +1,10 @@
+import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { buildImportEnv, importPodName, makeImporterPod, requiresScratch, resourceName } from './pod.ts';
 import type { CDIConfig } from '../shared/types.ts';
 
-const pvc = (annotations: Record<string, string>, volumeMode = 'Filesystem'): V1PersistentVolumeClaim => ({
+const pvc = (annotations: Record<string, string>, volumeMode = 'Filesystem'): Pvc => ({
   metadata: {
     name: 'disk',
     namespace: 'ns',
@@ -34,7 +34,7 @@ const config: CDIConfig = {
   },
 };
 
-const env = (p: V1PersistentVolumeClaim): Record<string, string | undefined> =>
+const env = (p: Pvc): Record<string, string | undefined> =>
   Object.fromEntries(
     (
       makeImporterPod(

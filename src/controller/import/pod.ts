@@ -1,15 +1,13 @@
 // Renders the importer pod for a PVC: upstream's layout (pkg/controller/import-controller.go, makeImporterPodSpec),
 // with configuration passed only through environment variables (the importer's contract, see src/cmd/importer.ts).
-import type {
-  V1Container,
-  V1EnvVar,
-  V1PersistentVolumeClaim,
-  V1Pod,
-  V1Volume,
-  V1LocalObjectReference,
-} from '@kubernetes/client-node';
+import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
+import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, Pod, Source } from '../shared/constants.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
+
+type PodContainer = NonNullable<PodObj['spec']>['containers'][number];
+type PodVolume = NonNullable<NonNullable<PodObj['spec']>['volumes']>[number];
+type PodContainerEnv = NonNullable<PodContainer['env']>;
 
 /** Values the importer receives; one field per upstream env var. */
 export interface ImportEnv {
@@ -49,23 +47,23 @@ export interface ImporterPodOptions {
   imagePullSecrets?: V1LocalObjectReference[];
 }
 
-const anns = (pvc: V1PersistentVolumeClaim): Record<string, string> => pvc.metadata?.annotations ?? {};
+const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
 /** The import source named by the PVC: upstream's GetSource (unknown or missing means http). */
-export function getSource(pvc: V1PersistentVolumeClaim): string {
+export function getSource(pvc: Pvc): string {
   const s = anns(pvc)[Ann.source] ?? '';
   return (Object.values(Source) as string[]).includes(s) ? s : Source.http;
 }
 
-export function getContentType(pvc: V1PersistentVolumeClaim): string {
+export function getContentType(pvc: Pvc): string {
   return anns(pvc)[Ann.contentType] === ContentType.archive ? ContentType.archive : ContentType.kubevirt;
 }
 
-export function getVolumeMode(pvc: V1PersistentVolumeClaim): 'Block' | 'Filesystem' {
+export function getVolumeMode(pvc: Pvc): 'Block' | 'Filesystem' {
   return pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem';
 }
 
-export function importPodName(pvc: V1PersistentVolumeClaim): string {
+export function importPodName(pvc: Pvc): string {
   const fromAnn = anns(pvc)[Ann.importPod];
   if (fromAnn) return fromAnn;
   const cp = anns(pvc)['cdi.kubevirt.io/storage.checkpoint.current'];
@@ -75,7 +73,7 @@ export function importPodName(pvc: V1PersistentVolumeClaim): string {
   );
 }
 
-export function scratchPvcName(pvc: V1PersistentVolumeClaim): string {
+export function scratchPvcName(pvc: Pvc): string {
   return resourceName(pvc.metadata?.name ?? '', Pod.scratchSuffix);
 }
 
@@ -95,7 +93,7 @@ export function resourceName(base: string, suffix: string): string {
 }
 
 /** Upstream requiresScratchSpace: archive content, glance, imageio deltas, pod-pull registry, or the annotation. */
-export function requiresScratch(pvc: V1PersistentVolumeClaim): boolean {
+export function requiresScratch(pvc: Pvc): boolean {
   const a = anns(pvc);
   let required = false;
   if (getContentType(pvc) === ContentType.archive) required = true;
@@ -117,7 +115,7 @@ export function requiresScratch(pvc: V1PersistentVolumeClaim): boolean {
 
 /** Builds the importer environment from the PVC annotations and the CDIConfig status (upstream createImportEnvVar). */
 export function buildImportEnv(
-  pvc: V1PersistentVolumeClaim,
+  pvc: Pvc,
   config: CDIConfig | undefined,
   filesystemOverhead: string,
 ): ImportEnv {
@@ -194,8 +192,8 @@ function isInsecureTLS(
   }
 }
 
-export function makeImportEnv(e: ImportEnv): V1EnvVar[] {
-  const env: V1EnvVar[] = [
+export function makeImportEnv(e: ImportEnv): PodContainerEnv {
+  const env: PodContainerEnv = [
     { name: 'IMPORTER_SOURCE', value: e.source },
     { name: 'IMPORTER_ENDPOINT', value: e.endpoint },
     { name: 'IMPORTER_CONTENTTYPE', value: e.contentType },
@@ -243,14 +241,14 @@ export function makeImportEnv(e: ImportEnv): V1EnvVar[] {
 
 /** The whole importer pod: restricted security context, owned by the PVC, named from the PVC annotation. */
 export function makeImporterPod(
-  pvc: V1PersistentVolumeClaim,
+  pvc: Pvc,
   env: ImportEnv,
   opts: ImporterPodOptions,
   scratchName: string | undefined,
-): V1Pod {
+): PodObj {
   const pvcName = pvc.metadata?.name ?? '';
   const block = getVolumeMode(pvc) === 'Block';
-  const container: V1Container = {
+  const container: PodContainer = {
     name: Pod.importerPrefix,
     image: opts.image,
     imagePullPolicy: opts.pullPolicy,
@@ -260,10 +258,10 @@ export function makeImporterPod(
     terminationMessagePolicy: 'FallbackToLogsOnError',
     ...(opts.resources ? { resources: structuredClone(opts.resources) } : {}),
   };
-  const mounts: NonNullable<V1Container['volumeMounts']> = [];
+  const mounts: NonNullable<PodContainer['volumeMounts']> = [];
   if (block) container.volumeDevices = [{ name: Pod.dataVolName, devicePath: Pod.blockPath }];
   else mounts.push({ name: Pod.dataVolName, mountPath: Pod.dataDir });
-  const volumes: V1Volume[] = [
+  const volumes: PodVolume[] = [
     { name: Pod.dataVolName, persistentVolumeClaim: { claimName: pvcName, readOnly: false } },
   ];
   if (scratchName) {

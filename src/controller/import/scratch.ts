@@ -1,6 +1,6 @@
 // The scratch PVC "<pvc>-scratch" an importer asks for (upstream newScratchPersistentVolumeClaimSpec and
 // createScratchPersistentVolumeClaim): Filesystem, ReadWriteOnce, owned by the importer pod so it goes with it.
-import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import { Label } from '../shared/constants.ts';
 import {
   MiB,
@@ -21,12 +21,12 @@ export function scratchSize(targetRequest: string, targetOverhead: string, scrat
 }
 
 export function makeScratchPvc(
-  pvc: V1PersistentVolumeClaim,
-  pod: V1Pod,
+  pvc: Pvc,
+  pod: PodObj,
   name: string,
   storageClassName: string,
   size: bigint,
-): V1PersistentVolumeClaim {
+): Pvc {
   // kubevirt.io annotations travel, CDI's do not: they would start another import on the scratch volume
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(pvc.metadata?.annotations ?? {})) {

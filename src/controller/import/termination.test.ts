@@ -1,13 +1,14 @@
+import type { Pod as PodObj } from '../../kube/index.ts';
+type ContainerStatus = NonNullable<NonNullable<PodObj['status']>['containerStatuses']>[number];
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { parseTerminationMessage, podToPvcUpdate } from './termination.ts';
 
 const pod = (
   phase: string,
-  cs: Partial<V1ContainerStatus>,
+  cs: Partial<ContainerStatus>,
   env: { name: string; value: string }[] = [],
-): V1Pod => ({
+): PodObj => ({
   metadata: { name: 'importer-disk' },
   spec: { containers: [{ name: 'importer', env }] },
   status: {

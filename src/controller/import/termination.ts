@@ -1,6 +1,8 @@
 // How a worker pod's state becomes PVC annotations (the status protocol the DV controller reads).
 // Pure functions mirroring upstream's updatePvcFromPod / setAnnotationsFromPodWithPrefix / parseTerminationMessage.
-import type { V1ContainerStatus, V1ContainerStateTerminated, V1Pod } from '@kubernetes/client-node';
+import type { Pod as PodObj } from '../../kube/index.ts';
+type ContainerStatus = NonNullable<NonNullable<PodObj['status']>['containerStatuses']>[number];
+type ContainerTerminated = NonNullable<NonNullable<ContainerStatus['state']>['terminated']>;
 import { Ann, Message, Pod, Reason } from '../shared/constants.ts';
 
 /** The JSON an importer writes to /dev/termination-log (upstream common.TerminationMessage). */
@@ -18,7 +20,7 @@ export interface TerminationMessage {
  * on a non-zero exit it writes a plain error line, read as text by annotationsFromPod).
  * Returns undefined when there is nothing to parse; throws a one-line error when the JSON is malformed.
  */
-export function parseTerminationMessage(pod: V1Pod): TerminationMessage | undefined {
+export function parseTerminationMessage(pod: PodObj): TerminationMessage | undefined {
   const t = pod.status?.containerStatuses?.[0]?.state?.terminated;
   if (!t || t.exitCode !== 0) return undefined;
   const text = t.message ?? '';
@@ -70,7 +72,7 @@ export function simplifyKnownMessage(msg: string): string {
   return msg;
 }
 
-export function isOOMKilled(s: V1ContainerStatus | undefined): boolean {
+export function isOOMKilled(s: ContainerStatus | undefined): boolean {
   return s?.state?.terminated?.reason === Pod.oomKilled || s?.lastState?.terminated?.reason === Pod.oomKilled;
 }
 
@@ -81,12 +83,12 @@ export function isOOMKilled(s: V1ContainerStatus | undefined): boolean {
  */
 export function setAnnotationsFromPod(
   anno: Record<string, string>,
-  pod: V1Pod,
+  pod: PodObj,
   termMsg: TerminationMessage | undefined,
 ): void {
   const statuses = pod.status?.containerStatuses;
   if (!statuses || statuses.length === 0) return;
-  const first = statuses[0] as V1ContainerStatus;
+  const first = statuses[0] as ContainerStatus;
   const prefix = Ann.runningCondition;
   const annRestarts = Number.parseInt(anno[Ann.podRestarts] ?? '0', 10) || 0;
   if (first.restartCount >= annRestarts) anno[Ann.podRestarts] = String(first.restartCount);
@@ -118,7 +120,7 @@ export function setAnnotationsFromPod(
     anno[`${prefix}.reason`] = state.waiting.reason ?? '';
     return;
   }
-  const terminated: V1ContainerStateTerminated | undefined =
+  const terminated: ContainerTerminated | undefined =
     state?.terminated ?? (state?.waiting ? first.lastState?.terminated : undefined);
   if (!terminated) return;
   if (termMsg && state?.terminated) {
@@ -163,7 +165,7 @@ export interface PodUpdate {
 export function podToPvcUpdate(
   pvcAnnotations: Record<string, string>,
   pvcLabels: Record<string, string>,
-  pod: V1Pod,
+  pod: PodObj,
 ): PodUpdate {
   const anno = { ...pvcAnnotations };
   const events: PodUpdate['events'] = [];

@@ -82,7 +82,7 @@ export async function reconcileStorageProfile(d: ProfileDeps, key: string): Prom
       });
     } catch (e) {
       if (!isAlreadyExists(e)) throw e;
-      return { requeueAfter: 0 };
+      return { requeueAfterMs: 0 };
     }
   }
   const status = computeProfileStatus(sc, profile, metaNow(d.now?.()));

@@ -25,7 +25,6 @@ export interface ListOptions {
   fieldSelector?: string;
 }
 
-
 export interface Kube {
   get<T>(r: Resource, name: string, namespace?: string): Promise<T | undefined>;
   list<T>(r: Resource, opts?: ListOptions): Promise<{ items: T[] }>;

@@ -17,6 +17,8 @@ source "$HACK_CLUSTER/lib/build.sh"
 source "$HACK_CLUSTER/lib/pki.sh"
 # shellcheck source=hack/cluster/lib/control-plane.sh
 source "$HACK_CLUSTER/lib/control-plane.sh"
+# shellcheck source=hack/images/lib.sh
+source "$HACK_CLUSTER/../images/lib.sh"
 # shellcheck source=hack/cluster/lib/node.sh
 source "$HACK_CLUSTER/lib/node.sh"
 

@@ -38,7 +38,7 @@ start_apiserver() {
     --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC \
     --allow-privileged=true --profiling=false --enable-priority-and-fairness=false \
-    --endpoint-reconciler-type lease --v=1
+    --endpoint-reconciler-type lease --kubelet-preferred-address-types InternalIP --v=1
   wait_for kube-apiserver 120 kc get --raw /readyz
 }
 

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds the project's OCI images without Docker and pushes them to the local registry (localhost:5000):
+#   localhost:5000/busybox:<ver>           busybox (static) for test and debug pods
+#   localhost:5000/cdi-base:<hash>         node 26 + qemu-img + nbdkit (curl plugin, filters) + xz, zstd, openssl
+#                                          and their shared libraries, copied from this host (ldd), plus busybox
+#   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
+#   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
+# <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
+# The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=hack/lib/ensure.sh
+source "$HERE/../lib/ensure.sh"
+# shellcheck source=hack/cluster/lib/common.sh
+source "$HERE/../cluster/lib/common.sh"
+# shellcheck source=hack/images/lib.sh
+source "$HERE/lib.sh"
+
+ensure_debs busybox-static umoci skopeo "${DATA_PATH_DEBS[@]}" ca-certificates
+curl -fsS "http://$REGISTRY_HOST/v2/" >/dev/null || die "the local registry on $REGISTRY_HOST is not running (npm run cluster:up)"
+
+BUSYBOX_TAG=$(dpkg-query -W -f='${Version}' busybox-static | sed 's/^[0-9]*://; s/-.*//')
+
+# ---- busybox ----
+if ! image_exists busybox "$BUSYBOX_TAG"; then
+  log "building localhost:5000/busybox:$BUSYBOX_TAG"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc"
+  cp /bin/busybox "$root/bin/busybox"
+  for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$root/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  chmod 1777 "$root/tmp"
+  build_files_image busybox "$BUSYBOX_TAG" "$root" /bin/sh
+  rm -rf "$root"
+fi
+echo "busybox image: $REGISTRY_HOST/busybox:$BUSYBOX_TAG"
+
+# ---- base ----
+NODE_BIN="$REPO_ROOT/node_modules/node/bin/node"
+[ -x "$NODE_BIN" ] || die "node_modules/node/bin/node missing: run npm ci"
+BASE_PROGRAMS=($(command -v qemu-img nbdkit xz zstd openssl))
+NBDKIT_MODULES=/usr/lib/x86_64-linux-gnu/nbdkit
+base_inputs() {
+  sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"
+  find "$NBDKIT_MODULES" -type f -print0 | sort -z | xargs -0 sha256sum
+}
+BASE_TAG=$(base_inputs | sha256sum | cut -c1-12)
+BASE_LAYOUT="$IMAGES_WORK/cdi-base"
+
+copy_with_libs() { # copy_with_libs ROOT FILE... : files and every shared library they need
+  local root=$1 f lib; shift
+  for f in "$@"; do
+    mkdir -p "$root$(dirname "$f")"
+    cp -L "$f" "$root$f"
+    for lib in $(ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^\s*\/lib/{print $1}'); do
+      [ -e "$root$lib" ] && continue
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+}
+
+if [ ! -f "$BASE_LAYOUT/index.json" ] || ! grep -q "\"$BASE_TAG\"" "$BASE_LAYOUT/index.json"; then
+  log "building cdi-base:$BASE_TAG (host binaries and their libraries)"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc/ssl" "$root/usr/local/bin" "$root/var/tmp" "$root/app"
+  cp /bin/busybox "$root/bin/busybox"
+  for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+  copy_with_libs "$root" "${BASE_PROGRAMS[@]}"
+  mapfile -t mods < <(find "$NBDKIT_MODULES" -name '*.so')
+  copy_with_libs "$root" "${mods[@]}"
+  # qemu-img loads block drivers (curl, ssh, ...) from qemu-block-extra modules when present
+  if [ -d /usr/lib/x86_64-linux-gnu/qemu ]; then
+    mapfile -t qmods < <(find /usr/lib/x86_64-linux-gnu/qemu -name 'block-*.so')
+    [ ${#qmods[@]} -eq 0 ] || copy_with_libs "$root" "${qmods[@]}"
+  fi
+  cp "$NODE_BIN" "$root/usr/local/bin/node"
+  copy_with_libs "$root" "$root/usr/local/bin/node" 2>/dev/null || true
+  for lib in $(ldd "$NODE_BIN" | awk '/=> \//{print $3} /^\s*\/lib/{print $1}'); do
+    mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+  done
+  cp -rL /etc/ssl/certs "$root/etc/ssl/certs"
+  cp /etc/ssl/openssl.cnf "$root/etc/ssl/openssl.cnf"
+  # upstream CDI's importer runs as uid 107
+  printf 'root:x:0:0:root:/root:/bin/sh\nqemu:x:107:107:qemu:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nqemu:x:107:\nnogroup:x:65534:\n' >"$root/etc/group"
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  rm -rf "$BASE_LAYOUT" "$BASE_LAYOUT.bundle"
+  umoci init --layout "$BASE_LAYOUT"
+  umoci new --image "$BASE_LAYOUT:$BASE_TAG"
+  umoci unpack --image "$BASE_LAYOUT:$BASE_TAG" "$BASE_LAYOUT.bundle" >/dev/null
+  cp -a "$root/." "$BASE_LAYOUT.bundle/rootfs/"
+  umoci repack --image "$BASE_LAYOUT:$BASE_TAG" "$BASE_LAYOUT.bundle"
+  umoci config --image "$BASE_LAYOUT:$BASE_TAG" --author cdi-dev --architecture amd64 --os linux \
+    --config.env PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.workingdir /app
+  rm -rf "$BASE_LAYOUT.bundle" "$root"
+fi
+image_exists cdi-base "$BASE_TAG" || push_layout "$BASE_LAYOUT" "$BASE_TAG" cdi-base
+echo "base image: $REGISTRY_HOST/cdi-base:$BASE_TAG"
+
+# ---- app layer: src/, bin/, package.json and the production node_modules ----
+app_files() {
+  (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -- src bin package.json | grep -v '\.test\.ts$' || true)
+}
+prod_modules() {
+  (cd "$REPO_ROOT" && npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$REPO_ROOT/##" | grep '^node_modules/' || true)
+}
+APP_TAG=$( (
+  cd "$REPO_ROOT"
+  echo "$BASE_TAG"
+  app_files | while read -r f; do [ -f "$f" ] && sha256sum "$f"; done
+  sha256sum package-lock.json
+) | sha256sum | cut -c1-12)
+
+if image_exists cdi-importer "$APP_TAG" && image_exists cdi-controller "$APP_TAG"; then
+  echo "app images up to date: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+else
+  log "building the app layer ($APP_TAG)"
+  layout="$IMAGES_WORK/cdi-app" bundle="$IMAGES_WORK/cdi-app.bundle"
+  rm -rf "$layout" "$bundle"
+  cp -al "$BASE_LAYOUT" "$layout"
+  umoci unpack --image "$layout:$BASE_TAG" "$bundle" >/dev/null
+  (cd "$REPO_ROOT" && app_files | while read -r f; do [ -f "$f" ] && echo "$f"; done | tar -cf - -T -) |
+    tar -xf - -C "$bundle/rootfs/app"
+  for m in $(prod_modules); do
+    mkdir -p "$bundle/rootfs/app/$m" && cp -a "$REPO_ROOT/$m/." "$bundle/rootfs/app/$m/"
+  done
+  umoci repack --image "$layout:$BASE_TAG" --refresh-bundle "$bundle"
+  for comp in importer controller; do
+    umoci config --image "$layout:$BASE_TAG" --tag "$comp-$APP_TAG" \
+      --config.entrypoint /usr/local/bin/node --config.entrypoint "/app/src/cmd/$comp.ts" \
+      --config.user 107:107 --config.workingdir /app
+    skopeo copy --quiet --dest-tls-verify=false --dest-compress=false \
+      "oci:$layout:$comp-$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" >&2
+  done
+  rm -rf "$bundle" "$layout"
+  echo "app images: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+fi
+for comp in importer controller; do
+  skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:dev"
+done
+mkdir -p "$CLUSTER_DIR"
+printf 'CDI_IMAGE_REGISTRY=%s\nCDI_IMAGE_TAG=%s\nCDI_BASE_TAG=%s\nBUSYBOX_IMAGE=%s\n' \
+  "$REGISTRY_HOST" "$APP_TAG" "$BASE_TAG" "$REGISTRY_HOST/busybox:$BUSYBOX_TAG" >"$CLUSTER_DIR/images.env"

@@ -1,0 +1,91 @@
+// The event recorder against the real API server: events show in `kubectl describe`, repeats aggregate.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  EventRecorder,
+  KubeClient,
+  Resources,
+  type Event,
+  type KubeObject,
+} from '../../../src/kube/index.ts';
+import type { DataVolume } from '../../../src/api/index.ts';
+import { clusterClient, createNamespace, installCrds, kubectl } from './cluster.ts';
+
+let client: KubeClient;
+let ns: string;
+let cleanup: () => Promise<void> = async () => {};
+
+before(async () => {
+  client = clusterClient();
+  await installCrds(client);
+  ({ name: ns, cleanup } = await createNamespace(client, 'kube-events'));
+});
+after(async () => cleanup());
+
+void test('events about a DataVolume are listed by kubectl describe, and a repeat bumps the count', async () => {
+  const dv = await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name: 'evented', namespace: ns },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Mi' } } } },
+  });
+  const recorder = new EventRecorder(client, { component: 'cdi-controller-test' });
+  await recorder.normal(dv, 'ImportScheduled', 'Import into evented scheduled');
+  await recorder.warning(
+    dv,
+    'ErrImportFailed',
+    'Unable to connect to http data source: expected status code 200, got 404',
+  );
+  await recorder.warning(
+    dv,
+    'ErrImportFailed',
+    'Unable to connect to http data source: expected status code 200, got 404',
+  );
+  await recorder.warning(
+    dv,
+    'ErrImportFailed',
+    'Unable to connect to http data source: expected status code 200, got 404',
+  );
+
+  const events = await client.list<Event>(Resources.Event, {
+    namespace: ns,
+    fieldSelector: `involvedObject.uid=${dv.metadata?.uid}`,
+  });
+  const byReason = new Map(events.items.map((e): [string, Event] => [e.reason ?? '', e]));
+  assert.equal(events.items.length, 2, 'three identical warnings are one Event');
+  assert.equal(byReason.get('ErrImportFailed')?.count, 3);
+  assert.equal(byReason.get('ErrImportFailed')?.type, 'Warning');
+  assert.equal(byReason.get('ImportScheduled')?.count, 1);
+  assert.equal(byReason.get('ImportScheduled')?.source?.component, 'cdi-controller-test');
+  assert.equal(byReason.get('ImportScheduled')?.involvedObject.kind, 'DataVolume');
+
+  const d = await kubectl('describe', 'dv', 'evented', '-n', ns);
+  assert.equal(d.code, 0, d.stderr);
+  const section = d.stdout.slice(d.stdout.indexOf('Events:'));
+  assert.match(section, /Normal\s+ImportScheduled\s+.*cdi-controller-test\s+Import into evented scheduled/);
+  assert.match(
+    section,
+    /Warning\s+ErrImportFailed\s+.*\(x3 over .*\)\s+cdi-controller-test\s+Unable to connect to http data source/,
+  );
+});
+
+void test('events about a cluster-scoped object land in the default namespace', async () => {
+  const sp = await client.create<KubeObject>(Resources.StorageProfile, {
+    metadata: { name: `ev-${ns}` },
+    spec: {},
+  } as KubeObject);
+  try {
+    const recorder = new EventRecorder(client, { component: 'cdi-controller-test' });
+    await recorder.normal(
+      { ...sp, apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'StorageProfile' },
+      'Recognized',
+      'provisioner recognized',
+    );
+    const events = await client.list<Event>(Resources.Event, {
+      namespace: 'default',
+      fieldSelector: `involvedObject.uid=${sp.metadata?.uid}`,
+    });
+    assert.equal(events.items.length, 1);
+    assert.equal(events.items[0]?.reason, 'Recognized');
+  } finally {
+    await client.delete(Resources.StorageProfile, `ev-${ns}`);
+  }
+});

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff, itemBackoffMs } from './backoff.ts';
+import { onAbort } from './clock.ts';
 
 void test('back-off doubles up to the cap and resets', () => {
   const b = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
@@ -23,4 +24,18 @@ void test('the per-item failure delay is capped', () => {
   assert.equal(itemBackoffMs(0, 5, 1000), 5);
   assert.equal(itemBackoffMs(3, 5, 1000), 40);
   assert.equal(itemBackoffMs(500, 5, 1000), 1000);
+});
+
+void test('onAbort runs for a signal that aborted earlier, and after a later abort', () => {
+  const done = new AbortController();
+  done.abort();
+  let early = 0;
+  onAbort(done.signal, () => early++);
+  assert.equal(early, 1);
+  const later = new AbortController();
+  let late = 0;
+  const remove = onAbort(later.signal, () => late++);
+  later.abort();
+  remove();
+  assert.equal(late, 1);
 });

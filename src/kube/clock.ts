@@ -76,3 +76,16 @@ export class FakeClock implements Clock {
 async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
 }
+
+/**
+ * Runs fn when the signal aborts, or now if it already has (a plain addEventListener on an aborted signal
+ * never fires). Returns a function that removes the listener.
+ */
+export function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  signal.addEventListener('abort', fn, { once: true });
+  return () => signal.removeEventListener('abort', fn);
+}

@@ -1,6 +1,6 @@
 // The reconcile loop: informers feed keys into one rate-limited queue; workers call reconcile(key).
 // reconcile is level-triggered: it reads the world (from informer caches) and converges one step.
-import { realClock, type Clock } from './clock.ts';
+import { onAbort, realClock, type Clock } from './clock.ts';
 import type { Informer } from './informer.ts';
 import { errorMessage, silentLogger, type Logger } from './log.ts';
 import { keyOf, type KubeObject } from './types.ts';
@@ -73,7 +73,7 @@ export class Controller {
   async run(signal: AbortSignal): Promise<void> {
     await Promise.race([
       Promise.all(this.informers.map((i) => i.waitForSync())),
-      new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true })),
+      new Promise<void>((r) => onAbort(signal, r)),
     ]);
     if (signal.aborted) return;
     this.log.info('caches synced, starting workers', { workers: this.opts.workers ?? 1 });
@@ -83,7 +83,7 @@ export class Controller {
       cancelResync = this.clock.setTimer(resync, this.opts.resyncMs ?? 0);
     };
     if ((this.opts.resyncMs ?? 0) > 0) cancelResync = this.clock.setTimer(resync, this.opts.resyncMs ?? 0);
-    const stopped = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    const stopped = new Promise<void>((r) => onAbort(signal, r));
     const workers = Array.from({ length: this.opts.workers ?? 1 }, () => this.worker(signal));
     await stopped;
     cancelResync();

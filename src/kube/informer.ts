@@ -3,7 +3,7 @@
 // longer than staleAfterMs (a half-open TCP connection otherwise stalls it forever). Watches ask for
 // bookmarks and a server-side timeout, so a healthy watch is never silent for long.
 import { Backoff } from './backoff.ts';
-import { realClock, sleep, type Clock } from './clock.ts';
+import { onAbort, realClock, sleep, type Clock } from './clock.ts';
 import type { KubeClient } from './client.ts';
 import { ApiError, isGone } from './errors.ts';
 import { errorMessage, silentLogger, type Logger } from './log.ts';
@@ -168,8 +168,7 @@ export class Informer<T extends KubeObject> {
   /** One watch connection; true when it ended normally (server timeout), so back-off can reset. */
   private async watchOnce(signal: AbortSignal): Promise<boolean> {
     const conn = new AbortController();
-    const onStop = (): void => conn.abort();
-    signal.addEventListener('abort', onStop, { once: true });
+    const unlisten = onAbort(signal, () => conn.abort());
     const staleAfterMs = this.opts.staleAfterMs ?? ((this.opts.watchTimeoutSeconds ?? 300) + 60) * 1000;
     let stale = false;
     let cancelWatchdog = (): void => {};
@@ -203,7 +202,7 @@ export class Informer<T extends KubeObject> {
       return true;
     } finally {
       cancelWatchdog();
-      signal.removeEventListener('abort', onStop);
+      unlisten();
     }
   }
 

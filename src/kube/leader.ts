@@ -3,7 +3,7 @@
 // (so clock skew between nodes does not matter), every write is a PUT carrying resourceVersion (a
 // concurrent writer gets 409 and loses), the leader renews every retryPeriod and steps down when it could
 // not renew for renewDeadline, and releases the lease on shutdown so a successor need not wait.
-import { realClock, sleep, type Clock } from './clock.ts';
+import { onAbort, realClock, sleep, type Clock } from './clock.ts';
 import type { KubeClient } from './client.ts';
 import { isAlreadyExists, isConflict, isNotFound } from './errors.ts';
 import { errorMessage, silentLogger, type Logger } from './log.ts';
@@ -65,8 +65,7 @@ export class LeaderElector {
     while (!signal.aborted) {
       if (!(await this.acquire(signal))) return;
       const lost = new AbortController();
-      const onStop = (): void => lost.abort();
-      signal.addEventListener('abort', onStop, { once: true });
+      const unlisten = onAbort(signal, () => lost.abort());
       this.leading = true;
       this.log.info('became leader');
       const work = Promise.resolve()
@@ -74,7 +73,7 @@ export class LeaderElector {
         .catch((e: unknown) => this.log.error('onStartedLeading failed', { error: errorMessage(e) }));
       await this.renewLoop(lost.signal);
       lost.abort();
-      signal.removeEventListener('abort', onStop);
+      unlisten();
       this.leading = false;
       await work;
       if (signal.aborted) await this.release();

@@ -6,6 +6,7 @@
 //   VERBOSITY                           passed to importer pods as -v=<n> when set
 //   POD_NAMESPACE / POD_NAME            lease namespace (default "cdi") and identity (default hostname-pid)
 //   HEALTH_PORT                         port of /healthz, /readyz, /metrics (default 8080)
+//   WORKLOAD_NODE_SELECTOR              JSON object: node selector of the worker pods (CDI.spec.workload)
 import http from 'node:http';
 import os from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -14,6 +15,28 @@ import { jsonLogger, KubeClient, LeaderElector, loadKubeConfig, errorMessage } f
 import { buildManager } from '../controller/manager.ts';
 
 const LEASE_NAME = 'cdi-controller-leader-election-helper';
+
+function nodeSelector(): Record<string, string> | undefined {
+  const raw = process.env['WORKLOAD_NODE_SELECTOR'];
+  if (!raw) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new Error(`WORKLOAD_NODE_SELECTOR is not JSON: write it as {"label":"value"}`);
+  }
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    Array.isArray(v) ||
+    Object.values(v).some((x) => typeof x !== 'string')
+  ) {
+    throw new Error(
+      'WORKLOAD_NODE_SELECTOR must be a JSON object of string values, e.g. {"kubernetes.io/os":"linux"}',
+    );
+  }
+  return v as Record<string, string>;
+}
 
 function kubeConfig(argv: string[]): KubeConfig {
   const i = argv.indexOf('--kubeconfig');
@@ -42,6 +65,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const namespace = process.env['POD_NAMESPACE'] || 'cdi';
   const identity = process.env['POD_NAME'] || `${os.hostname()}-${process.pid}`;
   const port = Number(process.env['HEALTH_PORT'] || 8080);
+  const workloadNodeSelector = nodeSelector();
 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
@@ -108,6 +132,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),
         instance: identity,
+        ...(workloadNodeSelector ? { workloadNodeSelector } : {}),
         onReconcile: (controller, result) => reconciles.inc({ controller, result }),
       });
       await manager.run(lost);

@@ -22,6 +22,8 @@ export interface ManagerOptions {
   importerImage: string;
   pullPolicy: string;
   verbose?: string;
+  /** Workload node placement for worker pods (upstream CDI.spec.workload.nodeSelector). */
+  workloadNodeSelector?: Record<string, string>;
   workers?: number;
   /** reportingInstance of events, e.g. the pod name. */
   instance?: string;
@@ -114,6 +116,7 @@ export function buildManager(o: ManagerOptions): Manager {
             image: o.importerImage,
             pullPolicy: o.pullPolicy,
             ...(o.verbose ? { verbose: o.verbose } : {}),
+            ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
           },
         },
         key,

@@ -45,6 +45,8 @@ export interface ImporterPodOptions {
   verbose?: string;
   resources?: ResourceRequirements;
   imagePullSecrets?: V1LocalObjectReference[];
+  /** Workload node placement (upstream CDI.spec.workload.nodeSelector) for the worker pods. */
+  nodeSelector?: Record<string, string>;
 }
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
@@ -342,6 +344,9 @@ export function makeImporterPod(
       ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
       ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
       ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
+      ...(opts.nodeSelector && Object.keys(opts.nodeSelector).length
+        ? { nodeSelector: { ...opts.nodeSelector } }
+        : {}),
       securityContext: {
         seccompProfile: { type: 'RuntimeDefault' },
         // fsGroup lets the non-root importer write the mounted volumes (upstream sets it when anything is mounted)

@@ -7,8 +7,10 @@ const rwoFile: ClaimPropertySet = { accessModes: ['ReadWriteOnce'], volumeMode: 
 const rwoBlock: ClaimPropertySet = { accessModes: ['ReadWriteOnce'], volumeMode: 'Block' };
 
 const table: Record<string, ClaimPropertySet[]> = {
-  // the Kubernetes CSI hostpath driver the local cluster runs (Block and Filesystem, one node)
+  // the Kubernetes CSI hostpath driver (Block and Filesystem, one node), under its upstream name and under the
+  // name the local cluster registers it with (hack/cluster/lib/node.sh)
   'hostpath.csi.k8s.io': [rwoFile, rwoBlock],
+  'hostpath.csi.cdi.dev': [rwoFile, rwoBlock],
   // upstream's entries for the other hostpath-style provisioners
   'kubevirt.io.hostpath-provisioner': [rwoFile],
   'kubevirt.io/hostpath-provisioner': [rwoFile],

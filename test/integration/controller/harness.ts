@@ -1,0 +1,236 @@
+// Test harness for the controllers on the real API server: the manager runs in this process, and the tests play
+// kubelet. On the control-plane profile there is no kubelet, and on the full profile the importer pods are pinned
+// (workload node selector) to a node that does not exist, so nothing but these tests ever writes a pod's status:
+// they write it through the API server's pods/status subresource exactly as a kubelet would (phase, podIP,
+// container restart counts, running/waiting/terminated states with the importer's termination message).
+import https from 'node:https';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import {
+  Resources,
+  silentLogger,
+  jsonLogger,
+  type KubeClient,
+  type KubeObject,
+  type Pod,
+} from '../../../src/kube/index.ts';
+import { buildManager, type Manager } from '../../../src/controller/manager.ts';
+import { makeTestPki } from '../../support/tls.ts';
+
+let nodes: boolean | undefined;
+/** The full profile has a node (and kube-scheduler); the control-plane profile has neither. */
+async function schedulerPresent(client: KubeClient): Promise<boolean> {
+  nodes ??=
+    (await client.list({ group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false })).items
+      .length > 0;
+  return nodes;
+}
+
+export const NO_NODE = { 'cdi.kubevirt.io/test-no-such-node': 'true' };
+export const IMAGE = 'localhost:5000/cdi-importer:integration';
+
+export class RunningManager {
+  private ac = new AbortController();
+  private done: Promise<void> | undefined;
+  manager: Manager | undefined;
+  private readonly client: KubeClient;
+  constructor(client: KubeClient) {
+    this.client = client;
+  }
+  start(): void {
+    this.ac = new AbortController();
+    this.manager = buildManager({
+      client: this.client,
+      log: process.env['CDI_TEST_LOG'] ? jsonLogger({ test: 'controller' }) : silentLogger,
+      importerImage: IMAGE,
+      pullPolicy: 'IfNotPresent',
+      workloadNodeSelector: NO_NODE,
+    });
+    this.done = this.manager.run(this.ac.signal);
+  }
+  async stop(): Promise<void> {
+    this.ac.abort();
+    await this.done;
+  }
+}
+
+/** A fake kubelet's view of the importer container, written to pods/status. */
+export const kubelet = {
+  async setStatus(
+    client: KubeClient,
+    ns: string,
+    name: string,
+    status: NonNullable<Pod['status']>,
+  ): Promise<void> {
+    // On the full profile kube-scheduler marks the (unschedulable) pod with PodScheduled=False shortly after its
+    // creation; let that land first, then keep its condition as a kubelet would.
+    let pod = await client.get<Pod>(Resources.Pod, name, ns);
+    for (
+      let i = 0;
+      i < 30 &&
+      (await schedulerPresent(client)) &&
+      !pod.status?.conditions?.some((c) => c.type === 'PodScheduled');
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+      pod = await client.get<Pod>(Resources.Pod, name, ns);
+    }
+    await client.replace(
+      Resources.Pod,
+      { ...pod, status: { ...status, conditions: pod.status?.conditions ?? [] } },
+      { subresource: 'status' },
+    );
+  },
+  running(podIP: string, restartCount = 0): NonNullable<Pod['status']> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    return {
+      phase: 'Running',
+      podIP,
+      podIPs: [{ ip: podIP }],
+      startTime: now,
+      containerStatuses: [
+        {
+          name: 'importer',
+          image: IMAGE,
+          imageID: '',
+          ready: true,
+          started: true,
+          restartCount,
+          state: { running: { startedAt: now } },
+        },
+      ],
+    };
+  },
+  /** The container exited; `phase` is the pod phase kubelet reports (Succeeded for exit 0 under OnFailure). */
+  terminated(exitCode: number, message: string, restartCount = 0): NonNullable<Pod['status']> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    return {
+      phase: exitCode === 0 ? 'Succeeded' : 'Running',
+      containerStatuses: [
+        {
+          name: 'importer',
+          image: IMAGE,
+          imageID: '',
+          ready: false,
+          started: false,
+          restartCount,
+          state: {
+            terminated: {
+              exitCode,
+              reason: exitCode === 0 ? 'Completed' : 'Error',
+              message,
+              startedAt: now,
+              finishedAt: now,
+            },
+          },
+        },
+      ],
+    };
+  },
+  /** After a failed run under restartPolicy OnFailure: waiting in back-off, the failure in lastState. */
+  crashLooping(restartCount: number, message: string): NonNullable<Pod['status']> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    return {
+      phase: 'Running',
+      containerStatuses: [
+        {
+          name: 'importer',
+          image: IMAGE,
+          imageID: '',
+          ready: false,
+          started: false,
+          restartCount,
+          state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off restarting failed container' } },
+          lastState: {
+            terminated: { exitCode: 1, reason: 'Error', message, startedAt: now, finishedAt: now },
+          },
+        },
+      ],
+    };
+  },
+};
+
+/**
+ * The importer's metrics endpoint, for real: HTTPS with a self-signed certificate on <loopback address>:8443,
+ * serving kubevirt_cdi_import_progress_total. The pod's status.podIP points at it, so the DV controller scrapes
+ * it exactly as it would scrape a pod.
+ */
+export async function startMetricsServer(): Promise<{
+  ip: string;
+  set: (uid: string, v: number) => void;
+  close: () => Promise<void>;
+}> {
+  const dir = await mkdtemp(join(tmpdir(), 'cdi-metrics-'));
+  const values = new Map<string, number>();
+  for (let attempt = 0; ; attempt++) {
+    const b = randomBytes(2);
+    const ip = `127.${((b[0] ?? 1) % 250) + 2}.${b[1] ?? 1}.${attempt + 10}`;
+    const pki = await makeTestPki(dir, { ips: [ip], hostnames: [] });
+    const server = https.createServer({ cert: pki.cert, key: pki.key }, (_req, res) => {
+      const lines = ['# TYPE kubevirt_cdi_import_progress_total counter'];
+      for (const [uid, v] of values) lines.push(`kubevirt_cdi_import_progress_total{ownerUID="${uid}"} ${v}`);
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(lines.join('\n') + '\n');
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(8443, ip, () => resolve());
+      });
+    } catch (e) {
+      if (attempt < 5) continue;
+      throw e;
+    }
+    return {
+      ip,
+      set: (uid, v) => values.set(uid, v),
+      close: async () => {
+        await new Promise<void>((r) => server.close(() => r()));
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+/** A PV that binds exactly to ns/claim (static provisioning: the PV controller of kube-controller-manager binds it). */
+export function staticPv(
+  name: string,
+  storageClassName: string,
+  ns: string,
+  claim: string,
+  volumeMode = 'Filesystem',
+): KubeObject {
+  return {
+    metadata: { name, labels: { 'cdi-ts-test': 'controller' } },
+    spec: {
+      capacity: { storage: '20Gi' },
+      accessModes: ['ReadWriteOnce'],
+      volumeMode,
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName,
+      claimRef: { namespace: ns, name: claim },
+      // never mounted: no kubelet runs these pods
+      hostPath: { path: `/nonexistent/cdi-ts-test/${name}` },
+    },
+  } as KubeObject;
+}
+
+export interface EventLike {
+  reason?: string;
+  message?: string;
+  type?: string;
+  involvedObject?: { kind?: string; name?: string };
+}
+export async function eventsFor(
+  client: KubeClient,
+  ns: string,
+  kind: string,
+  name: string,
+): Promise<EventLike[]> {
+  const l = await client.list<KubeObject & EventLike>(Resources.Event, {
+    namespace: ns,
+    fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}`,
+  });
+  return l.items;
+}

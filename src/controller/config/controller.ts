@@ -2,7 +2,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { CDIConfigName, GroupVersion } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
-import { writeStatus } from '../shared/status.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { CDIConfig, StorageClass } from '../shared/types.ts';
 import { computeConfigStatus } from './status.ts';
@@ -43,5 +42,6 @@ export async function reconcileConfig(d: ConfigDeps, key: string): Promise<Resul
   const status = computeConfigStatus(config, classes);
   if (isDeepStrictEqual(status, config.status ?? {})) return;
   d.log.info('updating CDIConfig status', { name: CDIConfigName });
-  await writeStatus(d.kube, Res.cdiConfig, { ...config, status });
+  // CDIConfig has no status subresource (as upstream): the status is part of the object
+  await d.kube.update(Res.cdiConfig, { ...config, status });
 }

@@ -341,6 +341,8 @@ export function makeImporterPod(
       volumes,
       restartPolicy: 'OnFailure',
       enableServiceLinks: false,
+      // the importer never talks to the API server: no token in the pod
+      automountServiceAccountToken: false,
       ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
       ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
       ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),

@@ -1,0 +1,148 @@
+// The manifests that run cdi-controller: Namespace, ServiceAccount, least-privilege RBAC, Deployment and the
+// metrics Service. Rendered from code (hack/gen-deploy.ts writes deploy/cdi/*.yaml), snapshot-tested so a change to
+// a rule or a field shows up in review. Names follow upstream where a user may look for them (cdi-deployment, cdi-sa).
+import YAML from 'yaml';
+
+export interface ControllerDeployOptions {
+  namespace: string;
+  controllerImage: string;
+  importerImage: string;
+  pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  replicas: number;
+}
+
+export const defaultDeployOptions: ControllerDeployOptions = {
+  namespace: 'cdi',
+  // hack/images/build.sh pushes :dev (moving) and :<content hash>; deploy-time tooling may pin the hash
+  controllerImage: 'localhost:5000/cdi-controller:dev',
+  importerImage: 'localhost:5000/cdi-importer:dev',
+  pullPolicy: 'Always',
+  replicas: 1,
+};
+
+type Obj = Record<string, unknown>;
+
+const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/managed-by': 'cdi-ts', 'cdi.kubevirt.io': 'cdi-controller' };
+
+/**
+ * Exactly what the controllers and the process touch, verb by verb:
+ * - datavolumes: watch, add the usePopulator annotation (patch); their status through the status subresource (patch)
+ * - persistentvolumeclaims: watch; create targets and scratch volumes; patch the status annotations; delete never
+ *   (owner references do that) - but the import controller deletes nothing but pods
+ * - pods: watch importer pods, list a namespace's pods to find one holding a target claim; create and delete importers
+ * - storageclasses: read (rendering, overhead); storageprofiles: create/delete one per class, write status
+ * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
+ * - events: create and, for repeats, patch (aggregation)
+ * - leases (own namespace only, see the Role): the leader election
+ */
+export function clusterRules(): Obj[] {
+  return [
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/status'], verbs: ['patch'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles/status'], verbs: ['update'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  ];
+}
+
+export function controllerManifests(o: ControllerDeployOptions = defaultDeployOptions): Obj[] {
+  const ns = o.namespace;
+  const selector = { 'cdi.kubevirt.io': 'cdi-controller' };
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...labels, 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cdi-sa', namespace: ns, labels } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'cdi-controller', labels }, rules: clusterRules() },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'cdi-controller', labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cdi-controller' },
+      subjects: [{ kind: 'ServiceAccount', name: 'cdi-sa', namespace: ns }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'cdi-controller', namespace: ns, labels },
+      rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'cdi-controller', namespace: ns, labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cdi-controller' },
+      subjects: [{ kind: 'ServiceAccount', name: 'cdi-sa', namespace: ns }],
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'cdi-deployment', namespace: ns, labels },
+      spec: {
+        replicas: o.replicas,
+        selector: { matchLabels: selector },
+        // a new leader takes over only after the old one released its lease (graceful shutdown)
+        strategy: { type: 'Recreate' },
+        template: {
+          metadata: { labels: { ...labels, 'prometheus.cdi.kubevirt.io': 'true' } },
+          spec: {
+            serviceAccountName: 'cdi-sa',
+            securityContext: { runAsNonRoot: true, runAsUser: 107, runAsGroup: 107, seccompProfile: { type: 'RuntimeDefault' } },
+            terminationGracePeriodSeconds: 30,
+            containers: [
+              {
+                name: 'cdi-controller',
+                image: o.controllerImage,
+                imagePullPolicy: o.pullPolicy,
+                env: [
+                  { name: 'IMPORTER_IMAGE', value: o.importerImage },
+                  { name: 'PULL_POLICY', value: o.pullPolicy },
+                  { name: 'HEALTH_PORT', value: '8080' },
+                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                ],
+                ports: [{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }],
+                livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, initialDelaySeconds: 10, periodSeconds: 10 },
+                readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, initialDelaySeconds: 2, periodSeconds: 5 },
+                resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  capabilities: { drop: ['ALL'] },
+                  readOnlyRootFilesystem: true,
+                  runAsNonRoot: true,
+                  seccompProfile: { type: 'RuntimeDefault' },
+                },
+                terminationMessagePolicy: 'FallbackToLogsOnError',
+              },
+            ],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'cdi-prometheus-metrics', namespace: ns, labels },
+      spec: {
+        selector: { ...selector, 'prometheus.cdi.kubevirt.io': 'true' },
+        ports: [{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }],
+      },
+    },
+  ];
+}
+
+const header = '# Generated by hack/gen-deploy.ts from src/deploy/controller.ts; do not edit (npm run gen:deploy).\n';
+
+/** deploy/cdi/<file> → YAML text. */
+export function renderDeployFiles(o: ControllerDeployOptions = defaultDeployOptions): Record<string, string> {
+  const m = controllerManifests(o);
+  const doc = (objs: Obj[]): string => header + objs.map((x) => YAML.stringify(x, { lineWidth: 0 })).join('---\n');
+  const byKind = (...kinds: string[]): Obj[] => m.filter((x) => kinds.includes(String(x['kind'])));
+  return {
+    '00-namespace.yaml': doc(byKind('Namespace')),
+    '10-rbac.yaml': doc(byKind('ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding')),
+    '20-controller.yaml': doc(byKind('Deployment', 'Service')),
+  };
+}

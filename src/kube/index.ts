@@ -10,3 +10,4 @@ export * from './controller.ts';
 export * from './conditions.ts';
 export * from './events.ts';
 export * from './leader.ts';
+export * from './factory.ts';

@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { V1MicroTime } from '@kubernetes/client-node';
-import { keyOf, kubeTime, microTime, splitKey } from './types.ts';
+import {
+  controllerOf,
+  controllerRef,
+  isControlledBy,
+  keyOf,
+  kubeTime,
+  microTime,
+  splitKey,
+} from './types.ts';
 import { resourcePath } from './client.ts';
 import { Resources } from './types.ts';
 
@@ -33,5 +41,28 @@ void test('resource paths for core, grouped, cluster-scoped kinds and subresourc
   assert.throws(
     () => resourcePath(Resources.Pod, undefined, 'p'),
     /Pod p is namespaced: a namespace is required/,
+  );
+});
+
+void test('controllerRef makes a blocking controller reference; controllerOf and isControlledBy read it back', () => {
+  const dv = { metadata: { name: 'dv', namespace: 'ns', uid: 'u-1' } };
+  const ref = controllerRef(dv, Resources.DataVolume);
+  assert.deepEqual(ref, {
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    name: 'dv',
+    uid: 'u-1',
+    controller: true,
+    blockOwnerDeletion: true,
+  });
+  const pvc = {
+    metadata: { name: 'dv', ownerReferences: [{ ...ref, controller: false, uid: 'other' }, ref] },
+  };
+  assert.equal(controllerOf(pvc)?.uid, 'u-1');
+  assert.ok(isControlledBy(pvc, dv));
+  assert.ok(!isControlledBy(pvc, { metadata: { uid: 'other' } }));
+  assert.throws(
+    () => controllerRef({ metadata: { name: 'x' } }, Resources.DataVolume),
+    /has no name or uid yet/,
   );
 });

@@ -168,3 +168,34 @@ export function kubeTime(date: Date): string {
 export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** The owner reference that makes `owner` the controller of a child (garbage collection and adoption). */
+export function controllerRef(owner: KubeObject, r: Resource): OwnerReference {
+  const name = owner.metadata?.name;
+  const uid = owner.metadata?.uid;
+  if (!name || !uid)
+    throw new Error(
+      `cannot own a child: the ${r.kind} has no name or uid yet (use the object the server returned)`,
+    );
+  return { apiVersion: apiVersionOf(r), kind: r.kind, name, uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** The controller owner reference of an object, if any. */
+export function controllerOf(obj: KubeObject): OwnerReference | undefined {
+  return obj.metadata?.ownerReferences?.find((o) => o.controller === true);
+}
+
+/** True when `owner` (by uid) is the controller of `obj`. */
+export function isControlledBy(obj: KubeObject, owner: KubeObject): boolean {
+  const ref = controllerOf(obj);
+  return ref !== undefined && ref.uid === owner.metadata?.uid;
+}

@@ -3,13 +3,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Controller,
-  Informer,
+  InformerFactory,
   KubeClient,
   Resources,
+  controllerRef,
   splitKey,
   type ConfigMap,
+  type KubeObject,
 } from '../../../src/kube/index.ts';
-import { clusterClient, createNamespace, eventually } from './cluster.ts';
+import type { DataVolume } from '../../../src/api/index.ts';
+import { clusterClient, createNamespace, eventually, installCrds } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
@@ -17,6 +20,7 @@ let cleanup: () => Promise<void> = async () => {};
 
 before(async () => {
   client = clusterClient();
+  await installCrds(client);
   ({ name: ns, cleanup } = await createNamespace(client, 'kube-controller'));
 });
 after(async () => cleanup());
@@ -26,10 +30,16 @@ void test('a controller reconciles every ConfigMap it sees and converges: a seco
     metadata: { name: 'pre', namespace: ns, labels: { app: 't' } },
     data: { in: 'a' },
   });
-  const informer = new Informer<ConfigMap>(client, Resources.ConfigMap, {
+  const factory = new InformerFactory(client);
+  const informer = factory.informer<ConfigMap>(Resources.ConfigMap, {
     namespace: ns,
     labelSelector: 'app=t',
   });
+  assert.equal(
+    factory.informer(Resources.ConfigMap, { namespace: ns, labelSelector: 'app=t' }),
+    informer,
+    'informers are shared',
+  );
   const writes: string[] = [];
   const reconciles = new Map<string, number>();
   const controller = new Controller({
@@ -47,7 +57,7 @@ void test('a controller reconciles every ConfigMap it sees and converges: a seco
     },
   }).watch(informer);
   const stop = new AbortController();
-  informer.start();
+  factory.start();
   const running = controller.run(stop.signal);
   try {
     await eventually('the pre-existing object', () => informer.get(`${ns}/pre`)?.data?.out === 'A');
@@ -64,6 +74,21 @@ void test('a controller reconciles every ConfigMap it sees and converges: a seco
   } finally {
     stop.abort();
     await running;
-    await informer.stop();
+    await factory.stop();
   }
+});
+
+void test('a child with controllerRef(owner) is garbage-collected with its owner', async () => {
+  const dv = await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name: 'owner', namespace: ns },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Mi' } } } },
+  });
+  await client.create<ConfigMap>(Resources.ConfigMap, {
+    metadata: { name: 'child', namespace: ns, ownerReferences: [controllerRef(dv, Resources.DataVolume)] },
+  });
+  await client.delete(Resources.DataVolume, 'owner', { namespace: ns });
+  await eventually(
+    'the garbage collector to delete the child',
+    async () => (await client.getOrUndefined(Resources.ConfigMap, 'child', ns)) === undefined,
+  );
 });

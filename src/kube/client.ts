@@ -97,9 +97,12 @@ export function resourcePath(r: Resource, namespace?: string, name?: string, sub
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   private readonly server: string;
+  private readonly requestTimeoutMs: number;
 
-  constructor(kubeConfig: KubeConfig) {
+  /** requestTimeoutMs bounds every request except watches, so a hung connection cannot stall a reconcile. */
+  constructor(kubeConfig: KubeConfig, opts: { requestTimeoutMs?: number } = {}) {
     this.kubeConfig = kubeConfig;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = cluster.server.replace(/\/+$/, '');
@@ -111,8 +114,22 @@ export class KubeClient {
 
   /** Sends one request; returns the parsed JSON body, or throws ApiError for a non-2xx answer. */
   async request<T>(method: HttpMethod, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.send(method, path, opts);
-    const text = await res.text();
+    const timeout = AbortSignal.timeout(this.requestTimeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Awaited<ReturnType<typeof fetch>>;
+    let text: string;
+    try {
+      res = await this.send(method, path, { ...opts, signal });
+      text = await res.text();
+    } catch (e) {
+      if (timeout.aborted && !opts.signal?.aborted) {
+        throw new Error(
+          `${method} ${path}: no answer from the API server within ${this.requestTimeoutMs} ms`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     if (res.status < 200 || res.status > 299)
       throw new ApiError(method, path, res.status, parseStatus(text), text);
     return (text === '' ? undefined : JSON.parse(text)) as T;

@@ -1,0 +1,39 @@
+/** Errors of the data path. `message` is one line a user can act on; `kind` decides the exit protocol. */
+export const ErrorKind = {
+  /** The image or archive is unacceptable (hostile, corrupt, too large, wrong format). Retrying will not help. */
+  Invalid: 'invalid',
+  /** Network or server trouble: a retry may succeed. */
+  Transfer: 'transfer',
+  /** The source bytes do not match the requested checksum (upstream: fatal, pod exits 0). */
+  Checksum: 'checksum',
+  /** The import needs a scratch directory and none is available (upstream: exit 0, scratchSpaceRequired). */
+  ScratchRequired: 'scratch-required',
+  /** Anything else (local I/O, a tool failing). */
+  Internal: 'internal',
+} as const;
+export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
+
+export class ImportError extends Error {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.kind = kind;
+    this.name = 'ImportError';
+  }
+}
+
+/** Upstream's text, kept so controllers and users that match on it keep working. */
+export const SCRATCH_SPACE_REQUIRED = 'scratch space required and none found';
+
+export function largerPvcRequired(virtualSize: number, available: number): ImportError {
+  return new ImportError(
+    ErrorKind.Invalid,
+    `virtual image size ${virtualSize} is larger than the reported available storage ${available}. A larger PVC is required`,
+  );
+}
+
+/** One line, no stack: what the front ends print. */
+export function describe(err: unknown): string {
+  if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, ' ').trim();
+  return String(err);
+}

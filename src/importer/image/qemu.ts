@@ -1,0 +1,176 @@
+/**
+ * qemu-img, treated as a tool that reads hostile input:
+ * - the format is always given (`-f`), and the image is always opened through a `json:` spec that says
+ *   `"backing": null`, so even an image whose backing file slipped past validation cannot open it;
+ * - memory and time are bounded (prlimit, timeout);
+ * - `info`, `check` and `map` results are validated before any conversion (validate.ts).
+ */
+import { ErrorKind, ImportError } from '../errors.ts';
+import type { DiskFormat } from '../format/sniff.ts';
+import { lastLine, runBounded, spawnBounded, type Limits } from './run.ts';
+
+/** Where qemu-img reads the image: a local file or an NBD unix socket (nbdkit). */
+export type ImageLocation = { file: string } | { nbdSocket: string };
+
+/** The json: filename that opens `loc` as `format` with no backing file. */
+export function imageSpec(format: DiskFormat, loc: ImageLocation): string {
+  const file =
+    'file' in loc
+      ? { driver: 'file', filename: loc.file }
+      : { driver: 'nbd', server: { type: 'unix', path: loc.nbdSocket } };
+  const spec: Record<string, unknown> = { driver: format, file };
+  if (format !== 'raw') spec.backing = null;
+  return 'json:' + JSON.stringify(spec);
+}
+
+export interface QemuImgInfo {
+  format: string;
+  'virtual-size': number;
+  'actual-size'?: number;
+  filename?: string;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'backing-filename-format'?: string;
+  'format-specific'?: { type?: string; data?: Record<string, unknown> };
+  children?: unknown[];
+  [k: string]: unknown;
+}
+
+export async function info(format: DiskFormat, loc: ImageLocation, limits: Limits): Promise<QemuImgInfo> {
+  const r = await runBounded(
+    'qemu-img',
+    ['info', '-f', format, '--output=json', imageSpec(format, loc)],
+    limits.memoryBytes,
+    limits.metadataTimeoutSec,
+  );
+  if (r.code !== 0) {
+    throw new ImportError(
+      ErrorKind.Invalid,
+      `not a valid ${format} image: ${lastLine(r.stderr) || `qemu-img info exit ${r.code}`}`,
+    );
+  }
+  try {
+    return JSON.parse(r.stdout) as QemuImgInfo;
+  } catch {
+    throw new ImportError(ErrorKind.Internal, 'qemu-img info printed something that is not JSON');
+  }
+}
+
+export interface CheckResult {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  supported: boolean;
+  message: string;
+}
+
+/** `qemu-img check`: exit 0 clean, 1 check failed, 2 corruptions, 3 leaks only, 63 not supported for the format. */
+export async function check(format: DiskFormat, loc: ImageLocation, limits: Limits): Promise<CheckResult> {
+  const r = await runBounded(
+    'qemu-img',
+    ['check', '-f', format, '--output=json', imageSpec(format, loc)],
+    limits.memoryBytes,
+    limits.metadataTimeoutSec,
+  );
+  if (r.code === 63) return { corruptions: 0, leaks: 0, checkErrors: 0, supported: false, message: '' };
+  let parsed: Record<string, number> = {};
+  try {
+    parsed = JSON.parse(r.stdout) as Record<string, number>;
+  } catch {
+    // Some failures print only to stderr.
+  }
+  return {
+    corruptions: parsed.corruptions ?? (r.code === 2 ? 1 : 0),
+    leaks: parsed.leaks ?? 0,
+    checkErrors: parsed['check-errors'] ?? (r.code === 1 ? 1 : 0),
+    supported: true,
+    message: lastLine(r.stderr),
+  };
+}
+
+export interface MapEntry {
+  start: number;
+  length: number;
+  data: boolean;
+  zero: boolean;
+  offset?: number;
+}
+
+export async function map(format: DiskFormat, loc: ImageLocation, limits: Limits): Promise<MapEntry[]> {
+  const r = await runBounded(
+    'qemu-img',
+    ['map', '-f', format, '--output=json', imageSpec(format, loc)],
+    limits.memoryBytes,
+    limits.metadataTimeoutSec,
+  );
+  if (r.code !== 0) {
+    throw new ImportError(
+      ErrorKind.Invalid,
+      `the ${format} image is corrupt: ${lastLine(r.stderr) || `qemu-img map exit ${r.code}`}`,
+    );
+  }
+  try {
+    return JSON.parse(r.stdout) as MapEntry[];
+  } catch {
+    throw new ImportError(ErrorKind.Internal, 'qemu-img map printed something that is not JSON');
+  }
+}
+
+export interface ConvertOptions {
+  format: DiskFormat;
+  from: ImageLocation;
+  to: string;
+  /** The target exists already (a block device, or a file we created): do not create it. */
+  existingTarget: boolean;
+  cache: 'writeback' | 'none';
+  preallocate: boolean;
+  limits: Limits;
+  onProgress?: (fraction: number) => void;
+}
+
+/** `qemu-img convert -O raw`, with upstream's preallocation fallbacks (falloc, then full, then -S 0). */
+export async function convert(o: ConvertOptions): Promise<{ preallocationApplied: boolean }> {
+  const attempts: string[][] = o.preallocate
+    ? [
+        ['-o', 'preallocation=falloc'],
+        ['-o', 'preallocation=full'],
+        ['-S', '0'],
+      ]
+    : [[]];
+  let last = '';
+  for (const extra of attempts) {
+    const args = [
+      'convert',
+      '-p',
+      '-f',
+      o.format,
+      '-O',
+      'raw',
+      '-t',
+      o.cache,
+      ...(o.existingTarget ? ['-n'] : []),
+      ...(o.existingTarget && extra[0] === '-o' ? [] : extra),
+      imageSpec(o.format, o.from),
+      o.to,
+    ];
+    let buf = '';
+    const { done } = spawnBounded(
+      'qemu-img',
+      args,
+      o.limits.memoryBytes,
+      o.limits.convertTimeoutSec,
+      (chunk) => {
+        buf = (buf + chunk).slice(-200);
+        const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(buf);
+        if (m && o.onProgress) o.onProgress(Number(m[1]) / 100);
+      },
+    );
+    const r = await done;
+    if (r.code === 0) return { preallocationApplied: o.preallocate };
+    last = lastLine(r.stderr) || `exit ${r.code}`;
+    if (r.code === 124 || r.code === 137)
+      last = `qemu-img convert did not finish within ${o.limits.convertTimeoutSec}s`;
+    if (!/Unsupported preallocation mode|preallocation/i.test(last)) break;
+  }
+  throw new ImportError(ErrorKind.Invalid, `conversion to raw failed: ${last}`);
+}

@@ -1,0 +1,217 @@
+// End-to-end harness on the `full` profile: deploys CDI (CRDs + deploy/cdi with the images hack/images/build.sh
+// pushed, tag from .cluster/images.env), makes image fixtures with qemu-img from a seeded raw disk, serves them from
+// the node address (pods reach the host there), and checks bytes on volumes with a verifier pod.
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { readFileSync, existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
+import { controllerManifests, defaultDeployOptions } from '../../src/deploy/controller.ts';
+import { eventually, installCrds, kubectl, repoRoot } from '../integration/kube/cluster.ts';
+
+const run = promisify(execFile);
+
+/** The node address of the local cluster (hack/cluster/lib/common.sh NODE_IP). */
+export const NODE_IP = process.env['CDI_NODE_IP'] ?? '10.99.0.1';
+export const STORAGE_CLASS = process.env['CDI_E2E_STORAGE_CLASS'] ?? 'cdi-hostpath';
+
+export function imagesEnv(): Record<string, string> {
+  const p = join(repoRoot, '.cluster', 'images.env');
+  if (!existsSync(p))
+    throw new Error(`${p} is missing: build and push the images first (npm run cluster:sync)`);
+  return Object.fromEntries(
+    readFileSync(p, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).trim()]),
+  );
+}
+
+/** Fails with one clear line unless the cluster has a node (the full profile). */
+export async function requireFullCluster(client: KubeClient): Promise<void> {
+  const nodes = await client.list({
+    group: '',
+    version: 'v1',
+    kind: 'Node',
+    plural: 'nodes',
+    namespaced: false,
+  });
+  if (nodes.items.length === 0)
+    throw new Error(
+      'e2e needs the full cluster (a node, CSI storage, registry): npm run cluster:up -- --profile full',
+    );
+}
+
+const res = (
+  group: string,
+  version: string,
+  kind: string,
+  plural: string,
+  namespaced: boolean,
+): Resource => ({ group, version, kind, plural, namespaced });
+const kinds: Record<string, Resource> = {
+  Namespace: Resources.Namespace,
+  ServiceAccount: res('', 'v1', 'ServiceAccount', 'serviceaccounts', true),
+  ClusterRole: res('rbac.authorization.k8s.io', 'v1', 'ClusterRole', 'clusterroles', false),
+  ClusterRoleBinding: res(
+    'rbac.authorization.k8s.io',
+    'v1',
+    'ClusterRoleBinding',
+    'clusterrolebindings',
+    false,
+  ),
+  Role: res('rbac.authorization.k8s.io', 'v1', 'Role', 'roles', true),
+  RoleBinding: res('rbac.authorization.k8s.io', 'v1', 'RoleBinding', 'rolebindings', true),
+  Deployment: res('apps', 'v1', 'Deployment', 'deployments', true),
+  Service: Resources.Service,
+};
+
+/** Applies the CRDs and deploy/cdi (server-side apply) with this build's image tag, and waits for the controller. */
+export async function deployCdi(client: KubeClient): Promise<void> {
+  await installCrds(client);
+  const tag = imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev';
+  const objs = controllerManifests({
+    ...defaultDeployOptions,
+    controllerImage: `localhost:5000/cdi-controller:${tag}`,
+    importerImage: `localhost:5000/cdi-importer:${tag}`,
+    pullPolicy: 'IfNotPresent',
+  });
+  for (const o of objs) {
+    const r = kinds[String(o['kind'])];
+    if (!r) throw new Error(`no resource for kind ${String(o['kind'])}`);
+    await client.apply(r, o, { fieldManager: 'cdi-ts-e2e', force: true });
+  }
+  await eventually(
+    'cdi-deployment available',
+    async () => {
+      const d = await client.get<
+        KubeObject & { status?: { availableReplicas?: number; updatedReplicas?: number } }
+      >(kinds['Deployment'] as Resource, 'cdi-deployment', defaultDeployOptions.namespace);
+      return (d.status?.availableReplicas ?? 0) >= 1 && (d.status?.updatedReplicas ?? 0) >= 1;
+    },
+    180_000,
+    1000,
+  );
+}
+
+export interface Fixtures {
+  dir: string;
+  /** md5 and size of the raw disk every image holds */
+  rawMd5: string;
+  rawSize: number;
+  /** the ISO fixture differs from the raw disk in its volume descriptor */
+  isoMd5: string;
+  files: {
+    qcow2: string;
+    vmdk: string;
+    vhdx: string;
+    rawXz: string;
+    rawGz: string;
+    iso: string;
+    tooBig: string;
+    archive: string;
+  };
+  archiveFileMd5: string;
+  cleanup: () => Promise<void>;
+}
+
+/** A seeded pseudo-random raw disk (deterministic), converted with qemu-img (always -f) and compressed. */
+export async function makeFixtures(sizeMiB = 32): Promise<Fixtures> {
+  const dir = await mkdtemp(join(tmpdir(), 'cdi-e2e-'));
+  const size = sizeMiB << 20;
+  const raw = Buffer.alloc(size);
+  let block = createHash('sha256').update('cdi-e2e-seed').digest();
+  // every other MiB stays zero so sparse handling is exercised too
+  for (let off = 0; off < size; off += 32) {
+    if (Math.floor(off / (1 << 20)) % 2 === 1) continue;
+    block = createHash('sha256').update(block).digest();
+    block.copy(raw, off);
+  }
+  const rawPath = join(dir, 'disk.raw');
+  await writeFile(rawPath, raw);
+  const conv = (fmt: string, out: string): Promise<unknown> =>
+    run('qemu-img', ['convert', '-f', 'raw', '-O', fmt, rawPath, join(dir, out)]);
+  await conv('qcow2', 'disk.qcow2');
+  await conv('vmdk', 'disk.vmdk');
+  await conv('vhdx', 'disk.vhdx');
+  await run('sh', ['-c', `xz -T1 -k -c disk.raw > disk.raw.xz && gzip -k -c disk.raw > disk.raw.gz`], {
+    cwd: dir,
+  });
+  // An ISO 9660 image is raw data with the "CD001" volume descriptor at 0x8001: the importer detects it as iso.
+  const iso = Buffer.from(raw);
+  iso.write('\x01CD001\x01', 0x8000, 'latin1');
+  await writeFile(join(dir, 'disk.iso'), iso);
+  // A qcow2 whose virtual size (256 MiB) exceeds the volumes the tests give it.
+  await run('qemu-img', ['create', '-f', 'qcow2', join(dir, 'big.qcow2'), '256M']);
+  // archive content: a tar of one file
+  await writeFile(join(dir, 'payload.bin'), raw.subarray(0, 1 << 20));
+  await run('tar', ['-cf', 'archive.tar', 'payload.bin'], { cwd: dir });
+  const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+  return {
+    dir,
+    rawMd5: md5(raw),
+    rawSize: size,
+    isoMd5: md5(iso),
+    files: {
+      qcow2: 'disk.qcow2',
+      vmdk: 'disk.vmdk',
+      vhdx: 'disk.vhdx',
+      rawXz: 'disk.raw.xz',
+      rawGz: 'disk.raw.gz',
+      iso: 'disk.iso',
+      tooBig: 'big.qcow2',
+      archive: 'archive.tar',
+    },
+    archiveFileMd5: md5(await readFile(join(dir, 'payload.bin'))),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * Runs a busybox pod that mounts the claim (or attaches it as a block device) and prints the md5 of its first
+ * `bytes` bytes, or of `file` inside a Filesystem volume; returns the printed hash.
+ */
+export async function md5OnVolume(
+  client: KubeClient,
+  ns: string,
+  pvc: string,
+  opts: { block?: boolean; bytes?: number; file?: string },
+): Promise<string> {
+  const busybox = imagesEnv()['BUSYBOX_IMAGE'] ?? 'localhost:5000/busybox:latest';
+  const name = `verify-${pvc}`.slice(0, 63);
+  const target = opts.block ? '/dev/disk' : `/data/${opts.file ?? 'disk.img'}`;
+  const cmd = opts.bytes !== undefined ? `head -c ${opts.bytes} ${target} | md5sum` : `md5sum < ${target}`;
+  await client.create(Resources.Pod, {
+    metadata: { name, namespace: ns },
+    spec: {
+      restartPolicy: 'Never',
+      containers: [
+        {
+          name: 'verify',
+          image: busybox,
+          command: ['sh', '-c', cmd],
+          ...(opts.block
+            ? { volumeDevices: [{ name: 'v', devicePath: '/dev/disk' }] }
+            : { volumeMounts: [{ name: 'v', mountPath: '/data' }] }),
+        },
+      ],
+      volumes: [{ name: 'v', persistentVolumeClaim: { claimName: pvc } }],
+    },
+  } as KubeObject);
+  await eventually(
+    `verifier pod ${name} to finish`,
+    async () => {
+      const p = await client.get<KubeObject & { status?: { phase?: string } }>(Resources.Pod, name, ns);
+      if (p.status?.phase === 'Failed') throw new Error(`verifier pod ${name} failed`);
+      return p.status?.phase === 'Succeeded';
+    },
+    180_000,
+    1000,
+  );
+  const logs = await kubectl('-n', ns, 'logs', name);
+  await client.delete(Resources.Pod, name, { namespace: ns });
+  return logs.stdout.trim().split(/\s+/)[0] ?? '';
+}

@@ -69,10 +69,11 @@ void test('upstream-style manifests are accepted unchanged (server-side dry run,
     };
     const kind = kinds[manifest.kind ?? ''];
     assert.ok(kind, `${file}: unexpected kind ${manifest.kind}`);
-    const obj = {
-      ...manifest,
-      metadata: { ...manifest.metadata, namespace: kind.resource.namespaced ? ns : undefined },
-    };
+    // Cluster-scoped singletons (CDIConfig "config", CDI "cdi") may already exist: dry-run under another name.
+    const metadata = kind.resource.namespaced
+      ? { ...manifest.metadata, namespace: ns }
+      : { ...manifest.metadata, name: `${manifest.metadata?.name}-${ns}` };
+    const obj = { ...manifest, metadata };
     const created = await client
       .create<KubeObject & { spec: unknown }>(kind.resource, obj, { dryRun: true })
       .catch((e: unknown) => {

@@ -267,6 +267,7 @@ async function convertImage(
       sourceBytes = w.written;
       how = TransferPath.Scratch;
     }
+    if (how !== TransferPath.Scratch) progress.restart();
     progress.setPhase('validating');
     const facts = await inspectImage(format, loc, sourceBytes, req.available, limits);
 

@@ -26,6 +26,14 @@ export class Progress extends EventEmitter<{ update: [Progress] }> {
     this.emit('update', this);
   }
 
+  /** Forget the bytes counted so far (a tool takes over the reporting). */
+  restart(): void {
+    this.done = 0;
+    this.total = undefined;
+    this.explicit = 0;
+    this.emit('update', this);
+  }
+
   /** A fraction reported by a tool (qemu-img convert -p). */
   set(fraction: number): void {
     this.explicit = Math.max(this.explicit ?? 0, Math.min(1, fraction));

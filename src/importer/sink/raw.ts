@@ -178,6 +178,7 @@ export class RawWriter {
         }
       }
       size = want;
+      await fh.chmod(0o660);
       await fh.sync();
       await fh.close();
       this.fh = undefined;

@@ -1,0 +1,240 @@
+/**
+ * The importer pod's contract, as upstream's cmd/cdi-importer (cdi-upstream.md §2.1, §3):
+ * configuration from env vars, target /data/disk.img (Filesystem; /data for archives) or /dev/cdi-block-volume
+ * (Block, when it exists), scratch at /scratch when mounted, and the result in /dev/termination-log:
+ *   success:           JSON {"scratchSpaceRequired":false,"preallocationApplied":…,"message":"Import Complete"}, exit 0
+ *   scratch needed:    JSON {"scratchSpaceRequired":true,…}, exit 0 (the controller recreates the pod with scratch)
+ *   checksum mismatch: JSON {"message":"Unable to process data: checksum mismatch: …"}, exit 0 (fatal, no retry)
+ *   other errors:      plain text "Unable to process data: …", exit 1 (the pod restarts)
+ * The paths can be moved for tests with CDI_IMPORTER_DATA_DIR, CDI_IMPORTER_BLOCK_PATH, CDI_IMPORTER_SCRATCH_DIR,
+ * CDI_IMPORTER_TERMINATION_LOG (and CDI_IMPORTER_METRICS_PORT, default 8443; "off" disables the endpoint).
+ */
+import { stat, statfs, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseChecksum } from './checksum.ts';
+import { describe, ErrorKind, ImportError } from './errors.ts';
+import { ContentType, runImport, type CacheMode } from './import.ts';
+import { startProgressMetrics, type MetricsServer } from './metrics.ts';
+import { Progress } from './progress.ts';
+import { parseSize, usableSpace } from './size.ts';
+import { deviceSize } from './sink/raw.ts';
+import { BlankSource } from './source/blank.ts';
+import { HttpSource } from './source/http.ts';
+import type { ImportSource } from './source/source.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface PodPaths {
+  dataDir: string;
+  blockPath: string;
+  scratchDir: string;
+  terminationLog: string;
+}
+
+export function podPaths(env: Env): PodPaths {
+  return {
+    dataDir: env.CDI_IMPORTER_DATA_DIR ?? '/data',
+    blockPath: env.CDI_IMPORTER_BLOCK_PATH ?? '/dev/cdi-block-volume',
+    scratchDir: env.CDI_IMPORTER_SCRATCH_DIR ?? '/scratch',
+    terminationLog: env.CDI_IMPORTER_TERMINATION_LOG ?? '/dev/termination-log',
+  };
+}
+
+export interface TerminationMessage {
+  scratchSpaceRequired?: boolean;
+  preallocationApplied?: boolean;
+  deadlinePassed?: boolean;
+  labels?: Record<string, string>;
+  message?: string;
+}
+
+/** Go's strconv.ParseBool. */
+function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined || v === '') return dflt;
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw new ImportError(
+    ErrorKind.Invalid,
+    `the ${name} environment variable is with a wrong value "${v}"; should be "true" or "false"`,
+  );
+}
+
+/** Upstream copies env vars named like *_KUBEVIRT_IO_* into labels of the termination message. */
+function envLabels(env: Env): Record<string, string> | undefined {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    const m = /^(.*)_KUBEVIRT_IO_(.*)$/.exec(k);
+    if (m && v !== undefined)
+      labels[
+        `${m[1]!.toLowerCase().replace(/_/g, '.')}.kubevirt.io/${m[2]!.toLowerCase().replace(/_/g, '-')}`
+      ] = v;
+  }
+  return Object.keys(labels).length ? labels : undefined;
+}
+
+export function terminationJson(msg: TerminationMessage): string {
+  let s = JSON.stringify(msg);
+  if (Buffer.byteLength(s) > 4096 && msg.message) {
+    s = JSON.stringify({
+      ...msg,
+      message:
+        msg.message.slice(0, Math.max(0, msg.message.length - (Buffer.byteLength(s) - 4096) - 3)) + '...',
+    });
+  }
+  return s;
+}
+
+async function writeTermination(p: PodPaths, text: string): Promise<void> {
+  // Upstream writes only the first line; kubelet keeps at most 4096 bytes.
+  const line = text.replace(/\n/g, ' ');
+  await writeFile(p.terminationLog, Buffer.from(line).subarray(0, 4096), { mode: 0o600 }).catch(
+    (err: Error) => {
+      process.stderr.write(`cannot write the termination message to ${p.terminationLog}: ${err.message}\n`);
+    },
+  );
+}
+
+function makeSource(env: Env): ImportSource {
+  const kind = env.IMPORTER_SOURCE ?? '';
+  if (kind === 'none' || kind === 'blank') return new BlankSource();
+  if (kind === 'http') {
+    const headers = Object.keys(env)
+      .filter((k) => /^IMPORTER_EXTRA_HEADER_\d+$/.test(k))
+      .sort((a, b) => Number(a.slice(22)) - Number(b.slice(22)))
+      .map((k) => env[k]!)
+      .filter((h) => h !== '');
+    const user = env.IMPORTER_ACCESS_KEY_ID;
+    return new HttpSource({
+      url: env.IMPORTER_ENDPOINT ?? '',
+      ...(env.IMPORTER_CERT_DIR ? { caDir: env.IMPORTER_CERT_DIR } : {}),
+      insecureSkipVerify: parseBool('INSECURE_TLS', env.INSECURE_TLS, false),
+      headers,
+      ...(user ? { user, password: env.IMPORTER_SECRET_KEY ?? '' } : {}),
+      userAgent: 'cdi-ts-importer',
+    });
+  }
+  if (['registry', 's3', 'gcs', 'imageio', 'vddk', 'upload'].includes(kind)) {
+    throw new ImportError(
+      ErrorKind.Invalid,
+      `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, none)`,
+    );
+  }
+  throw new ImportError(ErrorKind.Invalid, `Unknown data source: ${kind}`);
+}
+
+async function exists(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined)) !== undefined;
+}
+
+/** Runs the whole pod protocol; returns the exit code. */
+export async function runPodImporter(
+  env: Env,
+  log: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Promise<number> {
+  const p = podPaths(env);
+  const progress = new Progress();
+  let metrics: MetricsServer | undefined;
+  const completeMessage = 'Import Complete';
+  try {
+    const portText = env.CDI_IMPORTER_METRICS_PORT ?? '8443';
+    if (portText !== 'off') {
+      metrics = await startProgressMetrics({
+        progress,
+        ownerUID: env.OWNER_UID ?? '',
+        port: Number(portText),
+      });
+      log(`progress metrics on https://0.0.0.0:${metrics.port}/metrics`);
+    }
+    const contentType = (env.IMPORTER_CONTENTTYPE || ContentType.KubeVirt) as ContentType;
+    if (contentType !== ContentType.KubeVirt && contentType !== ContentType.Archive) {
+      throw new ImportError(ErrorKind.Invalid, `Unsupported content type ${env.IMPORTER_CONTENTTYPE ?? ''}`);
+    }
+    const preallocate = parseBool('PREALLOCATION', env.PREALLOCATION, false);
+    const overhead = env.FILESYSTEM_OVERHEAD ? Number(env.FILESYSTEM_OVERHEAD) : 0;
+    if (!Number.isFinite(overhead) || overhead < 0 || overhead >= 1) {
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `FILESYSTEM_OVERHEAD "${env.FILESYSTEM_OVERHEAD}" is not a fraction like 0.055`,
+      );
+    }
+    const checksum = env.IMPORTER_CHECKSUM ? parseChecksum(env.IMPORTER_CHECKSUM) : undefined;
+    const block = await exists(p.blockPath);
+    const source = makeSource(env);
+    const blank = source instanceof BlankSource;
+    if (blank && contentType === ContentType.Archive) {
+      throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');
+    }
+    const requested = env.IMPORTER_IMAGE_SIZE ? parseSize(env.IMPORTER_IMAGE_SIZE) : undefined;
+    let target;
+    let available: number;
+    if (block) {
+      available = usableSpace(overhead, await deviceSize(p.blockPath));
+      target = { kind: 'block' as const, path: p.blockPath };
+    } else {
+      const s = await statfs(p.dataDir);
+      const free = s.bavail * s.bsize;
+      available = usableSpace(overhead, requested !== undefined ? Math.min(requested, free) : free);
+      target =
+        contentType === ContentType.Archive
+          ? { kind: 'dir' as const, path: p.dataDir }
+          : { kind: 'file' as const, path: path.join(p.dataDir, 'disk.img') };
+    }
+    if (blank && block && !preallocate) {
+      log('Blank block without preallocation is exactly an empty PVC, done populating');
+      await writeTermination(p, terminationJson({ preallocationApplied: false, message: completeMessage }));
+      return 0;
+    }
+    const cacheMode: CacheMode = env.CACHE_MODE === 'TRYNONE' ? 'trynone' : 'writeback';
+    const scratch = (await stat(p.scratchDir).catch(() => undefined))?.isDirectory()
+      ? p.scratchDir
+      : undefined;
+    const r = await runImport({
+      source,
+      contentType,
+      target,
+      ...(target.kind === 'file' ? { size: available } : {}),
+      available,
+      ...(checksum ? { checksum } : {}),
+      preallocate,
+      ...(scratch ? { scratchDir: scratch } : {}),
+      cache: cacheMode,
+      progress,
+    });
+    log(
+      `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
+    );
+    const labels = envLabels(env);
+    await writeTermination(
+      p,
+      terminationJson({
+        scratchSpaceRequired: false,
+        preallocationApplied: r.preallocationApplied,
+        ...(labels ? { labels } : {}),
+        message: completeMessage,
+      }),
+    );
+    return 0;
+  } catch (err) {
+    const text = describe(err);
+    log(`error: ${text}`);
+    if (err instanceof ImportError && err.kind === ErrorKind.ScratchRequired) {
+      await writeTermination(
+        p,
+        terminationJson({
+          scratchSpaceRequired: true,
+          preallocationApplied: false,
+          message: completeMessage,
+        }),
+      );
+      return 0;
+    }
+    if (err instanceof ImportError && err.kind === ErrorKind.Checksum) {
+      await writeTermination(p, terminationJson({ message: `Unable to process data: ${text}` }));
+      return 0;
+    }
+    await writeTermination(p, `Unable to process data: ${text}`);
+    return 1;
+  } finally {
+    await metrics?.close();
+  }
+}

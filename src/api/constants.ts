@@ -206,12 +206,15 @@ export const Reason = {
   ClaimLost: 'ClaimLost',
   TransferRunning: 'TransferRunning',
   NotFound: 'NotFound',
+  Unschedulable: 'Unschedulable',
 } as const;
 
 export const Message = {
   ImportComplete: 'Import Complete',
   CloneComplete: 'Clone Complete',
   NoPVCFound: 'No PVC found',
+  ClaimLost: 'Claim Lost',
+  ImporterUnschedulable: 'Importer pod cannot be scheduled',
   ScratchSpaceRequired: 'scratch space required and none found',
 } as const;
 

@@ -55,3 +55,13 @@ void test('other conditions are kept in order', () => {
     ],
   );
 });
+
+void test('a reason or message left out of the update is cleared, as upstream sets them to ""', () => {
+  const c0 = setCondition<Condition>(
+    undefined,
+    { type: 'Bound', status: 'False', reason: 'ClaimLost', message: 'Claim Lost' },
+    t0,
+  );
+  const c1 = setCondition(c0, { type: 'Bound', status: 'False' }, t1);
+  assert.deepEqual(c1, [{ type: 'Bound', status: 'False', lastTransitionTime: '2026-01-01T00:00:00Z' }]);
+});

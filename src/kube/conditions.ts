@@ -46,13 +46,14 @@ export function setCondition<C extends Condition>(
   ) {
     return conditions === undefined ? [] : (conditions as C[]);
   }
+  // Built from the update alone, so a reason or message the update leaves out is cleared, not inherited.
   const next = {
-    ...existing,
     ...update,
     lastTransitionTime:
       existing && existing.status === update.status ? (existing.lastTransitionTime ?? stamp) : stamp,
   } as C;
   if (opts.heartbeat) next.lastHeartbeatTime = stamp;
+  else if (existing?.lastHeartbeatTime !== undefined) next.lastHeartbeatTime = existing.lastHeartbeatTime;
   return existing ? list.map((c) => (c.type === update.type ? next : c)) : [...list, next];
 }
 

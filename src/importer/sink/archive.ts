@@ -90,6 +90,11 @@ export async function extractTar(
           break;
         }
         default:
+          if ((h.type as string | null) === null || (h.type as string) === 'gnu-sparse') {
+            throw refuse(
+              `entry "${h.name}" uses a tar extension that is not supported (GNU sparse?); create the archive without --sparse`,
+            );
+          }
           throw refuse(
             `entry "${h.name}" is a ${h.type ?? 'special file'}; only files, directories and links are allowed`,
           );

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from './clock.ts';
+import { Registry } from 'prom-client';
 import { Controller } from './controller.ts';
+import { RuntimeMetrics } from './metrics.ts';
 
 void test('the controller never reconciles one key on two workers at once, retries failures and honours requeueAfter', async () => {
   const clock = new FakeClock();
@@ -59,4 +61,38 @@ void test('the controller never reconciles one key on two workers at once, retri
   stop.abort();
   await clock.advance(0);
   await running;
+});
+
+void test('the controller reports reconcile counts, errors and retries as Prometheus metrics', async () => {
+  const registry = new Registry();
+  const metrics = new RuntimeMetrics(registry);
+  const clock = new FakeClock();
+  let first = true;
+  const c = new Controller({
+    name: 'dv',
+    clock,
+    metrics,
+    queue: { baseDelayMs: 10 },
+    reconcile: () => {
+      if (first) {
+        first = false;
+        return Promise.reject(new Error('boom'));
+      }
+      return Promise.resolve({ requeueAfterMs: 60_000 });
+    },
+  });
+  const stop = new AbortController();
+  const running = c.run(stop.signal);
+  c.enqueue('ns/a');
+  await clock.advance(10);
+  stop.abort();
+  await clock.advance(0);
+  await running;
+  const text = await registry.metrics();
+  assert.match(text, /controller_runtime_reconcile_total\{controller="dv",result="error"\} 1/);
+  assert.match(text, /controller_runtime_reconcile_total\{controller="dv",result="requeue_after"\} 1/);
+  assert.match(text, /controller_runtime_reconcile_errors_total\{controller="dv"\} 1/);
+  assert.match(text, /workqueue_retries_total\{name="dv"\} 1/);
+  assert.match(text, /controller_runtime_reconcile_time_seconds_count\{controller="dv"\} 2/);
+  assert.match(text, /controller_runtime_active_workers\{controller="dv"\} 0/);
 });

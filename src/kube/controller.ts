@@ -3,6 +3,7 @@
 import { onAbort, realClock, type Clock } from './clock.ts';
 import type { Informer } from './informer.ts';
 import { errorMessage, silentLogger, type Logger } from './log.ts';
+import type { RuntimeMetrics } from './metrics.ts';
 import { keyOf, type KubeObject } from './types.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
@@ -22,6 +23,7 @@ export interface ControllerOptions {
   queue?: WorkQueueOptions;
   clock?: Clock;
   logger?: Logger;
+  metrics?: RuntimeMetrics;
 }
 
 /** Maps an object to the keys it should wake: itself by default, or e.g. its owner. */
@@ -52,7 +54,10 @@ export class Controller {
     const enqueue = (obj: T): void => {
       const keys = mapper ? mapper(obj) : keyOf(obj);
       if (keys === undefined) return;
-      for (const k of Array.isArray(keys) ? keys : [keys]) this.queue.add(k);
+      for (const k of Array.isArray(keys) ? keys : [keys]) {
+        this.opts.metrics?.queueAdds.inc({ name: this.name });
+        this.queue.add(k);
+      }
     };
     informer.onAdd(enqueue);
     informer.onUpdate((_old, obj) => enqueue(obj));
@@ -93,18 +98,33 @@ export class Controller {
   }
 
   private async worker(signal: AbortSignal): Promise<void> {
+    const m = this.opts.metrics;
+    const labels = { controller: this.name };
     for (;;) {
+      m?.queueDepth.set({ name: this.name }, this.queue.length);
       const key = await this.queue.get();
       if (key === undefined) return;
+      m?.queueDepth.set({ name: this.name }, this.queue.length);
+      m?.activeWorkers.inc(labels);
+      const started = this.clock.now();
       try {
         const result = await this.opts.reconcile(key, signal);
         this.queue.forget(key);
         if (result?.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+        m?.reconcileTotal.inc({
+          ...labels,
+          result: result?.requeueAfterMs !== undefined ? 'requeue_after' : 'success',
+        });
       } catch (e) {
         const retries = this.queue.numRequeues(key);
         this.log.warn('reconcile failed, will retry', { key, error: errorMessage(e), retries });
         this.queue.addRateLimited(key);
+        m?.reconcileTotal.inc({ ...labels, result: 'error' });
+        m?.reconcileErrors.inc(labels);
+        m?.queueRetries.inc({ name: this.name });
       } finally {
+        m?.reconcileTime.observe(labels, (this.clock.now() - started) / 1000);
+        m?.activeWorkers.dec(labels);
         this.queue.done(key);
       }
     }

@@ -11,3 +11,4 @@ export * from './conditions.ts';
 export * from './events.ts';
 export * from './leader.ts';
 export * from './factory.ts';
+export * from './metrics.ts';

@@ -7,6 +7,7 @@ import { onAbort, realClock, sleep, type Clock } from './clock.ts';
 import type { KubeClient } from './client.ts';
 import { isAlreadyExists, isConflict, isNotFound } from './errors.ts';
 import { errorMessage, silentLogger, type Logger } from './log.ts';
+import type { RuntimeMetrics } from './metrics.ts';
 import { microTime, Resources, type Lease } from './types.ts';
 
 export interface LeaderElectionOptions {
@@ -22,12 +23,13 @@ export interface LeaderElectionOptions {
   onStartedLeading: (lost: AbortSignal) => void | Promise<void>;
   onStoppedLeading?: () => void;
   onNewLeader?: (identity: string) => void;
+  metrics?: RuntimeMetrics;
 }
 
 export class LeaderElector {
   private readonly client: KubeClient;
   private readonly opts: Required<
-    Omit<LeaderElectionOptions, 'onStoppedLeading' | 'onNewLeader' | 'logger'>
+    Omit<LeaderElectionOptions, 'onStoppedLeading' | 'onNewLeader' | 'logger' | 'metrics'>
   > &
     LeaderElectionOptions;
   private readonly clock: Clock;
@@ -67,6 +69,7 @@ export class LeaderElector {
       const lost = new AbortController();
       const unlisten = onAbort(signal, () => lost.abort());
       this.leading = true;
+      this.opts.metrics?.leader.set({ name: this.opts.name }, 1);
       this.log.info('became leader');
       const work = Promise.resolve()
         .then(() => this.opts.onStartedLeading(lost.signal))
@@ -75,6 +78,7 @@ export class LeaderElector {
       lost.abort();
       unlisten();
       this.leading = false;
+      this.opts.metrics?.leader.set({ name: this.opts.name }, 0);
       await work;
       if (signal.aborted) await this.release();
       else this.log.warn('lost leadership');

@@ -63,3 +63,13 @@ void test('cluster-scoped kinds are cluster-scoped', () => {
 void test('the generated YAML parses back to the CRD objects', () => {
   for (const [i, f] of crdFiles().entries()) assert.deepEqual(YAML.parse(f.yaml), crds()[i]);
 });
+
+void test('status subresources are where upstream has them', () => {
+  const sub = Object.fromEntries(
+    crds().map((c) => {
+      const spec = c.spec as { names: { kind: string }; versions: { subresources?: unknown }[] };
+      return [spec.names.kind, spec.versions[0]?.subresources !== undefined];
+    }),
+  );
+  assert.deepEqual(sub, { DataVolume: true, CDIConfig: false, StorageProfile: true, CDI: false });
+});

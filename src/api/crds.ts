@@ -61,7 +61,8 @@ export const crdDefinitions: readonly CrdDefinition[] = [
     scope: 'Cluster',
     shortNames: ['cdi', 'cdis'],
     schema: CDI,
-    statusSubresource: true,
+    // Upstream's CDI CRD has no status subresource: the operator writes status with the object.
+    statusSubresource: false,
     printerColumns: [
       { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
       { name: 'Phase', type: 'string', jsonPath: '.status.phase' },

@@ -157,7 +157,7 @@ void test('status goes through the status subresource only, and kubectl get dv p
   assert.equal(short.stdout.trim(), 'datavolume.cdi.kubevirt.io/columns');
 });
 
-void test('StorageProfile and CDI are cluster-scoped with a status subresource', async () => {
+void test('StorageProfile is cluster-scoped with a status subresource and checks access modes', async () => {
   const name = `sp-${ns}`;
   await client.create(Resources.StorageProfile, { metadata: { name }, spec: {} });
   try {

@@ -203,7 +203,7 @@ export class HttpSource implements ImportSource {
     } else if (res.statusCode === 200) {
       const cl = res.headers['content-length'];
       info = { ranges: false, ...(cl !== undefined ? { size: Number(cl) } : {}) };
-      res.body.destroy();
+      res.body.on('error', () => undefined).destroy();
     } else if (res.statusCode === 416) {
       info = { ranges: false, size: 0 };
       await res.body.dump();

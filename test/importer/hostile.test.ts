@@ -1,0 +1,341 @@
+/**
+ * Hostile and broken inputs are refused with a clear message, nothing that looks complete is left behind, and no
+ * host file named by an image is ever opened (the sentinels are FIFOs that record any open).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, stat, truncate, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import tar from 'tar-stream';
+import { ImportError } from '../../src/importer/errors.ts';
+import { convert } from '../../src/importer/image/qemu.ts';
+import { DEFAULT_LIMITS } from '../../src/importer/image/run.ts';
+import { runImport, type ImportRequest } from '../../src/importer/import.ts';
+import { FileSource } from '../../src/importer/source/file.ts';
+import { HttpSource } from '../../src/importer/source/http.ts';
+import { startFileServer, type FileServer } from '../support/fileserver.ts';
+import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
+import { makeSentinel, type Sentinel } from '../support/sentinel.ts';
+
+const run = promisify(execFile);
+const SIZE = 4 << 20;
+let dir: string;
+let src: string;
+let disk: SeededDisk;
+let ranged: FileServer;
+let plain: FileServer;
+const sentinels: Sentinel[] = [];
+
+async function sentinel(name: string): Promise<Sentinel> {
+  const s = await makeSentinel(path.join(dir, name));
+  sentinels.push(s);
+  return s;
+}
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'cdi-hostile-'));
+  src = path.join(dir, 'src');
+  await mkdir(src);
+  disk = await makeSeededDisk(src, { size: SIZE, seed: 'hostile' });
+  await makeVariant(disk.path, src, 'qcow2');
+  ranged = await startFileServer({ root: src });
+  plain = await startFileServer({ root: src, ranges: false });
+});
+
+after(async () => {
+  for (const s of sentinels) s.close();
+  await ranged.close();
+  await plain.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Where = 'ranged' | 'plain' | 'local';
+const WHERE: Where[] = ['ranged', 'plain', 'local'];
+
+async function attempt(
+  file: string,
+  where: Where,
+  extra: Partial<ImportRequest> = {},
+): Promise<{ err: ImportError; out: string }> {
+  const out = path.join(
+    dir,
+    `out-${path.basename(file)}-${where}-${Math.random().toString(36).slice(2)}.img`,
+  );
+  const source =
+    where === 'local'
+      ? new FileSource(path.join(src, file))
+      : new HttpSource({ url: `${where === 'ranged' ? ranged.url : plain.url}/${file}` });
+  const err = await runImport({
+    source,
+    contentType: 'kubevirt',
+    target: { kind: 'file', path: out },
+    scratchDir: path.join(dir, 'scratch'),
+    ...extra,
+  }).then(
+    () => assert.fail('the import should have been refused'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof ImportError, `expected an ImportError, got ${String(err)}`);
+  assert.doesNotMatch(err.message, /\n/, 'one line');
+  assert.equal(await stat(out).catch(() => undefined), undefined, 'no target left behind');
+  assert.equal(
+    await stat(path.join(dir, `.${path.basename(out)}.partial`)).catch(() => undefined),
+    undefined,
+  );
+  return { err, out };
+}
+
+describe('images that point at host files', () => {
+  it('qcow2 with a backing file is refused without opening it', async () => {
+    const s = await sentinel('backing-sentinel');
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-u',
+      '-b',
+      s.path,
+      '-F',
+      'raw',
+      path.join(src, 'backing.qcow2'),
+      `${SIZE}`,
+    ]);
+    for (const w of WHERE) {
+      const { err } = await attempt('backing.qcow2', w);
+      assert.match(err.message, /backing file/);
+    }
+    assert.equal(await s.wasOpened(), false, 'the backing file was opened');
+  });
+
+  it('qcow2 whose backing file is a json: filename is refused', async () => {
+    const s = await sentinel('json-sentinel');
+    const spec = `json:{"driver":"raw","file":{"driver":"file","filename":"${s.path}"}}`;
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-u',
+      '-b',
+      spec,
+      '-F',
+      'raw',
+      path.join(src, 'json.qcow2'),
+      `${SIZE}`,
+    ]);
+    for (const w of WHERE) assert.match((await attempt('json.qcow2', w)).err.message, /backing file/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  it('qcow2 with an external data file is refused without opening it', async () => {
+    const dataPath = path.join(dir, 'data-sentinel');
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      `data_file=${dataPath},data_file_raw=on`,
+      path.join(src, 'datafile.qcow2'),
+      `${SIZE}`,
+    ]);
+    await unlink(dataPath);
+    const s = await sentinel('data-sentinel');
+    for (const w of WHERE)
+      assert.match((await attempt('datafile.qcow2', w)).err.message, /external data file/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  it('a vmdk descriptor naming an extent on the host is refused without opening it', async () => {
+    const s = await sentinel('extent-sentinel');
+    await writeFile(
+      path.join(src, 'descriptor.vmdk'),
+      `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW ${SIZE / 512} FLAT "${s.path}" 0\n\nddb.virtualHWVersion = "4"\n`,
+    );
+    for (const w of WHERE)
+      assert.match((await attempt('descriptor.vmdk', w)).err.message, /descriptor|extent/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  it('a sparse vmdk with a parent (backing) is refused without opening the parent', async () => {
+    const parent = path.join(dir, 'parent-sentinel');
+    await run('qemu-img', ['create', '-q', '-f', 'vmdk', parent, `${SIZE}`]);
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'vmdk',
+      '-b',
+      parent,
+      '-F',
+      'vmdk',
+      path.join(src, 'child.vmdk'),
+    ]);
+    await unlink(parent);
+    const s = await sentinel('parent-sentinel');
+    for (const w of WHERE) assert.match((await attempt('child.vmdk', w)).err.message, /backing file/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  it('defence in depth: even a direct convert of a qcow2 with a backing file does not read it', async () => {
+    const base = path.join(dir, 'base.raw');
+    await writeFile(base, Buffer.alloc(SIZE, 0x5a));
+    const top = path.join(dir, 'top.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', top, `${SIZE}`]);
+    const out = path.join(dir, 'top.raw');
+    await convert({
+      format: 'qcow2',
+      from: { file: top },
+      to: out,
+      existingTarget: false,
+      cache: 'writeback',
+      preallocate: false,
+      limits: DEFAULT_LIMITS,
+    });
+    assert.notEqual(await md5File(out), await md5File(base));
+    assert.equal(
+      await md5File(out),
+      await md5File(
+        await (async () => {
+          const z = path.join(dir, 'zero.raw');
+          await writeFile(z, Buffer.alloc(SIZE));
+          return z;
+        })(),
+      ),
+    );
+  });
+});
+
+describe('corrupt and oversized images', () => {
+  it('a truncated qcow2 is refused', async () => {
+    await copyFile(path.join(src, 'disk.qcow2'), path.join(src, 'truncated.qcow2'));
+    const full = (await stat(path.join(src, 'truncated.qcow2'))).size;
+    await truncate(path.join(src, 'truncated.qcow2'), Math.floor(full / 2));
+    for (const w of WHERE)
+      assert.match((await attempt('truncated.qcow2', w)).err.message, /truncated|corrupt|not a valid/);
+  });
+
+  it('a qcow2 header on garbage is refused', async () => {
+    const buf = Buffer.alloc(1 << 20, 0xff);
+    Buffer.from('QFI\xfb', 'latin1').copy(buf, 0);
+    buf.writeUInt32BE(3, 4);
+    buf.writeUInt32BE(0, 16);
+    await writeFile(path.join(src, 'garbage.qcow2'), buf);
+    for (const w of WHERE) assert.match((await attempt('garbage.qcow2', w)).err.message, /qcow2/);
+  });
+
+  it('an image larger than the space is refused, naming both sizes', async () => {
+    for (const w of WHERE) {
+      const { err } = await attempt('disk.qcow2', w, { available: SIZE / 2, size: SIZE / 2 });
+      assert.match(err.message, new RegExp(`${SIZE}.*${SIZE / 2}.*A larger PVC is required`));
+    }
+    const { err } = await attempt('seed.raw', 'ranged', { available: SIZE / 2 });
+    assert.match(err.message, /A larger PVC is required/);
+  });
+
+  it('a decompression bomb is stopped once it passes the volume size', async () => {
+    await writeFile(path.join(src, 'bomb.gz'), zlib.gzipSync(Buffer.alloc(256 << 20), { level: 9 }));
+    const { err } = await attempt('bomb.gz', 'ranged', { available: SIZE, size: SIZE });
+    assert.match(err.message, /larger than the available space of 4194304 bytes/);
+  });
+
+  it('a checksum mismatch is fatal and leaves nothing', async () => {
+    for (const [file, w] of [
+      ['seed.raw', 'ranged'],
+      ['disk.qcow2', 'ranged'],
+      ['disk.qcow2', 'local'],
+    ] as const) {
+      const { err } = await attempt(file, w, { checksum: { algorithm: 'sha256', hex: '0'.repeat(64) } });
+      assert.equal(err.kind, 'checksum');
+      assert.match(err.message, /^checksum mismatch: expected sha256:0{64}, calculated sha256:[0-9a-f]{64}$/);
+    }
+  });
+});
+
+describe('unsafe archives', () => {
+  async function makeTar(
+    name: string,
+    entries: { name: string; type?: string; linkname?: string; body?: string }[],
+  ): Promise<void> {
+    const pack = tar.pack();
+    const chunks: Buffer[] = [];
+    pack.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
+    const done = new Promise<void>((r) => pack.on('end', () => r()));
+    for (const e of entries) {
+      pack.entry(
+        {
+          name: e.name,
+          type: (e.type ?? 'file') as 'file',
+          ...(e.linkname ? { linkname: e.linkname } : {}),
+          ...(e.type === 'character-device' ? { devmajor: 1, devminor: 3 } : {}),
+        },
+        e.body ?? '',
+      );
+    }
+    pack.finalize();
+    await done;
+    await writeFile(path.join(src, name), Buffer.concat(chunks));
+  }
+
+  const cases: [string, { name: string; type?: string; linkname?: string; body?: string }[], RegExp][] = [
+    [
+      'traversal.tar',
+      [
+        { name: 'ok.txt', body: 'ok' },
+        { name: '../escaped.txt', body: 'x' },
+      ],
+      /climbs out/,
+    ],
+    ['absolute.tar', [{ name: '/tmp/cdi-absolute-escape.txt', body: 'x' }], /absolute path/],
+    ['symlink-out.tar', [{ name: 'etc', type: 'symlink', linkname: '/etc' }], /absolute path/],
+    ['symlink-up.tar', [{ name: 'up', type: 'symlink', linkname: '../../..' }], /outside the target/],
+    [
+      'symlink-then-write.tar',
+      [
+        { name: 'd', type: 'symlink', linkname: '.' },
+        { name: 'd', body: 'x' },
+      ],
+      /through a symbolic link/,
+    ],
+    ['hardlink-out.tar', [{ name: 'passwd', type: 'link', linkname: '/etc/passwd' }], /absolute path/],
+    ['device.tar', [{ name: 'null', type: 'character-device' }], /character-device/],
+    ['fifo.tar', [{ name: 'pipe', type: 'fifo' }], /fifo/],
+  ];
+  for (const [name, entries, re] of cases) {
+    it(`${name} is refused and nothing is left`, async () => {
+      await makeTar(name, entries);
+      const out = path.join(dir, `extract-${name}`);
+      const err = await runImport({
+        source: new HttpSource({ url: `${ranged.url}/${name}` }),
+        contentType: 'archive',
+        target: { kind: 'dir', path: out },
+      }).then(
+        () => assert.fail('should be refused'),
+        (e: unknown) => e as ImportError,
+      );
+      assert.match(err.message, re);
+      assert.deepEqual(await readdir(out), []);
+      assert.equal(await stat(path.join(dir, 'escaped.txt')).catch(() => undefined), undefined);
+      assert.equal(await stat('/tmp/cdi-absolute-escape.txt').catch(() => undefined), undefined);
+    });
+  }
+
+  it('archive content that is not a tar is refused', async () => {
+    const err = await runImport({
+      source: new HttpSource({ url: `${ranged.url}/disk.qcow2` }),
+      contentType: 'archive',
+      target: { kind: 'dir', path: path.join(dir, 'not-tar') },
+    }).then(
+      () => assert.fail('should be refused'),
+      (e: unknown) => e as ImportError,
+    );
+    assert.match(err.message, /must be a tar archive.*found qcow2/);
+  });
+});

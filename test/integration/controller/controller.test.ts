@@ -12,7 +12,15 @@ import {
 } from '../../../src/kube/index.ts';
 import type { CDIConfig, DataVolume, StorageProfile } from '../../../src/controller/shared/types.ts';
 import { clusterClient, createNamespace, deleteIfExists, eventually, installCrds } from '../kube/cluster.ts';
-import { NO_NODE, RunningManager, eventsFor, kubelet, startMetricsServer, staticPv } from './harness.ts';
+import {
+  NO_NODE,
+  RunningManager,
+  pauseDeployedController,
+  eventsFor,
+  kubelet,
+  startMetricsServer,
+  staticPv,
+} from './harness.ts';
 
 const A = 'cdi.kubevirt.io/';
 let client: KubeClient;
@@ -24,10 +32,12 @@ const suffix = randomBytes(3).toString('hex');
 const SC = `cdi-test-static-${suffix}`;
 const WFFC = `cdi-test-wffc-${suffix}`;
 const pvs: string[] = [];
+let resumeDeployed: () => Promise<void> = async () => {};
 
 before(async () => {
   client = clusterClient();
   await installCrds(client);
+  resumeDeployed = await pauseDeployedController(client);
   ({ name: ns, cleanup: cleanupNs } = await createNamespace(client, 'ctl'));
   // Classes of our own with no provisioner: claims bind only to the static PVs the tests create.
   for (const [name, mode] of [
@@ -59,6 +69,7 @@ after(async () => {
   await cleanupNs();
   for (const pv of pvs) await deleteIfExists(client, Resources.PersistentVolume, pv);
   for (const sc of [SC, WFFC]) await deleteIfExists(client, Resources.StorageClass, sc);
+  await resumeDeployed();
 });
 
 const getDv = (name: string): Promise<DataVolume | undefined> =>

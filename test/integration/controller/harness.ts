@@ -15,6 +15,7 @@ import {
   type KubeClient,
   type KubeObject,
   type Pod,
+  type Resource,
 } from '../../../src/kube/index.ts';
 import { buildManager, type Manager } from '../../../src/controller/manager.ts';
 import { makeTestPki } from '../../support/tls.ts';
@@ -233,4 +234,39 @@ export async function eventsFor(
     fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}`,
   });
   return l.items;
+}
+
+const deployments: Resource = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  plural: 'deployments',
+  namespaced: true,
+};
+
+/**
+ * A cdi-controller deployed to the cluster (e2e, npm run cluster:sync) would reconcile the tests' objects too and
+ * fight the in-process one; scale it to zero for the duration and return a function that restores it.
+ */
+export async function pauseDeployedController(client: KubeClient): Promise<() => Promise<void>> {
+  const d = await client.getOrUndefined<KubeObject & { spec?: { replicas?: number } }>(
+    deployments,
+    'cdi-deployment',
+    'cdi',
+  );
+  const replicas = d?.spec?.replicas ?? 0;
+  if (!d || replicas === 0) return async () => {};
+  await client.mergePatch(deployments, 'cdi-deployment', { spec: { replicas: 0 } }, { namespace: 'cdi' });
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    const pods = await client.list(Resources.Pod, {
+      namespace: 'cdi',
+      labelSelector: 'cdi.kubevirt.io=cdi-controller',
+    });
+    if (pods.items.length === 0) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return async () => {
+    await client.mergePatch(deployments, 'cdi-deployment', { spec: { replicas } }, { namespace: 'cdi' });
+  };
 }

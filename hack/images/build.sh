@@ -53,7 +53,7 @@ copy_with_libs() { # copy_with_libs ROOT FILE... : files and every shared librar
   for f in "$@"; do
     mkdir -p "$root$(dirname "$f")"
     cp -L "$f" "$root$f"
-    for lib in $(ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^\s*\/lib/{print $1}'); do
+    for lib in $(ldd "$f" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\/lib/{print $1}'); do
       [ -e "$root$lib" ] && continue
       mkdir -p "$root$(dirname "$lib")"
       cp -L "$lib" "$root$lib"
@@ -76,8 +76,8 @@ if [ ! -f "$BASE_LAYOUT/index.json" ] || ! grep -q "\"$BASE_TAG\"" "$BASE_LAYOUT
     [ ${#qmods[@]} -eq 0 ] || copy_with_libs "$root" "${qmods[@]}"
   fi
   cp "$NODE_BIN" "$root/usr/local/bin/node"
-  copy_with_libs "$root" "$root/usr/local/bin/node" 2>/dev/null || true
-  for lib in $(ldd "$NODE_BIN" | awk '/=> \//{print $3} /^\s*\/lib/{print $1}'); do
+  strip --strip-debug "$root/usr/local/bin/node"   # the npm binary carries debug info (150 MB)
+  for lib in $(ldd "$NODE_BIN" | awk '/=> \//{print $3} /^[ \t]*\/lib/{print $1}'); do
     mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
   done
   cp -rL /etc/ssl/certs "$root/etc/ssl/certs"

@@ -112,7 +112,9 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   if (status.phase !== Phase.Succeeded && status.phase !== Phase.Failed) {
     const podName = pvc.metadata?.annotations?.[Ann.importPod];
     const pod = podName ? await d.kube.get<PodObj>(Res.pod, podName, namespace) : undefined;
-    if (!pod) result = { requeueAfterMs: POLL_MS };
+    // Poll while a pod is expected (named on the PVC) but not visible yet; a claim still waiting for binding or for
+    // its first consumer has nothing to poll, and its PVC's changes wake this controller anyway.
+    if (!pod) result = podName ? { requeueAfterMs: POLL_MS } : undefined;
     else if (pod.status?.phase === 'Running') {
       const url = metricsUrl(pod);
       if (url) {

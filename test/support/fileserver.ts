@@ -105,9 +105,9 @@ class Dropper extends Transform {
     }
     this.push(chunk.subarray(0, this.left));
     this.left = 0;
-    // Give the pushed bytes a moment to reach the socket, then cut it.
+    // Never call cb again: the body stalls (it must not end cleanly), and after a moment for the pushed bytes to
+    // reach the socket, the connection is cut.
     setTimeout(this.onDrop, 20);
-    cb();
   }
 }
 
@@ -205,12 +205,10 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
       res.end();
       return;
     }
-    const stages: (NodeJS.ReadableStream | Transform)[] = [
-      createReadStream(file, { start, end }),
-    ];
+    const stages: (NodeJS.ReadableStream | Transform)[] = [createReadStream(file, { start, end })];
     if (opts.dropAfterBytes !== undefined && (opts.dropTimes === undefined || drops < opts.dropTimes)) {
       drops++;
-      stages.push(new Dropper(opts.dropAfterBytes, () => res.destroy()));
+      stages.push(new Dropper(opts.dropAfterBytes, () => res.socket?.destroy()));
     }
     if (opts.throttleBytesPerSec) stages.push(new Throttle(opts.throttleBytesPerSec));
     const pipe = pipeline as unknown as (...streams: unknown[]) => Promise<void>;

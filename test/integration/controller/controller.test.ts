@@ -3,6 +3,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import {
   Resources,
   type KubeClient,
@@ -11,7 +14,15 @@ import {
   type Pod,
 } from '../../../src/kube/index.ts';
 import type { CDIConfig, DataVolume, StorageProfile } from '../../../src/controller/shared/types.ts';
-import { clusterClient, createNamespace, deleteIfExists, eventually, installCrds } from '../kube/cluster.ts';
+import {
+  clusterClient,
+  createNamespace,
+  deleteIfExists,
+  eventually,
+  installCrds,
+  kubeconfigPath,
+  repoRoot,
+} from '../kube/cluster.ts';
 import {
   NO_NODE,
   RunningManager,
@@ -571,4 +582,67 @@ void test('an invalid DataVolume gets a clear ErrClaimNotValid event and no PVC'
   assert.equal(await getPvc('dv-bad'), undefined);
   const dv = await getDv('dv-bad');
   assert.equal(cond(dv, 'Bound')?.reason, 'ErrClaimNotValid');
+});
+
+void test('the cdi-controller process: leader on a Lease, health, readiness, metrics, reconciles, graceful SIGTERM', async () => {
+  await mgr.stop(); // the process under test is now the only controller
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const child = spawn(process.execPath, [join(repoRoot, 'src', 'cmd', 'controller.ts')], {
+    env: {
+      ...process.env,
+      KUBECONFIG: kubeconfigPath,
+      HEALTH_PORT: String(port),
+      POD_NAMESPACE: ns, // the lease lives in the test namespace, away from a deployed controller's
+      POD_NAME: 'cdi-controller-under-test',
+      IMPORTER_IMAGE: 'localhost:5000/cdi-importer:integration',
+      WORKLOAD_NODE_SELECTOR: JSON.stringify(NO_NODE),
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    const get = async (path: string): Promise<{ status: number; text: string }> => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { status: res.status, text: await res.text() };
+    };
+    await eventually('/healthz', async () => (await get('/healthz')).status === 200);
+    const lease = await eventually('the lease held by the process', async () => {
+      const l = await client.getOrUndefined<KubeObject & { spec?: { holderIdentity?: string } }>(
+        Resources.Lease,
+        'cdi-controller-leader-election-helper',
+        ns,
+      );
+      return l?.spec?.holderIdentity === 'cdi-controller-under-test' ? l : undefined;
+    });
+    assert.ok(lease);
+    await eventually('/readyz', async () => (await get('/readyz')).status === 200);
+    await pvFor('dv-proc');
+    await createDv('dv-proc');
+    await eventually('the process creates the importer pod', () => getPod('importer-dv-proc'));
+    const m = await get('/metrics');
+    assert.equal(m.status, 200);
+    assert.match(m.text, /^kubevirt_cdi_controller_leader 1$/m);
+    assert.match(
+      m.text,
+      /kubevirt_cdi_controller_reconcile_total\{controller="import-controller",result="(success|requeue)"\} \d+/,
+    );
+    assert.match(m.text, /^process_resident_memory_bytes \d+/m);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, `exit code after SIGTERM; stderr: ${stderr.slice(-500)}`);
+    const released = await client.get<KubeObject & { spec?: { holderIdentity?: string } }>(
+      Resources.Lease,
+      'cdi-controller-leader-election-helper',
+      ns,
+    );
+    assert.ok(!released.spec?.holderIdentity, 'the lease is released on shutdown');
+  } finally {
+    child.kill('SIGKILL');
+  }
 });

@@ -44,6 +44,17 @@ interface InspectFlags extends SourceFlags {
   contentType: string;
 }
 
+/** A bad flag value: reported like commander's own usage errors (exit 2). */
+class UsageError extends Error {}
+
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError(describe(err));
+  }
+}
+
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
@@ -80,12 +91,9 @@ function parseContentType(v: string): ContentType {
 }
 
 async function doImport(url: string, f: ImportFlags): Promise<number> {
-  const contentType = parseContentType(f.contentType);
-  const size = f.size !== undefined ? parseSize(f.size) : undefined;
-  const checksum = f.checksum !== undefined ? parseChecksum(f.checksum) : undefined;
-  if (!['writeback', 'none', 'trynone'].includes(f.cache)) {
-    throw new ImportError(ErrorKind.Invalid, `invalid --cache "${f.cache}": use writeback, none or trynone`);
-  }
+  const contentType = usage(() => parseContentType(f.contentType));
+  const size = usage(() => (f.size !== undefined ? parseSize(f.size) : undefined));
+  const checksum = usage(() => (f.checksum !== undefined ? parseChecksum(f.checksum) : undefined));
   const st = await stat(f.to).catch(() => undefined);
   let target: ImportRequest['target'];
   let available: number | undefined;
@@ -162,8 +170,8 @@ function printReport(r: InspectReport): void {
 }
 
 async function doInspect(url: string, f: InspectFlags): Promise<number> {
-  const contentType = parseContentType(f.contentType);
-  const size = f.size !== undefined ? parseSize(f.size) : undefined;
+  const contentType = usage(() => parseContentType(f.contentType));
+  const size = usage(() => (f.size !== undefined ? parseSize(f.size) : undefined));
   const source = await makeSource(url, f);
   const r = await inspectSource(source, { contentType, ...(size !== undefined ? { size } : {}) });
   if (f.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -241,9 +249,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.exitCode === 0) return 0;
       return 2;
     }
-    const usage =
-      err instanceof ImportError && err.kind === ErrorKind.Invalid && /^(invalid --|--)/.test(err.message);
     process.stderr.write(`cdi: error: ${describe(err)}\n`);
-    return usage ? 2 : 1;
+    return err instanceof UsageError ? 2 : 1;
   }
 }

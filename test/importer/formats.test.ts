@@ -38,9 +38,9 @@ after(async () => {
 
 const diskVariants = VARIANTS.filter((v) => !v.startsWith('tar'));
 
-describe('kubevirt content over HTTP with ranges', () => {
+void describe('kubevirt content over HTTP with ranges', () => {
   for (const v of diskVariants) {
-    it(`${v} imports to a raw disk with the original md5`, async () => {
+    void it(`${v} imports to a raw disk with the original md5`, async () => {
       const out = path.join(dir, `ranged-${v}.img`);
       const r = await runImport({
         source: new HttpSource({ url: `${ranged.url}/${path.basename(files.get(v)!)}` }),
@@ -52,15 +52,19 @@ describe('kubevirt content over HTTP with ranges', () => {
       assert.equal((await stat(out)).size, SIZE);
       assert.equal(await md5File(out), disk.md5);
       const compressed = v.includes('.') || ['gz', 'xz', 'zst'].includes(v);
-      const expected = ['raw', 'iso', 'gz', 'xz', 'zst'].includes(v) ? 'direct' : compressed ? 'scratch' : 'nbdkit';
+      const expected = ['raw', 'iso', 'gz', 'xz', 'zst'].includes(v)
+        ? 'direct'
+        : compressed
+          ? 'scratch'
+          : 'nbdkit';
       assert.equal(r.path, expected);
     });
   }
 });
 
-describe('kubevirt content over HTTP without ranges (scratch copy)', () => {
+void describe('kubevirt content over HTTP without ranges (scratch copy)', () => {
   for (const v of ['qcow2', 'vmdk', 'vdi', 'vhd', 'vhdx', 'qcow2.zst', 'gz'] as const) {
-    it(`${v} imports with the original md5`, async () => {
+    void it(`${v} imports with the original md5`, async () => {
       const out = path.join(dir, `plain-${v}.img`);
       const r = await runImport({
         source: new HttpSource({ url: `${plain.url}/${path.basename(files.get(v)!)}` }),
@@ -74,9 +78,9 @@ describe('kubevirt content over HTTP without ranges (scratch copy)', () => {
   }
 });
 
-describe('local files', () => {
+void describe('local files', () => {
   for (const v of ['qcow2', 'vhdx', 'xz'] as const) {
-    it(`${v} from a local path imports with the original md5`, async () => {
+    void it(`${v} from a local path imports with the original md5`, async () => {
       const out = path.join(dir, `local-${v}.img`);
       await runImport({
         source: new FileSource(files.get(v)!),
@@ -89,8 +93,8 @@ describe('local files', () => {
   }
 });
 
-describe('sizes and block targets', () => {
-  it('a requested size grows the file (sparse), keeping the image bytes', async () => {
+void describe('sizes and block targets', () => {
+  void it('a requested size grows the file (sparse), keeping the image bytes', async () => {
     const out = path.join(dir, 'grown.img');
     const r = await runImport({
       source: new HttpSource({ url: `${ranged.url}/disk.qcow2` }),
@@ -105,7 +109,7 @@ describe('sizes and block targets', () => {
     assert.ok((await stat(out)).blocks * 512 < SIZE * 2, 'the grown file is sparse');
   });
 
-  it('writes to a block target in place (a regular file stands in for the device) and zeroes stale data', async () => {
+  void it('writes to a block target in place (a regular file stands in for the device) and zeroes stale data', async () => {
     const dev = path.join(dir, 'fake-block');
     const { writeFile } = await import('node:fs/promises');
     await writeFile(dev, Buffer.alloc(SIZE, 0xaa));
@@ -121,7 +125,7 @@ describe('sizes and block targets', () => {
     }
   });
 
-  it('preallocation gives a fully allocated file', async () => {
+  void it('preallocation gives a fully allocated file', async () => {
     const out = path.join(dir, 'prealloc.img');
     const r = await runImport({
       source: new HttpSource({ url: `${ranged.url}/disk.gz` }),
@@ -137,9 +141,9 @@ describe('sizes and block targets', () => {
   });
 });
 
-describe('archive content', () => {
+void describe('archive content', () => {
   for (const v of ['tar', 'tar.gz'] as const) {
-    it(`${v} extracts into the target directory`, async () => {
+    void it(`${v} extracts into the target directory`, async () => {
       const out = path.join(dir, `archive-${v}`);
       const r = await runImport({
         source: new HttpSource({ url: `${ranged.url}/${path.basename(files.get(v)!)}` }),

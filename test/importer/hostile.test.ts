@@ -89,8 +89,8 @@ async function attempt(
   return { err, out };
 }
 
-describe('images that point at host files', () => {
-  it('qcow2 with a backing file is refused without opening it', async () => {
+void describe('images that point at host files', () => {
+  void it('qcow2 with a backing file is refused without opening it', async () => {
     const s = await sentinel('backing-sentinel');
     await run('qemu-img', [
       'create',
@@ -112,7 +112,7 @@ describe('images that point at host files', () => {
     assert.equal(await s.wasOpened(), false, 'the backing file was opened');
   });
 
-  it('qcow2 whose backing file is a json: filename is refused', async () => {
+  void it('qcow2 whose backing file is a json: filename is refused', async () => {
     const s = await sentinel('json-sentinel');
     const spec = `json:{"driver":"raw","file":{"driver":"file","filename":"${s.path}"}}`;
     await run('qemu-img', [
@@ -132,7 +132,7 @@ describe('images that point at host files', () => {
     assert.equal(await s.wasOpened(), false);
   });
 
-  it('qcow2 with an external data file is refused without opening it', async () => {
+  void it('qcow2 with an external data file is refused without opening it', async () => {
     const dataPath = path.join(dir, 'data-sentinel');
     await run('qemu-img', [
       'create',
@@ -151,7 +151,7 @@ describe('images that point at host files', () => {
     assert.equal(await s.wasOpened(), false);
   });
 
-  it('a vmdk descriptor naming an extent on the host is refused without opening it', async () => {
+  void it('a vmdk descriptor naming an extent on the host is refused without opening it', async () => {
     const s = await sentinel('extent-sentinel');
     await writeFile(
       path.join(src, 'descriptor.vmdk'),
@@ -162,7 +162,7 @@ describe('images that point at host files', () => {
     assert.equal(await s.wasOpened(), false);
   });
 
-  it('a sparse vmdk with a parent (backing) is refused without opening the parent', async () => {
+  void it('a sparse vmdk with a parent (backing) is refused without opening the parent', async () => {
     const parent = path.join(dir, 'parent-sentinel');
     await run('qemu-img', ['create', '-q', '-f', 'vmdk', parent, `${SIZE}`]);
     await run('qemu-img', [
@@ -182,7 +182,7 @@ describe('images that point at host files', () => {
     assert.equal(await s.wasOpened(), false);
   });
 
-  it('defence in depth: even a direct convert of a qcow2 with a backing file does not read it', async () => {
+  void it('defence in depth: even a direct convert of a qcow2 with a backing file does not read it', async () => {
     const base = path.join(dir, 'base.raw');
     await writeFile(base, Buffer.alloc(SIZE, 0x5a));
     const top = path.join(dir, 'top.qcow2');
@@ -211,8 +211,8 @@ describe('images that point at host files', () => {
   });
 });
 
-describe('corrupt and oversized images', () => {
-  it('a truncated qcow2 is refused', async () => {
+void describe('corrupt and oversized images', () => {
+  void it('a truncated qcow2 is refused', async () => {
     await copyFile(path.join(src, 'disk.qcow2'), path.join(src, 'truncated.qcow2'));
     const full = (await stat(path.join(src, 'truncated.qcow2'))).size;
     await truncate(path.join(src, 'truncated.qcow2'), Math.floor(full / 2));
@@ -220,7 +220,7 @@ describe('corrupt and oversized images', () => {
       assert.match((await attempt('truncated.qcow2', w)).err.message, /truncated|corrupt|not a valid/);
   });
 
-  it('a qcow2 header on garbage is refused', async () => {
+  void it('a qcow2 header on garbage is refused', async () => {
     const buf = Buffer.alloc(1 << 20, 0xff);
     Buffer.from('QFI\xfb', 'latin1').copy(buf, 0);
     buf.writeUInt32BE(3, 4);
@@ -229,7 +229,7 @@ describe('corrupt and oversized images', () => {
     for (const w of WHERE) assert.match((await attempt('garbage.qcow2', w)).err.message, /qcow2/);
   });
 
-  it('an image larger than the space is refused, naming both sizes', async () => {
+  void it('an image larger than the space is refused, naming both sizes', async () => {
     for (const w of WHERE) {
       const { err } = await attempt('disk.qcow2', w, { available: SIZE / 2, size: SIZE / 2 });
       assert.match(err.message, new RegExp(`${SIZE}.*${SIZE / 2}.*A larger PVC is required`));
@@ -238,13 +238,13 @@ describe('corrupt and oversized images', () => {
     assert.match(err.message, /A larger PVC is required/);
   });
 
-  it('a decompression bomb is stopped once it passes the volume size', async () => {
+  void it('a decompression bomb is stopped once it passes the volume size', async () => {
     await writeFile(path.join(src, 'bomb.gz'), zlib.gzipSync(Buffer.alloc(256 << 20), { level: 9 }));
     const { err } = await attempt('bomb.gz', 'ranged', { available: SIZE, size: SIZE });
     assert.match(err.message, /larger than the available space of 4194304 bytes/);
   });
 
-  it('a checksum mismatch is fatal and leaves nothing', async () => {
+  void it('a checksum mismatch is fatal and leaves nothing', async () => {
     for (const [file, w] of [
       ['seed.raw', 'ranged'],
       ['disk.qcow2', 'ranged'],
@@ -257,7 +257,7 @@ describe('corrupt and oversized images', () => {
   });
 });
 
-describe('unsafe archives', () => {
+void describe('unsafe archives', () => {
   async function makeTar(
     name: string,
     entries: { name: string; type?: string; linkname?: string; body?: string }[],
@@ -309,7 +309,7 @@ describe('unsafe archives', () => {
     ['fifo.tar', [{ name: 'pipe', type: 'fifo' }], /fifo/],
   ];
   for (const [name, entries, re] of cases) {
-    it(`${name} is refused and nothing is left`, async () => {
+    void it(`${name} is refused and nothing is left`, async () => {
       await makeTar(name, entries);
       const out = path.join(dir, `extract-${name}`);
       const err = await runImport({
@@ -327,7 +327,7 @@ describe('unsafe archives', () => {
     });
   }
 
-  it('archive content that is not a tar is refused', async () => {
+  void it('archive content that is not a tar is refused', async () => {
     const err = await runImport({
       source: new HttpSource({ url: `${ranged.url}/disk.qcow2` }),
       contentType: 'archive',

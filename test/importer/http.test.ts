@@ -74,9 +74,9 @@ async function refused(p: Promise<unknown>): Promise<ImportError> {
   return err;
 }
 
-describe('http source', () => {
+void describe('http source', () => {
   for (const file of ['seed.raw', 'disk.qcow2']) {
-    it(`basic auth and extra headers (${file})`, async () => {
+    void it(`basic auth and extra headers (${file})`, async () => {
       const server = {
         basicAuth: { user: 'alice', password: 's3cret' },
         requireHeaders: { 'X-Token': 'abc' },
@@ -93,7 +93,7 @@ describe('http source', () => {
       assert.match(err.message, /HTTP 401 .*check the user name, password and headers/);
     });
 
-    it(`redirects keep auth and headers (${file})`, async () => {
+    void it(`redirects keep auth and headers (${file})`, async () => {
       const srv = await startFileServer({
         root: src,
         basicAuth: { user: 'u', password: 'p' },
@@ -116,7 +116,7 @@ describe('http source', () => {
       }
     });
 
-    it(`TLS with a CA directory, and a clear error without it (${file})`, async () => {
+    void it(`TLS with a CA directory, and a clear error without it (${file})`, async () => {
       const tls = { cert: pki.cert, key: pki.key };
       const { out } = await importWith({ tls }, file, { caDir });
       assert.equal(await md5File(out), disk.md5);
@@ -127,20 +127,20 @@ describe('http source', () => {
     });
   }
 
-  it('a connection dropped mid-body fails with a clear error and leaves no target', async () => {
+  void it('a connection dropped mid-body fails with a clear error and leaves no target', async () => {
     const err = await refused(importWith({ dropAfterBytes: 1 << 20 }, 'seed.raw'));
     assert.match(err.message, /(broke|ended) after \d+ of 4194304 bytes/);
     const err2 = await refused(importWith({ dropAfterBytes: 100_000, ranges: false }, 'disk.zst'));
     assert.match(err2.message, /broke|ended|corrupt|truncated/);
   });
 
-  it('nbdkit retries a connection dropped mid-body (qcow2 streamed by range)', async () => {
+  void it('nbdkit retries a connection dropped mid-body (qcow2 streamed by range)', async () => {
     const { out, path: how } = await importWith({ dropAfterBytes: 256 << 10, dropTimes: 2 }, 'disk.qcow2');
     assert.equal(how, 'nbdkit');
     assert.equal(await md5File(out), disk.md5);
   });
 
-  it('a throttled server still completes, reporting progress along the way', async () => {
+  void it('a throttled server still completes, reporting progress along the way', async () => {
     const p = new Progress();
     const seen: number[] = [];
     p.on('update', () => {
@@ -156,7 +156,7 @@ describe('http source', () => {
     assert.equal(seen.at(-1), 1);
   });
 
-  it('the idle watchdog gives up on a server that stops sending', async () => {
+  void it('the idle watchdog gives up on a server that stops sending', async () => {
     const server = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-length': String(SIZE) });
       res.write(Buffer.alloc(1000, 1));
@@ -180,7 +180,7 @@ describe('http source', () => {
     }
   });
 
-  it('HTTP_PROXY is honoured (a real forward proxy on loopback sees the request)', async () => {
+  void it('HTTP_PROXY is honoured (a real forward proxy on loopback sees the request)', async () => {
     const srv = await startFileServer({ root: src });
     const seen: string[] = [];
     const proxy = http.createServer((req, res) => {

@@ -86,8 +86,8 @@ function runPod(
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
 }
 
-describe('importer pod entrypoint', () => {
-  it('imports qcow2 over http into disk.img sized by IMPORTER_IMAGE_SIZE minus filesystem overhead', async () => {
+void describe('importer pod entrypoint', () => {
+  void it('imports qcow2 over http into disk.img sized by IMPORTER_IMAGE_SIZE minus filesystem overhead', async () => {
     const p = await pod();
     const { code, stderr } = await runPod({
       ...p.env,
@@ -111,7 +111,7 @@ describe('importer pod entrypoint', () => {
     assert.equal((await stat(img)).mode & 0o777, 0o660);
   });
 
-  it('asks for scratch space (exit 0, scratchSpaceRequired) when streaming is impossible, then uses it', async () => {
+  void it('asks for scratch space (exit 0, scratchSpaceRequired) when streaming is impossible, then uses it', async () => {
     const p = await pod();
     const env = {
       ...p.env,
@@ -130,11 +130,14 @@ describe('importer pod entrypoint', () => {
     await mkdir(p.scratch);
     const second = await runPod(env);
     assert.equal(second.code, 0, second.stderr);
-    assert.equal(JSON.parse(await readFile(p.term, 'utf8')).scratchSpaceRequired, false);
+    assert.equal(
+      (JSON.parse(await readFile(p.term, 'utf8')) as Record<string, unknown>).scratchSpaceRequired,
+      false,
+    );
     assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
   });
 
-  it('a checksum mismatch is fatal: exit 0 with a JSON message, no disk.img', async () => {
+  void it('a checksum mismatch is fatal: exit 0 with a JSON message, no disk.img', async () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
@@ -152,7 +155,7 @@ describe('importer pod entrypoint', () => {
     assert.equal(await stat(path.join(p.data, 'disk.img')).catch(() => undefined), undefined);
   });
 
-  it('a matching checksum succeeds', async () => {
+  void it('a matching checksum succeeds', async () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
@@ -165,7 +168,7 @@ describe('importer pod entrypoint', () => {
     assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
   });
 
-  it('retryable errors exit 1 with a plain-text message', async () => {
+  void it('retryable errors exit 1 with a plain-text message', async () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
@@ -180,7 +183,7 @@ describe('importer pod entrypoint', () => {
     );
   });
 
-  it('a too-small volume fails with "A larger PVC is required"', async () => {
+  void it('a too-small volume fails with "A larger PVC is required"', async () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
@@ -195,7 +198,7 @@ describe('importer pod entrypoint', () => {
     );
   });
 
-  it('sources that are not implemented yet fail clearly', async () => {
+  void it('sources that are not implemented yet fail clearly', async () => {
     const p = await pod();
     const { code } = await runPod({ ...p.env, IMPORTER_SOURCE: 's3', IMPORTER_ENDPOINT: 's3://bucket/x' });
     assert.equal(code, 1);
@@ -205,7 +208,7 @@ describe('importer pod entrypoint', () => {
     );
   });
 
-  it('PREALLOCATION with a wrong value exits 1', async () => {
+  void it('PREALLOCATION with a wrong value exits 1', async () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
@@ -220,7 +223,7 @@ describe('importer pod entrypoint', () => {
     );
   });
 
-  it('blank: a sparse file of the usable size; preallocated when asked', async () => {
+  void it('blank: a sparse file of the usable size; preallocated when asked', async () => {
     for (const pre of ['false', 'true']) {
       const p = await pod();
       const { code } = await runPod({
@@ -233,13 +236,16 @@ describe('importer pod entrypoint', () => {
       assert.equal(code, 0);
       const st = await stat(path.join(p.data, 'disk.img'));
       assert.equal(st.size, 16 << 20);
-      assert.equal(JSON.parse(await readFile(p.term, 'utf8')).preallocationApplied, pre === 'true');
+      assert.equal(
+        (JSON.parse(await readFile(p.term, 'utf8')) as Record<string, unknown>).preallocationApplied,
+        pre === 'true',
+      );
       if (pre === 'true') assert.ok(st.blocks * 512 >= 16 << 20);
       else assert.ok(st.blocks * 512 < 1 << 20);
     }
   });
 
-  it('block volume: writes the device (here a regular file standing in for /dev/cdi-block-volume)', async () => {
+  void it('block volume: writes the device (here a regular file standing in for /dev/cdi-block-volume)', async () => {
     const p = await pod({ block: 8 << 20 });
     const { code, stderr } = await runPod({
       ...p.env,
@@ -252,7 +258,7 @@ describe('importer pod entrypoint', () => {
     assert.equal(await stat(path.join(p.data, 'disk.img')).catch(() => undefined), undefined);
   });
 
-  it('serves kubevirt_cdi_import_progress_total{ownerUID} over HTTPS while importing', async () => {
+  void it('serves kubevirt_cdi_import_progress_total{ownerUID} over HTTPS while importing', async () => {
     const p = await pod();
     let port = 0;
     const samples: number[] = [];

@@ -18,7 +18,9 @@ case "$cmd" in
     tsc --noEmit
     echo "==> lint" >&2
     eslint .
-    echo "==> unit and integration tests" >&2
+    echo "==> local cluster (full profile; a no-op when it is already running)" >&2
+    bash hack/cluster/cluster.sh up --profile full
+    echo "==> unit and integration tests (test/cluster: the cluster smoke suite)" >&2
     node --test --test-reporter=spec 'src/**/*.test.ts' 'test/**/*.test.ts' "$@"
     ;;
   demo)

@@ -4,6 +4,7 @@
 #   hack/cluster/cluster.sh down                               stop everything and remove cluster state
 #   hack/cluster/cluster.sh status                             print each component's health; non-zero if one is down
 #   hack/cluster/cluster.sh sync                               rebuild the project's images, push them, redeploy
+#   hack/cluster/cluster.sh memory                             resident memory of every cluster process
 # Kubeconfig: .cluster/kubeconfig. Logs: .cluster/logs/. See docs/development.md.
 set -euo pipefail
 HACK_CLUSTER=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,8 @@ source "$HACK_CLUSTER/lib/pki.sh"
 source "$HACK_CLUSTER/lib/control-plane.sh"
 # shellcheck source=hack/images/lib.sh
 source "$HACK_CLUSTER/../images/lib.sh"
+# shellcheck source=hack/cluster/lib/test-servers.sh
+source "$HACK_CLUSTER/lib/test-servers.sh"
 # shellcheck source=hack/cluster/lib/node.sh
 source "$HACK_CLUSTER/lib/node.sh"
 
@@ -93,6 +96,21 @@ cmd_down() {
   echo "cluster: down"
 }
 
+# Resident memory of the cluster: the daemons we started, containerd's shims, and everything below them.
+cmd_memory() {
+  local roots
+  roots=$(cat "$RUN_DIR"/*.pid 2>/dev/null; pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true)
+  ps -eo pid=,ppid=,rss=,comm= | awk -v roots="$roots" '
+    BEGIN { n = split(roots, r, /[ \n]+/); for (i = 1; i <= n; i++) if (r[i] != "") in_set[r[i]] = 1 }
+    { pid[NR] = $1; ppid[NR] = $2; rss[NR] = $3; comm[NR] = $4; N = NR }
+    END {
+      do { changed = 0; for (i = 1; i <= N; i++) if (!(pid[i] in in_set) && (ppid[i] in in_set)) { in_set[pid[i]] = 1; changed = 1 } } while (changed)
+      for (i = 1; i <= N; i++) if (pid[i] in in_set) { total += rss[i]; by[comm[i]] += rss[i] }
+      for (c in by) printf "%8.1f MiB  %s\n", by[c] / 1024, c
+      printf "%8.1f MiB  TOTAL (RSS)\n", total / 1024
+    }' | sort -n
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -100,5 +118,6 @@ case "$cmd" in
   down) cmd_down ;;
   status) cmd_status ;;
   sync) cmd_sync "$@" ;;
+  memory) cmd_memory ;;
   *) echo "usage: hack/cluster/cluster.sh up [--profile control-plane|full] | down | status | sync" >&2; exit 2 ;;
 esac

@@ -211,6 +211,7 @@ up_node() {
   start_registry
   ensure_pause_image
   start_scheduler
+  if ! daemon_alive containerd && ! daemon_alive kubelet; then cleanup_node_leftovers; fi
   start_containerd
   start_kubelet
   start_kube_proxy
@@ -271,7 +272,12 @@ down_node() {
   stop_daemon kube-scheduler
   stop_daemon registry-local
   stop_daemon registry-node
-  # leftovers: pod mounts under the kubelet root, CSI loop mounts, network namespaces
+  cleanup_node_leftovers
+}
+
+# Leftovers of a node that was not shut down cleanly (a killed session, a crash): pod and CSI mounts,
+# loop devices, CNI network namespaces and IP allocations, kube-proxy rules, the kubelet's state.
+cleanup_node_leftovers() {
   local m
   for m in $(awk '{print $5}' /proc/self/mountinfo | grep -E "^($KUBELET_ROOT|$CSI_STATE|$NODE_RUN|$NODE_STATE)/" | sort -r); do
     umount -l "$m" 2>/dev/null || true
@@ -280,7 +286,7 @@ down_node() {
   for m in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$m" 2>/dev/null || true; done
   if [ -x "$KUBE_BIN/kube-proxy" ]; then "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
-  rm -rf "$NODE_STATE/cni/ipam" "$CSI_STATE" "$KUBELET_ROOT"
+  rm -rf "$NODE_STATE/cni/ipam" "$CSI_STATE" "$KUBELET_ROOT" "$NODE_STATE/containerd"
 }
 
 # `npm run cluster:sync`: rebuild the project's images, push them, and redeploy CDI once deploy/ exists.
@@ -299,7 +305,3 @@ cmd_sync() {
   run_sync_hook
 }
 
-# ---------- host test servers (see hack/cluster/test-servers.sh) ----------
-up_test_servers() { :; }
-status_test_servers() { :; }
-down_test_servers() { :; }

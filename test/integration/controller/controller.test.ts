@@ -584,6 +584,88 @@ void test('an invalid DataVolume gets a clear ErrClaimNotValid event and no PVC'
   assert.equal(cond(dv, 'Bound')?.reason, 'ErrClaimNotValid');
 });
 
+void test('OOMKilled: the importer is recreated with CACHE_MODE=TRYNONE', async () => {
+  await pvFor('dv-oom');
+  await createDv('dv-oom');
+  const first = await eventually('importer-dv-oom', () => getPod('importer-dv-oom'));
+  const env0 = first.spec?.containers[0]?.env?.find((e) => e.name === 'CACHE_MODE');
+  assert.equal(env0?.value ?? '', '');
+  await kubelet.setStatus(client, ns, 'importer-dv-oom', {
+    phase: 'Running',
+    containerStatuses: [
+      {
+        name: 'importer',
+        image: 'x',
+        imageID: '',
+        ready: false,
+        restartCount: 1,
+        state: { waiting: { reason: 'CrashLoopBackOff' } },
+        lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
+      },
+    ],
+  });
+  const second = await eventually('a new pod with CACHE_MODE=TRYNONE', async () => {
+    const p = await getPod('importer-dv-oom');
+    return p && p.metadata?.uid !== first.metadata?.uid ? p : undefined;
+  });
+  assert.equal(second.spec?.containers[0]?.env?.find((e) => e.name === 'CACHE_MODE')?.value, 'TRYNONE');
+  await eventually(
+    'requiresDirectIo acknowledged',
+    async () =>
+      (await getPvc('dv-oom'))?.metadata?.annotations?.[`${A}storage.import.requiresDirectIo`] === 'false',
+  );
+});
+
+void test('a target PVC in use by another pod: ImportTargetInUse, and the import starts once it is free', async () => {
+  await pvFor('busy');
+  await client.create<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, {
+    metadata: { name: 'busy', namespace: ns },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: SC,
+      resources: { requests: { storage: '1Gi' } },
+    },
+  });
+  await client.create(Resources.Pod, {
+    metadata: { name: 'holder', namespace: ns },
+    spec: {
+      nodeSelector: NO_NODE,
+      containers: [{ name: 'c', image: 'localhost:5000/busybox:any' }],
+      volumes: [{ name: 'v', persistentVolumeClaim: { claimName: 'busy' } }],
+    },
+  } as KubeObject);
+  await eventually('busy bound', async () => (await getPvc('busy'))?.status?.phase === 'Bound');
+  await client.mergePatch(
+    Resources.PersistentVolumeClaim,
+    'busy',
+    { metadata: { annotations: { [`${A}storage.import.endpoint`]: 'http://images.example.test/b.img' } } },
+    { namespace: ns },
+  );
+  const ev = await eventually('ImportTargetInUse', async () =>
+    (await eventsFor(client, ns, 'PersistentVolumeClaim', 'busy')).find(
+      (e) => e.reason === 'ImportTargetInUse',
+    ),
+  );
+  assert.equal(ev.message, `pod ${ns}/holder using PersistentVolumeClaim busy`);
+  assert.equal(await getPod('importer-busy'), undefined);
+  await client.delete(Resources.Pod, 'holder', { namespace: ns, gracePeriodSeconds: 0 });
+  await eventually('importer-busy once the claim is free', () => getPod('importer-busy'));
+});
+
+void test('retainAfterCompletion keeps the importer pod after success', async () => {
+  await pvFor('dv-keep');
+  await createDv('dv-keep', {}, { [`${A}storage.pod.retainAfterCompletion`]: 'true' });
+  await eventually('importer-dv-keep', () => getPod('importer-dv-keep'));
+  await kubelet.setStatus(
+    client,
+    ns,
+    'importer-dv-keep',
+    kubelet.terminated(0, '{"message":"Import Complete"}'),
+  );
+  await waitPhase('dv-keep', 'Succeeded');
+  await stillAfter(4000, async () => assert.ok(await getPod('importer-dv-keep'), 'the pod is retained'));
+});
+
 void test('the cdi-controller process: leader on a Lease, health, readiness, metrics, reconciles, graceful SIGTERM', async () => {
   await mgr.stop(); // the process under test is now the only controller
   const port = await new Promise<number>((resolve) => {

@@ -26,7 +26,7 @@ case "$cmd" in
   demo)
     ensure_node_modules
     ensure_debs "${DATA_PATH_DEBS[@]}"
-    node hack/demo.ts "$@"
+    node hack/demo-local.ts "$@"
     ;;
   bench)
     ensure_node_modules

@@ -269,7 +269,7 @@ void test('a DataVolume imports: PVC, importer pod, phases, conditions, progress
   await kubelet.setStatus(client, ns, 'importer-dv-life', kubelet.running(metrics.ip));
   const running = await eventually('progress 45.68%', async () => {
     const d = await getDv('dv-life');
-    return d?.status?.progress === '45.68%' ? d : undefined;
+    return d?.status?.progress === '45.68%' && d.status.phase === 'ImportInProgress' ? d : undefined;
   });
   assert.equal(running.status?.phase, 'ImportInProgress');
   assert.equal(cond(running, 'Running')?.status, 'True');

@@ -69,9 +69,19 @@ const kinds: Record<string, Resource> = {
   Service: Resources.Service,
 };
 
-/** Applies the CRDs and deploy/cdi (server-side apply) with this build's image tag, and waits for the controller. */
-export async function deployCdi(client: KubeClient): Promise<void> {
+/**
+ * Applies the CRDs and deploy/cdi (server-side apply) with this build's image tag, and waits for the controller.
+ * Returns an undo: when no controller was deployed before, it is removed again, so that other suites running on the
+ * same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
+ */
+export async function deployCdi(client: KubeClient): Promise<() => Promise<void>> {
   await installCrds(client);
+  const existed =
+    (await client.getOrUndefined(
+      kinds['Deployment'] as Resource,
+      'cdi-deployment',
+      defaultDeployOptions.namespace,
+    )) !== undefined;
   const tag = imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev';
   const objs = controllerManifests({
     ...defaultDeployOptions,
@@ -95,6 +105,12 @@ export async function deployCdi(client: KubeClient): Promise<void> {
     180_000,
     1000,
   );
+  return async () => {
+    if (!existed)
+      await client.delete(kinds['Deployment'] as Resource, 'cdi-deployment', {
+        namespace: defaultDeployOptions.namespace,
+      });
+  };
 }
 
 export interface Fixtures {

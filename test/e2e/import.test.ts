@@ -32,11 +32,12 @@ let http: FileServer;
 let authed: FileServer;
 let tls: FileServer;
 let caPem: string;
+let undeploy: () => Promise<void> = async () => {};
 
 before(async () => {
   client = clusterClient();
   await requireFullCluster(client);
-  await deployCdi(client);
+  undeploy = await deployCdi(client);
   ({ name: ns, cleanup: cleanupNs } = await createNamespace(client, 'e2e'));
   fx = await makeFixtures();
   http = await startFileServer({ root: fx.dir, host: NODE_IP });
@@ -56,6 +57,7 @@ after(async () => {
   await authed?.close();
   await tls?.close();
   await fx?.cleanup();
+  await undeploy();
 });
 
 const getDv = (name: string): Promise<DataVolume | undefined> =>

@@ -29,7 +29,7 @@ export function showProgress(p: Progress, out: NodeJS.WriteStream, isTty: boolea
       lastDecile = Math.max(lastDecile, decile);
       lastLineAt = now;
       const pct = f === undefined ? 'n/a' : `${(f * 100).toFixed(1)}%`;
-      out.write(`progress: ${pct} (${humanSize(p.done)} read, ${p.phase})\n`);
+      out.write(`progress: ${pct} (${p.done > 0 ? `${humanSize(p.done)} read, ` : ''}${p.phase})\n`);
     }
   };
   const onUpdate = (): void => draw();

@@ -7,6 +7,7 @@ export class Progress extends EventEmitter<{ update: [Progress] }> {
   done = 0;
   phase = 'starting';
   private explicit: number | undefined;
+  private counting = true;
 
   /** The fraction done, when known. */
   fraction(): number | undefined {
@@ -22,12 +23,14 @@ export class Progress extends EventEmitter<{ update: [Progress] }> {
 
   /** Bytes read from the source. */
   add(n: number): void {
+    if (!this.counting) return;
     this.done += n;
     this.emit('update', this);
   }
 
   /** Forget the bytes counted so far (a tool takes over the reporting). */
   restart(): void {
+    this.counting = false;
     this.done = 0;
     this.total = undefined;
     this.explicit = 0;

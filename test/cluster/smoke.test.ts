@@ -197,6 +197,42 @@ void describe('local cluster (full profile)', () => {
       assert.equal(out.trim(), token);
     });
 
+    void test('expanding a Filesystem PVC grows the filesystem a pod sees, keeping the data', async () => {
+      await createPvc(ns, 'grow', 'Filesystem', '32Mi');
+      await runPod(ns, 'grow-write', {
+        image: busybox,
+        script: `echo ${token} > /data/token && sync`,
+        pvc: { name: 'grow', mode: 'Filesystem' },
+      });
+      await kubectl([
+        '-n',
+        ns,
+        'patch',
+        'pvc',
+        'grow',
+        '-p',
+        '{"spec":{"resources":{"requests":{"storage":"96Mi"}}}}',
+      ]);
+      await waitFor(
+        'PVC grow to report 96Mi',
+        async () =>
+          (await kubectl(['-n', ns, 'get', 'pvc', 'grow', '-o', 'jsonpath={.status.capacity.storage}'])) ===
+          '96Mi'
+            ? true
+            : undefined,
+        180_000,
+        () => kubectl(['-n', ns, 'describe', 'pvc', 'grow']),
+      );
+      const out = await runPod(ns, 'grow-read', {
+        image: busybox,
+        script: "cat /data/token && df -k /data | tail -1 | awk '{print $2}'",
+        pvc: { name: 'grow', mode: 'Filesystem' },
+      });
+      const [read, kib] = out.trim().split('\n');
+      assert.equal(read, token);
+      assert.ok(Number(kib) > 64 * 1024, `the filesystem grew past 64 MiB (df says ${kib} KiB)`);
+    });
+
     void test('a PVC cloned by CSI (dataSource: another PVC) holds the same bytes', async () => {
       assert.ok(blockMd5, 'the Block PVC test wrote data first');
       await createPvc(ns, 'blk-clone', 'Block', '32Mi', { kind: 'PersistentVolumeClaim', name: 'blk' });

@@ -150,11 +150,11 @@ const controller = implement({
     return {};
   },
   ControllerExpandVolume: (req) => {
-    const v = store.expandVolume(
+    const r = store.expandVolume(
       String(req['volume_id']),
       Number(get(req, 'capacity_range', 'required_bytes')),
     );
-    return { capacity_bytes: String(v.sizeBytes), node_expansion_required: true };
+    return { capacity_bytes: String(r.volume.sizeBytes), node_expansion_required: r.nodeExpansionRequired };
   },
 });
 

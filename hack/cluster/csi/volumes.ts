@@ -153,7 +153,21 @@ export class Store {
       writeFileSync(img, '');
       truncateSync(img, size);
       if (mode === VolumeMode.Filesystem) {
-        run('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard,lazy_itable_init=1', img]);
+        // no journal, no reserved blocks, few inodes: the usable size stays close to the requested size, as CDI's
+        // filesystem-overhead arithmetic expects of a volume
+        run('mkfs.ext4', [
+          '-q',
+          '-F',
+          '-m',
+          '0',
+          '-O',
+          '^has_journal',
+          '-i',
+          '65536',
+          '-E',
+          'nodiscard',
+          img,
+        ]);
         // world-writable root, like the upstream hostpath driver's directories (pods may run as any uid)
         run('debugfs', ['-w', '-R', 'sif <2> mode 040777', img]);
       }
@@ -207,15 +221,21 @@ export class Store {
     rmSync(this.snapMeta(id), { force: true });
   }
 
-  expandVolume(id: string, sizeBytes: number): Volume {
+  /** Grows the image; an unmounted ext4 is grown right away (offline). Returns whether the node must finish. */
+  expandVolume(id: string, sizeBytes: number): { volume: Volume; nodeExpansionRequired: boolean } {
     const v = this.getVolume(id);
     if (!v) throw new StorageError('NOT_FOUND', `volume ${id} not found`);
     const size = Math.ceil(sizeBytes / MiB) * MiB;
-    if (size <= v.sizeBytes) return v;
-    truncateSync(this.volImage(id), size);
-    v.sizeBytes = size;
-    this.saveVolume(v);
-    return v;
+    if (size > v.sizeBytes) {
+      truncateSync(this.volImage(id), size);
+      v.sizeBytes = size;
+      this.saveVolume(v);
+    }
+    if (v.mode === VolumeMode.Filesystem && !mounts().has(this.sharedMount(id))) {
+      run('resize2fs', ['-f', this.volImage(id)]);
+      return { volume: v, nodeExpansionRequired: false };
+    }
+    return { volume: v, nodeExpansionRequired: true };
   }
 
   /** Makes the volume visible at target: a bind of the shared ext4 mount, or a loop device node. */
@@ -227,7 +247,11 @@ export class Store {
     if (v.mode === VolumeMode.Filesystem) {
       const shared = this.sharedMount(id);
       mkdirSync(shared, { recursive: true });
-      if (!m.has(shared)) run('mount', ['-t', 'ext4', '-o', 'loop', this.volImage(id), shared]);
+      if (!m.has(shared)) {
+        // finish an expansion offline: online ext4 resizing needs CAP_SYS_RESOURCE, which this machine withholds
+        run('resize2fs', ['-f', this.volImage(id)]);
+        run('mount', ['-t', 'ext4', '-o', 'loop', this.volImage(id), shared]);
+      }
       mkdirSync(target, { recursive: true });
       run('mount', ['--bind', shared, target]);
       if (readonly) run('mount', ['-o', 'remount,bind,ro', target]);
@@ -267,7 +291,17 @@ export class Store {
       const dev = mounts().get(this.sharedMount(id));
       if (dev && dev.startsWith('/dev/loop')) {
         run('losetup', ['-c', dev]);
-        run('resize2fs', [dev]);
+        try {
+          run('resize2fs', [dev]);
+        } catch (err) {
+          throw new StorageError(
+            'INTERNAL',
+            `${(err as Error).message} (online ext4 resize needs CAP_SYS_RESOURCE, which this machine withholds: ` +
+              'restart the pod using the volume and the resize finishes offline before the next mount)',
+          );
+        }
+      } else {
+        run('resize2fs', ['-f', this.volImage(id)]);
       }
     }
     return v.sizeBytes;

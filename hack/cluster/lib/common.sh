@@ -60,6 +60,13 @@ start_daemon() {
   echo $! >"$RUN_DIR/$name.pid"
 }
 
+# start_supervised NAME CMD... : like start_daemon, restarted a second after it exits (CSI sidecars exit when the
+# driver's socket goes away; in a pod the kubelet would restart them).
+start_supervised() {
+  local name=$1; shift
+  start_daemon "$name" bash -c 'while :; do "$@"; echo "exited ($?), restarting in 1s"; sleep 1; done' "$name" "$@"
+}
+
 daemon_pid() { [ -f "$RUN_DIR/$1.pid" ] && cat "$RUN_DIR/$1.pid"; }
 
 daemon_alive() {
@@ -67,13 +74,15 @@ daemon_alive() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
-# stop_daemon NAME : TERM, wait up to 15 s, then KILL; only the pid we recorded.
+# stop_daemon NAME : TERM, wait up to 15 s, then KILL; the pid we recorded and its process group (setsid made
+# the pid the group's id, so a supervisor loop and its child go together).
 stop_daemon() {
   local name=$1 pid i
   pid=$(daemon_pid "$name" 2>/dev/null) || return 0
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$RUN_DIR/$name.pid"

@@ -180,17 +180,17 @@ start_storage() {
   kc wait --for condition=established --timeout=60s crd/volumesnapshots.snapshot.storage.k8s.io >/dev/null
   mkdir -p "$CSI_DIR" "$KUBELET_ROOT/plugins_registry" "$CSI_STATE"
   local kcfg="$CONF_DIR/addons.kubeconfig"
-  daemon_alive csi-driver || start_daemon csi-driver env CSI_DRIVER_NAME="$CSI_DRIVER_NAME" CSI_NODE_NAME="$NODE_NAME" \
+  daemon_alive csi-driver || start_supervised csi-driver env CSI_DRIVER_NAME="$CSI_DRIVER_NAME" CSI_NODE_NAME="$NODE_NAME" \
     CSI_SOCKET="$CSI_SOCK" CSI_REGISTRATION_SOCKET="$KUBELET_ROOT/plugins_registry/$CSI_DRIVER_NAME-reg.sock" \
     CSI_STATE_DIR="$CSI_STATE" KUBE_SERVER="https://$NODE_IP:$APISERVER_PORT" KUBE_CA="$PKI_DIR/ca.crt" \
     KUBE_CERT="$PKI_DIR/addons.crt" KUBE_KEY="$PKI_DIR/addons.key" \
     "$REPO_ROOT/node_modules/.bin/node" "$REPO_ROOT/hack/cluster/csi/driver.ts"
   wait_for "CSI driver socket" 30 test -S "$CSI_SOCK"
-  daemon_alive snapshot-controller || start_daemon snapshot-controller "$CSI_BIN/snapshot-controller" \
+  daemon_alive snapshot-controller || start_supervised snapshot-controller "$CSI_BIN/snapshot-controller" \
     --kubeconfig "$kcfg" --leader-election=false --v=2
-  daemon_alive csi-snapshotter || start_daemon csi-snapshotter "$CSI_BIN/csi-snapshotter" \
+  daemon_alive csi-snapshotter || start_supervised csi-snapshotter "$CSI_BIN/csi-snapshotter" \
     --kubeconfig "$kcfg" --csi-address "$CSI_SOCK" --leader-election=false --v=2
-  daemon_alive csi-resizer || start_daemon csi-resizer "$CSI_BIN/csi-resizer" \
+  daemon_alive csi-resizer || start_supervised csi-resizer "$CSI_BIN/csi-resizer" \
     --kubeconfig "$kcfg" --csi-address "$CSI_SOCK" --leader-election=false --v=2
   sed "s/@DRIVER@/$CSI_DRIVER_NAME/g" "$REPO_ROOT/hack/cluster/manifests/storage.yaml" | kc apply -f - >/dev/null
   wait_for "CSI driver registration with the kubelet" 60 \

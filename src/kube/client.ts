@@ -167,9 +167,10 @@ export class KubeClient {
     r: Resource,
     name: string,
     namespace?: string,
+    signal?: AbortSignal,
   ): Promise<T | undefined> {
     try {
-      return await this.get<T>(r, name, namespace);
+      return await this.get<T>(r, name, namespace, signal);
     } catch (e) {
       if (e instanceof ApiError && e.code === 404) return undefined;
       throw e;

@@ -39,6 +39,7 @@ export class LeaderElector {
   private lease: Lease | undefined;
   private leading = false;
   private reportedLeader = '';
+  private stopSignal: AbortSignal | undefined;
 
   constructor(client: KubeClient, opts: LeaderElectionOptions) {
     this.client = client;
@@ -64,6 +65,7 @@ export class LeaderElector {
 
   /** Campaigns until the signal aborts; while leading, renews; on abort, releases the lease if held. */
   async run(signal: AbortSignal): Promise<void> {
+    this.stopSignal = signal;
     while (!signal.aborted) {
       if (!(await this.acquire(signal))) return;
       const lost = new AbortController();
@@ -88,7 +90,7 @@ export class LeaderElector {
 
   private async acquire(signal: AbortSignal): Promise<boolean> {
     while (!signal.aborted) {
-      if (await this.tryAcquireOrRenew()) return true;
+      if (await this.tryAcquireOrRenew(this.opts.renewDeadlineMs)) return true;
       await sleep(this.clock, jittered(this.opts.retryPeriodMs), signal);
     }
     return false;
@@ -100,34 +102,48 @@ export class LeaderElector {
     while (!signal.aborted) {
       await sleep(this.clock, this.opts.retryPeriodMs, signal);
       if (signal.aborted) return;
-      if (await this.tryAcquireOrRenew()) lastRenew = this.clock.now();
+      // Like client-go, a renewal round must finish within renewDeadline: a hung API call must not keep
+      // us "leading" past the point where another candidate may take the lease.
+      const remaining = this.opts.renewDeadlineMs - (this.clock.now() - lastRenew);
+      if (remaining > 0 && (await this.tryAcquireOrRenew(remaining))) lastRenew = this.clock.now();
       else if (this.clock.now() - lastRenew >= this.opts.renewDeadlineMs) return;
     }
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(timeoutMs: number): Promise<boolean> {
+    const deadline = AbortSignal.timeout(Math.max(1, timeoutMs));
+    const signal = this.stopSignal ? AbortSignal.any([this.stopSignal, deadline]) : deadline;
     const now = this.clock.now();
     const stamp = microTime(new Date(now));
     const leaseDurationSeconds = Math.round(this.opts.leaseDurationMs / 1000);
     let current: Lease | undefined;
     try {
-      current = await this.client.getOrUndefined<Lease>(Resources.Lease, this.opts.name, this.opts.namespace);
+      current = await this.client.getOrUndefined<Lease>(
+        Resources.Lease,
+        this.opts.name,
+        this.opts.namespace,
+        signal,
+      );
     } catch (e) {
       this.log.warn('could not read the lease', { error: errorMessage(e) });
       return false;
     }
     if (!current) {
       try {
-        this.lease = await this.client.create<Lease>(Resources.Lease, {
-          metadata: { name: this.opts.name, namespace: this.opts.namespace },
-          spec: {
-            holderIdentity: this.opts.identity,
-            leaseDurationSeconds,
-            acquireTime: stamp,
-            renewTime: stamp,
-            leaseTransitions: 0,
+        this.lease = await this.client.create<Lease>(
+          Resources.Lease,
+          {
+            metadata: { name: this.opts.name, namespace: this.opts.namespace },
+            spec: {
+              holderIdentity: this.opts.identity,
+              leaseDurationSeconds,
+              acquireTime: stamp,
+              renewTime: stamp,
+              leaseTransitions: 0,
+            },
           },
-        });
+          { signal },
+        );
         this.observe(this.lease, now);
         return true;
       } catch (e) {
@@ -153,7 +169,7 @@ export class LeaderElector {
       },
     };
     try {
-      this.lease = await this.client.replace<Lease>(Resources.Lease, next);
+      this.lease = await this.client.replace<Lease>(Resources.Lease, next, { signal });
       this.observe(this.lease, now);
       return true;
     } catch (e) {
@@ -185,16 +201,20 @@ export class LeaderElector {
     if (!this.lease || this.lease.spec?.holderIdentity !== this.opts.identity) return;
     const stamp = microTime(new Date(this.clock.now()));
     try {
-      await this.client.replace<Lease>(Resources.Lease, {
-        ...this.lease,
-        spec: {
-          ...this.lease.spec,
-          holderIdentity: '',
-          leaseDurationSeconds: 1,
-          renewTime: stamp,
-          acquireTime: stamp,
+      await this.client.replace<Lease>(
+        Resources.Lease,
+        {
+          ...this.lease,
+          spec: {
+            ...this.lease.spec,
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            renewTime: stamp,
+            acquireTime: stamp,
+          },
         },
-      });
+        { signal: AbortSignal.timeout(this.opts.renewDeadlineMs) },
+      );
       this.log.info('released the lease');
     } catch (e) {
       this.log.warn('could not release the lease', { error: errorMessage(e) });

@@ -220,7 +220,7 @@ up_node() {
   start_coredns
   kc -n kube-system rollout status deploy/coredns --timeout=180s >/dev/null || die "CoreDNS did not become ready (kubectl -n kube-system describe pod -l k8s-app=kube-dns)"
   up_test_servers
-  run_sync_hook
+  build_images
 }
 
 status_node() {
@@ -289,19 +289,15 @@ cleanup_node_leftovers() {
   rm -rf "$NODE_STATE/cni/ipam" "$CSI_STATE" "$KUBELET_ROOT" "$NODE_STATE/containerd"
 }
 
-# `npm run cluster:sync`: rebuild the project's images, push them, and redeploy CDI once deploy/ exists.
-run_sync_hook() {
-  if [ -x "$REPO_ROOT/hack/images/build.sh" ]; then
-    bash "$REPO_ROOT/hack/images/build.sh" || die "image build failed (hack/images/build.sh)"
-  fi
-  # Hook for CDI itself: when deploy/ has manifests, apply them (the images come from localhost:5000).
-  if [ -x "$REPO_ROOT/hack/cluster/deploy-cdi.sh" ]; then
-    bash "$REPO_ROOT/hack/cluster/deploy-cdi.sh" || die "deploying CDI failed (hack/cluster/deploy-cdi.sh)"
-  fi
+build_images() {
+  bash "$REPO_ROOT/hack/images/build.sh" || die "image build failed (hack/images/build.sh)"
 }
 
+# `npm run cluster:sync`: rebuild the project's images, push them, and (re)deploy CDI from deploy/ with them.
+# cluster:up only builds and pushes: a CDI controller left running would also reconcile other suites' objects.
 cmd_sync() {
   [ "$(current_profile)" = full ] || die "sync needs the full cluster: npm run cluster:up"
-  run_sync_hook
+  [ "${1:-}" = --undeploy ] || build_images
+  bash "$REPO_ROOT/hack/cluster/deploy-cdi.sh" "$@" || die "deploying CDI failed (hack/cluster/deploy-cdi.sh)"
 }
 

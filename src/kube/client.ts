@@ -177,9 +177,21 @@ export class KubeClient {
     }
   }
 
-  list<T extends KubeObject>(r: Resource, opts: ListOptions = {}): Promise<ObjectList<T>> {
+  /**
+   * Lists one page. Items of core lists come without apiVersion/kind; they are filled in, so that an
+   * item can be used as an owner or an event's involvedObject as is.
+   */
+  async list<T extends KubeObject>(r: Resource, opts: ListOptions = {}): Promise<ObjectList<T>> {
     const { namespace, signal, ...query } = opts;
-    return this.request<ObjectList<T>>(HttpMethod.GET, resourcePath(r, namespace), { query, signal });
+    const list = await this.request<ObjectList<T>>(HttpMethod.GET, resourcePath(r, namespace), {
+      query,
+      signal,
+    });
+    for (const item of list.items) {
+      item.apiVersion ??= apiVersionOf(r);
+      item.kind ??= r.kind;
+    }
+    return list;
   }
 
   /** Lists every page (limit/continue). */

@@ -63,6 +63,9 @@ export class EventRecorder {
 
   private async emit(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
     const meta = obj.metadata ?? {};
+    if (!obj.kind || !meta.name) {
+      throw new Error('the object has no kind or name (kubectl describe could not find the event)');
+    }
     // Events about cluster-scoped objects go to "default", as client-go does.
     const namespace = meta.namespace || 'default';
     const now = kubeTime(new Date(this.clock.now()));

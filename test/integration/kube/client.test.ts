@@ -52,6 +52,8 @@ void test('create, get, list, AlreadyExists, NotFound and delete', async () => {
     ['one'],
   );
   assert.ok(list.metadata.resourceVersion);
+  assert.equal(list.items[0]?.kind, 'ConfigMap', 'list items carry their kind');
+  assert.equal(list.items[0]?.apiVersion, 'v1');
   await assert.rejects(
     client.get(Resources.ConfigMap, 'missing', ns),
     (e: unknown) => isNotFound(e) && (e as ApiError).reason === 'NotFound',

@@ -5,6 +5,7 @@ import {
   EventRecorder,
   KubeClient,
   Resources,
+  type ConfigMap,
   type Event,
   type KubeObject,
 } from '../../../src/kube/index.ts';
@@ -88,4 +89,22 @@ void test('events about a cluster-scoped object land in the default namespace', 
   } finally {
     await client.delete(Resources.StorageProfile, `ev-${ns}`);
   }
+});
+
+void test('an object taken from a list (core lists omit kind) can be the subject of an event', async () => {
+  await client.create<ConfigMap>(Resources.ConfigMap, { metadata: { name: 'listed', namespace: ns } });
+  const [cm] = (
+    await client.list<ConfigMap>(Resources.ConfigMap, {
+      namespace: ns,
+      fieldSelector: 'metadata.name=listed',
+    })
+  ).items;
+  assert.ok(cm);
+  await new EventRecorder(client, { component: 'cdi-controller-test' }).normal(
+    cm,
+    'Checked',
+    'seen in a list',
+  );
+  const d = await kubectl('describe', 'configmap', 'listed', '-n', ns);
+  assert.match(d.stdout.slice(d.stdout.indexOf('Events:')), /Normal\s+Checked\s+.*seen in a list/);
 });

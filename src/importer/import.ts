@@ -10,7 +10,7 @@
 import { constants } from 'node:fs';
 import { mkdir, open, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ChecksumTap, type Checksum } from './checksum.ts';
 import { ErrorKind, ImportError, SCRATCH_SPACE_REQUIRED } from './errors.ts';
@@ -70,13 +70,14 @@ export interface ImportResult {
   size: number;
 }
 
-/** Pipes `input` through the stages; errors anywhere end the returned stream with that error. */
+/** Pipes `input` through the stages; an error anywhere ends the last stage with that error. */
 function chain(input: Readable, stages: Transform[]): Readable {
-  if (stages.length === 0) return input;
-  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const last = stages.at(-1);
+  if (!last) return input;
   const pipe = pipeline as unknown as (...s: unknown[]) => Promise<void>;
-  pipe(input, ...stages, out).catch((err: unknown) => out.destroy(err as Error));
-  return out;
+  // pipeline destroys every stage with the error, so the consumer of `last` sees it.
+  pipe(input, ...stages).catch(() => undefined);
+  return last;
 }
 
 export async function peelLayers(

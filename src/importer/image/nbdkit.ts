@@ -1,6 +1,7 @@
 /**
  * nbdkit's curl plugin, exporting a remote image read-only on a unix socket so that qemu-img reads it by range
- * (the streaming path: no scratch copy). readahead batches small reads; retry survives a dropped connection.
+ * (the streaming path: no scratch copy). The retry filter survives a dropped connection. No readahead filter:
+ * on nbdkit 1.32 it does nothing above the curl plugin (serialized thread model; nbdkit says so in a warning).
  */
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,6 @@ export async function startNbdkitCurl(
     '--exit-with-parent',
     '-U',
     socket,
-    '--filter=readahead',
     '--filter=retry',
     'curl',
     `url=${spec.url}`,

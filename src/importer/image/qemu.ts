@@ -142,6 +142,11 @@ export async function convert(o: ConvertOptions): Promise<{ preallocationApplied
     const args = [
       'convert',
       '-p',
+      // Out-of-order writes with 16 coroutines keep reads flowing (raw output allows it): measured ~1.5x faster
+      // over nbdkit-curl, see docs/adr/0001-streaming.md.
+      '-m',
+      '16',
+      '-W',
       '-f',
       o.format,
       '-O',

@@ -258,7 +258,7 @@ async function convertImage(
       try {
         await w.writeStream(stream);
         tap?.verify();
-        await w.commit({});
+        await w.commit({ sync: false }); // scratch needs no durability
       } catch (err) {
         stream.destroy();
         await w.abort();

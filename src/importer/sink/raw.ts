@@ -87,60 +87,76 @@ export class RawWriter {
     const fh = this.handle();
     let pending: Buffer[] = [];
     let pendingLen = 0;
+    // One batch is written while the next one is read (double buffering keeps the socket flowing).
+    let inflight: Promise<void> | undefined;
     const flush = async (): Promise<void> => {
       if (pendingLen === 0) return;
-      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
+      const chunks = pending;
+      const base = this.written;
+      this.written += pendingLen;
       pending = [];
       pendingLen = 0;
-      await this.writeAt(fh, buf, this.written);
-      this.written += buf.length;
+      await inflight;
+      inflight = this.writeChunks(fh, chunks, base);
+      inflight.catch(() => undefined);
     };
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      if (this.capacity !== undefined && this.written + pendingLen + chunk.length > this.capacity) {
-        throw new ImportError(
-          ErrorKind.Invalid,
-          `the image is larger than the available space of ${this.capacity} bytes (it kept going past it). A larger PVC is required`,
-        );
+    try {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        if (this.capacity !== undefined && this.written + pendingLen + chunk.length > this.capacity) {
+          throw new ImportError(
+            ErrorKind.Invalid,
+            `the image is larger than the available space of ${this.capacity} bytes (it kept going past it). A larger PVC is required`,
+          );
+        }
+        pending.push(chunk);
+        pendingLen += chunk.length;
+        if (pendingLen >= BATCH) await flush();
       }
-      pending.push(chunk);
-      pendingLen += chunk.length;
-      if (pendingLen >= BATCH) await flush();
+      await flush();
+    } finally {
+      await inflight?.catch(() => undefined);
     }
-    await flush();
+    await inflight;
   }
 
-  private async writeAt(fh: FileHandle, buf: Buffer, base: number): Promise<void> {
-    if (!this.sparse) {
-      let off = 0;
-      while (off < buf.length) {
-        const { bytesWritten } = await fh.write(buf, off, buf.length - off, base + off);
-        off += bytesWritten;
-      }
-      return;
-    }
-    // Coalesce runs of non-zero segments; segments are aligned to absolute offsets.
-    let i = 0;
-    while (i < buf.length) {
-      const segEnd = (p: number): number => Math.min(buf.length, p + (SEG - ((base + p) % SEG)));
-      let end = segEnd(i);
-      if (isZero(buf, i, end)) {
-        i = end;
+  /**
+   * Writes consecutive chunks starting at `base` with vectored writes (no copying). When sparse, 64 KiB segments
+   * (aligned to absolute offsets) that are all zero are skipped: the file is new, so they read back as zeros.
+   */
+  private async writeChunks(fh: FileHandle, chunks: Buffer[], base: number): Promise<void> {
+    let run: Buffer[] = [];
+    let runStart = -1;
+    const flushRun = async (): Promise<void> => {
+      if (run.length > 0) await writevAll(fh, run, runStart);
+      run = [];
+      runStart = -1;
+    };
+    let pos = base;
+    for (const chunk of chunks) {
+      if (!this.sparse) {
+        if (runStart < 0) runStart = pos;
+        run.push(chunk);
+        pos += chunk.length;
         continue;
       }
-      let j = end;
-      while (j < buf.length) {
-        const e = segEnd(j);
-        if (isZero(buf, j, e)) break;
-        j = e;
+      let i = 0;
+      let keepFrom = -1; // start (in this chunk) of the non-zero bytes being collected
+      while (i < chunk.length) {
+        const end = Math.min(chunk.length, i + (SEG - ((pos + i) % SEG)));
+        if (isZero(chunk, i, end)) {
+          if (keepFrom >= 0) run.push(chunk.subarray(keepFrom, i));
+          keepFrom = -1;
+          await flushRun();
+        } else {
+          if (runStart < 0) runStart = pos + i;
+          if (keepFrom < 0) keepFrom = i;
+        }
+        i = end;
       }
-      end = j;
-      let off = i;
-      while (off < end) {
-        const { bytesWritten } = await fh.write(buf, off, end - off, base + off);
-        off += bytesWritten;
-      }
-      i = end;
+      if (keepFrom >= 0) run.push(chunk.subarray(keepFrom));
+      pos += chunk.length;
     }
+    await flushRun();
   }
 
   private handle(): FileHandle {
@@ -158,7 +174,7 @@ export class RawWriter {
    * Grows the file to `size` (never shrinks; preallocating the new part when asked), fsyncs, and renames it into
    * place. For a block device: checks the data fits, fsyncs.
    */
-  async commit(opts: { size?: number; preallocate?: boolean }): Promise<{ size: number }> {
+  async commit(opts: { size?: number; preallocate?: boolean; sync?: boolean }): Promise<{ size: number }> {
     const fh = this.fh ?? (await open(this.writePath, 'r+'));
     this.fh = fh;
     const current = (await fh.stat()).size;
@@ -179,7 +195,7 @@ export class RawWriter {
       }
       size = want;
       await fh.chmod(0o660);
-      await fh.sync();
+      if (opts.sync !== false) await fh.sync();
       await fh.close();
       this.fh = undefined;
       await rename(this.writePath, this.target.path);
@@ -215,6 +231,28 @@ export class RawWriter {
     await h.write(Buffer.alloc(1024 * 1024), 0, 1024 * 1024, 0).catch(() => undefined);
     await h.sync().catch(() => undefined);
     await h.close().catch(() => undefined);
+  }
+}
+
+async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  let list = bufs;
+  let pos = position;
+  while (list.length > 0) {
+    const total = list.reduce((n, b) => n + b.length, 0);
+    const { bytesWritten } = await fh.writev(list, pos);
+    if (bytesWritten >= total) return;
+    pos += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const b of list) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    list = rest;
   }
 }
 

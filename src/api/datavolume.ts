@@ -2,7 +2,6 @@
 // staging/src/kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1/types.go.
 import Type, { type Static } from 'typebox';
 import {
-  AccessModes,
   ConditionFields,
   LabelSelector,
   ObjectMeta,
@@ -193,7 +192,12 @@ export const DataVolumeSourceRef = Type.Object(
 
 export const StorageSpec = Type.Object(
   {
-    accessModes: Type.Optional(AccessModes),
+    accessModes: Type.Optional(
+      // Upstream's StorageSpec list has no list-type marker, unlike the PVC spec's.
+      Type.Array(Type.String(), {
+        description: 'The desired access modes; taken from the StorageProfile when unset.',
+      }),
+    ),
     selector: Type.Optional(LabelSelector),
     resources: Type.Optional(VolumeResourceRequirements),
     volumeName: Type.Optional(Type.String({ description: 'The PersistentVolume to bind to.' })),

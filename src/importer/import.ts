@@ -112,6 +112,15 @@ async function directIoWorks(dir: string): Promise<boolean> {
   }
 }
 
+/**
+ * Bound for the scratch copy: the free space, and (when the volume size is known) what an image of that virtual size
+ * can reasonably occupy, so a compressed bomb cannot fill the scratch volume.
+ */
+function scratchCapacity(free: number, available: number | undefined): number {
+  if (available === undefined) return free;
+  return Math.min(free, Math.ceil(available * 1.1) + 64 * 1024 * 1024);
+}
+
 async function freeSpace(dir: string): Promise<number> {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
@@ -253,7 +262,7 @@ async function convertImage(
       scratchFile = path.join(req.scratchDir, `tmpimage-${process.pid}`);
       const w = await RawWriter.open(
         { kind: 'file', path: scratchFile },
-        { capacity: await freeSpace(req.scratchDir) },
+        { capacity: scratchCapacity(await freeSpace(req.scratchDir), req.available) },
       );
       try {
         await w.writeStream(stream);

@@ -59,19 +59,6 @@ function parseBool(name: string, v: string | undefined, dflt: boolean): boolean 
   );
 }
 
-/** Upstream copies env vars named like *_KUBEVIRT_IO_* into labels of the termination message. */
-function envLabels(env: Env): Record<string, string> | undefined {
-  const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) {
-    const m = /^(.*)_KUBEVIRT_IO_(.*)$/.exec(k);
-    if (m && v !== undefined)
-      labels[
-        `${m[1]!.toLowerCase().replace(/_/g, '.')}.kubevirt.io/${m[2]!.toLowerCase().replace(/_/g, '-')}`
-      ] = v;
-  }
-  return Object.keys(labels).length ? labels : undefined;
-}
-
 export function terminationJson(msg: TerminationMessage): string {
   let s = JSON.stringify(msg);
   if (Buffer.byteLength(s) > 4096 && msg.message) {
@@ -203,13 +190,11 @@ export async function runPodImporter(
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
     );
-    const labels = envLabels(env);
     await writeTermination(
       p,
       terminationJson({
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
-        ...(labels ? { labels } : {}),
         message: completeMessage,
       }),
     );

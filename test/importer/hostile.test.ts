@@ -244,6 +244,16 @@ void describe('corrupt and oversized images', () => {
     assert.match(err.message, /larger than the available space of 4194304 bytes/);
   });
 
+  void it('a compressed qcow2 bomb is stopped before it fills the scratch space', async () => {
+    const body = Buffer.alloc(256 << 20);
+    Buffer.from('QFI\xfb', 'latin1').copy(body, 0);
+    body.writeUInt32BE(3, 4);
+    await writeFile(path.join(src, 'bomb.qcow2.gz'), zlib.gzipSync(body, { level: 9 }));
+    const { err } = await attempt('bomb.qcow2.gz', 'ranged', { available: SIZE, size: SIZE });
+    assert.match(err.message, /larger than the available space of \d+ bytes/);
+    assert.deepEqual(await readdir(path.join(dir, 'scratch')), [], 'the scratch copy is removed');
+  });
+
   void it('a checksum mismatch is fatal and leaves nothing', async () => {
     for (const [file, w] of [
       ['seed.raw', 'ranged'],

@@ -137,6 +137,19 @@ void describe('importer pod entrypoint', () => {
     assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
   });
 
+  void it('CACHE_MODE=TRYNONE imports (with -t none where O_DIRECT works, writeback otherwise)', async () => {
+    const p = await pod();
+    const { code, stderr } = await runPod({
+      ...p.env,
+      IMPORTER_SOURCE: 'http',
+      IMPORTER_ENDPOINT: `${srv.url}/disk.qcow2`,
+      IMPORTER_IMAGE_SIZE: '8Mi',
+      CACHE_MODE: 'TRYNONE',
+    });
+    assert.equal(code, 0, stderr);
+    assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+  });
+
   void it('a checksum mismatch is fatal: exit 0 with a JSON message, no disk.img', async () => {
     const p = await pod();
     const { code } = await runPod({

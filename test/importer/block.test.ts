@@ -1,0 +1,89 @@
+/**
+ * A real block device (a loop device over a file): `cdi import --to /dev/loopN` detects it, writes the raw disk in
+ * place (overwriting stale data, zeros included) and refuses images larger than the device. Needs root and
+ * loop devices; skipped (with the reason) where `losetup` cannot attach one.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { startFileServer, type FileServer } from '../support/fileserver.ts';
+import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
+
+const run = promisify(execFile);
+const BIN = path.resolve(import.meta.dirname, '../../bin/cdi.js');
+const SIZE = 4 << 20;
+let dir: string;
+let disk: SeededDisk;
+let srv: FileServer;
+let backing: string;
+let dev: string | undefined;
+let skip: string | false = false;
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'cdi-block-'));
+  const src = path.join(dir, 'src');
+  await mkdir(src);
+  disk = await makeSeededDisk(src, { size: SIZE, seed: 'block' });
+  await makeVariant(disk.path, src, 'qcow2');
+  await makeVariant(disk.path, src, 'gz');
+  srv = await startFileServer({ root: src });
+  backing = path.join(dir, 'device.img');
+  await writeFile(backing, Buffer.alloc(8 << 20, 0xee));
+  try {
+    dev = (await run('losetup', ['-f', '--show', backing])).stdout.trim();
+  } catch (err) {
+    skip = `no loop device: ${(err as Error).message.split('\n')[0]}`;
+  }
+});
+
+after(async () => {
+  if (dev) await run('losetup', ['-d', dev]).catch(() => undefined);
+  await srv.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function cdi(...args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args, '--no-progress'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
+}
+
+void describe('block device target', () => {
+  for (const file of ['disk.qcow2', 'disk.gz']) {
+    void it(`${file} is written onto a loop device, replacing stale bytes`, async (t) => {
+      if (skip) return t.skip(skip);
+      await writeFile(dev!, Buffer.alloc(8 << 20, 0xee));
+      const r = await cdi('import', `${srv.url}/${file}`, '--to', dev!);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await md5File(dev!, SIZE), disk.md5);
+    });
+  }
+
+  void it('an image larger than the device is refused', async (t) => {
+    if (skip) return t.skip(skip);
+    const r = await cdi('import', `${srv.url}/disk.qcow2`, '--to', dev!, '--size', '2Mi');
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^cdi: error: virtual image size 4194304 is larger than the reported available storage 2097152\. A larger PVC is required$/m,
+    );
+    const tooBig = await cdi('import', `${srv.url}/disk.qcow2`, '--to', dev!, '--size', '1Gi');
+    assert.equal(tooBig.code, 1);
+    assert.match(
+      tooBig.stderr,
+      /^cdi: error: --size 1073741824 is larger than the block device .* \(8388608 bytes\)$/m,
+    );
+    const big = path.join(dir, 'src', 'big.raw');
+    await writeFile(big, Buffer.alloc(16 << 20, 1));
+    const r2 = await cdi('import', `${srv.url}/big.raw`, '--to', dev!);
+    assert.equal(r2.code, 1);
+    assert.match(r2.stderr, /^cdi: error: the image is larger than the available space of 8388608 bytes/m);
+  });
+});

@@ -140,6 +140,7 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
       progress,
     });
     stop();
+    for (const w of r.warnings) process.stderr.write(`cdi: warning: ${w}\n`);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     const layers = [...r.layers, r.format].join(' → ');
     process.stdout.write(

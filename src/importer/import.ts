@@ -61,6 +61,8 @@ export const TransferPath = {
 export type TransferPath = (typeof TransferPath)[keyof typeof TransferPath];
 
 export interface ImportResult {
+  /** Things the user may want to know (upstream warns about text/* content types, for instance). */
+  warnings: string[];
   layers: Layer[];
   format: Layer;
   virtualSize: number;
@@ -127,6 +129,15 @@ async function freeSpace(dir: string): Promise<number> {
 }
 
 export async function runImport(req: ImportRequest): Promise<ImportResult> {
+  const warnings: string[] = [];
+  const r = await runImportInner(req, warnings);
+  return { ...r, warnings };
+}
+
+async function runImportInner(
+  req: ImportRequest,
+  warnings: string[],
+): Promise<Omit<ImportResult, 'warnings'>> {
   const progress = req.progress ?? new Progress();
   const limits = req.limits ?? DEFAULT_LIMITS;
   const src = req.source;
@@ -134,6 +145,9 @@ export async function runImport(req: ImportRequest): Promise<ImportResult> {
     progress.setPhase('connecting');
     const info = await src.info();
     progress.total = info.size;
+    if (info.contentType?.startsWith('text/')) {
+      warnings.push(`the server labels the data ${info.contentType}; is the URL really a disk image?`);
+    }
     const raw = await src.open();
     const tap = req.checksum ? new ChecksumTap(req.checksum) : undefined;
     const body = chain(raw, [...(tap ? [tap.stage()] : []), progress.counter()]);
@@ -219,7 +233,7 @@ async function convertImage(
   tap: ChecksumTap | undefined,
   progress: Progress,
   limits: Limits,
-): Promise<ImportResult> {
+): Promise<Omit<ImportResult, 'warnings'>> {
   const target = req.target as RawTarget;
   try {
     prescreen(format, head);

@@ -126,6 +126,26 @@ void describe('cdi import', () => {
     assert.equal(await md5File(path.join(out, 'seed.raw')), disk.md5);
   });
 
+  void it('warns when the server labels the data text/*', async () => {
+    const html = await startFileServer({ root: src, contentType: 'text/html' });
+    try {
+      const r = await cdi(
+        'import',
+        `${html.url}/seed.raw`,
+        '--to',
+        path.join(dir, 'html.img'),
+        '--no-progress',
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        r.stderr,
+        'cdi: warning: the server labels the data text/html; is the URL really a disk image?\n',
+      );
+    } finally {
+      await html.close();
+    }
+  });
+
   void it('usage errors exit 2 with one line', async () => {
     for (const args of [
       ['import', `${srv.url}/seed.raw`],

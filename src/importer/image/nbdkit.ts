@@ -36,6 +36,8 @@ export async function startNbdkitCurl(
     'retry-exponential=no',
     'retries=5',
     'retry-delay=1',
+    // Per-request limit, like the HTTP source's idle watchdog (upstream: 10 minutes without data).
+    'timeout=600',
   ];
   for (const h of spec.headers) args.push(`header=${h}`);
   if (spec.user !== undefined) {

@@ -82,6 +82,7 @@ if [ ! -f "$BASE_LAYOUT/index.json" ] || ! grep -q "\"$BASE_TAG\"" "$BASE_LAYOUT
   done
   cp -rL /etc/ssl/certs "$root/etc/ssl/certs"
   cp /etc/ssl/openssl.cnf "$root/etc/ssl/openssl.cnf"
+  mkdir -p "$root/usr/lib/ssl" && ln -sf /etc/ssl/openssl.cnf "$root/usr/lib/ssl/openssl.cnf"  # where Debian's openssl looks
   # upstream CDI's importer runs as uid 107
   printf 'root:x:0:0:root:/root:/bin/sh\nqemu:x:107:107:qemu:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:x:0:\nqemu:x:107:\nnogroup:x:65534:\n' >"$root/etc/group"

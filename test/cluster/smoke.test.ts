@@ -97,10 +97,16 @@ void describe('local cluster (full profile)', () => {
   void test('a Service name resolves through CoreDNS from a pod, and the Service answers', async () => {
     const svc = await getJson(['-n', ns, 'service', 'web']);
     const clusterIP = (svc['spec'] as { clusterIP: string }).clusterIP;
-    // busybox's nslookup asks CoreDNS directly; node (glibc) resolves the short name through the search path
+    // busybox's nslookup asks CoreDNS directly; node (glibc) resolves the short name through the search path.
+    // Both retry for a minute: a Service is programmed a moment after its endpoints are ready.
+    const fetchScript =
+      "(async () => { for (let i = 0; ; i++) { try { console.log(await (await fetch('http://web/')).text()); return; }" +
+      ' catch (e) { if (i >= 30) throw e; await new Promise((r) => setTimeout(r, 2000)); } } })()';
     const out = await runPod(ns, 'dns', {
       image: base,
-      script: `nslookup web.${ns}.svc.cluster.local && node -e "fetch('http://web/').then(r => r.text()).then(t => console.log(t))"`,
+      script:
+        `for i in $(seq 1 30); do nslookup web.${ns}.svc.cluster.local > /tmp/ns.out 2>&1 && break; sleep 2; done; ` +
+        `cat /tmp/ns.out && node -e "${fetchScript}"`,
     });
     assert.ok(out.includes(clusterIP), `nslookup answered with the Service IP ${clusterIP}:\n${out}`);
     assert.match(out, /hello from cdi-base/);

@@ -69,9 +69,15 @@ start_supervised() {
 
 daemon_pid() { [ -f "$RUN_DIR/$1.pid" ] && cat "$RUN_DIR/$1.pid"; }
 
+# pid_running PID : alive and not a zombie (PID 1 here reaps orphans only every few seconds)
+pid_running() {
+  local s; s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $s != Z* ]]
+}
+
 daemon_alive() {
   local pid; pid=$(daemon_pid "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && pid_running "$pid"
 }
 
 # stop_daemon NAME : TERM, wait up to 15 s, then KILL; the pid we recorded and its process group (setsid made
@@ -79,11 +85,10 @@ daemon_alive() {
 stop_daemon() {
   local name=$1 pid i
   pid=$(daemon_pid "$name" 2>/dev/null) || return 0
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  if [ -n "$pid" ] && pid_running "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 1 150); do pid_running "$pid" || break; sleep 0.1; done
+    if pid_running "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$RUN_DIR/$name.pid"
 }

@@ -247,8 +247,8 @@ down_node() {
     # let the kubelet unmount volumes the proper way (CSI NodeUnpublish) before it goes
     kc delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
     local i
-    for i in $(seq 1 40); do
-      [ -z "$(ls "$KUBELET_ROOT/pods" 2>/dev/null)" ] && break
+    for i in $(seq 1 40); do # until no CSI volume is published into a pod any more
+      grep -qE 'kubernetes.io~csi|volumeDevices/publish' /proc/self/mountinfo || break
       sleep 0.5
     done
   fi

@@ -50,8 +50,10 @@ void test('events about a DataVolume are listed by kubectl describe, and a repea
     namespace: ns,
     fieldSelector: `involvedObject.uid=${dv.metadata?.uid}`,
   });
-  const byReason = new Map(events.items.map((e): [string, Event] => [e.reason ?? '', e]));
-  assert.equal(events.items.length, 2, 'three identical warnings are one Event');
+  // A CDI controller running in the cluster may add its own events about the DataVolume.
+  const ours = events.items.filter((e) => e.source?.component === 'cdi-controller-test');
+  const byReason = new Map(ours.map((e): [string, Event] => [e.reason ?? '', e]));
+  assert.equal(ours.length, 2, 'three identical warnings are one Event');
   assert.equal(byReason.get('ErrImportFailed')?.count, 3);
   assert.equal(byReason.get('ErrImportFailed')?.type, 'Warning');
   assert.equal(byReason.get('ImportScheduled')?.count, 1);
@@ -84,7 +86,7 @@ void test('events about a cluster-scoped object land in the default namespace', 
       namespace: 'default',
       fieldSelector: `involvedObject.uid=${sp.metadata?.uid}`,
     });
-    assert.equal(events.items.length, 1);
+    assert.equal(events.items.filter((e) => e.source?.component === 'cdi-controller-test').length, 1);
     assert.equal(events.items[0]?.reason, 'Recognized');
   } finally {
     await client.delete(Resources.StorageProfile, `ev-${ns}`);

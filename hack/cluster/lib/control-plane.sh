@@ -16,6 +16,7 @@ port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 start_etcd() {
   daemon_alive etcd && return 0
   port_busy "$ETCD_CLIENT_PORT" && die "port $ETCD_CLIENT_PORT is taken but not by this checkout's etcd: is a cluster from another checkout running? (npm run cluster:down there)"
+  [ -d "$CLUSTER_DIR/etcd" ] || FRESH_ETCD=1 # a new cluster: volumes of an older one are orphans
   mkdir -p "$CLUSTER_DIR/etcd"
   start_daemon etcd "$KUBE_BIN/etcd" --name cdi-dev --data-dir "$CLUSTER_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \

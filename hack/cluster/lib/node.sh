@@ -211,7 +211,10 @@ up_node() {
   start_registry
   ensure_pause_image
   start_scheduler
-  if ! daemon_alive containerd && ! daemon_alive kubelet; then cleanup_node_leftovers; fi
+  if ! daemon_alive containerd && ! daemon_alive kubelet; then
+    cleanup_node_leftovers
+    [ "${FRESH_ETCD:-0}" = 1 ] && rm -rf "$CSI_STATE"
+  fi
   start_containerd
   start_kubelet
   start_kube_proxy
@@ -273,6 +276,7 @@ down_node() {
   stop_daemon registry-local
   stop_daemon registry-node
   cleanup_node_leftovers
+  rm -rf "$CSI_STATE"
 }
 
 # Leftovers of a node that was not shut down cleanly (a killed session, a crash): pod and CSI mounts,
@@ -286,7 +290,12 @@ cleanup_node_leftovers() {
   for m in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$m" 2>/dev/null || true; done
   if [ -x "$KUBE_BIN/kube-proxy" ]; then "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
-  rm -rf "$NODE_STATE/cni/ipam" "$CSI_STATE" "$KUBELET_ROOT" "$NODE_STATE/containerd"
+  rm -rf "$NODE_STATE/cni/ipam" "$KUBELET_ROOT" "$NODE_STATE/containerd"
+  # Volumes stay (etcd may still hold their PVs: the same checkout restarting); nothing is published any more.
+  if [ -d "$CSI_STATE/volumes" ]; then
+    node -e 'const fs = require("fs"); for (const f of process.argv.slice(1)) { const v = JSON.parse(fs.readFileSync(f, "utf8")); v.published = {}; fs.writeFileSync(f, JSON.stringify(v)); }' \
+      $(find "$CSI_STATE/volumes" -name '*.json') 2>/dev/null || true
+  fi
 }
 
 build_images() {

@@ -192,14 +192,14 @@ start_storage() {
     --kubeconfig "$kcfg" --csi-address "$CSI_SOCK" --leader-election=false --v=2
   daemon_alive csi-resizer || start_supervised csi-resizer "$CSI_BIN/csi-resizer" \
     --kubeconfig "$kcfg" --csi-address "$CSI_SOCK" --leader-election=false --v=2
-  sed "s/@DRIVER@/$CSI_DRIVER_NAME/g" "$REPO_ROOT/hack/cluster/manifests/storage.yaml" | kc apply -f - >/dev/null
+  sed "s/__DRIVER__/$CSI_DRIVER_NAME/g" "$REPO_ROOT/hack/cluster/manifests/storage.yaml" | kc apply -f - >/dev/null
   wait_for "CSI driver registration with the kubelet" 60 \
     sh -c "kubectl --kubeconfig '$KUBECONFIG_PATH' get csinode '$NODE_NAME' -o jsonpath='{.spec.drivers[*].name}' | grep -q '$CSI_DRIVER_NAME'"
 }
 
 start_coredns() {
   ensure_coredns_image
-  sed -e "s/@DNS_SVC_IP@/$DNS_SVC_IP/g" -e "s/@COREDNS_VERSION@/$COREDNS_VERSION/g" \
+  sed -e "s/__DNS_SVC_IP__/$DNS_SVC_IP/g" -e "s/__COREDNS_VERSION__/$COREDNS_VERSION/g" \
     "$REPO_ROOT/hack/cluster/manifests/coredns.yaml" | kc apply -f - >/dev/null
 }
 

@@ -239,6 +239,25 @@ void describe('local cluster (full profile)', () => {
       assert.ok(Number(kib) > 64 * 1024, `the filesystem grew past 64 MiB (df says ${kib} KiB)`);
     });
 
+    void test('a WaitForFirstConsumer claim stays Pending until a pod uses it, then binds and serves the pod', async () => {
+      await createPvc(ns, 'late', 'Filesystem', '16Mi', undefined, 'cdi-hostpath-wffc');
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(
+        await kubectl(['-n', ns, 'get', 'pvc', 'late', '-o', 'jsonpath={.status.phase}']),
+        'Pending',
+      );
+      const out = await runPod(ns, 'late-use', {
+        image: busybox,
+        script: 'echo first-consumer > /data/x && cat /data/x',
+        pvc: { name: 'late', mode: 'Filesystem' },
+      });
+      assert.equal(out.trim(), 'first-consumer');
+      assert.equal(
+        await kubectl(['-n', ns, 'get', 'pvc', 'late', '-o', 'jsonpath={.status.phase}']),
+        'Bound',
+      );
+    });
+
     void test('a PVC cloned by CSI (dataSource: another PVC) holds the same bytes', async () => {
       assert.ok(blockMd5, 'the Block PVC test wrote data first');
       await createPvc(ns, 'blk-clone', 'Block', '32Mi', { kind: 'PersistentVolumeClaim', name: 'blk' });

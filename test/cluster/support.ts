@@ -151,6 +151,7 @@ export async function createPvc(
   mode: 'Filesystem' | 'Block',
   size: string,
   dataSource?: { kind: 'PersistentVolumeClaim' | 'VolumeSnapshot'; name: string },
+  storageClassName?: string,
 ): Promise<void> {
   await apply({
     apiVersion: 'v1',
@@ -159,6 +160,7 @@ export async function createPvc(
     spec: {
       accessModes: ['ReadWriteOnce'],
       volumeMode: mode,
+      ...(storageClassName ? { storageClassName } : {}),
       resources: { requests: { storage: size } },
       ...(dataSource
         ? {
@@ -172,6 +174,7 @@ export async function createPvc(
     },
   });
   // The default class binds immediately; waiting here keeps pods out of the scheduler's unschedulable back-off.
+  if (storageClassName?.endsWith('-wffc')) return;
   await waitFor(
     `PVC ${ns}/${name} Bound`,
     async () =>

@@ -19,9 +19,11 @@ ensure_kube_binaries() {
   local tmp="$KUBE_BIN.tmp.$$" start=$SECONDS
   mkdir -p "$tmp"
   local v=${KUBE_VERSION#v} x=k8s.io/component-base/version c=k8s.io/client-go/pkg/version
-  local vflags="-X $x.gitVersion=$KUBE_VERSION -X $x.gitMajor=${v%%.*} -X $x.gitMinor=$(echo "$v" | cut -d. -f2)"
+  local minor vflags
+  minor=$(echo "$v" | cut -d. -f2)
+  vflags="-X $x.gitVersion=$KUBE_VERSION -X $x.gitMajor=${v%%.*} -X $x.gitMinor=$minor"
   vflags+=" -X $x.gitTreeState=clean -X $x.buildDate=1970-01-01T00:00:00Z"
-  vflags+=" -X $c.gitVersion=$KUBE_VERSION -X $c.gitMajor=${v%%.*} -X $c.gitMinor=$(echo "$v" | cut -d. -f2)"
+  vflags+=" -X $c.gitVersion=$KUBE_VERSION -X $c.gitMajor=${v%%.*} -X $c.gitMinor=$minor"
   (cd "$REPO_ROOT/hack/cluster/go/kube" && nice -n 10 go build -trimpath "-ldflags=-s -w $vflags" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \

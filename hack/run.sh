@@ -19,8 +19,9 @@ case "$cmd" in
     echo "==> lint" >&2
     eslint .
     echo "==> local cluster (full profile; a no-op when it is already running)" >&2
-    # A cluster this run started is stopped again at the end, so CI leaves no daemons behind.
-    if ! bash hack/cluster/cluster.sh status >/dev/null 2>&1; then
+    # Under CI, a cluster this run started is stopped again at the end, so CI leaves no daemons behind
+    # (a developer's cluster stays up for the next run, and for other test runs sharing it).
+    if [ "${CI:-}" = true ] && ! bash hack/cluster/cluster.sh status >/dev/null 2>&1; then
       # (quietly: the test runner's summary stays the last thing printed)
       trap 'mkdir -p .cluster/logs; bash hack/cluster/cluster.sh down >>.cluster/logs/down.log 2>&1 || true' EXIT
     fi

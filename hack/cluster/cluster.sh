@@ -113,6 +113,12 @@ cmd_memory() {
 
 cmd=${1:-}
 shift || true
+# One cluster per machine (fixed ports and interfaces): up, down and sync take turns.
+if [ "$cmd" = up ] || [ "$cmd" = down ] || [ "$cmd" = sync ]; then
+  mkdir -p /run/cdi-dev
+  exec 8>/run/cdi-dev/cluster.lock
+  flock -w 1200 8 || die "another cluster:up/down/sync has held /run/cdi-dev/cluster.lock for 20 minutes"
+fi
 case "$cmd" in
   up) cmd_up "$@" ;;
   down) cmd_down ;;

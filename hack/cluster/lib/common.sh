@@ -56,7 +56,7 @@ start_daemon() {
   local name=$1; shift
   if daemon_alive "$name"; then return 0; fi
   mkdir -p "$RUN_DIR" "$LOG_DIR"
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- &  # 8: cluster.sh's lock, not for daemons
   echo $! >"$RUN_DIR/$name.pid"
 }
 

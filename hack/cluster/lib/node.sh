@@ -35,6 +35,13 @@ EOF
 
 port_busy_addr() { ss -Hltn "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .; }
 
+# Pods may reach the node (10.99.0.1, local delivery) and each other through the CNI bridge, nothing else: with
+# ip_forward on, a pod's packet to any other address would leave through the machine's own interface.
+POD_EGRESS_RULE=(FORWARD -s "$POD_CIDR" ! -o "$CNI_BRIDGE" -m comment --comment cdi-dev-pod-egress -j REJECT)
+ensure_pod_egress_guard() {
+  iptables -C "${POD_EGRESS_RULE[@]}" 2>/dev/null || iptables -I "${POD_EGRESS_RULE[@]}"
+}
+
 # ---------- containerd ----------
 start_containerd() {
   daemon_alive containerd && return 0
@@ -208,6 +215,7 @@ up_node() {
   ensure_image_tools
   sysctl -qw net.ipv4.ip_forward=1
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  ensure_pod_egress_guard
   start_registry
   ensure_pause_image
   start_scheduler
@@ -289,6 +297,7 @@ cleanup_node_leftovers() {
   losetup -nO NAME,BACK-FILE 2>/dev/null | awk -v d="$CSI_STATE/" 'index($2, d) == 1 {print $1}' | xargs -r -n1 losetup -d 2>/dev/null || true
   for m in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$m" 2>/dev/null || true; done
   if [ -x "$KUBE_BIN/kube-proxy" ]; then "$KUBE_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  while iptables -D "${POD_EGRESS_RULE[@]}" 2>/dev/null; do :; done
   if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE"; fi
   rm -rf "$NODE_STATE/cni/ipam" "$KUBELET_ROOT" "$NODE_STATE/containerd"
   # Volumes stay (etcd may still hold their PVs: the same checkout restarting); nothing is published any more.

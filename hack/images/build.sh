@@ -39,7 +39,7 @@ echo "busybox image: $REGISTRY_HOST/busybox:$BUSYBOX_TAG"
 # ---- base ----
 NODE_BIN="$REPO_ROOT/node_modules/node/bin/node"
 [ -x "$NODE_BIN" ] || die "node_modules/node/bin/node missing: run npm ci"
-mapfile -t BASE_PROGRAMS < <(command -v qemu-img nbdkit xz zstd openssl)
+mapfile -t BASE_PROGRAMS < <(command -v qemu-img nbdkit xz zstd openssl prlimit timeout)  # prlimit, timeout: the importer bounds qemu-img/nbdkit with them (GNU options)
 NBDKIT_MODULES=/usr/lib/x86_64-linux-gnu/nbdkit
 base_inputs() {
   sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"

@@ -7,7 +7,8 @@
  *   checksum mismatch: JSON {"message":"Unable to process data: checksum mismatch: …"}, exit 0 (fatal, no retry)
  *   other errors:      plain text "Unable to process data: …", exit 1 (the pod restarts)
  * The paths can be moved for tests with CDI_IMPORTER_DATA_DIR, CDI_IMPORTER_BLOCK_PATH, CDI_IMPORTER_SCRATCH_DIR,
- * CDI_IMPORTER_TERMINATION_LOG (and CDI_IMPORTER_METRICS_PORT, default 8443; "off" disables the endpoint).
+ * CDI_IMPORTER_TERMINATION_LOG, CDI_IMPORTER_PROXY_CERT_DIR (and CDI_IMPORTER_METRICS_PORT, default 8443; "off"
+ * disables the endpoint).
  */
 import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -81,7 +82,7 @@ async function writeTermination(p: PodPaths, text: string): Promise<void> {
   );
 }
 
-function makeSource(env: Env): ImportSource {
+function makeSource(env: Env, caDirs: string[]): ImportSource {
   const kind = env.IMPORTER_SOURCE ?? '';
   if (kind === 'none' || kind === 'blank') return new BlankSource();
   if (kind === 'http') {
@@ -93,7 +94,7 @@ function makeSource(env: Env): ImportSource {
     const user = env.IMPORTER_ACCESS_KEY_ID;
     return new HttpSource({
       url: env.IMPORTER_ENDPOINT ?? '',
-      ...(env.IMPORTER_CERT_DIR ? { caDir: env.IMPORTER_CERT_DIR } : {}),
+      caDir: caDirs,
       insecureSkipVerify: parseBool('INSECURE_TLS', env.INSECURE_TLS, false),
       headers,
       ...(user ? { user, password: env.IMPORTER_SECRET_KEY ?? '' } : {}),
@@ -146,7 +147,13 @@ export async function runPodImporter(
     }
     const checksum = env.IMPORTER_CHECKSUM ? parseChecksum(env.IMPORTER_CHECKSUM) : undefined;
     const block = await exists(p.blockPath);
-    const source = makeSource(env);
+    // Upstream mounts the trusted proxy CA (ConfigMap key ca.crt) at /proxycerts/ and trusts it besides the cert dir.
+    const proxyCerts = env.CDI_IMPORTER_PROXY_CERT_DIR ?? '/proxycerts';
+    const caDirs = [
+      ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
+      ...((await exists(proxyCerts)) ? [proxyCerts] : []),
+    ];
+    const source = makeSource(env, caDirs);
     const blank = source instanceof BlankSource;
     if (blank && contentType === ContentType.Archive) {
       throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');

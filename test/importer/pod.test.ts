@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { usableSpace } from '../../src/importer/size.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
+import { makeTestPki } from '../support/tls.ts';
 
 const ENTRY = path.resolve(import.meta.dirname, '../../src/cmd/importer.ts');
 const SIZE = 4 << 20;
@@ -148,6 +149,43 @@ void describe('importer pod entrypoint', () => {
     });
     assert.equal(code, 0, stderr);
     assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+  });
+
+  void it('trusts the CAs of IMPORTER_CERT_DIR and of the proxy CA dir, and fails clearly without them', async () => {
+    const pki = await makeTestPki(path.join(dir, 'pod-pki'), { ips: ['127.0.0.1'] });
+    const tlsSrv = await startFileServer({ root: src, tls: { cert: pki.cert, key: pki.key } });
+    try {
+      for (const which of ['IMPORTER_CERT_DIR', 'CDI_IMPORTER_PROXY_CERT_DIR'] as const) {
+        const p = await pod();
+        const caDir = path.join(p.root, 'certs');
+        await mkdir(caDir);
+        await writeFile(path.join(caDir, which === 'IMPORTER_CERT_DIR' ? 'tls.crt' : 'ca.crt'), pki.caCert);
+        const base = {
+          ...p.env,
+          IMPORTER_SOURCE: 'http',
+          IMPORTER_ENDPOINT: `${tlsSrv.url}/disk.qcow2`,
+          IMPORTER_IMAGE_SIZE: '8Mi',
+        };
+        const ok = await runPod({ ...base, [which]: caDir });
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+      }
+      const p = await pod();
+      const bad = await runPod({
+        ...p.env,
+        CDI_IMPORTER_PROXY_CERT_DIR: path.join(p.root, 'none'),
+        IMPORTER_SOURCE: 'http',
+        IMPORTER_ENDPOINT: `${tlsSrv.url}/disk.qcow2`,
+        IMPORTER_IMAGE_SIZE: '8Mi',
+      });
+      assert.equal(bad.code, 1);
+      assert.match(
+        await readFile(p.term, 'utf8'),
+        /^Unable to process data: TLS verification of 127\.0\.0\.1:\d+ failed/,
+      );
+    } finally {
+      await tlsSrv.close();
+    }
   });
 
   void it('a checksum mismatch is fatal: exit 0 with a JSON message, no disk.img', async () => {

@@ -14,8 +14,8 @@ import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
   url: string;
-  /** Directory whose files are all extra trusted CA certificates (PEM). */
-  caDir?: string;
+  /** Directories whose files are all extra trusted CA certificates (PEM): the cert dir, the proxy CA dir. */
+  caDir?: string | string[];
   insecureSkipVerify?: boolean;
   /** `Name: value` lines. */
   headers?: string[];
@@ -85,7 +85,9 @@ export class HttpSource implements ImportSource {
 
   private async agent(): Promise<Dispatcher> {
     if (this.dispatcher) return this.dispatcher;
-    if (this.o.caDir) this.caPems = (await readCaDir(this.o.caDir)).pems;
+    const dirs =
+      this.o.caDir === undefined ? [] : Array.isArray(this.o.caDir) ? this.o.caDir : [this.o.caDir];
+    for (const d of dirs) this.caPems.push(...(await readCaDir(d)).pems);
     const connect = {
       rejectUnauthorized: !this.o.insecureSkipVerify,
       minVersion: 'TLSv1.2' as const,

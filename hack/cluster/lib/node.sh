@@ -66,6 +66,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "localhost:$REGISTRY_PORT/pause:$PAUSE_TAG"
   enable_cdi = false
   restrict_oom_score_adj = true  # this machine denies negative oom_score_adj even to root
+  device_ownership_from_security_context = true  # Block PVCs owned by runAsUser: non-root importers (uid 107) write /dev/cdi-block-volume, as upstream CDI requires
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

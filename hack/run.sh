@@ -33,7 +33,11 @@ case "$cmd" in
   demo)
     ensure_node_modules
     ensure_debs "${DATA_PATH_DEBS[@]}"
-    node hack/demo-local.ts "$@"
+    echo "==> local cluster (full profile; a no-op when it is already running)" >&2
+    bash hack/cluster/cluster.sh up --profile full
+    echo "==> build the CDI images, push them to localhost:5000, deploy CDI" >&2
+    bash hack/cluster/cluster.sh sync
+    node hack/demo.ts "$@"
     ;;
   bench)
     ensure_node_modules

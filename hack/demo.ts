@@ -5,7 +5,8 @@
  *   2. serves a sample qcow2 (seeded, half random, half zero) from the node address, where pods reach the host;
  *   3. applies a DataVolume for it and prints `kubectl get dv` while the import runs;
  *   4. checks the md5 of the disk on the volume with a verifier pod, and cleans up (the cluster stays up).
- * Options: --skip-local (skip step 1), --size <MiB> (sample size, default 256), --keep (keep the namespace).
+ * Options: --skip-local (skip step 1), --size <MiB> (sample size, default 256), --keep (keep the namespace),
+ * --rate <MiB/s> (the server's throttle, default 24 so the progress shows; 0 for none).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,6 +26,7 @@ const { values: opts } = parseArgs({
     'skip-local': { type: 'boolean', default: false },
     size: { type: 'string', default: '256' },
     keep: { type: 'boolean', default: false },
+    rate: { type: 'string', default: '24' },
   },
 });
 const sizeMiB = Number(opts.size);
@@ -48,7 +50,11 @@ const client = clusterClient();
 const dir = await mkdtemp(path.join(tmpdir(), 'cdi-demo-cluster-'));
 const { name: ns, cleanup } = await createNamespace(client, 'demo');
 // throttled so that the progress column has something to show
-const srv = await startFileServer({ root: dir, host: NODE_IP, throttleBytesPerSec: 24 << 20 });
+const srv = await startFileServer({
+  root: dir,
+  host: NODE_IP,
+  ...(Number(opts.rate) > 0 ? { throttleBytesPerSec: Number(opts.rate) << 20 } : {}),
+});
 let ok = false;
 try {
   say(`    making a ${sizeMiB} MiB sample disk and its qcow2`);

@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: wall time of `cdi import` over HTTP (loopback, the test file server with ranges) for a 1 GiB
  * image about half full of random data, against baseline tools measured in the same run:
- *   qcow2:          curl -o file && qemu-img convert -O raw file out   vs  cdi import (nbdkit streaming) and --no-stream (scratch)
+ *   qcow2:          curl -o file && qemu-img convert -O raw file out   vs  cdi import (NBD streaming) and --no-stream (scratch)
  *   raw:            curl -o out                                        vs  cdi import
  *   raw.gz/xz/zst:  curl | gzip/xz/zstd -dc > out                       vs  cdi import
  * Every output is fsynced in both columns (cdi fsyncs before success; the baselines get `sync out`).
  * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz.md).
- * Fixtures are cached in ~/.cache/cdi-dev/bench-1g/. Options: --size <MiB> (default 1024), --runs <n> (default 1).
+ * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options: --size <MiB> (default 1024), --runs <n> (default 1),
+ * --only <cases> (comma-separated: qcow2,raw,gz,xz,zst,xzdec; default all).
  * Prints a table of ratios; never asserts on timing.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -28,6 +29,9 @@ const opt = (name: string, dflt: number): number => {
 };
 const SIZE_MIB = opt('--size', 1024);
 const RUNS = opt('--runs', 1);
+/** --only qcow2,raw,gz,xz,zst,xzdec: run just these cases (default: all). */
+const onlyArg = argv.includes('--only') ? (argv[argv.indexOf('--only') + 1] ?? '') : '';
+const want = (c: string): boolean => onlyArg === '' || onlyArg.split(',').includes(c);
 const root = path.resolve(import.meta.dirname, '..');
 const cache = path.join(homedir(), '.cache', 'cdi-dev', `bench-${SIZE_MIB}m`);
 const work = path.join(cache, 'work');
@@ -133,34 +137,44 @@ try {
     const sum = await md5File(out, SIZE_MIB << 20);
     if (sum !== fx.md5) throw new Error(`${what}: wrong md5 ${sum}`);
   };
-  process.stderr.write('==> qcow2\n');
-  const qb = await timed(() =>
-    sh(
-      `curl -sS -o '${work}/dl.qcow2' '${u('disk.qcow2')}' && qemu-img convert -f qcow2 -O raw '${work}/dl.qcow2' '${out}' && sync '${out}'`,
-    ),
-  );
-  const qs = await timed(
-    () => cdi(u('disk.qcow2')),
-    () => check('qcow2 stream'),
-  );
-  const qn = await timed(
-    () => cdi(u('disk.qcow2'), ['--no-stream']),
-    () => check('qcow2 scratch'),
-  );
-  rows.push({ name: 'qcow2 (nbdkit streaming)', base: qb, cdi: qs, note: 'curl -o + qemu-img convert' });
-  rows.push({ name: 'qcow2 (--no-stream, scratch)', base: qb, cdi: qn, note: 'curl -o + qemu-img convert' });
-  process.stderr.write('==> raw\n');
-  const rb = await timed(() => sh(`curl -sS -o '${out}' '${u('disk.raw')}' && sync '${out}'`));
-  const rc = await timed(
-    () => cdi(u('disk.raw')),
-    () => check('raw'),
-  );
-  rows.push({ name: 'raw', base: rb, cdi: rc, note: 'curl -o' });
+  if (want('qcow2')) {
+    process.stderr.write('==> qcow2\n');
+    const qb = await timed(() =>
+      sh(
+        `curl -sS -o '${work}/dl.qcow2' '${u('disk.qcow2')}' && qemu-img convert -f qcow2 -O raw '${work}/dl.qcow2' '${out}' && sync '${out}'`,
+      ),
+    );
+    const qs = await timed(
+      () => cdi(u('disk.qcow2')),
+      () => check('qcow2 stream'),
+    );
+    const qn = await timed(
+      () => cdi(u('disk.qcow2'), ['--no-stream']),
+      () => check('qcow2 scratch'),
+    );
+    rows.push({ name: 'qcow2 (NBD streaming)', base: qb, cdi: qs, note: 'curl -o + qemu-img convert' });
+    rows.push({
+      name: 'qcow2 (--no-stream, scratch)',
+      base: qb,
+      cdi: qn,
+      note: 'curl -o + qemu-img convert',
+    });
+  }
+  if (want('raw')) {
+    process.stderr.write('==> raw\n');
+    const rb = await timed(() => sh(`curl -sS -o '${out}' '${u('disk.raw')}' && sync '${out}'`));
+    const rc = await timed(
+      () => cdi(u('disk.raw')),
+      () => check('raw'),
+    );
+    rows.push({ name: 'raw', base: rb, cdi: rc, note: 'curl -o' });
+  }
   for (const [ext, tool] of [
     ['gz', 'gzip'],
     ['xz', 'xz -T0'],
     ['zst', 'zstd'],
   ] as const) {
+    if (!want(ext)) continue;
     process.stderr.write(`==> raw.${ext}\n`);
     const b = await timed(() =>
       sh(`curl -sS '${u(`disk.raw.${ext}`)}' | ${tool} -dc > '${out}' && sync '${out}'`),
@@ -171,8 +185,8 @@ try {
     );
     rows.push({ name: `raw.${ext}`, base: b, cdi: c, note: `curl | ${tool} -dc` });
   }
-  process.stderr.write('==> xz decoders\n');
-  const xz = await xzCompare(path.join(cache, 'disk.raw.xz'));
+  if (want('xzdec')) process.stderr.write('==> xz decoders\n');
+  const xz = want('xzdec') ? await xzCompare(path.join(cache, 'disk.raw.xz')) : undefined;
   const sizes = await Promise.all(
     ['disk.qcow2', 'disk.raw.gz', 'disk.raw.xz', 'disk.raw.zst'].map(
       async (f) => `${f} ${((await stat(path.join(cache, f))).size / 2 ** 20).toFixed(0)} MiB`,
@@ -188,7 +202,9 @@ try {
         `| ${pad(r.name, 30)} | ${pad(r.note, 30)} | ${r.base.toFixed(2).padStart(6)} | ${r.cdi.toFixed(2).padStart(6)} | ${(r.cdi / r.base).toFixed(2).padStart(5)} |`,
     ),
     '',
-    `xz decoding of disk.raw.xz to /dev/null: xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s`,
+    xz
+      ? `xz decoding of disk.raw.xz to /dev/null: xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s`
+      : '',
   ];
   process.stdout.write(lines.join('\n') + '\n');
 } finally {

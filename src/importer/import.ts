@@ -3,7 +3,7 @@
  *   - raw (and tar as kubevirt content): streamed straight to the target, sparse;
  *   - archive content: tar extracted into the target directory;
  *   - qcow2/vmdk/vdi/vhd/vhdx: validated with qemu-img, then converted to raw, reading either
- *       the local file directly, or the server by range through nbdkit (no scratch copy; needs ranges, no
+ *       the local file directly, or the server by range through our NBD server (no scratch copy; needs ranges, no
  *       compression layer, no checksum), or else a scratch copy (download first, then convert).
  * See docs/importer.md and docs/adr/0001-streaming.md.
  */
@@ -17,14 +17,13 @@ import { ErrorKind, ImportError, SCRATCH_SPACE_REQUIRED } from './errors.ts';
 import { decompress } from './format/decompress.ts';
 import { peek } from './format/peek.ts';
 import { isCompression, sniff, SNIFF_BYTES, type DiskFormat, type Layer } from './format/sniff.ts';
-import { startNbdkitCurl, type Nbdkit } from './image/nbdkit.ts';
+import { startNbdServer, type NbdServer } from './image/nbd-server.ts';
 import { convert, type ImageLocation } from './image/qemu.ts';
 import { DEFAULT_LIMITS, type Limits } from './image/run.ts';
 import { inspectImage, prescreen } from './image/validate.ts';
 import { Progress } from './progress.ts';
 import { extractTar } from './sink/archive.ts';
 import { RawWriter, type RawTarget } from './sink/raw.ts';
-import { HttpSource } from './source/http.ts';
 import type { ImportSource, SourceInfo } from './source/source.ts';
 
 export const ContentType = { KubeVirt: 'kubevirt', Archive: 'archive' } as const;
@@ -45,7 +44,7 @@ export interface ImportRequest {
   /** Directory for a staged copy when streaming is impossible. Undefined: fail with scratch-required. */
   scratchDir?: string;
   cache?: CacheMode;
-  /** Allow the nbdkit streaming path (default true). */
+  /** Allow the streaming path (NBD over ranged reads; default true). */
   stream?: boolean;
   limits?: Limits;
   progress?: Progress;
@@ -53,7 +52,7 @@ export interface ImportRequest {
 
 export const TransferPath = {
   Direct: 'direct',
-  Nbdkit: 'nbdkit',
+  Nbd: 'nbd',
   Scratch: 'scratch',
   Local: 'local',
   Archive: 'archive',
@@ -244,7 +243,7 @@ async function convertImage(
   let loc: ImageLocation;
   let sourceBytes: number | undefined;
   let how: TransferPath;
-  let nbd: Nbdkit | undefined;
+  let nbd: NbdServer | undefined;
   let scratchFile: string | undefined;
   const cleanup = async (): Promise<void> => {
     await nbd?.stop();
@@ -260,13 +259,20 @@ async function convertImage(
       loc = { file: info.localPath };
       sourceBytes = info.size;
       how = TransferPath.Local;
-    } else if (layers.length === 0 && info.ranges && info.curl && !tap && req.stream !== false) {
+    } else if (
+      layers.length === 0 &&
+      info.ranges &&
+      info.size !== undefined &&
+      req.source.readRange &&
+      !tap &&
+      req.stream !== false
+    ) {
       stream.destroy();
-      const caPems = req.source instanceof HttpSource ? req.source.extraCaPems() : [];
-      nbd = await startNbdkitCurl(info.curl, caPems, limits.memoryBytes);
+      const src = req.source;
+      nbd = await startNbdServer({ size: info.size, read: (o, l) => src.readRange!(o, l) });
       loc = { nbdSocket: nbd.socket };
       sourceBytes = info.size;
-      how = TransferPath.Nbdkit;
+      how = TransferPath.Nbd;
     } else {
       if (!req.scratchDir) {
         stream.destroy();
@@ -336,6 +342,9 @@ async function convertImage(
       await w.abort();
       throw err;
     }
+  } catch (err) {
+    // qemu-img only says "Input/output error" when a ranged read failed for good: tell what really happened.
+    throw nbd?.lastError() ?? err;
   } finally {
     await cleanup();
   }

@@ -1,16 +1,15 @@
 /**
  * What `cdi inspect` reports: the layers, the format, the sizes, and whether an import would be accepted and why,
  * without writing anything (only the first bytes are downloaded; qcow2 and friends are read by range through
- * nbdkit when the server allows it).
+ * our NBD server when the server allows it).
  */
 import { ErrorKind, ImportError, describe } from './errors.ts';
 import { headerVirtualSize, type DiskFormat, type Layer } from './format/sniff.ts';
-import { startNbdkitCurl, type Nbdkit } from './image/nbdkit.ts';
+import { startNbdServer, type NbdServer } from './image/nbd-server.ts';
 import type { ImageLocation } from './image/qemu.ts';
 import { DEFAULT_LIMITS, type Limits } from './image/run.ts';
 import { inspectImage, prescreen } from './image/validate.ts';
 import { ContentType, peelLayers, TransferPath } from './import.ts';
-import { HttpSource } from './source/http.ts';
 import type { ImportSource } from './source/source.ts';
 
 export interface InspectReport {
@@ -96,19 +95,16 @@ export async function inspectSource(
       return verdict(false, describe(err), TransferPath.Scratch);
     }
     let loc: ImageLocation | undefined;
-    let nbd: Nbdkit | undefined;
+    let nbd: NbdServer | undefined;
     let transfer: TransferPath = TransferPath.Scratch;
     if (layers.length === 0 && info.localPath) {
       loc = { file: info.localPath };
       transfer = TransferPath.Local;
-    } else if (layers.length === 0 && info.ranges && info.curl) {
-      nbd = await startNbdkitCurl(
-        info.curl,
-        src instanceof HttpSource ? src.extraCaPems() : [],
-        limits.memoryBytes,
-      );
+    } else if (layers.length === 0 && info.ranges && info.size !== undefined && src.readRange) {
+      const size = info.size;
+      nbd = await startNbdServer({ size, read: (o, l) => src.readRange!(o, l) });
       loc = { nbdSocket: nbd.socket };
-      transfer = opts.checksum ? TransferPath.Scratch : TransferPath.Nbdkit;
+      transfer = opts.checksum ? TransferPath.Scratch : TransferPath.Nbd;
     }
     if (!loc) {
       const hv = headerVirtualSize(disk, head);
@@ -124,7 +120,7 @@ export async function inspectSource(
       const actual = facts.info['actual-size'];
       return verdict(
         true,
-        `a valid ${format} image: it would be converted to raw ${transfer === TransferPath.Nbdkit ? 'while streaming it by range (no scratch copy)' : transfer === TransferPath.Local ? 'from the local file' : 'after a scratch copy'}`,
+        `a valid ${format} image: it would be converted to raw ${transfer === TransferPath.Nbd ? 'while streaming it by range (no scratch copy)' : transfer === TransferPath.Local ? 'from the local file' : 'after a scratch copy'}`,
         transfer,
         { virtualSize: facts.virtualSize, ...(typeof actual === 'number' ? { actualSize: actual } : {}) },
       );

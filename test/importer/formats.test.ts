@@ -1,6 +1,6 @@
 /**
  * Every supported format round-trips to the same raw bytes, over a real HTTP server on loopback with real
- * qemu-img/nbdkit: served with ranges (streaming through nbdkit), without ranges (scratch copy), and as local files.
+ * qemu-img: served with ranges (streamed by range through the NBD server), without ranges (scratch copy), and as local files.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -56,7 +56,7 @@ void describe('kubevirt content over HTTP with ranges', () => {
         ? 'direct'
         : compressed
           ? 'scratch'
-          : 'nbdkit';
+          : 'nbd';
       assert.equal(r.path, expected);
     });
   }

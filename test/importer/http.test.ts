@@ -1,7 +1,7 @@
 /**
  * The HTTP source against real loopback servers: basic auth, extra headers, redirects (auth and headers kept),
  * TLS with a test CA directory, insecure-skip-verify, connections dropped mid-body, throttled servers, and an
- * idle watchdog; both for streamed raw data and for qcow2 read by range through nbdkit.
+ * idle watchdog; both for streamed raw data and for qcow2 read by range through the NBD server (image/nbd-server.ts).
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -134,10 +134,28 @@ void describe('http source', () => {
     assert.match(err2.message, /broke|ended|corrupt|truncated/);
   });
 
-  void it('nbdkit retries a connection dropped mid-body (qcow2 streamed by range)', async () => {
+  void it('the NBD server retries a connection dropped mid-body (qcow2 streamed by range)', async () => {
     const { out, path: how } = await importWith({ dropAfterBytes: 256 << 10, dropTimes: 2 }, 'disk.qcow2');
-    assert.equal(how, 'nbdkit');
+    assert.equal(how, 'nbd');
     assert.equal(await md5File(out), disk.md5);
+  });
+
+  void it('a server that keeps dropping ranged reads fails with the reason, not an I/O error, and leaves no target', async () => {
+    const srv = await startFileServer({ root: src, dropAfterBytes: 256 << 10 });
+    const out = path.join(dir, 'always-drops.img');
+    try {
+      const err = await refused(
+        runImport({
+          source: new HttpSource({ url: `${srv.url}/disk.qcow2` }),
+          contentType: 'kubevirt',
+          target: { kind: 'file', path: out },
+        }),
+      );
+      assert.match(err.message, /broke after \d+ of \d+ bytes of range bytes=\d+-\d+/);
+      assert.equal(await stat(out).catch(() => undefined), undefined);
+    } finally {
+      await srv.close();
+    }
   });
 
   void it('a throttled server still completes, reporting progress along the way', async () => {

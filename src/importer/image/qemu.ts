@@ -9,7 +9,7 @@ import { ErrorKind, ImportError } from '../errors.ts';
 import type { DiskFormat } from '../format/sniff.ts';
 import { lastLine, runBounded, spawnBounded, type Limits } from './run.ts';
 
-/** Where qemu-img reads the image: a local file or an NBD unix socket (nbdkit). */
+/** Where qemu-img reads the image: a local file or an NBD unix socket (image/nbd-server.ts). */
 export type ImageLocation = { file: string } | { nbdSocket: string };
 
 /** The json: filename that opens `loc` as `format` with no backing file. */
@@ -143,7 +143,7 @@ export async function convert(o: ConvertOptions): Promise<{ preallocationApplied
       'convert',
       '-p',
       // Out-of-order writes with 16 coroutines keep reads flowing (raw output allows it): measured ~1.5x faster
-      // over nbdkit-curl, see docs/adr/0001-streaming.md.
+      // over NBD, see docs/adr/0001-streaming.md.
       '-m',
       '16',
       '-W',

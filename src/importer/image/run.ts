@@ -1,4 +1,4 @@
-/** Runs qemu-img/nbdkit with bounded memory (prlimit --as) and time (timeout), collecting output. */
+/** Runs qemu-img with bounded memory (prlimit --as) and time (timeout), collecting output. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ErrorKind, ImportError } from '../errors.ts';
 

@@ -116,9 +116,9 @@ export class HttpSource implements ImportSource {
   }
 
   /** GET (following redirects, keeping auth and headers on every hop). */
-  private async get(range?: string): Promise<Dispatcher.ResponseData> {
+  private async get(range?: string, from?: string): Promise<Dispatcher.ResponseData> {
     const dispatcher = await this.agent();
-    let url = this.plainUrl(this.o.url);
+    let url = from ?? this.plainUrl(this.o.url);
     const max = this.o.maxRedirects ?? 10;
     for (let hop = 0; ; hop++) {
       let res: Dispatcher.ResponseData;
@@ -214,30 +214,44 @@ export class HttpSource implements ImportSource {
       throw this.statusError(res.statusCode);
     }
     if (typeof ct === 'string') info.contentType = ct;
-    info.curl = {
-      url: this.finalUrl,
-      headers: Object.entries(this.headers())
-        .filter(([k]) => k !== 'authorization')
-        .map(([k, v]) => `${k}: ${v}`),
-      ...(this.authUser() !== undefined ? { user: this.authUser()!, password: this.authPassword() } : {}),
-      insecure: this.o.insecureSkipVerify ?? false,
-    };
     this.cached = info;
     return info;
   }
 
-  private authUser(): string | undefined {
-    const url = new URL(this.o.url);
-    return this.o.user ?? (url.username ? decodeURIComponent(url.username) : undefined);
-  }
-  private authPassword(): string {
-    const url = new URL(this.o.url);
-    return this.o.password ?? (url.password ? decodeURIComponent(url.password) : '');
-  }
-
-  /** The extra CAs as PEM text (for writing nbdkit's cainfo bundle). */
-  extraCaPems(): string[] {
-    return this.caPems;
+  /**
+   * `length` bytes at `offset`, by one ranged GET on the URL the probe ended at (redirects are still followed,
+   * keeping auth and headers). The streaming path (image/nbd-server.ts) calls this for every NBD read, in parallel,
+   * through the same dispatcher: same CAs, TLS settings, proxy and idle watchdog as the whole-body download.
+   */
+  async readRange(offset: number, length: number): Promise<Buffer[]> {
+    const want = `bytes=${offset}-${offset + length - 1}`;
+    const res = await this.get(want, this.finalUrl);
+    if (res.statusCode !== 206) {
+      await res.body.dump().catch(() => undefined);
+      if (res.statusCode === 200)
+        throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
+      throw this.statusError(res.statusCode);
+    }
+    const chunks: Buffer[] = [];
+    let got = 0;
+    try {
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        chunks.push(c);
+        got += c.length;
+      }
+    } catch (err) {
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (got !== length)
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `range ${want} of ${this.description} returned ${got} bytes instead of ${length}`,
+      );
+    return chunks;
   }
 
   async open(): Promise<Readable> {

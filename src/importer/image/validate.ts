@@ -72,7 +72,17 @@ export async function inspectImage(
   available: number | undefined,
   limits: Limits,
 ): Promise<ImageFacts> {
-  const i = await info(format, loc, limits);
+  // info, check and map only read the image (through the same no-backing json: spec, after the prescreen), so they run
+  // at the same time; every rule below is still applied to all three results before anything converts the image.
+  const tables = format !== 'raw';
+  const [ri, c, entries] = await Promise.allSettled([
+    info(format, loc, limits),
+    tables ? check(format, loc, limits) : Promise.resolve(undefined),
+    tables ? map(format, loc, limits) : Promise.resolve(undefined),
+  ]);
+  // info's verdict first (format, references, size), then check's, then map's, as when they ran in turn.
+  if (ri.status === 'rejected') throw ri.reason;
+  const i = ri.value;
   if (i.format !== format) throw refuse(`Invalid format: qemu-img sees ${i.format}, expected ${format}`);
   const problem = findReferences(i, i.filename);
   if (problem) throw refuse(problem);
@@ -81,16 +91,17 @@ export async function inspectImage(
     throw refuse('the image reports an invalid virtual size');
   if (available !== undefined && virtualSize > available) throw largerPvcRequired(virtualSize, available);
 
-  if (format !== 'raw') {
-    const c = await check(format, loc, limits);
-    if (c.supported && (c.corruptions > 0 || c.checkErrors > 0)) {
+  if (tables) {
+    if (c.status === 'rejected') throw c.reason;
+    const cr = c.value;
+    if (cr?.supported && (cr.corruptions > 0 || cr.checkErrors > 0)) {
       throw refuse(
-        `the ${format} image is corrupt (qemu-img check: ${c.corruptions} corruptions, ${c.checkErrors} errors${c.message ? `: ${c.message}` : ''})`,
+        `the ${format} image is corrupt (qemu-img check: ${cr.corruptions} corruptions, ${cr.checkErrors} errors${cr.message ? `: ${cr.message}` : ''})`,
       );
     }
-    const entries = await map(format, loc, limits);
+    if (entries.status === 'rejected') throw entries.reason;
     if (sourceBytes !== undefined) {
-      for (const e of entries) {
+      for (const e of entries.value ?? []) {
         if (e.data && e.offset !== undefined && e.offset + e.length > sourceBytes) {
           throw refuse(
             `the ${format} image is truncated: its tables point at byte ${e.offset + e.length} but the file has ${sourceBytes} bytes (${humanSize(sourceBytes)})`,

@@ -121,3 +121,31 @@ void test('an error body that is not a Status still gives code and text', async 
     },
   );
 });
+
+void test('requests share one connection pool (no new connection per request)', async () => {
+  let connections = 0;
+  const server = createServer((_req, res) => {
+    res.setHeader('Content-Type', 'application/json');
+    res.end('{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"x"}}');
+  });
+  server.on('connection', () => connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  const client = new KubeClient(kc);
+  try {
+    for (let i = 0; i < 20; i++) await client.get(Resources.Namespace, 'x');
+    // sequential requests over keep-alive reuse a pooled connection (undici may open a second one while the
+    // first is being released); a pool per request opened one connection per request, twenty here
+    assert.ok(connections <= 2, `${connections} connections for 20 sequential requests`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});

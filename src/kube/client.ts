@@ -1,9 +1,9 @@
 // A small typed REST client. client-node gives us the KubeConfig (loading, TLS, tokens, exec plugins) and
-// the cached per-cluster undici dispatcher; the requests themselves are plain fetch calls so that the
+// the undici dispatcher for the cluster's TLS settings; the requests themselves are plain fetch calls so that the
 // Content-Type of every patch, the subresource, and the handling of error Status bodies are explicit.
 import { readFileSync } from 'node:fs';
 import { HttpMethod, KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { fetch, type Dispatcher } from 'undici';
 import { ApiError, parseStatus, type Status } from './errors.ts';
 import { apiVersionOf, type KubeObject, type ObjectList, type Resource } from './types.ts';
 
@@ -98,6 +98,13 @@ export class KubeClient {
   readonly kubeConfig: KubeConfig;
   private readonly server: string;
   private readonly requestTimeoutMs: number;
+  /**
+   * client-node 2.0.1 builds a new undici Agent (a new connection pool) every time it authenticates a request, so
+   * using each request's own dispatcher opened one TLS connection per request and left it open. The first one is
+   * kept and reused: TLS settings come from the kubeconfig and do not change; headers (tokens) are still
+   * refreshed on every request.
+   */
+  private dispatcher: Dispatcher | undefined | null = null;
 
   /** requestTimeoutMs bounds every request except watches, so a hung connection cannot stall a reconcile. */
   constructor(kubeConfig: KubeConfig, opts: { requestTimeoutMs?: number } = {}) {
@@ -148,7 +155,8 @@ export class KubeClient {
       headers['Content-Type'] = opts.contentType ?? ContentType.Json;
       body = JSON.stringify(opts.body);
     }
-    const dispatcher = ctx.getDispatcher();
+    if (this.dispatcher === null) this.dispatcher = ctx.getDispatcher();
+    const dispatcher = this.dispatcher;
     return fetch(url, {
       method,
       headers,

@@ -1,14 +1,21 @@
-// Writes the generated manifests into deploy/: npm run gen. src/api/crds.test.ts fails when they are stale.
+// Writes every generated manifest into deploy/ (npm run gen): the CRDs from src/api into deploy/crds, the
+// controller's RBAC, Deployment and Service from src/deploy into deploy/cdi. Snapshot tests
+// (src/api/crds.test.ts, src/deploy/controller.test.ts) fail when the files are stale.
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crdFiles } from '../src/api/crds.ts';
+import { renderDeployFiles } from '../src/deploy/controller.ts';
 
-const dir = join(import.meta.dirname, '..', 'deploy', 'crds');
-await mkdir(dir, { recursive: true });
-const files = crdFiles();
-const wanted = new Set(files.map((f) => f.file));
-for (const name of await readdir(dir)) {
-  if (name.endsWith('.yaml') && !wanted.has(name)) await rm(join(dir, name));
+/** Writes `files` into deploy/<sub>, removing YAML files there that are no longer generated. */
+async function writeDir(sub: string, files: Record<string, string>): Promise<void> {
+  const dir = join(import.meta.dirname, '..', 'deploy', sub);
+  await mkdir(dir, { recursive: true });
+  for (const name of await readdir(dir)) {
+    if (name.endsWith('.yaml') && !(name in files)) await rm(join(dir, name));
+  }
+  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+  console.log(`wrote ${Object.keys(files).length} files to deploy/${sub}`);
 }
-for (const f of files) await writeFile(join(dir, f.file), f.yaml);
-console.log(`wrote ${files.length} CRDs to ${dir}`);
+
+await writeDir('crds', Object.fromEntries(crdFiles().map((f) => [f.file, f.yaml])));
+await writeDir('cdi', renderDeployFiles());

@@ -4,11 +4,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { clusterRules, controllerManifests, renderDeployFiles } from './controller.ts';
 
-void test('deploy/cdi/*.yaml are what src/deploy renders (run npm run gen:deploy after a change)', async () => {
+void test('deploy/cdi/*.yaml are what src/deploy renders (run npm run gen after a change)', async () => {
   const dir = join(import.meta.dirname, '..', '..', 'deploy', 'cdi');
   for (const [name, text] of Object.entries(renderDeployFiles())) {
     const onDisk = await readFile(join(dir, name), 'utf8').catch(() => '');
-    assert.equal(onDisk, text, `deploy/cdi/${name} is stale: run npm run gen:deploy`);
+    assert.equal(onDisk, text, `deploy/cdi/${name} is stale: run npm run gen`);
   }
 });
 

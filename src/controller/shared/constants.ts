@@ -3,7 +3,15 @@
 // upstream CDI must see the same annotations, labels, phases, reasons and events.
 // The strings come from src/api (the single definition of upstream's names); this module gives the controllers
 // short camelCase handles and the few worker-pod constants src/api does not define.
-import { Ann as ApiAnn, Group as G } from '../../api/constants.ts';
+import {
+  Ann as ApiAnn,
+  ContentType as ApiContentType,
+  EventReason,
+  Group as G,
+  ImportSource,
+  Phase,
+  Reason as ApiReason,
+} from '../../api/constants.ts';
 
 export const Ann = {
   // import request (written by the DV controller, or by a user on a bare PVC)
@@ -66,42 +74,10 @@ export const Label = {
   excludeFromVelero: 'velero.io/exclude-from-backup',
 } as const;
 
-export const Phase = {
-  Unset: '',
-  Pending: 'Pending',
-  PVCBound: 'PVCBound',
-  ImportScheduled: 'ImportScheduled',
-  ImportInProgress: 'ImportInProgress',
-  WaitForFirstConsumer: 'WaitForFirstConsumer',
-  PendingPopulation: 'PendingPopulation',
-  Paused: 'Paused',
-  Succeeded: 'Succeeded',
-  Failed: 'Failed',
-  Unknown: 'Unknown',
-} as const;
+// Phases and reasons are upstream's strings as src/api defines them (condition reasons and event reasons in one map).
+export { Phase };
 export type DataVolumePhase = (typeof Phase)[keyof typeof Phase];
-
-export const Reason = {
-  ImportScheduled: 'ImportScheduled',
-  ImportInProgress: 'ImportInProgress',
-  ImportFailed: 'ImportFailed',
-  ImportSucceeded: 'ImportSucceeded',
-  ErrImportFailed: 'ErrImportFailed',
-  ImportTargetInUse: 'ImportTargetInUse',
-  ErrClaimLost: 'ErrClaimLost',
-  ErrClaimNotValid: 'ErrClaimNotValid',
-  ErrExceededQuota: 'ErrExceededQuota',
-  CreatingScratchSpace: 'CreatingScratchSpace',
-  ScratchSpaceRequired: 'Scratch space required',
-  ImagePullFailed: 'ImagePullFailed',
-  ChecksumError: 'ChecksumError',
-  TransferRunning: 'TransferRunning',
-  Bound: 'Bound',
-  Pending: 'Pending',
-  ClaimLost: 'ClaimLost',
-  NotFound: 'NotFound',
-  Unschedulable: 'Unschedulable',
-} as const;
+export const Reason = { ...EventReason, ...ApiReason } as const;
 
 export const Message = {
   importScheduled: (pvc: string): string => `Import into ${pvc} scheduled`,
@@ -117,17 +93,17 @@ export const Message = {
 } as const;
 
 export const Source = {
-  http: 'http',
-  s3: 's3',
-  gcs: 'gcs',
-  registry: 'registry',
-  imageio: 'imageio',
-  vddk: 'vddk',
-  none: 'none',
-  glance: 'glance',
+  http: ImportSource.HTTP,
+  s3: ImportSource.S3,
+  gcs: ImportSource.GCS,
+  registry: ImportSource.Registry,
+  imageio: ImportSource.ImageIO,
+  vddk: ImportSource.VDDK,
+  none: ImportSource.None,
+  glance: ImportSource.Glance,
 } as const;
 
-export const ContentType = { kubevirt: 'kubevirt', archive: 'archive' } as const;
+export const ContentType = { kubevirt: ApiContentType.KubeVirt, archive: ApiContentType.Archive } as const;
 
 // Worker pod layout (pkg/common/common.go)
 export const Pod = {

@@ -5,7 +5,7 @@
  *   raw:            curl -o out                                        vs  cdi import
  *   raw.gz/xz/zst:  curl | gzip/xz/zstd -dc > out                       vs  cdi import
  * Every output is fsynced in both columns (cdi fsyncs before success; the baselines get `sync out`).
- * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz.md).
+ * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md).
  * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options: --size <MiB> (default 1024), --runs <n> (default 1),
  * --only <cases> (comma-separated: qcow2,raw,gz,xz,zst,xzdec; default all).
  * Prints a table of ratios; never asserts on timing.

@@ -1,6 +1,6 @@
 /**
  * Decompression stages. gzip and zstd run in-process (node:zlib); xz runs the `xz` tool as a child process,
- * which measured faster than the in-process WASM decoder (docs/adr/0002-xz.md).
+ * which measured faster than the in-process WASM decoder (docs/adr/0002-xz-decoder.md).
  */
 import { spawn } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';

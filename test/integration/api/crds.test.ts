@@ -1,6 +1,6 @@
 // The generated CRDs on a real API server: installable, explainable, accepting upstream-style manifests
 // unchanged, printing the upstream columns, and writing status only through the status subresource.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,25 +19,11 @@ import {
   parseStorageProfile,
   type DataVolume,
 } from '../../../src/api/index.ts';
-import {
-  clusterClient,
-  createNamespace,
-  eventually,
-  installCrds,
-  kubectl,
-  repoRoot,
-} from '../kube/cluster.ts';
+import { eventually, kubectl, repoRoot, useTestNamespace } from '../kube/cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  await installCrds(client);
-  ({ name: ns, cleanup } = await createNamespace(client, 'api-crds'));
-});
-after(async () => cleanup());
+useTestNamespace('api-crds', (c, n) => ((client = c), (ns = n)), { crds: true });
 
 /** The server drops nulls of non-nullable fields; everything else must come back as written. */
 function withoutNulls(v: unknown): unknown {

@@ -1,6 +1,6 @@
 // The REST client against the real API server: CRUD, the error taxonomy, the patch content types,
 // server-side apply and the status subresource.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ApiError,
@@ -13,18 +13,11 @@ import {
   type KubeObject,
 } from '../../../src/kube/index.ts';
 import type { DataVolume } from '../../../src/api/index.ts';
-import { clusterClient, createNamespace, installCrds, kubeconfigPath } from './cluster.ts';
+import { kubeconfigPath, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  await installCrds(client);
-  ({ name: ns, cleanup } = await createNamespace(client, 'kube-client'));
-});
-after(async () => cleanup());
+useTestNamespace('kube-client', (c, n) => ((client = c), (ns = n)), { crds: true });
 
 void test('create, get, list, AlreadyExists, NotFound and delete', async () => {
   const cm = await client.create<ConfigMap>(Resources.ConfigMap, {

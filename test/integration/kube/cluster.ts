@@ -1,5 +1,6 @@
 // Shared helpers for integration tests against the real API server of the local cluster
 // (`npm run cluster:up -- --profile control-plane`).
+import { after, before } from 'node:test';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,4 +104,24 @@ export async function deleteIfExists(
   } catch (e) {
     if (!isNotFound(e)) throw e;
   }
+}
+
+/**
+ * The setup every cluster test file shares: before its tests, a client, the CDI CRDs (with `crds`) and a fresh
+ * namespace, handed to `ready`; after them, the namespace deleted.
+ */
+export function useTestNamespace(
+  prefix: string,
+  ready: (client: KubeClient, ns: string) => void,
+  opts: { crds?: boolean } = {},
+): void {
+  let cleanup: () => Promise<void> = async () => {};
+  before(async () => {
+    const client = clusterClient();
+    if (opts.crds) await installCrds(client);
+    const created = await createNamespace(client, prefix);
+    cleanup = created.cleanup;
+    ready(client, created.name);
+  });
+  after(async () => cleanup());
 }

@@ -1,5 +1,5 @@
 // Informer → queue → reconcile wiring against the real API server, with a reconcile that writes back.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Controller,
@@ -12,18 +12,11 @@ import {
   type KubeObject,
 } from '../../../src/kube/index.ts';
 import type { DataVolume } from '../../../src/api/index.ts';
-import { clusterClient, createNamespace, eventually, installCrds } from './cluster.ts';
+import { eventually, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  await installCrds(client);
-  ({ name: ns, cleanup } = await createNamespace(client, 'kube-controller'));
-});
-after(async () => cleanup());
+useTestNamespace('kube-controller', (c, n) => ((client = c), (ns = n)), { crds: true });
 
 void test('a controller reconciles every ConfigMap it sees and converges: a second pass changes nothing', async () => {
   await client.create<ConfigMap>(Resources.ConfigMap, {

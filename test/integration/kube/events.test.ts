@@ -1,5 +1,5 @@
 // The event recorder against the real API server: events show in `kubectl describe`, repeats aggregate.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   EventRecorder,
@@ -10,18 +10,11 @@ import {
   type KubeObject,
 } from '../../../src/kube/index.ts';
 import type { DataVolume } from '../../../src/api/index.ts';
-import { clusterClient, createNamespace, installCrds, kubectl } from './cluster.ts';
+import { kubectl, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  await installCrds(client);
-  ({ name: ns, cleanup } = await createNamespace(client, 'kube-events'));
-});
-after(async () => cleanup());
+useTestNamespace('kube-events', (c, n) => ((client = c), (ns = n)), { crds: true });
 
 void test('events about a DataVolume are listed by kubectl describe, and a repeat bumps the count', async () => {
   const dv = await client.create<DataVolume & KubeObject>(Resources.DataVolume, {

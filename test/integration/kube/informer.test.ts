@@ -1,19 +1,13 @@
 // The informer against the real API server: it sees adds, updates and deletes, survives watches that the
 // server ends every second, and restarts a watch that went silent.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Informer, KubeClient, Resources, keyOf, type ConfigMap } from '../../../src/kube/index.ts';
-import { clusterClient, createNamespace, eventually } from './cluster.ts';
+import { eventually, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  ({ name: ns, cleanup } = await createNamespace(client, 'kube-informer'));
-});
-after(async () => cleanup());
+useTestNamespace('kube-informer', (c, n) => ((client = c), (ns = n)));
 
 function recorder(inf: Informer<ConfigMap>): string[] {
   const seen: string[] = [];

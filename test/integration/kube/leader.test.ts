@@ -1,18 +1,12 @@
 // Lease leader election against the real API server.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeClient, LeaderElector, Resources, microTime, type Lease } from '../../../src/kube/index.ts';
-import { clusterClient, createNamespace, eventually } from './cluster.ts';
+import { eventually, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
 let ns: string;
-let cleanup: () => Promise<void> = async () => {};
-
-before(async () => {
-  client = clusterClient();
-  ({ name: ns, cleanup } = await createNamespace(client, 'kube-leader'));
-});
-after(async () => cleanup());
+useTestNamespace('kube-leader', (c, n) => ((client = c), (ns = n)));
 
 // Short periods keep the test quick; the relations between them are client-go's.
 const periods = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 300 };

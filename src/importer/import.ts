@@ -127,6 +127,20 @@ async function freeSpace(dir: string): Promise<number> {
   return s.bavail * s.bsize;
 }
 
+/**
+ * Finishes a write into the target: grown to the requested size, but no larger than the space available (and never
+ * shrunk), optionally preallocated, fsynced. Returns the final size.
+ */
+async function commitTarget(w: RawWriter, req: ImportRequest): Promise<number> {
+  const size =
+    req.size !== undefined && req.available !== undefined ? Math.min(req.size, req.available) : req.size;
+  const { size: finalSize } = await w.commit({
+    ...(size !== undefined ? { size } : {}),
+    preallocate: req.preallocate ?? false,
+  });
+  return finalSize;
+}
+
 export async function runImport(req: ImportRequest): Promise<ImportResult> {
   const warnings: string[] = [];
   const r = await runImportInner(req, warnings);
@@ -192,14 +206,7 @@ async function runImportInner(
       try {
         await w.writeStream(stream);
         tap?.verify();
-        const size =
-          req.size !== undefined && req.available !== undefined
-            ? Math.min(req.size, req.available)
-            : req.size;
-        const { size: finalSize } = await w.commit({
-          ...(size !== undefined ? { size } : {}),
-          preallocate: req.preallocate ?? false,
-        });
+        const finalSize = await commitTarget(w, req);
         progress.set(1);
         return {
           layers,
@@ -323,12 +330,7 @@ async function convertImage(
         limits,
         ...(track ? { onProgress: (f: number) => progress.set(f) } : {}),
       });
-      const size =
-        req.size !== undefined && req.available !== undefined ? Math.min(req.size, req.available) : req.size;
-      const { size: finalSize } = await w.commit({
-        ...(size !== undefined ? { size } : {}),
-        preallocate: req.preallocate ?? false,
-      });
+      const finalSize = await commitTarget(w, req);
       progress.set(1);
       return {
         layers,

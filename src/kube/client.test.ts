@@ -7,6 +7,18 @@ import { KubeClient } from './client.ts';
 import { ApiError, isConflict } from './errors.ts';
 import { Resources } from './types.ts';
 
+/** A kubeconfig for a plain-HTTP server on loopback. */
+function loopbackKubeConfig(port: number): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  return kc;
+}
+
 // A real HTTP server on loopback standing in for an API server that misbehaves in ways a real one rarely
 // does on demand (never answering, answering with a non-Status body).
 async function withServer(
@@ -27,13 +39,7 @@ async function withServer(
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const kc = loopbackKubeConfig(port);
   try {
     await fn(new KubeClient(kc, { requestTimeoutMs: 300 }), seen);
   } finally {
@@ -131,13 +137,7 @@ void test('requests share one connection pool (no new connection per request)', 
   server.on('connection', () => connections++);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const kc = loopbackKubeConfig(port);
   const client = new KubeClient(kc);
   try {
     for (let i = 0; i < 20; i++) await client.get(Resources.Namespace, 'x');

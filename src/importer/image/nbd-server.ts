@@ -14,14 +14,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorKind, ImportError } from '../errors.ts';
+import type { ImportError } from '../errors.ts';
+import { retrying, type RangeReader, type RetryOptions } from './range.ts';
 
-/** Reads `length` bytes at `offset` of the remote image (all of them, or throws). */
-export interface RangeReader {
-  readonly size: number;
-  read(offset: number, length: number): Promise<Buffer[]>;
-}
+export type { RangeReader } from './range.ts';
 
 export interface NbdServer {
   socket: string;
@@ -30,11 +26,7 @@ export interface NbdServer {
   stop(): Promise<void>;
 }
 
-export interface NbdServerOptions {
-  /** Attempts per read after the first one fails (default 5, like nbdkit's retry filter as used before). */
-  retries?: number;
-  retryDelayMs?: number;
-}
+export type NbdServerOptions = RetryOptions;
 
 const OPT_MAGIC = Buffer.from('IHAVEOPT', 'latin1');
 const REPLY_MAGIC = 0x0003e889045565a9n;
@@ -76,27 +68,9 @@ const MAX_OPTION = 64 << 10;
 export async function startNbdServer(reader: RangeReader, opts: NbdServerOptions = {}): Promise<NbdServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cdi-nbd-'));
   const socket = path.join(dir, 'nbd.sock');
-  const retries = opts.retries ?? 5;
-  const delay = opts.retryDelayMs ?? 1000;
-  let failure: ImportError | undefined;
+  const ranged = retrying(reader, opts);
+  const readWithRetry = (offset: number, length: number): Promise<Buffer[]> => ranged.read(offset, length);
   const conns = new Set<net.Socket>();
-
-  const readWithRetry = async (offset: number, length: number): Promise<Buffer[]> => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await reader.read(offset, length);
-      } catch (err) {
-        if (attempt >= retries) {
-          failure =
-            err instanceof ImportError
-              ? err
-              : new ImportError(ErrorKind.Transfer, `reading the image by range failed: ${String(err)}`);
-          throw failure;
-        }
-        await sleep(delay);
-      }
-    }
-  };
 
   const server = net.createServer((sock) => {
     conns.add(sock);
@@ -110,7 +84,7 @@ export async function startNbdServer(reader: RangeReader, opts: NbdServerOptions
   });
   return {
     socket,
-    lastError: () => failure,
+    lastError: () => ranged.lastError(),
     stop: async () => {
       for (const c of conns) c.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -120,6 +120,21 @@ export class RawWriter {
   }
 
   /**
+   * Writes consecutive chunks at `position` (sparse like writeStream). Calls may run concurrently and in any order;
+   * the data then ends at least at the end of the furthest write.
+   */
+  async writeAt(chunks: Buffer[], position: number): Promise<void> {
+    const end = chunks.reduce((n, c) => n + c.length, position);
+    this.written = Math.max(this.written, end);
+    await this.writeChunks(this.handle(), chunks, position);
+  }
+
+  /** The data ends at least at `size` (a file whose tail is a hole still ends there). */
+  extendTo(size: number): void {
+    this.written = Math.max(this.written, size);
+  }
+
+  /**
    * Writes consecutive chunks starting at `base` with vectored writes (no copying). When sparse, 64 KiB segments
    * (aligned to absolute offsets) that are all zero are skipped: the file is new, so they read back as zeros.
    */

@@ -17,8 +17,10 @@ import { ErrorKind, ImportError, SCRATCH_SPACE_REQUIRED } from './errors.ts';
 import { decompress } from './format/decompress.ts';
 import { peek } from './format/peek.ts';
 import { isCompression, sniff, SNIFF_BYTES, type DiskFormat, type Layer } from './format/sniff.ts';
+import { copyExtents, planExtents, type ExtentPlan } from './image/extents.ts';
 import { startNbdServer, type NbdServer } from './image/nbd-server.ts';
 import { convert, type ImageLocation } from './image/qemu.ts';
+import type { RangeReader } from './image/range.ts';
 import { DEFAULT_LIMITS, type Limits } from './image/run.ts';
 import { inspectImage, prescreen } from './image/validate.ts';
 import { Progress } from './progress.ts';
@@ -53,6 +55,7 @@ export interface ImportRequest {
 export const TransferPath = {
   Direct: 'direct',
   Nbd: 'nbd',
+  Extents: 'extents',
   Scratch: 'scratch',
   Local: 'local',
   Archive: 'archive',
@@ -139,6 +142,31 @@ async function commitTarget(w: RawWriter, req: ImportRequest): Promise<number> {
     preallocate: req.preallocate ?? false,
   });
   return finalSize;
+}
+
+/**
+ * The extent copy (image/extents.ts): the image's data ranges, read by range, written at their guest offsets into a
+ * new sparse file of the image's virtual size; then grown, fsynced and renamed into place like every other target.
+ */
+async function copyByExtents(
+  plan: ExtentPlan,
+  reader: RangeReader,
+  req: ImportRequest,
+  virtualSize: number,
+  progress: Progress,
+): Promise<number> {
+  const w = await RawWriter.open(req.target as RawTarget, {});
+  try {
+    let done = 0;
+    await copyExtents(plan, reader, (chunks, guest) => w.writeAt(chunks, guest), {
+      onBytes: (n) => progress.set((done += n) / Math.max(1, plan.dataBytes)),
+    });
+    w.extendTo(virtualSize);
+    return await commitTarget(w, req);
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
 }
 
 export async function runImport(req: ImportRequest): Promise<ImportResult> {
@@ -309,6 +337,21 @@ async function convertImage(
     const facts = await inspectImage(format, loc, sourceBytes, req.available, limits);
 
     progress.setPhase('converting');
+    const plan =
+      nbd && target.kind === 'file' && !req.preallocate && facts.extents
+        ? planExtents(facts.extents, facts.virtualSize, sourceBytes ?? 0)
+        : undefined;
+    if (plan && nbd) {
+      const size = await copyByExtents(plan, nbd.reader, req, facts.virtualSize, progress);
+      return {
+        layers,
+        format,
+        virtualSize: facts.virtualSize,
+        path: TransferPath.Extents,
+        preallocationApplied: false,
+        size,
+      };
+    }
     const w = await RawWriter.external(target);
     let cache: 'writeback' | 'none' = req.cache === 'none' ? 'none' : 'writeback';
     if (req.cache === 'trynone') cache = (await directIoWorks(path.dirname(w.path))) ? 'none' : 'writeback';

@@ -5,6 +5,7 @@
  */
 import { ErrorKind, ImportError, describe } from './errors.ts';
 import { headerVirtualSize, type DiskFormat, type Layer } from './format/sniff.ts';
+import { planExtents } from './image/extents.ts';
 import { startNbdServer, type NbdServer } from './image/nbd-server.ts';
 import type { ImageLocation } from './image/qemu.ts';
 import { DEFAULT_LIMITS, type Limits } from './image/run.ts';
@@ -118,9 +119,21 @@ export async function inspectSource(
     try {
       const facts = await inspectImage(disk, loc, info.size, opts.size, limits);
       const actual = facts.info['actual-size'];
+      if (
+        transfer === TransferPath.Nbd &&
+        facts.extents &&
+        planExtents(facts.extents, facts.virtualSize, info.size ?? 0)
+      )
+        transfer = TransferPath.Extents;
+      const how: Partial<Record<TransferPath, string>> = {
+        [TransferPath.Extents]:
+          'by copying its data ranges, read by range, to their places on the disk (no scratch copy; a block device or preallocation would stream it through qemu-img instead)',
+        [TransferPath.Nbd]: 'while streaming it by range (no scratch copy)',
+        [TransferPath.Local]: 'from the local file',
+      };
       return verdict(
         true,
-        `a valid ${format} image: it would be converted to raw ${transfer === TransferPath.Nbd ? 'while streaming it by range (no scratch copy)' : transfer === TransferPath.Local ? 'from the local file' : 'after a scratch copy'}`,
+        `a valid ${format} image: it would be converted to raw ${how[transfer] ?? 'after a scratch copy'}`,
         transfer,
         { virtualSize: facts.virtualSize, ...(typeof actual === 'number' ? { actualSize: actual } : {}) },
       );

@@ -55,7 +55,7 @@ void describe('cdi import', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^imported .*disk\.qcow2 \(qcow2, virtual size 4\.00 MiB\) to .*a\.img \(8\.00 MiB, via nbd\)/,
+      /^imported .*disk\.qcow2 \(qcow2, virtual size 4\.00 MiB\) to .*a\.img \(8\.00 MiB, via extents\)/,
     );
     assert.match(r.stderr, /progress: 100\.0%/);
     assert.equal((await stat(out)).size, 8 << 20);
@@ -172,7 +172,7 @@ void describe('cdi inspect', () => {
     const report = JSON.parse(j.stdout) as Record<string, unknown>;
     assert.equal(report.format, 'qcow2');
     assert.equal(report.virtualSize, SIZE);
-    assert.equal(report.transfer, 'nbd');
+    assert.equal(report.transfer, 'extents');
     assert.equal(report.accepted, true);
     const local = JSON.parse((await cdi('inspect', path.join(src, 'disk.qcow2'), '--json')).stdout) as Record<
       string,

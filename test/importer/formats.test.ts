@@ -56,7 +56,9 @@ void describe('kubevirt content over HTTP with ranges', () => {
         ? 'direct'
         : compressed
           ? 'scratch'
-          : 'nbd';
+          : v === 'vhdx'
+            ? 'nbd' // qemu 7.2's vhdx driver does not report where the data lies: qemu-img converts it
+            : 'extents';
       assert.equal(r.path, expected);
     });
   }

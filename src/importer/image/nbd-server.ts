@@ -21,6 +21,8 @@ export type { RangeReader } from './range.ts';
 
 export interface NbdServer {
   socket: string;
+  /** The reader it serves from, retries included (for other readers of the same image: the extent copy). */
+  reader: RangeReader;
   /** The last read that failed after every retry (what to tell the user when qemu-img reports an I/O error). */
   lastError(): ImportError | undefined;
   stop(): Promise<void>;
@@ -84,6 +86,7 @@ export async function startNbdServer(reader: RangeReader, opts: NbdServerOptions
   });
   return {
     socket,
+    reader: ranged,
     lastError: () => ranged.lastError(),
     stop: async () => {
       for (const c of conns) c.destroy();

@@ -7,7 +7,7 @@
 import { ErrorKind, ImportError, largerPvcRequired } from '../errors.ts';
 import type { DiskFormat } from '../format/sniff.ts';
 import { humanSize } from '../size.ts';
-import { check, info, map, type ImageLocation, type QemuImgInfo } from './qemu.ts';
+import { check, info, map, type ImageLocation, type MapEntry, type QemuImgInfo } from './qemu.ts';
 import type { Limits } from './run.ts';
 
 const QCOW2_INCOMPAT_DATA_FILE = 1n << 2n;
@@ -39,6 +39,8 @@ export interface ImageFacts {
   format: DiskFormat;
   virtualSize: number;
   info: QemuImgInfo;
+  /** qemu-img map of the image (formats with tables). */
+  extents?: MapEntry[];
 }
 
 function findReferences(i: QemuImgInfo, self: string | undefined): string | undefined {
@@ -110,5 +112,6 @@ export async function inspectImage(
       }
     }
   }
-  return { format, virtualSize, info: i };
+  const extents = entries.status === 'fulfilled' ? entries.value : undefined;
+  return { format, virtualSize, info: i, ...(extents ? { extents } : {}) };
 }

@@ -1,0 +1,141 @@
+/**
+ * The extent copy: converting an image whose data clusters are stored as plain bytes (qcow2, vmdk, vdi, vhd, vhdx
+ * without compression or encryption) without running its data through qemu-img.
+ *
+ * qemu-img still parses the hostile image: `qemu-img map` (through the no-backing json: spec, bounded, already run by
+ * validation) says, for every guest range, whether it is zero or data, and where the data lies in the image file
+ * (`offset`). That list is the transfer plan: the image's data ranges are fetched by range (few, large, sequential
+ * reads of the source) and written at their guest offsets into a fresh sparse file. Everything qemu-img does not map
+ * to plain bytes (compressed or encrypted clusters, a map that does not cover the disk exactly) makes the plan
+ * `undefined`, and the caller converts with qemu-img instead. See docs/adr/0005-extent-copy.md.
+ */
+import type { MapEntry } from './qemu.ts';
+import type { RangeReader } from './range.ts';
+
+/** `length` bytes at `host` in the image file are the guest disk's bytes at `guest`. */
+export interface Piece {
+  host: number;
+  guest: number;
+  length: number;
+}
+
+export interface ExtentPlan {
+  /** Sorted by host offset. */
+  pieces: Piece[];
+  dataBytes: number;
+}
+
+/** Largest single read (and the memory one read in flight holds). */
+export const WINDOW = 8 << 20;
+/** Bytes between two pieces that are read and thrown away rather than starting a new read. */
+const GAP = 1 << 20;
+
+const isOffset = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+/**
+ * The plan for `entries` (qemu-img map --output=json) of an image of `virtualSize` stored in `sourceSize` bytes, or
+ * undefined when the image is not all plain data and zeros.
+ */
+export function planExtents(
+  entries: readonly MapEntry[],
+  virtualSize: number,
+  sourceSize: number,
+): ExtentPlan | undefined {
+  const pieces: Piece[] = [];
+  let next = 0;
+  let dataBytes = 0;
+  for (const e of entries) {
+    if (!isOffset(e.start) || !isOffset(e.length) || e.start !== next || e.length === 0) return undefined;
+    next = e.start + e.length;
+    // Zero (allocated or not) and unallocated ranges read as zeros (there is no backing file): the new file has them.
+    if (e.zero || !e.data) continue;
+    if (!isOffset(e.offset) || e.offset + e.length > sourceSize) return undefined;
+    for (let o = 0; o < e.length; o += WINDOW) {
+      const length = Math.min(WINDOW, e.length - o);
+      pieces.push({ host: e.offset + o, guest: e.start + o, length });
+    }
+    dataBytes += e.length;
+  }
+  if (next !== virtualSize) return undefined;
+  pieces.sort((a, b) => a.host - b.host || a.guest - b.guest);
+  return { pieces, dataBytes };
+}
+
+/** One ranged read of the image file and the pieces it holds. */
+export interface Window {
+  start: number;
+  length: number;
+  pieces: Piece[];
+}
+
+/** Groups host-sorted pieces into reads of at most WINDOW bytes, bridging gaps up to GAP. */
+export function windows(pieces: readonly Piece[]): Window[] {
+  const out: Window[] = [];
+  let cur: Window | undefined;
+  for (const p of pieces) {
+    const end = p.host + p.length;
+    if (cur && p.host <= cur.start + cur.length + GAP && end - cur.start <= WINDOW) {
+      cur.length = Math.max(cur.length, end - cur.start);
+      cur.pieces.push(p);
+      continue;
+    }
+    cur = { start: p.host, length: p.length, pieces: [p] };
+    out.push(cur);
+  }
+  return out;
+}
+
+/** The bytes [from, from + length) of a list of consecutive chunks, as views (no copy). */
+export function slice(chunks: readonly Buffer[], from: number, length: number): Buffer[] {
+  const out: Buffer[] = [];
+  let pos = 0;
+  const end = from + length;
+  for (const c of chunks) {
+    const cEnd = pos + c.length;
+    if (cEnd > from && pos < end)
+      out.push(c.subarray(Math.max(0, from - pos), Math.min(c.length, end - pos)));
+    pos = cEnd;
+    if (pos >= end) break;
+  }
+  return out;
+}
+
+export interface CopyOptions {
+  /** Reads in flight at once. */
+  concurrency?: number;
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * Copies the plan: `reader` fetches windows of the image file, `write` puts each piece at its guest offset (in any
+ * order). Resolves when every piece is written; the first error stops further reads and rejects.
+ */
+export async function copyExtents(
+  plan: ExtentPlan,
+  reader: RangeReader,
+  write: (chunks: Buffer[], guest: number) => Promise<void>,
+  opts: CopyOptions = {},
+): Promise<void> {
+  const list = windows(plan.pieces);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < list.length) {
+      const w = list[next++]!;
+      try {
+        const chunks = await reader.read(w.start, w.length);
+        for (const p of w.pieces) {
+          await write(slice(chunks, p.host - w.start, p.length), p.guest);
+          opts.onBytes?.(p.length);
+        }
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const n = Math.max(1, Math.min(opts.concurrency ?? 4, list.length));
+  const results = await Promise.allSettled(Array.from({ length: n }, worker));
+  const bad = results.find((r) => r.status === 'rejected');
+  if (bad) throw bad.reason;
+}

@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { ChecksumTap, type Checksum } from './checksum.ts';
 import { ErrorKind, ImportError, SCRATCH_SPACE_REQUIRED } from './errors.ts';
 import { decompress } from './format/decompress.ts';
+import { importCompressedRaw } from './format/direct.ts';
 import { peek } from './format/peek.ts';
 import { isCompression, sniff, SNIFF_BYTES, type DiskFormat, type Layer } from './format/sniff.ts';
 import { copyExtents, planExtents, type ExtentPlan } from './image/extents.ts';
@@ -72,6 +73,8 @@ export interface ImportResult {
   preallocationApplied: boolean;
   /** Final size of the target file (bytes extracted for archives). */
   size: number;
+  /** Set when the decompressor child wrote the target itself (raw.xz, raw.zst; format/direct.ts). */
+  decompressedBy?: 'xz' | 'zstd';
 }
 
 /** Pipes `input` through the stages; an error anywhere ends the last stage with that error. */
@@ -191,8 +194,33 @@ async function runImportInner(
     }
     const raw = await src.open();
     const tap = req.checksum ? new ChecksumTap(req.checksum) : undefined;
-    const body = chain(raw, [...(tap ? [tap.stage()] : []), progress.counter()]);
+    let body = chain(raw, [...(tap ? [tap.stage()] : []), progress.counter()]);
     progress.setPhase('transferring');
+    if (req.contentType === ContentType.KubeVirt && req.target.kind !== 'dir' && !req.preallocate) {
+      // raw.xz / raw.zst: the decompressor writes the target itself (docs/adr/0004-decompressor-writes-target.md).
+      const d = await importCompressedRaw(body, {
+        target: req.target,
+        ...(req.available !== undefined ? { available: req.available } : {}),
+        memoryBytes: limits.memoryBytes,
+        verify: () => tap?.verify(),
+        commit: (w) => commitTarget(w, req),
+      });
+      if ('stream' in d) body = d.stream;
+      else {
+        progress.set(1);
+        const { compression, format, virtualSize, size } = d.done;
+        const decompressedBy = compression === 'xz' ? 'xz' : 'zstd';
+        return {
+          layers: [compression],
+          format,
+          virtualSize,
+          path: TransferPath.Direct,
+          preallocationApplied: false,
+          size,
+          decompressedBy,
+        };
+      }
+    }
     const { layers, format, head, stream } = await peelLayers(body);
 
     if (req.contentType === ContentType.Archive) {

@@ -1,0 +1,366 @@
+/**
+ * Compressed raw disks (.raw.xz, .raw.zst): the decompressor child writes the target itself, so the decompressed
+ * bytes never pass through this process (docs/adr/0004-decompressor-writes-target.md).
+ *
+ * probeDirect() holds the first compressed chunks and feeds them to a throw-away decoder until the decompressed head
+ * can be sniffed; decompressInto() then runs `xz -dc -T0` / `zstd -dc` with the target as its stdout, bounded by
+ * prlimit: RLIMIT_FSIZE (the space), RLIMIT_CPU (zero runs are written as holes, so a zero bomb never hits the size
+ * limit until its end), RLIMIT_AS (memory). Anything that is not one xz/zst layer over raw data replays every byte
+ * into the generic path.
+ */
+import { spawn } from 'node:child_process';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { ErrorKind, ImportError } from '../errors.ts';
+import { RawWriter, type RawTarget } from '../sink/raw.ts';
+import { sniff, SNIFF_BYTES, type Layer } from './sniff.ts';
+
+export type DirectCompression = 'xz' | 'zst';
+
+/** Compressed bytes held while the sniff decoder works; past this, the generic path takes over. */
+export const HOLD_LIMIT = 64 * 1024 * 1024;
+
+/** CPU time granted to the decompressor: a base plus one second per 4 MiB of space (xz decodes zeros at ~500 MB/s). */
+const CPU_BASE_SEC = 60;
+const CPU_BYTES_PER_SEC = 4 * 1024 * 1024;
+
+export interface Probe {
+  /** Set when the body is a single xz/zst layer over raw (or tar) data. */
+  direct: { compression: DirectCompression; format: Layer } | undefined;
+  /** Every byte of the body, from the first (the held chunks, then the rest). */
+  stream: Readable;
+}
+
+interface SniffDecoder {
+  write(chunk: Buffer): void;
+  end(): void;
+  /** The first SNIFF_BYTES decompressed bytes (fewer at the end of the data), or undefined when decoding failed. */
+  head: Promise<Buffer | undefined>;
+  stop(): void;
+}
+
+/** Collects decompressed output until SNIFF_BYTES have arrived or the output ends. */
+function collector(): {
+  add: (b: Buffer) => void;
+  finish: (ok: boolean) => void;
+  head: Promise<Buffer | undefined>;
+} {
+  const parts: Buffer[] = [];
+  let have = 0;
+  let settle: (b: Buffer | undefined) => void = () => {};
+  const head = new Promise<Buffer | undefined>((resolve) => (settle = resolve));
+  let done = false;
+  const finish = (ok: boolean): void => {
+    if (done) return;
+    done = true;
+    settle(ok ? Buffer.concat(parts).subarray(0, SNIFF_BYTES) : undefined);
+  };
+  return {
+    add: (b) => {
+      if (done) return;
+      parts.push(b);
+      have += b.length;
+      if (have >= SNIFF_BYTES) finish(true);
+    },
+    finish,
+    head,
+  };
+}
+
+/** `xz -T1`: the threaded decoder (-T0) holds its output until it has a whole block's input (measured). */
+function xzSniffer(memoryBytes: number): SniffDecoder {
+  const c = collector();
+  const child = spawn('prlimit', [`--as=${memoryBytes}`, '--', 'xz', '-dc', '-T1'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  child.on('error', () => c.finish(false));
+  child.stdin.on('error', () => undefined); // EPIPE once we stop it
+  child.stdout.on('data', (d: Buffer) => c.add(d));
+  child.on('close', (code) => c.finish(code === 0));
+  return {
+    write: (b) => void child.stdin.write(b),
+    end: () => child.stdin.end(),
+    head: c.head,
+    stop: () => {
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+function zstdSniffer(): SniffDecoder {
+  const c = collector();
+  const z = zlib.createZstdDecompress();
+  z.on('data', (d: Buffer) => c.add(d));
+  z.on('error', () => c.finish(false));
+  z.on('end', () => c.finish(true));
+  return {
+    write: (b) => void z.write(b),
+    end: () => z.end(),
+    head: c.head,
+    stop: () => z.destroy(),
+  };
+}
+
+/** Replays the held chunks, then the chunk being read (if any), then the rest of the iterator. */
+function replay(
+  held: Buffer[],
+  it: AsyncIterator<Buffer>,
+  pending: Promise<IteratorResult<Buffer>> | undefined,
+  ended: boolean,
+): Readable {
+  async function* all(): AsyncGenerator<Buffer> {
+    try {
+      for (const b of held.splice(0)) yield b;
+      if (ended) return;
+      if (pending) {
+        const r = await pending;
+        if (r.done) return;
+        yield r.value;
+      }
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      await it.return?.();
+    }
+  }
+  return Readable.from(all(), { objectMode: false, highWaterMark: 1 << 20 });
+}
+
+/**
+ * Looks at the first layer of `body`; for xz and zst, decodes just enough of it to sniff what is inside.
+ * Never loses a byte: `stream` yields the whole body either way.
+ */
+export async function probeDirect(
+  body: Readable,
+  memoryBytes: number,
+  holdLimit = HOLD_LIMIT,
+): Promise<Probe> {
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  let ended = false;
+  const take = (r: IteratorResult<Buffer>): void => {
+    if (r.done) {
+      ended = true;
+      return;
+    }
+    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    held.push(b);
+    heldBytes += b.length;
+  };
+  while (!ended && heldBytes < SNIFF_BYTES) take(await it.next());
+  const outer = sniff(Buffer.concat(held).subarray(0, SNIFF_BYTES));
+  if (outer !== 'xz' && outer !== 'zst')
+    return { direct: undefined, stream: replay(held, it, undefined, ended) };
+
+  const dec = outer === 'xz' ? xzSniffer(memoryBytes) : zstdSniffer();
+  let pending: Promise<IteratorResult<Buffer>> | undefined;
+  let head: Buffer | undefined;
+  try {
+    for (const b of held) dec.write(b);
+    const decided = dec.head.then((h) => ({ head: h }));
+    for (;;) {
+      if (ended) {
+        dec.end();
+        head = (await decided).head;
+        break;
+      }
+      if (heldBytes > holdLimit) break;
+      pending ??= it.next();
+      const r = await Promise.race([pending.then((next) => ({ next })), decided]);
+      if ('head' in r) {
+        head = r.head;
+        break;
+      }
+      pending = undefined;
+      take(r.next);
+      if (!r.next.done) dec.write(held.at(-1)!);
+    }
+  } catch (err) {
+    dec.stop();
+    await it.return?.();
+    throw err;
+  }
+  dec.stop();
+  const inner = head === undefined ? undefined : sniff(head);
+  const direct = inner === 'raw' || inner === 'tar' ? { compression: outer, format: inner } : undefined;
+  return { direct, stream: replay(held, it, pending, ended) };
+}
+
+export interface DirectTarget {
+  kind: 'file' | 'block';
+  /** The file to create (the temporary `.partial` name) or the block device. */
+  path: string;
+}
+
+export interface DecompressOptions {
+  compression: DirectCompression;
+  /** Every byte of the compressed body. */
+  input: Readable;
+  target: DirectTarget;
+  /** Space the decompressed image may use. Undefined: no limit. */
+  available?: number;
+  memoryBytes: number;
+}
+
+function corrupt(kind: DirectCompression, why: string): ImportError {
+  return new ImportError(ErrorKind.Invalid, `the ${kind} data is corrupt or truncated: ${why}`);
+}
+
+function tooLarge(available: number): ImportError {
+  return new ImportError(
+    ErrorKind.Invalid,
+    `the image is larger than the available space of ${available} bytes (it kept going past it). A larger PVC is required`,
+  );
+}
+
+/** The file offset of our descriptor, shared with the child that wrote through it (Linux /proc). */
+async function offsetOf(fh: FileHandle): Promise<number> {
+  const text = await readFile(`/proc/self/fdinfo/${fh.fd}`, 'utf8');
+  const m = /^pos:\s+(\d+)$/m.exec(text);
+  if (!m) throw new ImportError(ErrorKind.Internal, `cannot read the file offset of ${fh.fd} from /proc`);
+  return Number(m[1]);
+}
+
+/**
+ * Runs the decompressor with the target as its stdout. Returns the number of decompressed bytes (the file is
+ * exactly that long; sparse where the data is zero). The caller commits or aborts the target.
+ */
+export async function decompressInto(o: DecompressOptions): Promise<number> {
+  const { compression: kind, target, available } = o;
+  const file = target.kind === 'file';
+  const fh = file ? await open(target.path, 'w', 0o660) : await open(target.path, 'r+');
+  try {
+    const limits = [`--as=${o.memoryBytes}`];
+    if (available !== undefined) {
+      // RLIMIT_FSIZE applies to regular files only; a block device ends with ENOSPC at its own end.
+      if (file) limits.push(`--fsize=${available}`);
+      limits.push(`--cpu=${CPU_BASE_SEC + Math.ceil(available / CPU_BYTES_PER_SEC)}`);
+    }
+    // A block device may hold old data: every byte must be written (xz only makes holes in regular files).
+    const tool =
+      kind === 'xz'
+        ? [
+            'xz',
+            '-dc',
+            '-T0',
+            `--memlimit-mt-decompress=${Math.floor(o.memoryBytes / 2)}`,
+            `--memlimit-decompress=${Math.floor((o.memoryBytes / 4) * 3)}`,
+          ]
+        : ['zstd', '-dcq', file ? '--sparse' : '--no-sparse'];
+    const child = spawn('prlimit', [...limits, '--', ...tool], { stdio: ['pipe', fh.fd, 'pipe'] });
+    // stdio is [pipe, fd, pipe]: stdin and stderr exist.
+    const [stdin, errOut] = [child.stdin!, child.stderr!];
+    let stderr = '';
+    errOut.setEncoding('utf8');
+    errOut.on('data', (d: string) => {
+      if (stderr.length < 65536) stderr += d;
+    });
+    let inputError: unknown;
+    let exited = false;
+    const fed = pipeline(o.input, stdin).catch((err: unknown) => {
+      // The child stopped reading (EPIPE, or we ended the input after it failed): its exit says why.
+      // Anything else is the source's failure, which is what the user needs to hear.
+      if (exited || (err as NodeJS.ErrnoException).code === 'EPIPE') return;
+      inputError = err;
+      child.kill('SIGKILL');
+    });
+    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>(
+      (resolve) => {
+        child.on('error', (error) => resolve({ code: null, signal: null, error }));
+        child.on('close', (code, signal) => resolve({ code, signal }));
+      },
+    );
+    exited = true;
+    if (exit.error) {
+      o.input.destroy();
+      throw new ImportError(ErrorKind.Internal, `cannot run ${tool[0]}: ${exit.error.message}`);
+    }
+    if (exit.code !== 0) o.input.destroy();
+    await fed;
+    if (inputError) {
+      throw inputError instanceof ImportError
+        ? inputError
+        : corrupt(kind, inputError instanceof Error ? inputError.message : 'the input failed');
+    }
+    const last =
+      stderr
+        .trim()
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .pop() ?? '';
+    if (exit.signal === 'SIGXFSZ' && available !== undefined) throw tooLarge(available);
+    if (exit.signal === 'SIGXCPU') {
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `decompressing the ${kind} data used more CPU time than an image of at most ${available} bytes needs; refused as a decompression bomb`,
+      );
+    }
+    if (/No space left on device/i.test(last)) {
+      throw new ImportError(
+        ErrorKind.Invalid,
+        file
+          ? `the volume ran out of space while writing the image${available !== undefined ? ` (${available} bytes were available)` : ''}. A larger PVC is required`
+          : `the image is larger than the block device ${target.path}. A larger PVC is required`,
+      );
+    }
+    if (exit.code !== 0) throw corrupt(kind, last || `${tool[0]} ${exit.signal ?? `exit ${exit.code}`}`);
+    const bytes = file ? (await fh.stat()).size : await offsetOf(fh);
+    if (available !== undefined && bytes > available) throw tooLarge(available);
+    return bytes;
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface DirectResult {
+  compression: DirectCompression;
+  format: Layer;
+  /** Decompressed bytes. */
+  virtualSize: number;
+  /** Final size of the target (after commit). */
+  size: number;
+}
+
+/**
+ * When `body` is one xz/zst layer over raw (or tar) data: decompresses it straight into the target, checks the
+ * source checksum (`verify`) once the body has ended, and commits. Otherwise returns every byte of the body for the
+ * generic path. On failure the target is aborted (nothing looks complete).
+ */
+export async function importCompressedRaw(
+  body: Readable,
+  o: {
+    target: RawTarget;
+    available?: number;
+    memoryBytes: number;
+    verify: () => void;
+    commit: (w: RawWriter) => Promise<number>;
+  },
+): Promise<{ done: DirectResult } | { stream: Readable }> {
+  const probe = await probeDirect(body, o.memoryBytes);
+  if (!probe.direct) return { stream: probe.stream };
+  const w = await RawWriter.external(o.target);
+  try {
+    const virtualSize = await decompressInto({
+      compression: probe.direct.compression,
+      input: probe.stream,
+      target: { kind: o.target.kind, path: w.path },
+      ...(o.available !== undefined ? { available: o.available } : {}),
+      memoryBytes: o.memoryBytes,
+    });
+    o.verify();
+    const size = await o.commit(w);
+    return { done: { ...probe.direct, virtualSize, size } };
+  } catch (err) {
+    probe.stream.destroy();
+    await w.abort();
+    throw err;
+  }
+}

@@ -345,7 +345,7 @@ async function convertImage(
       scratchFile = path.join(req.scratchDir, `tmpimage-${process.pid}`);
       const w = await RawWriter.open(
         { kind: 'file', path: scratchFile },
-        { capacity: scratchCapacity(await freeSpace(req.scratchDir), req.available) },
+        { capacity: scratchCapacity(await freeSpace(req.scratchDir), req.available), syncEvery: 0 },
       );
       try {
         await w.writeStream(stream);

@@ -18,6 +18,11 @@ const run = promisify(execFile);
 const SEG = 64 * 1024;
 const BATCH = 4 * 1024 * 1024;
 const ZERO = Buffer.alloc(SEG);
+/**
+ * Written bytes after which a data-only flush starts in the background, so the device writes while the transfer goes
+ * on and the final fsync has little left to do (measured: docs/adr/0005-extent-copy.md).
+ */
+export const SYNC_EVERY = 16 << 20;
 
 export interface RawTarget {
   kind: 'file' | 'block';
@@ -35,6 +40,11 @@ export class RawWriter {
   private readonly writePath: string;
   private readonly sparse: boolean;
   private readonly capacity: number | undefined;
+  private readonly syncEvery: number;
+  private unsynced = 0;
+  private syncing: Promise<void> | undefined;
+  /** An I/O error a background flush saw: Linux reports it to one fsync only, so commit() must throw it. */
+  private syncError: Error | undefined;
   written = 0;
 
   private constructor(
@@ -43,26 +53,32 @@ export class RawWriter {
     writePath: string,
     sparse: boolean,
     capacity: number | undefined,
+    syncEvery = 0,
   ) {
     this.target = target;
     this.fh = fh;
     this.writePath = writePath;
     this.sparse = sparse;
     this.capacity = capacity;
+    this.syncEvery = syncEvery;
   }
 
   static async open(
     target: RawTarget,
-    opts: { capacity?: number; preallocate?: boolean },
+    opts: {
+      capacity?: number;
+      preallocate?: boolean;
+      /** 0: no background flushes (scratch files) */ syncEvery?: number;
+    },
   ): Promise<RawWriter> {
     if (target.kind === 'block') {
       const fh = await open(target.path, 'r+');
-      return new RawWriter(target, fh, target.path, false, opts.capacity);
+      return new RawWriter(target, fh, target.path, false, opts.capacity, opts.syncEvery ?? SYNC_EVERY);
     }
     await rm(target.path, { force: true });
     const tmp = partialPath(target.path);
     const fh = await open(tmp, 'w', 0o660);
-    return new RawWriter(target, fh, tmp, !opts.preallocate, opts.capacity);
+    return new RawWriter(target, fh, tmp, !opts.preallocate, opts.capacity, opts.syncEvery ?? SYNC_EVERY);
   }
 
   /**
@@ -142,7 +158,10 @@ export class RawWriter {
     let run: Buffer[] = [];
     let runStart = -1;
     const flushRun = async (): Promise<void> => {
-      if (run.length > 0) await writevAll(fh, run, runStart);
+      if (run.length > 0) {
+        await writevAll(fh, run, runStart);
+        this.flushInBackground(fh, run);
+      }
       run = [];
       runStart = -1;
     };
@@ -174,6 +193,27 @@ export class RawWriter {
     await flushRun();
   }
 
+  private flushInBackground(fh: FileHandle, written: Buffer[]): void {
+    if (this.syncEvery <= 0) return;
+    this.unsynced += written.reduce((n, b) => n + b.length, 0);
+    if (this.unsynced < this.syncEvery || this.syncing) return;
+    this.unsynced = 0;
+    this.syncing = fh
+      .datasync()
+      .catch((err: unknown) => {
+        this.syncError ??= err instanceof Error ? err : new Error(String(err));
+      })
+      .finally(() => {
+        this.syncing = undefined;
+      });
+  }
+
+  /** Waits for a background flush; throws the I/O error one saw. */
+  private async settle(): Promise<void> {
+    await this.syncing;
+    if (this.syncError !== undefined) throw this.syncError;
+  }
+
   private handle(): FileHandle {
     if (!this.fh) throw new ImportError(ErrorKind.Internal, 'the target is already closed');
     return this.fh;
@@ -181,6 +221,7 @@ export class RawWriter {
 
   /** Closes our handle so an external writer (qemu-img) can take over. */
   async release(): Promise<void> {
+    await this.settle();
     await this.fh?.close();
     this.fh = undefined;
   }
@@ -190,6 +231,7 @@ export class RawWriter {
    * place. For a block device: checks the data fits, fsyncs.
    */
   async commit(opts: { size?: number; preallocate?: boolean; sync?: boolean }): Promise<{ size: number }> {
+    await this.settle();
     const fh = this.fh ?? (await open(this.writePath, 'r+'));
     this.fh = fh;
     const current = (await fh.stat()).size;
@@ -233,6 +275,7 @@ export class RawWriter {
 
   /** Makes sure nothing looks complete after a failure. */
   async abort(): Promise<void> {
+    await this.syncing;
     const fh = this.fh;
     this.fh = undefined;
     if (this.target.kind === 'file') {

@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { runImport } from '../../src/importer/import.ts';
+import { HttpSource } from '../../src/importer/source/http.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
 
@@ -30,6 +32,14 @@ before(async () => {
   disk = await makeSeededDisk(src, { size: SIZE, seed: 'block' });
   await makeVariant(disk.path, src, 'qcow2');
   await makeVariant(disk.path, src, 'gz');
+  await makeVariant(disk.path, src, 'xz');
+  await makeVariant(disk.path, src, 'zst');
+  // 16 MiB of non-zero bytes: twice the device.
+  await writeFile(path.join(src, 'big.bin'), Buffer.alloc(16 << 20, 1));
+  await run('sh', [
+    '-c',
+    `cd '${src}' && xz -T0 -c big.bin > big.raw.xz && zstd -q -c big.bin > big.raw.zst`,
+  ]);
   srv = await startFileServer({ root: src });
   backing = path.join(dir, 'device.img');
   await writeFile(backing, Buffer.alloc(8 << 20, 0xee));
@@ -86,4 +96,49 @@ void describe('block device target', () => {
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /^cdi: error: the image is larger than the available space of 8388608 bytes/m);
   });
+});
+
+/** raw.xz / raw.zst: the decompressor child writes the device itself (no holes: every byte, zeros included). */
+void describe('block device target written by the decompressor', () => {
+  for (const kind of ['xz', 'zst'] as const) {
+    void it(`disk.${kind} is written onto a loop device by ${kind === 'xz' ? 'xz' : 'zstd'}, zeros included`, async (t) => {
+      if (skip) return t.skip(skip);
+      await writeFile(dev!, Buffer.alloc(8 << 20, 0xee));
+      const r = await runImport({
+        source: new HttpSource({ url: `${srv.url}/disk.${kind}` }),
+        contentType: 'kubevirt',
+        target: { kind: 'block', path: dev! },
+        available: 8 << 20,
+      });
+      assert.equal(r.decompressedBy, kind === 'xz' ? 'xz' : 'zstd');
+      assert.equal(r.virtualSize, SIZE);
+      assert.equal(await md5File(dev!, SIZE), disk.md5);
+    });
+
+    void it(`a raw.${kind} larger than the device is refused and the device no longer looks like a disk`, async (t) => {
+      if (skip) return t.skip(skip);
+      await writeFile(dev!, Buffer.alloc(8 << 20, 0xee));
+      const r = await cdi('import', `${srv.url}/big.raw.${kind}`, '--to', dev!);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /^cdi: error: the image is larger than the block device \/dev\/loop\d+\. A larger PVC is required$/m,
+      );
+      const head = Buffer.alloc(1 << 20);
+      const fh = await open(dev!, 'r');
+      await fh.read(head, 0, head.length, 0);
+      await fh.close();
+      assert.ok(head.equals(Buffer.alloc(1 << 20)), 'the first MiB is zeroed');
+    });
+
+    void it(`a raw.${kind} larger than --size (but not the device) is refused naming the space`, async (t) => {
+      if (skip) return t.skip(skip);
+      const r = await cdi('import', `${srv.url}/disk.${kind}`, '--to', dev!, '--size', '2Mi');
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /^cdi: error: the image is larger than the available space of 2097152 bytes.*A larger PVC is required$/m,
+      );
+    });
+  }
 });

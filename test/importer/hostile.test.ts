@@ -4,7 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, stat, truncate, unlink, writeFile, copyFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  rm,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+  copyFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -265,6 +276,109 @@ void describe('corrupt and oversized images', () => {
       assert.match(err.message, /^checksum mismatch: expected sha256:0{64}, calculated sha256:[0-9a-f]{64}$/);
     }
   });
+});
+
+/** raw.xz / raw.zst written by the decompressor child (format/direct.ts): the same refusals, nothing left behind. */
+void describe('compressed raw written by the decompressor', () => {
+  /** `name` compressed with xz or zstd from `input` (a file under src). */
+  async function compressed(input: string, kind: 'xz' | 'zst', name: string): Promise<string> {
+    const tool = kind === 'xz' ? 'xz -T0 -c' : 'zstd -q -c';
+    await run('sh', ['-c', `${tool} '${path.join(src, input)}' > '${path.join(src, name)}'`]);
+    return name;
+  }
+
+  for (const kind of ['xz', 'zst'] as const) {
+    void it(`${kind}: a bomb (64 MiB of zeros, 8 MiB of space) is refused as needing a larger PVC`, async () => {
+      await writeFile(path.join(src, 'zeros64.raw'), Buffer.alloc(64 << 20));
+      const name = await compressed('zeros64.raw', kind, `bomb-direct.raw.${kind}`);
+      for (const w of ['ranged', 'local'] as const) {
+        const { err } = await attempt(name, w, { available: 8 << 20, size: 8 << 20 });
+        assert.equal(
+          err.message,
+          'the image is larger than the available space of 8388608 bytes (it kept going past it). A larger PVC is required',
+        );
+      }
+    });
+
+    void it(`${kind}: one byte more than the space is refused, exactly the space is accepted`, async () => {
+      const name = await compressed('seed.raw', kind, `disk-direct.raw.${kind}`);
+      const { err } = await attempt(name, 'ranged', { available: SIZE - 1 });
+      assert.match(err.message, new RegExp(`available space of ${SIZE - 1} bytes.*A larger PVC is required`));
+      const out = path.join(dir, `exact-${kind}.img`);
+      const r = await runImport({
+        source: new HttpSource({ url: `${ranged.url}/${name}` }),
+        contentType: 'kubevirt',
+        target: { kind: 'file', path: out },
+        available: SIZE,
+      });
+      assert.equal(r.decompressedBy, kind === 'xz' ? 'xz' : 'zstd');
+      assert.equal(await md5File(out), disk.md5);
+    });
+
+    void it(`${kind}: truncated data is refused as corrupt or truncated`, async () => {
+      const name = await compressed('seed.raw', kind, `truncated.raw.${kind}`);
+      const full = (await stat(path.join(src, name))).size;
+      await truncate(path.join(src, name), Math.floor(full / 2));
+      for (const w of ['ranged', 'local'] as const) {
+        const { err } = await attempt(name, w);
+        assert.match(err.message, new RegExp(`^the ${kind} data is corrupt or truncated: .+`));
+      }
+    });
+
+    void it(`${kind}: corrupted bytes in the middle are refused as corrupt`, async () => {
+      const name = await compressed('seed.raw', kind, `corrupt.raw.${kind}`);
+      const p = path.join(src, name);
+      const fh = await open(p, 'r+');
+      const { size } = await fh.stat();
+      await fh.write(Buffer.alloc(4096, 0x5a), 0, 4096, Math.floor(size / 3));
+      await fh.close();
+      const { err } = await attempt(name, 'ranged');
+      assert.match(err.message, new RegExp(`^the ${kind} data is corrupt or truncated: .+`));
+    });
+
+    void it(`${kind}: garbage right after the magic is refused as corrupt (by the generic path)`, async () => {
+      const magic = kind === 'xz' ? Buffer.from('fd377a585a00', 'hex') : Buffer.from('28b52ffd', 'hex');
+      await writeFile(
+        path.join(src, `garbage.raw.${kind}`),
+        Buffer.concat([magic, Buffer.alloc(4096, 0x47)]),
+      );
+      const { err } = await attempt(`garbage.raw.${kind}`, 'ranged');
+      assert.match(err.message, new RegExp(`^the ${kind} data is corrupt or truncated: .+`));
+    });
+
+    void it(`${kind}: a checksum mismatch is fatal and leaves nothing`, async () => {
+      const name = await compressed('seed.raw', kind, `sum.raw.${kind}`);
+      const { err } = await attempt(name, 'ranged', { checksum: { algorithm: 'md5', hex: '0'.repeat(32) } });
+      assert.equal(err.kind, 'checksum');
+      assert.match(err.message, /^checksum mismatch: expected md5:0{32}, calculated md5:[0-9a-f]{32}$/);
+    });
+
+    void it(`${kind}: a connection dropped mid-body is a transfer error and leaves nothing`, async () => {
+      const name = await compressed('seed.raw', kind, `drop.raw.${kind}`);
+      const dropping = await startFileServer({ root: src, dropAfterBytes: 1 << 20 });
+      try {
+        const out = path.join(dir, `drop-${kind}.img`);
+        const err = await runImport({
+          source: new HttpSource({ url: `${dropping.url}/${name}` }),
+          contentType: 'kubevirt',
+          target: { kind: 'file', path: out },
+        }).then(
+          () => assert.fail('the import should have failed'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof ImportError);
+        assert.equal(err.kind, 'transfer');
+        assert.match(err.message, /broke after|ended after/);
+        assert.equal(await stat(out).catch(() => undefined), undefined);
+        assert.equal(
+          await stat(path.join(dir, `.drop-${kind}.img.partial`)).catch(() => undefined),
+          undefined,
+        );
+      } finally {
+        await dropping.close();
+      }
+    });
+  }
 });
 
 void describe('unsafe archives', () => {

@@ -7,6 +7,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { ErrorKind, ImportError } from '../errors.ts';
+import { toolMessage } from './direct.ts';
 import type { Compression } from './sniff.ts';
 
 const CHUNK = 1 << 20;
@@ -24,9 +25,12 @@ export function decompress(kind: Compression, input: Readable): Readable {
   const z =
     kind === 'gz' ? zlib.createGunzip({ chunkSize: CHUNK }) : zlib.createZstdDecompress({ chunkSize: CHUNK });
   const out = new PassThrough({ highWaterMark: CHUNK });
-  pipeline(input, z, out).catch((err: unknown) => {
+  const fail = (err: unknown): void => {
     out.destroy(err instanceof ImportError ? err : corrupt(kind, err));
-  });
+  };
+  // Before pipeline's own listener: it would end `out` with zlib's bare message ("Dictionary mismatch").
+  z.on('error', fail);
+  pipeline(input, z, out).catch(fail);
   return out;
 }
 
@@ -49,8 +53,7 @@ function xzChild(input: Readable): Readable {
   child.stdout.on('end', () => {
     void exited.then((code) => {
       if (inputError) out.destroy(inputError instanceof ImportError ? inputError : corrupt('xz', inputError));
-      else if (code !== 0)
-        out.destroy(corrupt('xz', new Error(stderr.trim().split('\n').pop() ?? `exit ${code}`)));
+      else if (code !== 0) out.destroy(corrupt('xz', new Error(toolMessage(stderr) || `exit ${code}`)));
       else out.end();
     });
   });

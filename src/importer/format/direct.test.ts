@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import { seededBytes } from '../../../test/support/images.ts';
-import { probeDirect } from './direct.ts';
+import { probeDirect, toolMessage } from './direct.ts';
 
 const MEM = 2 * 1024 ** 3;
 
@@ -90,5 +90,17 @@ void describe('probeDirect', () => {
     const s = Readable.from(gen(), { objectMode: false });
     // Either the probe fails, or the failure reaches whoever reads the replayed stream.
     await assert.rejects(async () => md5((await probeDirect(s, MEM)).stream), /connection reset/);
+  });
+});
+
+void describe('toolMessage', () => {
+  void it("keeps the last line of xz's and zstd's stderr without the stdin prefixes", () => {
+    assert.equal(toolMessage('xz: (stdin): Unexpected end of input\n'), 'Unexpected end of input');
+    assert.equal(
+      toolMessage('noise\n/*stdin*\\ : Read error (39) : premature end \n'),
+      'Read error (39) : premature end',
+    );
+    assert.equal(toolMessage('zstd: /*stdin*\\: unsupported format\n'), 'unsupported format');
+    assert.equal(toolMessage(''), '');
   });
 });

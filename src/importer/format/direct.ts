@@ -220,6 +220,17 @@ function tooLarge(available: number): ImportError {
   );
 }
 
+/** The last line of xz's or zstd's stderr without the `xz: (stdin): ` / `/*stdin*\\ : ` prefixes. */
+export function toolMessage(stderr: string): string {
+  const line =
+    stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .pop() ?? '';
+  return line.replace(/^(xz|zstd): /, '').replace(/^(\(stdin\)|\/\*stdin\*\\)\s*: /, '');
+}
+
 /** The file offset of our descriptor, shared with the child that wrote through it (Linux /proc). */
 async function offsetOf(fh: FileHandle): Promise<number> {
   const text = await readFile(`/proc/self/fdinfo/${fh.fd}`, 'utf8');
@@ -289,13 +300,7 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
         ? inputError
         : corrupt(kind, inputError instanceof Error ? inputError.message : 'the input failed');
     }
-    const last =
-      stderr
-        .trim()
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean)
-        .pop() ?? '';
+    const last = toolMessage(stderr);
     if (exit.signal === 'SIGXFSZ' && available !== undefined) throw tooLarge(available);
     if (exit.signal === 'SIGXCPU') {
       throw new ImportError(

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import { seededBytes } from '../../../test/support/images.ts';
-import { probeDirect, toolMessage } from './direct.ts';
+import { ImportError } from '../errors.ts';
+import { decompressInto, probeDirect, toolMessage } from './direct.ts';
 
 const MEM = 2 * 1024 ** 3;
 
@@ -103,4 +107,54 @@ void describe('toolMessage', () => {
     assert.equal(toolMessage('zstd: /*stdin*\\: unsupported format\n'), 'unsupported format');
     assert.equal(toolMessage(''), '');
   });
+});
+
+void describe('decompressInto', () => {
+  void it('stops a zero bomb at the CPU limit (zeros become holes, so the size limit alone would wait)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cdi-direct-'));
+    try {
+      // 64 concatenated streams of 64 MiB of zeros: 4 GiB, about 8 s of xz CPU time, 600 KiB compressed.
+      const one = xz(Buffer.alloc(64 << 20));
+      const bomb = Buffer.concat(Array.from({ length: 64 }, () => one));
+      const out = path.join(dir, 'out.img');
+      await assert.rejects(
+        decompressInto({
+          compression: 'xz',
+          input: Readable.from([bomb]),
+          target: { kind: 'file', path: out },
+          available: 2 ** 40,
+          memoryBytes: MEM,
+          cpuSeconds: 1,
+        }),
+        (err: unknown) =>
+          err instanceof ImportError &&
+          /^decompressing the xz data took more than 1 s of CPU time for at most 1099511627776 bytes of space; refused as a likely decompression bomb$/.test(
+            err.message,
+          ),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const kind of ['xz', 'zst'] as const) {
+    void it(`${kind}: a file ending in zeros gets its exact size`, async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'cdi-direct-'));
+      try {
+        const data = Buffer.concat([seededBytes('end', 100_000), Buffer.alloc(3 << 20)]);
+        const out = path.join(dir, 'out.img');
+        const n = await decompressInto({
+          compression: kind,
+          input: Readable.from([kind === 'xz' ? xz(data) : zstd(data)]),
+          target: { kind: 'file', path: out },
+          memoryBytes: MEM,
+        });
+        assert.equal(n, data.length);
+        assert.equal((await stat(out)).size, data.length);
+        assert.equal(md5Of(await readFile(out)), md5Of(data));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -207,6 +207,8 @@ export interface DecompressOptions {
   /** Space the decompressed image may use. Undefined: no limit. */
   available?: number;
   memoryBytes: number;
+  /** CPU-time limit in seconds (RLIMIT_CPU). Default: 60 s plus 1 s per 4 MiB of `available` (none without it). */
+  cpuSeconds?: number;
 }
 
 function corrupt(kind: DirectCompression, why: string): ImportError {
@@ -249,11 +251,13 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
   const fh = file ? await open(target.path, 'w', 0o660) : await open(target.path, 'r+');
   try {
     const limits = [`--as=${o.memoryBytes}`];
-    if (available !== undefined) {
-      // RLIMIT_FSIZE applies to regular files only; a block device ends with ENOSPC at its own end.
-      if (file) limits.push(`--fsize=${available}`);
-      limits.push(`--cpu=${CPU_BASE_SEC + Math.ceil(available / CPU_BYTES_PER_SEC)}`);
-    }
+    // RLIMIT_FSIZE applies to regular files only; a block device ends with ENOSPC at its own end.
+    if (available !== undefined && file) limits.push(`--fsize=${available}`);
+    const cpu =
+      o.cpuSeconds ??
+      (available !== undefined ? CPU_BASE_SEC + Math.ceil(available / CPU_BYTES_PER_SEC) : undefined);
+    // soft:hard: at the soft limit the child gets SIGXCPU (recognised below); equal limits would SIGKILL it.
+    if (cpu !== undefined) limits.push(`--cpu=${cpu}:${cpu + 5}`);
     // A block device may hold old data: every byte must be written (xz only makes holes in regular files).
     const tool =
       kind === 'xz'
@@ -305,7 +309,7 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
     if (exit.signal === 'SIGXCPU') {
       throw new ImportError(
         ErrorKind.Invalid,
-        `decompressing the ${kind} data used more CPU time than an image of at most ${available} bytes needs; refused as a decompression bomb`,
+        `decompressing the ${kind} data took more than ${cpu} s of CPU time${available !== undefined ? ` for at most ${available} bytes of space` : ''}; refused as a likely decompression bomb`,
       );
     }
     if (/No space left on device/i.test(last)) {

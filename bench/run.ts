@@ -1,13 +1,16 @@
 /**
  * `npm run bench`: wall time of `cdi import` over HTTP (loopback, the test file server with ranges) for a 1 GiB
  * image about half full of random data, against baseline tools measured in the same run:
- *   qcow2:          curl -o file && qemu-img convert -O raw file out   vs  cdi import (NBD streaming) and --no-stream (scratch)
+ *   qcow2:          curl -o file && qemu-img convert -O raw file out   vs  cdi import (extent copy by range),
+ *                                                                          --no-extent-copy (qemu-img over NBD) and --no-stream (scratch)
  *   raw:            curl -o out                                        vs  cdi import
  *   raw.gz/xz/zst:  curl | gzip/xz/zstd -dc > out                       vs  cdi import
  * Every output is fsynced in both columns (cdi fsyncs before success; the baselines get `sync out`).
  * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md).
  * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options: --size <MiB> (default 1024), --runs <n> (default 1),
- * --only <cases> (comma-separated: qcow2,raw,gz,xz,zst,xzdec; default all).
+ * --only <cases> (comma-separated: qcow2,raw,gz,xz,zst,xzdec; default all),
+ * --link <MiB/s> (the server's whole output shares one link of that rate; default: unlimited loopback),
+ * --rtt <ms> (the server waits that long before answering each request; default 0).
  * Prints a table of ratios; never asserts on timing.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -29,6 +32,8 @@ const opt = (name: string, dflt: number): number => {
 };
 const SIZE_MIB = opt('--size', 1024);
 const RUNS = opt('--runs', 1);
+const LINK = opt('--link', 0);
+const RTT = opt('--rtt', 0);
 /** --only qcow2,raw,gz,xz,zst,xzdec: run just these cases (default: all). */
 const onlyArg = argv.includes('--only') ? (argv[argv.indexOf('--only') + 1] ?? '') : '';
 const want = (c: string): boolean => onlyArg === '' || onlyArg.split(',').includes(c);
@@ -128,7 +133,11 @@ async function xzCompare(file: string): Promise<{ child: number; child1: number;
 }
 
 const fx = await fixtures();
-const srv = await startFileServer({ root: cache });
+const srv = await startFileServer({
+  root: cache,
+  ...(LINK > 0 ? { linkBytesPerSec: LINK * 2 ** 20 } : {}),
+  ...(RTT > 0 ? { latencyMs: RTT } : {}),
+});
 const u = (f: string): string => `${srv.url}/${f}`;
 const out = path.join(work, 'out.img');
 const rows: { name: string; base: number; cdi: number; note: string }[] = [];
@@ -148,11 +157,21 @@ try {
       () => cdi(u('disk.qcow2')),
       () => check('qcow2 stream'),
     );
+    const qq = await timed(
+      () => cdi(u('disk.qcow2'), ['--no-extent-copy']),
+      () => check('qcow2 nbd'),
+    );
     const qn = await timed(
       () => cdi(u('disk.qcow2'), ['--no-stream']),
       () => check('qcow2 scratch'),
     );
-    rows.push({ name: 'qcow2 (NBD streaming)', base: qb, cdi: qs, note: 'curl -o + qemu-img convert' });
+    rows.push({
+      name: 'qcow2 (extent copy by range)',
+      base: qb,
+      cdi: qs,
+      note: 'curl -o + qemu-img convert',
+    });
+    rows.push({ name: 'qcow2 (qemu-img over NBD)', base: qb, cdi: qq, note: 'curl -o + qemu-img convert' });
     rows.push({
       name: 'qcow2 (--no-stream, scratch)',
       base: qb,
@@ -194,7 +213,7 @@ try {
   );
   const pad = (s: string, n: number): string => s.padEnd(n);
   const lines = [
-    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random), loopback HTTP, best of ${RUNS}; ${sizes.join(', ')}`,
+    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random), loopback HTTP${LINK > 0 ? ` over a ${LINK} MiB/s link` : ''}${RTT > 0 ? `, ${RTT} ms per request` : ''}, best of ${RUNS}; ${sizes.join(', ')}`,
     `| ${pad('case', 30)} | ${pad('baseline', 30)} | base s | cdi s  | ratio |`,
     `|${'-'.repeat(32)}|${'-'.repeat(32)}|--------|--------|-------|`,
     ...rows.map(

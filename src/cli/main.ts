@@ -34,6 +34,7 @@ interface ImportFlags extends SourceFlags {
   preallocate?: boolean;
   scratchDir?: string;
   stream: boolean;
+  extentCopy: boolean;
   cache: string;
   progress: boolean;
 }
@@ -137,6 +138,7 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
       scratchDir: scratch,
       cache: f.cache as CacheMode,
       stream: f.stream,
+      extentCopy: f.extentCopy,
       progress,
     });
     stop();
@@ -218,6 +220,10 @@ export async function main(argv: string[]): Promise<number> {
       'where to stage images that cannot be streamed (default: a temporary directory)',
     )
     .option('--no-stream', 'always stage non-raw images in scratch space instead of streaming them by range')
+    .option(
+      '--no-extent-copy',
+      'stream images read by range through qemu-img convert instead of copying their data ranges directly',
+    )
     .addOption(
       new Option('--cache <mode>', 'qemu-img cache mode for the target')
         .choices(['writeback', 'none', 'trynone'])

@@ -49,6 +49,8 @@ export interface ImportRequest {
   cache?: CacheMode;
   /** Allow the streaming path (NBD over ranged reads; default true). */
   stream?: boolean;
+  /** Allow the extent copy on the streaming path (image/extents.ts; default true). */
+  extentCopy?: boolean;
   limits?: Limits;
   progress?: Progress;
 }
@@ -366,7 +368,7 @@ async function convertImage(
 
     progress.setPhase('converting');
     const plan =
-      nbd && target.kind === 'file' && !req.preallocate && facts.extents
+      nbd && target.kind === 'file' && !req.preallocate && req.extentCopy !== false && facts.extents
         ? planExtents(facts.extents, facts.virtualSize, sourceBytes ?? 0)
         : undefined;
     if (plan && nbd) {

@@ -19,6 +19,9 @@
  *   contentType          default application/octet-stream
  *   redirects            { '/from': '/to' or 'http://other/to' }: 302 to the location (checked before auth, as a CDN would)
  *   throttleBytesPerSec  pace every body to about this rate
+ *   linkBytesPerSec      one link for the whole server: all bodies together get about this rate (a realistic
+ *                        network for benchmarks: parallel requests share it)
+ *   latencyMs            wait this long before answering each request (a round trip)
  *   dropAfterBytes       destroy the socket after this many body bytes of each GET (a connection dropped mid-body)
  *   dropTimes            with dropAfterBytes: drop only the first N GETs, then serve normally (default: always)
  *
@@ -32,6 +35,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface FileServerOptions {
   root: string;
@@ -46,6 +50,8 @@ export interface FileServerOptions {
   contentType?: string;
   redirects?: Record<string, string>;
   throttleBytesPerSec?: number;
+  linkBytesPerSec?: number;
+  latencyMs?: number;
   dropAfterBytes?: number;
   dropTimes?: number;
 }
@@ -65,25 +71,41 @@ export interface FileServer {
   close(): Promise<void>;
 }
 
-class Throttle extends Transform {
-  private readonly rate: number;
-  private readonly started = Date.now();
-  private sent = 0;
+/** A link of `rate` bytes/s: every byte sent over it takes its slot in time after the bytes sent before. */
+class Link {
+  readonly rate: number;
+  private free = 0;
   constructor(rate: number) {
-    super();
     this.rate = rate;
+  }
+  /** When a piece of `n` bytes handed over now has gone through. */
+  send(n: number): number {
+    this.free = Math.max(this.free, Date.now()) + (n / this.rate) * 1000;
+    return this.free;
+  }
+}
+
+class Throttle extends Transform {
+  private readonly link: Link;
+  constructor(link: Link) {
+    super();
+    this.link = link;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     const pieces: Buffer[] = [];
-    const step = Math.max(1024, Math.floor(this.rate / 20));
+    const step = Math.max(1024, Math.floor(this.link.rate / 20));
     for (let o = 0; o < chunk.length; o += step) pieces.push(chunk.subarray(o, o + step));
     const next = (): void => {
       const piece = pieces.shift();
       if (!piece) return cb();
-      this.sent += piece.length;
-      this.push(piece);
-      const due = this.started + (this.sent / this.rate) * 1000;
-      setTimeout(next, Math.max(0, due - Date.now()));
+      const due = this.link.send(piece.length);
+      setTimeout(
+        () => {
+          this.push(piece);
+          next();
+        },
+        Math.max(0, due - Date.now()),
+      );
     };
     next();
   }
@@ -134,6 +156,7 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
   const root = path.resolve(opts.root);
   const host = opts.host ?? '127.0.0.1';
   const ranges = opts.ranges ?? true;
+  const link = opts.linkBytesPerSec ? new Link(opts.linkBytesPerSec) : undefined;
   const requests: RequestRecord[] = [];
   let drops = 0;
 
@@ -162,6 +185,7 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
     rec: RequestRecord,
     send: (status: number, headers?: Record<string, string>, body?: string) => void,
   ): Promise<void> => {
+    if (opts.latencyMs) await sleep(opts.latencyMs);
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const target = opts.redirects?.[urlPath];
     if (target !== undefined) return send(302, { location: target });
@@ -210,7 +234,8 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
       drops++;
       stages.push(new Dropper(opts.dropAfterBytes, () => res.socket?.destroy()));
     }
-    if (opts.throttleBytesPerSec) stages.push(new Throttle(opts.throttleBytesPerSec));
+    if (opts.throttleBytesPerSec) stages.push(new Throttle(new Link(opts.throttleBytesPerSec)));
+    if (link) stages.push(new Throttle(link));
     const pipe = pipeline as unknown as (...streams: unknown[]) => Promise<void>;
     await pipe(...stages, res).catch(() => res.destroy());
   };

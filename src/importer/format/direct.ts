@@ -113,7 +113,8 @@ function replay(
 ): Readable {
   async function* all(): AsyncGenerator<Buffer> {
     try {
-      for (const b of held.splice(0)) yield b;
+      // shift(): each held chunk is released as soon as it has been passed on.
+      while (held.length > 0) yield held.shift()!;
       if (ended) return;
       if (pending) {
         const r = await pending;

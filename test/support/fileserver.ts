@@ -71,6 +71,8 @@ export interface FileServer {
   close(): Promise<void>;
 }
 
+const BURST_MS = 10;
+
 /** A link of `rate` bytes/s: every byte sent over it takes its slot in time after the bytes sent before. */
 class Link {
   readonly rate: number;
@@ -98,14 +100,15 @@ class Throttle extends Transform {
     const next = (): void => {
       const piece = pieces.shift();
       if (!piece) return cb();
-      const due = this.link.send(piece.length);
-      setTimeout(
-        () => {
-          this.push(piece);
-          next();
-        },
-        Math.max(0, due - Date.now()),
-      );
+      // Timers are coarse (about 1 ms): a piece goes out as soon as the link is less than BURST_MS ahead of now, so
+      // small chunks are not held back a timer tick each and the link stays busy at its rate.
+      const wait = this.link.send(piece.length) - Date.now() - BURST_MS;
+      const go = (): void => {
+        this.push(piece);
+        next();
+      };
+      if (wait <= 0) go();
+      else setTimeout(go, wait);
     };
     next();
   }

@@ -10,6 +10,7 @@ import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
+import { socketGet } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -62,6 +63,9 @@ export class HttpSource implements ImportSource {
   private caPems: string[] = [];
   private finalUrl: string;
   private cached: SourceInfo | undefined;
+  /** How the last open() reads the body: a bare socket (plain HTTP, http-socket.ts) or undici. */
+  transport: 'socket' | 'undici' | undefined;
+  private direct: Readable | undefined;
 
   constructor(o: HttpSourceOptions) {
     let u: URL;
@@ -255,6 +259,20 @@ export class HttpSource implements ImportSource {
   }
 
   async open(): Promise<Readable> {
+    if (!PROXY_VARS.some((v) => process.env[v])) {
+      const direct = await socketGet({
+        url: this.finalUrl,
+        headers: this.headers(),
+        description: this.description,
+        idleTimeoutMs: this.o.idleTimeoutMs ?? 10 * 60 * 1000,
+      });
+      if (direct) {
+        this.transport = 'socket';
+        this.direct = direct;
+        return direct;
+      }
+    }
+    this.transport = 'undici';
     const res = await this.get();
     if (res.statusCode !== 200) {
       await res.body.dump();
@@ -299,6 +317,8 @@ export class HttpSource implements ImportSource {
   }
 
   async close(): Promise<void> {
+    this.direct?.destroy();
+    this.direct = undefined;
     await this.dispatcher?.destroy().catch(() => undefined);
     this.dispatcher = undefined;
   }

@@ -1,0 +1,102 @@
+/**
+ * The plain-HTTP body on a bare socket (src/importer/source/http-socket.ts) against real loopback servers: which
+ * responses take it and which fall back to undici, back-pressure (a reader that stops and resumes), a server that
+ * sends more than it announced, redirects and auth on the way.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { HttpSource } from '../../src/importer/source/http.ts';
+import { startFileServer, type FileServer, type FileServerOptions } from '../support/fileserver.ts';
+import { makeSeededDisk, type SeededDisk } from '../support/images.ts';
+import { makeTestPki } from '../support/tls.ts';
+
+const SIZE = 16 << 20;
+let dir: string;
+let disk: SeededDisk;
+const servers: FileServer[] = [];
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'cdi-socket-'));
+  disk = await makeSeededDisk(dir, { size: SIZE, seed: 'socket' });
+});
+
+after(async () => {
+  for (const s of servers) await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function serve(o: Omit<FileServerOptions, 'root'> = {}): Promise<FileServer> {
+  const s = await startFileServer({ root: dir, ...o });
+  servers.push(s);
+  return s;
+}
+
+/** md5 of a stream read `pauseEvery` chunks at a time with a pause in between (long enough for the buffer to fill). */
+async function md5Of(body: Readable, pauseEvery = 0): Promise<string> {
+  const h = createHash('md5');
+  let n = 0;
+  for await (const c of body as AsyncIterable<Buffer>) {
+    h.update(c);
+    if (pauseEvery && ++n % pauseEvery === 0) await sleep(150);
+  }
+  return h.digest('hex');
+}
+
+async function open(url: string, o: Partial<ConstructorParameters<typeof HttpSource>[0]> = {}) {
+  const src = new HttpSource({ url, ...o });
+  await src.info();
+  return { src, body: await src.open() };
+}
+
+void describe('plain HTTP body on a bare socket', () => {
+  void it('a plain 200 with a length takes the socket, with the same bytes, also through a reader that keeps stopping', { timeout: 60_000 }, async () => {
+    const srv = await serve();
+    const a = await open(`${srv.url}/seed.raw`);
+    assert.equal(a.src.transport, 'socket');
+    assert.equal(await md5Of(a.body, 20), disk.md5);
+    await a.src.close();
+  });
+
+  void it('keeps auth and follows the redirect the probe found', async () => {
+    const srv = await serve({
+      basicAuth: { user: 'u', password: 'p w' },
+      redirects: { '/old.raw': '/seed.raw' },
+    });
+    const a = await open(`${srv.url}/old.raw`, { user: 'u', password: 'p w' });
+    assert.equal(a.src.transport, 'socket');
+    assert.equal(await md5Of(a.body), disk.md5);
+    await a.src.close();
+  });
+
+  void it('chunked bodies and TLS go through undici', async () => {
+    const chunked = await serve({ contentLength: false });
+    const a = await open(`${chunked.url}/seed.raw`);
+    assert.equal(a.src.transport, 'undici');
+    assert.equal(await md5Of(a.body), disk.md5);
+    await a.src.close();
+
+    const pki = await makeTestPki(path.join(dir, 'pki'), { ips: ['127.0.0.1'] });
+    const tls = await serve({ tls: { cert: pki.cert, key: pki.key } });
+    const b = await open(`${tls.url}/seed.raw`, { insecureSkipVerify: true });
+    assert.equal(b.src.transport, 'undici');
+    assert.equal(await md5Of(b.body), disk.md5);
+    await b.src.close();
+  });
+
+  void it('a connection cut mid-body is an error that says how far it got', async () => {
+    const srv = await serve({ dropAfterBytes: 3 << 20 });
+    const a = await open(`${srv.url}/seed.raw`);
+    assert.equal(a.src.transport, 'socket');
+    await assert.rejects(
+      md5Of(a.body),
+      /the connection to .*seed\.raw (ended|broke) after \d+ of 16777216 bytes/,
+    );
+    await a.src.close();
+  });
+});

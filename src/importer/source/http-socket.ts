@@ -1,9 +1,9 @@
 /**
  * The whole-body download of a plain-HTTP image on a bare socket: one GET, and when the answer is a plain
- * `200` with a Content-Length (no chunking, no content coding), the body is read with the socket's `onread` into one
- * reused buffer and handed on in 1 MiB chunks. Receiving 512 MiB this way costs about 0.03 s of CPU against 0.3 s
- * through undici's body stream (64 KiB buffers, each its own allocation), which on 2 cores is time stolen from the
- * decompressor (docs/adr/0005-extent-copy.md has the numbers).
+ * `200` with a Content-Length (no chunking, no content coding), the socket reads (`onread`) straight into 4 MiB slabs
+ * whose regions are handed on as views: no copy and a few large allocations, where undici's body stream allocates a
+ * 64 KiB buffer per read and parses every byte. Receiving 512 MiB this way costs a tenth of the CPU, which on 2 cores
+ * is time given back to the decompressor or qemu-img (docs/adr/0005-extent-copy.md has the numbers).
  *
  * Anything else (TLS, a proxy, a redirect, an error status, chunked bodies, a socket that cannot connect) answers
  * `undefined` and the caller uses undici, which handles all of it with the same messages as before.
@@ -12,8 +12,10 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { ErrorKind, ImportError } from '../errors.ts';
 
-const CHUNK = 1 << 20;
-const READ_BUFFER = 256 << 10;
+/** Memory the socket reads into, one region after the other; handed on as views (no copy). */
+const SLAB = 4 << 20;
+/** Largest single read. */
+const READ = 256 << 10;
 const MAX_HEADER = 64 << 10;
 
 export interface SocketGetOptions {
@@ -24,27 +26,87 @@ export interface SocketGetOptions {
   idleTimeoutMs: number;
 }
 
-/** The body of `GET url` as a stream, or undefined when this response is not a plain 200 with a length. */
-export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
-  const u = new URL(o.url);
-  if (u.protocol !== 'http:') return Promise.resolve(undefined);
-  const host = u.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(u.port || 80);
+/** Where to connect and what to send for `GET url` with `headers`; undefined when this module does not do it. */
+function plainRequest(
+  url: string,
+  headers: Record<string, string>,
+): { host: string; port: number; request: string } | undefined {
+  const u = new URL(url);
+  if (u.protocol !== 'http:') return undefined;
   const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `host: ${u.host}`];
-  for (const [k, v] of Object.entries(o.headers)) {
-    if (/[\r\n]/.test(k + v)) return Promise.resolve(undefined); // never inject; undici refuses these itself
+  for (const [k, v] of Object.entries(headers)) {
+    if (/[\r\n]/.test(k + v)) return undefined; // never inject; undici refuses these itself
     lines.push(`${k}: ${v}`);
   }
   lines.push('connection: close', '', '');
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 80),
+    request: lines.join('\r\n'),
+  };
+}
+
+export interface ResponseHead {
+  status: number;
+  headers: Map<string, string>;
+  /** Bytes of the head, up to and including the blank line. */
+  length: number;
+}
+
+/** The status line and headers at the start of `buf`, or undefined while they are incomplete. */
+function parseHead(buf: Buffer): ResponseHead | undefined {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const text = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text[0] ?? '')?.[1] ?? 0);
+  const headers = new Map<string, string>();
+  for (const line of text.slice(1)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+  }
+  return { status, headers, length: end + 4 };
+}
+
+/**
+ * The head of the answer to `GET url` (the size probe: a ranged GET of one byte), read on a bare socket that is
+ * closed right after; undefined when the request is not plain HTTP or the server cannot be reached (undici then
+ * tries, and reports).
+ */
+export function socketHead(o: SocketGetOptions): Promise<ResponseHead | undefined> {
+  const req = plainRequest(o.url, o.headers);
+  if (!req) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const done = (h: ResponseHead | undefined): void => {
+      sock.destroy();
+      resolve(h);
+    };
+    const sock = net.connect({ host: req.host, port: req.port }, () => sock.write(req.request));
+    sock.setTimeout(o.idleTimeoutMs, () => done(undefined));
+    sock.on('error', () => done(undefined));
+    sock.on('close', () => done(undefined));
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const h = parseHead(buf);
+      if (h || buf.length > MAX_HEADER) done(h);
+    });
+  });
+}
+
+/** The body of `GET url` as a stream, or undefined when this response is not a plain 200 with a length. */
+export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
+  const req = plainRequest(o.url, o.headers);
+  if (!req) return Promise.resolve(undefined);
+  const { host, port } = req;
 
   return new Promise((resolve) => {
     let settled = false;
-    let header = Buffer.alloc(0);
     let expected = 0;
     let got = 0;
-    // Received bytes are copied into `cur`; [start, fill) is not handed on yet. A piece goes out when `cur` is full,
-    // or at once when the reader is waiting for data (so the first bytes are not held back for a whole chunk).
-    let cur = Buffer.allocUnsafe(CHUNK);
+    // The socket reads straight into `cur` at `fill`; [start, fill) is received but not handed on yet. A piece goes
+    // out when the slab is nearly full, or at once when the reader is waiting for data (so the first bytes are not
+    // held back). A new slab is taken when the old one cannot hold another read: pieces stay valid views.
+    let cur = Buffer.allocUnsafe(SLAB);
     let start = 0;
     let fill = 0;
     let waiting = false;
@@ -67,24 +129,20 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
     const flush = (): boolean => {
       if (fill === start || !out) return true;
       const piece = cur.subarray(start, fill);
-      if (fill === CHUNK) {
-        cur = Buffer.allocUnsafe(CHUNK);
-        fill = 0;
-      }
       start = fill;
       waiting = false;
       return out.push(piece);
     };
-    const body = (b: Buffer): boolean => {
-      let rest = b.subarray(0, Math.max(0, expected - got));
-      got += rest.length;
+    /** `n` more body bytes arrived at [fill - n, fill). */
+    const body = (n: number): boolean => {
+      const extra = Math.max(0, got + n - expected); // a server that sends more than it announced: ignored
+      fill -= extra;
+      got += n - extra;
       let more = true;
-      while (rest.length > 0) {
-        const k = Math.min(rest.length, CHUNK - fill);
-        rest.copy(cur, fill, 0, k);
-        fill += k;
-        rest = rest.subarray(k);
-        if (fill === CHUNK) more = flush() && more;
+      if (SLAB - fill < READ) {
+        more = flush();
+        cur = Buffer.allocUnsafe(SLAB);
+        start = fill = 0;
       }
       if (waiting) more = flush() && more;
       if (got >= expected) {
@@ -99,23 +157,17 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       }
       return more;
     };
-    const onHeader = (b: Buffer): boolean => {
-      header = Buffer.concat([header, b]);
-      const end = header.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (header.length > MAX_HEADER) giveUp();
+    /** The response head arrives at the start of the first slab. */
+    const onHeader = (): boolean => {
+      const head = parseHead(cur.subarray(0, fill));
+      if (!head) {
+        if (fill > MAX_HEADER) giveUp();
         return true;
       }
-      const text = header.subarray(0, end).toString('latin1').split('\r\n');
-      const status = /^HTTP\/1\.[01] (\d{3})/.exec(text[0] ?? '')?.[1];
-      const h = new Map<string, string>();
-      for (const line of text.slice(1)) {
-        const i = line.indexOf(':');
-        if (i > 0) h.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
-      }
+      const h = head.headers;
       const cl = h.get('content-length');
       if (
-        status !== '200' ||
+        head.status !== 200 ||
         cl === undefined ||
         !/^\d+$/.test(cl) ||
         h.has('transfer-encoding') ||
@@ -126,7 +178,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       }
       expected = Number(cl);
       out = new Readable({
-        highWaterMark: 4 * CHUNK,
+        highWaterMark: SLAB,
         read: () => {
           waiting = true;
           if (fill > start) flush();
@@ -142,25 +194,24 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       });
       settled = true;
       resolve(out);
-      const rest = header.subarray(end + 4);
-      header = Buffer.alloc(0);
+      start = head.length;
       if (expected === 0) {
         out.push(null);
         sock.destroy();
         return false;
       }
-      return body(rest);
+      return body(fill - start);
     };
 
     const sock = net.connect({
       host,
       port,
       onread: {
-        buffer: Buffer.allocUnsafe(READ_BUFFER),
-        callback: (n: number, buf: Uint8Array) => {
-          // The buffer is reused by the next read: body() copies what it keeps.
-          const b = Buffer.from(buf.buffer, buf.byteOffset, n);
-          return out ? body(b) : onHeader(b);
+        // Called before every read: the next free region of the slab.
+        buffer: () => cur.subarray(fill, fill + READ),
+        callback: (n: number) => {
+          fill += n;
+          return out ? body(n) : onHeader();
         },
       },
     });
@@ -174,7 +225,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
         ),
       ),
     );
-    sock.on('connect', () => sock.write(lines.join('\r\n')));
+    sock.on('connect', () => sock.write(req.request));
     sock.on('error', (err) =>
       out
         ? fail(

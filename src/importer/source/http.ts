@@ -8,9 +8,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { socketGet } from './http-socket.ts';
+import { socketGet, socketHead } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -28,6 +28,26 @@ export interface HttpSourceOptions {
 }
 
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'];
+const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
+
+/**
+ * What the answer to the one-byte ranged GET says about the source, or undefined for answers that need undici's
+ * handling (redirects, errors).
+ */
+function probeInfo(status: number, header: (name: string) => string | undefined): SourceInfo | undefined {
+  const ct = header('content-type');
+  const typed = (i: SourceInfo): SourceInfo => (ct !== undefined ? { ...i, contentType: ct } : i);
+  if (status === 206) {
+    const m = /\/(\d+)\s*$/.exec(header('content-range') ?? '');
+    return typed({ ranges: true, ...(m ? { size: Number(m[1]) } : {}) });
+  }
+  if (status === 200) {
+    const cl = header('content-length');
+    return typed({ ranges: false, ...(cl !== undefined ? { size: Number(cl) } : {}) });
+  }
+  if (status === 416) return typed({ ranges: false, size: 0 });
+  return undefined;
+}
 
 export function parseHeader(line: string): [string, string] {
   const i = line.indexOf(':');
@@ -97,12 +117,18 @@ export class HttpSource implements ImportSource {
       minVersion: 'TLSv1.2' as const,
       ...(this.caPems.length > 0 ? { ca: [...rootCertificates, ...this.caPems] } : {}),
     };
-    const idle = this.o.idleTimeoutMs ?? 10 * 60 * 1000;
+    const idle = this.idleMs();
     const common = { connect, bodyTimeout: idle, headersTimeout: idle };
-    this.dispatcher = PROXY_VARS.some((v) => process.env[v])
+    // Loaded on first use: plain-HTTP imports without a proxy never need it (http-socket.ts), and it takes ~40 ms.
+    const { Agent, EnvHttpProxyAgent } = await import('undici');
+    this.dispatcher = proxied()
       ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
       : new Agent(common);
     return this.dispatcher;
+  }
+
+  private idleMs(): number {
+    return this.o.idleTimeoutMs ?? 10 * 60 * 1000;
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -122,6 +148,7 @@ export class HttpSource implements ImportSource {
   /** GET (following redirects, keeping auth and headers on every hop). */
   private async get(range?: string, from?: string): Promise<Dispatcher.ResponseData> {
     const dispatcher = await this.agent();
+    const { request } = await import('undici');
     let url = from ?? this.plainUrl(this.o.url);
     const max = this.o.maxRedirects ?? 10;
     for (let hop = 0; ; hop++) {
@@ -197,27 +224,30 @@ export class HttpSource implements ImportSource {
 
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
+    if (!proxied()) {
+      const url = this.plainUrl(this.o.url);
+      const h = await socketHead({
+        url,
+        headers: this.headers({ range: 'bytes=0-0' }),
+        description: this.description,
+        idleTimeoutMs: this.idleMs(),
+      });
+      const info = h && probeInfo(h.status, (k) => h.headers.get(k));
+      if (info) {
+        this.finalUrl = url;
+        this.cached = info;
+        return info;
+      }
+    }
     // One ranged GET tells size and range support, and works where HEAD is refused (some object stores).
     const res = await this.get('bytes=0-0');
-    const ct = res.headers['content-type'];
-    let info: SourceInfo;
-    if (res.statusCode === 206) {
-      const cr = String(res.headers['content-range'] ?? '');
-      const m = /\/(\d+)\s*$/.exec(cr);
-      info = { ranges: true, ...(m ? { size: Number(m[1]) } : {}) };
-      await res.body.dump();
-    } else if (res.statusCode === 200) {
-      const cl = res.headers['content-length'];
-      info = { ranges: false, ...(cl !== undefined ? { size: Number(cl) } : {}) };
-      res.body.on('error', () => undefined).destroy();
-    } else if (res.statusCode === 416) {
-      info = { ranges: false, size: 0 };
-      await res.body.dump();
-    } else {
-      await res.body.dump();
-      throw this.statusError(res.statusCode);
-    }
-    if (typeof ct === 'string') info.contentType = ct;
+    const info = probeInfo(res.statusCode, (k) => {
+      const v = res.headers[k];
+      return typeof v === 'string' ? v : undefined;
+    });
+    if (res.statusCode === 200) res.body.on('error', () => undefined).destroy();
+    else await res.body.dump();
+    if (!info) throw this.statusError(res.statusCode);
     this.cached = info;
     return info;
   }
@@ -259,12 +289,12 @@ export class HttpSource implements ImportSource {
   }
 
   async open(): Promise<Readable> {
-    if (!PROXY_VARS.some((v) => process.env[v])) {
+    if (!proxied()) {
       const direct = await socketGet({
         url: this.finalUrl,
         headers: this.headers(),
         description: this.description,
-        idleTimeoutMs: this.o.idleTimeoutMs ?? 10 * 60 * 1000,
+        idleTimeoutMs: this.idleMs(),
       });
       if (direct) {
         this.transport = 'socket';

@@ -62,6 +62,32 @@ void describe('cdi import', () => {
     assert.equal(await md5File(out, SIZE), disk.md5);
   });
 
+  void it('on a terminal, progress is one bar redrawn in place, ending at 100%', async () => {
+    // `script` gives the command a pseudo-terminal (util-linux); its output is what the terminal showed.
+    const out = path.join(dir, 'tty.img');
+    const slow = await startFileServer({ root: src, throttleBytesPerSec: 8 << 20 });
+    try {
+      const cmd = [process.execPath, BIN, 'import', `${slow.url}/disk.xz`, '--to', out].join(' ');
+      const child = spawn('script', ['-qefc', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let shown = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (shown += d));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 0, shown);
+      const frames = shown.split('\r').filter((f) => f.startsWith('['));
+      assert.ok(frames.length >= 2, `several redraws of one line:\n${JSON.stringify(shown)}`);
+      assert.match(frames.at(-1)!, /^\[#{30}\] 100\.0% \d+\.\d\d MiB read, .*\/s, /);
+      assert.ok(
+        frames.slice(0, -1).some((f) => /^\[#{0,29}\.+\] +\d+\.\d%/.test(f)),
+        'a partial bar along the way',
+      );
+      assert.doesNotMatch(shown, /progress: /, 'no plain progress lines on a terminal');
+      assert.match(shown, /imported .*disk\.xz \(xz → raw/);
+    } finally {
+      await slow.close();
+    }
+    assert.equal(await md5File(out), disk.md5);
+  });
+
   void it('without --size the file is the virtual size; a directory target gets disk.img', async () => {
     const d = path.join(dir, 'vol');
     await mkdir(d);

@@ -55,13 +55,17 @@ async function open(url: string, o: Partial<ConstructorParameters<typeof HttpSou
 }
 
 void describe('plain HTTP body on a bare socket', () => {
-  void it('a plain 200 with a length takes the socket, with the same bytes, also through a reader that keeps stopping', { timeout: 60_000 }, async () => {
-    const srv = await serve();
-    const a = await open(`${srv.url}/seed.raw`);
-    assert.equal(a.src.transport, 'socket');
-    assert.equal(await md5Of(a.body, 20), disk.md5);
-    await a.src.close();
-  });
+  void it(
+    'a plain 200 with a length takes the socket, with the same bytes, also through a reader that keeps stopping',
+    { timeout: 60_000 },
+    async () => {
+      const srv = await serve();
+      const a = await open(`${srv.url}/seed.raw`);
+      assert.equal(a.src.transport, 'socket');
+      assert.equal(await md5Of(a.body, 20), disk.md5);
+      await a.src.close();
+    },
+  );
 
   void it('keeps auth and follows the redirect the probe found', async () => {
     const srv = await serve({

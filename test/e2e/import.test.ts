@@ -66,7 +66,7 @@ const getDv = (name: string): Promise<DataVolume | undefined> =>
 async function importDv(
   name: string,
   source: DataVolumeSource,
-  opts: { size?: string; volumeMode?: string; contentType?: string } = {},
+  opts: { size?: string; volumeMode?: string; contentType?: 'kubevirt' | 'archive' } = {},
 ): Promise<void> {
   await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
     metadata: { name, namespace: ns },

@@ -83,6 +83,17 @@ void test('storage API: the default virt class beats the Kubernetes default, wit
   assert.equal(spec.resources?.requests?.['storage'], String(Math.ceil(10 * 1073741824 * 1.1)));
 });
 
+void test('storage API: a size given as a number (int-or-string in the schema) works like the string', () => {
+  const spec = renderPvcSpec(
+    dv({ storage: { volumeMode: 'Block', resources: { requests: { storage: 1073741824 } } } }),
+    undefined,
+    world(),
+  );
+  assert.equal(spec.resources?.requests?.['storage'], '1073741824');
+  const pvc = renderPvcSpec(dv({ pvc: { resources: { requests: { storage: 5 } } } }), undefined, world());
+  assert.equal(pvc.resources?.requests?.['storage'], '5');
+});
+
 void test('pvc API is used as given', () => {
   const pvc = {
     accessModes: ['ReadWriteOnce'],

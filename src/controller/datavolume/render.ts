@@ -4,7 +4,7 @@
 import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
 import { Ann, ContentType, GroupVersion, Label, Message, Source } from '../shared/constants.ts';
-import { MiB, parseOverhead, parseQuantity, requiredSpace } from '../shared/quantity.ts';
+import { MiB, parseOverhead, parseQuantity, requiredSpace, stringQuantities } from '../shared/quantity.ts';
 import { filesystemOverheadFor, storageClassByName } from '../shared/storage.ts';
 import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
 
@@ -35,7 +35,10 @@ export function renderPvcSpec(
   existing: Pvc | undefined,
   w: RenderWorld,
 ): V1PersistentVolumeClaimSpec {
-  if (dv.spec.pvc) return structuredClone(dv.spec.pvc);
+  if (dv.spec.pvc) {
+    const { resources, ...rest } = structuredClone(dv.spec.pvc);
+    return { ...rest, ...(resources ? { resources: stringQuantities(resources) } : {}) };
+  }
   const storage = dv.spec.storage;
   if (!storage) throw new ClaimNotValidError('DataVolume needs one of spec.pvc or spec.storage');
   let spec: V1PersistentVolumeClaimSpec;
@@ -45,7 +48,7 @@ export function renderPvcSpec(
     spec = {
       ...(s.accessModes ? { accessModes: s.accessModes } : {}),
       ...(s.selector ? { selector: s.selector } : {}),
-      ...(s.resources ? { resources: s.resources } : {}),
+      ...(s.resources ? { resources: stringQuantities(s.resources) } : {}),
       ...(s.volumeName ? { volumeName: s.volumeName } : {}),
       ...(s.storageClassName !== undefined ? { storageClassName: s.storageClassName } : {}),
       ...(s.volumeMode ? { volumeMode: s.volumeMode } : {}),

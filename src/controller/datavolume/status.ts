@@ -117,7 +117,7 @@ function updateCondition(
 ): void {
   let c = conds.find((x) => x.type === type);
   if (!c) {
-    c = { type, status: '' as DataVolumeCondition['status'] };
+    c = { type, status: '' };
     conds.push(c);
   }
   if (c.status !== status) {

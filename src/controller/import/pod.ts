@@ -3,6 +3,7 @@
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, Pod, Source } from '../shared/constants.ts';
+import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
 
 type PodContainer = NonNullable<PodObj['spec']>['containers'][number];
@@ -258,7 +259,7 @@ export function makeImporterPod(
     env: makeImportEnv(env),
     ports: [{ name: 'metrics', containerPort: Pod.metricsPort, protocol: 'TCP' }],
     terminationMessagePolicy: 'FallbackToLogsOnError',
-    ...(opts.resources ? { resources: structuredClone(opts.resources) } : {}),
+    ...(opts.resources ? { resources: stringQuantities(opts.resources) } : {}),
   };
   const mounts: NonNullable<PodContainer['volumeMounts']> = [];
   if (block) container.volumeDevices = [{ name: Pod.dataVolName, devicePath: Pod.blockPath }];

@@ -71,3 +71,22 @@ export function parseOverhead(s: string | undefined): number {
     throw new Error(`invalid filesystem overhead "${s}": expected 0, 1 or 0.xxx`);
   return Number(s);
 }
+
+type Quantities = Record<string, string | number>;
+
+/**
+ * The API accepts int-or-string quantities (`storage: 1073741824`); PVC and pod specs carry strings. Other fields
+ * (`claims`) are kept; the result is a copy.
+ */
+export function stringQuantities<R extends { limits?: Quantities; requests?: Quantities }>(
+  r: R,
+): Omit<R, 'limits' | 'requests'> & { limits?: Record<string, string>; requests?: Record<string, string> } {
+  const str = (q: Quantities): Record<string, string> =>
+    Object.fromEntries(Object.entries(q).map(([k, v]) => [k, String(v)]));
+  const { limits, requests, ...rest } = structuredClone(r);
+  return {
+    ...rest,
+    ...(limits ? { limits: str(limits) } : {}),
+    ...(requests ? { requests: str(requests) } : {}),
+  };
+}

@@ -1,6 +1,6 @@
 // Storage class and filesystem-overhead resolution shared by the DV and import controllers (upstream
 // pkg/controller/common: GetStorageClassByName*, GetPlatformDefaultStorageClass, GetFilesystemOverheadForStorageClass).
-import { Ann, ContentType } from './constants.ts';
+import { Ann, ContentType, DefaultGlobalOverhead } from './constants.ts';
 import type { CDIConfig, StorageClass } from './types.ts';
 
 /** The default class for an annotation: newest first, then by name (Kubernetes' own rule). */
@@ -47,8 +47,9 @@ export function filesystemOverheadFor(
   const fo = config.status?.filesystemOverhead;
   if (!fo) return '0';
   const target = storageClassByName(classes, storageClassName) ?? storageClassByName(classes, undefined);
-  if (!target) return fo.global;
-  return fo.storageClass?.[target.metadata.name ?? ''] ?? fo.global;
+  const global = fo.global ?? DefaultGlobalOverhead;
+  if (!target) return global;
+  return fo.storageClass?.[target.metadata.name ?? ''] ?? global;
 }
 
 export function isWaitForFirstConsumer(

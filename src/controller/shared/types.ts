@@ -1,13 +1,9 @@
-// The shapes of the CDI objects the controllers read and write, as plain JSON (what the API server sends).
-// Kept minimal and local until src/api exports the full TypeBox-derived types; the field names are upstream's.
-import type {
-  V1LabelSelector,
-  V1ObjectMeta,
-  V1PersistentVolumeClaimSpec,
-  V1TypedLocalObjectReference,
-  V1TypedObjectReference,
-  V1LocalObjectReference,
-} from '@kubernetes/client-node';
+// The shapes of the objects the controllers read and write, as plain JSON (what the API server sends). DataVolume
+// and CDIConfig are src/api's TypeBox types with the metadata the API server always sets; StorageProfile and
+// StorageClass stay minimal (only what the controllers read).
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+import type { CDIConfig as ApiCDIConfig } from '../../api/cdiconfig.ts';
+import type { DataVolume as ApiDataVolume } from '../../api/datavolume.ts';
 
 /** Object metadata as JSON: timestamps stay strings. */
 export type Meta = Omit<V1ObjectMeta, 'creationTimestamp' | 'deletionTimestamp'> & {
@@ -15,133 +11,24 @@ export type Meta = Omit<V1ObjectMeta, 'creationTimestamp' | 'deletionTimestamp'>
   deletionTimestamp?: string;
 };
 
-export interface DataVolumeSourceHTTP {
-  url: string;
-  secretRef?: string;
-  certConfigMap?: string;
-  extraHeaders?: string[];
-  secretExtraHeaders?: string[];
-  checksum?: string;
-  insecureSkipVerify?: boolean;
-}
+export type {
+  DataVolumeCondition,
+  DataVolumeSource,
+  DataVolumeSourceHTTP,
+  DataVolumeStatus,
+  StorageSpec,
+} from '../../api/datavolume.ts';
 
-export interface DataVolumeSource {
-  http?: DataVolumeSourceHTTP;
-  s3?: { url: string; secretRef?: string; certConfigMap?: string };
-  gcs?: { url: string; secretRef?: string };
-  registry?: {
-    url?: string;
-    imageStream?: string;
-    pullMethod?: string;
-    secretRef?: string;
-    certConfigMap?: string;
-    platform?: { architecture?: string };
-  };
-  imageio?: {
-    url: string;
-    diskId: string;
-    secretRef?: string;
-    certConfigMap?: string;
-    insecureSkipVerify?: boolean;
-  };
-  vddk?: {
-    url?: string;
-    uuid?: string;
-    backingFile?: string;
-    thumbprint?: string;
-    secretRef?: string;
-    initImageURL?: string;
-    extraArgs?: string;
-  };
-  blank?: Record<string, never>;
-  upload?: Record<string, never>;
-  pvc?: { namespace: string; name: string };
-  snapshot?: { namespace: string; name: string };
-}
+/** A DataVolume as the API server sends it: metadata is always there. */
+export type DataVolume = Omit<ApiDataVolume, 'metadata'> & { metadata: Meta };
 
-export interface StorageSpec {
-  accessModes?: string[];
-  selector?: V1LabelSelector;
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  volumeName?: string;
-  storageClassName?: string;
-  volumeMode?: string;
-  dataSource?: V1TypedLocalObjectReference;
-  dataSourceRef?: V1TypedObjectReference;
-}
+export type { ResourceRequirements } from '../../api/k8s.ts';
 
-export interface DataVolumeCondition {
-  type: 'Ready' | 'Bound' | 'Running';
-  status: 'True' | 'False' | 'Unknown';
-  lastTransitionTime?: string;
-  lastHeartbeatTime?: string;
-  reason?: string;
-  message?: string;
-}
-
-export interface DataVolumeStatus {
-  claimName?: string;
-  phase?: string;
-  progress?: string;
-  restartCount?: number;
-  conditions?: DataVolumeCondition[];
-}
-
-export interface DataVolume {
-  apiVersion?: string;
-  kind?: string;
+/** A CDIConfig as the API server sends it: metadata is always there; spec may be empty. */
+export type CDIConfig = Omit<ApiCDIConfig, 'metadata' | 'spec'> & {
   metadata: Meta;
-  spec: {
-    source?: DataVolumeSource;
-    sourceRef?: { kind: string; namespace?: string; name: string };
-    pvc?: V1PersistentVolumeClaimSpec;
-    storage?: StorageSpec;
-    contentType?: string;
-    preallocation?: boolean;
-    priorityClassName?: string;
-    serviceAccountName?: string;
-    checkpoints?: { previous: string; current: string }[];
-    finalCheckpoint?: boolean;
-  };
-  status?: DataVolumeStatus;
-}
-
-export interface ResourceRequirements {
-  limits?: Record<string, string>;
-  requests?: Record<string, string>;
-}
-
-export interface ImportProxy {
-  HTTPProxy?: string;
-  HTTPSProxy?: string;
-  noProxy?: string;
-  trustedCAProxy?: string;
-}
-
-export interface CDIConfig {
-  apiVersion?: string;
-  kind?: string;
-  metadata: Meta;
-  spec?: {
-    scratchSpaceStorageClass?: string;
-    podResourceRequirements?: ResourceRequirements;
-    featureGates?: string[];
-    filesystemOverhead?: { global?: string; storageClass?: Record<string, string> };
-    preallocation?: boolean;
-    importProxy?: ImportProxy;
-    insecureRegistries?: string[];
-    imagePullSecrets?: V1LocalObjectReference[];
-  };
-  status?: {
-    scratchSpaceStorageClass?: string;
-    defaultPodResourceRequirements?: ResourceRequirements;
-    filesystemOverhead?: { global: string; storageClass?: Record<string, string> };
-    preallocation?: boolean;
-    importProxy?: ImportProxy;
-    imagePullSecrets?: V1LocalObjectReference[];
-    uploadProxyURL?: string;
-  };
-}
+  spec?: ApiCDIConfig['spec'];
+};
 
 export interface ClaimPropertySet {
   accessModes?: string[];

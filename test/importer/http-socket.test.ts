@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -102,5 +103,26 @@ void describe('plain HTTP body on a bare socket', () => {
       /the connection to .*seed\.raw (ended|broke) after \d+ of 16777216 bytes/,
     );
     await a.src.close();
+  });
+
+  void it('a server that accepts and then says nothing gets one clear error, after one wait (not two)', async () => {
+    let connections = 0;
+    const silent = net.createServer((c) => {
+      connections++;
+      c.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const src = new HttpSource({ url: `http://127.0.0.1:${port}/disk.raw`, idleTimeoutMs: 300 });
+      await assert.rejects(
+        src.info(),
+        /no data from http:\/\/127\.0\.0\.1:\d+\/disk\.raw for 0\.3s; giving up/,
+      );
+      assert.equal(connections, 1);
+      await src.close();
+    } finally {
+      silent.close();
+    }
   });
 });

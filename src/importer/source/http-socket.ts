@@ -26,6 +26,16 @@ export interface SocketGetOptions {
   idleTimeoutMs: number;
 }
 
+/** What the user hears when a server sends nothing for `ms` (both HTTP paths). */
+export function idleMessage(description: string, ms: number): string {
+  const secs = ms < 10_000 ? (ms / 1000).toFixed(1) : String(Math.round(ms / 1000));
+  return `no data from ${description} for ${secs}s; giving up`;
+}
+
+function idleError(o: SocketGetOptions): ImportError {
+  return new ImportError(ErrorKind.Transfer, idleMessage(o.description, o.idleTimeoutMs));
+}
+
 /** Where to connect and what to send for `GET url` with `headers`; undefined when this module does not do it. */
 function plainRequest(
   url: string,
@@ -75,14 +85,18 @@ function parseHead(buf: Buffer): ResponseHead | undefined {
 export function socketHead(o: SocketGetOptions): Promise<ResponseHead | undefined> {
   const req = plainRequest(o.url, o.headers);
   if (!req) return Promise.resolve(undefined);
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const done = (h: ResponseHead | undefined): void => {
       sock.destroy();
       resolve(h);
     };
     const sock = net.connect({ host: req.host, port: req.port }, () => sock.write(req.request));
-    sock.setTimeout(o.idleTimeoutMs, () => done(undefined));
+    // A server that accepts and then says nothing: the same verdict as undici's, without waiting twice.
+    sock.setTimeout(o.idleTimeoutMs, () => {
+      sock.destroy();
+      reject(idleError(o));
+    });
     sock.on('error', () => done(undefined));
     sock.on('close', () => done(undefined));
     sock.on('data', (d: Buffer) => {
@@ -99,7 +113,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
   if (!req) return Promise.resolve(undefined);
   const { host, port } = req;
 
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let settled = false;
     let expected = 0;
     let got = 0;
@@ -124,7 +138,10 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
     const fail = (err: ImportError): void => {
       sock.destroy();
       if (out) out.destroy(err);
-      else giveUp();
+      else if (!settled) {
+        settled = true;
+        reject(err);
+      }
     };
     const flush = (): boolean => {
       if (fill === start || !out) return true;
@@ -217,14 +234,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
     });
     sock.setNoDelay(true);
     sock.setTimeout(o.idleTimeoutMs);
-    sock.on('timeout', () =>
-      fail(
-        new ImportError(
-          ErrorKind.Transfer,
-          `no data from ${o.description} for ${Math.round(o.idleTimeoutMs / 1000)}s; giving up`,
-        ),
-      ),
-    );
+    sock.on('timeout', () => fail(idleError(o)));
     sock.on('connect', () => sock.write(req.request));
     sock.on('error', (err) =>
       out

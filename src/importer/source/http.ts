@@ -10,7 +10,7 @@ import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { socketGet, socketHead } from './http-socket.ts';
+import { idleMessage, socketGet, socketHead } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -199,11 +199,9 @@ export class HttpSource implements ImportSource {
       );
     }
     if (code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return new ImportError(
-        ErrorKind.Transfer,
-        `no data from ${this.description} for ${Math.round((this.o.idleTimeoutMs ?? 600000) / 1000)}s; giving up`,
-        { cause: err },
-      );
+      return new ImportError(ErrorKind.Transfer, idleMessage(this.description, this.idleMs()), {
+        cause: err,
+      });
     }
     return new ImportError(
       ErrorKind.Transfer,

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -124,5 +124,26 @@ void describe('plain HTTP body on a bare socket', () => {
     } finally {
       silent.close();
     }
+  });
+
+  void it('ranged reads: exactly the bytes asked for; a server that ignores ranges is named', async () => {
+    const srv = await serve();
+    const src = new HttpSource({ url: `${srv.url}/seed.raw` });
+    await src.info();
+    const whole = await readFile(disk.path);
+    for (const [offset, length] of [
+      [0, 1],
+      [12345, 8 << 20],
+      [SIZE - 100, 100],
+    ] as const) {
+      assert.ok(
+        Buffer.concat(await src.readRange(offset, length)).equals(whole.subarray(offset, offset + length)),
+      );
+    }
+    await src.close();
+    const plain = await serve({ ranges: false });
+    const p = new HttpSource({ url: `${plain.url}/seed.raw` });
+    await assert.rejects(p.readRange(0, 10), /stopped answering byte ranges/);
+    await p.close();
   });
 });

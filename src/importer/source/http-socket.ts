@@ -24,6 +24,11 @@ export interface SocketGetOptions {
   /** For messages: the URL without credentials. */
   description: string;
   idleTimeoutMs: number;
+  /**
+   * Ask for these bytes (`range` header added): then only a `206` for exactly them is read here, anything else
+   * answers undefined.
+   */
+  range?: { offset: number; length: number };
 }
 
 /** What the user hears when a server sends nothing for `ms` (both HTTP paths). */
@@ -107,9 +112,14 @@ export function socketHead(o: SocketGetOptions): Promise<ResponseHead | undefine
   });
 }
 
-/** The body of `GET url` as a stream, or undefined when this response is not a plain 200 with a length. */
+/**
+ * The body of `GET url` as a stream, or undefined when this response is not a plain 200 with a length (with
+ * `range`: a 206 for exactly those bytes).
+ */
 export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
-  const req = plainRequest(o.url, o.headers);
+  const r = o.range;
+  const want = r ? `bytes=${r.offset}-${r.offset + r.length - 1}` : undefined;
+  const req = plainRequest(o.url, want ? { ...o.headers, range: want } : o.headers);
   if (!req) return Promise.resolve(undefined);
   const { host, port } = req;
 
@@ -184,7 +194,9 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       const h = head.headers;
       const cl = h.get('content-length');
       if (
-        head.status !== 200 ||
+        head.status !== (r ? 206 : 200) ||
+        (r && (h.get('content-range') ?? '').split('/')[0]?.trim() !== want?.replace('=', ' ')) ||
+        (r && cl !== String(r.length)) ||
         cl === undefined ||
         !/^\d+$/.test(cl) ||
         h.has('transfer-encoding') ||

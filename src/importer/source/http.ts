@@ -257,6 +257,16 @@ export class HttpSource implements ImportSource {
    */
   async readRange(offset: number, length: number): Promise<Buffer[]> {
     const want = `bytes=${offset}-${offset + length - 1}`;
+    const direct = proxied()
+      ? undefined
+      : await socketGet({
+          url: this.finalUrl,
+          headers: this.headers(),
+          description: this.description,
+          idleTimeoutMs: this.idleMs(),
+          range: { offset, length },
+        });
+    if (direct) return this.collectRange(direct, want, length);
     const res = await this.get(want, this.finalUrl);
     if (res.statusCode !== 206) {
       await res.body.dump().catch(() => undefined);
@@ -264,17 +274,23 @@ export class HttpSource implements ImportSource {
         throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
       throw this.statusError(res.statusCode);
     }
+    return this.collectRange(res.body, want, length);
+  }
+
+  /** Every byte of a range's body, or an error that says how far it got. */
+  private async collectRange(body: Readable, want: string, length: number): Promise<Buffer[]> {
     const chunks: Buffer[] = [];
     let got = 0;
     try {
-      for await (const c of res.body as AsyncIterable<Buffer>) {
+      for await (const c of body as AsyncIterable<Buffer>) {
         chunks.push(c);
         got += c.length;
       }
     } catch (err) {
       throw new ImportError(
         ErrorKind.Transfer,
-        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}: ${(err as Error).message}`,
+        // The socket path's own error says the same thing ("ended after …"): do not repeat it.
+        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
         { cause: err },
       );
     }

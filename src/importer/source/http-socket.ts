@@ -130,7 +130,8 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
     // The socket reads straight into `cur` at `fill`; [start, fill) is received but not handed on yet. A piece goes
     // out when the slab is nearly full, or at once when the reader is waiting for data (so the first bytes are not
     // held back). A new slab is taken when the old one cannot hold another read: pieces stay valid views.
-    let cur = Buffer.allocUnsafe(SLAB);
+    // A range's answer fits one allocation: its head, then exactly `length` bytes.
+    let cur = Buffer.allocUnsafe(r ? MAX_HEADER + r.length + READ : SLAB);
     let start = 0;
     let fill = 0;
     let waiting = false;
@@ -166,7 +167,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       fill -= extra;
       got += n - extra;
       let more = true;
-      if (SLAB - fill < READ) {
+      if (cur.length - fill < READ && got < expected) {
         more = flush();
         cur = Buffer.allocUnsafe(SLAB);
         start = fill = 0;

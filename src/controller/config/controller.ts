@@ -1,6 +1,6 @@
 // The config controller: keeps the singleton CDIConfig `config` existing and its status resolved.
 import { isDeepStrictEqual } from 'node:util';
-import { CDIConfigName, GroupVersion } from '../shared/constants.ts';
+import { CDIConfigName, GroupVersion, ManagedLabels } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { CDIConfig, StorageClass } from '../shared/types.ts';
@@ -20,10 +20,7 @@ export async function ensureConfig(kube: Kube): Promise<CDIConfig> {
       kind: 'CDIConfig',
       metadata: {
         name: CDIConfigName,
-        labels: {
-          'app.kubernetes.io/component': 'storage',
-          'app.kubernetes.io/managed-by': 'cdi-controller',
-        },
+        labels: { ...ManagedLabels },
       },
       spec: {},
     });

@@ -9,6 +9,7 @@ import {
   EventReason,
   Group as G,
   ImportSource,
+  Label as ApiLabel,
   Phase,
   Reason as ApiReason,
 } from '../../api/constants.ts';
@@ -72,6 +73,12 @@ export const Label = {
   fillingUp: 'alerts.k8s.io/KubePersistentVolumeFillingUp',
   fillingUpValue: 'disabled',
   excludeFromVelero: 'velero.io/exclude-from-backup',
+} as const;
+
+/** Labels on the cluster-scoped objects the controllers create themselves (CDIConfig, StorageProfiles). */
+export const ManagedLabels = {
+  [ApiLabel.KubernetesComponent]: 'storage',
+  [ApiLabel.ManagedBy]: 'cdi-controller',
 } as const;
 
 // Phases and reasons are upstream's strings as src/api defines them (condition reasons and event reasons in one map).

@@ -1,7 +1,7 @@
 // The StorageProfile controller: one profile per StorageClass, same name, with the claim property sets the DV
 // controller uses to complete the `storage` API (upstream pkg/controller/storageprofile-controller.go).
 import { isDeepStrictEqual } from 'node:util';
-import { GroupVersion } from '../shared/constants.ts';
+import { GroupVersion, ManagedLabels } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { StorageClass, StorageProfile } from '../shared/types.ts';
@@ -73,10 +73,7 @@ export async function reconcileStorageProfile(d: ProfileDeps, key: string): Prom
         kind: 'StorageProfile',
         metadata: {
           name: key,
-          labels: {
-            'app.kubernetes.io/component': 'storage',
-            'app.kubernetes.io/managed-by': 'cdi-controller',
-          },
+          labels: { ...ManagedLabels },
         },
         spec: {},
       });

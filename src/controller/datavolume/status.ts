@@ -1,6 +1,6 @@
 // DataVolume status from the PVC's annotations (upstream controller-base.go updateStatus, import-controller.go
 // updateStatusPhase, conditions.go). Pure: the caller fetches, this decides, the caller writes.
-import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
+import { setCondition, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { Ann, Message, Phase, Reason } from '../shared/constants.ts';
 import type { DataVolume, DataVolumeCondition, DataVolumeStatus } from '../shared/types.ts';
 
@@ -107,6 +107,7 @@ export function computePhase(
   return { status, ...(event ? { event } : {}) };
 }
 
+/** Upstream's DataVolume condition rule (kube/conditions.ts with the heartbeat), applied to `conds` in place. */
 function updateCondition(
   conds: DataVolumeCondition[],
   type: DataVolumeCondition['type'],
@@ -115,22 +116,8 @@ function updateCondition(
   reason: string,
   now: string,
 ): void {
-  let c = conds.find((x) => x.type === type);
-  if (!c) {
-    c = { type, status: '' };
-    conds.push(c);
-  }
-  if (c.status !== status) {
-    c.lastTransitionTime = now;
-    c.lastHeartbeatTime = now;
-    c.message = message;
-    c.reason = reason;
-  } else if ((c.message ?? '') !== message || (c.reason ?? '') !== reason) {
-    c.message = message;
-    c.reason = reason;
-    c.lastHeartbeatTime = now;
-  }
-  c.status = status;
+  const next = setCondition(conds, { type, status, message, reason }, new Date(now), { heartbeat: true });
+  if (next !== conds) conds.splice(0, conds.length, ...next);
 }
 
 /** Ready/Bound/Running as upstream's updateConditions computes them (Running and Ready are never both True). */

@@ -2,6 +2,7 @@
 // and CDIConfig are src/api's TypeBox types with the metadata the API server always sets; StorageProfile and
 // StorageClass stay minimal (only what the controllers read).
 import type { V1ObjectMeta } from '@kubernetes/client-node';
+import type { Condition } from '../../kube/index.ts';
 import type { CDIConfig as ApiCDIConfig } from '../../api/cdiconfig.ts';
 import type { DataVolume as ApiDataVolume } from '../../api/datavolume.ts';
 
@@ -52,14 +53,7 @@ export interface StorageProfile {
     claimPropertySets?: ClaimPropertySet[];
     dataImportCronSourceFormat?: string;
     snapshotClass?: string;
-    conditions?: {
-      type: string;
-      status: string;
-      reason?: string;
-      message?: string;
-      lastTransitionTime?: string;
-      lastHeartbeatTime?: string;
-    }[];
+    conditions?: Condition[];
   };
 }
 

@@ -48,14 +48,7 @@ export interface KubeObject {
     annotations?: { [key: string]: string };
     deletionTimestamp?: string;
     creationTimestamp?: string;
-    ownerReferences?: {
-      apiVersion: string;
-      kind: string;
-      name: string;
-      uid: string;
-      controller?: boolean;
-      blockOwnerDeletion?: boolean;
-    }[];
+    ownerReferences?: OwnerReference[];
     finalizers?: string[];
   };
 }

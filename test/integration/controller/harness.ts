@@ -12,6 +12,7 @@ import {
   Resources,
   silentLogger,
   jsonLogger,
+  kubeTime,
   type KubeClient,
   type KubeObject,
   type Pod,
@@ -57,6 +58,15 @@ export class RunningManager {
   }
 }
 
+type ContainerStatus = NonNullable<NonNullable<Pod['status']>['containerStatuses']>[number];
+
+/** The importer container's status as kubelet reports it; not ready and not started unless said. */
+function importerStatus(
+  o: Pick<ContainerStatus, 'restartCount' | 'state'> & Partial<ContainerStatus>,
+): ContainerStatus {
+  return { name: 'importer', image: IMAGE, imageID: '', ready: false, started: false, ...o };
+}
+
 /** A fake kubelet's view of the importer container, written to pods/status. */
 export const kubelet = {
   async setStatus(
@@ -85,69 +95,44 @@ export const kubelet = {
     );
   },
   running(podIP: string, restartCount = 0): NonNullable<Pod['status']> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const now = kubeTime(new Date());
     return {
       phase: 'Running',
       podIP,
       podIPs: [{ ip: podIP }],
       startTime: now,
       containerStatuses: [
-        {
-          name: 'importer',
-          image: IMAGE,
-          imageID: '',
-          ready: true,
-          started: true,
-          restartCount,
-          state: { running: { startedAt: now } },
-        },
+        importerStatus({ ready: true, started: true, restartCount, state: { running: { startedAt: now } } }),
       ],
     };
   },
   /** The container exited; `phase` is the pod phase kubelet reports (Succeeded for exit 0 under OnFailure). */
   terminated(exitCode: number, message: string, restartCount = 0): NonNullable<Pod['status']> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const now = kubeTime(new Date());
+    const reason = exitCode === 0 ? 'Completed' : 'Error';
     return {
       phase: exitCode === 0 ? 'Succeeded' : 'Running',
       containerStatuses: [
-        {
-          name: 'importer',
-          image: IMAGE,
-          imageID: '',
-          ready: false,
-          started: false,
+        importerStatus({
           restartCount,
-          state: {
-            terminated: {
-              exitCode,
-              reason: exitCode === 0 ? 'Completed' : 'Error',
-              message,
-              startedAt: now,
-              finishedAt: now,
-            },
-          },
-        },
+          state: { terminated: { exitCode, reason, message, startedAt: now, finishedAt: now } },
+        }),
       ],
     };
   },
   /** After a failed run under restartPolicy OnFailure: waiting in back-off, the failure in lastState. */
   crashLooping(restartCount: number, message: string): NonNullable<Pod['status']> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const now = kubeTime(new Date());
     return {
       phase: 'Running',
       containerStatuses: [
-        {
-          name: 'importer',
-          image: IMAGE,
-          imageID: '',
-          ready: false,
-          started: false,
+        importerStatus({
           restartCount,
           state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off restarting failed container' } },
           lastState: {
             terminated: { exitCode: 1, reason: 'Error', message, startedAt: now, finishedAt: now },
           },
-        },
+        }),
       ],
     };
   },

@@ -12,7 +12,7 @@ import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { idleMessage, socketGet, socketHead } from './http-socket.ts';
+import { idleMessage, socketGet, socketHead, type SocketGetOptions } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -129,6 +129,12 @@ export class HttpSource implements ImportSource {
     return this.dispatcher;
   }
 
+  /** A request on a bare socket (http-socket.ts), or undefined with a proxy configured (undici does those). */
+  private bare(url: string, extra: Record<string, string> = {}): SocketGetOptions | undefined {
+    if (proxied()) return undefined;
+    return { url, headers: this.headers(extra), description: this.description, idleTimeoutMs: this.idleMs() };
+  }
+
   private idleMs(): number {
     return this.o.idleTimeoutMs ?? 10 * 60 * 1000;
   }
@@ -224,20 +230,14 @@ export class HttpSource implements ImportSource {
 
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
-    if (!proxied()) {
-      const url = this.plainUrl(this.o.url);
-      const h = await socketHead({
-        url,
-        headers: this.headers({ range: 'bytes=0-0' }),
-        description: this.description,
-        idleTimeoutMs: this.idleMs(),
-      });
-      const info = h && probeInfo(h.status, (k) => h.headers.get(k));
-      if (info) {
-        this.finalUrl = url;
-        this.cached = info;
-        return info;
-      }
+    const url = this.plainUrl(this.o.url);
+    const bare = this.bare(url, { range: 'bytes=0-0' });
+    const h = bare && (await socketHead(bare));
+    const quick = h && probeInfo(h.status, (k) => h.headers.get(k));
+    if (quick) {
+      this.finalUrl = url;
+      this.cached = quick;
+      return quick;
     }
     // One ranged GET tells size and range support, and works where HEAD is refused (some object stores).
     const res = await this.get('bytes=0-0');
@@ -259,15 +259,8 @@ export class HttpSource implements ImportSource {
    */
   async readRange(offset: number, length: number): Promise<Buffer[]> {
     const want = `bytes=${offset}-${offset + length - 1}`;
-    const direct = proxied()
-      ? undefined
-      : await socketGet({
-          url: this.finalUrl,
-          headers: this.headers(),
-          description: this.description,
-          idleTimeoutMs: this.idleMs(),
-          range: { offset, length },
-        });
+    const bare = this.bare(this.finalUrl);
+    const direct = bare && (await socketGet({ ...bare, range: { offset, length } }));
     if (direct) return this.collectRange(direct, want, length);
     const res = await this.get(want, this.finalUrl);
     if (res.statusCode !== 206) {
@@ -305,18 +298,12 @@ export class HttpSource implements ImportSource {
   }
 
   async open(): Promise<Readable> {
-    if (!proxied()) {
-      const direct = await socketGet({
-        url: this.finalUrl,
-        headers: this.headers(),
-        description: this.description,
-        idleTimeoutMs: this.idleMs(),
-      });
-      if (direct) {
-        this.transport = 'socket';
-        this.direct = direct;
-        return direct;
-      }
+    const bare = this.bare(this.finalUrl);
+    const direct = bare && (await socketGet(bare));
+    if (direct) {
+      this.transport = 'socket';
+      this.direct = direct;
+      return direct;
     }
     this.transport = 'undici';
     const res = await this.get();

@@ -41,6 +41,29 @@ let ranged: FileServer;
 let plain: FileServer;
 const sentinels: Sentinel[] = [];
 
+/** `qemu-img create` of an image that names `backing` (of `backingFormat`) as its backing file. */
+async function createOverlay(
+  format: string,
+  out: string,
+  backing: string,
+  backingFormat: string,
+  o: { unsafe?: boolean; size?: number } = {},
+): Promise<void> {
+  await run('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    format,
+    ...(o.unsafe ? ['-u'] : []),
+    '-b',
+    backing,
+    '-F',
+    backingFormat,
+    out,
+    ...(o.size !== undefined ? [`${o.size}`] : []),
+  ]);
+}
+
 async function sentinel(name: string): Promise<Sentinel> {
   const s = await makeSentinel(path.join(dir, name));
   sentinels.push(s);
@@ -103,19 +126,10 @@ async function attempt(
 void describe('images that point at host files', () => {
   void it('qcow2 with a backing file is refused without opening it', async () => {
     const s = await sentinel('backing-sentinel');
-    await run('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-u',
-      '-b',
-      s.path,
-      '-F',
-      'raw',
-      path.join(src, 'backing.qcow2'),
-      `${SIZE}`,
-    ]);
+    await createOverlay('qcow2', path.join(src, 'backing.qcow2'), s.path, 'raw', {
+      unsafe: true,
+      size: SIZE,
+    });
     for (const w of WHERE) {
       const { err } = await attempt('backing.qcow2', w);
       assert.match(err.message, /backing file/);
@@ -126,19 +140,7 @@ void describe('images that point at host files', () => {
   void it('qcow2 whose backing file is a json: filename is refused', async () => {
     const s = await sentinel('json-sentinel');
     const spec = `json:{"driver":"raw","file":{"driver":"file","filename":"${s.path}"}}`;
-    await run('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-u',
-      '-b',
-      spec,
-      '-F',
-      'raw',
-      path.join(src, 'json.qcow2'),
-      `${SIZE}`,
-    ]);
+    await createOverlay('qcow2', path.join(src, 'json.qcow2'), spec, 'raw', { unsafe: true, size: SIZE });
     for (const w of WHERE) assert.match((await attempt('json.qcow2', w)).err.message, /backing file/);
     assert.equal(await s.wasOpened(), false);
   });
@@ -176,17 +178,7 @@ void describe('images that point at host files', () => {
   void it('a sparse vmdk with a parent (backing) is refused without opening the parent', async () => {
     const parent = path.join(dir, 'parent-sentinel');
     await run('qemu-img', ['create', '-q', '-f', 'vmdk', parent, `${SIZE}`]);
-    await run('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'vmdk',
-      '-b',
-      parent,
-      '-F',
-      'vmdk',
-      path.join(src, 'child.vmdk'),
-    ]);
+    await createOverlay('vmdk', path.join(src, 'child.vmdk'), parent, 'vmdk');
     await unlink(parent);
     const s = await sentinel('parent-sentinel');
     for (const w of WHERE) assert.match((await attempt('child.vmdk', w)).err.message, /backing file/);
@@ -197,7 +189,7 @@ void describe('images that point at host files', () => {
     const base = path.join(dir, 'base.raw');
     await writeFile(base, Buffer.alloc(SIZE, 0x5a));
     const top = path.join(dir, 'top.qcow2');
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', top, `${SIZE}`]);
+    await createOverlay('qcow2', top, base, 'raw', { size: SIZE });
     const out = path.join(dir, 'top.raw');
     await convert({
       format: 'qcow2',

@@ -39,7 +39,14 @@ start_apiserver() {
     --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC \
     --allow-privileged=true --profiling=false --enable-priority-and-fairness=false \
-    --endpoint-reconciler-type lease --kubelet-preferred-address-types InternalIP --v=1
+    --endpoint-reconciler-type lease --kubelet-preferred-address-types InternalIP \
+    --requestheader-client-ca-file "$PKI_DIR/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI_DIR/front-proxy-client.crt" \
+    --proxy-client-key-file "$PKI_DIR/front-proxy-client.key" \
+    --enable-aggregator-routing=true --v=1
   wait_for kube-apiserver 120 kc get --raw /readyz
 }
 

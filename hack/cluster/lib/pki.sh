@@ -13,6 +13,24 @@ client_cert() {
   rm -f "$PKI_DIR/$name.csr"
 }
 
+# front_proxy_pki : the aggregation layer's request-header CA and the client certificate kube-apiserver presents
+# to aggregated API servers (cdi-apiserver verifies it before trusting X-Remote-User/-Group/-Extra-*). A separate
+# CA, as kubeadm does: a certificate from the cluster CA must not be able to claim any user through the headers.
+front_proxy_pki() {
+  [ -f "$PKI_DIR/front-proxy-client.crt" ] && return 0
+  openssl req -x509 -new -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cdi-dev-front-proxy-ca" \
+    -keyout "$PKI_DIR/front-proxy-ca.key" -out "$PKI_DIR/front-proxy-ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI_DIR/front-proxy-client.key" -subj "/CN=front-proxy-client" \
+    -out "$PKI_DIR/front-proxy-client.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI_DIR/front-proxy-client.csr" -CA "$PKI_DIR/front-proxy-ca.crt" \
+    -CAkey "$PKI_DIR/front-proxy-ca.key" -CAcreateserial -days 3650 \
+    -extfile <(printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n') \
+    -out "$PKI_DIR/front-proxy-client.crt" 2>/dev/null
+  rm -f "$PKI_DIR/front-proxy-client.csr"
+  chmod 600 "$PKI_DIR"/*.key
+}
+
 # kubeconfig FILE CERTNAME : a kubeconfig that authenticates with $PKI_DIR/CERTNAME.{crt,key}.
 write_kubeconfig() {
   local file=$1 cert=$2
@@ -39,7 +57,8 @@ EOF
 }
 
 ensure_pki() {
-  [ -f "$PKI_DIR/done" ] && return 0
+  # (also on a PKI made before the aggregation layer was configured)
+  [ -f "$PKI_DIR/done" ] && { front_proxy_pki; return 0; }
   log "generating certificates in $PKI_DIR"
   mkdir -p "$PKI_DIR" "$CONF_DIR"
   openssl req -x509 -new -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cdi-dev-ca" \
@@ -67,6 +86,7 @@ ensure_pki() {
   write_kubeconfig "$CONF_DIR/kubelet.kubeconfig" kubelet
   write_kubeconfig "$CONF_DIR/kube-proxy.kubeconfig" kube-proxy
   write_kubeconfig "$CONF_DIR/addons.kubeconfig" addons
+  front_proxy_pki
   chmod 600 "$PKI_DIR"/*.key
   touch "$PKI_DIR/done"
 }

@@ -1,12 +1,15 @@
 // The import controller: for every PVC carrying storage.import.endpoint or storage.import.source (written by the DV
 // controller, or by a user on a bare PVC), run pod importer-<pvc> and copy its state back onto the PVC
 // (upstream pkg/controller/import-controller.go). Level-triggered and idempotent: deterministic names, AlreadyExists
-// is success, and the PVC annotations are the only memory.
-import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
+// is success, the PVC annotations are the only memory, and reads come from the cache (the session's expectations keep
+// a reconcile from acting on a cache that has not seen this key's own last writes). Nothing polls: the pod's, the
+// PVC's and the pods-using-the-claim changes queue the PVC.
+import { isControlledBy, type PersistentVolumeClaim as Pvc, type Pod as PodObj } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
-import { isAlreadyExists, isConflict, Res, type Kube } from '../shared/client.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
+import { isImportPvc, PodClaimIndex } from '../shared/indexes.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
@@ -30,14 +33,9 @@ export interface ImportDeps {
   pod: Omit<ImporterPodOptions, 'resources' | 'imagePullSecrets'>;
 }
 
-const POLL_MS = 2000;
-
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
-export function isImportPvc(pvc: Pvc): boolean {
-  const a = anns(pvc);
-  return Ann.endpoint in a || Ann.source in a;
-}
+export { isImportPvc };
 
 /** upstream shouldReconcilePVC (no multi-stage yet): an incomplete import PVC, bound unless WFFC is not honored. */
 export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolean {
@@ -48,9 +46,6 @@ export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolea
   const honorWffc = honorWaitForFirstConsumer(config) && !(Ann.immediateBinding in a);
   return honorWffc ? pvc.status?.phase === 'Bound' : true;
 }
-
-const controlledBy = (pod: PodObj, pvc: Pvc): boolean =>
-  (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === pvc.metadata?.uid);
 
 export async function reconcileImport(d: ImportDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
@@ -63,13 +58,15 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   }
 
   const podName = importPodName(pvc);
-  let pod = await d.kube.get<PodObj>(Res.pod, podName, namespace);
-  if (pod && !controlledBy(pod, pvc)) {
+  const pod = await d.kube.get<PodObj>(Res.pod, podName, namespace);
+  if (pod && !isControlledBy(pod, pvc)) {
     throw new Error(
       `pod ${namespace}/${podName} exists and is not owned by PVC ${name}: delete or rename it`,
     );
   }
-  if (pod?.metadata?.deletionTimestamp) pod = undefined; // a pod on its way out is not the importer any more
+  // A pod on its way out is not the importer any more, and its successor cannot be created under its name until it
+  // is gone: its deletion queues this PVC again.
+  if (pod?.metadata?.deletionTimestamp) return;
 
   if (!pod) {
     const a = anns(pvc);
@@ -84,7 +81,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
           `pod ${u.metadata?.namespace}/${u.metadata?.name} using PersistentVolumeClaim ${name}`,
         );
       }
-      return { requeueAfterMs: POLL_MS };
+      return; // a change of those pods (finished, deleted) queues this PVC
     }
     if (Ann.importPod in a) await createImporterPod(d, pvc, config);
     else {
@@ -94,11 +91,10 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
       await d.kube.mergePatch(Res.pvc, name, namespace, { metadata: { annotations } });
     }
   } else if (pvc.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, podName, namespace);
+    await d.kube.delete(Res.pod, podName, namespace, pod.metadata?.uid);
   } else {
     await updatePvcFromPod(d, pvc, pod, config);
   }
-  return { requeueAfterMs: POLL_MS };
 }
 
 /** A completed import whose pod deletion failed half-way still gets its pod removed (unless asked to retain it). */
@@ -107,16 +103,22 @@ async function cleanupAfterCompletion(d: ImportDeps, pvc: Pvc): Promise<void> {
   const podName = a[Ann.importPod];
   if (a[Ann.podPhase] !== 'Succeeded' || !podName || a[Ann.retainAfterCompletion] === 'true') return;
   const pod = await d.kube.get<PodObj>(Res.pod, podName, pvc.metadata?.namespace);
-  if (pod && controlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace);
+  if (pod && isControlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
+    await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace, pod.metadata?.uid);
   }
 }
 
 async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
-  const pods = (await kube.list<PodObj>(Res.pod, { namespace: pvc.metadata?.namespace })).items;
+  const ns = pvc.metadata?.namespace ?? '';
+  const pods = (
+    await kube.list<PodObj>(Res.pod, {
+      namespace: ns,
+      index: { name: PodClaimIndex, value: `${ns}/${pvc.metadata?.name ?? ''}` },
+    })
+  ).items;
   return pods.filter(
     (p) =>
-      !controlledBy(p, pvc) &&
+      !isControlledBy(p, pvc) &&
       p.status?.phase !== 'Succeeded' &&
       p.status?.phase !== 'Failed' &&
       (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
@@ -197,7 +199,7 @@ async function ensureScratch(
     out[Ann.boundConditionMessage] = 'Creating scratch space';
     out[Ann.boundConditionReason] = Reason.CreatingScratchSpace;
   } else if (existing.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, pod.metadata?.name ?? '', ns);
+    await d.kube.delete(Res.pod, pod.metadata?.name ?? '', ns, pod.metadata?.uid);
     throw new Error(`terminating scratch space found, deleting pod ${pod.metadata?.name}`);
   }
   out[Ann.requiresScratch] = 'false';
@@ -229,16 +231,11 @@ async function updatePvcFromPod(
   if (!isDeepStrictEqual(annotations, before) || !isDeepStrictEqual(u.labels, pvc.metadata?.labels ?? {})) {
     const patchAnn: Record<string, string | null> = { ...annotations };
     for (const k of Object.keys(before)) if (!(k in annotations)) patchAnn[k] = null;
-    try {
-      // resourceVersion makes the merge patch conditional: a concurrent writer makes us re-read instead of clobber
-      await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
-        metadata: { annotations: patchAnn, labels: u.labels, resourceVersion: pvc.metadata?.resourceVersion },
-      });
-    } catch (e) {
-      if (isConflict(e))
-        throw new Error(`PVC ${pvc.metadata?.name} changed while being updated; will re-read`);
-      throw e;
-    }
+    // resourceVersion makes the merge patch conditional: a concurrent writer (or a stale cache) makes us re-read
+    // instead of clobber
+    await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+      metadata: { annotations: patchAnn, labels: u.labels, resourceVersion: pvc.metadata?.resourceVersion },
+    });
     d.log.info('updated PVC from pod', {
       namespace: pvc.metadata?.namespace,
       pvc: pvc.metadata?.name,
@@ -259,7 +256,7 @@ async function updatePvcFromPod(
   const ns = pvc.metadata?.namespace;
   if (u.fatal) {
     d.log.info('deleting importer pod after a fatal error', { namespace: ns, pod: podName });
-    await d.kube.delete(Res.pod, podName, ns);
+    await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
     return;
   }
   if (u.complete || u.podModificationsNeeded) {
@@ -277,7 +274,7 @@ async function updatePvcFromPod(
         pod: podName,
         reason: u.podModificationsNeeded ? 'restart with changes' : 'complete',
       });
-      await d.kube.delete(Res.pod, podName, ns);
+      await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
     }
   }
 }

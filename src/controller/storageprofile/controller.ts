@@ -5,7 +5,7 @@ import { GroupVersion, ManagedLabels } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { StorageClass, StorageProfile } from '../shared/types.ts';
-import { metaNow, writeStatus } from '../shared/status.ts';
+import { kubeTime, writeStatus } from '../shared/status.ts';
 import { capabilitiesFor } from './capabilities.ts';
 
 export interface ProfileDeps {
@@ -82,7 +82,7 @@ export async function reconcileStorageProfile(d: ProfileDeps, key: string): Prom
       return { requeueAfterMs: 0 };
     }
   }
-  const status = computeProfileStatus(sc, profile, metaNow(d.now?.()));
+  const status = computeProfileStatus(sc, profile, kubeTime(d.now?.() ?? new Date()));
   if (isDeepStrictEqual(status, profile.status ?? {})) return;
   await writeStatus(d.kube, Res.storageProfile, { ...profile, status });
 }

@@ -7,3 +7,4 @@ export * from './cdi.ts';
 export * from './crd.ts';
 export * from './crds.ts';
 export * from './parse.ts';
+export * from './termination.ts';

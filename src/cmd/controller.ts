@@ -110,6 +110,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),
         instance: identity,
+        cdiNamespace: namespace,
         reads: readMode,
         metrics,
         ...(workloadNodeSelector ? { workloadNodeSelector } : {}),

@@ -22,7 +22,7 @@ import {
   type RuntimeMetrics,
 } from '../kube/index.ts';
 import { ClusterKube, Res, type Kube, type Reads } from './shared/client.ts';
-import { CDIConfigName } from './shared/constants.ts';
+import { CDIConfigName, Component } from './shared/constants.ts';
 import type { Recorder } from './shared/events.ts';
 import { isImportPvc, registerCdiCache } from './shared/indexes.ts';
 import type { Result } from './shared/runtime.ts';
@@ -42,9 +42,6 @@ import {
   ownerKey,
 } from './wakeups.ts';
 
-/** source.component of our events (and the events the cache leaves out). */
-export const Component = 'cdi-controller';
-
 export interface ManagerOptions {
   client: KubeClient;
   log: Logger;
@@ -56,6 +53,8 @@ export interface ManagerOptions {
   workers?: number;
   /** reportingInstance of events, e.g. the pod name. */
   instance?: string;
+  /** CDI's namespace (POD_NAMESPACE): where CDIConfig's trusted proxy CA lives. */
+  cdiNamespace?: string;
   /** "api" sends every read to the API server (CDI_READS=api), for comparison with the cache. */
   reads?: Reads;
   clock?: Clock;
@@ -124,7 +123,15 @@ export function buildManager(o: ManagerOptions): Manager {
   const pvcEvents = cache.informerOf(Res.event);
 
   const config = controller('config-controller', 1, (kube, key) =>
-    reconcileConfig({ kube, log: log('config-controller') }, key),
+    reconcileConfig(
+      {
+        kube,
+        log: log('config-controller'),
+        recorder: events,
+        ...(o.cdiNamespace ? { cdiNamespace: o.cdiNamespace } : {}),
+      },
+      key,
+    ),
   )
     .watch(configs)
     .watch(classes, () => CDIConfigName);
@@ -142,7 +149,16 @@ export function buildManager(o: ManagerOptions): Manager {
     ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
   };
   controller('import-controller', workers, (kube, key) =>
-    reconcileImport({ kube, recorder: events, log: log('import-controller'), pod: podOptions }, key),
+    reconcileImport(
+      {
+        kube,
+        recorder: events,
+        log: log('import-controller'),
+        pod: podOptions,
+        ...(o.cdiNamespace ? { cdiNamespace: o.cdiNamespace } : {}),
+      },
+      key,
+    ),
   )
     .watch(pvcs, (p) => (isImportPvc(p) ? keyOf(p) : undefined))
     .watch(pods, (p) => importPvcsForPod(cache, p))

@@ -32,7 +32,8 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - pods: watch importer pods, list a namespace's pods to find one holding a target claim; create and delete importers
  * - storageclasses: read (rendering, overhead); storageprofiles: create/delete one per class, write status
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
- * - events: create and, for repeats, patch (aggregation)
+ * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
+ * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
  */
 export function clusterRules(): Obj[] {
@@ -45,7 +46,10 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+    // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
+    { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
+    // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
   ];
 }
 
@@ -67,7 +71,10 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'Role',
       metadata: { name: 'cdi-controller', namespace: ns, labels },
-      rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }],
+      rules: [
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+      ],
     },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',

@@ -22,6 +22,7 @@ import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
 import { HttpSource } from './source/http.ts';
 import type { ImportSource } from './source/source.ts';
+import type { TerminationMessage } from '../api/termination.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -41,13 +42,8 @@ export function podPaths(env: Env): PodPaths {
   };
 }
 
-export interface TerminationMessage {
-  scratchSpaceRequired?: boolean;
-  preallocationApplied?: boolean;
-  deadlinePassed?: boolean;
-  labels?: Record<string, string>;
-  message?: string;
-}
+// The termination message's shape is shared with the controller that reads it.
+export type { TerminationMessage } from '../api/termination.ts';
 
 /** Go's strconv.ParseBool. */
 function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {

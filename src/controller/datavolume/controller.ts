@@ -13,7 +13,16 @@ import { kubeTime, patchStatus } from '../shared/status.ts';
 import { honorWaitForFirstConsumer, isWaitForFirstConsumer } from '../shared/storage.ts';
 import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
 import { formatProgress, type ProgressSource } from './progress.ts';
-import { ClaimNotValidError, isImportDataVolume, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import { parseDataVolume } from '../../api/parse.ts';
+import { ClaimNotValidError, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import {
+  checkSource,
+  InvalidReason,
+  RefusedPhase,
+  SourceController,
+  specEditNotice,
+  type SourceCheck,
+} from './sources.ts';
 import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
 
 export interface DvDeps {
@@ -30,11 +39,32 @@ const involved = (dv: DataVolume): DataVolume => ({ ...dv, apiVersion: GroupVers
 export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
   let dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
-  if (!dv || !isImportDataVolume(dv) || dv.metadata.deletionTimestamp) {
+  if (!dv || dv.metadata.deletionTimestamp) {
     d.progress?.untrack(key);
     return;
   }
   let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+
+  // The edge: what upstream's webhook would refuse, or a source this build does not serve, is said on the DV.
+  let check: SourceCheck;
+  try {
+    parseDataVolume(dv);
+    check = checkSource(dv);
+  } catch (e) {
+    check = { ok: false, reason: InvalidReason.invalid, message: (e as Error).message };
+  }
+  // A spec edited after its PVC was made keeps that PVC (specEditNotice below), whatever the edit says.
+  const edited = pvc !== undefined && specEditNotice(dv) !== undefined;
+  if (!check.ok && !edited) {
+    d.progress?.untrack(key);
+    await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase || RefusedPhase }, undefined, {
+      type: 'Warning',
+      reason: check.reason,
+      message: check.message,
+    });
+    return;
+  }
+  if (check.ok && SourceController[check.kind] !== 'import') return; // another controller's DataVolume
 
   const [classes, profiles, config] = await Promise.all([
     d.kube.list<StorageClass>(Res.storageClass).then((l) => l.items),
@@ -74,9 +104,6 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     );
     if (!owned && pvc.metadata?.annotations?.[Ann.populatedFor] !== dv.metadata.name) {
       const message = `Resource "${name}" already exists and is not managed by DataVolume`;
-      if (dv.status?.conditions?.find((c) => c.type === 'Bound')?.message !== message) {
-        await d.recorder.record(involved(dv), 'Warning', 'ErrResourceExists', message);
-      }
       await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
         type: 'Warning',
         reason: 'ErrResourceExists',
@@ -117,7 +144,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     const v = d.progress?.progress(key);
     if (v !== undefined) status.progress = formatProgress(v);
   } else d.progress?.untrack(key);
-  await writeStatus(d, dv, status, pvc, event);
+  await writeStatus(d, dv, status, pvc, event, specEditNotice(dv));
 }
 
 /** Conditions, then a status write only if something changed, then the events upstream would emit for it. */
@@ -127,12 +154,17 @@ async function writeStatus(
   status: NonNullable<DataVolume['status']>,
   pvc: Pvc | undefined,
   event: DvEvent | undefined,
+  /** With a PVC: something the user must know that does not stop the import (a refused spec edit), on Ready. */
+  notice?: { reason: string; message: string },
 ): Promise<void> {
   const original = dv.status?.conditions ?? [];
   const next = structuredClone(status);
   const now = kubeTime(d.now?.() ?? new Date());
   // Without a PVC the event's reason/message explain the Bound condition (upstream updateDataVolumeStatusPhaseWithEvent).
-  updateConditions(next, pvc, pvc ? '' : (event?.reason ?? ''), pvc ? '' : (event?.message ?? ''), now);
+  const why = pvc
+    ? (notice ?? { reason: '', message: '' })
+    : { reason: event?.reason ?? '', message: event?.message ?? '' };
+  updateConditions(next, pvc, why.reason, why.message, now);
   if (isDeepStrictEqual(next, dv.status ?? {})) return;
   // Conditional on the resourceVersion the status was computed from: a newer status (another writer, a newer
   // leader) is never overwritten with one computed from an older view; the write is refused and retried.
@@ -147,4 +179,6 @@ async function writeStatus(
   }
   for (const ev of conditionEvents(next.conditions ?? [], original))
     await d.recorder.record(inv, ev.type, ev.reason, ev.message);
+  if (notice && original.find((c) => c.type === 'Ready')?.message !== notice.message)
+    await d.recorder.record(inv, 'Warning', notice.reason, notice.message);
 }

@@ -4,12 +4,27 @@
 // is success, the PVC annotations are the only memory, and reads come from the cache (the session's expectations keep
 // a reconcile from acting on a cache that has not seen this key's own last writes). Nothing polls: the pod's, the
 // PVC's and the pods-using-the-claim changes queue the PVC.
-import { isControlledBy, type PersistentVolumeClaim as Pvc, type Pod as PodObj } from '../../kube/index.ts';
+import {
+  controllerOf,
+  controllerRef,
+  isControlledBy,
+  type ConfigMap,
+  type PersistentVolumeClaim as Pvc,
+  type Pod as PodObj,
+} from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
+import {
+  Ann,
+  CDIConfigName,
+  Component,
+  GroupVersion,
+  ManagedLabels,
+  Pod,
+  Reason,
+} from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
-import { isImportPvc, PodClaimIndex } from '../shared/indexes.ts';
+import { InvolvedUidIndex, isImportPvc, PodClaimIndex, PvcEventsSelector } from '../shared/indexes.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
@@ -19,6 +34,7 @@ import {
   getVolumeMode,
   importPodName,
   makeImporterPod,
+  proxyConfigMapName,
   requiresScratch,
   scratchPvcName,
   type ImporterPodOptions,
@@ -31,6 +47,66 @@ export interface ImportDeps {
   recorder: Recorder;
   log: Logger;
   pod: Omit<ImporterPodOptions, 'resources' | 'imagePullSecrets'>;
+  /** CDI's namespace, where CDIConfig's trusted proxy CA ConfigMap lives. */
+  cdiNamespace?: string;
+}
+
+interface EventLike {
+  reason?: string;
+  message?: string;
+  lastTimestamp?: string;
+  eventTime?: string;
+  firstTimestamp?: string;
+}
+
+const eventTime = (e: EventLike): number =>
+  Date.parse(e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? '') || 0;
+
+/**
+ * upstream UpdatePVCBoundConditionFromEvents: while the claim is Pending, its latest event (newest first; on a tie
+ * the longer message) becomes the bound condition annotations (false, reason Pending, the event's message), which
+ * the DataVolume shows as "target PVC <name> Pending and <message>". Once it is bound they are removed (but not the
+ * CreatingScratchSpace ones this controller sets itself). Events are read from the cache: PVC events, not our own.
+ */
+export async function boundConditionFromEvents(d: ImportDeps, pvc: Pvc): Promise<Pvc> {
+  const a = anns(pvc);
+  const name = pvc.metadata?.name ?? '';
+  const ns = pvc.metadata?.namespace;
+  const patch = (annotations: Record<string, string | null>): Promise<Pvc> =>
+    d.kube.mergePatch<Pvc>(Res.pvc, name, ns, { metadata: { annotations } });
+  if (pvc.status?.phase === 'Bound') {
+    if (Ann.boundCondition in a && a[Ann.boundConditionReason] === Reason.Pending)
+      return patch({
+        [Ann.boundCondition]: null,
+        [Ann.boundConditionReason]: null,
+        [Ann.boundConditionMessage]: null,
+      });
+    return pvc;
+  }
+  if (pvc.status?.phase !== 'Pending') return pvc;
+  const uid = pvc.metadata?.uid ?? '';
+  const events = (
+    await d.kube.list<EventLike>(Res.event, {
+      namespace: ns ?? '',
+      index: { name: InvolvedUidIndex, value: uid },
+      fieldSelector: `${PvcEventsSelector(Component)},involvedObject.uid=${uid}`,
+    })
+  ).items;
+  const latest = [...events].sort(
+    (x, y) => eventTime(y) - eventTime(x) || (y.message ?? '').length - (x.message ?? '').length,
+  )[0];
+  if (!latest?.message) return pvc;
+  if (
+    a[Ann.boundCondition] === 'false' &&
+    a[Ann.boundConditionReason] === Reason.Pending &&
+    a[Ann.boundConditionMessage] === latest.message
+  )
+    return pvc;
+  return patch({
+    [Ann.boundCondition]: 'false',
+    [Ann.boundConditionReason]: Reason.Pending,
+    [Ann.boundConditionMessage]: latest.message,
+  });
 }
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
@@ -40,7 +116,7 @@ export { isImportPvc };
 /** upstream shouldReconcilePVC (no multi-stage yet): an incomplete import PVC, bound unless WFFC is not honored. */
 export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolean {
   const a = anns(pvc);
-  if ('cdi.kubevirt.io/storage.usePopulator.external' in a) return false;
+  if (Ann.externalPopulation in a) return false;
   if (a[Ann.podPhase] === 'Succeeded') return false;
   if (!isImportPvc(pvc)) return false;
   const honorWffc = honorWaitForFirstConsumer(config) && !(Ann.immediateBinding in a);
@@ -49,8 +125,10 @@ export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolea
 
 export async function reconcileImport(d: ImportDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  if (!pvc) return;
+  const found = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  if (!found) return;
+  // "Pending" always says why: the claim's latest event (ProvisioningFailed, WaitForFirstConsumer, ...).
+  const pvc = isImportPvc(found) ? await boundConditionFromEvents(d, found) : found;
   const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
   if (!shouldReconcile(pvc, config)) {
     await cleanupAfterCompletion(d, pvc);
@@ -93,6 +171,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   } else if (pvc.metadata?.deletionTimestamp) {
     await d.kube.delete(Res.pod, podName, namespace, pod.metadata?.uid);
   } else {
+    await ensureProxyCa(d, pvc, pod, config);
     await updatePvcFromPod(d, pvc, pod, config);
   }
 }
@@ -165,6 +244,53 @@ async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | un
     pod = existing;
   }
   if (scratch) await ensureScratch(d, pvc, pod, config, classes);
+}
+
+/**
+ * upstream copyImportProxyConfigMap: CDIConfig's importProxy.trustedCAProxy names a ConfigMap in CDI's namespace; the
+ * importer pod mounts a copy of it in its own namespace (import-proxy-cm-<pvc>, owned by the pod, so it goes with
+ * it). The pod cannot start without it, so the copy is made while the pod is Pending (AlreadyExists is success: the
+ * controller may read ConfigMaps only in CDI's namespace).
+ */
+async function ensureProxyCa(
+  d: ImportDeps,
+  pvc: Pvc,
+  pod: PodObj,
+  config: CDIConfig | undefined,
+): Promise<void> {
+  const source = config?.status?.importProxy?.trustedCAProxy;
+  if (!source || pod.status?.phase !== 'Pending') return;
+  if (!(pod.spec?.volumes ?? []).some((v) => v.name === Pod.proxyCertVolName)) return; // made before it was set
+  const ns = pvc.metadata?.namespace ?? '';
+  const name = proxyConfigMapName(pvc);
+  const cdiNs = d.cdiNamespace ?? 'cdi';
+  const src = await d.kube.get<ConfigMap>(Res.configMap, source, cdiNs);
+  if (!src) {
+    const message = `the trusted proxy CA ConfigMap ${cdiNs}/${source} (CDIConfig importProxy.trustedCAProxy) does not exist: create it with the CA as ca.crt, or clear the setting`;
+    await d.recorder.record(
+      { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
+      'Warning',
+      Reason.ErrImportFailed,
+      message,
+    );
+    throw new Error(message);
+  }
+  try {
+    await d.kube.create<ConfigMap>(Res.configMap, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name,
+        namespace: ns,
+        labels: { ...ManagedLabels },
+        ownerReferences: [controllerRef(pod, Res.pod)],
+      },
+      ...(src.data ? { data: src.data } : {}),
+    });
+    d.log.info('copied the trusted proxy CA', { namespace: ns, configMap: name, from: `${cdiNs}/${source}` });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
 }
 
 /** Creates the scratch PVC if missing; returns the annotations to set on the target PVC. */
@@ -262,6 +388,23 @@ async function updatePvcFromPod(
   if (u.complete || u.podModificationsNeeded) {
     if (!u.podModificationsNeeded && before[Ann.podPhase] !== 'Succeeded') {
       await d.recorder.record(involved, 'Normal', Reason.ImportSucceeded, 'Import Successful');
+      // what the importer wants the user to know (e.g. the content did not look like a disk image): on the PVC and,
+      // where the user looks, on its DataVolume
+      const owner = controllerOf(pvc);
+      for (const w of u.warnings) {
+        await d.recorder.record(involved, 'Warning', Reason.ImportWarning, w);
+        if (owner?.kind === 'DataVolume')
+          await d.recorder.record(
+            {
+              apiVersion: GroupVersion,
+              kind: 'DataVolume',
+              metadata: { name: owner.name, namespace: pvc.metadata?.namespace, uid: owner.uid },
+            },
+            'Warning',
+            Reason.ImportWarning,
+            w,
+          );
+      }
     }
     const retain = annotations[Ann.retainAfterCompletion] === 'true';
     if (

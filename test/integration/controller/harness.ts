@@ -197,7 +197,11 @@ export interface ControllerSuite {
  */
 export function useControllerSuite(
   prefix: string,
-  opts: { client?: () => KubeClient; manager?: Partial<ManagerOptions> } = {},
+  opts: {
+    client?: () => KubeClient;
+    /** Manager options; a function gets the suite's namespace. */
+    manager?: Partial<ManagerOptions> | ((ns: string) => Partial<ManagerOptions>);
+  } = {},
   /** Called once everything is set up (node:test runs root before() hooks concurrently: do not rely on their order). */
   ready: (s: ControllerSuite) => void = () => {},
 ): ControllerSuite {
@@ -232,7 +236,10 @@ export function useControllerSuite(
       } as KubeObject);
     }
     suite.metrics = await startMetricsServer();
-    suite.mgr = new RunningManager(opts.client?.() ?? client, opts.manager);
+    suite.mgr = new RunningManager(
+      opts.client?.() ?? client,
+      typeof opts.manager === 'function' ? opts.manager(ns) : opts.manager,
+    );
     suite.mgr.start();
     // Our classes' provisioner is unknown to the capability table, so give their profiles claim property sets (as
     // a user would); the storage API of the DataVolumes is completed from them.
@@ -525,7 +532,8 @@ export async function pauseDeployedController(client: KubeClient): Promise<() =>
   while (Date.now() < deadline) {
     const pods = await client.list(Resources.Pod, {
       namespace: 'cdi',
-      labelSelector: 'cdi.kubevirt.io=cdi-controller',
+      // the Deployment's pods: cdi.kubevirt.io=cdi-deployment as upstream's (cdi-controller before)
+      labelSelector: 'cdi.kubevirt.io in (cdi-deployment,cdi-controller)',
     });
     if (pods.items.length === 0) break;
     await new Promise((r) => setTimeout(r, 500));

@@ -62,6 +62,8 @@ export const UploadHeader = {
   UploadId: 'x-cdi-upload-id',
   /** cdi-ts: bytes of the body the server holds (HEAD answer), or where a continuation starts (POST) */
   UploadOffset: 'x-cdi-upload-offset',
+  /** cdi-ts: why a resumable upload cannot continue (on HEAD answers, which carry no body) */
+  UploadError: 'x-cdi-upload-error',
   /** cdi-ts, optional: `namespace/name` of the PVC the client means; the proxy refuses a token for another one */
   UploadTarget: 'x-cdi-upload-target',
 } as const;

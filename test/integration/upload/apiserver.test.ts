@@ -21,8 +21,6 @@ import {
   pointerEscape,
   type AdmissionRequest,
 } from '../../../src/apiserver/admission.ts';
-import { readAuthConfig } from '../../../src/apiserver/authn.ts';
-import { CdiApiServer } from '../../../src/apiserver/server.ts';
 import {
   createCA,
   issueClientCert,
@@ -31,73 +29,10 @@ import {
   type KeyPair,
   type Signer,
 } from '../../../src/certs/pki.ts';
-import { serviceHostnames } from '../../../src/certs/reconcile.ts';
-import { Resources, type KubeClient, type KubeObject, type Resource } from '../../../src/kube/index.ts';
-import { getOrCreateSigningKey } from '../../../src/token/keys.ts';
-import { TokenGenerator, TokenValidator, UploadTokenIssuer } from '../../../src/token/token.ts';
+import { Resources, type KubeClient, type KubeObject } from '../../../src/kube/index.ts';
+import type { TokenValidator } from '../../../src/token/token.ts';
 import { clusterClient, createNamespace, eventually, kubeconfigPath, kubectl } from '../kube/cluster.ts';
-import { isNotFound } from '../../../src/kube/index.ts';
-
-async function deleteIfExists(
-  kube: KubeClient,
-  r: Resource,
-  name: string,
-  namespace?: string,
-): Promise<void> {
-  try {
-    await kube.delete(r, name, { ...(namespace ? { namespace } : {}) });
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  }
-}
-
-const HOST_IP = '10.99.0.1';
-const R = {
-  APIService: {
-    group: 'apiregistration.k8s.io',
-    version: 'v1',
-    kind: 'APIService',
-    plural: 'apiservices',
-    namespaced: false,
-  },
-  Endpoints: { group: '', version: 'v1', kind: 'Endpoints', plural: 'endpoints', namespaced: true },
-  EndpointSlice: {
-    group: 'discovery.k8s.io',
-    version: 'v1',
-    kind: 'EndpointSlice',
-    plural: 'endpointslices',
-    namespaced: true,
-  },
-  Role: {
-    group: 'rbac.authorization.k8s.io',
-    version: 'v1',
-    kind: 'Role',
-    plural: 'roles',
-    namespaced: true,
-  },
-  RoleBinding: {
-    group: 'rbac.authorization.k8s.io',
-    version: 'v1',
-    kind: 'RoleBinding',
-    plural: 'rolebindings',
-    namespaced: true,
-  },
-  Validating: {
-    group: 'admissionregistration.k8s.io',
-    version: 'v1',
-    kind: 'ValidatingWebhookConfiguration',
-    plural: 'validatingwebhookconfigurations',
-    namespaced: false,
-  },
-  Mutating: {
-    group: 'admissionregistration.k8s.io',
-    version: 'v1',
-    kind: 'MutatingWebhookConfiguration',
-    plural: 'mutatingwebhookconfigurations',
-    namespaced: false,
-  },
-} as const satisfies Record<string, Resource>;
-const APISERVICE = 'v1beta1.upload.cdi.kubevirt.io';
+import { deleteIfExists, HOST_IP, R, startAggregatedApiServer } from './support.ts';
 
 let kube: KubeClient;
 let cdiNs: string;
@@ -105,7 +40,6 @@ let userNs: string;
 let cleanups: (() => Promise<void>)[] = [];
 let dir: string;
 let ca: Signer;
-let server: CdiApiServer;
 let port: number;
 let validator: TokenValidator;
 const hookName = `cdi-test-upload-${randomBytes(3).toString('hex')}`;
@@ -143,72 +77,16 @@ async function utrFile(pvcName: string): Promise<string> {
 
 before(async () => {
   kube = clusterClient();
-  const auth = await readAuthConfig(kube);
-  if (!auth.requestHeaderCa) {
-    throw new Error(
-      'the cluster has no requestheader-client-ca-file in kube-system/extension-apiserver-authentication: its kube-apiserver runs without the aggregation flags (restart it from a checkout that has them)',
-    );
-  }
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-apiserver-'));
-  const a = await createNamespace(kube, 'cdi-test-upload-cdi');
+  const api = await startAggregatedApiServer(kube, [
+    { path: '/test-validate', admit: testValidate },
+    { path: '/test-mutate', admit: testMutate },
+  ]);
+  cleanups.push(api.cleanup);
+  ({ cdiNs, port, ca, validator } = api);
   const b = await createNamespace(kube, 'cdi-test-upload-user');
-  cdiNs = a.name;
   userNs = b.name;
-  cleanups.push(a.cleanup, b.cleanup);
-  const v = validityFrom(new Date(), 3600_000);
-  ca = await createCA('test-cdi-apiserver-signer', v);
-  const serving = await issueServerCert(ca, [...serviceHostnames('cdi-api', cdiNs), HOST_IP], v);
-  const key = await getOrCreateSigningKey(kube, cdiNs);
-  validator = new TokenValidator(UploadTokenIssuer, key.publicKey, 10_000);
-  let authConfig = auth;
-  server = new CdiApiServer({
-    kube,
-    tokens: new TokenGenerator(UploadTokenIssuer, key.privateKey, 300_000),
-    authConfig: () => authConfig,
-    tls: { cert: serving.certPem, key: serving.keyPem },
-    webhooks: [
-      { path: '/test-validate', admit: testValidate },
-      { path: '/test-mutate', admit: testMutate },
-    ],
-    log: () => {},
-  });
-  port = await server.listen(0, HOST_IP);
-  authConfig = await readAuthConfig(kube);
-  // A Service without a selector; the API server routes to its endpoints (--enable-aggregator-routing).
-  await kube.create(Resources.Service, {
-    metadata: { name: 'cdi-api', namespace: cdiNs },
-    spec: { ports: [{ name: 'https', port: 443, targetPort: port, protocol: 'TCP' }] },
-  });
-  await kube.create(R.Endpoints, {
-    metadata: { name: 'cdi-api', namespace: cdiNs },
-    subsets: [{ addresses: [{ ip: HOST_IP }], ports: [{ name: 'https', port, protocol: 'TCP' }] }],
-  } as KubeObject);
-  await kube.create(R.EndpointSlice, {
-    metadata: { name: 'cdi-api-host', namespace: cdiNs, labels: { 'kubernetes.io/service-name': 'cdi-api' } },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: [HOST_IP], conditions: { ready: true } }],
-    ports: [{ name: 'https', port, protocol: 'TCP' }],
-  } as KubeObject);
-  cleanups.push(() => deleteIfExists(kube, R.APIService, APISERVICE));
-  await deleteIfExists(kube, R.APIService, APISERVICE);
-  await kube.create(R.APIService, {
-    metadata: { name: APISERVICE },
-    spec: {
-      group: 'upload.cdi.kubevirt.io',
-      version: 'v1beta1',
-      service: { namespace: cdiNs, name: 'cdi-api', port: 443 },
-      caBundle: Buffer.from(ca.certPem).toString('base64'),
-      groupPriorityMinimum: 1000,
-      versionPriority: 15,
-    },
-  } as KubeObject);
-  await eventually('the APIService to be Available', async () => {
-    const s = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(
-      R.APIService,
-      APISERVICE,
-    );
-    return s.status?.conditions?.some((c) => c.type === 'Available' && c.status === 'True');
-  });
+  cleanups.push(b.cleanup);
   // RBAC for the test users: bob may create upload token requests only; carol may also create PVCs.
   await kube.create(R.Role, {
     metadata: { name: 'upload-tokens', namespace: userNs },
@@ -232,7 +110,6 @@ after(async () => {
   // The APIService first: an unavailable APIService breaks discovery for every other test.
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
   cleanups = [];
-  await server?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -9,95 +9,38 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
-import { createCA, issueServerCert, validityFrom } from '../../../src/certs/pki.ts';
 import {
   Resources,
   type KubeClient,
   type KubeObject,
   type PersistentVolumeClaim,
 } from '../../../src/kube/index.ts';
-import { UploadProxy } from '../../../src/uploadproxy/proxy.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
-import {
-  killUploadPods,
-  makeUploadPki,
-  startUploadPod,
-  type UploadPki,
-  type UploadPod,
-} from '../../support/upload.ts';
 import { clusterClient, createNamespace, installCrds, kubeconfigPath } from '../kube/cluster.ts';
-import { startAggregatedApiServer, type AggregatedApiServer } from './support.ts';
+import {
+  startAggregatedApiServer,
+  startUploadStack,
+  type AggregatedApiServer,
+  type UploadStack,
+} from './support.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../../../bin/cdi.js');
 let kube: KubeClient;
 let api: AggregatedApiServer;
+let stack: UploadStack;
 let ns: string;
 let cleanupNs: () => Promise<void>;
 let dir: string;
 let disk: SeededDisk;
 let big: SeededDisk;
-let pki: UploadPki;
-let proxy: UploadProxy;
 let proxyPort: number;
 let caFile: string;
-const pods = new Map<string, UploadPod>();
-let standIn: NodeJS.Timeout | undefined;
-
-/** Stand-in for the upload controller (the next step brings the real one): see the file comment. */
-function startStandIn(): void {
-  const busy = new Set<string>();
-  const tick = async (): Promise<void> => {
-    const list = await kube.list<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, { namespace: ns });
-    for (const pvc of list.items) {
-      const name = pvc.metadata?.name ?? '';
-      const a = pvc.metadata?.annotations ?? {};
-      if (!(Ann.UploadRequest in a) || busy.has(name) || a[Ann.PodPhase] === 'Succeeded') continue;
-      busy.add(name);
-      const size = pvc.spec?.resources?.requests?.['storage'] ?? '8Mi';
-      const pod = await startUploadPod(dir, pki, { UPLOAD_IMAGE_SIZE: String(size) });
-      pods.set(name, pod);
-      const annotate = (x: Record<string, string>): Promise<unknown> =>
-        kube.mergePatch(
-          Resources.PersistentVolumeClaim,
-          name,
-          { metadata: { annotations: x } },
-          { namespace: ns },
-        );
-      await annotate({
-        [Ann.PodReady]: 'true',
-        [Ann.PodPhase]: 'Running',
-        [Ann.UploadPod]: `cdi-upload-${name}`,
-      });
-      void pod.exited.then((code) =>
-        annotate(
-          code === 0
-            ? { [Ann.PodReady]: 'false', [Ann.PodPhase]: 'Succeeded' }
-            : {
-                [Ann.PodReady]: 'false',
-                [Ann.PodRestarts]: '1',
-                [Ann.RunningConditionMessage]: pod.log().slice(-200),
-              },
-        ),
-      );
-    }
-  };
-  const loop = (): void => {
-    standIn = setTimeout(
-      () =>
-        void tick()
-          .catch(() => undefined)
-          .finally(loop),
-      200,
-    );
-  };
-  loop();
-}
 
 before(async () => {
   kube = clusterClient();
@@ -110,29 +53,12 @@ before(async () => {
   disk = await makeSeededDisk(src, { size: 4 << 20, seed: 'cli' });
   await makeVariant(disk.path, src, 'qcow2');
   big = await makeSeededDisk(src, { size: 16 << 20, seed: 'cli-big', name: 'big.raw' });
-  pki = await makeUploadPki();
-  const v = validityFrom(new Date(), 3600_000);
-  const proxyCa = await createCA('test-uploadproxy-signer', v);
-  caFile = path.join(dir, 'proxy-ca.crt');
-  await writeFile(caFile, proxyCa.certPem);
-  const serving = await issueServerCert(proxyCa, ['127.0.0.1'], v);
-  proxy = new UploadProxy({
-    validator: api.validator,
-    getPvc: (n, name) => kube.getOrUndefined<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, n),
-    resolveUrl: (_n, pvc, p) => `https://127.0.0.1:${pods.get(pvc)?.port ?? 1}${p}`,
-    clientTls: () =>
-      Promise.resolve({ cert: pki.client.certPem, key: pki.client.keyPem, ca: pki.serverCa.certPem }),
-    tls: { cert: serving.certPem, key: serving.keyPem },
-    log: () => {},
-  });
-  proxyPort = await proxy.listen(0, '127.0.0.1');
-  startStandIn();
+  stack = await startUploadStack(kube, ns, dir, api.validator);
+  ({ proxyPort, caFile } = stack);
 });
 
 after(async () => {
-  clearTimeout(standIn);
-  killUploadPods();
-  await proxy?.close();
+  await stack?.close();
   await cleanupNs?.();
   await api?.cleanup();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -218,7 +144,7 @@ void describe('cdi upload', () => {
     const pvc = await kube.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'disk-one', ns);
     assert.equal(pvc.metadata?.annotations?.[Ann.PodPhase], 'Succeeded');
     assert.equal(pvc.metadata?.annotations?.[Ann.ContentType], 'kubevirt');
-    assert.equal(await md5File(path.join(pods.get('disk-one')!.data, 'disk.img'), 4 << 20), disk.md5);
+    assert.equal(await md5File(path.join(stack.pods.get('disk-one')!.data, 'disk.img'), 4 << 20), disk.md5);
   });
 
   void it('sends --checksum: a wrong one fails the upload clearly and leaves the PVC not Succeeded', async () => {
@@ -287,7 +213,7 @@ void describe('cdi upload', () => {
         rl.up() <= cutAt + (big.size - offset) + (256 << 10),
         `${rl.up()} bytes went up: more than the cut-off ${cutAt} and the rest from ${offset}`,
       );
-      assert.equal(await md5File(path.join(pods.get('disk-resume')!.data, 'disk.img')), big.md5);
+      assert.equal(await md5File(path.join(stack.pods.get('disk-resume')!.data, 'disk.img')), big.md5);
     } finally {
       rl.close();
     }

@@ -5,6 +5,18 @@
  * breaks discovery for every other test.
  */
 import { randomBytes } from 'node:crypto';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Ann } from '../../../src/api/constants.ts';
+import { UploadProxy } from '../../../src/uploadproxy/proxy.ts';
+import {
+  killUploadPods,
+  makeUploadPki,
+  startUploadPod,
+  type UploadPki,
+  type UploadPod,
+} from '../../support/upload.ts';
 import type { Admitter } from '../../../src/apiserver/admission.ts';
 import { readAuthConfig } from '../../../src/apiserver/authn.ts';
 import { CdiApiServer } from '../../../src/apiserver/server.ts';
@@ -15,6 +27,7 @@ import {
   Resources,
   type KubeClient,
   type KubeObject,
+  type PersistentVolumeClaim,
   type Resource,
 } from '../../../src/kube/index.ts';
 import { getOrCreateSigningKey } from '../../../src/token/keys.ts';
@@ -93,9 +106,48 @@ export interface AggregatedApiServer {
   cleanup: () => Promise<void>;
 }
 
+const LOCK = path.join(tmpdir(), 'cdi-ts-upload-apiservice.lock');
+
+/** The APIService is cluster-wide: test files that register it take turns (a lock file holding the owner's pid). */
+async function lockApiService(): Promise<() => Promise<void>> {
+  for (;;) {
+    try {
+      const fh = await open(LOCK, 'wx');
+      await fh.write(String(process.pid));
+      await fh.close();
+      return () => rm(LOCK, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(await readFile(LOCK, 'utf8').catch(() => ''));
+      let alive = false;
+      try {
+        alive = owner > 0 && process.kill(owner, 0);
+      } catch {
+        alive = false;
+      }
+      if (!alive) await rm(LOCK, { force: true });
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 export async function startAggregatedApiServer(
   kube: KubeClient,
   webhooks: { path: string; admit: Admitter }[] = [],
+): Promise<AggregatedApiServer> {
+  const unlock = await lockApiService();
+  try {
+    return await registerApiServer(kube, webhooks, unlock);
+  } catch (e) {
+    await unlock();
+    throw e;
+  }
+}
+
+async function registerApiServer(
+  kube: KubeClient,
+  webhooks: { path: string; admit: Admitter }[],
+  unlock: () => Promise<void>,
 ): Promise<AggregatedApiServer> {
   const auth = await readAuthConfig(kube);
   if (!auth.requestHeaderCa) {
@@ -104,7 +156,7 @@ export async function startAggregatedApiServer(
     );
   }
   const ns = await createNamespace(kube, 'cdi-test-upload-cdi');
-  const cleanups: (() => Promise<void>)[] = [ns.cleanup];
+  const cleanups: (() => Promise<void>)[] = [unlock, ns.cleanup];
   const cdiNs = ns.name;
   const v = validityFrom(new Date(), 3600_000);
   const ca = await createCA(`test-cdi-apiserver-signer-${randomBytes(2).toString('hex')}`, v);
@@ -164,6 +216,110 @@ export async function startAggregatedApiServer(
     server,
     cleanup: async () => {
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    },
+  };
+}
+
+export interface UploadStack {
+  proxyPort: number;
+  /** The proxy's CA (what clients trust). */
+  caFile: string;
+  pki: UploadPki;
+  /** The upload server started for each PVC, by name. */
+  pods: Map<string, UploadPod>;
+  close: () => Promise<void>;
+}
+
+/**
+ * cdi-uploadproxy on loopback in front of upload server pods that a stand-in for the upload controller starts: for
+ * every upload PVC in `ns` it starts the upload server entrypoint, sets the annotations the controller would
+ * (pod ready, phase Running), and Succeeded when the server exits 0 (restarts and the message otherwise). The real
+ * controller comes with the next step; the proxy's URL resolver points at these servers.
+ */
+export async function startUploadStack(
+  kube: KubeClient,
+  ns: string,
+  dir: string,
+  validator: TokenValidator,
+): Promise<UploadStack> {
+  const pki = await makeUploadPki();
+  const pods = new Map<string, UploadPod>();
+  const v = validityFrom(new Date(), 3600_000);
+  const proxyCa = await createCA('test-uploadproxy-signer', v);
+  const caFile = path.join(dir, 'proxy-ca.crt');
+  await writeFile(caFile, proxyCa.certPem);
+  const serving = await issueServerCert(proxyCa, ['127.0.0.1'], v);
+  const proxy = new UploadProxy({
+    validator,
+    getPvc: (n, name) => kube.getOrUndefined<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, n),
+    resolveUrl: (_n, pvc, p) => `https://127.0.0.1:${pods.get(pvc)?.port ?? 1}${p}`,
+    clientTls: () =>
+      Promise.resolve({ cert: pki.client.certPem, key: pki.client.keyPem, ca: pki.serverCa.certPem }),
+    tls: { cert: serving.certPem, key: serving.keyPem },
+    log: (l) => {
+      if (process.env.CDI_TEST_VERBOSE) process.stderr.write(`cdi-uploadproxy: ${l}\n`);
+    },
+  });
+  const proxyPort = await proxy.listen(0, '127.0.0.1');
+  const busy = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const tick = async (): Promise<void> => {
+    const list = await kube.list<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, { namespace: ns });
+    for (const pvc of list.items) {
+      const name = pvc.metadata?.name ?? '';
+      const a = pvc.metadata?.annotations ?? {};
+      if (!(Ann.UploadRequest in a) || busy.has(name) || a[Ann.PodPhase] === 'Succeeded') continue;
+      busy.add(name);
+      const size = pvc.spec?.resources?.requests?.['storage'] ?? '8Mi';
+      const pod = await startUploadPod(dir, pki, { UPLOAD_IMAGE_SIZE: String(size) });
+      pods.set(name, pod);
+      const annotate = (x: Record<string, string>): Promise<unknown> =>
+        kube.mergePatch(
+          Resources.PersistentVolumeClaim,
+          name,
+          { metadata: { annotations: x } },
+          { namespace: ns },
+        );
+      await annotate({
+        [Ann.PodReady]: 'true',
+        [Ann.PodPhase]: 'Running',
+        [Ann.UploadPod]: `cdi-upload-${name}`,
+      });
+      void pod.exited.then((code) =>
+        annotate(
+          code === 0
+            ? { [Ann.PodReady]: 'false', [Ann.PodPhase]: 'Succeeded' }
+            : {
+                [Ann.PodReady]: 'false',
+                [Ann.PodRestarts]: '1',
+                [Ann.RunningConditionMessage]: pod.log().slice(-200),
+              },
+        ).catch(() => undefined),
+      );
+    }
+  };
+  const loop = (): void => {
+    if (stopped) return;
+    timer = setTimeout(
+      () =>
+        void tick()
+          .catch(() => undefined)
+          .finally(loop),
+      200,
+    );
+  };
+  loop();
+  return {
+    proxyPort,
+    caFile,
+    pki,
+    pods,
+    close: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      killUploadPods();
+      await proxy.close();
     },
   };
 }

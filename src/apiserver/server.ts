@@ -10,13 +10,12 @@
  * before forwarding.) Refusals are metav1.Status answers: 401 unauthenticated, 403 forbidden.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
 import { UploadApiVersion, UploadTokenRequestResource, type UploadTokenRequest } from '../api/upload.ts';
 import { kubeTime, type KubeClient } from '../kube/index.ts';
+import { closeNow, listenOn } from '../certs/tls.ts';
 import { uploadPayload, type TokenGenerator } from '../token/token.ts';
 import { serveAdmission } from './admission.ts';
 import { AuthError, authenticate, type AuthConfig } from './authn.ts';
@@ -76,16 +75,12 @@ export class CdiApiServer {
     this.server.setSecureContext(this.secureOptions());
   }
 
-  async listen(port: number, host: string): Promise<number> {
-    this.server.listen(port, host);
-    await once(this.server, 'listening');
-    return (this.server.address() as AddressInfo).port;
+  listen(port: number, host: string): Promise<number> {
+    return listenOn(this.server, port, host);
   }
 
-  async close(): Promise<void> {
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    this.server.closeAllConnections();
-    await closed;
+  close(): Promise<void> {
+    return closeNow(this.server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -3,7 +3,10 @@
  * (`VersionTLS12`, Go's names) and TLS_CIPHERS (OpenSSL names, comma separated), from CDIConfig's TLS profile, and
  * serving certificates that follow their files (Secret volumes are updated in place when a certificate rotates).
  */
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
 
 type Env = Record<string, string | undefined>;
@@ -70,4 +73,18 @@ export function followTls(
   const t = setInterval(() => void check(), intervalMs);
   t.unref();
   return () => clearInterval(t);
+}
+
+/** Listens on host:port (0: any port); resolves with the port. */
+export async function listenOn(server: Server, port: number, host: string): Promise<number> {
+  server.listen(port, host);
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+/** Stops a server at once, connections included. */
+export async function closeNow(server: Server): Promise<void> {
+  const closed = new Promise<void>((r) => server.close(() => r()));
+  server.closeAllConnections();
+  await closed;
 }

@@ -13,13 +13,13 @@
  * does not verify, 503 (with the reason, HTML-escaped) when the PVC cannot take an upload, 502 when the upload server
  * cannot be reached. CORS is open (upstream cors.AllowAll) for browser clients.
  */
-import { once } from 'node:events';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import https from 'node:https';
-import { isIP, type AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { SecureVersion } from 'node:tls';
 import { Ann, ContentType } from '../api/constants.ts';
+import { closeNow, listenOn } from '../certs/tls.ts';
 import { ArchiveUploadPaths, ProxyPaths, UploadHeader, UploadPath, uploadServerUrl } from '../api/upload.ts';
 import type { PersistentVolumeClaim } from '../kube/index.ts';
 import { Operation, TokenError, type TokenPayload, type TokenValidator } from '../token/token.ts';
@@ -121,16 +121,12 @@ export class UploadProxy {
     this.server.setSecureContext(this.secureOptions(this.o.tls));
   }
 
-  async listen(port: number, host: string): Promise<number> {
-    this.server.listen(port, host);
-    await once(this.server, 'listening');
-    return (this.server.address() as AddressInfo).port;
+  listen(port: number, host: string): Promise<number> {
+    return listenOn(this.server, port, host);
   }
 
-  async close(): Promise<void> {
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    this.server.closeAllConnections();
-    await closed;
+  close(): Promise<void> {
+    return closeNow(this.server);
   }
 
   private cors(req: IncomingMessage, res: ServerResponse): boolean {

@@ -492,19 +492,9 @@ export class UploadServer {
     if (s.attached === att) s.attached = undefined;
     if (outcome === 'detached') return;
     if (outcome === 'cut') {
-      const msg = `the upload was cut off after ${s.body.received}${s.body.total !== undefined ? ` of ${s.body.total}` : ''} bytes`;
-      if (s.resumable && !s.outcome) {
-        const window = this.cfg.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS;
-        this.log(`${msg}; waiting ${Math.round(window / 1000)}s for its continuation (id ${s.id ?? ''})`);
-        s.waitTimer = setTimeout(() => {
-          s.body.fail(
-            new ImportError(
-              ErrorKind.Transfer,
-              `${msg} and was not continued within ${Math.round(window / 1000)}s`,
-            ),
-          );
-        }, window);
-      } else {
+      const msg = this.cutMessage(s);
+      if (s.resumable) this.awaitContinuation(s, msg);
+      else {
         this.log(msg);
         s.body.fail(new ImportError(ErrorKind.Transfer, msg));
       }

@@ -7,12 +7,14 @@
  *   await request(pod.port, '/v1beta1/upload', { body: file, cert: pki.client });
  *   await pod.exited                                      // exit code; pod.termination() reads the message
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
 import {
   createCA,
   issueClientCert,
@@ -183,4 +185,29 @@ export function request(
     else if (Buffer.isBuffer(b)) req.end(b);
     else b.pipe(req);
   });
+}
+
+/** A tar whose only entry is named `../<script>x</script>`: refused by the data path, its name echoed in the error. */
+export async function makeMarkupTar(dir: string): Promise<string> {
+  const d = await mkdtemp(path.join(dir, 'markup-'));
+  await writeFile(path.join(d, 'x'), 'x');
+  const out = path.join(d, 'evil.tar');
+  await promisify(execFile)('tar', ['-C', d, '-cf', out, '--transform', 's,^x$,../<script>x</script>,', 'x']);
+  return out;
+}
+
+/** A TLS connection to 127.0.0.1:port (for raw HTTP: pipelining, cut-off bodies), with a client certificate. */
+export async function rawTls(
+  port: number,
+  cert?: KeyPair,
+  opts: tls.ConnectionOptions = { rejectUnauthorized: false },
+): Promise<tls.TLSSocket> {
+  const sock = tls.connect({
+    host: '127.0.0.1',
+    port,
+    ...opts,
+    ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+  });
+  await new Promise((r) => sock.once('secureConnect', r));
+  return sock;
 }

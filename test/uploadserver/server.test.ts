@@ -12,14 +12,21 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
 import { UploadServer } from '../../src/uploadserver/server.ts';
 import { targetPaths } from '../../src/uploadserver/target.ts';
 import { UploadServerClientName } from '../../src/certs/reconcile.ts';
-import { killUploadPods, makeUploadPki, request, startUploadPod, type UploadPki } from '../support/upload.ts';
+import {
+  killUploadPods,
+  makeMarkupTar,
+  makeUploadPki,
+  rawTls,
+  request,
+  startUploadPod,
+  type UploadPki,
+} from '../support/upload.ts';
 
 const run = promisify(execFile);
 const SIZE = 4 << 20;
@@ -201,20 +208,9 @@ void describe('upload server', () => {
     assert.equal(r.headers['content-type'], 'text/plain; charset=utf-8');
     await assert.rejects(stat(path.join(pod.data, 'disk.img')));
     // an archive entry name with markup is echoed escaped
-    const evil = path.join(dir, 'evil');
-    await mkdir(evil, { recursive: true });
-    await writeFile(path.join(evil, 'x'), 'x');
-    await run('tar', [
-      '-C',
-      evil,
-      '-cf',
-      path.join(evil, 'evil.tar'),
-      '--transform',
-      's,^x$,../<script>x</script>,',
-      'x',
-    ]);
+    const evil = await makeMarkupTar(dir);
     const a = await request(pod.port, '/v1beta1/upload-archive', {
-      body: path.join(evil, 'evil.tar'),
+      body: evil,
       cert: pki.client,
     });
     assert.ok(a.status >= 400, a.body);
@@ -260,14 +256,7 @@ void describe('upload server', () => {
       const sum = createHash('sha256').update(bytes).digest('hex');
       const headers = { 'x-cdi-upload-id': id, 'x-cdi-checksum': `sha256:${sum}` };
       // First request: full length declared, connection dropped after about 60%.
-      const sock = tls.connect({
-        host: '127.0.0.1',
-        port: pod.port,
-        rejectUnauthorized: false,
-        cert: pki.client.certPem,
-        key: pki.client.keyPem,
-      });
-      await new Promise((r) => sock.once('secureConnect', r));
+      const sock = await rawTls(pod.port, pki.client);
       const cut = Math.floor(bytes.length * 0.6);
       sock.write(
         `POST /v1beta1/upload HTTP/1.1\r\nhost: x\r\ncontent-length: ${bytes.length}\r\nx-cdi-upload-id: ${id}\r\nx-cdi-checksum: sha256:${sum}\r\n\r\n`,
@@ -302,14 +291,7 @@ void describe('upload server', () => {
   void it('drops a cut-off upload that is not continued within the resume window; a new upload starts over', async () => {
     const pod = await startUploadPod(dir, pki, { UPLOAD_IMAGE_SIZE: '4Mi', CDI_UPLOAD_RESUME_WINDOW: '0.2' });
     const raw = await readFile(disk.path);
-    const sock = tls.connect({
-      host: '127.0.0.1',
-      port: pod.port,
-      rejectUnauthorized: false,
-      cert: pki.client.certPem,
-      key: pki.client.keyPem,
-    });
-    await new Promise((r) => sock.once('secureConnect', r));
+    const sock = await rawTls(pod.port, pki.client);
     sock.write(
       `POST /v1beta1/upload HTTP/1.1\r\nhost: x\r\ncontent-length: ${raw.length}\r\nx-cdi-upload-id: gone\r\n\r\n`,
     );

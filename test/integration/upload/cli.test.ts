@@ -9,59 +9,28 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
-import {
-  Resources,
-  type KubeClient,
-  type KubeObject,
-  type PersistentVolumeClaim,
-} from '../../../src/kube/index.ts';
+import { Resources, type KubeObject, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
-import { clusterClient, createNamespace, installCrds, kubeconfigPath } from '../kube/cluster.ts';
-import {
-  startAggregatedApiServer,
-  startUploadStack,
-  type AggregatedApiServer,
-  type UploadStack,
-} from './support.ts';
+import { kubeconfigPath } from '../kube/cluster.ts';
+import { useUploadEnv } from './support.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../../../bin/cdi.js');
-let kube: KubeClient;
-let api: AggregatedApiServer;
-let stack: UploadStack;
-let ns: string;
-let cleanupNs: () => Promise<void>;
-let dir: string;
 let disk: SeededDisk;
 let big: SeededDisk;
-let proxyPort: number;
-let caFile: string;
-
-before(async () => {
-  kube = clusterClient();
-  await installCrds(kube);
-  api = await startAggregatedApiServer(kube);
-  ({ name: ns, cleanup: cleanupNs } = await createNamespace(kube, 'cdi-test-upload-cli'));
-  dir = await mkdtemp(path.join(tmpdir(), 'cdi-upload-cli-'));
-  const src = path.join(dir, 'src');
-  await mkdir(src);
-  disk = await makeSeededDisk(src, { size: 4 << 20, seed: 'cli' });
-  await makeVariant(disk.path, src, 'qcow2');
-  big = await makeSeededDisk(src, { size: 16 << 20, seed: 'cli-big', name: 'big.raw' });
-  stack = await startUploadStack(kube, ns, dir, api.validator);
-  ({ proxyPort, caFile } = stack);
-});
-
-after(async () => {
-  await stack?.close();
-  await cleanupNs?.();
-  await api?.cleanup();
-  if (dir) await rm(dir, { recursive: true, force: true });
+const env = useUploadEnv('cdi-test-upload-cli', {
+  crds: true,
+  prepare: async (dir) => {
+    const src = path.join(dir, 'src');
+    await mkdir(src);
+    disk = await makeSeededDisk(src, { size: 4 << 20, seed: 'cli' });
+    await makeVariant(disk.path, src, 'qcow2');
+    big = await makeSeededDisk(src, { size: 16 << 20, seed: 'cli-big', name: 'big.raw' });
+  },
 });
 
 function cdi(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -78,13 +47,13 @@ function cdi(...args: string[]): Promise<{ code: number | null; stdout: string; 
 
 const common = (url: string): string[] => [
   '-n',
-  ns,
+  env.ns,
   '--kubeconfig',
   kubeconfigPath,
   '--uploadproxy-url',
   url,
   '--uploadproxy-ca',
-  caFile,
+  env.stack.caFile,
   '--wait-secs',
   '60',
 ];
@@ -94,7 +63,7 @@ async function relay(cutAfter: number): Promise<{ port: number; up: () => number
   let up = 0;
   let cut = false;
   const srv = net.createServer((c) => {
-    const s = net.connect(proxyPort, '127.0.0.1');
+    const s = net.connect(env.stack.proxyPort, '127.0.0.1');
     let mine = 0;
     let dead = false;
     c.on('data', (d: Buffer) => {
@@ -131,20 +100,27 @@ void describe('cdi upload', () => {
       'pvc',
       'disk-one',
       '--image-path',
-      path.join(dir, 'src', 'disk.qcow2'),
+      path.join(env.dir, 'src', 'disk.qcow2'),
       '--size',
       '8Mi',
       '--no-progress',
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /PersistentVolumeClaim .*\/disk-one created/);
     assert.match(r.stdout, /Uploading data to https:\/\/127\.0\.0\.1/);
     assert.match(r.stdout, /Processing completed successfully/);
-    const pvc = await kube.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'disk-one', ns);
+    const pvc = await env.kube.get<PersistentVolumeClaim>(
+      Resources.PersistentVolumeClaim,
+      'disk-one',
+      env.ns,
+    );
     assert.equal(pvc.metadata?.annotations?.[Ann.PodPhase], 'Succeeded');
     assert.equal(pvc.metadata?.annotations?.[Ann.ContentType], 'kubevirt');
-    assert.equal(await md5File(path.join(stack.pods.get('disk-one')!.data, 'disk.img'), 4 << 20), disk.md5);
+    assert.equal(
+      await md5File(path.join(env.stack.pods.get('disk-one')!.data, 'disk.img'), 4 << 20),
+      disk.md5,
+    );
   });
 
   void it('sends --checksum: a wrong one fails the upload clearly and leaves the PVC not Succeeded', async () => {
@@ -160,14 +136,18 @@ void describe('cdi upload', () => {
       '--no-progress',
       '--checksum',
       `sha256:${bad}`,
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(r.code, 1);
     assert.match(
       r.stderr,
       /^cdi: error: the upload was refused: 400 Saving stream failed: checksum mismatch: expected sha256:0{64}, calculated sha256:[0-9a-f]{64}/m,
     );
-    const pvc = await kube.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'disk-sum', ns);
+    const pvc = await env.kube.get<PersistentVolumeClaim>(
+      Resources.PersistentVolumeClaim,
+      'disk-sum',
+      env.ns,
+    );
     assert.notEqual(pvc.metadata?.annotations?.[Ann.PodPhase], 'Succeeded');
     // the right one goes through on the same PVC
     const sum = createHash('sha256')
@@ -183,7 +163,7 @@ void describe('cdi upload', () => {
       '--no-progress',
       '--checksum',
       `sha256:${sum}`,
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
   });
@@ -213,7 +193,7 @@ void describe('cdi upload', () => {
         rl.up() <= cutAt + (big.size - offset) + (256 << 10),
         `${rl.up()} bytes went up: more than the cut-off ${cutAt} and the rest from ${offset}`,
       );
-      assert.equal(await md5File(path.join(stack.pods.get('disk-resume')!.data, 'disk.img')), big.md5);
+      assert.equal(await md5File(path.join(env.stack.pods.get('disk-resume')!.data, 'disk.img')), big.md5);
     } finally {
       rl.close();
     }
@@ -227,7 +207,7 @@ void describe('cdi upload', () => {
       '--image-path',
       disk.path,
       '--no-progress',
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(again.code, 1);
     assert.match(again.stderr, /^cdi: error: PVC disk-one already successfully imported\/cloned\/updated$/m);
@@ -237,7 +217,7 @@ void describe('cdi upload', () => {
       'disk-x',
       '--image-path',
       disk.path,
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(nosize.code, 2);
     assert.match(nosize.stderr, /the size must be specified/);
@@ -246,10 +226,10 @@ void describe('cdi upload', () => {
       'pvc',
       'disk-x',
       '--image-path',
-      path.join(dir, 'nope.img'),
+      path.join(env.dir, 'nope.img'),
       '--size',
       '1Mi',
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(nofile.code, 1);
     assert.match(nofile.stderr, /nope\.img is not a readable file/);
@@ -266,7 +246,7 @@ void describe('cdi upload', () => {
       '64Mi',
       '--storage-class',
       'nope',
-      ...common(`https://127.0.0.1:${proxyPort}`),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`),
     );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /storage class nope does not exist/);
@@ -281,15 +261,15 @@ void describe('cdi upload', () => {
       '--volume-mode',
       'block',
       '--force-bind',
-      ...common(`https://127.0.0.1:${proxyPort}`).slice(0, -1),
+      ...common(`https://127.0.0.1:${env.stack.proxyPort}`).slice(0, -1),
       '1',
     );
     assert.equal(t.code, 1);
     assert.match(t.stderr, /timed out after 1s waiting for DataVolume .*\/dv-one to be UploadReady/);
-    const dv = await kube.get<KubeObject & { spec: Record<string, unknown> }>(
+    const dv = await env.kube.get<KubeObject & { spec: Record<string, unknown> }>(
       Resources.DataVolume,
       'dv-one',
-      ns,
+      env.ns,
     );
     assert.deepEqual(dv.spec['source'], { upload: {} });
     assert.equal(dv.spec['contentType'], 'kubevirt');

@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { Ann } from '../../../src/api/constants.ts';
 import { createCA, issueServerCert, validityFrom, type Signer } from '../../../src/certs/pki.ts';
@@ -30,6 +29,8 @@ import { UploadProxy } from '../../../src/uploadproxy/proxy.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
 import {
   killUploadPods,
+  makeMarkupTar,
+  rawTls,
   makeUploadPki,
   request,
   startUploadPod,
@@ -281,20 +282,9 @@ void describe('upload proxy', () => {
     // an archive whose entry name carries markup: the upload server's error comes back escaped
     const apvc = await uploadPvc({ [Ann.ContentType]: 'archive' });
     const pod = await serverFor(apvc);
-    const evil = path.join(dir, 'evil');
-    await mkdir(evil, { recursive: true });
-    await writeFile(path.join(evil, 'x'), 'x');
-    await run('tar', [
-      '-C',
-      evil,
-      '-cf',
-      path.join(evil, 'evil.tar'),
-      '--transform',
-      's,^x$,../<script>x</script>,',
-      'x',
-    ]);
+    const evil = await makeMarkupTar(dir);
     const a = await toProxy('/v1beta1/upload', {
-      body: path.join(evil, 'evil.tar'),
+      body: evil,
       headers: await bearer(apvc),
     });
     assert.equal(a.status, 500, a.body);
@@ -335,13 +325,7 @@ void describe('upload proxy', () => {
     const raw = await readFile(disk.path);
     const auth = await bearer(pvc);
     const h = { ...auth, 'x-cdi-upload-id': 'via-proxy' };
-    const sock = tls.connect({
-      host: '127.0.0.1',
-      port: proxyPort,
-      ca: proxyCa.certPem,
-      servername: 'cdi-uploadproxy',
-    });
-    await new Promise((r) => sock.once('secureConnect', r));
+    const sock = await rawTls(proxyPort, undefined, { ca: proxyCa.certPem, servername: 'cdi-uploadproxy' });
     sock.write(
       `POST /v1beta1/upload HTTP/1.1\r\nhost: x\r\ncontent-length: ${raw.length}\r\nauthorization: ${auth.authorization}\r\nx-cdi-upload-id: via-proxy\r\n\r\n`,
     );

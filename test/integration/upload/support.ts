@@ -5,7 +5,7 @@
  * breaks discovery for every other test.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Ann } from '../../../src/api/constants.ts';
@@ -32,7 +32,8 @@ import {
 } from '../../../src/kube/index.ts';
 import { getOrCreateSigningKey } from '../../../src/token/keys.ts';
 import { TokenGenerator, TokenValidator, UploadTokenIssuer } from '../../../src/token/token.ts';
-import { createNamespace, eventually } from '../kube/cluster.ts';
+import { after, before } from 'node:test';
+import { clusterClient, createNamespace, eventually, installCrds } from '../kube/cluster.ts';
 
 export const HOST_IP = '10.99.0.1';
 export const APISERVICE = 'v1beta1.upload.cdi.kubevirt.io';
@@ -322,4 +323,46 @@ export async function startUploadStack(
       await proxy.close();
     },
   };
+}
+
+export interface UploadEnv {
+  kube: KubeClient;
+  api: AggregatedApiServer;
+  stack: UploadStack;
+  /** The namespace the uploads go to. */
+  ns: string;
+  /** A temporary directory, removed after the tests. */
+  dir: string;
+}
+
+/**
+ * The whole upload stack for a test file, set up before its tests and removed after them: cdi-apiserver registered
+ * with the aggregation layer, a namespace, the proxy with the stand-in upload controller. `prepare` runs first (to
+ * make images in `dir`); `skip` (a reason) sets nothing up.
+ */
+export function useUploadEnv(
+  prefix: string,
+  o: { crds?: boolean; skip?: string | false; prepare?: (dir: string) => Promise<void> } = {},
+): UploadEnv {
+  const env = {} as UploadEnv;
+  let cleanupNs: (() => Promise<void>) | undefined;
+  before(async () => {
+    if (o.skip) return;
+    env.dir = await mkdtemp(path.join(tmpdir(), `${prefix}-`));
+    await o.prepare?.(env.dir);
+    env.kube = clusterClient();
+    if (o.crds) await installCrds(env.kube);
+    env.api = await startAggregatedApiServer(env.kube);
+    const n = await createNamespace(env.kube, prefix);
+    env.ns = n.name;
+    cleanupNs = n.cleanup;
+    env.stack = await startUploadStack(env.kube, env.ns, env.dir, env.api.validator);
+  });
+  after(async () => {
+    await env.stack?.close();
+    await cleanupNs?.();
+    await env.api?.cleanup();
+    if (env.dir) await rm(env.dir, { recursive: true, force: true });
+  });
+  return env;
 }

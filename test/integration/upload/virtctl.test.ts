@@ -8,20 +8,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
-import { Resources, type KubeClient, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
+import { Resources, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
-import { clusterClient, createNamespace, kubeconfigPath } from '../kube/cluster.ts';
-import {
-  startAggregatedApiServer,
-  startUploadStack,
-  type AggregatedApiServer,
-  type UploadStack,
-} from './support.ts';
+import { kubeconfigPath } from '../kube/cluster.ts';
+import { useUploadEnv } from './support.ts';
 
 const VIRTCTL =
   process.env.CDI_VIRTCTL ??
@@ -32,32 +27,15 @@ const VIRTCTL =
   );
 const missing = existsSync(VIRTCTL) ? false : `no virtctl at ${VIRTCTL}: run hack/tools/build-virtctl.sh`;
 
-let kube: KubeClient;
-let api: AggregatedApiServer;
-let stack: UploadStack;
-let ns: string;
-let cleanupNs: () => Promise<void>;
-let dir: string;
 let disk: SeededDisk;
-
-before(async () => {
-  if (missing) return;
-  kube = clusterClient();
-  api = await startAggregatedApiServer(kube);
-  ({ name: ns, cleanup: cleanupNs } = await createNamespace(kube, 'cdi-test-virtctl'));
-  dir = await mkdtemp(path.join(tmpdir(), 'cdi-virtctl-'));
-  const src = path.join(dir, 'src');
-  await mkdir(src);
-  disk = await makeSeededDisk(src, { size: 4 << 20, seed: 'virtctl' });
-  await makeVariant(disk.path, src, 'qcow2');
-  stack = await startUploadStack(kube, ns, dir, api.validator);
-});
-
-after(async () => {
-  await stack?.close();
-  await cleanupNs?.();
-  await api?.cleanup();
-  if (dir) await rm(dir, { recursive: true, force: true });
+const env = useUploadEnv('cdi-test-virtctl', {
+  skip: missing,
+  prepare: async (dir) => {
+    const src = path.join(dir, 'src');
+    await mkdir(src);
+    disk = await makeSeededDisk(src, { size: 4 << 20, seed: 'virtctl' });
+    await makeVariant(disk.path, src, 'qcow2');
+  },
 });
 
 function virtctl(...args: string[]): Promise<{ code: number; out: string }> {
@@ -80,10 +58,10 @@ void describe('virtctl image-upload against cdi-ts', { skip: missing }, () => {
       'pvc',
       'from-virtctl',
       '-n',
-      ns,
+      env.ns,
       '--size=8Mi',
-      `--image-path=${path.join(dir, 'src', 'disk.qcow2')}`,
-      `--uploadproxy-url=https://127.0.0.1:${stack.proxyPort}`,
+      `--image-path=${path.join(env.dir, 'src', 'disk.qcow2')}`,
+      `--uploadproxy-url=https://127.0.0.1:${env.stack.proxyPort}`,
       '--insecure',
       '--wait-secs=60',
     );
@@ -91,10 +69,14 @@ void describe('virtctl image-upload against cdi-ts', { skip: missing }, () => {
     assert.match(r.out, /Uploading data completed successfully/);
     assert.match(r.out, /Processing completed successfully/);
     assert.match(r.out, /Uploading .*disk\.qcow2 completed successfully/);
-    const pvc = await kube.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'from-virtctl', ns);
+    const pvc = await env.kube.get<PersistentVolumeClaim>(
+      Resources.PersistentVolumeClaim,
+      'from-virtctl',
+      env.ns,
+    );
     assert.equal(pvc.metadata?.annotations?.[Ann.PodPhase], 'Succeeded');
     assert.equal(
-      await md5File(path.join(stack.pods.get('from-virtctl')!.data, 'disk.img'), 4 << 20),
+      await md5File(path.join(env.stack.pods.get('from-virtctl')!.data, 'disk.img'), 4 << 20),
       disk.md5,
     );
   });
@@ -105,10 +87,10 @@ void describe('virtctl image-upload against cdi-ts', { skip: missing }, () => {
       'pvc',
       'from-virtctl',
       '-n',
-      ns,
+      env.ns,
       '--no-create',
       `--image-path=${disk.path}`,
-      `--uploadproxy-url=https://127.0.0.1:${stack.proxyPort}`,
+      `--uploadproxy-url=https://127.0.0.1:${env.stack.proxyPort}`,
       '--insecure',
     );
     assert.notEqual(r.code, 0);

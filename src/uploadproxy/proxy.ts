@@ -276,6 +276,8 @@ export class UploadProxy {
       timeout: ProxyRequestTimeoutMs,
     });
     up.on('timeout', () => up.destroy(new Error('no progress for 24h')));
+    // errors after the answer started (the upload server went away mid-answer) end the relay below; never the process
+    up.on('error', () => undefined);
     // The client went away mid-body: the upload server must see the cut too (it may resume it).
     let clientGone = false;
     const gone = (): void => {

@@ -51,6 +51,9 @@ export class UploadBody {
         cb(err);
       },
     });
+    // The failure reaches the data path through its own reads (and whenFailed); with no reader attached at that
+    // moment an 'error' event must not take the process down.
+    this.readable.on('error', () => undefined);
     this.consumed = new Promise((resolve) => this.readable.once('end', resolve));
     this.whenFailed = new Promise((resolve) => (this.onFailed = resolve));
   }

@@ -168,6 +168,8 @@ export class UploadServer {
   private finish!: (r: RunResult) => void;
   private fatal!: (e: Error) => void;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  /** Answers still being written: close() lets them reach the client first. */
+  private readonly answering = new Set<ServerResponse>();
 
   constructor(cfg: UploadServerConfig) {
     this.cfg = cfg;
@@ -218,6 +220,11 @@ export class UploadServer {
    */
   async close(graceMs = 5000): Promise<void> {
     clearTimeout(this.deadlineTimer);
+    // the answer to the request that finished the upload may still be on its way out
+    const pending = [...this.answering].map((r) => new Promise((resolve) => r.once('close', resolve)));
+    const wait = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    await Promise.all(pending);
+    clearTimeout(wait);
     this.server.keepAliveTimeout = 50;
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.server.closeIdleConnections();
@@ -247,6 +254,8 @@ export class UploadServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.answering.add(res);
+    res.once('close', () => this.answering.delete(res));
     try {
       const path = new URL(req.url ?? '/', 'https://x').pathname;
       if (path === UploadPath.Healthz) return send(res, 200, 'OK');

@@ -18,6 +18,7 @@ import { readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { atExit } from './cleanup.ts';
 
 export interface CgroupLimits {
   /** CPUs, as a Kubernetes CPU limit (0.75 → cfs_quota_us 75000 of cfs_period_us 100000); omitted: no limit */
@@ -73,52 +74,56 @@ function hierarchies(): Record<Controller, string> {
   return out;
 }
 
-/** Every cgroup directory this process created and has not removed yet (for the signal/exit clean-up). */
-const live = new Set<string>();
+/** Every cgroup directory this process created and has not removed yet, with its exit-time clean-up. */
+const live = new Map<string, () => void>();
 let seq = 0;
-let hooked = false;
 
-function killAndRemoveSync(dir: string): void {
-  for (let i = 0; i < 50; i++) {
-    let pids: string[] = [];
+function track(dir: string): void {
+  live.set(
+    dir,
+    atExit(() => killAndRemoveSync(dir)),
+  );
+}
+
+function untrack(dir: string): void {
+  live.get(dir)?.();
+  live.delete(dir);
+}
+
+/**
+ * Kills whatever is still in the cgroup (a process the command left in the background, or all of it when the bench
+ * is interrupted) and removes the directory; false while the killed processes are still exiting (EBUSY).
+ */
+function killAndRemove(dir: string): boolean {
+  let pids: string[];
+  try {
+    pids = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    untrack(dir);
+    return true; // already gone
+  }
+  for (const p of pids) {
     try {
-      pids = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+      process.kill(Number(p), 'SIGKILL');
     } catch {
-      live.delete(dir);
-      return; // already gone
-    }
-    for (const p of pids) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        // exited meanwhile
-      }
-    }
-    try {
-      rmdirSync(dir);
-      live.delete(dir);
-      return;
-    } catch {
-      // EBUSY while the killed processes are still exiting: a short busy wait (this runs in exit handlers)
-      const until = Date.now() + 20;
-      while (Date.now() < until);
+      // exited meanwhile
     }
   }
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+  }
+  untrack(dir);
+  return true;
 }
 
-function cleanupAll(): void {
-  for (const d of [...live]) killAndRemoveSync(d);
-}
-
-function hookSignals(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', cleanupAll);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-    process.once(sig, () => {
-      cleanupAll();
-      process.kill(process.pid, sig); // the default action now (the listener is gone): exit by that signal
-    });
+/** For exit handlers, which cannot wait asynchronously: retries with a short busy wait. */
+function killAndRemoveSync(dir: string): void {
+  for (let i = 0; i < 100 && !killAndRemove(dir); i++) {
+    const until = Date.now() + 10;
+    while (Date.now() < until);
+  }
 }
 
 /**
@@ -154,29 +159,9 @@ function alive(pid: number): boolean {
 }
 
 async function removeWhenEmpty(dir: string): Promise<void> {
-  // the command has exited, but a process it left in the background may still be in the cgroup: kill it
-  for (let i = 0; i < 100; i++) {
-    const pids = (await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => ''))
-      .split('\n')
-      .filter(Boolean);
-    for (const p of pids) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    try {
-      rmdirSync(dir);
-      live.delete(dir);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        live.delete(dir);
-        return;
-      }
-      await sleep(10);
-    }
+  for (let i = 0; i < 200; i++) {
+    if (killAndRemove(dir)) return;
+    await sleep(10);
   }
   throw new Error(`cannot remove cgroup ${dir}: processes are still in it`);
 }
@@ -187,7 +172,6 @@ export async function runInCgroup(
   limits: CgroupLimits = {},
   opts: { cwd?: string; signal?: AbortSignal } = {},
 ): Promise<CgroupRun> {
-  hookSignals();
   const base = hierarchies();
   const name = `${PREFIX}${process.pid}-${++seq}`;
   const dirs = {} as Record<Controller, string>;
@@ -195,7 +179,7 @@ export async function runInCgroup(
     for (const c of CONTROLLERS) {
       dirs[c] = path.join(base[c], name);
       await mkdir(dirs[c]);
-      live.add(dirs[c]);
+      track(dirs[c]);
     }
     await writeFile(path.join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
     await writeFile(
@@ -226,16 +210,18 @@ export async function runInCgroup(
     child.stderr.on('data', (d: string) => {
       if (stderr.length < 1 << 16) stderr += d;
     });
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
     const t0 = process.hrtime.bigint();
+    // 'exit', not 'close': a process the command left in the background may hold stderr open
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
       child.once('error', reject);
-      child.once('close', (c, s) => resolve([c, s]));
+      child.once('exit', (c, s) => resolve([c, s]));
     });
     const wallSec = Number(process.hrtime.bigint() - t0) / 1e9;
     opts.signal?.removeEventListener('abort', onAbort);
     const num = async (dir: string, file: string): Promise<number> =>
       Number((await readFile(path.join(dir, file), 'utf8')).trim());
-    return {
+    const result = {
       code,
       signal,
       wallSec,
@@ -245,8 +231,10 @@ export async function runInCgroup(
         /^oom_kill (\d+)$/m.exec(await readFile(path.join(dirs.memory, 'memory.oom_control'), 'utf8'))?.[1] ??
           0,
       ),
-      stderr,
     };
+    for (const d of Object.values(dirs)) await removeWhenEmpty(d);
+    await closed; // all of stderr, now that nothing is left to hold it open
+    return { ...result, stderr };
   } finally {
     for (const d of Object.values(dirs)) await removeWhenEmpty(d);
   }
@@ -254,5 +242,5 @@ export async function runInCgroup(
 
 /** For the exit handler and tests: the cgroup directories still present (should be none after a run). */
 export function liveCgroups(): string[] {
-  return [...live];
+  return [...live.keys()];
 }

@@ -8,11 +8,13 @@
  *   await srv.close();
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { atExit } from './cleanup.ts';
 
 export interface Nginx {
   url: string;
@@ -69,6 +71,15 @@ http {
 `;
 }
 
+/** Whether the process is alive (a zombie, killed but not yet reaped, is not). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Starts nginx serving `root` (regular files, with ranges); throws with nginx's own message if it cannot start. */
 export async function startNginx(root: string): Promise<Nginx> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cdi-bench-nginx-'));
@@ -77,7 +88,20 @@ export async function startNginx(root: string): Promise<Nginx> {
   const stop = (): void => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   };
-  process.on('exit', stop);
+  const undo = atExit(() => {
+    // interrupted: nginx may still be starting (creating its temp dirs), so kill its process group (master and
+    // workers: a worker outlives a SIGKILLed master) and wait until the master is dead
+    const pid = child?.pid;
+    if (pid !== undefined && child?.exitCode === null) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      for (const until = Date.now() + 500; Date.now() < until && running(pid););
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
   try {
     // a port that was free a moment ago can be taken meanwhile: try a few
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -85,7 +109,11 @@ export async function startNginx(root: string): Promise<Nginx> {
       const conf = path.join(dir, 'nginx.conf');
       await writeFile(conf, config(root, dir, port));
       err = '';
-      const c = spawn('nginx', ['-p', dir, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+      // its own process group, so that one kill reaches the workers too
+      const c = spawn('nginx', ['-p', dir, '-c', conf], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+      });
       child = c;
       c.stderr?.setEncoding('utf8');
       c.stderr?.on('data', (d: string) => (err += d));
@@ -102,14 +130,15 @@ export async function startNginx(root: string): Promise<Nginx> {
         });
         void exited.then(() => resolve('failed'));
       });
-      for (let i = 0; i < 200; i++) {
-        const r = await Promise.race([accepts(port), failed, sleep(25).then(() => false as const)]);
+      for (const until = Date.now() + 10_000; Date.now() < until;) {
+        const r = await Promise.race([accepts(port), failed]);
         if (r === 'failed') break;
-        if (r)
+        if (!r) await sleep(20);
+        else
           return {
             url: `http://127.0.0.1:${port}`,
             async close(): Promise<void> {
-              process.off('exit', stop);
+              undo();
               stop();
               await exited;
               await rm(dir, { recursive: true, force: true });
@@ -124,7 +153,7 @@ export async function startNginx(root: string): Promise<Nginx> {
       `nginx did not start: ${err.trim() || 'no message'} (the bench installs nginx-light through hack/run.sh bench)`,
     );
   } catch (e) {
-    process.off('exit', stop);
+    undo();
     stop();
     await rm(dir, { recursive: true, force: true });
     throw e;

@@ -22,7 +22,7 @@
  * Prints one table per mode, ratios against the baseline of the same mode; never asserts on timing.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, rmSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -32,6 +32,7 @@ import { promisify } from 'node:util';
 import { startFileServer } from '../test/support/fileserver.ts';
 import { makeSeededDisk, md5File } from '../test/support/images.ts';
 import { removeStaleCgroups, runInCgroup, type CgroupLimits, type CgroupRun } from './cgroup.ts';
+import { atExit } from './cleanup.ts';
 import { startNginx } from './nginx.ts';
 
 const run = promisify(execFile);
@@ -183,6 +184,8 @@ const removed = removeStaleCgroups();
 if (removed > 0)
   process.stderr.write(`==> removed ${removed} cgroups left by an earlier bench that was killed\n`);
 const fx = await fixtures();
+// a Ctrl-C leaves no image-sized output behind (the cgroups and nginx clean up after themselves)
+atExit(() => rmSync(work, { recursive: true, force: true }));
 const throttled = LINK > 0 || RTT > 0;
 const srv = throttled
   ? await startFileServer({

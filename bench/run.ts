@@ -24,7 +24,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createReadStream, rmSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { cpus, homedir, loadavg } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -180,6 +180,7 @@ interface Group {
   ours: { id: string; name: string; argv: string[]; check: string }[];
 }
 
+const loadAtStart = loadavg()[0]!;
 const removed = removeStaleCgroups();
 if (removed > 0)
   process.stderr.write(`==> removed ${removed} cgroups left by an earlier bench that was killed\n`);
@@ -291,7 +292,7 @@ try {
     ),
   );
   process.stdout.write(
-    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random) served by ${served}; best of ${RUNS}; ${sizes.join(', ')}\n`,
+    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random) served by ${served}; best of ${RUNS}; ${sizes.join(', ')}; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (${cpus().length} cores)\n`,
   );
   for (const mode of MODES) {
     const rs = rows.get(mode.label)!;
@@ -320,7 +321,11 @@ function table(label: string, rs: Row[]): string {
     ['base CPU s', 10, (r) => r.base.cpu.toFixed(2)],
     ['CPU ratio', 9, (r) => (r.ours.cpu / r.base.cpu).toFixed(2)],
   ];
-  const cell = (s: string, w: number, left: boolean): string => (left ? s.padEnd(w) : s.padStart(w));
+  // a `|` inside a cell (curl | zstd) is escaped, so the table can be pasted into Markdown as it is
+  const cell = (s: string, w: number, left: boolean): string => {
+    const t = s.replaceAll('|', '\\|');
+    return left ? t.padEnd(w) : t.padStart(w);
+  };
   const line = (f: (c: (typeof cols)[number], i: number) => string): string =>
     `| ${cols.map((c, i) => f(c, i)).join(' | ')} |`;
   return [

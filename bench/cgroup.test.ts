@@ -1,5 +1,5 @@
-// Real cgroups (v1, as root): what a confined command sees and what is left behind. Skipped where the machine has
-// no writable cgroup v1 cpu/cpuacct/memory hierarchies (then the bench says so too).
+// Real cgroups (v1, as root): what a confined command sees and what is left behind. Skipped, with the reason, where
+// this process cannot make cgroups (no v1 cpu/cpuacct/memory hierarchies, not root): the bench refuses there too.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -7,16 +7,9 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { liveCgroups, runInCgroup } from './cgroup.ts';
+import { cgroupProblem, liveCgroups, runInCgroup } from './cgroup.ts';
 
-function v1Hierarchies(): string[] | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-  const need = ['cpu', 'cpuacct', 'memory'];
-  return need.every((c) => new RegExp(` - cgroup cgroup [^ ]*\\b${c}\\b`).test(mounts)) ? need : undefined;
-}
-const skip =
-  v1Hierarchies() === undefined ? 'needs root and cgroup v1 cpu, cpuacct and memory hierarchies' : false;
+const skip = cgroupProblem() ?? false;
 
 /** This process's cgroup directory in a hierarchy, e.g. /sys/fs/cgroup/memory/<own path>. */
 function ownDir(controller: string): string {

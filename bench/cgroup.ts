@@ -14,7 +14,7 @@
  * CPU and memory, so an unconfined run is measured the same way.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -66,8 +66,8 @@ function hierarchies(): Record<Controller, string> {
     const p = own.get(c);
     if (mp === undefined || p === undefined)
       throw new Error(
-        `no cgroup v1 '${c}' hierarchy on this machine (/proc/self/mountinfo, /proc/self/cgroup): the confined ` +
-          'bench needs cgroup v1 cpu, cpuacct and memory controllers; run it with --unconfined-only',
+        `no cgroup v1 '${c}' hierarchy on this machine (/proc/self/mountinfo, /proc/self/cgroup): the bench ` +
+          'measures every command in cgroup v1 cpu, cpuacct and memory hierarchies (cgroup v2 is not supported yet)',
       );
     out[c] = path.join(mp, p);
   }
@@ -164,6 +164,29 @@ async function removeWhenEmpty(dir: string): Promise<void> {
     await sleep(10);
   }
   throw new Error(`cannot remove cgroup ${dir}: processes are still in it`);
+}
+
+/**
+ * Why this process cannot run commands in cgroups (no v1 hierarchies, not root, read-only cgroupfs), or undefined
+ * when it can: a probe directory is made and removed in each hierarchy.
+ */
+export function cgroupProblem(): string | undefined {
+  let base: Record<Controller, string>;
+  try {
+    base = hierarchies();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (const dir of Object.values(base)) {
+    const probe = path.join(dir, `${PREFIX}${process.pid}-probe`);
+    try {
+      mkdirSync(probe);
+      rmdirSync(probe);
+    } catch (e) {
+      return `cannot create a cgroup in ${dir} (${(e as NodeJS.ErrnoException).code ?? String(e)}): the bench must run as root with a writable cgroup v1 filesystem`;
+    }
+  }
+  return undefined;
 }
 
 /** Runs argv in a new cgroup with these limits; resolves when the command exits (any exit code). */

@@ -31,7 +31,13 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { startFileServer } from '../test/support/fileserver.ts';
 import { makeSeededDisk, md5File } from '../test/support/images.ts';
-import { removeStaleCgroups, runInCgroup, type CgroupLimits, type CgroupRun } from './cgroup.ts';
+import {
+  cgroupProblem,
+  removeStaleCgroups,
+  runInCgroup,
+  type CgroupLimits,
+  type CgroupRun,
+} from './cgroup.ts';
 import { atExit } from './cleanup.ts';
 import { startNginx } from './nginx.ts';
 
@@ -181,6 +187,11 @@ interface Group {
 }
 
 const loadAtStart = loadavg()[0]!;
+const problem = cgroupProblem();
+if (problem !== undefined) {
+  process.stderr.write(`bench: ${problem}\n`);
+  process.exit(2);
+}
 const removed = removeStaleCgroups();
 if (removed > 0)
   process.stderr.write(`==> removed ${removed} cgroups left by an earlier bench that was killed\n`);

@@ -28,3 +28,6 @@ ensure_debs() {
 
 # What the importer data path needs on the host (and in its image).
 DATA_PATH_DEBS=(qemu-utils nbdkit xz-utils zstd curl ca-certificates openssl)
+
+# What the bench adds: nginx serves its images (bench/nginx.ts).
+BENCH_DEBS=(nginx-light)

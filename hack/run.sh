@@ -29,7 +29,7 @@ case "$cmd" in
     # if it fails, the tests still run: the cluster suites then fail with their own messages
     bash hack/cluster/cluster.sh up --profile full || echo "==> cluster:up failed (see .cluster/logs/)" >&2
     echo "==> unit and integration tests (test/cluster: the cluster smoke suite)" >&2
-    node --test --test-reporter=spec 'src/**/*.test.ts' 'test/**/*.test.ts' "$@"
+    node --test --test-reporter=spec 'src/**/*.test.ts' 'test/**/*.test.ts' 'bench/**/*.test.ts' "$@"
     ;;
   demo)
     ensure_node_modules

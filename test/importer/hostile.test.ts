@@ -418,7 +418,7 @@ void describe('unsafe archives', () => {
         { name: 'd', type: 'symlink', linkname: '.' },
         { name: 'd', body: 'x' },
       ],
-      /through a symbolic link/,
+      /through the symbolic link "d"/,
     ],
     ['hardlink-out.tar', [{ name: 'passwd', type: 'link', linkname: '/etc/passwd' }], /absolute path/],
     ['device.tar', [{ name: 'null', type: 'character-device' }], /character-device/],

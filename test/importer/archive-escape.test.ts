@@ -23,20 +23,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import tar from 'tar-stream';
 import { ImportError } from '../../src/importer/errors.ts';
 import { runImport } from '../../src/importer/import.ts';
 import { FileSource } from '../../src/importer/source/file.ts';
+import { packTar, type TarEntry } from '../support/tar.ts';
 
 const run = promisify(execFile);
 
-interface Entry {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link';
-  linkname?: string;
-  body?: string;
-  mode?: number;
-}
+type Entry = TarEntry & { type?: 'file' | 'directory' | 'symlink' | 'link' };
 
 let dir: string;
 /** The directory no archive may touch: targets live in `<dir>/t/<case>`, so `../../outside` names it. */
@@ -68,26 +62,15 @@ async function snapshot(root: string, dirTimes = true): Promise<string> {
 }
 
 async function pack(name: string, entries: Entry[]): Promise<string> {
-  const p = tar.pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((resolve) => p.on('end', () => resolve()));
-  for (const e of entries) {
-    const header = {
-      name: e.name,
-      type: e.type ?? 'file',
-      ...(e.linkname !== undefined ? { linkname: e.linkname } : {}),
+  const body = await packTar(
+    entries.map((e) => ({
+      ...e,
       mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644),
-    };
-    if (e.type === undefined || e.type === 'file') p.entry(header, e.body ?? 'pwned');
-    else p.entry(header);
-  }
-  p.finalize();
-  await done;
+      ...(e.type === undefined || e.type === 'file' ? { body: e.body ?? 'pwned' } : {}),
+    })),
+  );
   const out = path.join(archives, name);
-  await writeFile(out, Buffer.concat(chunks));
+  await writeFile(out, body);
   return out;
 }
 

@@ -22,7 +22,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import tar from 'tar-stream';
 import { ImportError } from '../../src/importer/errors.ts';
 import { convert } from '../../src/importer/image/qemu.ts';
 import { DEFAULT_LIMITS } from '../../src/importer/image/run.ts';
@@ -42,6 +41,7 @@ import {
   vmdkParentHint,
 } from '../support/hostile-images.ts';
 import { makeSentinel, makeSocketSentinel, type Sentinel } from '../support/sentinel.ts';
+import { packTar, type TarEntry } from '../support/tar.ts';
 
 const run = promisify(execFile);
 const SIZE = 4 << 20;
@@ -505,33 +505,11 @@ void describe('compressed raw written by the decompressor', () => {
 });
 
 void describe('unsafe archives', () => {
-  async function makeTar(
-    name: string,
-    entries: { name: string; type?: string; linkname?: string; body?: string }[],
-  ): Promise<void> {
-    const pack = tar.pack();
-    const chunks: Buffer[] = [];
-    pack.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    const done = new Promise<void>((r) => pack.on('end', () => r()));
-    for (const e of entries) {
-      pack.entry(
-        {
-          name: e.name,
-          type: (e.type ?? 'file') as 'file',
-          ...(e.linkname ? { linkname: e.linkname } : {}),
-          ...(e.type === 'character-device' ? { devmajor: 1, devminor: 3 } : {}),
-        },
-        e.body ?? '',
-      );
-    }
-    pack.finalize();
-    await done;
-    await writeFile(path.join(src, name), Buffer.concat(chunks));
+  async function makeTar(name: string, entries: TarEntry[]): Promise<void> {
+    await writeFile(path.join(src, name), await packTar(entries));
   }
 
-  const cases: [string, { name: string; type?: string; linkname?: string; body?: string }[], RegExp][] = [
+  const cases: [string, TarEntry[], RegExp][] = [
     [
       'traversal.tar',
       [

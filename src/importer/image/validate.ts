@@ -22,8 +22,9 @@
 import { ErrorKind, ImportError, largerPvcRequired } from '../errors.ts';
 import type { DiskFormat } from '../format/sniff.ts';
 import { humanSize } from '../size.ts';
+import { ExtentCollector } from './extents.ts';
 import { check, info, map, type ImageLocation, type MapEntry, type QemuImgInfo } from './qemu.ts';
-import type { Limits } from './run.ts';
+import { MIN_CHILD_BYTES, type Limits } from './run.ts';
 
 const QCOW2_INCOMPAT_DATA_FILE = 1n << 2n;
 const VPC_FIXED = 2;
@@ -92,7 +93,10 @@ export interface ImageFacts {
   format: DiskFormat;
   virtualSize: number;
   info: QemuImgInfo;
-  /** qemu-img map of the image (formats with tables). */
+  /**
+   * qemu-img map of the image (formats with tables), neighbours merged (image/extents.ts); absent when no extent
+   * copy can come of it (compressed clusters, or too many extents to hold).
+   */
   extents?: MapEntry[];
 }
 
@@ -134,6 +138,8 @@ export async function inspectImage(
   sourceBytes: number | undefined,
   available: number | undefined,
   limits: Limits,
+  /** Where a note for the operator goes (the pod's and the command's stderr by default). */
+  log: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): Promise<ImageFacts> {
   // info alone first: if the image names another file after all (something the prescreen does not know),
   // qemu-img has opened it once, in one bounded process, and check and map never open it again.
@@ -146,32 +152,39 @@ export async function inspectImage(
     throw refuse('the image reports an invalid virtual size');
   if (available !== undefined && virtualSize > available) throw largerPvcRequired(virtualSize, available);
 
+  if (format === 'raw') return { format, virtualSize, info: i };
   // check and map only read the image (through the same no-backing spec, now known to name nothing else), so they
-  // run at the same time; check's verdict comes first, as when they ran in turn.
-  const tables = format !== 'raw';
-  const [c, entries] = await Promise.allSettled([
-    tables ? check(format, loc, limits) : Promise.resolve(undefined),
-    tables ? map(format, loc, limits) : Promise.resolve(undefined),
-  ]);
-  if (tables) {
-    if (c.status === 'rejected') throw c.reason;
-    const cr = c.value;
-    if (cr?.supported && (cr.corruptions > 0 || cr.checkErrors > 0)) {
-      throw refuse(
-        `the ${format} image is corrupt (qemu-img check: ${cr.corruptions} corruptions, ${cr.checkErrors} errors${cr.message ? `: ${cr.message}` : ''})`,
-      );
-    }
-    if (entries.status === 'rejected') throw entries.reason;
-    if (sourceBytes !== undefined) {
-      for (const e of entries.value ?? []) {
-        if (e.data && e.offset !== undefined && e.offset + e.length > sourceBytes) {
-          throw refuse(
-            `the ${format} image is truncated: its tables point at byte ${e.offset + e.length} but the file has ${sourceBytes} bytes (${humanSize(sourceBytes)})`,
-          );
-        }
+  // run at the same time, each with half the memory; check's verdict comes first, as when they ran in turn.
+  const half = { ...limits, memoryBytes: Math.max(MIN_CHILD_BYTES, Math.floor(limits.memoryBytes / 2)) };
+  const plan = new ExtentCollector(limits.maxExtents);
+  let pastEnd: number | undefined;
+  const [c, m] = await Promise.allSettled([
+    check(format, loc, half),
+    map(format, loc, half, (e) => {
+      if (sourceBytes !== undefined && pastEnd === undefined && e.data && e.offset !== undefined) {
+        if (e.offset + e.length > sourceBytes) pastEnd = e.offset + e.length;
       }
-    }
+      plan.add(e);
+    }),
+  ]);
+  if (c.status === 'rejected') throw c.reason;
+  const cr = c.value;
+  if (cr.supported && (cr.corruptions > 0 || cr.checkErrors > 0)) {
+    throw refuse(
+      `the ${format} image is corrupt (qemu-img check: ${cr.corruptions} corruptions, ${cr.checkErrors} errors${cr.message ? `: ${cr.message}` : ''})`,
+    );
   }
-  const extents = entries.status === 'fulfilled' ? entries.value : undefined;
+  if (m.status === 'rejected') throw m.reason;
+  if (pastEnd !== undefined && sourceBytes !== undefined) {
+    throw refuse(
+      `the ${format} image is truncated: its tables point at byte ${pastEnd} but the file has ${sourceBytes} bytes (${humanSize(sourceBytes)})`,
+    );
+  }
+  if (plan.tooMany) {
+    log(
+      `the ${format} image maps to ${plan.seen} extents, more than the ${plan.max} a copy plan may hold: qemu-img converts it instead`,
+    );
+  }
+  const extents = plan.entries;
   return { format, virtualSize, info: i, ...(extents ? { extents } : {}) };
 }

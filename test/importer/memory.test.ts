@@ -1,16 +1,18 @@
 /**
  * Memory is bounded: every child's limit comes from the importer's cgroup memory limit, the generic xz path is
  * limited like the direct one, and an image whose map would be a huge plan is converted by qemu-img instead of being
- * held in memory. The cgroup tests run in a real memory cgroup (root only; skipped elsewhere); the reader of the
- * cgroup files is also checked on laid-out copies of the v1 and v2 trees (plain text files, as the kernel shows them).
+ * held in memory. The cgroup tests run in a real cgroup v1 memory cgroup made by the bench's runner (root only;
+ * skipped elsewhere); the reader of the cgroup files is also checked on laid-out copies of the v1 and v2 trees (plain
+ * text files, as the kernel shows them).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { cgroupProblem, runInCgroup, type CgroupRun } from '../../bench/cgroup.ts';
 import { ImportError } from '../../src/importer/errors.ts';
 import { inspectImage } from '../../src/importer/image/validate.ts';
 import { DEFAULT_LIMITS, type Limits } from '../../src/importer/image/run.ts';
@@ -18,7 +20,6 @@ import { runImport, type ImportRequest } from '../../src/importer/import.ts';
 import { cgroupMemoryLimit, limitsFor } from '../../src/importer/memory.ts';
 import { FileSource } from '../../src/importer/source/file.ts';
 import { HttpSource } from '../../src/importer/source/http.ts';
-import { makeMemoryCgroup } from '../support/cgroup.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { md5File } from '../support/images.ts';
 
@@ -133,65 +134,57 @@ async function vdiBomb(out: string): Promise<void> {
   await writeFile(out, b);
 }
 
+/** Runs `argv` with `env` (and nothing else of ours) in a real 600 MiB memory cgroup (bench/cgroup.ts). */
+async function inCgroup(
+  t: TestContext,
+  env: Record<string, string>,
+  argv: string[],
+): Promise<CgroupRun | undefined> {
+  const problem = cgroupProblem();
+  if (problem) {
+    t.skip(problem);
+    return undefined;
+  }
+  const vars = Object.entries({ PATH: process.env.PATH ?? '', ...env }).map(([k, v]) => `${k}=${v}`);
+  return runInCgroup(['env', '-i', ...vars, ...argv], { memoryBytes: 600 * MiB });
+}
+
 void describe('in a real memory cgroup of 600 MiB', () => {
   void it('the importer reads its own limit', async (t) => {
-    const cg = await makeMemoryCgroup(`cdi-test-limit-${process.pid}`, 600 * MiB);
-    if (!cg) return t.skip('needs root and a writable memory cgroup');
-    try {
-      const code = `import { cgroupMemoryLimit } from '${ROOT}/src/importer/memory.ts'; console.log((await cgroupMemoryLimit())?.bytes);`;
-      const { stdout } = await run('sh', [
-        '-c',
-        `echo $$ > ${cg.procs} && exec "${process.execPath}" --input-type=module -e "$1"`,
-        'sh',
-        code,
-      ]);
-      assert.equal(stdout.trim(), String(600 * MiB));
-    } finally {
-      await cg.remove();
-    }
+    const out = path.join(dir, 'limit.txt');
+    const code = `import { cgroupMemoryLimit } from '${ROOT}/src/importer/memory.ts'; import { writeFileSync } from 'node:fs'; writeFileSync('${out}', String((await cgroupMemoryLimit())?.bytes));`;
+    const r = await inCgroup(t, {}, [process.execPath, '--input-type=module', '-e', code]);
+    if (!r) return;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(out, 'utf8'), String(600 * MiB));
   });
 
   void it('the pod refuses an image that needs more memory than its children may use, and nothing is OOM-killed', async (t) => {
-    const cg = await makeMemoryCgroup(`cdi-test-pod-${process.pid}`, 600 * MiB);
-    if (!cg) return t.skip('needs root and a writable memory cgroup');
-    try {
-      await vdiBomb(path.join(dir, 'srv', 'bomb.vdi'));
-      const root = await mkdtemp(path.join(dir, 'pod-'));
-      await mkdir(path.join(root, 'data'));
-      const term = path.join(root, 'termination-log');
-      const child = spawn(
-        'sh',
-        ['-c', `echo $$ > ${cg.procs} && exec "${process.execPath}" "${ROOT}/src/cmd/importer.ts"`],
-        {
-          env: {
-            PATH: process.env.PATH ?? '',
-            IMPORTER_SOURCE: 'http',
-            IMPORTER_ENDPOINT: `${srv.url}/bomb.vdi`,
-            CDI_IMPORTER_DATA_DIR: path.join(root, 'data'),
-            CDI_IMPORTER_SCRATCH_DIR: path.join(root, 'scratch'),
-            CDI_IMPORTER_TERMINATION_LOG: term,
-            CDI_IMPORTER_BLOCK_PATH: path.join(root, 'block'),
-            CDI_IMPORTER_METRICS_PORT: 'off',
-          },
-          stdio: ['ignore', 'ignore', 'pipe'],
-        },
-      );
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      assert.match(
-        stderr,
-        /memory limit 600 MiB \(.*memory\.(limit_in_bytes|max)\): each qemu-img\/xz child gets at most 344 MiB/,
-      );
-      assert.equal(code, 1, stderr);
-      assert.match(
-        await readFile(term, 'utf8'),
-        /^Unable to process data: the vdi image needs more memory than the 344 MiB a child process of the importer may use .*raise the importer pod's memory limit/,
-      );
-      assert.equal(await cg.oomKills(), 0, 'something in the pod was OOM-killed');
-    } finally {
-      await cg.remove();
-    }
+    await vdiBomb(path.join(dir, 'srv', 'bomb.vdi'));
+    const root = await mkdtemp(path.join(dir, 'pod-'));
+    await mkdir(path.join(root, 'data'));
+    const term = path.join(root, 'termination-log');
+    const env = {
+      IMPORTER_SOURCE: 'http',
+      IMPORTER_ENDPOINT: `${srv.url}/bomb.vdi`,
+      CDI_IMPORTER_DATA_DIR: path.join(root, 'data'),
+      CDI_IMPORTER_SCRATCH_DIR: path.join(root, 'scratch'),
+      CDI_IMPORTER_TERMINATION_LOG: term,
+      CDI_IMPORTER_BLOCK_PATH: path.join(root, 'block'),
+      CDI_IMPORTER_METRICS_PORT: 'off',
+    };
+    const r = await inCgroup(t, env, [process.execPath, `${ROOT}/src/cmd/importer.ts`]);
+    if (!r) return;
+    assert.match(
+      r.stderr,
+      /memory limit 600 MiB \(.*memory\.(limit_in_bytes|max)\): each qemu-img\/xz child gets at most 344 MiB/,
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      await readFile(term, 'utf8'),
+      /^Unable to process data: the vdi image needs more memory than the 344 MiB a child process of the importer may use .*raise the importer pod's memory limit/,
+    );
+    assert.equal(r.oomKills, 0, 'something in the pod was OOM-killed');
   });
 });
 

@@ -9,7 +9,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseChecksum } from '../importer/checksum.ts';
 import { describe, ErrorKind, ImportError } from '../importer/errors.ts';
 import { ContentType, runImport, type CacheMode, type ImportRequest } from '../importer/import.ts';
+import type { Limits } from '../importer/image/run.ts';
 import { inspectSource, type InspectReport } from '../importer/inspect.ts';
+import { cgroupMemoryLimit, describeLimits, limitsFor } from '../importer/memory.ts';
 import { Progress } from '../importer/progress.ts';
 import { humanSize, parseSize } from '../importer/size.ts';
 import { deviceSize } from '../importer/sink/raw.ts';
@@ -86,6 +88,14 @@ async function makeSource(url: string, f: SourceFlags): Promise<ImportSource> {
   });
 }
 
+/** Children sized from this process's cgroup memory limit (as in the pod); said on stderr when there is one. */
+async function childLimits(say: boolean): Promise<Limits> {
+  const memory = await cgroupMemoryLimit();
+  const limits = limitsFor(memory?.bytes);
+  if (memory && say) process.stderr.write(`cdi: ${describeLimits(memory, limits)}\n`);
+  return limits;
+}
+
 function parseContentType(v: string): ContentType {
   if (v === 'kubevirt' || v === 'archive') return v;
   throw new ImportError(ErrorKind.Invalid, `invalid --content-type "${v}": use kubevirt or archive`);
@@ -122,6 +132,7 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
     available = size ?? ds.bavail * ds.bsize;
   }
   const source = await makeSource(url, f);
+  const limits = await childLimits(true);
   const progress = new Progress();
   const stop = f.progress ? showProgress(progress, process.stderr, process.stderr.isTTY === true) : () => {};
   const scratch = f.scratchDir ?? (await mkdtemp(path.join(tmpdir(), 'cdi-scratch-')));
@@ -139,6 +150,7 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
       cache: f.cache as CacheMode,
       stream: f.stream,
       extentCopy: f.extentCopy,
+      limits,
       progress,
     });
     stop();
@@ -176,7 +188,11 @@ async function doInspect(url: string, f: InspectFlags): Promise<number> {
   const contentType = usage(() => parseContentType(f.contentType));
   const size = usage(() => (f.size !== undefined ? parseSize(f.size) : undefined));
   const source = await makeSource(url, f);
-  const r = await inspectSource(source, { contentType, ...(size !== undefined ? { size } : {}) });
+  const r = await inspectSource(source, {
+    contentType,
+    ...(size !== undefined ? { size } : {}),
+    limits: await childLimits(false),
+  });
   if (f.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else printReport(r);
   return r.accepted ? 0 : 1;

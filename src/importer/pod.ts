@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseChecksum } from './checksum.ts';
 import { describe, ErrorKind, ImportError } from './errors.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
+import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
@@ -179,6 +180,10 @@ export async function runPodImporter(
       return 0;
     }
     const cacheMode: CacheMode = env.CACHE_MODE === 'TRYNONE' ? 'trynone' : 'writeback';
+    // Every child's memory is sized from the pod's limit, so our own children never get the pod OOM-killed.
+    const memory = await cgroupMemoryLimit();
+    const limits = limitsFor(memory?.bytes);
+    log(describeLimits(memory, limits));
     const scratch = (await stat(p.scratchDir).catch(() => undefined))?.isDirectory()
       ? p.scratchDir
       : undefined;
@@ -192,6 +197,7 @@ export async function runPodImporter(
       preallocate,
       ...(scratch ? { scratchDir: scratch } : {}),
       cache: cacheMode,
+      limits,
       progress,
     });
     log(

@@ -143,6 +143,8 @@ export class RegistrySource implements ImportSource {
     if (this.found) return this.found;
     this.out = new PassThrough({ highWaterMark: 1 << 20 });
     const out = this.out;
+    // The walk's error reaches a consumer through its own listeners; without one (info() failed) it is not a crash.
+    out.on('error', () => undefined);
     let announce!: (f: { name: string; size: number; layer: number }) => void;
     let fail!: (err: unknown) => void;
     this.found = new Promise((resolve, reject) => {

@@ -101,7 +101,9 @@ export class RegistryClient implements BlobStore {
   private networkError(err: unknown, url: string): ImportError {
     const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
     const code = e.cause?.code ?? e.code ?? '';
-    const msg = e.cause?.message ?? e.message ?? String(err);
+    // OpenSSL's messages carry its source location: keep the reason ("wrong version number").
+    const raw = e.cause?.message ?? e.message ?? String(err);
+    const msg = (/SSL routines:[^:]*:([^:]+):/.exec(raw)?.[1] ?? raw).split('\n')[0]!.trim();
     if (/WRONG_VERSION_NUMBER|packet length too long|wrong version/i.test(`${code} ${msg}`)) {
       return pullFailed(
         `${this.host} does not answer TLS (${msg}); if it is a plain-HTTP registry, list it in the CDIConfig's insecureRegistries (cdi: --insecure-skip-verify)`,

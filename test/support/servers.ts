@@ -147,6 +147,7 @@ export interface S3Server extends Server {
 export async function startS3(
   dir: string,
   creds: { accessKeyId: string; secretKey: string },
+  tls?: TestPki,
 ): Promise<S3Server> {
   const { s3 } = await testServerBins();
   const root = path.join(dir, 'buckets');
@@ -154,11 +155,19 @@ export async function startS3(
   await mkdir(root, { recursive: true });
   await mkdir(meta, { recursive: true });
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const child = await startProcess(
     s3,
-    ['--port', `127.0.0.1:${port}`, 'posix', '--sidecar', meta, root],
-    () => answers(`${url}/`),
+    [
+      '--port',
+      `127.0.0.1:${port}`,
+      ...(tls ? ['--cert', tls.certPath, '--key', tls.keyPath] : []),
+      'posix',
+      '--sidecar',
+      meta,
+      root,
+    ],
+    () => answers(`${url}/`, tls?.caCert),
     { ROOT_ACCESS_KEY_ID: creds.accessKeyId, ROOT_SECRET_ACCESS_KEY: creds.secretKey },
   );
   return { address: `127.0.0.1:${port}`, url, root, close: () => stop(child) };

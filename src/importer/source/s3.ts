@@ -122,17 +122,21 @@ export class S3Source implements ImportSource {
     if (err instanceof ImportError) return err;
     const e = err as SdkError;
     const status = e.$metadata?.httpStatusCode;
-    const name = e.name ?? '';
+    const name = e.name === 'Unknown' || e.name === 'UnknownError' ? '' : (e.name ?? '');
     const where = `${this.description}`;
     const code = e.cause?.code ?? e.code ?? '';
     const msg = e.cause?.message ?? e.message ?? String(err);
-    if (status === 404 || /NoSuchKey|NoSuchBucket|NotFound/.test(name)) {
+    // versitygw answers an unknown access key with 404 XAdminUserNotFound: a credentials problem all the same.
+    const badKey = /InvalidAccessKeyId|UserNotFound|SignatureDoesNotMatch/.test(name);
+    if (!badKey && (status === 404 || /NoSuchKey|NoSuchBucket|NotFound/.test(name))) {
       return new ImportError(
         ErrorKind.Transfer,
         `${action} ${where}: not found (HTTP 404${name && name !== 'NotFound' ? ` ${name}` : ''}): check the bucket and the object key`,
+        { cause: err },
       );
     }
     if (
+      badKey ||
       status === 401 ||
       status === 403 ||
       /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden/.test(name)
@@ -140,12 +144,14 @@ export class S3Source implements ImportSource {
       return new ImportError(
         ErrorKind.Transfer,
         `${action} ${where}: access denied (HTTP ${status ?? 403}${name && name !== 'Forbidden' ? ` ${name}` : ''}): ${this.o.accessKeyId ? "check the access key ID and secret key (the Secret's accessKeyId and secretKey; cdi: --user, --password-file)" : 'the object is not public: give credentials with a secretRef (accessKeyId, secretKey)'}`,
+        { cause: err },
       );
     }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) || /certificate/i.test(msg)) {
       return new ImportError(
         ErrorKind.Transfer,
         `TLS verification of ${this.loc.endpoint ?? 'S3'} failed (${msg}): add its CA with certConfigMap (cdi: --ca-dir)`,
+        { cause: err },
       );
     }
     return new ImportError(
@@ -155,24 +161,35 @@ export class S3Source implements ImportSource {
     );
   }
 
+  /**
+   * One ranged GET of the first byte tells the size, and unlike HEAD its errors have a body: the S3 error code
+   * (InvalidAccessKeyId, NoSuchKey, NoSuchBucket) that the message can name.
+   */
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
-    const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
-    const client = await this.s3();
     try {
-      const h = await client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.key }));
+      const r = await this.get('bytes=0-0');
+      r.body.destroy();
+      const total = /\/(\d+)$/.exec(r.contentRange ?? '');
       this.cached = {
         ranges: true,
-        ...(h.ContentLength !== undefined ? { size: h.ContentLength } : {}),
-        ...(h.ContentType ? { contentType: h.ContentType } : {}),
+        ...(total ? { size: Number(total[1]) } : r.length !== undefined ? { size: r.length } : {}),
+        ...(r.contentType ? { contentType: r.contentType } : {}),
       };
     } catch (err) {
-      throw this.error(err, 'cannot read');
+      if (
+        (err as ImportError).cause &&
+        /InvalidRange/.test(((err as ImportError).cause as SdkError).name ?? '')
+      )
+        this.cached = { ranges: true, size: 0 };
+      else throw err;
     }
     return this.cached;
   }
 
-  private async get(range?: string): Promise<{ body: Readable; length?: number }> {
+  private async get(
+    range?: string,
+  ): Promise<{ body: Readable; length?: number; contentRange?: string; contentType?: string }> {
     const { GetObjectCommand } = await import('@aws-sdk/client-s3');
     const client = await this.s3();
     try {
@@ -184,7 +201,12 @@ export class S3Source implements ImportSource {
         }),
       );
       if (!(r.Body instanceof Readable)) throw new Error('the S3 client returned no body stream');
-      return { body: r.Body, ...(r.ContentLength !== undefined ? { length: r.ContentLength } : {}) };
+      return {
+        body: r.Body,
+        ...(r.ContentLength !== undefined ? { length: r.ContentLength } : {}),
+        ...(r.ContentRange ? { contentRange: r.ContentRange } : {}),
+        ...(r.ContentType ? { contentType: r.ContentType } : {}),
+      };
     } catch (err) {
       throw this.error(err, 'cannot read');
     }

@@ -263,3 +263,64 @@ export async function startTokenServer(pki: TestPki, users: Record<string, strin
     close: () => new Promise<void>((r) => srv.close(() => r())),
   };
 }
+
+export interface OAuthServer extends Server {
+  tokenUri: string;
+  /** Every assertion seen: its claims, and whether its signature verified with the service account's key. */
+  assertions: { claims: Record<string, unknown>; valid: boolean }[];
+}
+
+/**
+ * Google's OAuth token endpoint for service accounts (RFC 7523 JWT bearer grant), which cannot run here: verifies the
+ * assertion's RS256 signature with the service account's public key and answers an access token.
+ */
+export async function startOAuthServer(publicKeyPem: string): Promise<OAuthServer> {
+  const { createVerify } = await import('node:crypto');
+  const assertions: OAuthServer['assertions'] = [];
+  const srv = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      const form = new URLSearchParams(body);
+      const jwt = form.get('assertion') ?? '';
+      const [h, c, s] = jwt.split('.');
+      let claims: Record<string, unknown> = {};
+      try {
+        claims = JSON.parse(Buffer.from(c ?? '', 'base64url').toString()) as Record<string, unknown>;
+      } catch {
+        // invalid
+      }
+      const valid =
+        form.get('grant_type') === 'urn:ietf:params:oauth:grant-type:jwt-bearer' &&
+        createVerify('RSA-SHA256')
+          .update(`${h}.${c}`)
+          .verify(publicKeyPem, Buffer.from(s ?? '', 'base64url'));
+      assertions.push({ claims, valid });
+      if (!valid) {
+        res
+          .writeHead(400, { 'content-type': 'application/json' })
+          .end('{"error":"invalid_grant","error_description":"Invalid JWT Signature."}');
+        return;
+      }
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify({
+            access_token: `ya29.test-${assertions.length}`,
+            expires_in: 3599,
+            token_type: 'Bearer',
+          }),
+        );
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    address: `127.0.0.1:${port}`,
+    url,
+    tokenUri: `${url}/token`,
+    assertions,
+    close: () => new Promise<void>((r) => srv.close(() => r())),
+  };
+}

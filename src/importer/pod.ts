@@ -17,6 +17,7 @@ import { describe, ErrorKind, ImportError } from './errors.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
+import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
@@ -185,6 +186,11 @@ export async function runPodImporter(
       ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
       ...((await exists(proxyCerts)) ? [proxyCerts] : []),
     ];
+    // Registry node pull: the endpoint is served by the image's own container once its ready file exists.
+    if (env.IMPORTER_READY_FILE && env.IMPORTER_SOURCE !== 'none' && env.IMPORTER_SOURCE !== 'blank') {
+      log(`waiting for ${env.IMPORTER_READY_FILE}`);
+      env = { ...env, IMPORTER_ENDPOINT: await nodePullEndpoint(env, env.IMPORTER_ENDPOINT ?? '') };
+    }
     const source = makeSource(env, caDirs);
     if (source instanceof RegistrySource && contentType !== ContentType.KubeVirt) {
       throw new ImportError(
@@ -237,6 +243,7 @@ export async function runPodImporter(
       limits,
       progress,
     });
+    await touchDoneFile(env);
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
     );

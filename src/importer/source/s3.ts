@@ -143,7 +143,7 @@ export class S3Source implements ImportSource {
     ) {
       return new ImportError(
         ErrorKind.Transfer,
-        `${action} ${where}: access denied (HTTP ${status ?? 403}${name && name !== 'Forbidden' ? ` ${name}` : ''}): ${this.o.accessKeyId ? "check the access key ID and secret key (the Secret's accessKeyId and secretKey; cdi: --user, --password-file)" : 'the object is not public: give credentials with a secretRef (accessKeyId, secretKey)'}`,
+        `${action} ${where}: access denied (HTTP ${status ?? 403}${name && name !== 'Forbidden' ? ` ${name}` : ''}): ${this.o.accessKeyId ? "check the access key ID and secret key (the Secret's accessKeyId and secretKey; cdi: --user, --password-file)" : 'the object is not public: give credentials with a secretRef (accessKeyId, secretKey; cdi: --user, --password-file)'}`,
         { cause: err },
       );
     }
@@ -272,9 +272,10 @@ export class S3Source implements ImportSource {
     return chunks;
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.body?.destroy();
     this.client?.destroy();
     this.client = undefined;
+    return Promise.resolve();
   }
 }

@@ -251,7 +251,11 @@ void describe('importer pod entrypoint', () => {
 
   void it('sources that are not implemented yet fail clearly', async () => {
     const p = await pod();
-    const { code } = await runPod({ ...p.env, IMPORTER_SOURCE: 'imageio', IMPORTER_ENDPOINT: 'https://ovirt.example.invalid/ovirt-engine/api' });
+    const { code } = await runPod({
+      ...p.env,
+      IMPORTER_SOURCE: 'imageio',
+      IMPORTER_ENDPOINT: 'https://ovirt.example.invalid/ovirt-engine/api',
+    });
     assert.equal(code, 1);
     assert.match(
       await readFile(p.term, 'utf8'),

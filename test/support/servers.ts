@@ -200,6 +200,17 @@ export async function startGcs(dataDir: string): Promise<Server> {
   return { address: `127.0.0.1:${port}`, url, close: () => stop(child) };
 }
 
+/** An in-process HTTP server on a free loopback port. */
+async function listen(srv: http.Server): Promise<Server> {
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  return {
+    address: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((r) => srv.close(() => r())),
+  };
+}
+
 export interface TokenServer extends Server {
   realm: string;
   service: string;
@@ -250,17 +261,13 @@ export async function startTokenServer(pki: TestPki, users: Record<string, strin
       .writeHead(200, { 'content-type': 'application/json' })
       .end(JSON.stringify({ token: `${input}.${sig.toString('base64url')}` }));
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  const url = `http://127.0.0.1:${port}`;
+  const base = await listen(srv);
   return {
-    address: `127.0.0.1:${port}`,
-    url,
-    realm: `${url}/token`,
+    ...base,
+    realm: `${base.url}/token`,
     service,
     issuer,
     requests,
-    close: () => new Promise<void>((r) => srv.close(() => r())),
   };
 }
 
@@ -302,25 +309,19 @@ export async function startOAuthServer(publicKeyPem: string): Promise<OAuthServe
           .end('{"error":"invalid_grant","error_description":"Invalid JWT Signature."}');
         return;
       }
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            access_token: `ya29.test-${assertions.length}`,
-            expires_in: 3599,
-            token_type: 'Bearer',
-          }),
-        );
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          access_token: `ya29.test-${assertions.length}`,
+          expires_in: 3599,
+          token_type: 'Bearer',
+        }),
+      );
     });
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  const url = `http://127.0.0.1:${port}`;
+  const base = await listen(srv);
   return {
-    address: `127.0.0.1:${port}`,
-    url,
-    tokenUri: `${url}/token`,
+    ...base,
+    tokenUri: `${base.url}/token`,
     assertions,
-    close: () => new Promise<void>((r) => srv.close(() => r())),
   };
 }

@@ -78,6 +78,36 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
   return { pems, files };
 }
 
+/** Every byte of a range's body, or an error that says how far it got (shared by the sources that read by range). */
+export async function collectRange(
+  body: Readable,
+  description: string,
+  want: string,
+  length: number,
+): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  try {
+    for await (const c of body as AsyncIterable<Buffer>) {
+      chunks.push(c);
+      got += c.length;
+    }
+  } catch (err) {
+    throw new ImportError(
+      ErrorKind.Transfer,
+      // The socket path's own error says the same thing ("ended after …"): do not repeat it.
+      `the connection to ${description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
+      { cause: err },
+    );
+  }
+  if (got !== length)
+    throw new ImportError(
+      ErrorKind.Transfer,
+      `range ${want} of ${description} returned ${got} bytes instead of ${length}`,
+    );
+  return chunks;
+}
+
 export class HttpSource implements ImportSource {
   readonly description: string;
   private readonly o: HttpSourceOptions;
@@ -261,7 +291,7 @@ export class HttpSource implements ImportSource {
     const want = `bytes=${offset}-${offset + length - 1}`;
     const bare = this.bare(this.finalUrl);
     const direct = bare && (await socketGet({ ...bare, range: { offset, length } }));
-    if (direct) return this.collectRange(direct, want, length);
+    if (direct) return collectRange(direct, this.description, want, length);
     const res = await this.get(want, this.finalUrl);
     if (res.statusCode !== 206) {
       await res.body.dump().catch(() => undefined);
@@ -269,32 +299,7 @@ export class HttpSource implements ImportSource {
         throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
       throw this.statusError(res.statusCode);
     }
-    return this.collectRange(res.body, want, length);
-  }
-
-  /** Every byte of a range's body, or an error that says how far it got. */
-  private async collectRange(body: Readable, want: string, length: number): Promise<Buffer[]> {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    try {
-      for await (const c of body as AsyncIterable<Buffer>) {
-        chunks.push(c);
-        got += c.length;
-      }
-    } catch (err) {
-      throw new ImportError(
-        ErrorKind.Transfer,
-        // The socket path's own error says the same thing ("ended after …"): do not repeat it.
-        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
-        { cause: err },
-      );
-    }
-    if (got !== length)
-      throw new ImportError(
-        ErrorKind.Transfer,
-        `range ${want} of ${this.description} returned ${got} bytes instead of ${length}`,
-      );
-    return chunks;
+    return collectRange(res.body, this.description, want, length);
   }
 
   async open(): Promise<Readable> {

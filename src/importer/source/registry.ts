@@ -14,7 +14,13 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ErrorKind, ImportError } from '../errors.ts';
 import { OciArchiveStore } from './registry/archive.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry/client.ts';
-import { LayerReader, resolveImage, type BlobStore, type ResolvedImage } from './registry/image.ts';
+import {
+  LayerReader,
+  resolveImage,
+  writeOrStop,
+  type BlobStore,
+  type ResolvedImage,
+} from './registry/image.ts';
 import { parseImageUrl } from './registry/reference.ts';
 import type { TarEntry } from './registry/tar.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
@@ -92,22 +98,6 @@ class Shadow {
     this.present.add(path);
     return e.type !== 'directory';
   }
-}
-
-async function write(out: PassThrough, chunk: Buffer): Promise<boolean> {
-  if (out.destroyed) return false;
-  if (!out.write(chunk)) {
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        out.off('drain', done);
-        out.off('close', done);
-        resolve();
-      };
-      out.on('drain', done);
-      out.on('close', done);
-    });
-  }
-  return !out.destroyed;
 }
 
 export class RegistrySource implements ImportSource {
@@ -204,7 +194,8 @@ export class RegistrySource implements ImportSource {
           found = { name: path, layer: i + 1 };
           announce({ name: path, size: e.size, layer: i + 1 });
           for await (const c of layer.tar.data()) {
-            if (!(await write(out, c))) {
+            await writeOrStop(out, c);
+            if (out.destroyed) {
               layer.abort();
               return found;
             }

@@ -13,7 +13,7 @@ import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { readCaDir } from './http.ts';
+import { collectRange, readCaDir } from './http.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface S3SourceOptions {
@@ -249,27 +249,7 @@ export class S3Source implements ImportSource {
   async readRange(offset: number, length: number): Promise<Buffer[]> {
     const want = `bytes=${offset}-${offset + length - 1}`;
     const { body } = await this.get(want);
-    const chunks: Buffer[] = [];
-    let got = 0;
-    try {
-      for await (const c of body as AsyncIterable<Buffer>) {
-        chunks.push(c);
-        got += c.length;
-      }
-    } catch (err) {
-      throw new ImportError(
-        ErrorKind.Transfer,
-        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    if (got !== length) {
-      throw new ImportError(
-        ErrorKind.Transfer,
-        `range ${want} of ${this.description} returned ${got} bytes instead of ${length}`,
-      );
-    }
-    return chunks;
+    return collectRange(body, this.description, want, length);
   }
 
   close(): Promise<void> {

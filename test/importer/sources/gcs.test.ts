@@ -5,35 +5,27 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { parseChecksum } from '../../../src/importer/checksum.ts';
-import { ContentType, runImport, type ImportResult } from '../../../src/importer/import.ts';
 import { GcsSource, gcsMediaUrl, type GcsSourceOptions } from '../../../src/importer/source/gcs.ts';
-import { makeSeededDisk, makeVariant, md5File, type SeededDisk, type Variant } from '../../support/images.ts';
+import { importFails, importFile } from '../../support/import.ts';
+import {
+  DISK_VARIANTS,
+  makeSeededDisk,
+  makeVariant,
+  md5File,
+  variantFile,
+  type SeededDisk,
+} from '../../support/images.ts';
 import { startGcs, startOAuthServer, type OAuthServer, type Server } from '../../support/servers.ts';
 
 const run = promisify(execFile);
 const SIZE = 4 << 20;
-const FORMATS: Variant[] = [
-  'raw',
-  'iso',
-  'gz',
-  'xz',
-  'zst',
-  'qcow2',
-  'qcow2.gz',
-  'qcow2.xz',
-  'qcow2.zst',
-  'vmdk',
-  'vdi',
-  'vhd',
-  'vhdx',
-];
-const file = (f: Variant): string => (f === 'raw' ? 'disk.raw' : `disk.${f}`);
+const FORMATS = DISK_VARIANTS;
+const file = variantFile;
 
 let dir: string;
 let disk: SeededDisk;
@@ -41,39 +33,14 @@ let gcs: Server;
 let oauth: OAuthServer;
 let keyFile: string;
 let wrongKeyFile: string;
-let n = 0;
 
 const emulator = (): Record<string, string> => ({ STORAGE_EMULATOR_HOST: gcs.address });
 
-async function importTo(o: GcsSourceOptions, checksum?: string): Promise<{ r: ImportResult; out: string }> {
-  const out = path.join(dir, `out-${n++}.img`);
-  const r = await runImport({
-    source: new GcsSource(o),
-    contentType: ContentType.KubeVirt,
-    target: { kind: 'file', path: out },
-    scratchDir: path.join(dir, 'scratch'),
-    ...(checksum ? { checksum: parseChecksum(checksum) } : {}),
-  });
-  return { r, out };
-}
+const importTo = (o: GcsSourceOptions, checksum?: string): ReturnType<typeof importFile> =>
+  importFile(new GcsSource(o), dir, checksum ? { checksum } : {});
 
-async function fails(o: GcsSourceOptions, pattern: RegExp, checksum?: string): Promise<void> {
-  const out = path.join(dir, `fail-${n++}.img`);
-  await assert.rejects(
-    runImport({
-      source: new GcsSource(o),
-      contentType: ContentType.KubeVirt,
-      target: { kind: 'file', path: out },
-      scratchDir: path.join(dir, 'scratch'),
-      ...(checksum ? { checksum: parseChecksum(checksum) } : {}),
-    }),
-    (err: Error) => {
-      assert.match(err.message, pattern);
-      return true;
-    },
-  );
-  assert.equal(await stat(out).catch(() => undefined), undefined, 'no target left behind');
-}
+const fails = (o: GcsSourceOptions, pattern: RegExp, checksum?: string): Promise<void> =>
+  importFails(new GcsSource(o), dir, pattern, checksum ? { checksum } : {});
 
 async function serviceAccount(name: string, tokenUri: string): Promise<{ file: string; publicKey: string }> {
   const key = path.join(dir, `${name}.key`);

@@ -5,17 +5,24 @@
  * the failures a user can meet (each with its message, and no target left behind).
  */
 import assert from 'node:assert/strict';
-import { open, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { open, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseChecksum } from '../../../src/importer/checksum.ts';
-import { ContentType, runImport, type ImportResult } from '../../../src/importer/import.ts';
+import type { ImportResult } from '../../../src/importer/import.ts';
 import { inspectSource } from '../../../src/importer/inspect.ts';
 import { RegistrySource, type RegistrySourceOptions } from '../../../src/importer/source/registry.ts';
-import { makeSeededDisk, makeVariant, md5File, type SeededDisk, type Variant } from '../../support/images.ts';
+import { importFails, importFile } from '../../support/import.ts';
+import {
+  DISK_VARIANTS,
+  makeSeededDisk,
+  makeVariant,
+  md5File,
+  variantFile,
+  type SeededDisk,
+} from '../../support/images.ts';
 import {
   buildLayout,
   httpPush,
@@ -33,22 +40,7 @@ import {
 import { makeTestPki, type TestPki } from '../../support/tls.ts';
 
 const SIZE = 4 << 20;
-/** Every disk format the HTTP source accepts (tar is archive content: not a disk). */
-const FORMATS: Variant[] = [
-  'raw',
-  'iso',
-  'gz',
-  'xz',
-  'zst',
-  'qcow2',
-  'qcow2.gz',
-  'qcow2.xz',
-  'qcow2.zst',
-  'vmdk',
-  'vdi',
-  'vhd',
-  'vhdx',
-];
+const FORMATS = DISK_VARIANTS;
 const COMPRESSIONS = ['gzip', 'zstd', 'none'] as const;
 
 let dir: string;
@@ -90,40 +82,12 @@ async function importTo(
   o: RegistrySourceOptions,
   extra: { checksum?: string; scratch?: boolean } = {},
 ): Promise<{ r: ImportResult; out: string; source: RegistrySource }> {
-  const out = path.join(dir, `out-${n++}.img`);
   const source = new RegistrySource(o);
-  const r = await runImport({
-    source,
-    contentType: ContentType.KubeVirt,
-    target: { kind: 'file', path: out },
-    ...(extra.checksum ? { checksum: parseChecksum(extra.checksum) } : {}),
-    ...(extra.scratch === false ? {} : { scratchDir: path.join(dir, 'scratch') }),
-  });
-  return { r, out, source };
+  return { ...(await importFile(source, dir, extra)), source };
 }
 
-async function fails(
-  o: RegistrySourceOptions,
-  pattern: RegExp,
-  extra: { checksum?: string } = {},
-): Promise<void> {
-  const out = path.join(dir, `fail-${n++}.img`);
-  await assert.rejects(
-    runImport({
-      source: new RegistrySource(o),
-      contentType: ContentType.KubeVirt,
-      target: { kind: 'file', path: out },
-      scratchDir: path.join(dir, 'scratch'),
-      ...(extra.checksum ? { checksum: parseChecksum(extra.checksum) } : {}),
-    }),
-    (err: Error) => {
-      assert.match(err.message, pattern);
-      assert.doesNotMatch(err.message, /\n/);
-      return true;
-    },
-  );
-  assert.equal(await stat(out).catch(() => undefined), undefined, 'no target left behind');
-}
+const fails = (o: RegistrySourceOptions, pattern: RegExp, extra: { checksum?: string } = {}): Promise<void> =>
+  importFails(new RegistrySource(o), dir, pattern, extra);
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-registry-'));
@@ -161,7 +125,7 @@ void describe('registry source: formats', () => {
   void it('imports every disk format from gzip, zstd and uncompressed layers, md5 verified', async () => {
     for (const [i, f] of FORMATS.entries()) {
       const c = COMPRESSIONS[i % COMPRESSIONS.length]!;
-      const file = path.join(src, f === 'raw' ? 'disk.raw' : `disk.${f}`);
+      const file = path.join(src, variantFile(f));
       await push(plain, `formats/${f.replace('.', '-')}:v1`, [diskImage(file, c)]);
       const m = (await (
         await fetch(`${plain.url}/v2/formats/${f.replace('.', '-')}/manifests/v1`, {

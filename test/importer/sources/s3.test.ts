@@ -4,75 +4,42 @@
  * a custom CA; checksums; and the failures a user can meet.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseChecksum } from '../../../src/importer/checksum.ts';
-import { ContentType, runImport, type ImportResult } from '../../../src/importer/import.ts';
 import { parseS3Url, S3Source, type S3SourceOptions } from '../../../src/importer/source/s3.ts';
-import { makeSeededDisk, makeVariant, md5File, type SeededDisk, type Variant } from '../../support/images.ts';
+import { importFails, importFile } from '../../support/import.ts';
+import {
+  DISK_VARIANTS,
+  makeSeededDisk,
+  makeVariant,
+  md5File,
+  variantFile,
+  type SeededDisk,
+} from '../../support/images.ts';
 import { startS3, type S3Server } from '../../support/servers.ts';
 import { makeTestPki, type TestPki } from '../../support/tls.ts';
 
 const SIZE = 4 << 20;
-const FORMATS: Variant[] = [
-  'raw',
-  'iso',
-  'gz',
-  'xz',
-  'zst',
-  'qcow2',
-  'qcow2.gz',
-  'qcow2.xz',
-  'qcow2.zst',
-  'vmdk',
-  'vdi',
-  'vhd',
-  'vhdx',
-];
+const FORMATS = DISK_VARIANTS;
 const CREDS = { accessKeyId: 'cdi-access', secretKey: 'cdi-secret-key-123' };
-const file = (f: Variant): string => (f === 'raw' ? 'disk.raw' : `disk.${f}`);
+const file = variantFile;
 
 let dir: string;
 let disk: SeededDisk;
 let pki: TestPki;
 let s3: S3Server;
 let s3tls: S3Server;
-let n = 0;
 
-async function importTo(
+const importTo = (
   o: Partial<S3SourceOptions> & { url: string },
   checksum?: string,
-): Promise<{ r: ImportResult; out: string }> {
-  const out = path.join(dir, `out-${n++}.img`);
-  const r = await runImport({
-    source: new S3Source({ ...CREDS, ...o }),
-    contentType: ContentType.KubeVirt,
-    target: { kind: 'file', path: out },
-    scratchDir: path.join(dir, 'scratch'),
-    ...(checksum ? { checksum: parseChecksum(checksum) } : {}),
-  });
-  return { r, out };
-}
+): ReturnType<typeof importFile> =>
+  importFile(new S3Source({ ...CREDS, ...o }), dir, checksum ? { checksum } : {});
 
-async function fails(o: S3SourceOptions, pattern: RegExp, checksum?: string): Promise<void> {
-  const out = path.join(dir, `fail-${n++}.img`);
-  await assert.rejects(
-    runImport({
-      source: new S3Source(o),
-      contentType: ContentType.KubeVirt,
-      target: { kind: 'file', path: out },
-      scratchDir: path.join(dir, 'scratch'),
-      ...(checksum ? { checksum: parseChecksum(checksum) } : {}),
-    }),
-    (err: Error) => {
-      assert.match(err.message, pattern);
-      return true;
-    },
-  );
-  assert.equal(await stat(out).catch(() => undefined), undefined, 'no target left behind');
-}
+const fails = (o: S3SourceOptions, pattern: RegExp, checksum?: string): Promise<void> =>
+  importFails(new S3Source(o), dir, pattern, checksum ? { checksum } : {});
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-s3-'));

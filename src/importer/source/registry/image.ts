@@ -4,7 +4,7 @@
  * (docs/adr/0030-registry-source.md).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { PassThrough, type Readable, type Transform, type Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { ErrorKind, ImportError } from '../../errors.ts';
 import { TarReader } from './tar.ts';
@@ -236,8 +236,9 @@ export class VerifiedBlob {
   }
 }
 
-async function writeOrStop(sink: Transform, chunk: Buffer): Promise<void> {
-  if (sink.write(chunk)) return;
+/** Writes with back-pressure; resolves early when `sink` is destroyed (the reader went away). */
+export async function writeOrStop(sink: Writable, chunk: Buffer): Promise<void> {
+  if (sink.destroyed || sink.write(chunk)) return;
   await new Promise<void>((resolve) => {
     const done = (): void => {
       sink.off('drain', done);

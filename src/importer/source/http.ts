@@ -78,6 +78,47 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
   return { pems, files };
 }
 
+/**
+ * The body as a stream whose errors (resets, idle timeouts) are one-line ImportErrors, and whose short end (fewer
+ * bytes than `expected`) is an error too. `explain` may give its own error for a body error.
+ */
+export function guardBody(
+  body: Readable,
+  description: string,
+  expected: number | undefined,
+  explain: (err: Error) => ImportError | undefined = () => undefined,
+): Readable {
+  let got = 0;
+  const guard = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      got += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (expected !== undefined && got < expected)
+        cb(
+          new ImportError(
+            ErrorKind.Transfer,
+            `the connection to ${description} ended after ${got} of ${expected} bytes`,
+          ),
+        );
+      else cb();
+    },
+  });
+  body.on('error', (err) => {
+    guard.destroy(
+      explain(err) ??
+        new ImportError(
+          ErrorKind.Transfer,
+          `the connection to ${description} broke after ${got}${expected !== undefined ? ` of ${expected}` : ''} bytes: ${err.message}`,
+          { cause: err },
+        ),
+    );
+  });
+  guard.on('close', () => body.destroy());
+  return Readable.prototype.pipe.call(body, guard) as Transform;
+}
+
 /** Every byte of a range's body, or an error that says how far it got (shared by the sources that read by range). */
 export async function collectRange(
   body: Readable,
@@ -318,40 +359,11 @@ export class HttpSource implements ImportSource {
     }
     const expected =
       res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
-    let got = 0;
-    const desc = this.description;
-    // Turn undici body errors (resets, idle timeouts) into one-line ImportErrors, and catch short bodies.
-    const guard = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        got += chunk.length;
-        cb(null, chunk);
-      },
-      flush(cb) {
-        if (expected !== undefined && got < expected) {
-          cb(
-            new ImportError(
-              ErrorKind.Transfer,
-              `the connection to ${desc} ended after ${got} of ${expected} bytes`,
-            ),
-          );
-        } else cb();
-      },
-    });
-    const body = res.body as unknown as Readable;
-    body.on('error', (err) => {
-      const e = err as { code?: string };
-      guard.destroy(
-        e.code === 'UND_ERR_BODY_TIMEOUT'
-          ? this.networkError(err, this.finalUrl)
-          : new ImportError(
-              ErrorKind.Transfer,
-              `the connection to ${desc} broke after ${got}${expected !== undefined ? ` of ${expected}` : ''} bytes: ${err.message}`,
-              { cause: err },
-            ),
-      );
-    });
-    guard.on('close', () => body.destroy());
-    return Readable.prototype.pipe.call(body, guard) as Transform;
+    return guardBody(res.body, this.description, expected, (err) =>
+      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
+        ? this.networkError(err, this.finalUrl)
+        : undefined,
+    );
   }
 
   async close(): Promise<void> {

@@ -9,11 +9,11 @@
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { collectRange, readCaDir } from './http.ts';
+import { collectRange, guardBody, readCaDir } from './http.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface S3SourceOptions {
@@ -215,35 +215,7 @@ export class S3Source implements ImportSource {
   async open(): Promise<Readable> {
     const { body, length } = await this.get();
     this.body = body;
-    let got = 0;
-    const desc = this.description;
-    const guard = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        got += chunk.length;
-        cb(null, chunk);
-      },
-      flush(cb) {
-        if (length !== undefined && got < length)
-          cb(
-            new ImportError(
-              ErrorKind.Transfer,
-              `the connection to ${desc} ended after ${got} of ${length} bytes`,
-            ),
-          );
-        else cb();
-      },
-    });
-    body.on('error', (err) =>
-      guard.destroy(
-        new ImportError(
-          ErrorKind.Transfer,
-          `the connection to ${desc} broke after ${got}${length !== undefined ? ` of ${length}` : ''} bytes: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    guard.on('close', () => body.destroy());
-    return body.pipe(guard);
+    return guardBody(body, this.description, length);
   }
 
   async readRange(offset: number, length: number): Promise<Buffer[]> {

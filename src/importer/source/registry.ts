@@ -108,7 +108,7 @@ export class RegistrySource implements ImportSource {
   private out: PassThrough | undefined;
   private found: Promise<{ name: string; size: number; layer: number }> | undefined;
   private current: LayerReader | undefined;
-  /** Layers read so far, for `cdi inspect` and the tests: the walk's order and what it read. */
+  /** The layers the walk read (1 = bottom), in order: which ones an import had to download. */
   readonly layersRead: number[] = [];
 
   constructor(o: RegistrySourceOptions) {

@@ -179,10 +179,12 @@ export class TarReader {
       const magic = h.subarray(257, 263).toString('latin1');
       const prefix = magic.startsWith('ustar') && magic !== 'ustar ' ? cstring(h, 345, 155) : '';
       const base = cstring(h, 0, 100);
-      const name = pax.path ?? longName ?? (prefix ? `${prefix}/${base}` : base);
+      const name = pax['GNU.sparse.name'] ?? pax.path ?? longName ?? (prefix ? `${prefix}/${base}` : base);
       const realSize = pax.size !== undefined ? Number(pax.size) : size;
       if (!Number.isSafeInteger(realSize) || realSize < 0) throw invalid(this.what, `bad size "${pax.size}"`);
-      const type = TYPES[flag] ?? 'other';
+      // PAX-format GNU sparse files (tar --sparse --format=pax) look like regular files holding a sparse map.
+      const paxSparse = Object.keys(pax).some((k) => k.startsWith('GNU.sparse.'));
+      const type = paxSparse ? 'sparse' : (TYPES[flag] ?? 'other');
       // Links and directories carry no data whatever their size field says (hard links may say a size).
       const dataSize = type === 'file' || type === 'sparse' || type === 'other' ? realSize : 0;
       this.remaining = dataSize;

@@ -30,7 +30,8 @@ export interface HttpSourceOptions {
 }
 
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'];
-const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
+/** HTTP(S)_PROXY is set: requests go through undici's EnvHttpProxyAgent (which honours NO_PROXY). */
+export const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
 
 /**
  * What the answer to the one-byte ranged GET says about the source, or undefined for answers that need undici's

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -268,6 +270,42 @@ void describe('importer pod: registry, S3, GCS, node pull', () => {
       await readFile(a.term, 'utf8'),
       'Unable to process data: Unsupported content type archive when importing from registry',
     );
+  });
+
+  void it('registry through HTTP_PROXY (CDIConfig importProxy): a real forward proxy on loopback sees the pulls', async () => {
+    const seen: string[] = [];
+    const proxy = http.createServer((req, res) => {
+      seen.push(req.url ?? '');
+      const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const p = await podDirs();
+      const r = await exec([ENTRY], {
+        ...p.env,
+        IMPORTER_SOURCE: 'registry',
+        IMPORTER_ENDPOINT: `docker://${reg.address}/fe/raw:v1`,
+        INSECURE_TLS: 'true',
+        http_proxy: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+      assert.ok(
+        seen.some((u) => u.includes('/v2/fe/raw/manifests/v1')),
+        `proxy saw ${seen.join(', ')}`,
+      );
+      assert.ok(
+        seen.some((u) => u.includes('/v2/fe/raw/blobs/sha256:')),
+        `proxy saw ${seen.join(', ')}`,
+      );
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
   });
 
   void it('S3 with the Secret as env, and GCS anonymously', async () => {

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../../errors.ts';
-import { readCaDir } from '../http.ts';
+import { proxied, readCaDir } from '../http.ts';
 import { MANIFEST_ACCEPT, type BlobStore, type Descriptor } from './image.ts';
 import { apiHost, type DockerReference } from './reference.ts';
 
@@ -77,16 +77,17 @@ export class RegistryClient implements BlobStore {
     const pems: string[] = [];
     for (const d of this.o.caDirs ?? []) pems.push(...(await readCaDir(d)).pems);
     const idle = this.o.idleTimeoutMs ?? 10 * 60 * 1000;
-    const { Agent } = await import('undici');
-    this.dispatcher = new Agent({
-      connect: {
-        rejectUnauthorized: !this.o.insecure,
-        minVersion: 'TLSv1.2',
-        ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
-      },
-      bodyTimeout: idle,
-      headersTimeout: idle,
-    });
+    const connect = {
+      rejectUnauthorized: !this.o.insecure,
+      minVersion: 'TLSv1.2' as const,
+      ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
+    };
+    const common = { connect, bodyTimeout: idle, headersTimeout: idle };
+    const { Agent, EnvHttpProxyAgent } = await import('undici');
+    // CDIConfig's importProxy reaches the pod as HTTP(S)_PROXY/NO_PROXY (containers/image honours them too).
+    this.dispatcher = proxied()
+      ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
+      : new Agent(common);
     return this.dispatcher;
   }
 

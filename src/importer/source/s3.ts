@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { collectRange, guardBody, readCaDir } from './http.ts';
+import { collectRange, guardBody, proxied, readCaDir } from './http.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface S3SourceOptions {
@@ -103,15 +103,22 @@ export class S3Source implements ImportSource {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestChecksumCalculation: 'WHEN_REQUIRED',
       maxAttempts: 3,
+      // HTTP(S)_PROXY/NO_PROXY (CDIConfig importProxy) through Node's own agent proxy support, as upstream's Go
+      // client honours them.
       requestHandler: {
         httpsAgent: new HttpsAgent({
+          ...(proxied() ? { proxyEnv: process.env } : {}),
           keepAlive: true,
           maxSockets: 8,
           rejectUnauthorized: !this.o.insecureSkipVerify,
           minVersion: 'TLSv1.2',
           ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
         }),
-        httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 8 }),
+        httpAgent: new HttpAgent({
+          keepAlive: true,
+          maxSockets: 8,
+          ...(proxied() ? { proxyEnv: process.env } : {}),
+        }),
         requestTimeout: this.o.idleTimeoutMs ?? 10 * 60 * 1000,
       },
     });

@@ -272,7 +272,7 @@ void describe('importer pod: registry, S3, GCS, node pull', () => {
     );
   });
 
-  void it('registry through HTTP_PROXY (CDIConfig importProxy): a real forward proxy on loopback sees the pulls', async () => {
+  void it('registry and S3 through HTTP_PROXY (CDIConfig importProxy): a real forward proxy on loopback sees the requests', async () => {
     const seen: string[] = [];
     const proxy = http.createServer((req, res) => {
       seen.push(req.url ?? '');
@@ -300,6 +300,21 @@ void describe('importer pod: registry, S3, GCS, node pull', () => {
       );
       assert.ok(
         seen.some((u) => u.includes('/v2/fe/raw/blobs/sha256:')),
+        `proxy saw ${seen.join(', ')}`,
+      );
+      const q = await podDirs();
+      const s3r = await exec([ENTRY], {
+        ...q.env,
+        IMPORTER_SOURCE: 's3',
+        IMPORTER_ENDPOINT: `${s3.url}/sbucket/disk.qcow2`,
+        IMPORTER_ACCESS_KEY_ID: CREDS.accessKeyId,
+        IMPORTER_SECRET_KEY: CREDS.secretKey,
+        http_proxy: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      });
+      assert.equal(s3r.code, 0, s3r.stderr);
+      assert.equal(await md5File(path.join(q.data, 'disk.img'), SIZE), disk.md5);
+      assert.ok(
+        seen.some((u) => u.includes('/sbucket/disk.qcow2')),
         `proxy saw ${seen.join(', ')}`,
       );
     } finally {

@@ -325,3 +325,30 @@ export async function startOAuthServer(publicKeyPem: string): Promise<OAuthServe
     assertions,
   };
 }
+
+export interface ForwardProxy extends Server {
+  /** The absolute URLs of every request it forwarded. */
+  seen: string[];
+}
+
+/** A plain-HTTP forward proxy (absolute-URI requests), as HTTP_PROXY names one. */
+export async function startForwardProxy(): Promise<ForwardProxy> {
+  const seen: string[] = [];
+  const srv = http.createServer((req, res) => {
+    seen.push(req.url ?? '');
+    const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  const base = await listen(srv);
+  return {
+    ...base,
+    seen,
+    close: () => {
+      srv.closeAllConnections();
+      return base.close();
+    },
+  };
+}

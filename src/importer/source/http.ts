@@ -80,6 +80,31 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
 }
 
 /**
+ * The undici dispatcher of the sources that speak HTTP through undici (http, registry): extra CAs from the
+ * directories (besides the system's), TLS 1.2 at least, the idle watchdog, and HTTP(S)_PROXY/NO_PROXY through
+ * EnvHttpProxyAgent (CDIConfig's importProxy reaches the pod as those variables).
+ */
+export async function undiciDispatcher(o: {
+  caDirs: string[];
+  insecureSkipVerify: boolean;
+  idleMs: number;
+}): Promise<Dispatcher> {
+  const pems: string[] = [];
+  for (const d of o.caDirs) pems.push(...(await readCaDir(d)).pems);
+  const connect = {
+    rejectUnauthorized: !o.insecureSkipVerify,
+    minVersion: 'TLSv1.2' as const,
+    ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
+  };
+  const common = { connect, bodyTimeout: o.idleMs, headersTimeout: o.idleMs };
+  // Loaded on first use: plain-HTTP imports without a proxy never need it (http-socket.ts), and it takes ~40 ms.
+  const { Agent, EnvHttpProxyAgent } = await import('undici');
+  return proxied()
+    ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
+    : new Agent(common);
+}
+
+/**
  * The body as a stream whose errors (resets, idle timeouts) are one-line ImportErrors, and whose short end (fewer
  * bytes than `expected`) is an error too. `explain` may give its own error for a body error.
  */
@@ -154,7 +179,6 @@ export class HttpSource implements ImportSource {
   readonly description: string;
   private readonly o: HttpSourceOptions;
   private dispatcher: Dispatcher | undefined;
-  private caPems: string[] = [];
   private finalUrl: string;
   private cached: SourceInfo | undefined;
   /** How the last open() reads the body: a bare socket (plain HTTP, http-socket.ts) or undici. */
@@ -185,19 +209,11 @@ export class HttpSource implements ImportSource {
     if (this.dispatcher) return this.dispatcher;
     const dirs =
       this.o.caDir === undefined ? [] : Array.isArray(this.o.caDir) ? this.o.caDir : [this.o.caDir];
-    for (const d of dirs) this.caPems.push(...(await readCaDir(d)).pems);
-    const connect = {
-      rejectUnauthorized: !this.o.insecureSkipVerify,
-      minVersion: 'TLSv1.2' as const,
-      ...(this.caPems.length > 0 ? { ca: [...rootCertificates, ...this.caPems] } : {}),
-    };
-    const idle = this.idleMs();
-    const common = { connect, bodyTimeout: idle, headersTimeout: idle };
-    // Loaded on first use: plain-HTTP imports without a proxy never need it (http-socket.ts), and it takes ~40 ms.
-    const { Agent, EnvHttpProxyAgent } = await import('undici');
-    this.dispatcher = proxied()
-      ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
-      : new Agent(common);
+    this.dispatcher = await undiciDispatcher({
+      caDirs: dirs,
+      insecureSkipVerify: this.o.insecureSkipVerify ?? false,
+      idleMs: this.idleMs(),
+    });
     return this.dispatcher;
   }
 

@@ -7,8 +7,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,6 +14,7 @@ import { startFileServer, type FileServer } from '../../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
 import { buildLayout, skopeoPush, type ImageSpec, type LayerSpec } from '../../support/oci.ts';
 import {
+  startForwardProxy,
   startGcs,
   startRegistry,
   startS3,
@@ -82,6 +81,23 @@ async function podDirs(
   };
 }
 
+/** One pod run that must succeed with the seeded disk in disk.img; returns its log. */
+async function podImport(env: Record<string, string>): Promise<string> {
+  const p = await podDirs();
+  const r = await exec([ENTRY], { ...p.env, ...env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+  return r.stderr;
+}
+
+const registryEnv = (tag: string): Record<string, string> => ({
+  IMPORTER_SOURCE: 'registry',
+  IMPORTER_ENDPOINT: `docker://${reg.address}/fe/${tag}`,
+  INSECURE_TLS: 'true',
+});
+
+let s3Env: Record<string, string>;
+
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-frontends-'));
   const src = path.join(dir, 'src');
@@ -103,6 +119,12 @@ before(async () => {
   await mkdir(path.join(s3.root, 'sbucket'));
   await copyFile(qcow2, path.join(s3.root, 'sbucket', 'disk.qcow2'));
   files = await startFileServer({ root: src });
+  s3Env = {
+    IMPORTER_SOURCE: 's3',
+    IMPORTER_ENDPOINT: `${s3.url}/sbucket/disk.qcow2`,
+    IMPORTER_ACCESS_KEY_ID: CREDS.accessKeyId,
+    IMPORTER_SECRET_KEY: CREDS.secretKey,
+  };
   secretFile = path.join(dir, 'secret');
   await writeFile(secretFile, `${CREDS.secretKey}\n`);
   const disk1: LayerSpec = { compression: 'gzip', files: { 'disk/disk.img': gz } };
@@ -273,76 +295,26 @@ void describe('importer pod: registry, S3, GCS, node pull', () => {
   });
 
   void it('registry and S3 through HTTP_PROXY (CDIConfig importProxy): a real forward proxy on loopback sees the requests', async () => {
-    const seen: string[] = [];
-    const proxy = http.createServer((req, res) => {
-      seen.push(req.url ?? '');
-      const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      req.pipe(up);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxy = await startForwardProxy();
     try {
-      const p = await podDirs();
-      const r = await exec([ENTRY], {
-        ...p.env,
-        IMPORTER_SOURCE: 'registry',
-        IMPORTER_ENDPOINT: `docker://${reg.address}/fe/raw:v1`,
-        INSECURE_TLS: 'true',
-        http_proxy: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-      });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
-      assert.ok(
-        seen.some((u) => u.includes('/v2/fe/raw/manifests/v1')),
-        `proxy saw ${seen.join(', ')}`,
-      );
-      assert.ok(
-        seen.some((u) => u.includes('/v2/fe/raw/blobs/sha256:')),
-        `proxy saw ${seen.join(', ')}`,
-      );
-      const q = await podDirs();
-      const s3r = await exec([ENTRY], {
-        ...q.env,
-        IMPORTER_SOURCE: 's3',
-        IMPORTER_ENDPOINT: `${s3.url}/sbucket/disk.qcow2`,
-        IMPORTER_ACCESS_KEY_ID: CREDS.accessKeyId,
-        IMPORTER_SECRET_KEY: CREDS.secretKey,
-        http_proxy: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-      });
-      assert.equal(s3r.code, 0, s3r.stderr);
-      assert.equal(await md5File(path.join(q.data, 'disk.img'), SIZE), disk.md5);
-      assert.ok(
-        seen.some((u) => u.includes('/sbucket/disk.qcow2')),
-        `proxy saw ${seen.join(', ')}`,
-      );
+      const seen = (part: string): void =>
+        assert.ok(
+          proxy.seen.some((u) => u.includes(part)),
+          `proxy saw ${proxy.seen.join(', ')}`,
+        );
+      await podImport({ ...registryEnv('raw:v1'), http_proxy: proxy.url });
+      seen('/v2/fe/raw/manifests/v1');
+      seen('/v2/fe/raw/blobs/sha256:');
+      await podImport({ ...s3Env, http_proxy: proxy.url });
+      seen('/sbucket/disk.qcow2');
     } finally {
-      proxy.closeAllConnections();
-      await new Promise<void>((r) => proxy.close(() => r()));
+      await proxy.close();
     }
   });
 
   void it('S3 with the Secret as env, and GCS anonymously', async () => {
-    const p = await podDirs();
-    const r = await exec([ENTRY], {
-      ...p.env,
-      IMPORTER_SOURCE: 's3',
-      IMPORTER_ENDPOINT: `${s3.url}/sbucket/disk.qcow2`,
-      IMPORTER_ACCESS_KEY_ID: CREDS.accessKeyId,
-      IMPORTER_SECRET_KEY: CREDS.secretKey,
-    });
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /via extents/);
-    assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
-    const g = await podDirs();
-    const r2 = await exec([ENTRY], {
-      ...g.env,
-      IMPORTER_SOURCE: 'gcs',
-      IMPORTER_ENDPOINT: `${gcs.url}/gbucket/disk.qcow2`,
-    });
-    assert.equal(r2.code, 0, r2.stderr);
-    assert.equal(await md5File(path.join(g.data, 'disk.img'), SIZE), disk.md5);
+    assert.match(await podImport(s3Env), /via extents/);
+    await podImport({ IMPORTER_SOURCE: 'gcs', IMPORTER_ENDPOINT: `${gcs.url}/gbucket/disk.qcow2` });
   });
 
   void it('node pull: waits for the ready file, reads the disk name from it, touches the done file', async () => {

@@ -4,10 +4,9 @@
  * (blobs often live behind a CDN: credentials are dropped when a redirect leaves the registry's origin).
  */
 import type { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../../errors.ts';
-import { proxied, readCaDir } from '../http.ts';
+import { undiciDispatcher } from '../http.ts';
 import { MANIFEST_ACCEPT, type BlobStore, type Descriptor } from './image.ts';
 import { apiHost, type DockerReference } from './reference.ts';
 
@@ -73,21 +72,11 @@ export class RegistryClient implements BlobStore {
   }
 
   private async agent(): Promise<Dispatcher> {
-    if (this.dispatcher) return this.dispatcher;
-    const pems: string[] = [];
-    for (const d of this.o.caDirs ?? []) pems.push(...(await readCaDir(d)).pems);
-    const idle = this.o.idleTimeoutMs ?? 10 * 60 * 1000;
-    const connect = {
-      rejectUnauthorized: !this.o.insecure,
-      minVersion: 'TLSv1.2' as const,
-      ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
-    };
-    const common = { connect, bodyTimeout: idle, headersTimeout: idle };
-    const { Agent, EnvHttpProxyAgent } = await import('undici');
-    // CDIConfig's importProxy reaches the pod as HTTP(S)_PROXY/NO_PROXY (containers/image honours them too).
-    this.dispatcher = proxied()
-      ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
-      : new Agent(common);
+    this.dispatcher ??= await undiciDispatcher({
+      caDirs: this.o.caDirs ?? [],
+      insecureSkipVerify: this.o.insecure ?? false,
+      idleMs: this.o.idleTimeoutMs ?? 10 * 60 * 1000,
+    });
     return this.dispatcher;
   }
 

@@ -31,3 +31,8 @@ DATA_PATH_DEBS=(qemu-utils nbdkit xz-utils zstd curl ca-certificates openssl)
 
 # What the bench adds: nginx serves its images (bench/nginx.ts).
 BENCH_DEBS=(nginx-light)
+
+# What the registry/S3/GCS source tests need on the host (test/importer/sources/): a real registry, skopeo to push
+# the images they build, htpasswd for its basic auth. (versitygw and fake-gcs-server are built from the Go module
+# proxy by hack/cluster/test-server-bins.sh.)
+SOURCE_TEST_DEBS=(docker-registry skopeo apache2-utils)

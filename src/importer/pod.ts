@@ -17,11 +17,15 @@ import { describe, ErrorKind, ImportError } from './errors.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
+import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
+import { GcsSource } from './source/gcs.ts';
 import { HttpSource } from './source/http.ts';
+import { RegistrySource } from './source/registry.ts';
+import { S3Source } from './source/s3.ts';
 import type { ImportSource } from './source/source.ts';
 
 type Env = Record<string, string | undefined>;
@@ -102,10 +106,38 @@ function makeSource(env: Env, caDirs: string[]): ImportSource {
       userAgent: 'cdi-ts-importer',
     });
   }
-  if (['registry', 's3', 'gcs', 'imageio', 'vddk', 'upload'].includes(kind)) {
+  const url = env.IMPORTER_ENDPOINT ?? '';
+  const user = env.IMPORTER_ACCESS_KEY_ID || undefined;
+  const secret = env.IMPORTER_SECRET_KEY ?? '';
+  const insecure = parseBool('INSECURE_TLS', env.INSECURE_TLS, false);
+  if (kind === 'registry') {
+    // INSECURE_TLS: the controller sets it for registries listed in CDIConfig insecureRegistries.
+    return new RegistrySource({
+      url,
+      ...(user ? { user, password: secret } : {}),
+      caDirs,
+      insecure,
+      ...(env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE
+        ? { architecture: env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE }
+        : {}),
+    });
+  }
+  if (kind === 's3') {
+    return new S3Source({
+      url,
+      ...(user ? { accessKeyId: user, secretKey: secret } : {}),
+      caDirs,
+      insecureSkipVerify: insecure,
+    });
+  }
+  if (kind === 'gcs') {
+    const credentialsFile = env.GOOGLE_APPLICATION_CREDENTIALS;
+    return new GcsSource({ url, ...(credentialsFile ? { credentialsFile } : {}), caDirs, env });
+  }
+  if (['imageio', 'vddk', 'upload'].includes(kind)) {
     throw new ImportError(
       ErrorKind.Invalid,
-      `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, none)`,
+      `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, registry, s3, gcs, none)`,
     );
   }
   throw new ImportError(ErrorKind.Invalid, `Unknown data source: ${kind}`);
@@ -154,7 +186,18 @@ export async function runPodImporter(
       ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
       ...((await exists(proxyCerts)) ? [proxyCerts] : []),
     ];
+    // Registry node pull: the endpoint is served by the image's own container once its ready file exists.
+    if (env.IMPORTER_READY_FILE && env.IMPORTER_SOURCE !== 'none' && env.IMPORTER_SOURCE !== 'blank') {
+      log(`waiting for ${env.IMPORTER_READY_FILE}`);
+      env = { ...env, IMPORTER_ENDPOINT: await nodePullEndpoint(env, env.IMPORTER_ENDPOINT ?? '') };
+    }
     const source = makeSource(env, caDirs);
+    if (source instanceof RegistrySource && contentType !== ContentType.KubeVirt) {
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `Unsupported content type ${contentType} when importing from registry`,
+      );
+    }
     const blank = source instanceof BlankSource;
     if (blank && contentType === ContentType.Archive) {
       throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');
@@ -200,6 +243,7 @@ export async function runPodImporter(
       limits,
       progress,
     });
+    await touchDoneFile(env);
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
     );
@@ -208,6 +252,10 @@ export async function runPodImporter(
       terminationJson({
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
+        // Upstream: the image's KUBEVIRT_IO_* env become labels the controller puts on the PVC.
+        ...(source instanceof RegistrySource && Object.keys(source.labels()).length > 0
+          ? { labels: source.labels() }
+          : {}),
         message: completeMessage,
       }),
     );

@@ -53,8 +53,14 @@ export const CDISpec = Type.Object(
           patches: Type.Optional(
             Type.Array(
               Type.Object({
-                resourceName: Type.String({ description: 'The name of the resource to patch.' }),
-                resourceType: Type.String({ description: 'The kind of the resource to patch.' }),
+                resourceName: Type.String({
+                  minLength: 1,
+                  description: 'The name of the resource to patch.',
+                }),
+                resourceType: Type.String({
+                  minLength: 1,
+                  description: 'The kind of the resource to patch.',
+                }),
                 patch: Type.String({ description: 'The patch.' }),
                 type: Type.String({ description: 'The patch type: json, merge or strategic.' }),
               }),

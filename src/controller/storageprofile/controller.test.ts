@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { computeProfileStatus } from './controller.ts';
+import type { ClaimPropertySet } from '../shared/types.ts';
 
 void test('the local CSI hostpath driver gets RWO Filesystem and RWO Block, Recognized', () => {
   const s = computeProfileStatus(
@@ -45,7 +46,11 @@ void test('unknown provisioners get nothing unless the user fills spec.claimProp
     () =>
       computeProfileStatus(
         sc,
-        { metadata: { name: 'x' }, spec: { claimPropertySets: [{ accessModes: ['ReadWriteMany'] }] } },
+        // the CRD requires volumeMode, but an empty or missing value still reaches the controller as a bad set
+        {
+          metadata: { name: 'x' },
+          spec: { claimPropertySets: [{ accessModes: [] }] as unknown as ClaimPropertySet[] },
+        },
         'T',
       ),
     /both volumeMode and accessModes/,

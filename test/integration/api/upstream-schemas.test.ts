@@ -26,7 +26,7 @@ function upstreamCrds(): Map<string, Schema> {
   const out = new Map<string, Schema>();
   for (const m of text.matchAll(/\t"[a-z]+": `([\s\S]*?)`,?\n/g)) {
     const crd = YAML.parse((m[1] ?? '').split('\u0001').join('`')) as { spec: { names: { kind: string } } };
-    out.set(crd.spec.names.kind, crd as unknown as Schema);
+    out.set(crd.spec.names.kind, crd);
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // DataVolume from `template`, and keeps the DataSource `managedDataSource` pointing to the latest import.
 // Field names and required lists follow upstream's types.go; descriptions are ours.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, ObjectMeta, Time } from './k8s.ts';
+import { ConditionFields, RootFields, Time, type ObjectMeta } from './k8s.ts';
 import { DataVolume, DataVolumeSourcePVC } from './datavolume.ts';
 
 /**
@@ -98,13 +98,7 @@ export type DataImportCronStatus = Static<typeof DataImportCronStatus>;
 
 export const DataImportCron = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: DataImportCron.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('DataImportCron'),
     spec: DataImportCronSpec,
     status: Type.Optional(DataImportCronStatus),
   },

@@ -2,7 +2,7 @@
 // (`DataVolume.spec.sourceRef`), or to another DataSource (a chain of depth at most 1). Field names and
 // required lists follow upstream's types.go; descriptions are ours.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, ObjectMeta } from './k8s.ts';
+import { ConditionFields, RootFields } from './k8s.ts';
 import { DataVolumeSourcePVC, DataVolumeSourceSnapshot } from './datavolume.ts';
 
 export const DataSourceRefSourceDataSource = Type.Object(
@@ -33,13 +33,7 @@ export type DataSourceCondition = Static<typeof DataSourceCondition>;
 
 export const DataSource = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: DataSource.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('DataSource'),
     spec: Type.Object({ source: DataSourceSource }, { description: 'The source this DataSource names.' }),
     status: Type.Optional(
       Type.Object(

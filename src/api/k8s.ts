@@ -336,6 +336,18 @@ export const NodePlacementFields = {
   tolerations: Type.Optional(Type.Array(Toleration, { description: 'Tolerations for the pods.' })),
 };
 
+/** apiVersion, kind and metadata of a cdi.kubevirt.io/v1beta1 object (the root of every CDI kind). */
+// eslint-disable-next-line @typescript-eslint/explicit-module-boundary-types -- the inferred TypeBox type is the point
+export function RootFields(kind: string) {
+  return {
+    apiVersion: Type.Optional(
+      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
+    ),
+    kind: Type.Optional(Type.String({ description: `The REST resource this object represents: ${kind}.` })),
+    metadata: Type.Optional(ObjectMeta),
+  };
+}
+
 /** A condition in the upstream CDI shape (status, reason, message and two timestamps). */
 // eslint-disable-next-line @typescript-eslint/explicit-module-boundary-types -- the inferred TypeBox type is the point
 export function ConditionFields(typeDescription: string) {

@@ -2,7 +2,7 @@
 // namespace or name. Served so that upstream manifests and clients that list it keep working. Field names and
 // required lists follow upstream's types_transfer.go; descriptions are ours.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, ObjectMeta } from './k8s.ts';
+import { ConditionFields, RootFields } from './k8s.ts';
 
 export const ObjectTransferSpec = Type.Object(
   {
@@ -42,13 +42,7 @@ export const ObjectTransferCondition = Type.Object(ConditionFields('The type of 
 
 export const ObjectTransfer = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: ObjectTransfer.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('ObjectTransfer'),
     spec: ObjectTransferSpec,
     status: Type.Optional(
       Type.Object(

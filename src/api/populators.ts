@@ -1,7 +1,7 @@
 // The volume populator sources (namespaced): a PVC whose spec.dataSourceRef names one of these is filled by
 // CDI's populators. Field names and required lists follow upstream's types.go; descriptions are ours.
 import Type, { type Static } from 'typebox';
-import { ObjectMeta, TypedLocalObjectReference } from './k8s.ts';
+import { RootFields, TypedLocalObjectReference } from './k8s.ts';
 import {
   DataVolumeBlankImage,
   DataVolumeCheckpoint,
@@ -12,14 +12,6 @@ import {
   DataVolumeSourceS3,
   DataVolumeSourceVDDK,
 } from './datavolume.ts';
-
-const typeMeta = (kind: string) => ({
-  apiVersion: Type.Optional(
-    Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-  ),
-  kind: Type.Optional(Type.String({ description: `The REST resource this object represents: ${kind}.` })),
-  metadata: Type.Optional(ObjectMeta),
-});
 
 // Unlike DataVolume.spec.contentType, upstream's populator specs do not restrict the value in the schema.
 const contentType = Type.Optional(
@@ -46,7 +38,7 @@ export const ImportSourceType = Type.Object(
 
 export const VolumeImportSource = Type.Object(
   {
-    ...typeMeta('VolumeImportSource'),
+    ...RootFields('VolumeImportSource'),
     spec: Type.Object(
       {
         source: Type.Optional(ImportSourceType),
@@ -77,7 +69,7 @@ export type VolumeImportSource = Static<typeof VolumeImportSource>;
 
 export const VolumeUploadSource = Type.Object(
   {
-    ...typeMeta('VolumeUploadSource'),
+    ...RootFields('VolumeUploadSource'),
     spec: Type.Object({ contentType, preallocation }, { description: 'How to store the uploaded data.' }),
     status: emptyStatus('VolumeUploadSource'),
   },
@@ -90,7 +82,7 @@ export type VolumeUploadSource = Static<typeof VolumeUploadSource>;
 
 export const VolumeCloneSource = Type.Object(
   {
-    ...typeMeta('VolumeCloneSource'),
+    ...RootFields('VolumeCloneSource'),
     spec: Type.Object(
       {
         source: Type.Object(TypedLocalObjectReference.properties, {

@@ -2,7 +2,7 @@
 // controller reads: StorageClass and VolumeSnapshotClass. This is the one definition of these shapes; the
 // controllers use these types.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, ObjectMeta, StringEnum } from './k8s.ts';
+import { ConditionFields, ObjectMeta, RootFields, StringEnum } from './k8s.ts';
 
 export const CloneStrategies = ['copy', 'snapshot', 'csi-clone'] as const;
 
@@ -65,13 +65,7 @@ export const StorageProfileStatus = Type.Object(
 
 export const StorageProfile = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: StorageProfile.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('StorageProfile'),
     spec: StorageProfileSpec,
     status: Type.Optional(StorageProfileStatus),
   },

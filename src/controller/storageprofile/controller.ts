@@ -81,6 +81,22 @@ const claimPropertySetsCheck = Compile(Type.Array(ClaimPropertySetSchema, { minI
 const oneOf = <T extends string>(values: readonly T[], v: string): v is T =>
   (values as readonly string[]).includes(v);
 
+/** A set value if it is one of `values`; otherwise a problem naming `where`, and undefined (not set: undefined). */
+function allowed<T extends string>(
+  values: readonly T[],
+  value: string | undefined,
+  where: string,
+  reason: string,
+  problems: Problem[],
+): T | undefined {
+  if (value === undefined || oneOf(values, value)) return value;
+  problems.push({
+    reason,
+    message: `${where} "${value}" is not one of ${values.join(', ')}; fix or remove it`,
+  });
+  return undefined;
+}
+
 /**
  * upstream GetVolumeSnapshotClass: the class named by spec.snapshotClass if it is for this provisioner, else the
  * provisioner's default-annotated class, else the first by name.
@@ -122,22 +138,22 @@ function chooseCloneStrategy(
   snapClass: string,
   problems: Problem[],
 ): CloneStrategy {
-  const wanted = spec?.cloneStrategy;
-  if (wanted !== undefined) {
-    if (oneOf(CloneStrategies, wanted)) return wanted;
-    problems.push({
-      reason: 'InvalidCloneStrategy',
-      message: `spec.cloneStrategy "${wanted}" is not one of ${CloneStrategies.join(', ')}; fix or remove it`,
-    });
-  }
-  const ann = sc.metadata.annotations?.[ApiAnn.CloneStrategy];
-  if (ann !== undefined) {
-    if (oneOf(CloneStrategies, ann)) return ann;
-    problems.push({
-      reason: 'InvalidStorageClassAnnotation',
-      message: `StorageClass ${sc.metadata.name} annotation ${ApiAnn.CloneStrategy} "${ann}" is not one of ${CloneStrategies.join(', ')}; fix or remove it`,
-    });
-  }
+  const wanted = allowed(
+    CloneStrategies,
+    spec?.cloneStrategy,
+    'spec.cloneStrategy',
+    'InvalidCloneStrategy',
+    problems,
+  );
+  if (wanted) return wanted;
+  const ann = allowed(
+    CloneStrategies,
+    sc.metadata.annotations?.[ApiAnn.CloneStrategy],
+    `StorageClass ${sc.metadata.name} annotation ${ApiAnn.CloneStrategy}`,
+    'InvalidStorageClassAnnotation',
+    problems,
+  );
+  if (ann) return ann;
   const strategy = advisedCloneStrategy(sc) ?? (snapClass ? 'snapshot' : 'copy');
   return strategy === 'snapshot' && !snapClass ? 'copy' : strategy;
 }
@@ -149,14 +165,14 @@ function chooseSourceFormat(
   snapClass: string,
   problems: Problem[],
 ): SourceFormat {
-  const wanted = spec?.dataImportCronSourceFormat;
-  if (wanted !== undefined) {
-    if (oneOf(SourceFormats, wanted)) return wanted;
-    problems.push({
-      reason: 'InvalidDataImportCronSourceFormat',
-      message: `spec.dataImportCronSourceFormat "${wanted}" is not one of ${SourceFormats.join(', ')}; fix or remove it`,
-    });
-  }
+  const wanted = allowed(
+    SourceFormats,
+    spec?.dataImportCronSourceFormat,
+    'spec.dataImportCronSourceFormat',
+    'InvalidDataImportCronSourceFormat',
+    problems,
+  );
+  if (wanted) return wanted;
   const format = advisedSourceFormat(sc) ?? 'pvc';
   return format === 'snapshot' && !snapClass ? 'pvc' : format;
 }

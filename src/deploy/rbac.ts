@@ -98,6 +98,7 @@ export function userClusterRoles(common: Record<string, string>): Obj[] {
       kind: 'ClusterRoleBinding',
       metadata: { name: 'cdi.kubevirt.io:config-reader', labels },
       roleRef: { apiGroup: rbacGroup, kind: 'ClusterRole', name: 'cdi.kubevirt.io:config-reader' },
+      // upstream's subjects; "system:serviceaccount" (sic) matches no group, service accounts are authenticated anyway
       subjects: [
         { kind: 'Group', name: 'system:authenticated', apiGroup: rbacGroup },
         { kind: 'Group', name: 'system:serviceaccount', apiGroup: rbacGroup },

@@ -86,13 +86,14 @@ function checkExtents(extents: readonly DiskExtent[], size: number, full: boolea
 }
 
 async function writeZeros(write: (c: Buffer[], at: number) => Promise<void>, e: DiskExtent): Promise<void> {
-  for (let o = 0; o < e.length; o += WINDOW) await write([ZEROS.subarray(0, Math.min(WINDOW, e.length - o))], e.offset + o);
+  for (let o = 0; o < e.length; o += WINDOW)
+    await write([ZEROS.subarray(0, Math.min(WINDOW, e.length - o))], e.offset + o);
 }
 
 async function writeAll(fh: FileHandle, chunks: Buffer[], position: number): Promise<void> {
   let pos = position;
   for (const c of chunks) {
-    for (let done = 0; done < c.length; ) {
+    for (let done = 0; done < c.length;) {
       const { bytesWritten } = await fh.write(c, done, c.length - done, pos);
       done += bytesWritten;
       pos += bytesWritten;
@@ -149,7 +150,8 @@ export async function importDisk(req: DiskImportRequest): Promise<DiskImportResu
       };
     }
 
-    if (req.available !== undefined && map.size > req.available) throw largerPvcRequired(map.size, req.available);
+    if (req.available !== undefined && map.size > req.available)
+      throw largerPvcRequired(map.size, req.available);
     const w = await RawWriter.open(req.target, { preallocate: req.preallocate ?? false });
     try {
       const write = (chunks: Buffer[], at: number): Promise<void> => w.writeAt(chunks, at);
@@ -161,7 +163,8 @@ export async function importDisk(req: DiskImportRequest): Promise<DiskImportResu
         count(e.length);
       }
       w.extendTo(map.size);
-      const want = req.size !== undefined && req.available !== undefined ? Math.min(req.size, req.available) : req.size;
+      const want =
+        req.size !== undefined && req.available !== undefined ? Math.min(req.size, req.available) : req.size;
       const { size } = await w.commit({
         ...(want !== undefined ? { size: want } : {}),
         preallocate: req.preallocate ?? false,

@@ -14,6 +14,7 @@ import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseChecksum } from './checksum.ts';
 import { describe, ErrorKind, ImportError } from './errors.ts';
+import { importDisk } from './disk.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
 import { Progress } from './progress.ts';
@@ -21,7 +22,9 @@ import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
 import { HttpSource } from './source/http.ts';
+import { ImageioSource } from './source/imageio.ts';
 import type { ImportSource } from './source/source.ts';
+import { VddkSource } from './source/vddk.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -45,6 +48,8 @@ export interface TerminationMessage {
   scratchSpaceRequired?: boolean;
   preallocationApplied?: boolean;
   deadlinePassed?: boolean;
+  /** vddk: what nbdkit's log said (upstream's field names); the controller copies them to PVC annotations. */
+  vddkInfo?: { Version: string; Host: string };
   labels?: Record<string, string>;
   message?: string;
 }
@@ -82,7 +87,7 @@ async function writeTermination(p: PodPaths, text: string): Promise<void> {
   );
 }
 
-function makeSource(env: Env, caDirs: string[]): ImportSource {
+function makeSource(env: Env, caDirs: string[], log: (line: string) => void): ImportSource {
   const kind = env.IMPORTER_SOURCE ?? '';
   if (kind === 'none' || kind === 'blank') return new BlankSource();
   if (kind === 'http') {
@@ -101,7 +106,41 @@ function makeSource(env: Env, caDirs: string[]): ImportSource {
       userAgent: 'cdi-ts-importer',
     });
   }
-  if (['registry', 's3', 'gcs', 'imageio', 'vddk', 'upload'].includes(kind)) {
+  const checkpoints = {
+    ...(env.IMPORTER_CURRENT_CHECKPOINT ? { currentCheckpoint: env.IMPORTER_CURRENT_CHECKPOINT } : {}),
+    ...(env.IMPORTER_PREVIOUS_CHECKPOINT ? { previousCheckpoint: env.IMPORTER_PREVIOUS_CHECKPOINT } : {}),
+  };
+  const insecureSkipVerify = parseBool('INSECURE_TLS', env.INSECURE_TLS, false);
+  if (kind === 'imageio') {
+    return new ImageioSource({
+      endpoint: env.IMPORTER_ENDPOINT ?? '',
+      user: env.IMPORTER_ACCESS_KEY_ID ?? '',
+      password: env.IMPORTER_SECRET_KEY ?? '',
+      caDir: caDirs,
+      insecureSkipVerify,
+      diskId: env.IMPORTER_DISK_ID ?? '',
+      ...checkpoints,
+      log,
+    });
+  }
+  if (kind === 'vddk') {
+    return new VddkSource({
+      endpoint: env.IMPORTER_ENDPOINT ?? '',
+      user: env.IMPORTER_ACCESS_KEY_ID ?? '',
+      password: env.IMPORTER_SECRET_KEY ?? '',
+      thumbprint: env.IMPORTER_THUMBPRINT ?? '',
+      uuid: env.IMPORTER_UUID ?? '',
+      backingFile: env.IMPORTER_BACKING_FILE ?? '',
+      ...checkpoints,
+      ...(env.IMPORTER_CERT_DIR ? { caDir: [env.IMPORTER_CERT_DIR] } : {}),
+      insecureSkipVerify,
+      ...(env.CDI_IMPORTER_VDDK_LIBDIR ? { libdir: env.CDI_IMPORTER_VDDK_LIBDIR } : {}),
+      ...(env.CDI_IMPORTER_VDDK_PLUGIN ? { plugin: env.CDI_IMPORTER_VDDK_PLUGIN } : {}),
+      ...(env.CDI_IMPORTER_VDDK_ARGS_DIR ? { argsDir: env.CDI_IMPORTER_VDDK_ARGS_DIR } : {}),
+      log,
+    });
+  }
+  if (['registry', 's3', 'gcs', 'upload'].includes(kind)) {
     throw new ImportError(
       ErrorKind.Invalid,
       `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, none)`,
@@ -153,7 +192,7 @@ export async function runPodImporter(
       ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
       ...((await exists(proxyCerts)) ? [proxyCerts] : []),
     ];
-    const source = makeSource(env, caDirs);
+    const source = makeSource(env, caDirs, log);
     const blank = source instanceof BlankSource;
     if (blank && contentType === ContentType.Archive) {
       throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');
@@ -182,6 +221,37 @@ export async function runPodImporter(
     const scratch = (await stat(p.scratchDir).catch(() => undefined))?.isDirectory()
       ? p.scratchDir
       : undefined;
+    const disk: ImportSource = source;
+    if (disk.disk) {
+      // imageio, vddk: the guest disk by extents, full or a warm-import delta (disk.ts)
+      if (contentType !== ContentType.KubeVirt || target.kind === 'dir') {
+        throw new ImportError(
+          ErrorKind.Invalid,
+          `Unsupported content type ${contentType} when importing from ${env.IMPORTER_SOURCE}`,
+        );
+      }
+      const d = await importDisk({
+        source,
+        target,
+        ...(target.kind === 'file' ? { size: available } : {}),
+        available,
+        preallocate,
+        progress,
+      });
+      log(
+        `imported ${source.description}: ${d.delta ? 'delta' : 'disk'} of ${d.virtualSize} bytes, ${d.dataBytes} bytes of data read, ${d.zeroBytes} of zeros not transferred`,
+      );
+      await writeTermination(
+        p,
+        terminationJson({
+          scratchSpaceRequired: false,
+          preallocationApplied: d.preallocationApplied,
+          ...disk.terminationInfo?.(),
+          message: completeMessage,
+        }),
+      );
+      return 0;
+    }
     const r = await runImport({
       source,
       contentType,

@@ -23,13 +23,20 @@ const MiB = 1 << 20;
 const SIZE = 32 * MiB;
 const DISK = '4a1e3b52-0d0c-4b39-9a4b-0c3a6ad1d001';
 const SD = '9e1c2f0a-5d55-4c8e-8a3e-000000000sd1';
-const L = ['11111111-0000-4000-8000-000000000001', '22222222-0000-4000-8000-000000000002', '33333333-0000-4000-8000-000000000003', '44444444-0000-4000-8000-000000000004'];
+const L = [
+  '11111111-0000-4000-8000-000000000001',
+  '22222222-0000-4000-8000-000000000002',
+  '33333333-0000-4000-8000-000000000003',
+  '44444444-0000-4000-8000-000000000004',
+];
 
 async function md5(file: string): Promise<string> {
-  return createHash('md5').update(await readFile(file)).digest('hex');
+  return createHash('md5')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
-describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 }, () => {
+void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 }, () => {
   let dir: string;
   let pki: TestPki;
   let caDir: string;
@@ -46,7 +53,8 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     // A qcow2 chain as oVirt keeps one: base, two snapshot layers, the active layer.
     const f = (i: number): string => path.join(dir, `${L[i]}.qcow2`);
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', f(0), String(SIZE)]);
-    for (let i = 1; i < 4; i++) await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', f(i - 1), f(i)]);
+    for (let i = 1; i < 4; i++)
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', f(i - 1), f(i)]);
     const writes = [
       ['write -P 0x11 0 1M', 'write -P 0x22 5M 512k', 'write -P 0x33 20M 3M'],
       ['write -P 0x44 512k 1M', 'write -z 20M 1M', 'write -P 0x55 30M 64k'],
@@ -66,7 +74,12 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
       id: DISK,
       size: SIZE,
       storageDomain: SD,
-      layers: L.map((id, i) => ({ id, file: f(i), ...(i > 0 ? { parent: L[i - 1] } : {}), ...(i === 3 ? { active: true } : {}) })),
+      layers: L.map((id, i) => ({
+        id,
+        file: f(i),
+        ...(i > 0 ? { parent: L[i - 1] } : {}),
+        ...(i === 3 ? { active: true } : {}),
+      })),
     });
   });
 
@@ -99,9 +112,12 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
       ...o,
     });
 
-  const target = (name: string): { kind: 'file'; path: string } => ({ kind: 'file', path: path.join(dir, name) });
+  const target = (name: string): { kind: 'file'; path: string } => ({
+    kind: 'file',
+    path: path.join(dir, name),
+  });
 
-  it('imports the whole disk through an image transfer, reading only its data extents, and finalizes it', async () => {
+  void it('imports the whole disk through an image transfer, reading only its data extents, and finalizes it', async () => {
     const before = ovirt.transfers.length;
     ovirt.faults.lockedTimes = 2; // the engine says "Disk is locked" twice first
     const src = source();
@@ -117,7 +133,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('without the extents feature (an old daemon) reads the whole disk by range and gets the same bytes', async () => {
+  void it('without the extents feature (an old daemon) reads the whole disk by range and gets the same bytes', async () => {
     ovirt.faults.noExtents = true;
     try {
       await importDisk({ source: source(), target: target('noext.img') });
@@ -129,7 +145,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('warm import: a base snapshot, then the deltas of later snapshots and the active layer, equal each checkpoint', async () => {
+  void it('warm import: a base snapshot, then the deltas of later snapshots and the active layer, equal each checkpoint', async () => {
     const t = target('warm.img');
     const stages = [
       { current: L[0]!, previous: undefined },
@@ -140,7 +156,10 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     for (const [i, s] of stages.entries()) {
       const before = ovirt.transfers.length;
       const r = await importDisk({
-        source: source({ currentCheckpoint: s.current, ...(s.previous ? { previousCheckpoint: s.previous } : {}) }),
+        source: source({
+          currentCheckpoint: s.current,
+          ...(s.previous ? { previousCheckpoint: s.previous } : {}),
+        }),
         target: t,
       });
       assert.equal(r.delta, i > 0);
@@ -154,7 +173,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('refuses a delta whose snapshot does not follow the previous checkpoint, before opening a transfer', async () => {
+  void it('refuses a delta whose snapshot does not follow the previous checkpoint, before opening a transfer', async () => {
     const before = ovirt.transfers.length;
     const t = target('wrong-parent.img');
     await writeFile(t.path, Buffer.alloc(SIZE));
@@ -166,11 +185,14 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('refuses a delta when the engine reports no snapshot parents (oVirt before 4.4.3)', async () => {
+  void it('refuses a delta when the engine reports no snapshot parents (oVirt before 4.4.3)', async () => {
     ovirt.faults.noParents = true;
     try {
       await assert.rejects(
-        importDisk({ source: source({ currentCheckpoint: L[2]!, previousCheckpoint: L[1]! }), target: target('warm.img') }),
+        importDisk({
+          source: source({ currentCheckpoint: L[2]!, previousCheckpoint: L[1]! }),
+          target: target('warm.img'),
+        }),
         /reports no parent .* needs oVirt 4\.4\.3 or later/,
       );
     } finally {
@@ -179,7 +201,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('wrong credentials: the engine refuses them, and the message says where to fix them', async () => {
+  void it('wrong credentials: the engine refuses them, and the message says where to fix them', async () => {
     const before = ovirt.transfers.length;
     await assert.rejects(
       importDisk({ source: source({ password: 'wrong' }), target: target('x.img') }),
@@ -189,7 +211,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('a missing disk: named in the message, no transfer opened, the token revoked', async () => {
+  void it('a missing disk: named in the message, no transfer opened, the token revoked', async () => {
     await assert.rejects(
       importDisk({ source: source({ diskId: 'no-such-disk' }), target: target('x.img') }),
       /disk no-such-disk not found on the oVirt engine at 127\.0\.0\.1:\d+: check the DataVolume's imageio diskId/,
@@ -197,17 +219,20 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it("an untrusted certificate: refused unless its CA is given (or insecureSkipVerify)", async () => {
+  void it('an untrusted certificate: refused unless its CA is given (or insecureSkipVerify)', async () => {
     await assert.rejects(
       importDisk({ source: source({ caDir: [] }), target: target('x.img') }),
       /the TLS certificate of the oVirt engine at 127\.0\.0\.1:\d+ is not trusted \(.*\): add the engine's CA to the DataVolume's certConfigMap/,
     );
-    const r = await importDisk({ source: source({ caDir: [], insecureSkipVerify: true }), target: target('insecure.img') });
+    const r = await importDisk({
+      source: source({ caDir: [], insecureSkipVerify: true }),
+      target: target('insecure.img'),
+    });
     assert.equal(r.virtualSize, SIZE);
     assertNothingLeftOpen();
   });
 
-  it('a transfer the engine aborts mid-way: a clear message, no disk.img, nothing left open', async () => {
+  void it('a transfer the engine aborts mid-way: a clear message, no disk.img, nothing left open', async () => {
     ovirt.faults.abortAfterBytes = 2 * MiB;
     const t = target('aborted.img');
     try {
@@ -223,7 +248,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('a failure on our side after the transfer opened (volume too small) cancels the transfer', async () => {
+  void it('a failure on our side after the transfer opened (volume too small) cancels the transfer', async () => {
     await assert.rejects(
       importDisk({ source: source(), target: target('small.img'), available: SIZE / 2 }),
       /virtual image size 33554432 is larger than the reported available storage 16777216\. A larger PVC is required/,
@@ -232,7 +257,7 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
     assertNothingLeftOpen();
   });
 
-  it('the importer pod: IMPORTER_SOURCE=imageio with the checkpoint env vars, termination message as upstream', async () => {
+  void it('the importer pod: IMPORTER_SOURCE=imageio with the checkpoint env vars, termination message as upstream', async () => {
     const data = path.join(dir, 'pod-data');
     await mkdir(data);
     const env = {
@@ -252,7 +277,10 @@ describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120_000 
       CDI_IMPORTER_METRICS_PORT: 'off',
     };
     const lines: string[] = [];
-    assert.equal(await runPodImporter({ ...env, IMPORTER_CURRENT_CHECKPOINT: L[0] }, (l) => lines.push(l)), 0);
+    assert.equal(
+      await runPodImporter({ ...env, IMPORTER_CURRENT_CHECKPOINT: L[0] }, (l) => lines.push(l)),
+      0,
+    );
     assert.deepEqual(JSON.parse(await readFile(env.CDI_IMPORTER_TERMINATION_LOG, 'utf8')), {
       scratchSpaceRequired: false,
       preallocationApplied: false,

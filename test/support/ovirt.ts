@@ -177,7 +177,11 @@ export async function startOvirtStandin(opts: {
       if (url.pathname === '/ovirt-engine/sso/oauth/token' && req.method === 'POST') {
         const f = new URLSearchParams(body);
         if (f.get('grant_type') !== 'password' || f.get('scope') !== 'ovirt-app-api') {
-          send(400, JSON.stringify({ error_code: 'invalid_request', error: 'bad grant' }), 'application/json');
+          send(
+            400,
+            JSON.stringify({ error_code: 'invalid_request', error: 'bad grant' }),
+            'application/json',
+          );
         } else if (f.get('username') !== user || f.get('password') !== password) {
           send(
             400,
@@ -190,7 +194,16 @@ export async function startOvirtStandin(opts: {
         } else {
           const token = randomUUID();
           tokens.add(token);
-          send(200, JSON.stringify({ access_token: token, scope: 'ovirt-app-api', token_type: 'bearer', exp: '9999999999999' }), 'application/json');
+          send(
+            200,
+            JSON.stringify({
+              access_token: token,
+              scope: 'ovirt-app-api',
+              token_type: 'bearer',
+              exp: '9999999999999',
+            }),
+            'application/json',
+          );
         }
         return;
       }
@@ -245,11 +258,18 @@ export async function startOvirtStandin(opts: {
       if (p === '/imagetransfers' && req.method === 'POST') {
         if ((faults.lockedTimes ?? 0) > 0) {
           faults.lockedTimes!--;
-          return send(409, fault('Operation Failed', '[Cannot transfer Virtual Disk: Disk is locked. Please try again later.]'));
+          return send(
+            409,
+            fault(
+              'Operation Failed',
+              '[Cannot transfer Virtual Disk: Disk is locked. Please try again later.]',
+            ),
+          );
         }
         const target = /<(disk|snapshot) id="([^"]+)"\s*\/>/.exec(body);
         const dl = /<direction>download<\/direction>/.test(body) && /<format>raw<\/format>/.test(body);
-        if (!target || !dl) return send(400, fault('Bad Request', 'a raw download of a disk or snapshot is expected'));
+        if (!target || !dl)
+          return send(400, fault('Bad Request', 'a raw download of a disk or snapshot is expected'));
         const shallow = /<shallow>true<\/shallow>/.test(body);
         let layerId: string | undefined;
         if (target[1] === 'disk') {
@@ -307,8 +327,17 @@ export async function startOvirtStandin(opts: {
       }
       const found = layerOf(t.layer)!;
       if (req.method === 'OPTIONS') {
-        const j = JSON.stringify({ unix_socket: '\u0000/org/ovirt/imageio', features: faults.noExtents ? [] : ['extents'], max_readers: 8, max_writers: 1 });
-        res.writeHead(200, { allow: 'GET,OPTIONS', 'content-type': 'application/json', 'content-length': Buffer.byteLength(j) });
+        const j = JSON.stringify({
+          unix_socket: '\u0000/org/ovirt/imageio',
+          features: faults.noExtents ? [] : ['extents'],
+          max_readers: 8,
+          max_writers: 1,
+        });
+        res.writeHead(200, {
+          allow: 'GET,OPTIONS',
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(j),
+        });
         res.end(j);
         return;
       }

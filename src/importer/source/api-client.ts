@@ -4,8 +4,8 @@
  * no verification, optionally the server certificate pinned by its SHA-1 thumbprint (vSphere's way), answers read
  * into memory with a bound, and errors a user can act on (untrusted certificate, refused connection, time-out).
  */
-import { rootCertificates, type TLSSocket } from 'node:tls';
-import type { Dispatcher } from 'undici';
+import { rootCertificates } from 'node:tls';
+import type { buildConnector, Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
 import { readCaDir } from './http.ts';
 
@@ -50,26 +50,34 @@ export class ApiClient {
     if (this.dispatcher) return this.dispatcher;
     const pems: string[] = [];
     for (const d of this.o.caDir) pems.push(...(await readCaDir(d)).pems);
-    const { Agent, buildConnector } = await import('undici');
+    const { Agent, buildConnector: build } = await import('undici');
     const pin = this.o.thumbprint ? normalizeThumbprint(this.o.thumbprint) : undefined;
-    const base = buildConnector({
+    const base = build({
       // A pinned certificate is checked by its thumbprint below (vSphere hosts are commonly self-signed).
       rejectUnauthorized: !this.o.insecureSkipVerify && (pin === undefined || pems.length > 0),
       minVersion: 'TLSv1.2',
+      // a resumed TLS session shows no peer certificate: a pinned one must be seen on every connection
+      ...(pin !== undefined ? { maxCachedSessions: 0 } : {}),
       ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
     });
     const connect: buildConnector.connector = (opts, cb) =>
       base(opts, (err, socket) => {
-        if (err || !socket || pin === undefined || !('getPeerCertificate' in socket)) {
-          cb(err, socket as never);
+        if (err || !socket) {
+          cb(err ?? new Error('no socket'), null);
           return;
         }
-        const fp = normalizeThumbprint((socket as TLSSocket).getPeerCertificate().fingerprint ?? '');
+        if (pin === undefined || !('getPeerCertificate' in socket)) {
+          cb(null, socket);
+          return;
+        }
+        const fp = normalizeThumbprint(socket.getPeerCertificate().fingerprint);
         if (fp !== pin) {
           socket.destroy();
           cb(
             Object.assign(
-              new Error(`the certificate's SHA-1 thumbprint is ${fp.replace(/(..)(?=.)/g, '$1:')}, not ${this.o.thumbprint}`),
+              new Error(
+                `the certificate's SHA-1 thumbprint is ${fp.replace(/(..)(?=.)/g, '$1:')}, not ${this.o.thumbprint}`,
+              ),
               { code: 'ERR_TLS_THUMBPRINT_MISMATCH' },
             ),
             null,
@@ -94,7 +102,7 @@ export class ApiClient {
     try {
       res = await request(url, {
         dispatcher,
-        method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
+        method: init.method ?? 'GET',
         headers: { 'user-agent': this.o.userAgent ?? 'cdi-ts-importer', ...init.headers },
         ...(init.body !== undefined ? { body: init.body } : {}),
       });
@@ -109,7 +117,10 @@ export class ApiClient {
         n += c.length;
         if (n > max) {
           res.body.destroy();
-          throw new ImportError(ErrorKind.Transfer, `${this.o.what} answered ${url} with more than ${max} bytes`);
+          throw new ImportError(
+            ErrorKind.Transfer,
+            `${this.o.what} answered ${url} with more than ${max} bytes`,
+          );
         }
         chunks.push(c);
       }
@@ -134,18 +145,26 @@ export class ApiClient {
       );
     }
     if (code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return new ImportError(ErrorKind.Transfer, `${this.o.what} at ${host} sent nothing for too long; giving up`, {
-        cause: err,
-      });
+      return new ImportError(
+        ErrorKind.Transfer,
+        `${this.o.what} at ${host} sent nothing for too long; giving up`,
+        {
+          cause: err,
+        },
+      );
     }
     if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'UND_ERR_ABORTED') {
       return new ImportError(ErrorKind.Transfer, `${this.o.what} at ${host} closed the connection (${msg})`, {
         cause: err,
       });
     }
-    return new ImportError(ErrorKind.Transfer, `cannot reach ${this.o.what} at ${host}: ${code ? `${code} ` : ''}${msg}`, {
-      cause: err,
-    });
+    return new ImportError(
+      ErrorKind.Transfer,
+      `cannot reach ${this.o.what} at ${host}: ${code ? `${code} ` : ''}${msg}`,
+      {
+        cause: err,
+      },
+    );
   }
 
   async close(): Promise<void> {

@@ -63,7 +63,8 @@ interface ImageioExtent {
   hole?: boolean;
 }
 
-const TLS_HINT = "add the engine's CA to the DataVolume's certConfigMap (IMPORTER_CERT_DIR), or set insecureSkipVerify";
+const TLS_HINT =
+  "add the engine's CA to the DataVolume's certConfigMap (IMPORTER_CERT_DIR), or set insecureSkipVerify";
 /** Phases after which a transfer needs nothing more from us (upstream's list, plus the cleanup ones RHV reports). */
 const ENDED = new Set([
   'cancelled',
@@ -110,7 +111,10 @@ export class ImageioSource implements ImportSource {
       throw new ImportError(ErrorKind.Invalid, `invalid oVirt engine URL "${o.endpoint}"`);
     }
     if (u.protocol !== 'https:' && u.protocol !== 'http:')
-      throw new ImportError(ErrorKind.Invalid, `the oVirt engine URL must be https://…/ovirt-engine/api, not ${o.endpoint}`);
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `the oVirt engine URL must be https://…/ovirt-engine/api, not ${o.endpoint}`,
+      );
     if (!o.diskId) throw new ImportError(ErrorKind.Invalid, 'no oVirt disk ID given (IMPORTER_DISK_ID)');
     if (o.previousCheckpoint && !o.currentCheckpoint)
       throw new ImportError(ErrorKind.Invalid, 'a previous checkpoint is set without a current one');
@@ -155,7 +159,10 @@ export class ImageioSource implements ImportSource {
           ErrorKind.Invalid,
           `checkpoint ${cur} is neither a snapshot of oVirt disk ${this.o.diskId} nor its current image`,
         );
-      } else this.log(`checkpoint ${cur} is the current image of disk ${this.o.diskId}: transferring the active layer`);
+      } else
+        this.log(
+          `checkpoint ${cur} is the current image of disk ${this.o.diskId}: transferring the active layer`,
+        );
       if (this.delta) this.checkParent(snap, snaps, cur);
     }
     this.transfer = await this.startTransfer(target);
@@ -172,7 +179,9 @@ export class ImageioSource implements ImportSource {
             `the imageio daemon reports no holes for the shallow transfer of ${cur}: warm import needs oVirt 4.4.3 or later`,
           );
         }
-        extents = list.filter((e) => !e.hole).map((e) => ({ offset: e.start, length: e.length, zero: e.zero }));
+        extents = list
+          .filter((e) => !e.hole)
+          .map((e) => ({ offset: e.start, length: e.length, zero: e.zero }));
       } else extents = list.map((e) => ({ offset: e.start, length: e.length, zero: e.zero }));
       const size = list.reduce((n, e) => Math.max(n, e.start + e.length), 0);
       this.map = { size, extents, delta: this.delta };
@@ -184,7 +193,10 @@ export class ImageioSource implements ImportSource {
         );
       }
       if (virtualSize === undefined)
-        throw new ImportError(ErrorKind.Transfer, `the oVirt engine gave no provisioned_size for disk ${this.o.diskId}`);
+        throw new ImportError(
+          ErrorKind.Transfer,
+          `the oVirt engine gave no provisioned_size for disk ${this.o.diskId}`,
+        );
       // An old daemon without extents: the whole disk is read, by range (zero blocks still become holes).
       extents = [{ offset: 0, length: virtualSize, zero: false }];
       this.map = { size: virtualSize, extents, delta: false };
@@ -198,9 +210,11 @@ export class ImageioSource implements ImportSource {
     return this.map;
   }
 
-  async open(): Promise<never> {
+  open(): Promise<never> {
     // A disk source's bytes are read by extents (disk.ts); a stream from offset 0 would re-read every zero.
-    throw new ImportError(ErrorKind.Internal, `${this.description} is read by extents, not as one stream`);
+    return Promise.reject(
+      new ImportError(ErrorKind.Internal, `${this.description} is read by extents, not as one stream`),
+    );
   }
 
   async readRange(offset: number, length: number): Promise<Buffer[]> {
@@ -211,7 +225,10 @@ export class ImageioSource implements ImportSource {
       max: length + 1,
     });
     if (res.status !== 206 && !(res.status === 200 && offset === 0 && res.body.length === length)) {
-      throw new ImportError(ErrorKind.Transfer, this.imageioError(res, `reading ${length} bytes at ${offset}`));
+      throw new ImportError(
+        ErrorKind.Transfer,
+        this.imageioError(res, `reading ${length} bytes at ${offset}`),
+      );
     }
     if (res.body.length !== length) {
       throw new ImportError(
@@ -284,7 +301,11 @@ export class ImageioSource implements ImportSource {
     this.token = undefined;
   }
 
-  private async call(method: string, path: string, body?: string): Promise<{ res: ApiResponse; xml?: XmlElement }> {
+  private async call(
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ res: ApiResponse; xml?: XmlElement }> {
     const res = await this.client.request(this.api + path, {
       method,
       headers: {
@@ -296,7 +317,9 @@ export class ImageioSource implements ImportSource {
       ...(body !== undefined ? { body } : {}),
     });
     const text = res.text();
-    const xml = text.trim().startsWith('<') ? parseXml(text, `the oVirt engine's answer to ${method} ${path}`) : undefined;
+    const xml = text.trim().startsWith('<')
+      ? parseXml(text, `the oVirt engine's answer to ${method} ${path}`)
+      : undefined;
     return { res, ...(xml ? { xml } : {}) };
   }
 
@@ -318,9 +341,15 @@ export class ImageioSource implements ImportSource {
       );
     }
     if (res.status === 401 || res.status === 403)
-      throw new ImportError(ErrorKind.Invalid, `the oVirt engine does not let user "${this.o.user}" read disk ${this.o.diskId}: ${this.fault(res, xml)}`);
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `the oVirt engine does not let user "${this.o.user}" read disk ${this.o.diskId}: ${this.fault(res, xml)}`,
+      );
     if (res.status !== 200 || xml?.name !== 'disk')
-      throw new ImportError(ErrorKind.Transfer, `reading disk ${this.o.diskId} from the oVirt engine failed: ${this.fault(res, xml)}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `reading disk ${this.o.diskId} from the oVirt engine failed: ${this.fault(res, xml)}`,
+      );
     return xml;
   }
 
@@ -331,11 +360,17 @@ export class ImageioSource implements ImportSource {
       .map((d) => d.attrs.id)
       .filter((id): id is string => !!id);
     if (domains.length === 0)
-      throw new ImportError(ErrorKind.Transfer, `the oVirt engine lists no storage domain for disk ${this.o.diskId}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `the oVirt engine lists no storage domain for disk ${this.o.diskId}`,
+      );
     for (const sd of domains) {
       const { res, xml } = await this.call('GET', `/storagedomains/${encodeURIComponent(sd)}/disksnapshots`);
       if (res.status !== 200 || xml?.name !== 'disk_snapshots')
-        throw new ImportError(ErrorKind.Transfer, `listing the snapshots of storage domain ${sd} failed: ${this.fault(res, xml)}`);
+        throw new ImportError(
+          ErrorKind.Transfer,
+          `listing the snapshots of storage domain ${sd} failed: ${this.fault(res, xml)}`,
+        );
       for (const s of children(xml, 'disk_snapshot')) {
         const diskId = child(s, 'disk')?.attrs.id;
         if (!s.attrs.id || (diskId !== undefined && diskId !== this.o.diskId)) continue;
@@ -397,7 +432,10 @@ export class ImageioSource implements ImportSource {
         await sleep(this.o.lockedRetryMs ?? 15_000);
         continue;
       }
-      throw new ImportError(ErrorKind.Transfer, `the oVirt engine refused the image transfer of ${target.kind} ${target.id}: ${why}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `the oVirt engine refused the image transfer of ${target.kind} ${target.id}: ${why}`,
+      );
     }
     this.transfer = t;
     for (let polls = 0; t.phase === 'initializing' && polls < 600; polls++) {
@@ -411,13 +449,15 @@ export class ImageioSource implements ImportSource {
         `image transfer ${t.id} of ${target.kind} ${target.id} is "${t.phase}" instead of "transferring"`,
       );
     }
-    if (!t.transferUrl) throw new ImportError(ErrorKind.Transfer, `image transfer ${t.id} has no transfer URL`);
+    if (!t.transferUrl)
+      throw new ImportError(ErrorKind.Transfer, `image transfer ${t.id} has no transfer URL`);
     return t;
   }
 
   private parseTransfer(xml: XmlElement): Transfer {
     const id = xml.attrs.id;
-    if (!id) throw new ImportError(ErrorKind.Transfer, 'the oVirt engine returned an image transfer without an id');
+    if (!id)
+      throw new ImportError(ErrorKind.Transfer, 'the oVirt engine returned an image transfer without an id');
     const transferUrl = childText(xml, 'transfer_url') || childText(xml, 'proxy_url');
     return { id, phase: childText(xml, 'phase') ?? 'unknown', ...(transferUrl ? { transferUrl } : {}) };
   }
@@ -426,14 +466,24 @@ export class ImageioSource implements ImportSource {
     const { res, xml } = await this.call('GET', `/imagetransfers/${encodeURIComponent(id)}`);
     if (res.status === 404) return { id, phase: 'gone' };
     if (res.status !== 200 || xml?.name !== 'image_transfer')
-      throw new ImportError(ErrorKind.Transfer, `reading image transfer ${id} failed: ${this.fault(res, xml)}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `reading image transfer ${id} failed: ${this.fault(res, xml)}`,
+      );
     return this.parseTransfer(xml);
   }
 
   private async action(id: string, verb: 'finalize' | 'cancel' | 'extend'): Promise<void> {
-    const { res, xml } = await this.call('POST', `/imagetransfers/${encodeURIComponent(id)}/${verb}`, '<action/>');
+    const { res, xml } = await this.call(
+      'POST',
+      `/imagetransfers/${encodeURIComponent(id)}/${verb}`,
+      '<action/>',
+    );
     if (res.status >= 300 || (xml?.name === 'action' && child(xml, 'fault')))
-      throw new ImportError(ErrorKind.Transfer, `${verb} of image transfer ${id} failed: ${this.fault(res, xml)}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `${verb} of image transfer ${id} failed: ${this.fault(res, xml)}`,
+      );
   }
 
   /** Finalizes (success) or cancels (failure) the transfer, so the disk is unlocked; as upstream, by its phase. */
@@ -459,7 +509,9 @@ export class ImageioSource implements ImportSource {
   private async extendIfIdle(): Promise<void> {
     const t = this.transfer;
     if (!t || this.closed || Date.now() - this.lastRead < KEEPALIVE_MS) return;
-    await this.action(t.id, 'extend').catch((err: unknown) => this.log(`renewing the transfer ticket: ${String(err)}`));
+    await this.action(t.id, 'extend').catch((err: unknown) =>
+      this.log(`renewing the transfer ticket: ${String(err)}`),
+    );
   }
 
   // ---- the imageio daemon ----
@@ -479,23 +531,28 @@ export class ImageioSource implements ImportSource {
     const res = await this.client.request(url, { method: 'OPTIONS' });
     // 405 (an old daemon) or 204 (an old proxy): GET and PUT only, no extents.
     if (res.status === 405 || res.status === 204) return [];
-    if (res.status !== 200) throw new ImportError(ErrorKind.Transfer, this.imageioError(res, 'the OPTIONS request'));
+    if (res.status !== 200)
+      throw new ImportError(ErrorKind.Transfer, this.imageioError(res, 'the OPTIONS request'));
     try {
       const j = JSON.parse(res.text()) as { features?: unknown };
       return Array.isArray(j.features) ? j.features.filter((f): f is string => typeof f === 'string') : [];
     } catch {
-      throw new ImportError(ErrorKind.Transfer, `the imageio daemon's OPTIONS answer is not JSON: ${res.text().slice(0, 100)}`);
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `the imageio daemon's OPTIONS answer is not JSON: ${res.text().slice(0, 100)}`,
+      );
     }
   }
 
   private async extents(url: string): Promise<ImageioExtent[]> {
     const res = await this.client.request(`${url}/extents`);
-    if (res.status !== 200) throw new ImportError(ErrorKind.Transfer, this.imageioError(res, 'the extents request'));
+    if (res.status !== 200)
+      throw new ImportError(ErrorKind.Transfer, this.imageioError(res, 'the extents request'));
     let j: unknown;
     try {
       j = JSON.parse(res.text());
     } catch {
-      throw new ImportError(ErrorKind.Transfer, 'the imageio daemon\'s extents answer is not JSON');
+      throw new ImportError(ErrorKind.Transfer, "the imageio daemon's extents answer is not JSON");
     }
     const ok = (e: unknown): e is ImageioExtent => {
       const x = e as ImageioExtent;
@@ -509,7 +566,10 @@ export class ImageioSource implements ImportSource {
       );
     };
     if (!Array.isArray(j) || !j.every(ok))
-      throw new ImportError(ErrorKind.Transfer, 'the imageio daemon\'s extents answer is not a list of {start, length, zero}');
+      throw new ImportError(
+        ErrorKind.Transfer,
+        "the imageio daemon's extents answer is not a list of {start, length, zero}",
+      );
     return j;
   }
 }

@@ -12,7 +12,7 @@
  *
  * What it serves comes from <libdir>/cdi-vddk-standin.conf, one setting per line:
  *   version 8.0.3            build 21999999            host esx1.test.local
- *   user NAME                password PASS             thumbprint AA:BB:…
+ *   user NAME                password PASS (both: the rest of the line)         thumbprint AA:BB:…
  *   abort-after BYTES        (optional: reads fail once this many bytes were served, as if the server dropped NFC)
  *   disk SNAPSHOT IMAGE FILE (SNAPSHOT: a snapshot moref or "-" for none; IMAGE: a raw file; FILE: the rest of
  *                             the line, the datastore path, e.g. "[LocalDS_0] vm/disk1.vmdk")
@@ -123,8 +123,8 @@ read_conf (void)
     if (strcmp (line, "version") == 0) copy_word (conf.version, sizeof conf.version, v);
     else if (strcmp (line, "build") == 0) copy_word (conf.build, sizeof conf.build, v);
     else if (strcmp (line, "host") == 0) copy_word (conf.host, sizeof conf.host, v);
-    else if (strcmp (line, "user") == 0) copy_word (conf.user, sizeof conf.user, v);
-    else if (strcmp (line, "password") == 0) copy_word (conf.password, sizeof conf.password, v);
+    else if (strcmp (line, "user") == 0) snprintf (conf.user, sizeof conf.user, "%s", v);
+    else if (strcmp (line, "password") == 0) snprintf (conf.password, sizeof conf.password, "%s", v);
     else if (strcmp (line, "thumbprint") == 0) copy_word (conf.thumbprint, sizeof conf.thumbprint, v);
     else if (strcmp (line, "abort-after") == 0) conf.abort_after = atoll (v);
     else if (strcmp (line, "disk") == 0 && conf.ndisks < MAX_DISKS) {

@@ -3,8 +3,8 @@
 // module proxy on its own) with one VM whose disk has a chain of snapshots, set up from a JSON spec.
 //
 // STAND-IN: vcsim does not implement QueryChangedDiskAreas (changed-block tracking). This program answers that one
-// method itself, from the changed areas the spec lists, through the simulator's Registry.Handler hook; everything
-// else is vcsim's own SOAP implementation.
+// SOAP method itself, in front of vcsim's handler, from the changed areas the spec lists; everything else is vcsim's
+// own SOAP implementation.
 //
 // Usage: vcsim-standin -listen 127.0.0.1:0 -cert tls.crt -key tls.key -username u -password p -spec spec.json
 // It prints one JSON line on stdout when it is serving: {"url":…,"vm":{"moref":…,"instanceUuid":…,
@@ -12,23 +12,28 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"html"
+	"io"
 	"log"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
-	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -71,7 +76,7 @@ type inventory struct {
 
 // cbt answers QueryChangedDiskAreas for the VM (the method vcsim lacks).
 type cbt struct {
-	vm       types.ManagedObjectReference
+	vm       string
 	key      int32
 	capacity int64
 	pageSize int
@@ -80,36 +85,28 @@ type cbt struct {
 	changes  map[string]map[string][]area
 }
 
-func (c *cbt) Reference() types.ManagedObjectReference { return c.vm }
-
-func (c *cbt) QueryChangedDiskAreas(ctx *simulator.Context, req *types.QueryChangedDiskAreas) soap.HasFault {
-	body := &methods.QueryChangedDiskAreasBody{}
-	fault := func(msg string) soap.HasFault {
-		body.Fault_ = simulator.Fault(msg, &types.InvalidArgument{InvalidProperty: "changeId"})
-		return body
+// query is QueryChangedDiskAreas: the changed areas of the disk at `snapshot` since `changeID`, from `start`, at
+// most pageSize of them; Length says how far this answer covers (vSphere pages the same way).
+func (c *cbt) query(this, snapshot string, key int32, start int64, changeID string) (types.DiskChangeInfo, string, string) {
+	var none types.DiskChangeInfo
+	if this != c.vm {
+		return none, "ManagedObjectNotFound", "no such VM " + this
 	}
-	if req.DeviceKey != c.key {
-		body.Fault_ = simulator.Fault(fmt.Sprintf("no disk with key %d", req.DeviceKey),
-			&types.InvalidArgument{InvalidProperty: "deviceKey"})
-		return body
+	if key != c.key {
+		return none, "InvalidArgument", fmt.Sprintf("no disk with key %d", key)
 	}
-	if req.Snapshot == nil {
-		return fault("this stand-in answers QueryChangedDiskAreas for a snapshot only")
-	}
-	cur, ok := c.byMoref[req.Snapshot.Value]
+	cur, ok := c.byMoref[snapshot]
 	if !ok {
-		body.Fault_ = simulator.Fault("", &types.ManagedObjectNotFound{Obj: *req.Snapshot})
-		return body
+		return none, "ManagedObjectNotFound", "no snapshot " + snapshot
 	}
-	from, ok := c.byChange[req.ChangeId]
+	from, ok := c.byChange[changeID]
 	if !ok {
-		return fault(fmt.Sprintf("unknown change ID %q", req.ChangeId))
+		return none, "InvalidArgument", fmt.Sprintf("unknown change ID %q", changeID)
 	}
-	all := c.changes[from][cur.Name]
 	var out []types.DiskChangeExtent
 	end := c.capacity
-	for _, a := range all {
-		if a.Start+a.Length <= req.StartOffset {
+	for _, a := range c.changes[from][cur.Name] {
+		if a.Start+a.Length <= start {
 			continue
 		}
 		if len(out) == c.pageSize {
@@ -118,12 +115,52 @@ func (c *cbt) QueryChangedDiskAreas(ctx *simulator.Context, req *types.QueryChan
 		}
 		out = append(out, types.DiskChangeExtent{Start: a.Start, Length: a.Length})
 	}
-	body.Res = &types.QueryChangedDiskAreasResponse{Returnval: types.DiskChangeInfo{
-		StartOffset: req.StartOffset,
-		Length:      end - req.StartOffset,
-		ChangedArea: out,
-	}}
-	return body
+	return types.DiskChangeInfo{StartOffset: start, Length: end - start, ChangedArea: out}, "", ""
+}
+
+var field = func(name string) *regexp.Regexp {
+	return regexp.MustCompile(`<` + name + `(?:\s[^>]*)?>([^<]*)</` + name + `>`)
+}
+
+var (
+	fThis, fSnapshot, fKey = field("_this"), field("snapshot"), field("deviceKey")
+	fStart, fChange        = field("startOffset"), field("changeId")
+)
+
+// serve answers one QueryChangedDiskAreas SOAP request (urn:vim25) with a DiskChangeInfo or a fault.
+func (c *cbt) serve(w http.ResponseWriter, r *http.Request, body []byte) {
+	get := func(re *regexp.Regexp) string {
+		if m := re.FindSubmatch(body); m != nil {
+			return html.UnescapeString(string(m[1]))
+		}
+		return ""
+	}
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	envelope := func(inner string) string {
+		return `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ` +
+			`xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>` + inner + `</soapenv:Body></soapenv:Envelope>`
+	}
+	if !strings.Contains(r.Header.Get("Cookie"), "vmware_soap_session") {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, envelope(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>not logged in</faultstring>`+
+			`<detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated"/></detail></soapenv:Fault>`))
+		return
+	}
+	key, _ := strconv.Atoi(get(fKey))
+	start, _ := strconv.ParseInt(get(fStart), 10, 64)
+	info, kind, msg := c.query(get(fThis), get(fSnapshot), int32(key), start, get(fChange))
+	if kind != "" {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, envelope(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>`+html.EscapeString(msg)+
+			`</faultstring><detail><`+kind+`Fault xmlns="urn:vim25" xsi:type="`+kind+`"/></detail></soapenv:Fault>`))
+		return
+	}
+	var areas strings.Builder
+	for _, a := range info.ChangedArea {
+		fmt.Fprintf(&areas, `<changedArea><start>%d</start><length>%d</length></changedArea>`, a.Start, a.Length)
+	}
+	fmt.Fprint(w, envelope(fmt.Sprintf(`<QueryChangedDiskAreasResponse xmlns="urn:vim25"><returnval><startOffset>%d</startOffset>`+
+		`<length>%d</length>%s</returnval></QueryChangedDiskAreasResponse>`, info.StartOffset, info.Length, areas.String())))
 }
 
 func changeID(n int) string {
@@ -238,7 +275,7 @@ func main() {
 	simVM.Config.Hardware.Device = withDisk(simVM.Config.Hardware.Device, base, changeID(0), sp.Capacity)
 	inv.Disk.Files = append(inv.Disk.Files, base)
 
-	c := &cbt{vm: vmObj.Reference(), key: disk.Key, capacity: sp.Capacity, pageSize: sp.PageSize,
+	c := &cbt{vm: vmObj.Reference().Value, key: disk.Key, capacity: sp.Capacity, pageSize: sp.PageSize,
 		byMoref: map[string]snapInfo{}, byChange: map[string]string{}, changes: sp.Changes}
 	file := base
 	for i, name := range sp.Snapshots {
@@ -268,12 +305,23 @@ func main() {
 	}
 	_ = client.Logout(ctx)
 
-	model.Map().Handler = func(ctx *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
-		if m.Name == "QueryChangedDiskAreas" && m.This == c.vm {
-			return c, nil
+	// vcsim's SOAP handler, with QueryChangedDiskAreas answered here first
+	inner := server.Config.Handler
+	server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/sdk") {
+			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			if bytes.Contains(body, []byte("<QueryChangedDiskAreas")) {
+				c.serve(w, r, body)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		return nil, nil
-	}
+		inner.ServeHTTP(w, r)
+	})
 
 	out, _ := json.Marshal(inv)
 	fmt.Println(string(out))

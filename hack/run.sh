@@ -13,7 +13,7 @@ shift || true
 case "$cmd" in
   test)
     ensure_node_modules
-    ensure_debs "${DATA_PATH_DEBS[@]}"
+    ensure_debs "${DATA_PATH_DEBS[@]}" "${TEST_DEBS[@]}"
     echo "==> typecheck" >&2
     tsc --noEmit
     echo "==> lint" >&2

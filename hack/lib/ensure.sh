@@ -28,3 +28,6 @@ ensure_debs() {
 
 # What the importer data path needs on the host (and in its image).
 DATA_PATH_DEBS=(qemu-utils nbdkit xz-utils zstd curl ca-certificates openssl)
+# What the tests build their stand-ins with: the vddk tests compile an nbdkit plugin standing in for nbdkit's vddk
+# plugin + VDDK (test/support/vddk/); Go (for the vCenter stand-in) comes with this kind of machine (/usr/local/go).
+TEST_DEBS=(gcc nbdkit-plugin-dev)

@@ -8,14 +8,14 @@
  *                 target the earlier stages filled, zero extents as zeros; nothing is resized (upstream neither).
  *
  * The bytes are the guest's own and are never sniffed for a format (a guest disk may well start with a qcow2
- * header). See docs/importer.md "Disk sources" and docs/adr/0030-warm-import-deltas.md.
+ * header). See docs/importer.md "Disk sources" and docs/adr/0036-warm-import-deltas.md.
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorKind, ImportError, largerPvcRequired } from './errors.ts';
 import { copyExtents, WINDOW, type Piece } from './image/extents.ts';
 import { retrying, type RangeReader } from './image/range.ts';
 import { Progress } from './progress.ts';
-import { RawWriter, type RawTarget } from './sink/raw.ts';
+import { deviceSize, RawWriter, type RawTarget } from './sink/raw.ts';
 import type { DiskExtent, ImportSource } from './source/source.ts';
 
 export interface DiskImportRequest {
@@ -199,7 +199,7 @@ async function openExisting(target: RawTarget, size: number): Promise<FileHandle
     );
   });
   const st = await fh.stat();
-  const have = st.isBlockDevice() ? size : st.size;
+  const have = st.isBlockDevice() ? await deviceSize(target.path) : st.size;
   if (have < size) {
     await fh.close();
     throw new ImportError(

@@ -19,7 +19,7 @@
  * each later one downloads only that snapshot's own layer (`shallow`, oVirt ≥ 4.4.3), whose extents say which
  * ranges it changed (`"hole": false`) and which it did not (`"hole": true`); the snapshot's parent must be the
  * previous checkpoint. A checkpoint that is not a snapshot but the disk's current image ID is the active layer.
- * docs/adr/0030-warm-import-deltas.md explains why this replaces upstream's qcow2 download + rebase + commit.
+ * docs/adr/0036-warm-import-deltas.md explains why this replaces upstream's qcow2 download + rebase + commit.
  */
 import { ErrorKind, ImportError } from '../errors.ts';
 import { ApiClient, type ApiResponse } from './api-client.ts';
@@ -394,7 +394,8 @@ export class ImageioSource implements ImportSource {
    */
   private checkParent(snap: Snapshot | undefined, snaps: Snapshot[], cur: string): void {
     const prev = this.o.previousCheckpoint!;
-    if (snaps.length > 0 && snaps.every((s) => s.parentId === undefined) && snaps.length > 1) {
+    // the base snapshot has no parent; when none has one, the engine does not report them
+    if (snaps.length > 1 && snaps.every((s) => s.parentId === undefined)) {
       throw new ImportError(
         ErrorKind.Invalid,
         'the oVirt engine reports no parent of its disk snapshots: warm import needs oVirt 4.4.3 or later',

@@ -6,34 +6,36 @@
  */
 import net from 'node:net';
 import { ErrorKind, ImportError } from '../errors.ts';
+import {
+  NBDMAGIC,
+  IHAVEOPT,
+  OPT_REPLY_MAGIC,
+  REQUEST_MAGIC,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  OPT_GO,
+  OPT_STRUCTURED_REPLY,
+  OPT_SET_META_CONTEXT,
+  REP_ACK,
+  REP_INFO,
+  REP_META_CONTEXT,
+  INFO_EXPORT,
+  CMD_READ,
+  CMD_DISC,
+  CMD_BLOCK_STATUS,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_NONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  REPLY_TYPE_BLOCK_STATUS,
+  REPLY_TYPE_ERROR,
+  REPLY_TYPE_ERROR_OFFSET,
+} from './nbd-protocol.ts';
 
-const NBDMAGIC = Buffer.from('NBDMAGIC', 'latin1');
-const IHAVEOPT = Buffer.from('IHAVEOPT', 'latin1');
-const OPT_REPLY_MAGIC = 0x0003e889045565a9n;
-const REQUEST_MAGIC = 0x25609513;
-const SIMPLE_REPLY_MAGIC = 0x67446698;
-const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
-const FLAG_FIXED_NEWSTYLE = 1;
-const FLAG_NO_ZEROES = 2;
-const OPT_GO = 7;
-const OPT_STRUCTURED_REPLY = 8;
-const OPT_SET_META_CONTEXT = 10;
-const REP_ACK = 1;
-const REP_INFO = 3;
-const REP_META_CONTEXT = 4;
-const INFO_EXPORT = 0;
-const CMD_READ = 0;
-const CMD_DISC = 2;
-const CMD_BLOCK_STATUS = 7;
-const REPLY_FLAG_DONE = 1;
-const REPLY_TYPE_NONE = 0;
-const REPLY_TYPE_OFFSET_DATA = 1;
-const REPLY_TYPE_OFFSET_HOLE = 2;
-const REPLY_TYPE_BLOCK_STATUS = 5;
-const REPLY_TYPE_ERROR = 0x8001;
-const REPLY_TYPE_ERROR_OFFSET = 0x8002;
-export const STATE_HOLE = 1;
-export const STATE_ZERO = 2;
+export { STATE_HOLE, STATE_ZERO } from './nbd-protocol.ts';
+
 /** Largest answer chunk accepted (nbdkit sends at most 64 MiB per read). */
 const MAX_CHUNK = 64 << 20;
 

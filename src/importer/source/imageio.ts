@@ -100,8 +100,6 @@ export class ImageioSource implements ImportSource {
   private closed = false;
   private lastRead = Date.now();
   private keepalive: NodeJS.Timeout | undefined;
-  /** Bytes received by readRange (tests: only the data extents cross the wire). */
-  bytesRead = 0;
 
   constructor(o: ImageioSourceOptions) {
     let u: URL;
@@ -236,7 +234,6 @@ export class ImageioSource implements ImportSource {
         `the imageio daemon sent ${res.body.length} bytes for a range of ${length} at ${offset} (the transfer broke)`,
       );
     }
-    this.bytesRead += length;
     this.lastRead = Date.now();
     return [res.body];
   }

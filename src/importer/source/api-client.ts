@@ -1,13 +1,14 @@
 /**
  * HTTPS requests to the management APIs the disk sources talk to (the oVirt engine and its imageio daemons; vCenter
- * or ESXi), on undici: the CA directories' certificates trusted besides the system's, TLS 1.2 at least, optionally
- * no verification, optionally the server certificate pinned by its SHA-1 thumbprint (vSphere's way), answers read
- * into memory with a bound, and errors a user can act on (untrusted certificate, refused connection, time-out).
+ * or ESXi), on undici: the HTTP source's dispatcher (the CA directories' certificates trusted besides the system's,
+ * TLS 1.2 at least, optionally no verification, HTTP(S)_PROXY/NO_PROXY), or, with a SHA-1 thumbprint (vSphere's
+ * way), a direct connection whose certificate must match it; answers read into memory with a bound, and errors a
+ * user can act on (untrusted certificate, refused connection, time-out).
  */
 import { rootCertificates } from 'node:tls';
 import type { buildConnector, Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../errors.ts';
-import { readCaDir } from './http.ts';
+import { readCaDir, undiciDispatcher } from './http.ts';
 
 export interface ApiClientOptions {
   /** Directories whose files are trusted CA certificates (PEM). */
@@ -48,16 +49,26 @@ export class ApiClient {
 
   private async agent(): Promise<Dispatcher> {
     if (this.dispatcher) return this.dispatcher;
+    const idle = this.o.idleTimeoutMs ?? 10 * 60 * 1000;
+    if (!this.o.thumbprint) {
+      // the HTTP source's dispatcher: same CAs, TLS floor and HTTP(S)_PROXY/NO_PROXY handling
+      this.dispatcher = await undiciDispatcher({
+        caDirs: this.o.caDir,
+        insecureSkipVerify: this.o.insecureSkipVerify,
+        idleMs: idle,
+      });
+      return this.dispatcher;
+    }
     const pems: string[] = [];
     for (const d of this.o.caDir) pems.push(...(await readCaDir(d)).pems);
     const { Agent, buildConnector: build } = await import('undici');
-    const pin = this.o.thumbprint ? normalizeThumbprint(this.o.thumbprint) : undefined;
+    const pin = normalizeThumbprint(this.o.thumbprint);
     const base = build({
       // A pinned certificate is checked by its thumbprint below (vSphere hosts are commonly self-signed).
-      rejectUnauthorized: !this.o.insecureSkipVerify && (pin === undefined || pems.length > 0),
+      rejectUnauthorized: !this.o.insecureSkipVerify && pems.length > 0,
       minVersion: 'TLSv1.2',
       // a resumed TLS session shows no peer certificate: a pinned one must be seen on every connection
-      ...(pin !== undefined ? { maxCachedSessions: 0 } : {}),
+      maxCachedSessions: 0,
       ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
     });
     const connect: buildConnector.connector = (opts, cb) =>
@@ -66,7 +77,7 @@ export class ApiClient {
           cb(err ?? new Error('no socket'), null);
           return;
         }
-        if (pin === undefined || !('getPeerCertificate' in socket)) {
+        if (!('getPeerCertificate' in socket)) {
           cb(null, socket);
           return;
         }
@@ -86,7 +97,7 @@ export class ApiClient {
         }
         cb(null, socket);
       });
-    const idle = this.o.idleTimeoutMs ?? 10 * 60 * 1000;
+    // pinned connections go straight to the server (a proxy would present its own certificate)
     this.dispatcher = new Agent({ connect, bodyTimeout: idle, headersTimeout: idle });
     return this.dispatcher;
   }

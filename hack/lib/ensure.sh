@@ -36,3 +36,7 @@ BENCH_DEBS=(nginx-light)
 # the images they build, htpasswd for its basic auth. (versitygw and fake-gcs-server are built from the Go module
 # proxy by hack/cluster/test-server-bins.sh.)
 SOURCE_TEST_DEBS=(docker-registry skopeo apache2-utils)
+
+# What the vddk tests build their stand-ins with: they compile an nbdkit plugin standing in for nbdkit's vddk
+# plugin + VDDK (test/support/vddk/); Go (for the vCenter stand-in) comes with this kind of machine (/usr/local/go).
+VDDK_TEST_DEBS=(gcc nbdkit-plugin-dev)

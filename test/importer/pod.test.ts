@@ -253,13 +253,13 @@ void describe('importer pod entrypoint', () => {
     const p = await pod();
     const { code } = await runPod({
       ...p.env,
-      IMPORTER_SOURCE: 'imageio',
-      IMPORTER_ENDPOINT: 'https://ovirt.example.invalid/ovirt-engine/api',
+      IMPORTER_SOURCE: 'upload',
+      IMPORTER_ENDPOINT: 'https://upload.example.invalid/',
     });
     assert.equal(code, 1);
     assert.match(
       await readFile(p.term, 'utf8'),
-      /^Unable to process data: Unknown data source: imageio \(not implemented yet/,
+      /^Unable to process data: Unknown data source: upload \(not implemented yet/,
     );
   });
 

@@ -128,13 +128,13 @@ export interface Window {
   pieces: Piece[];
 }
 
-/** Groups host-sorted pieces into reads of at most WINDOW bytes, bridging gaps up to GAP. */
-export function windows(pieces: readonly Piece[]): Window[] {
+/** Groups host-sorted pieces into reads of at most WINDOW bytes, bridging gaps up to `gap` (default GAP). */
+export function windows(pieces: readonly Piece[], gap = GAP): Window[] {
   const out: Window[] = [];
   let cur: Window | undefined;
   for (const p of pieces) {
     const end = p.host + p.length;
-    if (cur && p.host <= cur.start + cur.length + GAP && end - cur.start <= WINDOW) {
+    if (cur && p.host <= cur.start + cur.length + gap && end - cur.start <= WINDOW) {
       cur.length = Math.max(cur.length, end - cur.start);
       cur.pieces.push(p);
       continue;
@@ -163,6 +163,8 @@ export function slice(chunks: readonly Buffer[], from: number, length: number): 
 export interface CopyOptions {
   /** Reads in flight at once. */
   concurrency?: number;
+  /** Bytes between two pieces read through rather than starting a new read (default 1 MiB; 0: only data). */
+  gap?: number;
   onBytes?: (n: number) => void;
 }
 
@@ -176,7 +178,7 @@ export async function copyExtents(
   write: (chunks: Buffer[], guest: number) => Promise<void>,
   opts: CopyOptions = {},
 ): Promise<void> {
-  const list = windows(plan.pieces);
+  const list = windows(plan.pieces, opts.gap);
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the project's OCI images without Docker and pushes them to the local registry (localhost:5000):
 #   localhost:5000/busybox:<ver>           busybox (static) for test and debug pods
-#   localhost:5000/cdi-base:<hash>         node 26 + qemu-img + nbdkit (curl plugin, filters) + xz, zstd, openssl
-#                                          and their shared libraries, copied from this host (ldd), plus busybox
+#   localhost:5000/cdi-base:<hash>         node 26 + qemu-img + nbdkit (curl plugin, filters) + xz, zstd, openssl,
+#                                          bash and GNU coreutils, and their shared libraries, copied from this host
+#                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
 #   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
@@ -41,9 +42,13 @@ echo "busybox image: $REGISTRY_HOST/busybox:$BUSYBOX_TAG"
 NODE_BIN="$REPO_ROOT/node_modules/node/bin/node"
 [ -x "$NODE_BIN" ] || die "node_modules/node/bin/node missing: run npm ci"
 mapfile -t BASE_PROGRAMS < <(command -v qemu-img nbdkit xz zstd openssl prlimit timeout)  # prlimit, timeout: the importer bounds qemu-img/nbdkit with them (GNU options)
+# bash and GNU coreutils, as upstream's importer image has them: people and procedures `kubectl exec` into an importer
+# and run shell scripts there (bash, GNU option syntax). They go in before busybox, which fills in only what is missing.
+mapfile -t GNU_PROGRAMS < <(dpkg -L coreutils | grep -E '/s?bin/[^/]+$' | while read -r f; do if [ -f "$f" ] && [ ! -L "$f" ]; then echo "$f"; fi; done)
+GNU_PROGRAMS+=(/bin/bash)
 NBDKIT_MODULES=/usr/lib/x86_64-linux-gnu/nbdkit
 base_inputs() {
-  sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"
+  sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" "${GNU_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"
   find "$NBDKIT_MODULES" -type f -print0 | sort -z | xargs -0 sha256sum
 }
 BASE_TAG=$(base_inputs | sha256sum | cut -c1-12)
@@ -66,8 +71,12 @@ if [ ! -f "$BASE_LAYOUT/index.json" ] || ! grep -q "\"$BASE_TAG\"" "$BASE_LAYOUT
   log "building cdi-base:$BASE_TAG (host binaries and their libraries)"
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp" "$root/etc/ssl" "$root/usr/local/bin" "$root/var/tmp" "$root/app"
+  copy_with_libs "$root" "${GNU_PROGRAMS[@]}"
+  ln -s bash "$root/bin/sh"   # as upstream's image: scripts run by /bin/sh get bash
   cp /bin/busybox "$root/bin/busybox"
-  for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+  for a in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$a" ] || [ -e "$root/usr/bin/$a" ] || ln -s busybox "$root/bin/$a"
+  done
   copy_with_libs "$root" "${BASE_PROGRAMS[@]}"
   mapfile -t mods < <(find "$NBDKIT_MODULES" -name '*.so')
   copy_with_libs "$root" "${mods[@]}"

@@ -29,13 +29,13 @@ export function apiResourceList(): Record<string, unknown> {
     groupVersion: UploadApiVersion,
     resources: [
       {
-        name: UploadTokenRequestResource,
-        singularName: 'uploadtokenrequest',
+        name: UploadTokenRequestResource.plural,
+        singularName: UploadTokenRequestResource.singular,
         namespaced: true,
         group: UploadGroup,
         version: UploadVersion,
-        kind: 'UploadTokenRequest',
-        verbs: ['create'],
+        kind: UploadTokenRequestResource.kind,
+        verbs: [...UploadTokenRequestResource.verbs],
         shortNames: ['utr', 'utrs'],
       },
     ],

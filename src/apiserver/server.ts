@@ -104,7 +104,7 @@ export class CdiApiServer {
         if (path === VersionPath) return writeJson(res, 200, apiResourceList());
       }
       const m = TOKEN_PATH.exec(path);
-      if (m && m[2] === UploadTokenRequestResource) {
+      if (m && m[2] === UploadTokenRequestResource.plural) {
         if (req.method !== 'POST') {
           return writeStatus(
             res,

@@ -14,7 +14,8 @@ import { CDIConfigName, Label } from './shared/constants.ts';
 import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { reconcileImport } from './import/controller.ts';
-import { reconcileStorageProfile } from './storageprofile/controller.ts';
+import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
+import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -64,7 +65,8 @@ export function buildManager(o: ManagerOptions): Manager {
   const classes = inf(Res.storageClass);
   const profiles = inf(Res.storageProfile);
   const configs = inf(Res.cdiConfig);
-  const informers = [dvs, pvcs, pods, classes, profiles, configs];
+  const pvs = inf(Res.pv);
+  const informers = [dvs, pvcs, pods, classes, profiles, configs, pvs];
   const workers = o.workers ?? 3;
   const log = (n: string): Logger => o.log.child({ controller: n });
   const counted =
@@ -96,11 +98,19 @@ export function buildManager(o: ManagerOptions): Manager {
     workers: 1,
     logger: o.log,
     reconcile: counted('storageprofile-controller', (key) =>
-      reconcileStorageProfile({ kube, log: log('storageprofile-controller') }, key),
+      reconcileStorageProfile({ kube, recorder, log: log('storageprofile-controller') }, key),
     ),
   })
     .watch(classes)
-    .watch(profiles);
+    .watch(profiles)
+    .watch(pvs, profileKeyOfVolume(classes));
+  // not an informer the controller waits for: the kind is only served with a CSI snapshotter
+  const snapshotClasses = new SnapshotClassWatch({
+    client: o.client,
+    logger: log('storageprofile-controller'),
+    classes: () => classes.list(),
+    enqueue: (k) => storageProfile.enqueue(k),
+  });
 
   const importer = new Controller({
     name: 'import-controller',
@@ -160,12 +170,13 @@ export function buildManager(o: ManagerOptions): Manager {
     synced: () => informers.every((i) => i.hasSynced),
     async run(signal: AbortSignal): Promise<void> {
       for (const i of informers) i.start();
+      snapshotClasses.start();
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
         await Promise.all(controllers.map((c) => c.run(signal)));
       } finally {
-        await Promise.all(informers.map((i) => i.stop()));
+        await Promise.all([...informers.map((i) => i.stop()), snapshotClasses.stop()]);
       }
     },
   };

@@ -6,11 +6,11 @@ import { apiServerManifests, renderUploadDeployFiles, uploadApiService, uploadPr
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 
-void test('deploy/cdi/30-upload.yaml is what src/deploy/upload.ts renders (run npm run gen after a change)', async () => {
-  const dir = join(import.meta.dirname, '..', '..', 'deploy', 'cdi');
+void test('deploy/upload/*.yaml are what src/deploy/upload.ts renders (run npm run gen after a change)', async () => {
+  const dir = join(import.meta.dirname, '..', '..', 'deploy', 'upload');
   for (const [name, text] of Object.entries(renderUploadDeployFiles())) {
     const onDisk = await readFile(join(dir, name), 'utf8').catch(() => '');
-    assert.equal(onDisk, text, `deploy/cdi/${name} is stale: run npm run gen`);
+    assert.equal(onDisk, text, `deploy/upload/${name} is stale: run npm run gen`);
   }
 });
 

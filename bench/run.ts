@@ -1,28 +1,45 @@
 /**
- * `npm run bench`: wall time of `cdi import` over HTTP (loopback, the test file server with ranges) for a 1 GiB
- * image about half full of random data, against baseline tools measured in the same run:
+ * `npm run bench`: `cdi import` over HTTP for a 1 GiB image about half full of random data, against baseline tools
+ * measured in the same run, each command (ours and baseline alike, every process of a pipeline) run twice:
+ * unconfined, and inside a cgroup limited as upstream limits an importer pod (0.75 CPU, 600M; bench/cgroup.ts).
  *   qcow2:          curl -o file && qemu-img convert -O raw file out   vs  cdi import (extent copy by range),
  *                                                                          --no-extent-copy (qemu-img over NBD) and --no-stream (scratch)
  *   raw:            curl -o out                                        vs  cdi import
  *   raw.gz/xz/zst:  curl | gzip/xz/zstd -dc > out                       vs  cdi import
  * Every output is fsynced in both columns (cdi fsyncs before success; the baselines get `sync out`).
+ * The images are served by nginx on 127.0.0.1 (sendfile, ranges; bench/nginx.ts), outside the cgroups, so that no
+ * baseline waits on the server; with --link or --rtt the Node test file server is used instead (nginx cannot share
+ * one link between connections or delay each answer).
  * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md).
- * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options: --size <MiB> (default 1024), --runs <n> (default 1),
- * --only <cases> (comma-separated: qcow2,raw,gz,xz,zst,xzdec; default all),
- * --link <MiB/s> (the server's whole output shares one link of that rate; default: unlimited loopback),
- * --rtt <ms> (the server waits that long before answering each request; default 0).
- * Prints a table of ratios; never asserts on timing.
+ * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options:
+ *   --size <MiB>          image size (default 1024)
+ *   --runs <n>            runs of each command per mode, interleaved ours/baseline (default 1): best wall and CPU
+ *   --cases <list>        comma-separated: qcow2,qcow2-nbd,qcow2-scratch,raw,gz,xz,zst,xzdec (default all; --only too)
+ *   --confined-only       only the 0.75 CPU / 600M runs;  --unconfined-only: only the unconfined runs
+ *   --cpu <n>             the confined CPU limit (default 0.75);  --memory <MB>: its memory limit in 10^6 bytes (600)
+ *   --link <MiB/s>        the server's whole output shares one link of that rate (Node test server)
+ *   --rtt <ms>            the server waits that long before answering each request (Node test server)
+ * Prints one table per mode, ratios against the baseline of the same mode; never asserts on timing.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, rmSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { cpus, homedir, loadavg } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { startFileServer } from '../test/support/fileserver.ts';
 import { makeSeededDisk, md5File } from '../test/support/images.ts';
+import {
+  cgroupProblem,
+  removeStaleCgroups,
+  runInCgroup,
+  type CgroupLimits,
+  type CgroupRun,
+} from './cgroup.ts';
+import { atExit } from './cleanup.ts';
+import { startNginx } from './nginx.ts';
 
 const run = promisify(execFile);
 const argv = process.argv.slice(2);
@@ -30,16 +47,33 @@ const opt = (name: string, dflt: number): number => {
   const i = argv.indexOf(name);
   return i >= 0 ? Number(argv[i + 1]) : dflt;
 };
+const str = (...names: string[]): string => {
+  for (const n of names) if (argv.includes(n)) return argv[argv.indexOf(n) + 1] ?? '';
+  return '';
+};
 const SIZE_MIB = opt('--size', 1024);
 const RUNS = opt('--runs', 1);
 const LINK = opt('--link', 0);
 const RTT = opt('--rtt', 0);
-/** --only qcow2,raw,gz,xz,zst,xzdec: run just these cases (default: all). */
-const onlyArg = argv.includes('--only') ? (argv[argv.indexOf('--only') + 1] ?? '') : '';
-const want = (c: string): boolean => onlyArg === '' || onlyArg.split(',').includes(c);
+const CPU = opt('--cpu', 0.75);
+const MEMORY_MB = opt('--memory', 600);
+const CASES = ['qcow2', 'qcow2-nbd', 'qcow2-scratch', 'raw', 'gz', 'xz', 'zst', 'xzdec'];
+const casesArg = str('--cases', '--only');
+for (const c of casesArg.split(',').filter(Boolean))
+  if (!CASES.includes(c)) {
+    process.stderr.write(`bench: unknown case '${c}' in --cases (known: ${CASES.join(',')})\n`);
+    process.exit(2);
+  }
+const want = (c: string): boolean => casesArg === '' || casesArg.split(',').includes(c);
+const MODES: { label: string; limits: CgroupLimits }[] = [];
+if (!argv.includes('--confined-only')) MODES.push({ label: 'unconfined', limits: {} });
+if (!argv.includes('--unconfined-only'))
+  MODES.push({ label: `${CPU} CPU / ${MEMORY_MB}M`, limits: { cpu: CPU, memoryBytes: MEMORY_MB * 1e6 } });
+
 const root = path.resolve(import.meta.dirname, '..');
 const cache = path.join(homedir(), '.cache', 'cdi-dev', `bench-${SIZE_MIB}m`);
 const work = path.join(cache, 'work');
+const out = path.join(work, 'out.img');
 const CDI = path.join(root, 'bin', 'cdi.js');
 
 async function exists(p: string): Promise<boolean> {
@@ -73,24 +107,27 @@ async function fixtures(): Promise<{ raw: string; md5: string }> {
   return { raw, md5 };
 }
 
-/** Best wall time of `fn` over RUNS runs; `verify` (the md5 check) runs after each run, outside the timing. */
-async function timed(fn: () => Promise<void>, verify?: () => Promise<void>): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < RUNS; i++) {
-    await rm(work, { recursive: true, force: true });
-    await mkdir(work, { recursive: true });
-    await sh('sync');
-    const t = process.hrtime.bigint();
-    await fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
-    await verify?.();
+/** One measured command: a fresh work dir and a `sync` first (untimed), then the command alone in its cgroup. */
+async function measure(what: string, cmd: readonly string[], limits: CgroupLimits): Promise<CgroupRun> {
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  await sh('sync');
+  const r = await runInCgroup(cmd, limits);
+  if (r.code !== 0) {
+    const why =
+      r.oomKills > 0
+        ? `OOM-killed at the memory limit of ${limits.memoryBytes} bytes`
+        : r.signal
+          ? `killed by ${r.signal}`
+          : `exit code ${r.code}`;
+    throw new Error(`${what}: ${why}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`);
   }
-  return best;
+  return r;
 }
 
-async function cdi(url: string, extra: string[] = []): Promise<void> {
-  const out = path.join(work, 'out.img');
-  await run(process.execPath, [
+function cdiArgv(url: string, extra: string[] = []): string[] {
+  return [
+    process.execPath,
     CDI,
     'import',
     url,
@@ -100,7 +137,7 @@ async function cdi(url: string, extra: string[] = []): Promise<void> {
     '--scratch-dir',
     path.join(work, 'scratch'),
     ...extra,
-  ]);
+  ];
 }
 
 async function xzCompare(file: string): Promise<{ child: number; child1: number; wasm: number }> {
@@ -132,77 +169,131 @@ async function xzCompare(file: string): Promise<{ child: number; child1: number;
   return { child, child1, wasm };
 }
 
-const fx = await fixtures();
-const srv = await startFileServer({
-  root: cache,
-  ...(LINK > 0 ? { linkBytesPerSec: LINK * 2 ** 20 } : {}),
-  ...(RTT > 0 ? { latencyMs: RTT } : {}),
+/** Best of the runs: the lowest wall time and the lowest CPU time; the highest memory peak. */
+interface Best {
+  wall: number;
+  cpu: number;
+  peak: number;
+}
+const best = (rs: CgroupRun[]): Best => ({
+  wall: Math.min(...rs.map((r) => r.wallSec)),
+  cpu: Math.min(...rs.map((r) => r.cpuSec)),
+  peak: Math.max(...rs.map((r) => r.peakBytes)),
 });
+
+interface Group {
+  baseline: { note: string; cmd: string };
+  ours: { id: string; name: string; argv: string[]; check: string }[];
+}
+
+const loadAtStart = loadavg()[0]!;
+const problem = cgroupProblem();
+if (problem !== undefined) {
+  process.stderr.write(`bench: ${problem}\n`);
+  process.exit(2);
+}
+const removed = removeStaleCgroups();
+if (removed > 0)
+  process.stderr.write(`==> removed ${removed} cgroups left by an earlier bench that was killed\n`);
+const fx = await fixtures();
+// a Ctrl-C leaves no image-sized output behind (the cgroups and nginx clean up after themselves)
+atExit(() => rmSync(work, { recursive: true, force: true }));
+const throttled = LINK > 0 || RTT > 0;
+const srv = throttled
+  ? await startFileServer({
+      root: cache,
+      ...(LINK > 0 ? { linkBytesPerSec: LINK * 2 ** 20 } : {}),
+      ...(RTT > 0 ? { latencyMs: RTT } : {}),
+    })
+  : await startNginx(cache);
+const served = throttled
+  ? `the Node test file server on loopback${LINK > 0 ? ` over one ${LINK} MiB/s link` : ''}${RTT > 0 ? `, ${RTT} ms per request` : ''} (nginx cannot shape a link)`
+  : 'nginx on loopback (sendfile, ranges)';
 const u = (f: string): string => `${srv.url}/${f}`;
-const out = path.join(work, 'out.img');
-const rows: { name: string; base: number; cdi: number; note: string }[] = [];
+const sync = `sync '${out}'`;
+const groups: Group[] = [
+  {
+    baseline: {
+      note: 'curl -o + qemu-img convert',
+      cmd: `curl -sS -o '${work}/dl.qcow2' '${u('disk.qcow2')}' && qemu-img convert -f qcow2 -O raw '${work}/dl.qcow2' '${out}' && ${sync}`,
+    },
+    ours: [
+      {
+        id: 'qcow2',
+        name: 'qcow2 (extent copy by range)',
+        argv: cdiArgv(u('disk.qcow2')),
+        check: 'qcow2 extent copy',
+      },
+      {
+        id: 'qcow2-nbd',
+        name: 'qcow2 (qemu-img over NBD)',
+        argv: cdiArgv(u('disk.qcow2'), ['--no-extent-copy']),
+        check: 'qcow2 nbd',
+      },
+      {
+        id: 'qcow2-scratch',
+        name: 'qcow2 (--no-stream, scratch)',
+        argv: cdiArgv(u('disk.qcow2'), ['--no-stream']),
+        check: 'qcow2 scratch',
+      },
+    ],
+  },
+  {
+    baseline: { note: 'curl -o', cmd: `curl -sS -o '${out}' '${u('disk.raw')}' && ${sync}` },
+    ours: [{ id: 'raw', name: 'raw', argv: cdiArgv(u('disk.raw')), check: 'raw' }],
+  },
+  ...(
+    [
+      ['gz', 'gzip'],
+      ['xz', 'xz -T0'],
+      ['zst', 'zstd'],
+    ] as const
+  ).map(([ext, tool]) => ({
+    baseline: {
+      note: `curl | ${tool} -dc`,
+      cmd: `curl -sS '${u(`disk.raw.${ext}`)}' | ${tool} -dc > '${out}' && ${sync}`,
+    },
+    ours: [{ id: ext, name: `raw.${ext}`, argv: cdiArgv(u(`disk.raw.${ext}`)), check: ext }],
+  })),
+];
+
+interface Row {
+  name: string;
+  note: string;
+  ours: Best;
+  base: Best;
+}
+const rows = new Map<string, Row[]>(MODES.map((m) => [m.label, []]));
 try {
   const check = async (what: string): Promise<void> => {
     const sum = await md5File(out, SIZE_MIB << 20);
     if (sum !== fx.md5) throw new Error(`${what}: wrong md5 ${sum}`);
   };
-  if (want('qcow2')) {
-    process.stderr.write('==> qcow2\n');
-    const qb = await timed(() =>
-      sh(
-        `curl -sS -o '${work}/dl.qcow2' '${u('disk.qcow2')}' && qemu-img convert -f qcow2 -O raw '${work}/dl.qcow2' '${out}' && sync '${out}'`,
-      ),
-    );
-    const qs = await timed(
-      () => cdi(u('disk.qcow2')),
-      () => check('qcow2 stream'),
-    );
-    const qq = await timed(
-      () => cdi(u('disk.qcow2'), ['--no-extent-copy']),
-      () => check('qcow2 nbd'),
-    );
-    const qn = await timed(
-      () => cdi(u('disk.qcow2'), ['--no-stream']),
-      () => check('qcow2 scratch'),
-    );
-    rows.push({
-      name: 'qcow2 (extent copy by range)',
-      base: qb,
-      cdi: qs,
-      note: 'curl -o + qemu-img convert',
-    });
-    rows.push({ name: 'qcow2 (qemu-img over NBD)', base: qb, cdi: qq, note: 'curl -o + qemu-img convert' });
-    rows.push({
-      name: 'qcow2 (--no-stream, scratch)',
-      base: qb,
-      cdi: qn,
-      note: 'curl -o + qemu-img convert',
-    });
-  }
-  if (want('raw')) {
-    process.stderr.write('==> raw\n');
-    const rb = await timed(() => sh(`curl -sS -o '${out}' '${u('disk.raw')}' && sync '${out}'`));
-    const rc = await timed(
-      () => cdi(u('disk.raw')),
-      () => check('raw'),
-    );
-    rows.push({ name: 'raw', base: rb, cdi: rc, note: 'curl -o' });
-  }
-  for (const [ext, tool] of [
-    ['gz', 'gzip'],
-    ['xz', 'xz -T0'],
-    ['zst', 'zstd'],
-  ] as const) {
-    if (!want(ext)) continue;
-    process.stderr.write(`==> raw.${ext}\n`);
-    const b = await timed(() =>
-      sh(`curl -sS '${u(`disk.raw.${ext}`)}' | ${tool} -dc > '${out}' && sync '${out}'`),
-    );
-    const c = await timed(
-      () => cdi(u(`disk.raw.${ext}`)),
-      () => check(ext),
-    );
-    rows.push({ name: `raw.${ext}`, base: b, cdi: c, note: `curl | ${tool} -dc` });
+  for (const g of groups) {
+    const ours = g.ours.filter((o) => want(o.id));
+    if (ours.length === 0) continue;
+    for (const mode of MODES) {
+      process.stderr.write(`==> ${ours.map((o) => o.name).join(', ')}: ${mode.label}\n`);
+      const base: CgroupRun[] = [];
+      const mine = ours.map((): CgroupRun[] => []);
+      for (let i = 0; i < RUNS; i++) {
+        base.push(
+          await measure(
+            `baseline ${g.baseline.note}`,
+            ['bash', '-o', 'pipefail', '-c', g.baseline.cmd],
+            mode.limits,
+          ),
+        );
+        for (const [k, o] of ours.entries()) {
+          mine[k]!.push(await measure(`cdi import (${o.name})`, o.argv, mode.limits));
+          await check(`${o.check} (${mode.label})`);
+        }
+      }
+      for (const [k, o] of ours.entries())
+        rows
+          .get(mode.label)!
+          .push({ name: o.name, note: g.baseline.note, ours: best(mine[k]!), base: best(base) });
+    }
   }
   if (want('xzdec')) process.stderr.write('==> xz decoders\n');
   const xz = want('xzdec') ? await xzCompare(path.join(cache, 'disk.raw.xz')) : undefined;
@@ -211,22 +302,48 @@ try {
       async (f) => `${f} ${((await stat(path.join(cache, f))).size / 2 ** 20).toFixed(0)} MiB`,
     ),
   );
-  const pad = (s: string, n: number): string => s.padEnd(n);
-  const lines = [
-    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random), loopback HTTP${LINK > 0 ? ` over a ${LINK} MiB/s link` : ''}${RTT > 0 ? `, ${RTT} ms per request` : ''}, best of ${RUNS}; ${sizes.join(', ')}`,
-    `| ${pad('case', 30)} | ${pad('baseline', 30)} | base s | cdi s  | ratio |`,
-    `|${'-'.repeat(32)}|${'-'.repeat(32)}|--------|--------|-------|`,
-    ...rows.map(
-      (r) =>
-        `| ${pad(r.name, 30)} | ${pad(r.note, 30)} | ${r.base.toFixed(2).padStart(6)} | ${r.cdi.toFixed(2).padStart(6)} | ${(r.cdi / r.base).toFixed(2).padStart(5)} |`,
-    ),
-    '',
-    xz
-      ? `xz decoding of disk.raw.xz to /dev/null: xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s`
-      : '',
-  ];
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(
+    `cdi import vs baseline, ${SIZE_MIB} MiB image (about half random) served by ${served}; best of ${RUNS}; ${sizes.join(', ')}; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (${cpus().length} cores)\n`,
+  );
+  for (const mode of MODES) {
+    const rs = rows.get(mode.label)!;
+    if (rs.length > 0) process.stdout.write(`\n${table(mode.label, rs)}`);
+  }
+  if (xz)
+    process.stdout.write(
+      `\nxz decoding of disk.raw.xz to /dev/null (unconfined): xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s\n`,
+    );
 } finally {
   await srv.close();
   await rm(work, { recursive: true, force: true });
+}
+
+function table(label: string, rs: Row[]): string {
+  const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
+  const cols: [string, number, (r: Row) => string][] = [
+    ['case', 28, (r) => r.name],
+    ['baseline', 26, (r) => r.note],
+    ['ours s', 6, (r) => r.ours.wall.toFixed(2)],
+    ['ours MiB', 8, (r) => mib(r.ours.peak)],
+    ['base s', 6, (r) => r.base.wall.toFixed(2)],
+    ['base MiB', 8, (r) => mib(r.base.peak)],
+    ['ratio', 5, (r) => (r.ours.wall / r.base.wall).toFixed(2)],
+    ['ours CPU s', 10, (r) => r.ours.cpu.toFixed(2)],
+    ['base CPU s', 10, (r) => r.base.cpu.toFixed(2)],
+    ['CPU ratio', 9, (r) => (r.ours.cpu / r.base.cpu).toFixed(2)],
+  ];
+  // a `|` inside a cell (curl | zstd) is escaped, so the table can be pasted into Markdown as it is
+  const cell = (s: string, w: number, left: boolean): string => {
+    const t = s.replaceAll('|', '\\|');
+    return left ? t.padEnd(w) : t.padStart(w);
+  };
+  const line = (f: (c: (typeof cols)[number], i: number) => string): string =>
+    `| ${cols.map((c, i) => f(c, i)).join(' | ')} |`;
+  return [
+    `${label}: wall seconds, memory peak (memory.max_usage_in_bytes, page cache included) and CPU seconds (user+sys of every process, cpuacct.usage)`,
+    line(([h, w], i) => cell(h, w, i < 2)),
+    `|${cols.map(([, w]) => '-'.repeat(w + 2)).join('|')}|`,
+    ...rs.map((r) => line(([, w, f], i) => cell(f(r), w, i < 2))),
+    '',
+  ].join('\n');
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the project's OCI images without Docker and pushes them to the local registry (localhost:5000):
 #   localhost:5000/busybox:<ver>           busybox (static) for test and debug pods
-#   localhost:5000/cdi-base:<hash>         node 26 + qemu-img + nbdkit (curl plugin, filters) + xz, zstd, openssl
-#                                          and their shared libraries, copied from this host (ldd), plus busybox
+#   localhost:5000/cdi-base:<hash>         node 26 + qemu-img + nbdkit (curl plugin, filters) + xz, zstd, openssl,
+#                                          bash and GNU coreutils, and their shared libraries, copied from this host
+#                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
+#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
 set -euo pipefail
@@ -40,9 +42,13 @@ echo "busybox image: $REGISTRY_HOST/busybox:$BUSYBOX_TAG"
 NODE_BIN="$REPO_ROOT/node_modules/node/bin/node"
 [ -x "$NODE_BIN" ] || die "node_modules/node/bin/node missing: run npm ci"
 mapfile -t BASE_PROGRAMS < <(command -v qemu-img nbdkit xz zstd openssl prlimit timeout)  # prlimit, timeout: the importer bounds qemu-img/nbdkit with them (GNU options)
+# bash and GNU coreutils, as upstream's importer image has them: people and procedures `kubectl exec` into an importer
+# and run shell scripts there (bash, GNU option syntax). They go in before busybox, which fills in only what is missing.
+mapfile -t GNU_PROGRAMS < <(dpkg -L coreutils | grep -E '/s?bin/[^/]+$' | while read -r f; do if [ -f "$f" ] && [ ! -L "$f" ]; then echo "$f"; fi; done)
+GNU_PROGRAMS+=(/bin/bash)
 NBDKIT_MODULES=/usr/lib/x86_64-linux-gnu/nbdkit
 base_inputs() {
-  sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"
+  sha256sum "$NODE_BIN" "${BASE_PROGRAMS[@]}" "${GNU_PROGRAMS[@]}" /bin/busybox "$HERE/build.sh" "$HERE/lib.sh"
   find "$NBDKIT_MODULES" -type f -print0 | sort -z | xargs -0 sha256sum
 }
 BASE_TAG=$(base_inputs | sha256sum | cut -c1-12)
@@ -65,8 +71,12 @@ if [ ! -f "$BASE_LAYOUT/index.json" ] || ! grep -q "\"$BASE_TAG\"" "$BASE_LAYOUT
   log "building cdi-base:$BASE_TAG (host binaries and their libraries)"
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp" "$root/etc/ssl" "$root/usr/local/bin" "$root/var/tmp" "$root/app"
+  copy_with_libs "$root" "${GNU_PROGRAMS[@]}"
+  ln -s bash "$root/bin/sh"   # as upstream's image: scripts run by /bin/sh get bash
   cp /bin/busybox "$root/bin/busybox"
-  for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+  for a in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$a" ] || [ -e "$root/usr/bin/$a" ] || ln -s busybox "$root/bin/$a"
+  done
   copy_with_libs "$root" "${BASE_PROGRAMS[@]}"
   mapfile -t mods < <(find "$NBDKIT_MODULES" -name '*.so')
   copy_with_libs "$root" "${mods[@]}"
@@ -114,8 +124,10 @@ APP_TAG=$( (
   sha256sum package-lock.json
 ) | sha256sum | cut -c1-12)
 
-if image_exists cdi-importer "$APP_TAG" && image_exists cdi-controller "$APP_TAG"; then
-  echo "app images up to date: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+COMPONENTS=(importer controller apiserver uploadproxy uploadserver)
+all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }
+if all_exist; then
+  echo "app images up to date: ${COMPONENTS[*]} at $APP_TAG"
 else
   log "building the app layer ($APP_TAG)"
   layout="$IMAGES_WORK/cdi-app" bundle="$IMAGES_WORK/cdi-app.bundle"
@@ -128,7 +140,7 @@ else
     mkdir -p "$bundle/rootfs/app/$m" && cp -a "$REPO_ROOT/$m/." "$bundle/rootfs/app/$m/"
   done
   umoci repack --image "$layout:$BASE_TAG" --refresh-bundle "$bundle"
-  for comp in importer controller; do
+  for comp in "${COMPONENTS[@]}"; do
     umoci config --image "$layout:$BASE_TAG" --tag "$comp-$APP_TAG" \
       --config.entrypoint /usr/local/bin/node --config.entrypoint "/app/src/cmd/$comp.ts" \
       --config.user 107:107 --config.workingdir /app
@@ -136,9 +148,9 @@ else
       "oci:$layout:$comp-$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" >&2
   done
   rm -rf "$bundle" "$layout"
-  echo "app images: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+  echo "app images: ${COMPONENTS[*]} at $APP_TAG"
 fi
-for comp in importer controller; do
+for comp in "${COMPONENTS[@]}"; do
   skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
     "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:dev"
 done

@@ -28,3 +28,15 @@ ensure_debs() {
 
 # What the importer data path needs on the host (and in its image).
 DATA_PATH_DEBS=(qemu-utils nbdkit xz-utils zstd curl ca-certificates openssl)
+
+# What the bench adds: nginx serves its images (bench/nginx.ts).
+BENCH_DEBS=(nginx-light)
+
+# What the registry/S3/GCS source tests need on the host (test/importer/sources/): a real registry, skopeo to push
+# the images they build, htpasswd for its basic auth. (versitygw and fake-gcs-server are built from the Go module
+# proxy by hack/cluster/test-server-bins.sh.)
+SOURCE_TEST_DEBS=(docker-registry skopeo apache2-utils)
+
+# What the vddk tests build their stand-ins with: they compile an nbdkit plugin standing in for nbdkit's vddk
+# plugin + VDDK (test/support/vddk/); Go (for the vCenter stand-in) comes with this kind of machine (/usr/local/go).
+VDDK_TEST_DEBS=(gcc nbdkit-plugin-dev)

@@ -1,6 +1,6 @@
 // CDI (cluster-scoped): the operator's custom resource. The operator itself comes later.
 import Type, { type Static } from 'typebox';
-import { Duration, NodePlacementFields, ObjectMeta, StringEnum, Time } from './k8s.ts';
+import { Duration, NodePlacementFields, RootFields, StringEnum, Time } from './k8s.ts';
 import { CDIConfigSpec } from './cdiconfig.ts';
 import { CloneStrategies } from './storageprofile.ts';
 
@@ -53,8 +53,14 @@ export const CDISpec = Type.Object(
           patches: Type.Optional(
             Type.Array(
               Type.Object({
-                resourceName: Type.String({ description: 'The name of the resource to patch.' }),
-                resourceType: Type.String({ description: 'The kind of the resource to patch.' }),
+                resourceName: Type.String({
+                  minLength: 1,
+                  description: 'The name of the resource to patch.',
+                }),
+                resourceType: Type.String({
+                  minLength: 1,
+                  description: 'The kind of the resource to patch.',
+                }),
                 patch: Type.String({ description: 'The patch.' }),
                 type: Type.String({ description: 'The patch type: json, merge or strategic.' }),
               }),
@@ -123,11 +129,7 @@ export const CDIStatus = Type.Object(
 
 export const CDI = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(Type.String({ description: 'The REST resource this object represents: CDI.' })),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('CDI'),
     spec: CDISpec,
     status: Type.Optional(CDIStatus),
   },

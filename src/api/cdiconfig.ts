@@ -1,12 +1,6 @@
 // CDIConfig (cluster-scoped; a single object named `config`). Its spec is owned by CDI.spec.config.
 import Type, { type Static } from 'typebox';
-import {
-  ConditionFields,
-  LocalObjectReference,
-  ObjectMeta,
-  ResourceRequirements,
-  StringEnum,
-} from './k8s.ts';
+import { ConditionFields, LocalObjectReference, ResourceRequirements, RootFields, StringEnum } from './k8s.ts';
 
 export const FilesystemOverhead = Type.Object(
   {
@@ -142,11 +136,7 @@ export type CDIConfigStatus = Static<typeof CDIConfigStatus>;
 
 export const CDIConfig = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(Type.String({ description: 'The REST resource this object represents: CDIConfig.' })),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('CDIConfig'),
     spec: CDIConfigSpec,
     status: Type.Optional(CDIConfigStatus),
   },

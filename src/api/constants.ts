@@ -27,6 +27,12 @@ export const Ann = {
   UseReadWriteOnceForDataImportCron: `${g}useReadWriteOnceForDataImportCron`,
   SnapshotClassForDataImportCron: `${g}snapshotClassForDataImportCron`,
   SelectedNode: 'volume.kubernetes.io/selected-node',
+  /**
+   * cdi-ts, not upstream: on a StorageClass whose provisioner CDI's capability table does not know, the claim
+   * property sets of its StorageProfile as a JSON list, e.g. [{"accessModes":["ReadWriteOnce"],"volumeMode":"Block"}].
+   * A profile's own spec.claimPropertySets still wins.
+   */
+  ClaimPropertySets: `${g}claim-property-sets`,
 
   // the PVC annotation API of the import controller
   Source: `${g}storage.import.source`,
@@ -187,6 +193,8 @@ export const ConditionType = {
   Running: 'Running',
   /** StorageProfile */
   Recognized: 'Recognized',
+  /** StorageProfile (cdi-ts, not upstream): False while a setting cannot be used; the message says which. */
+  Valid: 'Valid',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 

@@ -97,6 +97,8 @@ export interface CrdDefinition {
   schema: TSchema;
   statusSubresource: boolean;
   printerColumns?: PrinterColumn[];
+  /** Marks the version deprecated; the API server sends this text as a warning to every client. */
+  deprecationWarning?: string;
 }
 
 /** The apiextensions.k8s.io/v1 CustomResourceDefinition for one kind, served and stored as v1beta1. */
@@ -121,6 +123,10 @@ export function buildCrd(def: CrdDefinition, version = 'v1beta1'): JsonSchema {
   };
   if (def.printerColumns) versionEntry.additionalPrinterColumns = def.printerColumns;
   if (def.statusSubresource) versionEntry.subresources = { status: {} };
+  if (def.deprecationWarning !== undefined) {
+    versionEntry.deprecated = true;
+    versionEntry.deprecationWarning = def.deprecationWarning;
+  }
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',

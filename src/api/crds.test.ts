@@ -57,6 +57,12 @@ void test('cluster-scoped kinds are cluster-scoped', () => {
     CDIConfig: 'Cluster',
     StorageProfile: 'Cluster',
     CDI: 'Cluster',
+    DataSource: 'Namespaced',
+    DataImportCron: 'Namespaced',
+    VolumeImportSource: 'Namespaced',
+    VolumeUploadSource: 'Namespaced',
+    VolumeCloneSource: 'Namespaced',
+    ObjectTransfer: 'Cluster',
   });
 });
 
@@ -71,5 +77,62 @@ void test('status subresources are where upstream has them', () => {
       return [spec.names.kind, spec.versions[0]?.subresources !== undefined];
     }),
   );
-  assert.deepEqual(sub, { DataVolume: true, CDIConfig: false, StorageProfile: true, CDI: false });
+  assert.deepEqual(sub, {
+    DataVolume: true,
+    CDIConfig: false,
+    StorageProfile: true,
+    CDI: false,
+    DataSource: false,
+    DataImportCron: false,
+    VolumeImportSource: false,
+    VolumeUploadSource: false,
+    VolumeCloneSource: false,
+    ObjectTransfer: true,
+  });
+});
+
+void test("short names, categories and printer columns of the other kinds are upstream's", () => {
+  const byKind = Object.fromEntries(
+    crds().map((c) => {
+      const spec = c.spec as {
+        names: { kind: string; shortNames?: string[]; categories?: string[] };
+        versions: { additionalPrinterColumns?: { name: string; jsonPath: string }[]; deprecated?: boolean }[];
+      };
+      const v = spec.versions[0]!;
+      return [
+        spec.names.kind,
+        {
+          shortNames: spec.names.shortNames,
+          categories: spec.names.categories,
+          columns: v.additionalPrinterColumns?.map((col) => `${col.name}=${col.jsonPath}`),
+          deprecated: v.deprecated,
+        },
+      ];
+    }),
+  );
+  assert.deepEqual(byKind.DataSource, {
+    shortNames: ['das'],
+    categories: ['all'],
+    columns: undefined,
+    deprecated: undefined,
+  });
+  assert.deepEqual(byKind.DataImportCron, {
+    shortNames: ['dic', 'dics'],
+    categories: ['all'],
+    columns: ['Format=.status.sourceFormat'],
+    deprecated: undefined,
+  });
+  assert.deepEqual(byKind.ObjectTransfer, {
+    shortNames: ['ot', 'ots'],
+    categories: undefined,
+    columns: ['Age=.metadata.creationTimestamp', 'Phase=.status.phase'],
+    deprecated: true,
+  });
+  for (const k of ['VolumeImportSource', 'VolumeUploadSource', 'VolumeCloneSource'])
+    assert.deepEqual(byKind[k], {
+      shortNames: undefined,
+      categories: undefined,
+      columns: undefined,
+      deprecated: undefined,
+    });
 });

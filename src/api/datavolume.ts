@@ -4,8 +4,8 @@ import Type, { type Static } from 'typebox';
 import {
   ConditionFields,
   LabelSelector,
-  ObjectMeta,
   PersistentVolumeClaimSpec,
+  RootFields,
   StringEnum,
   TypedLocalObjectReference,
   TypedObjectReference,
@@ -294,13 +294,7 @@ export type DataVolumeStatus = Static<typeof DataVolumeStatus>;
 
 export const DataVolume = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: DataVolume.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('DataVolume'),
     spec: DataVolumeSpec,
     status: Type.Optional(DataVolumeStatus),
   },

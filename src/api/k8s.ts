@@ -1,7 +1,7 @@
 // Schemas for the Kubernetes types that CDI's API embeds (PersistentVolumeClaimSpec, label selectors,
 // resource requirements, node placement). Field names and shapes follow k8s.io/api core/v1 so that a
 // manifest written for upstream CDI is accepted unchanged; descriptions are ours.
-import Type, { type Static, type TUnsafe } from 'typebox';
+import Type, { type Static, type TSchema, type TUnsafe } from 'typebox';
 
 /** A string restricted to a fixed set of values; emits `{type: string, enum: [...]}` (a CRD cannot use `const`). */
 export function StringEnum<const T extends readonly string[]>(
@@ -43,11 +43,6 @@ function QuantityMap(description: string): TUnsafe<Record<string, string | numbe
     additionalProperties: Quantity,
     description,
   });
-}
-
-/** Options that make a schema opaque to the API server: it keeps whatever the user wrote. */
-export function Opaque<T>(description: string): TUnsafe<T> {
-  return Type.Unsafe<T>({ type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description });
 }
 
 export const OwnerReference = Type.Object({
@@ -204,7 +199,7 @@ export const PersistentVolumeClaimSpec = Type.Object(
 export type PersistentVolumeClaimSpec = Static<typeof PersistentVolumeClaimSpec>;
 
 export const LocalObjectReference = Type.Object(
-  { name: Type.Optional(Type.String({ description: 'The name of the referenced object.' })) },
+  { name: Type.Optional(Type.String({ default: '', description: 'The name of the referenced object.' })) },
   { 'x-kubernetes-map-type': 'atomic' },
 );
 
@@ -223,16 +218,135 @@ export const Toleration = Type.Object(
   { description: 'A toleration of a node taint.' },
 );
 
+const atomicList = <T extends TSchema>(items: T, description: string) =>
+  Type.Array(items, { description, 'x-kubernetes-list-type': 'atomic' });
+
+const NodeSelectorRequirement = Type.Object(
+  {
+    key: Type.String({ description: 'The label key (or field name) the requirement applies to.' }),
+    operator: Type.String({ description: 'In, NotIn, Exists, DoesNotExist, Gt or Lt.' }),
+    values: Type.Optional(
+      atomicList(Type.String(), 'The values; one integer for Gt and Lt, none for Exists and DoesNotExist.'),
+    ),
+  },
+  { description: 'A node selector requirement: a key, an operator and values.' },
+);
+
+const NodeSelectorTerm = Type.Object(
+  {
+    matchExpressions: Type.Optional(
+      atomicList(NodeSelectorRequirement, 'Requirements on node labels, ANDed together.'),
+    ),
+    matchFields: Type.Optional(
+      atomicList(NodeSelectorRequirement, 'Requirements on node fields, ANDed together.'),
+    ),
+  },
+  { description: 'A node selector term; terms of a list are ORed.', 'x-kubernetes-map-type': 'atomic' },
+);
+
+const PodAffinityTerm = Type.Object(
+  {
+    labelSelector: Type.Optional(LabelSelector),
+    matchLabelKeys: Type.Optional(
+      atomicList(
+        Type.String(),
+        'Pod label keys whose values are taken from the incoming pod and ANDed with labelSelector.',
+      ),
+    ),
+    mismatchLabelKeys: Type.Optional(
+      atomicList(Type.String(), "Pod label keys whose values must differ from the incoming pod's."),
+    ),
+    namespaceSelector: Type.Optional(LabelSelector),
+    namespaces: Type.Optional(
+      atomicList(Type.String(), "Namespaces the term applies to; the pod's own when empty."),
+    ),
+    topologyKey: Type.String({
+      description: 'The node label whose value defines "co-located" (e.g. a zone).',
+    }),
+  },
+  { description: 'A set of pods (labelSelector in namespaces) the pod should be co-located with, or not.' },
+);
+
+const WeightedPodAffinityTerm = Type.Object(
+  {
+    podAffinityTerm: PodAffinityTerm,
+    weight: Type.Integer({ format: 'int32', description: 'The weight, 1-100.' }),
+  },
+  { description: 'A preferred pod affinity term with its weight.' },
+);
+
+const podAffinityFields = (what: string) => ({
+  preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+    atomicList(WeightedPodAffinityTerm, `Soft ${what} rules: nodes that satisfy more of them score higher.`),
+  ),
+  requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+    atomicList(PodAffinityTerm, `Hard ${what} rules: the pod is not scheduled unless all hold.`),
+  ),
+});
+
+/** A core/v1 Affinity, field for field. */
+export const Affinity = Type.Object(
+  {
+    nodeAffinity: Type.Optional(
+      Type.Object(
+        {
+          preferredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+            atomicList(
+              Type.Object(
+                {
+                  preference: NodeSelectorTerm,
+                  weight: Type.Integer({ format: 'int32', description: 'The weight, 1-100.' }),
+                },
+                { description: 'A preferred node selector term with its weight.' },
+              ),
+              'Soft node rules: nodes that match more of them score higher.',
+            ),
+          ),
+          requiredDuringSchedulingIgnoredDuringExecution: Type.Optional(
+            Type.Object(
+              { nodeSelectorTerms: atomicList(NodeSelectorTerm, 'The terms, ORed.') },
+              {
+                description: 'Hard node rules: the pod is not scheduled elsewhere.',
+                'x-kubernetes-map-type': 'atomic',
+              },
+            ),
+          ),
+        },
+        { description: 'Node affinity scheduling rules.' },
+      ),
+    ),
+    podAffinity: Type.Optional(
+      Type.Object(podAffinityFields('co-location'), {
+        description: 'Rules to co-locate the pod with other pods.',
+      }),
+    ),
+    podAntiAffinity: Type.Optional(
+      Type.Object(podAffinityFields('anti-affinity'), {
+        description: 'Rules to keep the pod away from other pods.',
+      }),
+    ),
+  },
+  { description: 'Affinity scheduling rules (nodeAffinity, podAffinity, podAntiAffinity) for the pods.' },
+);
+
 /** Node placement (kubevirt.io/controller-lifecycle-operator-sdk NodePlacement). */
 export const NodePlacementFields = {
   nodeSelector: Type.Optional(StringMap('Labels a node must have for the pods to be scheduled there.')),
-  affinity: Type.Optional(
-    Opaque<Record<string, unknown>>(
-      'A core/v1 Affinity (nodeAffinity, podAffinity, podAntiAffinity) for the pods.',
-    ),
-  ),
+  affinity: Type.Optional(Affinity),
   tolerations: Type.Optional(Type.Array(Toleration, { description: 'Tolerations for the pods.' })),
 };
+
+/** apiVersion, kind and metadata of a cdi.kubevirt.io/v1beta1 object (the root of every CDI kind). */
+// eslint-disable-next-line @typescript-eslint/explicit-module-boundary-types -- the inferred TypeBox type is the point
+export function RootFields(kind: string) {
+  return {
+    apiVersion: Type.Optional(
+      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
+    ),
+    kind: Type.Optional(Type.String({ description: `The REST resource this object represents: ${kind}.` })),
+    metadata: Type.Optional(ObjectMeta),
+  };
+}
 
 /** A condition in the upstream CDI shape (status, reason, message and two timestamps). */
 // eslint-disable-next-line @typescript-eslint/explicit-module-boundary-types -- the inferred TypeBox type is the point

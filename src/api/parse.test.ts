@@ -1,6 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ParseError, parseDataVolume, parseCDI } from './parse.ts';
+import {
+  ParseError,
+  parseCDI,
+  parseDataImportCron,
+  parseDataSource,
+  parseDataVolume,
+  parseObjectTransfer,
+  parseUploadTokenRequest,
+  parseVolumeCloneSource,
+  parseVolumeImportSource,
+} from './parse.ts';
 
 const dv = {
   apiVersion: 'cdi.kubevirt.io/v1beta1',
@@ -70,4 +80,68 @@ void test('parseCDI accepts an upstream-style CDI resource', () => {
     },
   });
   assert.deepEqual(cdi.spec.config?.featureGates, ['HonorWaitForFirstConsumer']);
+});
+
+void test('the other kinds parse upstream-style objects and name a wrong field', () => {
+  const ds = parseDataSource({
+    metadata: { name: 'fedora', namespace: 'golden' },
+    spec: { source: { pvc: { namespace: 'golden', name: 'fedora-42' } } },
+  });
+  assert.equal(ds.spec.source.pvc?.name, 'fedora-42');
+  assert.throws(
+    () =>
+      parseDataSource({
+        metadata: { name: 'x', namespace: 'y' },
+        spec: { source: { snapshot: { name: 's' } } },
+      }),
+    /invalid DataSource y\/x: spec\.source\.snapshot must have required properties namespace/,
+  );
+  const cron = parseDataImportCron({
+    metadata: { name: 'fedora', namespace: 'golden' },
+    spec: {
+      schedule: '0 */12 * * *',
+      managedDataSource: 'fedora',
+      importsToKeep: 2,
+      template: {
+        spec: {
+          source: { registry: { url: 'docker://quay.io/containerdisks/fedora:latest' } },
+          storage: { resources: { requests: { storage: '5Gi' } } },
+        },
+      },
+    },
+  });
+  assert.equal(
+    cron.spec.template.spec.source?.registry?.url,
+    'docker://quay.io/containerdisks/fedora:latest',
+  );
+  assert.throws(
+    () => parseDataImportCron({ metadata: { name: 'c' }, spec: { schedule: '', template: { spec: {} } } }),
+    /spec must have required properties managedDataSource/,
+  );
+  const vis = parseVolumeImportSource({
+    spec: { source: { http: { url: 'https://example.invalid/d.qcow2' } } },
+  });
+  assert.equal(vis.spec.source?.http?.url, 'https://example.invalid/d.qcow2');
+  assert.throws(
+    () => parseVolumeCloneSource({ spec: { source: { kind: 'PersistentVolumeClaim' } } }),
+    /spec\.source must have required properties name/,
+  );
+  const ot = parseObjectTransfer({
+    spec: {
+      source: { kind: 'PersistentVolumeClaim', namespace: 'a', name: 'p' },
+      target: { namespace: 'b' },
+    },
+  });
+  assert.equal(ot.spec.target.namespace, 'b');
+  const utr = parseUploadTokenRequest({
+    apiVersion: 'upload.cdi.kubevirt.io/v1beta1',
+    kind: 'UploadTokenRequest',
+    metadata: { name: 'token-for-dv-x', namespace: 'vms' },
+    spec: { pvcName: 'x' },
+  });
+  assert.equal(utr.spec.pvcName, 'x');
+  assert.throws(
+    () => parseUploadTokenRequest({ spec: {} }),
+    /invalid UploadTokenRequest: spec must have required properties pvcName/,
+  );
 });

@@ -6,6 +6,11 @@ import { DataVolume } from './datavolume.ts';
 import { CDIConfig } from './cdiconfig.ts';
 import { StorageProfile } from './storageprofile.ts';
 import { CDI } from './cdi.ts';
+import { DataSource } from './datasource.ts';
+import { DataImportCron } from './dataimportcron.ts';
+import { VolumeCloneSource, VolumeImportSource, VolumeUploadSource } from './populators.ts';
+import { ObjectTransfer } from './objecttransfer.ts';
+import { UploadTokenRequest } from './upload.ts';
 
 export class ParseError extends Error {
   override name = 'ParseError';
@@ -41,3 +46,28 @@ export const parseStorageProfile: (value: unknown) => StorageProfile = makeParse
   StorageProfile,
 );
 export const parseCDI: (value: unknown) => CDI = makeParser('CDI', CDI);
+export const parseDataSource: (value: unknown) => DataSource = makeParser('DataSource', DataSource);
+export const parseDataImportCron: (value: unknown) => DataImportCron = makeParser(
+  'DataImportCron',
+  DataImportCron,
+);
+export const parseVolumeImportSource: (value: unknown) => VolumeImportSource = makeParser(
+  'VolumeImportSource',
+  VolumeImportSource,
+);
+export const parseVolumeUploadSource: (value: unknown) => VolumeUploadSource = makeParser(
+  'VolumeUploadSource',
+  VolumeUploadSource,
+);
+export const parseVolumeCloneSource: (value: unknown) => VolumeCloneSource = makeParser(
+  'VolumeCloneSource',
+  VolumeCloneSource,
+);
+export const parseObjectTransfer: (value: unknown) => ObjectTransfer = makeParser(
+  'ObjectTransfer',
+  ObjectTransfer,
+);
+export const parseUploadTokenRequest: (value: unknown) => UploadTokenRequest = makeParser(
+  'UploadTokenRequest',
+  UploadTokenRequest,
+);

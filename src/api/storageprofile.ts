@@ -1,6 +1,8 @@
-// StorageProfile (cluster-scoped, one per StorageClass with the same name).
+// StorageProfile (cluster-scoped, one per StorageClass with the same name), and the two Kubernetes kinds its
+// controller reads: StorageClass and VolumeSnapshotClass. This is the one definition of these shapes; the
+// controllers use these types.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, ObjectMeta, StringEnum } from './k8s.ts';
+import { ConditionFields, ObjectMeta, RootFields, StringEnum } from './k8s.ts';
 
 export const CloneStrategies = ['copy', 'snapshot', 'csi-clone'] as const;
 
@@ -63,16 +65,54 @@ export const StorageProfileStatus = Type.Object(
 
 export const StorageProfile = Type.Object(
   {
-    apiVersion: Type.Optional(
-      Type.String({ description: 'The versioned schema of this object: cdi.kubevirt.io/v1beta1.' }),
-    ),
-    kind: Type.Optional(
-      Type.String({ description: 'The REST resource this object represents: StorageProfile.' }),
-    ),
-    metadata: Type.Optional(ObjectMeta),
+    ...RootFields('StorageProfile'),
     spec: StorageProfileSpec,
     status: Type.Optional(StorageProfileStatus),
   },
   { description: 'StorageProfile holds CDI recommendations for the volumes of one StorageClass.' },
 );
 export type StorageProfile = Static<typeof StorageProfile>;
+
+export type StorageProfileSpec = Static<typeof StorageProfileSpec>;
+export type StorageProfileStatus = Static<typeof StorageProfileStatus>;
+export type StorageProfileCondition = Static<typeof StorageProfileCondition>;
+
+/** A storage.k8s.io/v1 StorageClass as the API server sends it (only the fields CDI reads are typed). */
+export const StorageClass = Type.Object(
+  {
+    apiVersion: Type.Optional(Type.String()),
+    kind: Type.Optional(Type.String()),
+    metadata: ObjectMeta,
+    provisioner: Type.String(),
+    parameters: Type.Optional(Type.Record(Type.String(), Type.String())),
+    reclaimPolicy: Type.Optional(Type.String()),
+    volumeBindingMode: Type.Optional(Type.String()),
+    allowVolumeExpansion: Type.Optional(Type.Boolean()),
+    mountOptions: Type.Optional(Type.Array(Type.String())),
+  },
+  { description: 'A Kubernetes StorageClass.' },
+);
+export type StorageClass = Static<typeof StorageClass>;
+
+/** A snapshot.storage.k8s.io/v1 VolumeSnapshotClass (the CSI external-snapshotter kind). */
+export const VolumeSnapshotClass = Type.Object(
+  {
+    apiVersion: Type.Optional(Type.String()),
+    kind: Type.Optional(Type.String()),
+    metadata: ObjectMeta,
+    driver: Type.String(),
+    deletionPolicy: Type.Optional(Type.String()),
+    parameters: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { description: 'A CSI VolumeSnapshotClass.' },
+);
+export type VolumeSnapshotClass = Static<typeof VolumeSnapshotClass>;
+
+/** Where the VolumeSnapshotClass kind lives in the REST API (its CRD comes with the CSI snapshotter). */
+export const VolumeSnapshotClassResource = {
+  group: 'snapshot.storage.k8s.io',
+  version: 'v1',
+  kind: 'VolumeSnapshotClass',
+  plural: 'volumesnapshotclasses',
+  namespaced: false,
+} as const;

@@ -9,7 +9,8 @@ export interface TerminationMessage {
   scratchSpaceRequired?: boolean;
   preallocationApplied?: boolean;
   deadlinePassed?: boolean;
-  vddkInfo?: { version?: string; host?: string };
+  /** vddk: what nbdkit's log said, under upstream's Go field names (VddkInfo has no json tags). */
+  vddkInfo?: { Version?: string; Host?: string };
   labels?: Record<string, string>;
   /** Warnings of a successful import (absent when there are none). */
   warnings?: string[];
@@ -41,8 +42,8 @@ export function parseTerminationJson(text: string): TerminationMessage {
   if (typeof v === 'object' && v !== null) {
     const vi = v as Record<string, unknown>;
     msg.vddkInfo = {
-      ...(typeof vi['version'] === 'string' ? { version: vi['version'] } : {}),
-      ...(typeof vi['host'] === 'string' ? { host: vi['host'] } : {}),
+      ...(typeof vi['Version'] === 'string' ? { Version: vi['Version'] } : {}),
+      ...(typeof vi['Host'] === 'string' ? { Host: vi['Host'] } : {}),
     };
   }
   const l = o['labels'];

@@ -9,14 +9,20 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseChecksum } from '../importer/checksum.ts';
 import { describe, ErrorKind, ImportError } from '../importer/errors.ts';
 import { ContentType, runImport, type CacheMode, type ImportRequest } from '../importer/import.ts';
+import type { Limits } from '../importer/image/run.ts';
 import { inspectSource, type InspectReport } from '../importer/inspect.ts';
+import { cgroupMemoryLimit, describeLimits, limitsFor } from '../importer/memory.ts';
 import { Progress } from '../importer/progress.ts';
 import { humanSize, parseSize } from '../importer/size.ts';
 import { deviceSize } from '../importer/sink/raw.ts';
 import { FileSource } from '../importer/source/file.ts';
+import { GcsSource } from '../importer/source/gcs.ts';
 import { HttpSource } from '../importer/source/http.ts';
+import { RegistrySource } from '../importer/source/registry.ts';
+import { S3Source } from '../importer/source/s3.ts';
 import type { ImportSource } from '../importer/source/source.ts';
 import { showProgress } from './progress-view.ts';
+import { uploadCommand } from './upload.ts';
 
 interface SourceFlags {
   caDir?: string;
@@ -24,6 +30,9 @@ interface SourceFlags {
   header: string[];
   user?: string;
   passwordFile?: string;
+  source?: string;
+  arch?: string;
+  credentialsFile?: string;
 }
 
 interface ImportFlags extends SourceFlags {
@@ -60,8 +69,25 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
+const SOURCE_KINDS = ['http', 'registry', 's3', 'gcs'] as const;
+type SourceKind = (typeof SOURCE_KINDS)[number];
+
+/** The source kind a URL implies (`--source` overrides it for http(s) endpoints of S3 and GCS). */
+function sourceKind(url: string, flag: string | undefined): SourceKind {
+  if (flag !== undefined) {
+    if (!(SOURCE_KINDS as readonly string[]).includes(flag))
+      throw new UsageError(`invalid --source "${flag}": use ${SOURCE_KINDS.join(', ')}`);
+    return flag as SourceKind;
+  }
+  if (/^(docker|oci-archive):\/\//.test(url)) return 'registry';
+  if (url.startsWith('s3://')) return 's3';
+  if (url.startsWith('gs://')) return 'gcs';
+  return 'http';
+}
+
 async function makeSource(url: string, f: SourceFlags): Promise<ImportSource> {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return new FileSource(url);
+  const kind = sourceKind(url, f.source);
   let password: string | undefined;
   if (f.passwordFile) {
     password = (
@@ -76,14 +102,53 @@ async function makeSource(url: string, f: SourceFlags): Promise<ImportSource> {
   if (password !== undefined && f.user === undefined) {
     throw new ImportError(ErrorKind.Invalid, '--password-file needs --user');
   }
+  if (f.arch !== undefined && kind !== 'registry')
+    throw new UsageError('--arch is for docker:// and oci-archive:// images');
+  const caDirs = f.caDir ? [f.caDir] : [];
+  const insecure = f.insecureSkipVerify ?? false;
+  if (kind === 'registry') {
+    return new RegistrySource({
+      url,
+      ...(f.user !== undefined ? { user: f.user, password: password ?? '' } : {}),
+      caDirs,
+      insecure,
+      ...(f.arch ? { architecture: f.arch } : {}),
+      userAgent: 'cdi-ts',
+    });
+  }
+  if (kind === 's3') {
+    return new S3Source({
+      url,
+      ...(f.user !== undefined ? { accessKeyId: f.user, secretKey: password ?? '' } : {}),
+      caDirs,
+      insecureSkipVerify: insecure,
+    });
+  }
+  if (kind === 'gcs') {
+    const credentialsFile = f.credentialsFile ?? process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    return new GcsSource({
+      url,
+      ...(credentialsFile ? { credentialsFile } : {}),
+      caDirs,
+      insecureSkipVerify: insecure,
+    });
+  }
   return new HttpSource({
     url,
     ...(f.caDir ? { caDir: f.caDir } : {}),
-    insecureSkipVerify: f.insecureSkipVerify ?? false,
+    insecureSkipVerify: insecure,
     headers: f.header,
     ...(f.user !== undefined ? { user: f.user } : {}),
     ...(password !== undefined ? { password } : {}),
   });
+}
+
+/** Children sized from this process's cgroup memory limit (as in the pod); said on stderr when there is one. */
+async function childLimits(say: boolean): Promise<Limits> {
+  const memory = await cgroupMemoryLimit();
+  const limits = limitsFor(memory?.bytes);
+  if (memory && say) process.stderr.write(`cdi: ${describeLimits(memory, limits)}\n`);
+  return limits;
 }
 
 function parseContentType(v: string): ContentType {
@@ -122,6 +187,10 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
     available = size ?? ds.bavail * ds.bsize;
   }
   const source = await makeSource(url, f);
+  if (source instanceof RegistrySource && contentType !== ContentType.KubeVirt) {
+    throw new UsageError('registry images hold a disk: --content-type archive is not supported for them');
+  }
+  const limits = await childLimits(true);
   const progress = new Progress();
   const stop = f.progress ? showProgress(progress, process.stderr, process.stderr.isTTY === true) : () => {};
   const scratch = f.scratchDir ?? (await mkdtemp(path.join(tmpdir(), 'cdi-scratch-')));
@@ -139,6 +208,7 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
       cache: f.cache as CacheMode,
       stream: f.stream,
       extentCopy: f.extentCopy,
+      limits,
       progress,
     });
     stop();
@@ -176,7 +246,11 @@ async function doInspect(url: string, f: InspectFlags): Promise<number> {
   const contentType = usage(() => parseContentType(f.contentType));
   const size = usage(() => (f.size !== undefined ? parseSize(f.size) : undefined));
   const source = await makeSource(url, f);
-  const r = await inspectSource(source, { contentType, ...(size !== undefined ? { size } : {}) });
+  const r = await inspectSource(source, {
+    contentType,
+    ...(size !== undefined ? { size } : {}),
+    limits: await childLimits(false),
+  });
   if (f.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else printReport(r);
   return r.accepted ? 0 : 1;
@@ -184,11 +258,23 @@ async function doInspect(url: string, f: InspectFlags): Promise<number> {
 
 function sourceOptions(c: Command): Command {
   return c
+    .option(
+      '--source <kind>',
+      'http, registry, s3 or gcs (default: from the URL; use s3 or gcs for http(s):// endpoints of those stores)',
+    )
     .option('--ca-dir <dir>', 'directory of extra trusted CA certificates (every file in it)')
-    .option('--insecure-skip-verify', 'do not verify the server certificate')
+    .option(
+      '--insecure-skip-verify',
+      'do not verify the server certificate (registries: also allow plain HTTP, like insecureRegistries)',
+    )
     .option('--header <line>', "extra HTTP header 'Name: value' (repeatable)", collect, [])
-    .option('--user <name>', 'basic-auth user')
-    .option('--password-file <file>', 'file holding the basic-auth password');
+    .option('--user <name>', 'basic-auth user; registry user; S3 access key ID')
+    .option('--password-file <file>', 'file holding the password (registry password, S3 secret key)')
+    .option('--arch <architecture>', 'registry images: the platform.architecture to pick from an image index')
+    .option(
+      '--credentials-file <file>',
+      'GCS: a service-account key (credentials.json); default $GOOGLE_APPLICATION_CREDENTIALS, else anonymous',
+    );
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -205,7 +291,7 @@ export async function main(argv: string[]): Promise<number> {
       .description(
         'import a disk image (or a tar archive) from a URL or local file to a file, block device or directory',
       )
-      .argument('<url>', 'http(s):// URL or local file')
+      .argument('<url>', 'http(s)://, docker://, oci-archive://, s3://, gs:// URL or local file')
       .requiredOption(
         '--to <path>',
         'target: a file, a block device, or a directory (archive content; disk.img inside for images)',
@@ -240,13 +326,15 @@ export async function main(argv: string[]): Promise<number> {
       .description(
         'show the layers, format and sizes of an image and whether an import would accept it; writes nothing',
       )
-      .argument('<url>', 'http(s):// URL or local file')
+      .argument('<url>', 'http(s)://, docker://, oci-archive://, s3://, gs:// URL or local file')
       .option('--json', 'machine-readable output')
       .option('--size <size>', 'check against this capacity')
       .option('--content-type <type>', 'kubevirt (disk image) or archive (tar)', 'kubevirt'),
   ).action(async (url: string, f: InspectFlags) => {
     code = await doInspect(url, f);
   });
+
+  uploadCommand(program, (c) => (code = c));
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -257,6 +345,6 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`cdi: error: ${describe(err)}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return err instanceof UsageError || (err as { usage?: unknown }).usage === true ? 2 : 1;
   }
 }

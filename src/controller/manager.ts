@@ -31,7 +31,8 @@ import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
-import { reconcileStorageProfile } from './storageprofile/controller.ts';
+import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
+import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 import {
   dvsForConfig,
   dvsForStorageClass,
@@ -121,6 +122,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const profiles = cache.informerOf(Res.storageProfile);
   const configs = cache.informerOf(Res.cdiConfig);
   const pvcEvents = cache.informerOf(Res.event);
+  const pvs = cache.informerOf(Res.pv);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -136,11 +138,19 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(configs)
     .watch(classes, () => CDIConfigName);
 
-  controller('storageprofile-controller', 1, (kube, key) =>
-    reconcileStorageProfile({ kube, log: log('storageprofile-controller') }, key),
+  const storageProfile = controller('storageprofile-controller', 1, (kube, key) =>
+    reconcileStorageProfile({ kube, recorder: events, log: log('storageprofile-controller') }, key),
   )
     .watch(classes)
-    .watch(profiles);
+    .watch(profiles)
+    .watch(pvs, profileKeyOfVolume(classes));
+  // not an informer the controller waits for: the kind is only served with a CSI snapshotter
+  const snapshotClasses = new SnapshotClassWatch({
+    client: o.client,
+    logger: log('storageprofile-controller'),
+    classes: () => classes.list(),
+    enqueue: (k) => storageProfile.enqueue(k),
+  });
 
   const podOptions = {
     image: o.importerImage,
@@ -194,12 +204,13 @@ export function buildManager(o: ManagerOptions): Manager {
     synced: () => cache.synced,
     async run(signal: AbortSignal): Promise<void> {
       cache.start();
+      snapshotClasses.start();
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
         await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal)]);
       } finally {
-        await cache.stop();
+        await Promise.all([cache.stop(), snapshotClasses.stop()]);
         await recorder.flush();
       }
     },

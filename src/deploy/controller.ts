@@ -1,24 +1,43 @@
 // The manifests that run cdi-controller: Namespace, ServiceAccount, least-privilege RBAC, Deployment and the
-// metrics Service. Rendered from code (hack/gen-deploy.ts writes deploy/cdi/*.yaml), snapshot-tested so a change to
-// a rule or a field shows up in review. Names follow upstream where a user may look for them (cdi-deployment, cdi-sa).
+// metrics Service, plus the user-facing ClusterRoles (src/deploy/rbac.ts). Rendered from code with options (images,
+// pull policy, namespace, replicas); `npm run gen` (hack/gen-manifests.ts) writes the local harness's default into
+// deploy/cdi/*.yaml, snapshot-tested so a change to a rule or a field shows up in review. Names follow upstream where
+// a user may look for them (cdi-deployment, cdi-sa).
 import YAML from 'yaml';
+import { userClusterRoles } from './rbac.ts';
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+export const PullPolicies: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
 
 export interface ControllerDeployOptions {
   namespace: string;
+  /** The cdi-controller image, e.g. quay.io/example/cdi-controller:v0.1.0 */
   controllerImage: string;
+  /** The image of the importer pods the controller starts. */
   importerImage: string;
-  pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** For the controller and every pod it starts. */
+  pullPolicy: PullPolicy;
   replicas: number;
 }
 
+/**
+ * The local harness's choice (`npm run gen`, deploy/): hack/images/build.sh pushes :dev (moving) and :<content hash>
+ * to the cluster's registry, and :dev moves, so it is pulled Always; deploy-time tooling may pin the hash.
+ */
 export const defaultDeployOptions: ControllerDeployOptions = {
   namespace: 'cdi',
-  // hack/images/build.sh pushes :dev (moving) and :<content hash>; deploy-time tooling may pin the hash
   controllerImage: 'localhost:5000/cdi-controller:dev',
   importerImage: 'localhost:5000/cdi-importer:dev',
   pullPolicy: 'Always',
   replicas: 1,
 };
+
+/** The project's image names under one registry and tag: `<registry>/cdi-controller:<tag>`, `…/cdi-importer:<tag>`. */
+export function imagesFrom(registry: string, tag: string): Pick<ControllerDeployOptions, 'controllerImage' | 'importerImage'> {
+  const r = registry.replace(/\/+$/, '');
+  if (!r || !tag) throw new Error('a registry and a tag are both needed, e.g. --registry quay.io/example --tag v0.1.0');
+  return { controllerImage: `${r}/cdi-controller:${tag}`, importerImage: `${r}/cdi-importer:${tag}` };
+}
 
 type Obj = Record<string, unknown>;
 
@@ -30,7 +49,13 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - persistentvolumeclaims: watch; create targets and scratch volumes; patch the status annotations; delete never
  *   (owner references do that) - but the import controller deletes nothing but pods
  * - pods: watch importer pods, list a namespace's pods to find one holding a target claim; create and delete importers
- * - storageclasses: read (rendering, overhead); storageprofiles: create/delete one per class, write status
+ * - `update` on the finalizers subresource of every owner a child names with blockOwnerDeletion (the
+ *   OwnerReferencesPermissionEnforcement admission plugin demands it): DataVolumes own their PVCs, PVCs own the
+ *   importer pods, importer pods own the scratch PVCs
+ * - storageclasses: read (rendering, overhead); storageprofiles: create/delete one per class, annotate them with the
+ *   table's minimum size and DataImportCron hints (patch), write status
+ * - persistentvolumes: read (a class without provisioner can do what its volumes offer)
+ * - volumesnapshotclasses: read (a profile's snapshotClass and clone strategy)
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
@@ -40,12 +65,20 @@ export function clusterRules(): Obj[] {
   return [
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/status'], verbs: ['patch'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/finalizers'], verbs: ['update'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    {
+      apiGroups: ['cdi.kubevirt.io'],
+      resources: ['storageprofiles'],
+      verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+    },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles/status'], verbs: ['update'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
+    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotclasses'], verbs: ['list', 'watch'] },
     // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
@@ -142,6 +175,11 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
 
 const header = '# Generated by hack/gen-manifests.ts from src/deploy/controller.ts; do not edit (npm run gen).\n';
 
+/** Every object, in the order to apply them (what deploy/cdi holds, in one list). */
+export function allManifests(o: ControllerDeployOptions = defaultDeployOptions): Obj[] {
+  return [...controllerManifests(o), ...userClusterRoles(labels)];
+}
+
 /** deploy/cdi/<file> → YAML text. */
 export function renderDeployFiles(o: ControllerDeployOptions = defaultDeployOptions): Record<string, string> {
   const m = controllerManifests(o);
@@ -150,6 +188,7 @@ export function renderDeployFiles(o: ControllerDeployOptions = defaultDeployOpti
   return {
     '00-namespace.yaml': doc(byKind('Namespace')),
     '10-rbac.yaml': doc(byKind('ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding')),
+    '11-rbac-users.yaml': doc(userClusterRoles(labels)),
     '20-controller.yaml': doc(byKind('Deployment', 'Service')),
   };
 }

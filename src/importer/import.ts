@@ -91,6 +91,7 @@ function chain(input: Readable, stages: Transform[]): Readable {
 
 export async function peelLayers(
   input: Readable,
+  memoryBytes?: number,
 ): Promise<{ layers: Layer[]; format: Layer; head: Buffer; stream: Readable }> {
   const layers: Layer[] = [];
   let cur = input;
@@ -101,7 +102,7 @@ export async function peelLayers(
       if (layers.length >= 4)
         throw new ImportError(ErrorKind.Invalid, 'more than 4 nested compression layers; refused');
       layers.push(l);
-      cur = decompress(l, stream);
+      cur = decompress(l, stream, memoryBytes);
       continue;
     }
     return { layers, format: l, head, stream };
@@ -223,7 +224,7 @@ async function runImportInner(
         };
       }
     }
-    const { layers, format, head, stream } = await peelLayers(body);
+    const { layers, format, head, stream } = await peelLayers(body, limits.memoryBytes);
 
     if (req.contentType === ContentType.Archive) {
       if (format !== 'tar') {

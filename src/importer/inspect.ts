@@ -39,7 +39,7 @@ export async function inspectSource(
   try {
     const info = await src.info();
     const body = await src.open();
-    const { layers, format, head, stream } = await peelLayers(body);
+    const { layers, format, head, stream } = await peelLayers(body, limits.memoryBytes);
     stream.destroy();
     const base = {
       source: src.description,

@@ -14,14 +14,22 @@ import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseChecksum } from './checksum.ts';
 import { describe, ErrorKind, ImportError } from './errors.ts';
+import { importDisk } from './disk.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
+import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
+import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
+import { GcsSource } from './source/gcs.ts';
 import { HttpSource } from './source/http.ts';
+import { ImageioSource } from './source/imageio.ts';
+import { RegistrySource } from './source/registry.ts';
+import { S3Source } from './source/s3.ts';
 import type { ImportSource } from './source/source.ts';
+import { VddkSource } from './source/vddk.ts';
 import type { TerminationMessage } from '../api/termination.ts';
 
 type Env = Record<string, string | undefined>;
@@ -46,7 +54,7 @@ export function podPaths(env: Env): PodPaths {
 export type { TerminationMessage } from '../api/termination.ts';
 
 /** Go's strconv.ParseBool. */
-function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
+export function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
   if (v === undefined || v === '') return dflt;
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
@@ -68,7 +76,7 @@ export function terminationJson(msg: TerminationMessage): string {
   return s;
 }
 
-async function writeTermination(p: PodPaths, text: string): Promise<void> {
+export async function writeTermination(p: PodPaths, text: string): Promise<void> {
   // Upstream writes only the first line; kubelet keeps at most 4096 bytes.
   const line = text.replace(/\n/g, ' ');
   await writeFile(p.terminationLog, Buffer.from(line).subarray(0, 4096), { mode: 0o600 }).catch(
@@ -78,7 +86,7 @@ async function writeTermination(p: PodPaths, text: string): Promise<void> {
   );
 }
 
-function makeSource(env: Env, caDirs: string[]): ImportSource {
+function makeSource(env: Env, caDirs: string[], log: (line: string) => void): ImportSource {
   const kind = env.IMPORTER_SOURCE ?? '';
   if (kind === 'none' || kind === 'blank') return new BlankSource();
   if (kind === 'http') {
@@ -97,10 +105,71 @@ function makeSource(env: Env, caDirs: string[]): ImportSource {
       userAgent: 'cdi-ts-importer',
     });
   }
-  if (['registry', 's3', 'gcs', 'imageio', 'vddk', 'upload'].includes(kind)) {
+  const url = env.IMPORTER_ENDPOINT ?? '';
+  const user = env.IMPORTER_ACCESS_KEY_ID || undefined;
+  const secret = env.IMPORTER_SECRET_KEY ?? '';
+  const insecure = parseBool('INSECURE_TLS', env.INSECURE_TLS, false);
+  if (kind === 'registry') {
+    // INSECURE_TLS: the controller sets it for registries listed in CDIConfig insecureRegistries.
+    return new RegistrySource({
+      url,
+      ...(user ? { user, password: secret } : {}),
+      caDirs,
+      insecure,
+      ...(env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE
+        ? { architecture: env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE }
+        : {}),
+    });
+  }
+  if (kind === 's3') {
+    return new S3Source({
+      url,
+      ...(user ? { accessKeyId: user, secretKey: secret } : {}),
+      caDirs,
+      insecureSkipVerify: insecure,
+    });
+  }
+  if (kind === 'gcs') {
+    const credentialsFile = env.GOOGLE_APPLICATION_CREDENTIALS;
+    return new GcsSource({ url, ...(credentialsFile ? { credentialsFile } : {}), caDirs, env });
+  }
+  const checkpoints = {
+    ...(env.IMPORTER_CURRENT_CHECKPOINT ? { currentCheckpoint: env.IMPORTER_CURRENT_CHECKPOINT } : {}),
+    ...(env.IMPORTER_PREVIOUS_CHECKPOINT ? { previousCheckpoint: env.IMPORTER_PREVIOUS_CHECKPOINT } : {}),
+  };
+  if (kind === 'imageio') {
+    return new ImageioSource({
+      endpoint: url,
+      user: user ?? '',
+      password: secret,
+      caDir: caDirs,
+      insecureSkipVerify: insecure,
+      diskId: env.IMPORTER_DISK_ID ?? '',
+      ...checkpoints,
+      log,
+    });
+  }
+  if (kind === 'vddk') {
+    return new VddkSource({
+      endpoint: url,
+      user: user ?? '',
+      password: secret,
+      thumbprint: env.IMPORTER_THUMBPRINT ?? '',
+      uuid: env.IMPORTER_UUID ?? '',
+      backingFile: env.IMPORTER_BACKING_FILE ?? '',
+      ...checkpoints,
+      ...(env.IMPORTER_CERT_DIR ? { caDir: [env.IMPORTER_CERT_DIR] } : {}),
+      insecureSkipVerify: insecure,
+      ...(env.CDI_IMPORTER_VDDK_LIBDIR ? { libdir: env.CDI_IMPORTER_VDDK_LIBDIR } : {}),
+      ...(env.CDI_IMPORTER_VDDK_PLUGIN ? { plugin: env.CDI_IMPORTER_VDDK_PLUGIN } : {}),
+      ...(env.CDI_IMPORTER_VDDK_ARGS_DIR ? { argsDir: env.CDI_IMPORTER_VDDK_ARGS_DIR } : {}),
+      log,
+    });
+  }
+  if (kind === 'upload') {
     throw new ImportError(
       ErrorKind.Invalid,
-      `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, none)`,
+      `Unknown data source: ${kind} (not implemented yet in cdi-ts; available: http, registry, s3, gcs, imageio, vddk, none)`,
     );
   }
   throw new ImportError(ErrorKind.Invalid, `Unknown data source: ${kind}`);
@@ -149,7 +218,18 @@ export async function runPodImporter(
       ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
       ...((await exists(proxyCerts)) ? [proxyCerts] : []),
     ];
-    const source = makeSource(env, caDirs);
+    // Registry node pull: the endpoint is served by the image's own container once its ready file exists.
+    if (env.IMPORTER_READY_FILE && env.IMPORTER_SOURCE !== 'none' && env.IMPORTER_SOURCE !== 'blank') {
+      log(`waiting for ${env.IMPORTER_READY_FILE}`);
+      env = { ...env, IMPORTER_ENDPOINT: await nodePullEndpoint(env, env.IMPORTER_ENDPOINT ?? '') };
+    }
+    const source = makeSource(env, caDirs, log);
+    if (source instanceof RegistrySource && contentType !== ContentType.KubeVirt) {
+      throw new ImportError(
+        ErrorKind.Invalid,
+        `Unsupported content type ${contentType} when importing from registry`,
+      );
+    }
     const blank = source instanceof BlankSource;
     if (blank && contentType === ContentType.Archive) {
       throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');
@@ -175,9 +255,44 @@ export async function runPodImporter(
       return 0;
     }
     const cacheMode: CacheMode = env.CACHE_MODE === 'TRYNONE' ? 'trynone' : 'writeback';
+    // Every child's memory is sized from the pod's limit, so our own children never get the pod OOM-killed.
+    const memory = await cgroupMemoryLimit();
+    const limits = limitsFor(memory?.bytes);
+    log(describeLimits(memory, limits));
     const scratch = (await stat(p.scratchDir).catch(() => undefined))?.isDirectory()
       ? p.scratchDir
       : undefined;
+    const disk: ImportSource = source;
+    if (disk.disk) {
+      // imageio, vddk: the guest disk by extents, full or a warm-import delta (disk.ts)
+      if (contentType !== ContentType.KubeVirt || target.kind === 'dir') {
+        throw new ImportError(
+          ErrorKind.Invalid,
+          `Unsupported content type ${contentType} when importing from ${env.IMPORTER_SOURCE}`,
+        );
+      }
+      const d = await importDisk({
+        source,
+        target,
+        ...(target.kind === 'file' ? { size: available } : {}),
+        available,
+        preallocate,
+        progress,
+      });
+      log(
+        `imported ${source.description}: ${d.delta ? 'delta' : 'disk'} of ${d.virtualSize} bytes, ${d.dataBytes} bytes of data read, ${d.zeroBytes} of zeros not transferred`,
+      );
+      await writeTermination(
+        p,
+        terminationJson({
+          scratchSpaceRequired: false,
+          preallocationApplied: d.preallocationApplied,
+          ...disk.terminationInfo?.(),
+          message: completeMessage,
+        }),
+      );
+      return 0;
+    }
     const r = await runImport({
       source,
       contentType,
@@ -188,8 +303,10 @@ export async function runPodImporter(
       preallocate,
       ...(scratch ? { scratchDir: scratch } : {}),
       cache: cacheMode,
+      limits,
       progress,
     });
+    await touchDoneFile(env);
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
     );
@@ -198,6 +315,10 @@ export async function runPodImporter(
       terminationJson({
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
+        // Upstream: the image's KUBEVIRT_IO_* env become labels the controller puts on the PVC.
+        ...(source instanceof RegistrySource && Object.keys(source.labels()).length > 0
+          ? { labels: source.labels() }
+          : {}),
         message: completeMessage,
       }),
     );

@@ -10,11 +10,14 @@ void describe('sizes', () => {
     assert.equal(parseSize('512Mi'), 512 * MiB);
     assert.equal(parseSize('1G'), 1e9);
     assert.equal(parseSize('1.5Ki'), 1536);
+    assert.equal(parseSize('1e9'), 1e9);
+    assert.equal(parseSize('1Ei'), 2 ** 60);
     assert.throws(
       () => parseSize('ten'),
       (e: unknown) => e instanceof ImportError && /invalid size "ten"/.test(e.message),
     );
     assert.throws(() => parseSize('-1Gi'), ImportError);
+    assert.throws(() => parseSize('9007199254740993'), /only round sizes/);
   });
 
   void it('applies the filesystem overhead as upstream does (multiplier, 1 MiB alignment)', () => {

@@ -1,32 +1,28 @@
 /** Sizes: parsing user/Kubernetes quantities and upstream's filesystem-overhead arithmetic. */
+import { parseByteSize, QuantityError } from '../api/quantity.ts';
 import { ErrorKind, ImportError } from './errors.ts';
 
 export const MiB = 1024 * 1024;
 
-const SUFFIX: Record<string, number> = {
-  '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-  Ti: 1024 ** 4,
-  Pi: 1024 ** 5,
-};
-
-/** Parses `1073741824`, `10Gi`, `512Mi`, `1G`, `1.5Gi` (a Kubernetes quantity) into bytes (rounded up). */
+/**
+ * Parses `1073741824`, `10Gi`, `512Mi`, `1G`, `1.5Gi`, `1e9` (a Kubernetes quantity, src/api/quantity.ts) into
+ * bytes, rounded up.
+ */
 export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)\s*$/.exec(text);
-  const mult = m ? SUFFIX[m[2] ?? ''] : undefined;
-  if (!m || mult === undefined)
+  let bytes: bigint;
+  try {
+    bytes = parseByteSize(text);
+  } catch (e) {
+    if (e instanceof QuantityError) throw new ImportError(ErrorKind.Invalid, e.message);
+    throw e;
+  }
+  // the data path counts in numbers: above 2^53 only values a double holds exactly (1Ei does) are safe
+  if (BigInt(Number(bytes)) !== bytes)
     throw new ImportError(
       ErrorKind.Invalid,
-      `invalid size "${text}": use bytes or a quantity like 10Gi, 512Mi`,
+      `invalid size "${text}": above ${Number.MAX_SAFE_INTEGER} bytes only round sizes such as 1Ei can be used`,
     );
-  return Math.ceil(Number(m[1]) * mult);
+  return Number(bytes);
 }
 
 export function roundDown(n: number, multiple: number): number {

@@ -10,7 +10,6 @@ import type {
   V1Pod,
   V1Secret,
   V1Service,
-  V1StorageClass,
   V1ObjectMeta,
 } from '@kubernetes/client-node';
 
@@ -26,7 +25,6 @@ export type ObjectMeta = Wire<V1ObjectMeta>;
 export type Pod = Wire<V1Pod>;
 export type PersistentVolumeClaim = Wire<V1PersistentVolumeClaim>;
 export type PersistentVolume = Wire<V1PersistentVolume>;
-export type StorageClass = Wire<V1StorageClass>;
 export type Secret = Wire<V1Secret>;
 export type ConfigMap = Wire<V1ConfigMap>;
 export type Service = Wire<V1Service>;

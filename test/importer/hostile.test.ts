@@ -8,6 +8,7 @@ import {
   mkdir,
   mkdtemp,
   open,
+  readFile,
   readdir,
   rm,
   stat,
@@ -21,7 +22,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import tar from 'tar-stream';
 import { ImportError } from '../../src/importer/errors.ts';
 import { convert } from '../../src/importer/image/qemu.ts';
 import { DEFAULT_LIMITS } from '../../src/importer/image/run.ts';
@@ -30,7 +30,18 @@ import { FileSource } from '../../src/importer/source/file.ts';
 import { HttpSource } from '../../src/importer/source/http.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
-import { makeSentinel, type Sentinel } from '../support/sentinel.ts';
+import {
+  qcow2DataFileWithoutBit,
+  vdiDifferencing,
+  vhdDifferencing,
+  vhdxDifferencing,
+  VMDK_DESCRIPTOR_TYPES,
+  vmdkDescriptor,
+  vmdkEmbeddedDescriptor,
+  vmdkParentHint,
+} from '../support/hostile-images.ts';
+import { makeSentinel, makeSocketSentinel, type Sentinel } from '../support/sentinel.ts';
+import { packTar, type TarEntry } from '../support/tar.ts';
 
 const run = promisify(execFile);
 const SIZE = 4 << 20;
@@ -66,6 +77,12 @@ async function createOverlay(
 
 async function sentinel(name: string): Promise<Sentinel> {
   const s = await makeSentinel(path.join(dir, name));
+  sentinels.push(s);
+  return s;
+}
+
+async function socketSentinel(name: string): Promise<Sentinel> {
+  const s = await makeSocketSentinel(path.join(dir, name));
   sentinels.push(s);
   return s;
 }
@@ -211,6 +228,120 @@ void describe('images that point at host files', () => {
         })(),
       ),
     );
+  });
+});
+
+/** Every other place one of the sniffed formats lets an image name a file or an endpoint (validate.ts lists them). */
+void describe('images that name host files or endpoints in other places', () => {
+  for (const [createType, kind] of VMDK_DESCRIPTOR_TYPES) {
+    void it(`a sparse vmdk header embedding a ${createType} descriptor is refused without opening its extent`, async () => {
+      const s = await sentinel(`embedded-${createType}`);
+      const name = `embedded-${createType}.vmdk`;
+      await vmdkEmbeddedDescriptor(path.join(src, name), vmdkDescriptor(createType, kind, s.path));
+      for (const w of WHERE)
+        assert.match((await attempt(name, w)).err.message, /embeds a descriptor.*single-file vmdk/);
+      assert.equal(await s.wasOpened(), false, 'qemu-img opened the extent named by the embedded descriptor');
+    });
+
+    void it(`a ${createType} text descriptor is refused without opening its extent`, async () => {
+      const s = await sentinel(`descriptor-${createType}`);
+      const name = `descriptor-${createType}.vmdk`;
+      await writeFile(path.join(src, name), vmdkDescriptor(createType, kind, s.path));
+      assert.match((await attempt(name, 'ranged')).err.message, /text descriptor/);
+      assert.equal(await s.wasOpened(), false);
+    });
+  }
+
+  void it('a descriptor without its comment line is not a vmdk: its bytes are copied as raw data', async () => {
+    const s = await sentinel('descriptor-plain');
+    const text = vmdkDescriptor('monolithicFlat', 'FLAT', s.path).replace('# Disk DescriptorFile\n', '');
+    await writeFile(path.join(src, 'plain-descriptor.vmdk'), text);
+    const out = path.join(dir, 'plain-descriptor.img');
+    const r = await runImport({
+      source: new HttpSource({ url: `${ranged.url}/plain-descriptor.vmdk` }),
+      contentType: 'kubevirt',
+      target: { kind: 'file', path: out },
+    });
+    assert.equal(r.format, 'raw');
+    assert.equal(await readFile(out, 'utf8'), text);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  void it('an extent named by a json: filename in an embedded descriptor is refused without opening it', async () => {
+    const s = await sentinel('embedded-json');
+    const spec = `json:{\\"driver\\":\\"file\\",\\"filename\\":\\"${s.path}\\"}`;
+    await vmdkEmbeddedDescriptor(
+      path.join(src, 'embedded-json.vmdk'),
+      vmdkDescriptor('monolithicFlat', 'FLAT', spec),
+    );
+    for (const w of WHERE)
+      assert.match((await attempt('embedded-json.vmdk', w)).err.message, /embeds a descriptor/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  for (const [label, name] of [
+    ['nbd:unix:', (p: string) => `nbd:unix:${p}`],
+    ['json: nbd', (p: string) => `json:{"driver":"nbd","server":{"type":"unix","path":"${p}"}}`],
+  ] as const) {
+    void it(`qcow2 whose backing file is a ${label} name is refused without connecting`, async () => {
+      const s = await socketSentinel(`backing-${label.replace(/\W/g, '')}.sock`);
+      const file = `backing-${label.replace(/\W/g, '')}.qcow2`;
+      await createOverlay('qcow2', path.join(src, file), name(s.path), 'raw', { unsafe: true, size: SIZE });
+      for (const w of WHERE) assert.match((await attempt(file, w)).err.message, /backing file/);
+      assert.equal(await s.wasOpened(), false, 'qemu-img connected to the socket');
+    });
+  }
+
+  void it('a vmdk whose parentFileNameHint is an nbd+unix:// URL is refused without connecting', async () => {
+    const s = await socketSentinel('hint.sock');
+    await vmdkParentHint(path.join(src, 'hint.vmdk'), `nbd+unix:///?socket=${s.path}`);
+    for (const w of WHERE)
+      assert.match((await attempt('hint.vmdk', w)).err.message, /backing file.*nbd\+unix/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  void it('a qcow2 that names a data file without the feature bit never opens it', async () => {
+    const dataPath = path.join(dir, 'nobit-sentinel');
+    await qcow2DataFileWithoutBit(path.join(src, 'nobit.qcow2'), dataPath);
+    const s = await sentinel('nobit-sentinel');
+    for (const w of WHERE) assert.match((await attempt('nobit.qcow2', w)).err.message, /external data file/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  void it('a differencing vhd is refused without opening its parent (qemu would read it as a dynamic disk)', async () => {
+    const s = await sentinel('vhd-parent');
+    await vhdDifferencing(path.join(src, 'diff.vhd'), s.path);
+    for (const w of WHERE)
+      assert.match((await attempt('diff.vhd', w)).err.message, /differencing disk that needs its parent/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  void it('a differencing vhdx (parent locator) is refused without opening its parent', async () => {
+    const s = await sentinel('vhdx-parent');
+    await vhdxDifferencing(path.join(src, 'diff.vhdx'), s.path);
+    for (const w of WHERE)
+      assert.match((await attempt('diff.vhdx', w)).err.message, /not a valid vhdx image: .*not supported/);
+    assert.equal(await s.wasOpened(), false);
+  });
+
+  void it('a differencing vdi (parent UUID) is refused', async () => {
+    await vdiDifferencing(path.join(src, 'diff.vdi'));
+    for (const w of WHERE)
+      assert.match((await attempt('diff.vdi', w)).err.message, /differencing image that needs its parent/);
+  });
+
+  void it('a qed with a backing file is never given to qemu-img: its bytes are copied as raw data', async () => {
+    const s = await sentinel('qed-backing');
+    await createOverlay('qed', path.join(src, 'backing.qed'), s.path, 'raw', { unsafe: true, size: SIZE });
+    const out = path.join(dir, 'qed.img');
+    const r = await runImport({
+      source: new HttpSource({ url: `${ranged.url}/backing.qed` }),
+      contentType: 'kubevirt',
+      target: { kind: 'file', path: out },
+    });
+    assert.equal(r.format, 'raw');
+    assert.equal(await md5File(out), await md5File(path.join(src, 'backing.qed')));
+    assert.equal(await s.wasOpened(), false);
   });
 });
 
@@ -374,33 +505,11 @@ void describe('compressed raw written by the decompressor', () => {
 });
 
 void describe('unsafe archives', () => {
-  async function makeTar(
-    name: string,
-    entries: { name: string; type?: string; linkname?: string; body?: string }[],
-  ): Promise<void> {
-    const pack = tar.pack();
-    const chunks: Buffer[] = [];
-    pack.on('data', (c: unknown) => {
-      chunks.push(c as Buffer);
-    });
-    const done = new Promise<void>((r) => pack.on('end', () => r()));
-    for (const e of entries) {
-      pack.entry(
-        {
-          name: e.name,
-          type: (e.type ?? 'file') as 'file',
-          ...(e.linkname ? { linkname: e.linkname } : {}),
-          ...(e.type === 'character-device' ? { devmajor: 1, devminor: 3 } : {}),
-        },
-        e.body ?? '',
-      );
-    }
-    pack.finalize();
-    await done;
-    await writeFile(path.join(src, name), Buffer.concat(chunks));
+  async function makeTar(name: string, entries: TarEntry[]): Promise<void> {
+    await writeFile(path.join(src, name), await packTar(entries));
   }
 
-  const cases: [string, { name: string; type?: string; linkname?: string; body?: string }[], RegExp][] = [
+  const cases: [string, TarEntry[], RegExp][] = [
     [
       'traversal.tar',
       [
@@ -418,7 +527,7 @@ void describe('unsafe archives', () => {
         { name: 'd', type: 'symlink', linkname: '.' },
         { name: 'd', body: 'x' },
       ],
-      /through a symbolic link/,
+      /through the symbolic link "d"/,
     ],
     ['hardlink-out.tar', [{ name: 'passwd', type: 'link', linkname: '/etc/passwd' }], /absolute path/],
     ['device.tar', [{ name: 'null', type: 'character-device' }], /character-device/],

@@ -14,6 +14,7 @@ import { ImportError } from '../../src/importer/errors.ts';
 import { runImport } from '../../src/importer/import.ts';
 import { Progress } from '../../src/importer/progress.ts';
 import { HttpSource, type HttpSourceOptions } from '../../src/importer/source/http.ts';
+import { startForwardProxy } from '../support/servers.ts';
 import { startFileServer, type FileServerOptions } from '../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
 import { makeTestPki, type TestPki } from '../support/tls.ts';
@@ -200,22 +201,13 @@ void describe('http source', () => {
 
   void it('HTTP_PROXY is honoured (a real forward proxy on loopback sees the request)', async () => {
     const srv = await startFileServer({ root: src });
-    const seen: string[] = [];
-    const proxy = http.createServer((req, res) => {
-      seen.push(req.url ?? '');
-      const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      req.pipe(up);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxy = await startForwardProxy();
     const old = {
       http_proxy: process.env.http_proxy,
       no_proxy: process.env.no_proxy,
       NO_PROXY: process.env.NO_PROXY,
     };
-    process.env.http_proxy = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    process.env.http_proxy = proxy.url;
     delete process.env.no_proxy;
     delete process.env.NO_PROXY;
     const out = path.join(dir, 'proxied.img');
@@ -227,16 +219,15 @@ void describe('http source', () => {
       });
       assert.equal(await md5File(out), disk.md5);
       assert.ok(
-        seen.some((u) => u.endsWith('/seed.raw')),
-        `proxy saw ${seen.join(', ')}`,
+        proxy.seen.some((u) => u.endsWith('/seed.raw')),
+        `proxy saw ${proxy.seen.join(', ')}`,
       );
     } finally {
       for (const [k, v] of Object.entries(old)) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
-      proxy.closeAllConnections();
-      proxy.close();
+      await proxy.close();
       await srv.close();
     }
   });

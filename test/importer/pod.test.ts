@@ -251,11 +251,15 @@ void describe('importer pod entrypoint', () => {
 
   void it('sources that are not implemented yet fail clearly', async () => {
     const p = await pod();
-    const { code } = await runPod({ ...p.env, IMPORTER_SOURCE: 's3', IMPORTER_ENDPOINT: 's3://bucket/x' });
+    const { code } = await runPod({
+      ...p.env,
+      IMPORTER_SOURCE: 'upload',
+      IMPORTER_ENDPOINT: 'https://upload.example.invalid/',
+    });
     assert.equal(code, 1);
     assert.match(
       await readFile(p.term, 'utf8'),
-      /^Unable to process data: Unknown data source: s3 \(not implemented yet/,
+      /^Unable to process data: Unknown data source: upload \(not implemented yet/,
     );
   });
 

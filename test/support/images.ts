@@ -80,6 +80,14 @@ export const VARIANTS = [
 ] as const;
 export type Variant = (typeof VARIANTS)[number];
 
+/** Every disk format the HTTP source accepts as kubevirt content (tar is archive content, not a disk). */
+export const DISK_VARIANTS: Variant[] = VARIANTS.filter((v) => !v.startsWith('tar'));
+
+/** The file name makeVariant gives a variant. */
+export function variantFile(v: Variant): string {
+  return v === 'raw' ? 'disk.raw' : `disk.${v}`;
+}
+
 const QEMU_FMT: Record<string, [string, string[]]> = {
   qcow2: ['qcow2', []],
   vmdk: ['vmdk', ['-o', 'subformat=monolithicSparse']],

@@ -56,7 +56,9 @@ start_daemon() {
   local name=$1; shift
   if daemon_alive "$name"; then return 0; fi
   mkdir -p "$RUN_DIR" "$LOG_DIR"
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- &  # 8: cluster.sh's lock, not for daemons
+  # No descriptor beyond 0-2 reaches a daemon: an inherited lock (cluster.sh's fd 8, or a caller's flock) would
+  # otherwise be held for the daemon's whole life.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   echo $! >"$RUN_DIR/$name.pid"
 }
 

@@ -95,8 +95,8 @@ export function setAnnotationsFromPod(
       return;
     }
     if (termMsg.message !== undefined) anno[`${prefix}.message`] = termMsg.message;
-    if (termMsg.vddkInfo?.host) anno[Ann.vddkHost] = termMsg.vddkInfo.host;
-    if (termMsg.vddkInfo?.version) anno[Ann.vddkVersion] = termMsg.vddkInfo.version;
+    if (termMsg.vddkInfo?.Host) anno[Ann.vddkHost] = termMsg.vddkInfo.Host;
+    if (termMsg.vddkInfo?.Version) anno[Ann.vddkVersion] = termMsg.vddkInfo.Version;
     if (termMsg.preallocationApplied) anno[Ann.preallocationApplied] = 'true';
   } else {
     const text = terminated.message ?? '';

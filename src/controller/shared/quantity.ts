@@ -1,43 +1,8 @@
-// Kubernetes resource quantities ("1Gi", "500M", "1.5e3") as exact byte counts.
+// Byte arithmetic on Kubernetes resource quantities ("1Gi", "500M", "1.5e3"): exact byte counts.
 // Sizes are bigint: a 64-bit volume size must not round through a float on its way to the API server.
 
-const binary: Record<string, bigint> = {
-  Ki: 1n << 10n,
-  Mi: 1n << 20n,
-  Gi: 1n << 30n,
-  Ti: 1n << 40n,
-  Pi: 1n << 50n,
-  Ei: 1n << 60n,
-};
-const decimal: Record<string, number> = { n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
-
-const re = /^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([eE][+-]?\d+)|(n|u|m|k|M|G|T|P|E))?$/;
-
-/** Parses a quantity into its value rounded up to a whole unit (as the API server's Value() does). */
-export function parseQuantity(q: string): bigint {
-  const m = re.exec(q.trim());
-  if (!m)
-    throw new Error(
-      `invalid quantity "${q}": expected a number with an optional suffix such as 10Gi or 500M`,
-    );
-  const [, sign, num = '0', bin, exp, dec] = m;
-  const [whole = '0', frac = ''] = num.split('.');
-  // value = digits × 10^(exp10) × mult
-  let digits = BigInt((whole || '0') + frac);
-  let exp10 = -frac.length;
-  let mult = 1n;
-  if (bin) mult = binary[bin] ?? 1n;
-  else if (exp) exp10 += Number(exp.slice(1));
-  else if (dec !== undefined) exp10 += decimal[dec] ?? 0;
-  digits *= mult;
-  let value: bigint;
-  if (exp10 >= 0) value = digits * 10n ** BigInt(exp10);
-  else {
-    const div = 10n ** BigInt(-exp10);
-    value = (digits + div - 1n) / div; // round up, as resource.Quantity.Value() does
-  }
-  return sign === '-' ? -value : value;
-}
+// One parser for the whole project (Kubernetes resource.Quantity semantics): src/api/quantity.ts.
+export { parseQuantity } from '../../api/quantity.ts';
 
 export const MiB = 1n << 20n;
 

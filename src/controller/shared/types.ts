@@ -1,10 +1,9 @@
-// The shapes of the objects the controllers read and write, as plain JSON (what the API server sends). DataVolume
-// and CDIConfig are src/api's TypeBox types with the metadata the API server always sets; StorageProfile and
-// StorageClass stay minimal (only what the controllers read).
+// The shapes of the objects the controllers read and write, as plain JSON (what the API server sends): src/api's
+// TypeBox types (one definition each), with the metadata the API server always sets.
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import type { Condition } from '../../kube/index.ts';
 import type { CDIConfig as ApiCDIConfig } from '../../api/cdiconfig.ts';
 import type { DataVolume as ApiDataVolume } from '../../api/datavolume.ts';
+import type { StorageProfile as ApiStorageProfile } from '../../api/storageprofile.ts';
 
 /** Object metadata as JSON: timestamps stay strings. */
 export type Meta = Omit<V1ObjectMeta, 'creationTimestamp' | 'deletionTimestamp'> & {
@@ -31,37 +30,10 @@ export type CDIConfig = Omit<ApiCDIConfig, 'metadata' | 'spec'> & {
   spec?: ApiCDIConfig['spec'];
 };
 
-export interface ClaimPropertySet {
-  accessModes?: string[];
-  volumeMode?: string;
-}
+export type { ClaimPropertySet, StorageClass, VolumeSnapshotClass } from '../../api/storageprofile.ts';
 
-export interface StorageProfile {
-  apiVersion?: string;
-  kind?: string;
+/** A StorageProfile as the API server sends it: metadata is always there; spec may be empty. */
+export type StorageProfile = Omit<ApiStorageProfile, 'metadata' | 'spec'> & {
   metadata: Meta;
-  spec?: {
-    cloneStrategy?: string;
-    claimPropertySets?: ClaimPropertySet[];
-    dataImportCronSourceFormat?: string;
-    snapshotClass?: string;
-  };
-  status?: {
-    storageClass?: string;
-    provisioner?: string;
-    cloneStrategy?: string;
-    claimPropertySets?: ClaimPropertySet[];
-    dataImportCronSourceFormat?: string;
-    snapshotClass?: string;
-    conditions?: Condition[];
-  };
-}
-
-/** A StorageClass as JSON (only what we read). */
-export interface StorageClass {
-  metadata: Meta;
-  provisioner: string;
-  parameters?: Record<string, string>;
-  volumeBindingMode?: string;
-  allowVolumeExpansion?: boolean;
-}
+  spec?: ApiStorageProfile['spec'];
+};

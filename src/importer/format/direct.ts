@@ -13,6 +13,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { childEnv, outOfMemory, prlimitArgv, TextTail } from '../child.ts';
 import { ErrorKind, ImportError } from '../errors.ts';
 import { RawWriter, type RawTarget } from '../sink/raw.ts';
 import { sniff, SNIFF_BYTES, type Layer } from './sniff.ts';
@@ -69,12 +70,28 @@ function collector(): {
   };
 }
 
+/**
+ * `xz -dc` within `memoryBytes` of address space: `--memlimit-decompress` makes xz refuse, with its own message, a
+ * stream whose dictionary would not fit (instead of failing an allocation); the threaded decoder gets half.
+ */
+export function xzDecoder(memoryBytes: number, threads: '-T0' | '-T1'): string[] {
+  return [
+    'xz',
+    '-dc',
+    threads,
+    ...(threads === '-T0' ? [`--memlimit-mt-decompress=${Math.floor(memoryBytes / 2)}`] : []),
+    `--memlimit-decompress=${Math.floor((memoryBytes / 4) * 3)}`,
+  ];
+}
+
 /** `xz -T1`: the threaded decoder (-T0) holds its output until it has a whole block's input (measured). */
 function xzSniffer(memoryBytes: number): SniffDecoder {
   const c = collector();
-  const child = spawn('prlimit', [`--as=${memoryBytes}`, '--', 'xz', '-dc', '-T1'], {
-    stdio: ['pipe', 'pipe', 'ignore'],
-  });
+  const [bin = 'prlimit', ...args] = prlimitArgv(
+    { addressSpace: memoryBytes },
+    xzDecoder(memoryBytes, '-T1'),
+  );
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'ignore'], env: childEnv() });
   child.on('error', () => c.finish(false));
   child.stdin.on('error', () => undefined); // EPIPE once we stop it
   child.stdout.on('data', (d: Buffer) => c.add(d));
@@ -251,33 +268,28 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
   const file = target.kind === 'file';
   const fh = file ? await open(target.path, 'w', 0o660) : await open(target.path, 'r+');
   try {
-    const limits = [`--as=${o.memoryBytes}`];
-    // RLIMIT_FSIZE applies to regular files only; a block device ends with ENOSPC at its own end.
-    if (available !== undefined && file) limits.push(`--fsize=${available}`);
     const cpu =
       o.cpuSeconds ??
       (available !== undefined ? CPU_BASE_SEC + Math.ceil(available / CPU_BYTES_PER_SEC) : undefined);
-    // soft:hard: at the soft limit the child gets SIGXCPU (recognised below); equal limits would SIGKILL it.
-    if (cpu !== undefined) limits.push(`--cpu=${cpu}:${cpu + 5}`);
     // A block device may hold old data: every byte must be written (xz only makes holes in regular files).
     const tool =
-      kind === 'xz'
-        ? [
-            'xz',
-            '-dc',
-            '-T0',
-            `--memlimit-mt-decompress=${Math.floor(o.memoryBytes / 2)}`,
-            `--memlimit-decompress=${Math.floor((o.memoryBytes / 4) * 3)}`,
-          ]
-        : ['zstd', '-dcq', file ? '--sparse' : '--no-sparse'];
-    const child = spawn('prlimit', [...limits, '--', ...tool], { stdio: ['pipe', fh.fd, 'pipe'] });
+      kind === 'xz' ? xzDecoder(o.memoryBytes, '-T0') : ['zstd', '-dcq', file ? '--sparse' : '--no-sparse'];
+    const [bin = 'prlimit', ...args] = prlimitArgv(
+      {
+        addressSpace: o.memoryBytes,
+        // RLIMIT_FSIZE applies to regular files only; a block device ends with ENOSPC at its own end.
+        ...(available !== undefined && file ? { fileSize: available } : {}),
+        // At the soft limit the child gets SIGXCPU (recognised below); the hard one is 5 s later.
+        ...(cpu !== undefined ? { cpuSeconds: cpu } : {}),
+      },
+      tool,
+    );
+    const child = spawn(bin, args, { stdio: ['pipe', fh.fd, 'pipe'], env: childEnv() });
     // stdio is [pipe, fd, pipe]: stdin and stderr exist.
     const [stdin, errOut] = [child.stdin!, child.stderr!];
-    let stderr = '';
+    const stderr = new TextTail();
     errOut.setEncoding('utf8');
-    errOut.on('data', (d: string) => {
-      if (stderr.length < 65536) stderr += d;
-    });
+    errOut.on('data', (d: string) => stderr.add(d));
     let inputError: unknown;
     let exited = false;
     const fed = pipeline(o.input, stdin).catch((err: unknown) => {
@@ -305,7 +317,7 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
         ? inputError
         : corrupt(kind, inputError instanceof Error ? inputError.message : 'the input failed');
     }
-    const last = toolMessage(stderr);
+    const last = toolMessage(stderr.toString());
     if (exit.signal === 'SIGXFSZ' && available !== undefined) throw tooLarge(available);
     if (exit.signal === 'SIGXCPU') {
       throw new ImportError(
@@ -321,6 +333,9 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
           : `the image is larger than the block device ${target.path}. A larger PVC is required`,
       );
     }
+    const oom =
+      exit.code !== 0 ? outOfMemory(`the ${kind} data`, stderr.toString(), o.memoryBytes) : undefined;
+    if (oom) throw new ImportError(ErrorKind.Invalid, oom);
     if (exit.code !== 0) throw corrupt(kind, last || `${tool[0]} ${exit.signal ?? `exit ${exit.code}`}`);
     const bytes = file ? (await fh.stat()).size : await offsetOf(fh);
     if (available !== undefined && bytes > available) throw tooLarge(available);

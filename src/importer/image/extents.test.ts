@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { copyExtents, planExtents, slice, windows, WINDOW } from './extents.ts';
+import { copyExtents, ExtentCollector, planExtents, slice, windows, WINDOW } from './extents.ts';
 import type { MapEntry } from './qemu.ts';
 
 const MiB = 1 << 20;
@@ -10,6 +10,57 @@ const e = (start: number, length: number, data: boolean, zero: boolean, offset?:
   data,
   zero,
   ...(offset !== undefined ? { offset } : {}),
+});
+
+void describe('ExtentCollector', () => {
+  const collect = (entries: MapEntry[], max?: number): ExtentCollector => {
+    const c = new ExtentCollector(max);
+    for (const x of entries) c.add(x);
+    return c;
+  };
+
+  void it('merges zero and unallocated runs, and data runs contiguous in the file too; the plan is the same', () => {
+    const entries = [
+      e(0, MiB, false, true),
+      e(MiB, MiB, false, false),
+      e(2 * MiB, MiB, true, true, 9 * MiB),
+      e(3 * MiB, MiB, true, false, 5 * MiB),
+      e(4 * MiB, MiB, true, false, 6 * MiB),
+      e(5 * MiB, MiB, true, false, 2 * MiB),
+    ];
+    const c = collect(entries);
+    assert.deepEqual(c.entries, [
+      e(0, 3 * MiB, false, true),
+      e(3 * MiB, 2 * MiB, true, false, 5 * MiB),
+      e(5 * MiB, MiB, true, false, 2 * MiB),
+    ]);
+    assert.equal(c.seen, 6);
+    assert.deepEqual(planExtents(c.entries, 6 * MiB, 10 * MiB), {
+      pieces: [
+        { host: 2 * MiB, guest: 5 * MiB, length: MiB },
+        { host: 5 * MiB, guest: 3 * MiB, length: 2 * MiB },
+      ],
+      dataBytes: 3 * MiB,
+    });
+  });
+
+  void it('holds at most max separate extents, then gives up the plan (tooMany)', () => {
+    // Alternating data and zero clusters cannot merge.
+    const alternating = Array.from({ length: 10 }, (_, i) =>
+      i % 2 === 0 ? e(i * MiB, MiB, true, false, i * MiB) : e(i * MiB, MiB, false, true),
+    );
+    assert.equal(collect(alternating, 10).entries?.length, 10);
+    const c = collect([...alternating, e(10 * MiB, MiB, true, false, 10 * MiB)], 10);
+    assert.equal(c.entries, undefined);
+    assert.equal(c.tooMany, true);
+    assert.equal(c.seen, 11);
+  });
+
+  void it('gives up the plan at data without a file offset (compressed clusters), not counting it as too many', () => {
+    const c = collect([e(0, MiB, true, false, 0), e(MiB, MiB, true, false)]);
+    assert.equal(c.entries, undefined);
+    assert.equal(c.tooMany, false);
+  });
 });
 
 void describe('planExtents', () => {

@@ -32,6 +32,66 @@ const GAP = 1 << 20;
 
 const isOffset = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 
+/** Most separate extents a plan holds by default (~100 bytes each); Limits.maxExtents overrides it. */
+export const MAX_EXTENTS = 100_000;
+
+/** Read as zeros: zero (allocated or not), or unallocated (there is no backing file). */
+const noData = (e: MapEntry): boolean => e.zero || !e.data;
+
+/**
+ * Gathers `qemu-img map` entries for planExtents() as they are parsed, merging neighbours that copy the same way
+ * (zero runs; data runs contiguous in the image file too), and holding at most `max` of them. `entries` becomes
+ * undefined when no plan can come of them: a data extent without a plain file offset (compressed or encrypted
+ * clusters), or more than `max` separate extents (`tooMany`: an image of alternating tiny clusters would otherwise
+ * hold millions of them in memory).
+ */
+export class ExtentCollector {
+  entries: MapEntry[] | undefined = [];
+  tooMany = false;
+  /** Entries seen (before merging). */
+  seen = 0;
+
+  readonly max: number;
+
+  constructor(max = MAX_EXTENTS) {
+    this.max = max;
+  }
+
+  add(e: MapEntry): void {
+    this.seen++;
+    const list = this.entries;
+    if (!list) return;
+    if (!noData(e) && !isOffset(e.offset)) {
+      this.entries = undefined;
+      return;
+    }
+    const last = list.at(-1);
+    if (last && last.start + last.length === e.start) {
+      if (noData(last) && noData(e)) {
+        list[list.length - 1] = {
+          start: last.start,
+          length: last.length + e.length,
+          data: false,
+          zero: true,
+        };
+        return;
+      }
+      if (!noData(last) && !noData(e) && last.offset! + last.length === e.offset) {
+        last.length += e.length;
+        return;
+      }
+    }
+    if (list.length >= this.max) {
+      this.entries = undefined;
+      this.tooMany = true;
+      return;
+    }
+    // Only what a plan needs (qemu also prints depth and present).
+    const { start, length, data, zero, offset } = e;
+    list.push(offset === undefined ? { start, length, data, zero } : { start, length, data, zero, offset });
+  }
+}
+
 /**
  * The plan for `entries` (qemu-img map --output=json) of an image of `virtualSize` stored in `sourceSize` bytes, or
  * undefined when the image is not all plain data and zeros.
@@ -68,13 +128,13 @@ export interface Window {
   pieces: Piece[];
 }
 
-/** Groups host-sorted pieces into reads of at most WINDOW bytes, bridging gaps up to GAP. */
-export function windows(pieces: readonly Piece[]): Window[] {
+/** Groups host-sorted pieces into reads of at most WINDOW bytes, bridging gaps up to `gap` (default GAP). */
+export function windows(pieces: readonly Piece[], gap = GAP): Window[] {
   const out: Window[] = [];
   let cur: Window | undefined;
   for (const p of pieces) {
     const end = p.host + p.length;
-    if (cur && p.host <= cur.start + cur.length + GAP && end - cur.start <= WINDOW) {
+    if (cur && p.host <= cur.start + cur.length + gap && end - cur.start <= WINDOW) {
       cur.length = Math.max(cur.length, end - cur.start);
       cur.pieces.push(p);
       continue;
@@ -103,6 +163,8 @@ export function slice(chunks: readonly Buffer[], from: number, length: number): 
 export interface CopyOptions {
   /** Reads in flight at once. */
   concurrency?: number;
+  /** Bytes between two pieces read through rather than starting a new read (default 1 MiB; 0: only data). */
+  gap?: number;
   onBytes?: (n: number) => void;
 }
 
@@ -116,7 +178,7 @@ export async function copyExtents(
   write: (chunks: Buffer[], guest: number) => Promise<void>,
   opts: CopyOptions = {},
 ): Promise<void> {
-  const list = windows(plan.pieces);
+  const list = windows(plan.pieces, opts.gap);
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {

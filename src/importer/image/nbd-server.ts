@@ -15,6 +15,34 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ImportError } from '../errors.ts';
+import {
+  IHAVEOPT,
+  OPT_REPLY_MAGIC,
+  REQUEST_MAGIC,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  OPT_EXPORT_NAME,
+  OPT_ABORT,
+  OPT_LIST,
+  OPT_INFO,
+  OPT_GO,
+  OPT_STRUCTURED_REPLY,
+  REP_ACK,
+  REP_SERVER,
+  REP_INFO,
+  REP_ERR_UNSUP,
+  CMD_READ,
+  CMD_WRITE,
+  CMD_DISC,
+  CMD_FLUSH,
+  CMD_TRIM,
+  CMD_WRITE_ZEROES,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_ERROR,
+} from './nbd-protocol.ts';
 import { retrying, type RangeReader, type RetryOptions } from './range.ts';
 
 export type { RangeReader } from './range.ts';
@@ -30,35 +58,9 @@ export interface NbdServer {
 
 export type NbdServerOptions = RetryOptions;
 
-const OPT_MAGIC = Buffer.from('IHAVEOPT', 'latin1');
-const REPLY_MAGIC = 0x0003e889045565a9n;
-const REQUEST_MAGIC = 0x25609513;
-const SIMPLE_REPLY_MAGIC = 0x67446698;
-const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
-const REPLY_FLAG_DONE = 1;
-const REPLY_TYPE_OFFSET_DATA = 1;
-const REPLY_TYPE_ERROR = 0x8001;
-const FLAG_FIXED_NEWSTYLE = 1;
-const FLAG_NO_ZEROES = 2;
 const TFLAG_HAS_FLAGS = 1;
 const TFLAG_READ_ONLY = 2;
 const TFLAGS = TFLAG_HAS_FLAGS | TFLAG_READ_ONLY;
-const OPT_EXPORT_NAME = 1;
-const OPT_ABORT = 2;
-const OPT_LIST = 3;
-const OPT_INFO = 6;
-const OPT_GO = 7;
-const OPT_STRUCTURED_REPLY = 8;
-const REP_ACK = 1;
-const REP_SERVER = 2;
-const REP_INFO = 3;
-const REP_ERR_UNSUP = 0x80000001;
-const CMD_READ = 0;
-const CMD_WRITE = 1;
-const CMD_DISC = 2;
-const CMD_FLUSH = 3;
-const CMD_TRIM = 4;
-const CMD_WRITE_ZEROES = 6;
 const EPERM = 1;
 const EIO = 5;
 const EINVAL = 22;
@@ -113,13 +115,13 @@ function serve(
 
   const hello = Buffer.alloc(18);
   hello.write('NBDMAGIC', 0, 'latin1');
-  OPT_MAGIC.copy(hello, 8);
+  IHAVEOPT.copy(hello, 8);
   hello.writeUInt16BE(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES, 16);
   sock.write(hello);
 
   const optReply = (opt: number, type: number, data: Buffer = Buffer.alloc(0)): void => {
     const h = Buffer.alloc(20);
-    h.writeBigUInt64BE(REPLY_MAGIC, 0);
+    h.writeBigUInt64BE(OPT_REPLY_MAGIC, 0);
     h.writeUInt32BE(opt, 8);
     h.writeUInt32BE(type, 12);
     h.writeUInt32BE(data.length, 16);
@@ -194,7 +196,7 @@ function serve(
     }
     if (state === 'options') {
       if (buf.length < 16) return false;
-      if (!buf.subarray(0, 8).equals(OPT_MAGIC)) {
+      if (!buf.subarray(0, 8).equals(IHAVEOPT)) {
         sock.destroy();
         state = 'closed';
         return false;

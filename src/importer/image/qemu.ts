@@ -7,7 +7,8 @@
  */
 import { ErrorKind, ImportError } from '../errors.ts';
 import type { DiskFormat } from '../format/sniff.ts';
-import { lastLine, runBounded, spawnBounded, type Limits } from './run.ts';
+import { outOfMemory } from '../child.ts';
+import { lastLine, runBounded, spawnBounded, type Limits, type RunResult } from './run.ts';
 
 /** Where qemu-img reads the image: a local file or an NBD unix socket (image/nbd-server.ts). */
 export type ImageLocation = { file: string } | { nbdSocket: string };
@@ -21,6 +22,11 @@ export function imageSpec(format: DiskFormat, loc: ImageLocation): string {
   const spec: Record<string, unknown> = { driver: format, file };
   if (format !== 'raw') spec.backing = null;
   return 'json:' + JSON.stringify(spec);
+}
+
+/** A qemu-img run that failed for lack of memory (an image whose tables need more than its bound): the message. */
+function memoryFailure(format: DiskFormat, r: RunResult, limits: Limits): string | undefined {
+  return r.code === 0 ? undefined : outOfMemory(`the ${format} image`, r.stderr, limits.memoryBytes);
 }
 
 export interface QemuImgInfo {
@@ -46,7 +52,8 @@ export async function info(format: DiskFormat, loc: ImageLocation, limits: Limit
   if (r.code !== 0) {
     throw new ImportError(
       ErrorKind.Invalid,
-      `not a valid ${format} image: ${lastLine(r.stderr) || `qemu-img info exit ${r.code}`}`,
+      memoryFailure(format, r, limits) ??
+        `not a valid ${format} image: ${lastLine(r.stderr) || `qemu-img info exit ${r.code}`}`,
     );
   }
   try {
@@ -73,6 +80,8 @@ export async function check(format: DiskFormat, loc: ImageLocation, limits: Limi
     limits.metadataTimeoutSec,
   );
   if (r.code === 63) return { corruptions: 0, leaks: 0, checkErrors: 0, supported: false, message: '' };
+  const oom = memoryFailure(format, r, limits);
+  if (oom) throw new ImportError(ErrorKind.Invalid, oom);
   let parsed: Record<string, number> = {};
   try {
     parsed = JSON.parse(r.stdout) as Record<string, number>;
@@ -96,24 +105,114 @@ export interface MapEntry {
   offset?: number;
 }
 
-export async function map(format: DiskFormat, loc: ImageLocation, limits: Limits): Promise<MapEntry[]> {
+/** Longest single entry of `qemu-img map --output=json` accepted (one is ~120 bytes). */
+const MAX_MAP_ENTRY = 4096;
+
+/**
+ * Parses `qemu-img map --output=json` as it arrives: `[{…},\n{…}]`, one object per extent, handed to `onEntry` one
+ * at a time. An image of alternating tiny clusters prints millions of them; only the entry being read is held.
+ */
+export class MapParser {
+  private readonly onEntry: (e: MapEntry) => void;
+  private partial = '';
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private opened = false;
+  private closed = false;
+
+  constructor(onEntry: (e: MapEntry) => void) {
+    this.onEntry = onEntry;
+  }
+
+  push(chunk: string): void {
+    let from = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const ch = chunk[i]!;
+      if (this.depth > 0) {
+        if (this.inString) {
+          if (this.escaped) this.escaped = false;
+          else if (ch === '\\') this.escaped = true;
+          else if (ch === '"') this.inString = false;
+        } else if (ch === '"') this.inString = true;
+        else if (ch === '{') this.depth++;
+        else if (ch === '}' && --this.depth === 0) {
+          this.emit(this.partial + chunk.slice(from, i + 1));
+          this.partial = '';
+        }
+        continue;
+      }
+      if (ch === '[' && !this.opened) this.opened = true;
+      else if (ch === ']' && this.opened && !this.closed) this.closed = true;
+      else if (ch === '{' && this.opened && !this.closed) {
+        this.depth = 1;
+        from = i;
+      } else if (!(ch === ',' && this.opened && !this.closed) && !/\s/.test(ch)) this.bad();
+    }
+    if (this.depth > 0) {
+      this.partial += chunk.slice(this.partial === '' ? from : 0);
+      if (this.partial.length > MAX_MAP_ENTRY) this.bad();
+    }
+  }
+
+  /** Throws unless the whole array has been read. */
+  end(): void {
+    if (!this.closed || this.depth > 0) this.bad();
+  }
+
+  private emit(text: string): void {
+    let e: MapEntry;
+    try {
+      e = JSON.parse(text) as MapEntry;
+    } catch {
+      this.bad();
+    }
+    this.onEntry(e);
+  }
+
+  private bad(): never {
+    throw new ImportError(ErrorKind.Internal, 'qemu-img map printed something that is not the expected JSON');
+  }
+}
+
+/** `qemu-img map --output=json`, each extent handed to `onEntry` as it is printed (nothing is gathered). */
+export async function map(
+  format: DiskFormat,
+  loc: ImageLocation,
+  limits: Limits,
+  onEntry: (e: MapEntry) => void,
+): Promise<void> {
+  const parser = new MapParser(onEntry);
+  let parseError: Error | undefined;
   const r = await runBounded(
     'qemu-img',
     ['map', '-f', format, '--output=json', imageSpec(format, loc)],
     limits.memoryBytes,
     limits.metadataTimeoutSec,
+    (chunk) => {
+      if (parseError !== undefined) return;
+      try {
+        parser.push(chunk);
+      } catch (err) {
+        parseError = err as Error;
+      }
+    },
   );
   if (r.code !== 0) {
     throw new ImportError(
       ErrorKind.Invalid,
-      `the ${format} image is corrupt: ${lastLine(r.stderr) || `qemu-img map exit ${r.code}`}`,
+      memoryFailure(format, r, limits) ??
+        `the ${format} image is corrupt: ${lastLine(r.stderr) || `qemu-img map exit ${r.code}`}`,
     );
   }
-  try {
-    return JSON.parse(r.stdout) as MapEntry[];
-  } catch {
-    throw new ImportError(ErrorKind.Internal, 'qemu-img map printed something that is not JSON');
+  if (parseError === undefined) {
+    try {
+      parser.end();
+    } catch (err) {
+      parseError = err as Error;
+    }
   }
+  if (parseError !== undefined) throw parseError;
 }
 
 export interface ConvertOptions {
@@ -172,6 +271,8 @@ export async function convert(o: ConvertOptions): Promise<{ preallocationApplied
     );
     const r = await done;
     if (r.code === 0) return { preallocationApplied: o.preallocate };
+    const oom = memoryFailure(o.format, r, o.limits);
+    if (oom) throw new ImportError(ErrorKind.Invalid, oom);
     last = lastLine(r.stderr) || `exit ${r.code}`;
     if (r.code === 124 || r.code === 137)
       last = `qemu-img convert did not finish within ${o.limits.convertTimeoutSec}s`;

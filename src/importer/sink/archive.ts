@@ -1,10 +1,18 @@
 /**
- * Extracts a tar stream into a directory, safely: entries with absolute paths or `..` components, links that
- * would leave the directory, device nodes and FIFOs make the whole archive refused. Modes are masked (no setuid).
- * On any failure everything extracted so far is removed. Total size is bounded by `capacity`.
+ * Extracts a tar stream into a directory so that no entry can write, link or point outside it, by construction
+ * (docs/adr/0006-archive-extraction.md):
+ * - names are normalised; absolute names and `..` components are refused;
+ * - every directory on the way to an entry is one this archive created or a real directory already in the target,
+ *   checked with lstat when first met; nothing that is (or will be) a symbolic link is ever walked through;
+ * - regular files are created with O_CREAT|O_EXCL|O_NOFOLLOW (an existing name is unlinked first, never written
+ *   through), hard links only to regular files this archive extracted, looked up in our own table;
+ * - symbolic links are created last, after every file and directory, and only when their target, resolved through
+ *   the archive's own links the way the kernel would, stays inside the directory.
+ * Device nodes and FIFOs make the archive refused. Modes are masked (no setuid). On any failure everything
+ * extracted so far is removed. Total size is bounded by `capacity`.
  */
-import { createWriteStream } from 'node:fs';
-import { link, lstat, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, link, lstat, mkdir, open, readdir, rm, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,14 +23,132 @@ function refuse(message: string): ImportError {
   return new ImportError(ErrorKind.Invalid, `unsafe archive: ${message}`);
 }
 
-/** Normalises an entry name to a relative path inside the target, or refuses it. */
-function safeRelative(name: string): string {
+/** Normalises an entry name to a relative path inside the target ('' for the target itself), or refuses it. */
+function safeRelative(name: string, what = 'entry'): string {
   if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name))
-    throw refuse(`entry "${name}" has an absolute path`);
+    throw refuse(`${what} "${name}" has an absolute path`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw refuse(`entry "${name}" climbs out of the target with ".."`);
+  if (parts.includes('..')) throw refuse(`${what} "${name}" climbs out of the target with ".."`);
   return parts.join('/');
 }
+
+/** What a path in the target is, as far as this extraction knows. */
+type Kind = 'dir' | 'file' | 'symlink' | 'other';
+
+/** The kernel's limit on symbolic links followed while resolving one path (Linux MAXSYMLINKS). */
+const MAX_HOPS = 40;
+
+/** The directory being filled: what each path is, and everything created, for the undo. */
+class Tree {
+  readonly root: string;
+  private readonly kinds = new Map<string, Kind>();
+  /** Symbolic links to create at the end: path → target text. */
+  readonly links = new Map<string, string>();
+  /** Directories whose mode lacks owner rwx: applied at the end, so the files inside can be written first. */
+  readonly modes = new Map<string, number>();
+  /** Everything this extraction created, in order (a Set keeps insertion order). */
+  readonly created = new Set<string>();
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  abs(rel: string): string {
+    return path.join(this.root, rel);
+  }
+
+  /** What `rel` is: from our table, else from the disk (lstat, never following a link). */
+  async kind(rel: string): Promise<Kind | undefined> {
+    const known = this.kinds.get(rel);
+    if (known) return known;
+    const st = await lstat(this.abs(rel)).catch(() => undefined);
+    if (!st) return undefined;
+    const k: Kind = st.isSymbolicLink()
+      ? 'symlink'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isFile()
+          ? 'file'
+          : 'other';
+    this.kinds.set(rel, k);
+    return k;
+  }
+
+  /** Only what this archive wrote: a hard link must point at one of these. */
+  extractedFile(rel: string): boolean {
+    return this.kinds.get(rel) === 'file' && this.created.has(rel);
+  }
+
+  set(rel: string, k: Kind): void {
+    this.kinds.set(rel, k);
+    this.created.add(rel);
+  }
+
+  forget(rel: string): void {
+    this.kinds.delete(rel);
+  }
+
+  /**
+   * Makes every parent of `rel` a real directory (creating the missing ones), refusing a path that goes through a
+   * symbolic link or a file. After this the kernel resolves `abs(dirname(rel))` without following any link.
+   */
+  async parents(rel: string, name: string): Promise<void> {
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const p = parts.slice(0, i).join('/');
+      const k = await this.kind(p);
+      if (k === 'dir') continue;
+      if (k === 'symlink') throw refuse(`entry "${name}" would write through the symbolic link "${p}"`);
+      if (k !== undefined) throw refuse(`entry "${name}" needs "${p}" to be a directory, but it is a file`);
+      await mkdir(this.abs(p), { mode: 0o755 });
+      this.set(p, 'dir');
+    }
+  }
+
+  /**
+   * Where the link `rel` → `target` leads, resolved as the kernel would once every link exists (through the
+   * archive's own links, and lstat for what was there before); throws when it leaves the directory.
+   */
+  async checkLink(rel: string, target: string): Promise<void> {
+    const at = rel.split('/').slice(0, -1);
+    const todo = target.split('/');
+    let hops = 0;
+    while (todo.length > 0) {
+      const c = todo.shift()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        if (at.length === 0) throw refuse(`symbolic link "${rel}" points outside the target (${target})`);
+        at.pop();
+        continue;
+      }
+      at.push(c);
+      const p = at.join('/');
+      if ((await this.kind(p)) !== 'symlink') continue;
+      const next = this.links.get(p);
+      // A link that was in the target before: we cannot vouch for where it leads.
+      if (next === undefined)
+        throw refuse(
+          `symbolic link "${rel}" points through "${p}", a symbolic link that was not in the archive`,
+        );
+      if (++hops > MAX_HOPS)
+        throw refuse(`symbolic link "${rel}" goes through too many levels of symbolic links`);
+      at.pop();
+      todo.unshift(...next.split('/'));
+    }
+  }
+}
+
+/** The final component of a file or hard link: an existing file is replaced (unlinked), anything else refused. */
+async function replaceable(t: Tree, rel: string, name: string, what: string): Promise<void> {
+  const k = await t.kind(rel);
+  if (k === undefined) return;
+  if (k === 'symlink') throw refuse(`entry "${name}" would write through the symbolic link "${rel}"`);
+  if (k === 'dir') throw refuse(`${what} "${name}" would replace the directory "${rel}"`);
+  await unlink(t.abs(rel));
+  t.forget(rel);
+}
+
+const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export async function extractTar(
   input: Readable,
@@ -33,7 +159,7 @@ export async function extractTar(
 ): Promise<{ files: number; bytes: number }> {
   await mkdir(dir, { recursive: true });
   const before = new Set(await readdir(dir));
-  const root = path.resolve(dir);
+  const t = new Tree(path.resolve(dir));
   const extract = tar.extract();
   let bytes = 0;
   let files = 0;
@@ -42,20 +168,27 @@ export async function extractTar(
     for await (const entry of extract) {
       const h = entry.header;
       const rel = safeRelative(h.name);
-      const dest = path.join(root, rel);
       if (rel === '') {
         entry.resume();
         continue;
       }
-      await mkdir(path.dirname(dest), { recursive: true });
-      // Never write through something an earlier entry made into a link.
-      const existing = await lstat(dest).catch(() => undefined);
-      if (existing?.isSymbolicLink()) throw refuse(`entry "${h.name}" would write through a symbolic link`);
+      await t.parents(rel, h.name);
       switch (h.type) {
-        case 'directory':
-          await mkdir(dest, { recursive: true, mode: (h.mode ?? 0o755) & 0o777 });
+        case 'directory': {
+          const k = await t.kind(rel);
+          if (k === 'symlink')
+            throw refuse(`entry "${h.name}" would write through the symbolic link "${rel}"`);
+          if (k !== undefined && k !== 'dir')
+            throw refuse(`directory "${h.name}" would replace the file "${rel}"`);
+          const mode = (h.mode ?? 0o755) & 0o777;
+          if (k === undefined) {
+            await mkdir(t.abs(rel), { mode: mode | 0o700 });
+            t.set(rel, 'dir');
+            if ((mode & 0o700) !== 0o700) t.modes.set(rel, mode);
+          }
           entry.resume();
           break;
+        }
         case 'file':
         case 'contiguous-file': {
           const size = h.size ?? 0;
@@ -66,26 +199,43 @@ export async function extractTar(
               `the archive content is larger than the available space of ${capacity} bytes. A larger PVC is required`,
             );
           }
-          await pipeline(entry, createWriteStream(dest, { mode: (h.mode ?? 0o644) & 0o777 }));
+          await replaceable(t, rel, h.name, 'file');
+          t.set(rel, 'file');
+          const fh = await open(t.abs(rel), CREATE_FILE, (h.mode ?? 0o644) & 0o777);
+          await pipeline(entry, fh.createWriteStream());
           files++;
+          break;
+        }
+        case 'link': {
+          const target = safeRelative(h.linkname ?? '', 'hard link');
+          entry.resume();
+          if (target === rel) break;
+          if (!t.extractedFile(target)) {
+            throw refuse(
+              `hard link "${h.name}" does not point at a file extracted earlier from this archive (${h.linkname ?? ''})`,
+            );
+          }
+          await replaceable(t, rel, h.name, 'hard link');
+          // Both paths are made of real directories only (parents()), so link() follows nothing.
+          await link(t.abs(target), t.abs(rel));
+          t.set(rel, 'file');
           break;
         }
         case 'symlink': {
           const target = h.linkname ?? '';
-          if (target.startsWith('/')) throw refuse(`symbolic link "${h.name}" points at an absolute path`);
-          const resolved = path.resolve(path.dirname(dest), target);
-          if (resolved !== root && !resolved.startsWith(root + path.sep)) {
-            throw refuse(`symbolic link "${h.name}" points outside the target (${target})`);
-          }
-          await symlink(target, dest);
-          entry.resume();
-          break;
-        }
-        case 'link': {
-          const target = path.join(root, safeRelative(h.linkname ?? ''));
-          const st = await lstat(target).catch(() => undefined);
-          if (!st?.isFile()) throw refuse(`hard link "${h.name}" does not point at a file extracted earlier`);
-          await link(target, dest);
+          if (target === '') throw refuse(`symbolic link "${h.name}" has an empty target`);
+          if (target.startsWith('/'))
+            throw refuse(`symbolic link "${h.name}" points at an absolute path (${target})`);
+          const k = await t.kind(rel);
+          if (k === 'symlink')
+            throw refuse(`entry "${h.name}" would write through the symbolic link "${rel}"`);
+          if (k !== undefined)
+            throw refuse(
+              `symbolic link "${h.name}" would replace the ${k === 'dir' ? 'directory' : 'file'} "${rel}"`,
+            );
+          // Created after everything else: until then no entry can go through it.
+          t.links.set(rel, target);
+          t.set(rel, 'symlink');
           entry.resume();
           break;
         }
@@ -100,6 +250,10 @@ export async function extractTar(
           );
       }
     }
+    for (const [rel, target] of t.links) await t.checkLink(rel, target);
+    for (const [rel, target] of t.links) await symlink(target, t.abs(rel));
+    // Deepest first, so a read-only parent is closed after its children.
+    for (const [rel, mode] of [...t.modes].reverse()) await chmod(t.abs(rel), mode);
   })();
 
   try {
@@ -114,9 +268,7 @@ export async function extractTar(
   } catch (err) {
     input.destroy();
     extract.destroy();
-    for (const name of await readdir(dir).catch(() => [])) {
-      if (!before.has(name)) await rm(path.join(dir, name), { recursive: true, force: true });
-    }
+    await undo(t, dir, before);
     if (err instanceof ImportError) throw err;
     throw new ImportError(
       ErrorKind.Invalid,
@@ -125,4 +277,14 @@ export async function extractTar(
     );
   }
   return { files, bytes };
+}
+
+/** Removes what the extraction created (also inside directories that were there before), newest first. */
+async function undo(t: Tree, dir: string, before: Set<string>): Promise<void> {
+  // Read-only directories of ours would stop rm: give the owner write access back first.
+  for (const rel of t.modes.keys()) await chmod(t.abs(rel), 0o700).catch(() => undefined);
+  for (const rel of [...t.created].reverse()) await rm(t.abs(rel), { recursive: true, force: true });
+  for (const name of await readdir(dir).catch(() => [])) {
+    if (!before.has(name)) await rm(path.join(dir, name), { recursive: true, force: true });
+  }
 }

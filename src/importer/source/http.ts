@@ -30,7 +30,8 @@ export interface HttpSourceOptions {
 }
 
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'];
-const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
+/** HTTP(S)_PROXY is set: requests go through undici's EnvHttpProxyAgent (which honours NO_PROXY). */
+export const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
 
 /**
  * What the answer to the one-byte ranged GET says about the source, or undefined for answers that need undici's
@@ -78,11 +79,106 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
   return { pems, files };
 }
 
+/**
+ * The undici dispatcher of the sources that speak HTTP through undici (http, registry): extra CAs from the
+ * directories (besides the system's), TLS 1.2 at least, the idle watchdog, and HTTP(S)_PROXY/NO_PROXY through
+ * EnvHttpProxyAgent (CDIConfig's importProxy reaches the pod as those variables).
+ */
+export async function undiciDispatcher(o: {
+  caDirs: string[];
+  insecureSkipVerify: boolean;
+  idleMs: number;
+}): Promise<Dispatcher> {
+  const pems: string[] = [];
+  for (const d of o.caDirs) pems.push(...(await readCaDir(d)).pems);
+  const connect = {
+    rejectUnauthorized: !o.insecureSkipVerify,
+    minVersion: 'TLSv1.2' as const,
+    ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
+  };
+  const common = { connect, bodyTimeout: o.idleMs, headersTimeout: o.idleMs };
+  // Loaded on first use: plain-HTTP imports without a proxy never need it (http-socket.ts), and it takes ~40 ms.
+  const { Agent, EnvHttpProxyAgent } = await import('undici');
+  return proxied()
+    ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
+    : new Agent(common);
+}
+
+/**
+ * The body as a stream whose errors (resets, idle timeouts) are one-line ImportErrors, and whose short end (fewer
+ * bytes than `expected`) is an error too. `explain` may give its own error for a body error.
+ */
+export function guardBody(
+  body: Readable,
+  description: string,
+  expected: number | undefined,
+  explain: (err: Error) => ImportError | undefined = () => undefined,
+): Readable {
+  let got = 0;
+  const guard = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      got += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (expected !== undefined && got < expected)
+        cb(
+          new ImportError(
+            ErrorKind.Transfer,
+            `the connection to ${description} ended after ${got} of ${expected} bytes`,
+          ),
+        );
+      else cb();
+    },
+  });
+  body.on('error', (err) => {
+    guard.destroy(
+      explain(err) ??
+        new ImportError(
+          ErrorKind.Transfer,
+          `the connection to ${description} broke after ${got}${expected !== undefined ? ` of ${expected}` : ''} bytes: ${err.message}`,
+          { cause: err },
+        ),
+    );
+  });
+  guard.on('close', () => body.destroy());
+  return Readable.prototype.pipe.call(body, guard) as Transform;
+}
+
+/** Every byte of a range's body, or an error that says how far it got (shared by the sources that read by range). */
+export async function collectRange(
+  body: Readable,
+  description: string,
+  want: string,
+  length: number,
+): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  try {
+    for await (const c of body as AsyncIterable<Buffer>) {
+      chunks.push(c);
+      got += c.length;
+    }
+  } catch (err) {
+    throw new ImportError(
+      ErrorKind.Transfer,
+      // The socket path's own error says the same thing ("ended after …"): do not repeat it.
+      `the connection to ${description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
+      { cause: err },
+    );
+  }
+  if (got !== length)
+    throw new ImportError(
+      ErrorKind.Transfer,
+      `range ${want} of ${description} returned ${got} bytes instead of ${length}`,
+    );
+  return chunks;
+}
+
 export class HttpSource implements ImportSource {
   readonly description: string;
   private readonly o: HttpSourceOptions;
   private dispatcher: Dispatcher | undefined;
-  private caPems: string[] = [];
   private finalUrl: string;
   private cached: SourceInfo | undefined;
   /** How the last open() reads the body: a bare socket (plain HTTP, http-socket.ts) or undici. */
@@ -113,19 +209,11 @@ export class HttpSource implements ImportSource {
     if (this.dispatcher) return this.dispatcher;
     const dirs =
       this.o.caDir === undefined ? [] : Array.isArray(this.o.caDir) ? this.o.caDir : [this.o.caDir];
-    for (const d of dirs) this.caPems.push(...(await readCaDir(d)).pems);
-    const connect = {
-      rejectUnauthorized: !this.o.insecureSkipVerify,
-      minVersion: 'TLSv1.2' as const,
-      ...(this.caPems.length > 0 ? { ca: [...rootCertificates, ...this.caPems] } : {}),
-    };
-    const idle = this.idleMs();
-    const common = { connect, bodyTimeout: idle, headersTimeout: idle };
-    // Loaded on first use: plain-HTTP imports without a proxy never need it (http-socket.ts), and it takes ~40 ms.
-    const { Agent, EnvHttpProxyAgent } = await import('undici');
-    this.dispatcher = proxied()
-      ? new EnvHttpProxyAgent({ ...common, requestTls: connect, proxyTls: connect })
-      : new Agent(common);
+    this.dispatcher = await undiciDispatcher({
+      caDirs: dirs,
+      insecureSkipVerify: this.o.insecureSkipVerify ?? false,
+      idleMs: this.idleMs(),
+    });
     return this.dispatcher;
   }
 
@@ -261,7 +349,7 @@ export class HttpSource implements ImportSource {
     const want = `bytes=${offset}-${offset + length - 1}`;
     const bare = this.bare(this.finalUrl);
     const direct = bare && (await socketGet({ ...bare, range: { offset, length } }));
-    if (direct) return this.collectRange(direct, want, length);
+    if (direct) return collectRange(direct, this.description, want, length);
     const res = await this.get(want, this.finalUrl);
     if (res.statusCode !== 206) {
       await res.body.dump().catch(() => undefined);
@@ -269,32 +357,7 @@ export class HttpSource implements ImportSource {
         throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
       throw this.statusError(res.statusCode);
     }
-    return this.collectRange(res.body, want, length);
-  }
-
-  /** Every byte of a range's body, or an error that says how far it got. */
-  private async collectRange(body: Readable, want: string, length: number): Promise<Buffer[]> {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    try {
-      for await (const c of body as AsyncIterable<Buffer>) {
-        chunks.push(c);
-        got += c.length;
-      }
-    } catch (err) {
-      throw new ImportError(
-        ErrorKind.Transfer,
-        // The socket path's own error says the same thing ("ended after …"): do not repeat it.
-        `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
-        { cause: err },
-      );
-    }
-    if (got !== length)
-      throw new ImportError(
-        ErrorKind.Transfer,
-        `range ${want} of ${this.description} returned ${got} bytes instead of ${length}`,
-      );
-    return chunks;
+    return collectRange(res.body, this.description, want, length);
   }
 
   async open(): Promise<Readable> {
@@ -313,40 +376,11 @@ export class HttpSource implements ImportSource {
     }
     const expected =
       res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
-    let got = 0;
-    const desc = this.description;
-    // Turn undici body errors (resets, idle timeouts) into one-line ImportErrors, and catch short bodies.
-    const guard = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        got += chunk.length;
-        cb(null, chunk);
-      },
-      flush(cb) {
-        if (expected !== undefined && got < expected) {
-          cb(
-            new ImportError(
-              ErrorKind.Transfer,
-              `the connection to ${desc} ended after ${got} of ${expected} bytes`,
-            ),
-          );
-        } else cb();
-      },
-    });
-    const body = res.body as unknown as Readable;
-    body.on('error', (err) => {
-      const e = err as { code?: string };
-      guard.destroy(
-        e.code === 'UND_ERR_BODY_TIMEOUT'
-          ? this.networkError(err, this.finalUrl)
-          : new ImportError(
-              ErrorKind.Transfer,
-              `the connection to ${desc} broke after ${got}${expected !== undefined ? ` of ${expected}` : ''} bytes: ${err.message}`,
-              { cause: err },
-            ),
-      );
-    });
-    guard.on('close', () => body.destroy());
-    return Readable.prototype.pipe.call(body, guard) as Transform;
+    return guardBody(res.body, this.description, expected, (err) =>
+      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
+        ? this.networkError(err, this.finalUrl)
+        : undefined,
+    );
   }
 
   async close(): Promise<void> {

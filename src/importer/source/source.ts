@@ -14,6 +14,28 @@ export interface SourceInfo {
   localPath?: string;
 }
 
+/** A range of a raw disk: data (read with readRange) or zeros. */
+export interface DiskExtent {
+  offset: number;
+  length: number;
+  zero: boolean;
+}
+
+/**
+ * What a disk source (imageio, vddk) knows about the VM disk it reads: the guest's raw bytes as extents, so only
+ * data crosses the wire (disk.ts copies them). The bytes are the guest's, never sniffed for a format.
+ */
+export interface DiskMap {
+  /** Virtual size of the disk. */
+  size: number;
+  /**
+   * Full import: extents covering [0, size). Delta (a warm-import checkpoint after the first): only the ranges that
+   * changed since the previous checkpoint, written in place onto the target the earlier stages filled.
+   */
+  extents: DiskExtent[];
+  delta: boolean;
+}
+
 export interface ImportSource {
   /** For messages: `http://host/path` or a file name. */
   readonly description: string;
@@ -25,5 +47,14 @@ export interface ImportSource {
    * the streaming path serves these to qemu-img over NBD (image/nbd-server.ts).
    */
   readRange?(offset: number, length: number): Promise<Buffer[]>;
+  /** Disk sources (imageio, vddk): the disk's extents; readRange() reads the data ones. See disk.ts. */
+  disk?(): Promise<DiskMap>;
+  /**
+   * The data path wrote and committed every byte: close() may report success to the server (imageio finalizes its
+   * image transfer then, and cancels it otherwise).
+   */
+  succeeded?(): void;
+  /** Extra fields for the pod's termination message (vddk: `vddkInfo`), known after the transfer. */
+  terminationInfo?(): Record<string, unknown>;
   close(): Promise<void>;
 }

@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import type { DataVolume } from '../shared/types.ts';
 import { checkSource, specEditNotice } from './sources.ts';
 
-const dv = (spec: Record<string, unknown>, generation = 1): DataVolume =>
-  ({
-    metadata: { name: 'd', namespace: 'ns', generation },
-    spec: { storage: { resources: { requests: { storage: '1Gi' } } }, ...spec },
-  }) as DataVolume;
+const dv = (spec: Record<string, unknown>, generation = 1): DataVolume => ({
+  metadata: { name: 'd', namespace: 'ns', generation },
+  spec: { storage: { resources: { requests: { storage: '1Gi' } } }, ...spec },
+});
 
 void test('http and blank are served by the import controller', () => {
   assert.deepEqual(checkSource(dv({ source: { http: { url: 'https://x/y.img' } } })), {

@@ -63,6 +63,7 @@ export class EventRecorder {
   private readonly spam = new Map<string, TokenBucket>();
   private readonly queue: Queued[] = [];
   private sending: Promise<void> | undefined;
+  private seq = Math.floor(Math.random() * 1000);
   readonly stats: EventRecorderStats = { written: 0, filtered: 0, dropped: 0, failed: 0 };
 
   constructor(client: KubeClient, opts: EventRecorderOptions) {
@@ -172,7 +173,10 @@ export class EventRecorder {
         this.seen.delete(aggKey); // expired (events have a TTL): create a fresh one
       }
     }
-    const name = `${meta.name ?? 'unknown'}.${(q.at * 1_000_000 + Math.floor(Math.random() * 1_000_000)).toString(16)}`;
+    // client-go's <name>.<hex nanoseconds>; a sequence number in the sub-millisecond digits keeps two events of one
+    // millisecond apart and in order (a float would lose those digits: the value is above 2^53)
+    this.seq = (this.seq + 1) % 1_000_000;
+    const name = `${meta.name ?? 'unknown'}.${(BigInt(q.at) * 1_000_000n + BigInt(this.seq)).toString(16)}`;
     const event: Event = {
       metadata: { name, namespace },
       involvedObject: {

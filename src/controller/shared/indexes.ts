@@ -48,6 +48,17 @@ export function isCdiPod(p: Pod): boolean {
   return p.metadata?.labels?.[Label.app] === Label.appValue;
 }
 
+/** What a trimmed object keeps of its metadata in any case. */
+function identity(m: NonNullable<KubeObject['metadata']>): NonNullable<KubeObject['metadata']> {
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    resourceVersion: m.resourceVersion,
+    ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
+  };
+}
+
 /**
  * Other pods are cached only for "who mounts this claim" and "is it still running": metadata without annotations, the
  * PVC volumes and the phase. Their containers, env and status details (most of a pod's size) are dropped.
@@ -60,14 +71,10 @@ export function trimPod(o: KubeObject): KubeObject {
     apiVersion: p.apiVersion,
     kind: p.kind,
     metadata: {
-      name: m.name,
-      namespace: m.namespace,
-      uid: m.uid,
-      resourceVersion: m.resourceVersion,
+      ...identity(m),
       ...(m.labels ? { labels: m.labels } : {}),
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
-      ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
     },
     spec: {
       containers: [],
@@ -97,13 +104,7 @@ export function trimEvent(o: KubeObject): KubeObject {
   return {
     apiVersion: e.apiVersion,
     kind: e.kind,
-    metadata: {
-      name: m.name,
-      namespace: m.namespace,
-      uid: m.uid,
-      resourceVersion: m.resourceVersion,
-      ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
-    },
+    metadata: identity(m),
     involvedObject: {
       kind: e.involvedObject?.kind,
       name: e.involvedObject?.name,

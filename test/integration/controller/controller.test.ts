@@ -524,20 +524,7 @@ void test('OOMKilled: the importer is recreated with CACHE_MODE=TRYNONE', async 
   const first = await eventually('importer-dv-oom', () => getPod('importer-dv-oom'));
   const env0 = first.spec?.containers[0]?.env?.find((e) => e.name === 'CACHE_MODE');
   assert.equal(env0?.value ?? '', '');
-  await kubelet.setStatus(client, ns, 'importer-dv-oom', {
-    phase: 'Running',
-    containerStatuses: [
-      {
-        name: 'importer',
-        image: 'x',
-        imageID: '',
-        ready: false,
-        restartCount: 1,
-        state: { waiting: { reason: 'CrashLoopBackOff' } },
-        lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
-      },
-    ],
-  });
+  await kubelet.setStatus(client, ns, 'importer-dv-oom', kubelet.oomKilled(1));
   const second = await eventually('a new pod with CACHE_MODE=TRYNONE', async () => {
     const p = await getPod('importer-dv-oom');
     return p && p.metadata?.uid !== first.metadata?.uid ? p : undefined;

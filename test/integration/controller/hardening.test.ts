@@ -3,13 +3,7 @@
 // be applied, an import that warns, an importer that runs out of memory twice, and the trusted proxy CA.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  Resources,
-  type ConfigMap,
-  type KubeClient,
-  type KubeObject,
-  type Pod,
-} from '../../../src/kube/index.ts';
+import { Resources, type ConfigMap, type KubeClient, type KubeObject } from '../../../src/kube/index.ts';
 import type { CDIConfig, DataVolume } from '../../../src/controller/shared/types.ts';
 import { eventually } from '../kube/cluster.ts';
 import { eventsFor, kubelet, useControllerSuite } from './harness.ts';
@@ -170,28 +164,14 @@ void test('warnings of a successful import become Warning events on the DataVolu
 void test('an importer killed for memory twice, the second time with direct I/O, fails the DataVolume and names the limit', async () => {
   await suite.pvFor('dv-oom2');
   await suite.createDv('dv-oom2');
-  const oomed = (restartCount: number): NonNullable<Pod['status']> => ({
-    phase: 'Running',
-    containerStatuses: [
-      {
-        name: 'importer',
-        image: 'x',
-        imageID: '',
-        ready: false,
-        restartCount,
-        state: { waiting: { reason: 'CrashLoopBackOff' } },
-        lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
-      },
-    ],
-  });
   const first = await eventually('importer-dv-oom2', () => suite.getPod('importer-dv-oom2'));
-  await kubelet.setStatus(client, ns, 'importer-dv-oom2', oomed(1));
+  await kubelet.setStatus(client, ns, 'importer-dv-oom2', kubelet.oomKilled(1));
   const second = await eventually('the pod recreated with CACHE_MODE=TRYNONE', async () => {
     const p = await suite.getPod('importer-dv-oom2');
     return p && p.metadata?.uid !== first.metadata?.uid ? p : undefined;
   });
   assert.equal(second.spec?.containers[0]?.env?.find((e) => e.name === 'CACHE_MODE')?.value, 'TRYNONE');
-  await kubelet.setStatus(client, ns, 'importer-dv-oom2', oomed(1));
+  await kubelet.setStatus(client, ns, 'importer-dv-oom2', kubelet.oomKilled(1));
   const dv = await suite.waitPhase('dv-oom2', 'Failed');
   assert.equal(cond(dv, 'Running')?.reason, 'OOMKilled');
   assert.equal(

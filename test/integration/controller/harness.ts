@@ -385,6 +385,19 @@ export const kubelet = {
       ],
     };
   },
+  /** Killed for memory (exit 137, OOMKilled), waiting in back-off to be restarted. */
+  oomKilled(restartCount: number): NonNullable<Pod['status']> {
+    return {
+      phase: 'Running',
+      containerStatuses: [
+        importerStatus({
+          restartCount,
+          state: { waiting: { reason: 'CrashLoopBackOff' } },
+          lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
+        }),
+      ],
+    };
+  },
   /** After a failed run under restartPolicy OnFailure: waiting in back-off, the failure in lastState. */
   crashLooping(restartCount: number, message: string): NonNullable<Pod['status']> {
     const now = kubeTime(new Date());

@@ -1,6 +1,12 @@
 // CDIConfig (cluster-scoped; a single object named `config`). Its spec is owned by CDI.spec.config.
 import Type, { type Static } from 'typebox';
-import { ConditionFields, LocalObjectReference, ResourceRequirements, RootFields, StringEnum } from './k8s.ts';
+import {
+  ConditionFields,
+  LocalObjectReference,
+  ResourceRequirements,
+  RootFields,
+  StringEnum,
+} from './k8s.ts';
 
 export const FilesystemOverhead = Type.Object(
   {

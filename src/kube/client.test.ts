@@ -64,7 +64,7 @@ void test('a request that gets no answer fails with a clear message after reques
   );
 });
 
-void test('merge patch, JSON patch, apply and status use their content types and paths', async () => {
+void test('merge patch, JSON patch, apply and a status merge patch use their content types and paths', async () => {
   await withServer(
     (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"metadata":{"name":"d"}}');
@@ -77,7 +77,12 @@ void test('merge patch, JSON patch, apply and status use their content types and
         { metadata: { name: 'd', namespace: 'ns' } },
         { fieldManager: 'cdi', force: true },
       );
-      await client.patchStatus(Resources.DataVolume, 'd', { phase: 'Pending' }, { namespace: 'ns' });
+      await client.mergePatch(
+        Resources.DataVolume,
+        'd',
+        { status: { phase: 'Pending' } },
+        { namespace: 'ns', subresource: 'status' },
+      );
       assert.deepEqual(
         seen.map((s) => [s.method, s.url, s.contentType]),
         [

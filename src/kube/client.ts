@@ -279,16 +279,6 @@ export class KubeClient {
     return this.patch<T>(r, name, ops, ContentType.JsonPatch, opts);
   }
 
-  /** Merge patch of the status subresource. */
-  patchStatus<T extends KubeObject>(
-    r: Resource,
-    name: string,
-    status: unknown,
-    opts: WriteOptions = {},
-  ): Promise<T> {
-    return this.patch<T>(r, name, { status }, ContentType.MergePatch, { ...opts, subresource: 'status' });
-  }
-
   /** Server-side apply: `obj` is the full intent of `fieldManager`; force takes over conflicting fields. */
   apply<T extends KubeObject>(
     r: Resource,

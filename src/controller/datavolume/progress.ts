@@ -160,7 +160,8 @@ export interface ScraperOptions {
 interface Tracked {
   target: ScrapeTarget;
   value: number | undefined;
-  lastStart: number;
+  /** When the last scrape ended: the next one waits intervalMs after it (a slow pod is not hammered). */
+  lastEnd: number;
   busy: boolean;
   lastProblem: string;
 }
@@ -189,7 +190,7 @@ export class ProgressScraper implements ProgressSource {
   track(target: ScrapeTarget): void {
     const t = this.targets.get(target.key);
     if (t && t.target.ownerUID === target.ownerUID && t.target.pvcName === target.pvcName) return;
-    this.targets.set(target.key, { target, value: undefined, lastStart: 0, busy: false, lastProblem: '' });
+    this.targets.set(target.key, { target, value: undefined, lastEnd: 0, busy: false, lastProblem: '' });
     this.schedule();
   }
 
@@ -223,7 +224,7 @@ export class ProgressScraper implements ProgressSource {
     if (!this.stopped || this.stopped.aborted) return;
     const now = this.clock.now();
     for (const [key, t] of this.targets) {
-      if (t.busy || now - t.lastStart < this.o.intervalMs || this.waiting.includes(key)) continue;
+      if (t.busy || now - t.lastEnd < this.o.intervalMs || this.waiting.includes(key)) continue;
       this.waiting.push(key);
     }
     while (this.active < this.o.concurrency && this.waiting.length > 0) {
@@ -231,10 +232,10 @@ export class ProgressScraper implements ProgressSource {
       const t = this.targets.get(key);
       if (!t || t.busy) continue;
       t.busy = true;
-      t.lastStart = this.clock.now();
       this.active++;
       void this.scrape(t).finally(() => {
         t.busy = false;
+        t.lastEnd = this.clock.now();
         this.active--;
         if (this.active === 0) for (const w of this.idle.splice(0)) w();
         this.schedule();

@@ -467,15 +467,23 @@ export async function startMetricsServer(): Promise<{
 }
 
 /** Sockets a server has seen and which of them are still open (who hung up). */
-export function trackSockets(server: https.Server): { open: () => number; total: () => number } {
+export function trackSockets(server: https.Server): {
+  open: () => number;
+  total: () => number;
+  closed: () => number;
+} {
   const open = new Set<Socket>();
   let total = 0;
+  let closed = 0;
   server.on('secureConnection', (sock: Socket) => {
     total++;
     open.add(sock);
-    sock.on('close', () => open.delete(sock));
+    sock.on('close', () => {
+      open.delete(sock);
+      closed++;
+    });
   });
-  return { open: () => open.size, total: () => total };
+  return { open: () => open.size, total: () => total, closed: () => closed };
 }
 
 /** A PV that binds exactly to ns/claim (static provisioning: the PV controller of kube-controller-manager binds it). */

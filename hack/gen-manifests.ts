@@ -18,6 +18,7 @@ import {
   type ControllerDeployOptions,
   type PullPolicy,
 } from '../src/deploy/controller.ts';
+import { defaultUploadDeployOptions, renderUploadDeployFiles } from '../src/deploy/upload.ts';
 
 const repoDeploy = join(import.meta.dirname, '..', 'deploy');
 
@@ -87,3 +88,16 @@ async function writeDir(out: string, sub: string, files: Record<string, string>)
 const { out, deploy } = options();
 await writeDir(out, 'crds', Object.fromEntries(crdFiles().map((f) => [f.file, f.yaml])));
 await writeDir(out, 'cdi', renderDeployFiles(deploy));
+// cdi-apiserver and cdi-uploadproxy: same registry, tag and pull policy as the controller.
+const image = (name: string): string => deploy.controllerImage.replace(/cdi-controller(?=[:@]|$)/, name);
+await writeDir(
+  out,
+  'upload',
+  renderUploadDeployFiles({
+    ...defaultUploadDeployOptions,
+    namespace: deploy.namespace,
+    apiServerImage: image('cdi-apiserver'),
+    uploadProxyImage: image('cdi-uploadproxy'),
+    pullPolicy: deploy.pullPolicy,
+  }),
+);

@@ -152,6 +152,8 @@ export async function startMetricsServer(o: MetricsServerOptions): Promise<Metri
 export interface HealthServerOptions {
   /** /readyz answers 200 while this is true, 503 otherwise. */
   ready: () => boolean;
+  /** What is wrong (an informer failing, the lease lost); /healthz answers 500 with them, 200 when none. */
+  problems?: () => string[];
   port?: number;
   host?: string;
 }
@@ -161,11 +163,14 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/** /healthz (always ok while the process serves) and /readyz over plain HTTP; nothing else. */
+/** /healthz and /readyz over plain HTTP; nothing else. */
 export async function startHealthServer(o: HealthServerOptions): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://health').pathname;
-    if (path === '/healthz') return answer(res, 200, 'ok');
+    if (path === '/healthz') {
+      const p = o.problems?.() ?? [];
+      return p.length === 0 ? answer(res, 200, 'ok') : answer(res, 500, p.join('\n'));
+    }
     if (path === '/readyz') return o.ready() ? answer(res, 200, 'ok') : answer(res, 503, 'not ready');
     answer(res, 404, '404 page not found');
   });

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -20,7 +19,7 @@ import { serviceHostnames } from '../../../src/certs/reconcile.ts';
 import { KubeClient, silentLogger, type KubeClient as Kube } from '../../../src/kube/index.ts';
 import { DelegatedAuth, KubeReviews, type Reviews } from '../../../src/monitoring/auth.ts';
 import { ControllerMetrics } from '../../../src/monitoring/metrics.ts';
-import { startHealthServer, startMetricsServer, type MetricsServer } from '../../../src/monitoring/server.ts';
+import { startMetricsServer, type MetricsServer } from '../../../src/monitoring/server.ts';
 import {
   createMetricsReaders,
   Rbac,
@@ -270,31 +269,6 @@ void describe('without a mounted certificate', () => {
       assert.equal(reviews.tokenReviews, 2, 'a failure to ask is not cached');
     } finally {
       await server.close();
-    }
-  });
-});
-
-void describe('health on plain HTTP', () => {
-  void it('/healthz always, /readyz while ready, nothing else', async () => {
-    let ready = false;
-    const h = await startHealthServer({ ready: () => ready, port: 0, host: '127.0.0.1' });
-    const status = (path: string): Promise<number> =>
-      new Promise((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port: h.port, path, agent: false }, (res) => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-          })
-          .on('error', reject);
-      });
-    try {
-      assert.equal(await status('/healthz'), 200);
-      assert.equal(await status('/readyz'), 503);
-      ready = true;
-      assert.equal(await status('/readyz'), 200);
-      assert.equal(await status('/metrics'), 404);
-    } finally {
-      await h.close();
     }
   });
 });

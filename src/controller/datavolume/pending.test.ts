@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DataVolume } from '../shared/types.ts';
-import { pendingForDefaultStorageClass, usesDefaultStorageClass } from './pending.ts';
+import { PendingDataVolumes, usesDefaultStorageClass, waitsForDefaultStorageClass } from './pending.ts';
 
 const dv = (spec: DataVolume['spec'], phase?: string): DataVolume => ({
   apiVersion: 'cdi.kubevirt.io/v1beta1',
@@ -22,16 +22,30 @@ void test('a DataVolume uses the default class when neither spec.pvc nor spec.st
   assert.equal(usesDefaultStorageClass(dv({ source, pvc: {}, storage: { storageClassName: 'gold' } })), true);
 });
 
-void test('pending counts Pending and phase-less DataVolumes waiting for a default class, nothing else', () => {
-  const n = pendingForDefaultStorageClass([
-    dv({ source, storage: {} }),
-    dv({ source, storage: {} }, ''),
-    dv({ source, storage: {} }, 'Pending'),
-    dv({ source, storage: {} }, 'ImportInProgress'),
-    dv({ source, storage: {} }, 'Succeeded'),
-    dv({ source, storage: { storageClassName: 'gold' } }, 'Pending'),
-    dv({ source, pvc: {} }, 'WaitForFirstConsumer'),
-  ]);
-  assert.equal(n, 3);
-  assert.equal(pendingForDefaultStorageClass([]), 0);
+void test('waiting: Pending or no phase yet, and no class of its own', () => {
+  const waits = (d: DataVolume): boolean => waitsForDefaultStorageClass(d);
+  assert.equal(waits(dv({ source, storage: {} })), true);
+  assert.equal(waits(dv({ source, storage: {} }, '')), true);
+  assert.equal(waits(dv({ source, storage: {} }, 'Pending')), true);
+  assert.equal(waits(dv({ source, storage: {} }, 'ImportInProgress')), false);
+  assert.equal(waits(dv({ source, storage: {} }, 'Succeeded')), false);
+  assert.equal(waits(dv({ source, pvc: {} }, 'WaitForFirstConsumer')), false);
+  assert.equal(waits(dv({ source, storage: { storageClassName: 'gold' } }, 'Pending')), false);
+});
+
+void test('the pending set follows events: added, moved on, deleted', () => {
+  const p = new PendingDataVolumes();
+  assert.equal(p.set('ns/a', dv({ source, storage: {} }, 'Pending')), 1);
+  assert.equal(p.set('ns/b', dv({ source, storage: {} })), 2);
+  assert.equal(p.set('ns/c', dv({ source, storage: { storageClassName: 'gold' } }, 'Pending')), 2);
+  // a default class appeared and a itself moved on
+  assert.equal(p.set('ns/a', dv({ source, storage: {} }, 'ImportScheduled')), 1);
+  assert.equal(
+    p.set('ns/b', dv({ source, storage: {} }, 'Pending')),
+    1,
+    'an update of a waiting one is counted once',
+  );
+  assert.equal(p.delete('ns/b'), 0);
+  assert.equal(p.delete('ns/zzz'), 0);
+  assert.equal(p.size, 0);
 });

@@ -2,7 +2,8 @@
 // non-resource URL /metrics (as upstream's cdi-metrics-reader), a stranger bound to nothing, and TokenRequest API
 // tokens for either (what a Prometheus in the cluster would mount).
 import { HttpMethod } from '@kubernetes/client-node';
-import { isNotFound, type KubeClient, type Resource } from '../../src/kube/index.ts';
+import type { KubeClient, Resource } from '../../src/kube/index.ts';
+import { deleteIfExists } from '../integration/kube/cluster.ts';
 
 export const Rbac = {
   ServiceAccount: {
@@ -58,19 +59,6 @@ export interface MetricsReaders {
   /** the ClusterRoleBinding that makes the reader one */
   binding: string;
   cleanup(): Promise<void>;
-}
-
-async function deleteIfExists(
-  kube: KubeClient,
-  r: Resource,
-  name: string,
-  namespace?: string,
-): Promise<void> {
-  try {
-    await kube.delete(r, name, namespace ? { namespace } : {});
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  }
 }
 
 /** ServiceAccounts `metrics-reader` and `stranger` in `namespace`, and the reader's cluster-wide binding. */

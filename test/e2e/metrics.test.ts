@@ -162,6 +162,9 @@ void test('with the cdi-metrics-reader token and the CA: the target is up and th
   assert.equal(hostpath?.metric['default'], 'true');
   assert.equal(hostpath?.metric['provisioner'], 'hostpath.csi.cdi.dev');
   assert.equal(hostpath?.metric['smartclone'], 'true');
+  assert.equal(hostpath?.metric['rwx'], 'false');
+  assert.equal(hostpath?.metric['degraded'], 'true');
+  assert.equal(hostpath?.metric['complete'], 'true');
   assert.equal(hostpath?.value[1], '1');
   const pending = await query('kubevirt_cdi_datavolume_pending{job="cdi-reader"}');
   assert.equal(pending.length, 1);

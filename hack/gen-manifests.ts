@@ -1,5 +1,6 @@
 // Writes the generated manifests: the CRDs from src/api into <out>/crds, the controller's RBAC, the user ClusterRoles,
-// the Deployment and the Service from src/deploy into <out>/cdi.
+// the Deployment and the Service from src/deploy into <out>/cdi, the PrometheusRule from src/monitoring into
+// <out>/monitoring.
 //
 //   npm run gen                      deploy/ with the local harness's defaults (localhost:5000 images, :dev, Always);
 //                                    snapshot tests (src/api/crds.test.ts, src/deploy/controller.test.ts) fail when stale
@@ -18,6 +19,8 @@ import {
   type ControllerDeployOptions,
   type PullPolicy,
 } from '../src/deploy/controller.ts';
+import { defaultUploadDeployOptions, renderUploadDeployFiles } from '../src/deploy/upload.ts';
+import { renderMonitoringFiles } from '../src/monitoring/rules.ts';
 
 const repoDeploy = join(import.meta.dirname, '..', 'deploy');
 
@@ -87,3 +90,18 @@ async function writeDir(out: string, sub: string, files: Record<string, string>)
 const { out, deploy } = options();
 await writeDir(out, 'crds', Object.fromEntries(crdFiles().map((f) => [f.file, f.yaml])));
 await writeDir(out, 'cdi', renderDeployFiles(deploy));
+// cdi-apiserver and cdi-uploadproxy: same registry, tag and pull policy as the controller.
+const image = (name: string): string => deploy.controllerImage.replace(/cdi-controller(?=[:@]|$)/, name);
+await writeDir(
+  out,
+  'upload',
+  renderUploadDeployFiles({
+    ...defaultUploadDeployOptions,
+    namespace: deploy.namespace,
+    apiServerImage: image('cdi-apiserver'),
+    uploadProxyImage: image('cdi-uploadproxy'),
+    pullPolicy: deploy.pullPolicy,
+  }),
+);
+// the PrometheusRule (recording rules and alerts), for clusters with the Prometheus Operator
+await writeDir(out, 'monitoring', renderMonitoringFiles(deploy.namespace));

@@ -167,6 +167,7 @@ function printReport(r: InspectReport): void {
     `virtual size:  ${r.virtualSize !== undefined ? `${r.virtualSize} (${humanSize(r.virtualSize)})` : 'unknown until decompressed'}`,
     ...(r.actualSize !== undefined ? [`actual size:   ${r.actualSize} (${humanSize(r.actualSize)})`] : []),
     `transfer:      ${r.transfer}`,
+    ...(r.plan ? [`plan:          ${r.plan.transfer}: ${r.plan.reason}`] : []),
     `accepted:      ${r.accepted ? 'yes' : 'no'}: ${r.reason}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

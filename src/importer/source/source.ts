@@ -1,28 +1,71 @@
 /**
- * The source strategy: every source (http, blank now; registry, s3, gcs, upload, imageio, vddk later) says what it
- * knows and yields the image bytes from offset 0. One file per source in this folder.
+ * The source strategy. Every source (http, blank and file now; registry, s3, gcs, upload, imageio, vddk next) says
+ * what it offers and yields the image bytes; one file per source in this folder. The data path (import.ts) asks a
+ * source only these questions, and the planner (plan.ts) decides from the answers how the bytes travel, so a new
+ * source implements this interface and nothing else.
+ *
+ * The calls, in the order the data path makes them:
+ *
+ *   info()          what the source offers. May do the first request (HttpSource: its answer is kept and becomes
+ *                   the body of the next open(), so a flaky server sees one request per attempt, not two).
+ *   open()          the bytes from offset 0, once per attempt. A one-way source (`oneWay`: an upload's request body)
+ *                   can be opened once in all; everything else may be opened again (a restart from byte 0).
+ *   open(o, v)      only when `resumable` is set and info() gave a `validator`: the bytes from offset `o` of the
+ *                   content that validator `v` names, to continue a body that broke at `o` (HTTP: `Range` with
+ *                   `If-Range`). When the source cannot promise that (the content changed, no ranges), it rejects
+ *                   with `CannotResume` (errors.ts) and the data path starts again from 0: two versions of a file are
+ *                   never spliced. open(o, v) may also be the first call of a run (a pod continuing an earlier run's
+ *                   download); info() then describes what that answer said.
+ *   readRange()     only when info() says `ranges`: exact byte ranges, in parallel (the NBD server and the extent
+ *                   copy read qcow2 and friends this way).
+ *   close()         always, once, at the end (also after errors): releases sockets, children, temporary files.
+ *
+ * After open(), info() describes the bytes open() returned (a source whose content can change updates it).
+ * Errors are ImportErrors (errors.ts) with a one-line message a user can act on: `connectError()` for a source that
+ * cannot be reached at all (upstream's "Unable to connect to <kind> data source: …"), ErrorKind.Transfer for a
+ * break later on (a break inside the body is retried by the data path: source/resumable.ts).
  */
 import type { Readable } from 'node:stream';
+import type { Checksum } from '../checksum.ts';
 
 export interface SourceInfo {
   /** Length of the bytes `open()` yields, when known. */
   size?: number;
-  /** The source can serve byte ranges (required to stream non-raw formats without a scratch copy). */
+  /** The source can serve byte ranges (readRange; required to stream non-raw formats without a scratch copy). */
   ranges: boolean;
+  /** The media type the source labels the bytes with (HTTP Content-Type); text/* draws upstream's warning. */
   contentType?: string;
   /** For local files: qemu-img can read them directly. */
   localPath?: string;
+  /**
+   * Names this exact content (HTTP: a strong ETag, else Last-Modified; S3: the ETag; GCS: the generation).
+   * A broken body is continued only when the source gives one (and `resumable` is set), and only while it is
+   * unchanged; it is also what the progress record of a file target keeps across runs.
+   */
+  validator?: string;
+  /** The bytes can be read once only (an upload's request body): no second open(), no ranges, no resume. */
+  oneWay?: boolean;
+  /**
+   * A digest the source itself publishes for the bytes open() yields (a registry layer's sha256, for instance).
+   * Verified whenever the chosen path reads every byte anyway; a checksum in the request is verified always.
+   */
+  checksum?: Checksum;
 }
 
 export interface ImportSource {
-  /** For messages: `http://host/path` or a file name. */
+  /** For messages: `http://host/path` (no credentials) or a file name. */
   readonly description: string;
+  /** open(offset, validator) continues a body from `offset` (see above). Sources without it never get an offset. */
+  readonly resumable?: boolean;
   info(): Promise<SourceInfo>;
-  /** The whole byte stream from offset 0. Errors on the stream are ImportErrors. */
-  open(): Promise<Readable>;
+  /**
+   * The byte stream from `offset` (default 0). Errors on the stream are ImportErrors; a body that ends short of
+   * `info().size` is an error too (the source knows its length, the data path may not).
+   */
+  open(offset?: number, validator?: string): Promise<Readable>;
   /**
    * `length` bytes at `offset` (all of them, or an ImportError), for sources whose info() says `ranges`:
-   * the streaming path serves these to qemu-img over NBD (image/nbd-server.ts).
+   * the streaming path serves these to qemu-img over NBD (image/nbd-server.ts) and copies extents with them.
    */
   readRange?(offset: number, length: number): Promise<Buffer[]>;
   close(): Promise<void>;

@@ -1,0 +1,64 @@
+/**
+ * What a front end asks of the data path (ImportRequest) and what it gets back (ImportResult). Re-exported by
+ * import.ts, whose runImport() is the one entry point; kept in their own module so the planner (plan.ts) and the
+ * transfer paths (transfer/*.ts) can name them without importing import.ts (no import cycles).
+ */
+import type { Checksum } from './checksum.ts';
+import type { Layer } from './format/sniff.ts';
+import type { Limits } from './image/run.ts';
+import type { Progress } from './progress.ts';
+import type { RawTarget } from './sink/raw.ts';
+import type { ImportSource } from './source/source.ts';
+
+export const ContentType = { KubeVirt: 'kubevirt', Archive: 'archive' } as const;
+export type ContentType = (typeof ContentType)[keyof typeof ContentType];
+
+export type CacheMode = 'writeback' | 'none' | 'trynone';
+
+export interface ImportRequest {
+  source: ImportSource;
+  contentType: ContentType;
+  target: RawTarget | { kind: 'dir'; path: string };
+  /** Final size of a file target (grown to it, never shrunk). Undefined: the image's own size. */
+  size?: number;
+  /** Space the image may use (virtual size / raw bytes / extracted bytes). Undefined: no limit. */
+  available?: number;
+  checksum?: Checksum;
+  preallocate?: boolean;
+  /** Directory for a staged copy when streaming is impossible. Undefined: fail with scratch-required. */
+  scratchDir?: string;
+  cache?: CacheMode;
+  /** Allow the streaming path (NBD over ranged reads; default true). */
+  stream?: boolean;
+  /** Allow the extent copy on the streaming path (image/extents.ts; default true). */
+  extentCopy?: boolean;
+  limits?: Limits;
+  progress?: Progress;
+}
+
+export const TransferPath = {
+  Direct: 'direct',
+  Nbd: 'nbd',
+  Extents: 'extents',
+  Scratch: 'scratch',
+  Local: 'local',
+  Archive: 'archive',
+} as const;
+export type TransferPath = (typeof TransferPath)[keyof typeof TransferPath];
+
+export interface ImportResult {
+  /** Things the user may want to know (upstream's text/* content-type warning, for instance). */
+  warnings: string[];
+  layers: Layer[];
+  format: Layer;
+  virtualSize: number;
+  path: TransferPath;
+  preallocationApplied: boolean;
+  /** Final size of the target file (bytes extracted for archives). */
+  size: number;
+  /** Set when the decompressor child wrote the target itself (raw.xz, raw.zst; format/direct.ts). */
+  decompressedBy?: 'xz' | 'zstd';
+}
+
+/** What a transfer path returns; runImport adds the warnings. */
+export type TransferOutcome = Omit<ImportResult, 'warnings'>;

@@ -71,7 +71,9 @@ export async function runImport(req: ImportRequest): Promise<ImportResult> {
       warnings.push(`the server labels the data ${info.contentType}; is the URL really a disk image?`);
     }
     const raw = await src.open();
-    const tap = req.checksum ? new ChecksumTap(req.checksum) : undefined;
+    // The request's checksum, else the source's own digest (verified by the paths that read every byte: plan.verify).
+    const sum = req.checksum ?? info.checksum;
+    const tap = sum ? new ChecksumTap(sum) : undefined;
     const body = chain(raw, [...(tap ? [tap.stage()] : []), progress.counter()]);
     progress.setPhase('transferring');
     const allowed = planRequest(req);

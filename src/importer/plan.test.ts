@@ -79,6 +79,14 @@ void describe('planTransfer', () => {
     assert.match(planTransfer(offer(ranged), req({ checksum: true }), qcow2).reason, /checksum/);
   });
 
+  void it('verifies the request checksum always, the source digest where every byte is read anyway', () => {
+    const digest = { ...ranged, checksum: { algorithm: 'sha256', hex: '0'.repeat(64) } };
+    assert.equal(planTransfer(offer(ranged), req({ checksum: true }), qcow2).verify, 'request');
+    assert.equal(planTransfer(offer(digest), req(), qcow2).verify, undefined); // by range: not every byte
+    assert.equal(planTransfer(offer(digest), req(), { layers: ['gz'], format: 'qcow2' }).verify, 'source');
+    assert.equal(planTransfer(offer(digest), req(), { layers: [], format: 'raw' }).verify, 'source');
+  });
+
   void it('scratch needed but none: the scratch-required error (upstream text)', () => {
     const e = refusal(() => planTransfer(offer(plain), req({ scratch: false }), qcow2));
     assert.equal(e.kind, ErrorKind.ScratchRequired);

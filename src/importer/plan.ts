@@ -72,6 +72,11 @@ export interface TransferPlan {
   format: Layer;
   /** The decompressor child that writes the target (transfer `decompressor`). */
   decompressedBy?: 'xz' | 'zstd';
+  /**
+   * Which checksum the source bytes are verified against: the request's (always: it forces a path that reads every
+   * byte), or the one the source publishes (SourceInfo.checksum: on every path that reads every byte anyway).
+   */
+  verify?: 'request' | 'source';
   /** One sentence: how the bytes travel and why (what `cdi inspect` prints). */
   reason: string;
 }
@@ -107,13 +112,12 @@ export function planTransfer(offer: SourceOffer, req: PlanRequest, content: Cont
   const format = content.format;
   const info = offer.info;
   const under = layers.length > 0 ? ` under ${layers.join('+')}` : '';
-  const plan = (transfer: TransferKind, path: TransferPath, reason: string): TransferPlan => ({
-    transfer,
-    path,
-    layers,
-    format,
-    reason,
-  });
+  const verify = (transfer: TransferKind): TransferPlan['verify'] =>
+    req.checksum ? 'request' : info.checksum && transfer !== TransferKind.Range ? 'source' : undefined;
+  const plan = (transfer: TransferKind, path: TransferPath, reason: string): TransferPlan => {
+    const v = verify(transfer);
+    return { transfer, path, layers, format, reason, ...(v ? { verify: v } : {}) };
+  };
 
   if (req.contentType === ContentType.Archive) {
     if (format !== 'tar') {

@@ -36,14 +36,17 @@ export class ChecksumTap {
       },
     });
   }
-  /** Throws the fatal checksum error (upstream wording) when the digest differs. */
+  /**
+   * Throws the fatal checksum error when the digest differs, worded as upstream's (`checksum validation failed:
+   * checksum mismatch: expected …, calculated …`; the controller matches on "checksum mismatch").
+   */
   verify(): void {
     const got = this.hash.digest('hex');
     if (got !== this.expected.hex) {
       const a = this.expected.algorithm;
       throw new ImportError(
         ErrorKind.Checksum,
-        `checksum mismatch: expected ${a}:${this.expected.hex}, calculated ${a}:${got}`,
+        `checksum validation failed: checksum mismatch: expected ${a}:${this.expected.hex}, calculated ${a}:${got}`,
       );
     }
   }

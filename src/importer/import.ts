@@ -13,7 +13,8 @@ import { ChecksumTap } from './checksum.ts';
 import { DEFAULT_LIMITS } from './image/run.ts';
 import { childMayWriteTarget, planTransfer, TransferKind, type PlanRequest } from './plan.ts';
 import { Progress } from './progress.ts';
-import type { ImportRequest, ImportResult } from './request.ts';
+import { ContentType, type ImportRequest, type ImportResult } from './request.ts';
+import type { SourceInfo } from './source/source.ts';
 import { archiveTransfer } from './transfer/archive.ts';
 import { examine } from './transfer/content.ts';
 import type { Transfer } from './transfer/context.ts';
@@ -58,6 +59,13 @@ export function planRequest(req: ImportRequest): PlanRequest {
   };
 }
 
+/** Upstream's warning (http-datasource.go), word for word: tools and tests match on it. */
+export function contentTypeWarning(req: ImportRequest, info: SourceInfo): string | undefined {
+  const ct = info.contentType;
+  if (req.contentType !== ContentType.KubeVirt || !ct?.startsWith('text/')) return undefined;
+  return `Unexpected content type '${ct}'. Content might not be a KubeVirt image.`;
+}
+
 export async function runImport(req: ImportRequest): Promise<ImportResult> {
   const progress = req.progress ?? new Progress();
   const limits = req.limits ?? DEFAULT_LIMITS;
@@ -67,8 +75,10 @@ export async function runImport(req: ImportRequest): Promise<ImportResult> {
     progress.setPhase('connecting');
     const info = await src.info();
     progress.total = info.size;
-    if (info.contentType?.startsWith('text/')) {
-      warnings.push(`the server labels the data ${info.contentType}; is the URL really a disk image?`);
+    const warning = contentTypeWarning(req, info);
+    if (warning) {
+      warnings.push(warning);
+      req.log?.(warning);
     }
     const raw = await src.open();
     // The request's checksum, else the source's own digest (verified by the paths that read every byte: plan.verify).

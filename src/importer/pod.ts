@@ -4,11 +4,14 @@
  * (Block, when it exists), scratch at /scratch when mounted, and the result in /dev/termination-log:
  *   success:           JSON {"scratchSpaceRequired":false,"preallocationApplied":…,"message":"Import Complete"}, exit 0
  *   scratch needed:    JSON {"scratchSpaceRequired":true,…}, exit 0 (the controller recreates the pod with scratch)
- *   checksum mismatch: JSON {"message":"Unable to process data: checksum mismatch: …"}, exit 0 (fatal, no retry)
+ *   checksum mismatch: JSON {"message":"Unable to process data: checksum validation failed: checksum mismatch: …"},
+ *                      exit 0 (fatal, no retry)
+ *   unreachable:       plain text "Unable to connect to http data source: …", exit 1 (the pod restarts)
  *   other errors:      plain text "Unable to process data: …", exit 1 (the pod restarts)
+ * A success may carry `warnings` (upstream's content-type warning; our addition, which upstream's parser ignores).
  * The paths can be moved for tests with CDI_IMPORTER_DATA_DIR, CDI_IMPORTER_BLOCK_PATH, CDI_IMPORTER_SCRATCH_DIR,
- * CDI_IMPORTER_TERMINATION_LOG, CDI_IMPORTER_PROXY_CERT_DIR (and CDI_IMPORTER_METRICS_PORT, default 8443; "off"
- * disables the endpoint).
+ * CDI_IMPORTER_TERMINATION_LOG, CDI_IMPORTER_PROXY_CERT_DIR, CDI_IMPORTER_SECRET_HEADERS_DIR (and
+ * CDI_IMPORTER_METRICS_PORT, default 8443; "off" disables the endpoint).
  */
 import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,7 +23,7 @@ import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
-import { HttpSource } from './source/http.ts';
+import { HttpSource, readSecretHeaders } from './source/http.ts';
 import type { ImportSource } from './source/source.ts';
 
 type Env = Record<string, string | undefined>;
@@ -46,6 +49,8 @@ export interface TerminationMessage {
   preallocationApplied?: boolean;
   deadlinePassed?: boolean;
   labels?: Record<string, string>;
+  /** Warnings of a successful import, for the controller to turn into events (absent when there are none). */
+  warnings?: string[];
   message?: string;
 }
 
@@ -82,7 +87,7 @@ async function writeTermination(p: PodPaths, text: string): Promise<void> {
   );
 }
 
-function makeSource(env: Env, caDirs: string[]): ImportSource {
+async function makeSource(env: Env, caDirs: string[]): Promise<ImportSource> {
   const kind = env.IMPORTER_SOURCE ?? '';
   if (kind === 'none' || kind === 'blank') return new BlankSource();
   if (kind === 'http') {
@@ -97,6 +102,8 @@ function makeSource(env: Env, caDirs: string[]): ImportSource {
       caDir: caDirs,
       insecureSkipVerify: parseBool('INSECURE_TLS', env.INSECURE_TLS, false),
       headers,
+      // Upstream's secretExtraHeaders: the controller mounts each secret under /extraheaders/<n>/.
+      secretHeaders: await readSecretHeaders(env.CDI_IMPORTER_SECRET_HEADERS_DIR ?? '/extraheaders'),
       ...(user ? { user, password: env.IMPORTER_SECRET_KEY ?? '' } : {}),
       userAgent: 'cdi-ts-importer',
     });
@@ -153,7 +160,7 @@ export async function runPodImporter(
       ...(env.IMPORTER_CERT_DIR ? [env.IMPORTER_CERT_DIR] : []),
       ...((await exists(proxyCerts)) ? [proxyCerts] : []),
     ];
-    const source = makeSource(env, caDirs);
+    const source = await makeSource(env, caDirs);
     const blank = source instanceof BlankSource;
     if (blank && contentType === ContentType.Archive) {
       throw new ImportError(ErrorKind.Invalid, 'Cannot create empty disk with content type archive');
@@ -193,6 +200,7 @@ export async function runPodImporter(
       ...(scratch ? { scratchDir: scratch } : {}),
       cache: cacheMode,
       progress,
+      log,
     });
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
@@ -202,6 +210,7 @@ export async function runPodImporter(
       terminationJson({
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
+        ...(r.warnings.length > 0 ? { warnings: r.warnings } : {}),
         message: completeMessage,
       }),
     );
@@ -224,7 +233,9 @@ export async function runPodImporter(
       await writeTermination(p, terminationJson({ message: `Unable to process data: ${text}` }));
       return 0;
     }
-    await writeTermination(p, `Unable to process data: ${text}`);
+    // Upstream writes a source it cannot reach as "Unable to connect to <kind> data source: …" (the error's text).
+    const connect = err instanceof ImportError && err.kind === ErrorKind.Connect;
+    await writeTermination(p, connect ? text : `Unable to process data: ${text}`);
     return 1;
   } finally {
     await metrics?.close();

@@ -34,6 +34,8 @@ export interface ImportRequest {
   extentCopy?: boolean;
   limits?: Limits;
   progress?: Progress;
+  /** Lines for the importer log (the content-type warning, resumes, restarts). Default: none. */
+  log?: (line: string) => void;
 }
 
 export const TransferPath = {

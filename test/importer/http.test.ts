@@ -90,7 +90,10 @@ void describe('http source', () => {
       const err = await refused(
         importWith(server, file, { user: 'alice', password: 'wrong', headers: ['X-Token: abc'] }),
       );
-      assert.match(err.message, /HTTP 401 .*check the user name, password and headers/);
+      assert.match(
+        err.message,
+        /^Unable to connect to http data source: expected status code 200, got 401\. Status: 401 Unauthorized \(.*: check the user name, password and headers\)$/,
+      );
     });
 
     void it(`redirects keep auth and headers (${file})`, async () => {
@@ -121,7 +124,10 @@ void describe('http source', () => {
       const { out } = await importWith({ tls }, file, { caDir });
       assert.equal(await md5File(out), disk.md5);
       const err = await refused(importWith({ tls }, file));
-      assert.match(err.message, /TLS verification .* failed .*--ca-dir/);
+      assert.match(
+        err.message,
+        /^Unable to connect to http data source: HTTP request errored: TLS verification .* failed .*--ca-dir/,
+      );
       const { out: out2 } = await importWith({ tls }, file, { insecureSkipVerify: true });
       assert.equal(await md5File(out2), disk.md5);
     });

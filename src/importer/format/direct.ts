@@ -13,7 +13,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { ErrorKind, ImportError } from '../errors.ts';
+import { ErrorKind, ImportError, tooLargeForSpace } from '../errors.ts';
 import { RawWriter, type RawTarget } from '../sink/raw.ts';
 import { sniff, SNIFF_BYTES, type Layer } from './sniff.ts';
 
@@ -217,10 +217,7 @@ function corrupt(kind: DirectCompression, why: string): ImportError {
 }
 
 function tooLarge(available: number): ImportError {
-  return new ImportError(
-    ErrorKind.Invalid,
-    `the image is larger than the available space of ${available} bytes (it kept going past it). A larger PVC is required`,
-  );
+  return tooLargeForSpace(available);
 }
 
 /** The last line of xz's or zstd's stderr without the `xz: (stdin): ` / `/*stdin*\\ : ` prefixes. */
@@ -317,8 +314,8 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
       throw new ImportError(
         ErrorKind.Invalid,
         file
-          ? `the volume ran out of space while writing the image${available !== undefined ? ` (${available} bytes were available)` : ''}. A larger PVC is required`
-          : `the image is larger than the block device ${target.path}. A larger PVC is required`,
+          ? `the volume ran out of space while writing the image (no space left on device${available !== undefined ? `; ${available} bytes were available` : ''}). A larger PVC is required`
+          : `the image is larger than the block device ${target.path} (no space left on device). A larger PVC is required`,
       );
     }
     if (exit.code !== 0) throw corrupt(kind, last || `${tool[0]} ${exit.signal ?? `exit ${exit.code}`}`);

@@ -12,7 +12,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { ErrorKind, ImportError } from '../errors.ts';
+import { ErrorKind, ImportError, tooLargeForSpace } from '../errors.ts';
 
 const run = promisify(execFile);
 const SEG = 64 * 1024;
@@ -119,10 +119,7 @@ export class RawWriter {
     try {
       for await (const chunk of input as AsyncIterable<Buffer>) {
         if (this.capacity !== undefined && this.written + pendingLen + chunk.length > this.capacity) {
-          throw new ImportError(
-            ErrorKind.Invalid,
-            `the image is larger than the available space of ${this.capacity} bytes (it kept going past it). A larger PVC is required`,
-          );
+          throw tooLargeForSpace(this.capacity);
         }
         pending.push(chunk);
         pendingLen += chunk.length;

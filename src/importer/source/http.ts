@@ -1,18 +1,30 @@
 /**
- * HTTP(S) source on undici: extra CAs from a directory (every file in it, like upstream's certConfigMap),
- * insecure-skip-verify, extra headers, basic auth, redirects followed by hand so auth and headers are kept
- * (upstream does the same), HTTP(S)_PROXY/NO_PROXY through EnvHttpProxyAgent, and an idle watchdog
- * (the download fails when no byte arrives for `idleTimeoutMs`; upstream: 10 minutes).
- * Plain `http://` answers that need none of that (no proxy, a 200 or 206 with a length) are read on a bare socket
- * instead (http-socket.ts: a tenth of the CPU); every other answer, and every error message, comes from undici.
+ * HTTP(S) source. Plain `http://` without a proxy goes over bare sockets (http-socket.ts: a tenth of the CPU);
+ * TLS, proxies (HTTP(S)_PROXY/NO_PROXY through EnvHttpProxyAgent) and chunked or content-coded bodies go over undici.
+ * Both transports answer one request at a time to this file, which follows redirects and words every error, so
+ * the rules below hold for both:
+ *
+ * - One request for the body per attempt. info() sends the GET for the whole body (`Range: bytes=0-`, so a 206
+ *   proves range support) and keeps the answer; open() hands that same answer on. A flaky server (upstream's
+ *   cdi-bad-webserver `/flaky/`: 503 except every 4th GET, which redirects to the file) sees one GET per attempt,
+ *   as with upstream's importer, and an attempt that gets the good answer uses it.
+ * - Redirects are followed by hand (at most `maxRedirects`). Basic auth and the extra headers (`headers` and
+ *   `secretHeaders`, upstream's extraHeaders and secretExtraHeaders) are sent to the URL's own origin only: never to
+ *   another host, port or scheme, so never from https to http (curl's rule; upstream re-sends basic auth to any
+ *   redirect target, we deliberately do not).
+ * - Messages that tools match on are upstream's: a source that cannot be reached reads `Unable to connect to http
+ *   data source: expected status code 200, got 404. Status: 404 Not Found` (or `…: HTTP request errored: …` for
+ *   DNS, refused connections and TLS), our guidance in parentheses after it.
+ * - An idle watchdog: the download fails when no byte arrives for `idleTimeoutMs` (upstream: 10 minutes).
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { ErrorKind, ImportError } from '../errors.ts';
-import { idleMessage, socketGet, socketHead, type SocketGetOptions } from './http-socket.ts';
+import { connectError, ErrorKind, ImportError } from '../errors.ts';
+import { idleMessage, socketGet, type SocketGetOptions } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -20,8 +32,10 @@ export interface HttpSourceOptions {
   /** Directories whose files are all extra trusted CA certificates (PEM): the cert dir, the proxy CA dir. */
   caDir?: string | string[];
   insecureSkipVerify?: boolean;
-  /** `Name: value` lines. */
+  /** `Name: value` lines (IMPORTER_EXTRA_HEADER_n). Sent to the URL's origin only. */
   headers?: string[];
+  /** `Name: value` lines from secrets (upstream's secretExtraHeaders, readSecretHeaders()). Same rule; never logged. */
+  secretHeaders?: string[];
   user?: string;
   password?: string;
   idleTimeoutMs?: number;
@@ -31,24 +45,20 @@ export interface HttpSourceOptions {
 
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'];
 const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
+const REDIRECTS = [301, 302, 303, 307, 308];
+/** What the data path reports for this source in upstream's "Unable to connect to <kind> data source". */
+const KIND = 'http';
 
-/**
- * What the answer to the one-byte ranged GET says about the source, or undefined for answers that need undici's
- * handling (redirects, errors).
- */
-function probeInfo(status: number, header: (name: string) => string | undefined): SourceInfo | undefined {
-  const ct = header('content-type');
-  const typed = (i: SourceInfo): SourceInfo => (ct !== undefined ? { ...i, contentType: ct } : i);
-  if (status === 206) {
-    const m = /\/(\d+)\s*$/.exec(header('content-range') ?? '');
-    return typed({ ranges: true, ...(m ? { size: Number(m[1]) } : {}) });
-  }
-  if (status === 200) {
-    const cl = header('content-length');
-    return typed({ ranges: false, ...(cl !== undefined ? { size: Number(cl) } : {}) });
-  }
-  if (status === 416) return typed({ ranges: false, size: 0 });
-  return undefined;
+/** One answer, from either transport; redirects not followed yet. */
+interface Answer {
+  status: number;
+  statusText: string;
+  header(name: string): string | undefined;
+  /** For 2xx answers: the body (errors and short bodies are ImportErrors). */
+  body?: Readable;
+  /** The URL that answered. */
+  url: string;
+  transport: 'socket' | 'undici';
 }
 
 export function parseHeader(line: string): [string, string] {
@@ -78,16 +88,83 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
   return { pems, files };
 }
 
+/**
+ * Upstream's secretExtraHeaders: every file under `dir` (the controller mounts one secret per subdirectory of
+ * /extraheaders) is one `Name: value` line; names starting with a dot (a secret volume's `..data` links) are skipped.
+ * A missing directory means none.
+ */
+export async function readSecretHeaders(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw new ImportError(ErrorKind.Invalid, `cannot read the extra headers in ${dir}: ${err.message}`);
+  });
+  const out: string[] = [];
+  for (const d of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (d.name.startsWith('.')) continue;
+    const p = path.join(dir, d.name);
+    const isDir =
+      d.isDirectory() || (d.isSymbolicLink() && (await stat(p).catch(() => undefined))?.isDirectory());
+    if (isDir) out.push(...(await readSecretHeaders(p)));
+    else out.push((await readFile(p, 'utf8')).replace(/\r?\n$/, ''));
+  }
+  return out;
+}
+
+/** Validator for If-Range: a strong ETag, else Last-Modified (RFC 9110 §13.1.5: a weak ETag cannot be used). */
+function validatorOf(header: (name: string) => string | undefined): string | undefined {
+  const etag = header('etag');
+  if (etag && !etag.startsWith('W/')) return etag;
+  return header('last-modified');
+}
+
+/** `bytes S-E/T` → its numbers (T undefined for `*`). */
+function contentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/.exec(v ?? '');
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
+/** What an answer to `Range: bytes=0-` says about the source. */
+function infoFrom(a: Answer): SourceInfo {
+  const ct = a.header('content-type');
+  const validator = validatorOf((k) => a.header(k));
+  const extra = { ...(ct !== undefined ? { contentType: ct } : {}), ...(validator ? { validator } : {}) };
+  if (a.status === 206) {
+    const total = contentRange(a.header('content-range'))?.total;
+    return { ranges: true, ...(total !== undefined ? { size: total } : {}), ...extra };
+  }
+  if (a.status === 416) return { ranges: false, size: 0, ...extra };
+  const cl = a.header('content-length');
+  // A 200 to a ranged GET: the server did not use the range here; its Accept-Ranges says whether it can (upstream's
+  // test), and readRange() says clearly if it cannot after all.
+  const ranges = (a.header('accept-ranges') ?? '').toLowerCase() === 'bytes';
+  return { ranges, ...(cl !== undefined && /^\d+$/.test(cl) ? { size: Number(cl) } : {}), ...extra };
+}
+
 export class HttpSource implements ImportSource {
   readonly description: string;
   private readonly o: HttpSourceOptions;
+  /** The origin credentials and extra headers may go to. */
+  private readonly origin: string;
+  /** The URL without credentials. */
+  private readonly startUrl: string;
   private dispatcher: Dispatcher | undefined;
   private caPems: string[] = [];
+  /** Where the last redirect chain ended (ranged reads go there). */
   private finalUrl: string;
   private cached: SourceInfo | undefined;
+  /** The answer info() got, kept for open(): one request for the body per attempt. */
+  private held: Answer | undefined;
+  /** Set once the source has answered a request for the body (errors before that are connection errors). */
+  private connected = false;
+  /** The other origin a redirect led to, if any (for the hint of a 401/403). */
+  private elsewhere: string | undefined;
+  /** The body open() returned last (closed by close(), whoever else still holds it). */
+  private opened: Readable | undefined;
   /** How the last open() reads the body: a bare socket (plain HTTP, http-socket.ts) or undici. */
   transport: 'socket' | 'undici' | undefined;
-  private direct: Readable | undefined;
+  /** Requests sent (every hop of every redirect chain, every ranged read): for tests and logs. */
+  requests = 0;
 
   constructor(o: HttpSourceOptions) {
     let u: URL;
@@ -103,10 +180,12 @@ export class HttpSource implements ImportSource {
       );
     }
     this.o = o;
-    this.finalUrl = u.toString();
+    this.origin = u.origin;
     u.username = '';
     u.password = '';
-    this.description = u.toString();
+    this.startUrl = u.toString();
+    this.finalUrl = this.startUrl;
+    this.description = this.startUrl;
   }
 
   private async agent(): Promise<Dispatcher> {
@@ -129,70 +208,105 @@ export class HttpSource implements ImportSource {
     return this.dispatcher;
   }
 
-  /** A request on a bare socket (http-socket.ts), or undefined with a proxy configured (undici does those). */
-  private bare(url: string, extra: Record<string, string> = {}): SocketGetOptions | undefined {
-    if (proxied()) return undefined;
-    return { url, headers: this.headers(extra), description: this.description, idleTimeoutMs: this.idleMs() };
-  }
-
   private idleMs(): number {
     return this.o.idleTimeoutMs ?? 10 * 60 * 1000;
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { 'user-agent': this.o.userAgent ?? 'cdi-ts-importer', ...extra };
-    for (const line of this.o.headers ?? []) {
-      const [k, v] = parseHeader(line);
-      h[k.toLowerCase()] = v;
+  /** The headers for a request to `url`: credentials and extra headers only to the URL's own origin. */
+  private headersFor(url: string, extra: Record<string, string>): Record<string, string> {
+    const h: Record<string, string> = { 'user-agent': this.o.userAgent ?? 'cdi-ts-importer' };
+    if (new URL(url).origin === this.origin) {
+      for (const line of [...(this.o.headers ?? []), ...(this.o.secretHeaders ?? [])]) {
+        const [k, v] = parseHeader(line);
+        h[k.toLowerCase()] = v;
+      }
+      const u = new URL(this.o.url);
+      const user = this.o.user ?? (u.username ? decodeURIComponent(u.username) : undefined);
+      const password = this.o.password ?? (u.password ? decodeURIComponent(u.password) : '');
+      if (user !== undefined)
+        h.authorization = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
     }
-    const url = new URL(this.o.url);
-    const user = this.o.user ?? (url.username ? decodeURIComponent(url.username) : undefined);
-    const password = this.o.password ?? (url.password ? decodeURIComponent(url.password) : '');
-    if (user !== undefined)
-      h.authorization = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
-    return h;
+    return { ...h, ...extra };
   }
 
-  /** GET (following redirects, keeping auth and headers on every hop). */
-  private async get(range?: string, from?: string): Promise<Dispatcher.ResponseData> {
+  /** One request, redirects not followed: on a bare socket when it can (plain HTTP, no proxy), else undici. */
+  private async once(
+    url: string,
+    extra: Record<string, string>,
+    range?: { offset: number; length: number },
+  ): Promise<Answer> {
+    const headers = this.headersFor(url, extra);
+    this.requests++;
+    if (!proxied()) {
+      const o: SocketGetOptions = {
+        url,
+        headers,
+        description: this.description,
+        idleTimeoutMs: this.idleMs(),
+        ...(range ? { range } : {}),
+      };
+      const a = await socketGet(o);
+      if (a) {
+        return {
+          status: a.status,
+          statusText: a.statusText,
+          header: (k) => a.headers.get(k),
+          ...(a.body ? { body: a.body } : {}),
+          url,
+          transport: 'socket',
+        };
+      }
+    }
     const dispatcher = await this.agent();
     const { request } = await import('undici');
-    let url = from ?? this.plainUrl(this.o.url);
-    const max = this.o.maxRedirects ?? 10;
-    for (let hop = 0; ; hop++) {
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(url, {
-          method: 'GET',
-          headers: this.headers(range ? { range } : {}),
-          dispatcher,
-        });
-      } catch (err) {
-        throw this.networkError(err, url);
-      }
-      if ([301, 302, 303, 307, 308].includes(res.statusCode)) {
-        const loc = res.headers.location;
-        await res.body.dump();
-        if (typeof loc !== 'string')
-          throw new ImportError(ErrorKind.Transfer, `HTTP ${res.statusCode} from ${url} without a Location`);
-        if (hop >= max)
-          throw new ImportError(
-            ErrorKind.Transfer,
-            `too many redirects (more than ${max}) from ${this.description}`,
-          );
-        url = new URL(loc, url).toString();
-        continue;
-      }
-      this.finalUrl = url;
-      return res;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method: 'GET', headers, dispatcher });
+    } catch (err) {
+      throw this.networkError(err, url);
     }
+    const header = (k: string): string | undefined => {
+      const v = res.headers[k];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const ok = res.statusCode >= 200 && res.statusCode <= 299;
+    if (!ok) await res.body.dump().catch(() => undefined);
+    return {
+      status: res.statusCode,
+      statusText: STATUS_CODES[res.statusCode] ?? '',
+      header,
+      ...(ok ? { body: this.guard(res.body, header('content-length'), url) } : {}),
+      url,
+      transport: 'undici',
+    };
   }
 
-  private plainUrl(u: string): string {
-    const x = new URL(u);
-    x.username = '';
-    x.password = '';
-    return x.toString();
+  /** GET `from` (default: the URL the last chain ended at), following redirects; the answer that is not one. */
+  private async fetch(
+    extra: Record<string, string>,
+    o: { from?: string; range?: { offset: number; length: number } } = {},
+  ): Promise<Answer> {
+    let url = o.from ?? this.finalUrl;
+    const max = this.o.maxRedirects ?? 10;
+    for (let hop = 0; ; hop++) {
+      const a = await this.once(url, extra, o.range);
+      if (!REDIRECTS.includes(a.status)) {
+        this.finalUrl = url;
+        return a;
+      }
+      a.body?.destroy();
+      const loc = a.header('location');
+      if (loc === undefined)
+        throw new ImportError(ErrorKind.Transfer, `HTTP ${a.status} from ${url} without a Location`);
+      if (hop >= max)
+        throw new ImportError(
+          ErrorKind.Transfer,
+          `too many redirects (more than ${max}) from ${this.description}`,
+        );
+      url = new URL(loc, url).toString();
+      const origin = new URL(url).origin;
+      if (origin !== this.origin) this.elsewhere = origin;
+    }
   }
 
   private networkError(err: unknown, url: string): ImportError {
@@ -202,7 +316,7 @@ export class HttpSource implements ImportSource {
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) || /certificate/i.test(msg)) {
       return new ImportError(
         ErrorKind.Transfer,
-        `TLS verification of ${new URL(url).host} failed (${msg}): add its CA with --ca-dir (IMPORTER_CERT_DIR) or use --insecure-skip-verify`,
+        `HTTP request errored: TLS verification of ${new URL(url).host} failed (${msg}): add its CA with --ca-dir (IMPORTER_CERT_DIR) or use --insecure-skip-verify`,
         { cause: err },
       );
     }
@@ -211,65 +325,93 @@ export class HttpSource implements ImportSource {
         cause: err,
       });
     }
+    const hint =
+      code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+        ? ' (the host name does not resolve: check the URL)'
+        : code === 'ECONNREFUSED'
+          ? ' (nothing accepts connections there: check the URL and that the server runs)'
+          : '';
     return new ImportError(
       ErrorKind.Transfer,
-      `cannot reach ${this.description}: ${code ? `${code} ` : ''}${msg}`,
+      `HTTP request errored: Get "${url}": ${msg.includes(code) ? '' : `${code} `}${msg}${hint}`.replace(
+        /: {2,}/,
+        ': ',
+      ),
       { cause: err },
     );
   }
 
-  private statusError(status: number): ImportError {
-    const hint =
-      status === 401 || status === 403
-        ? ': check the user name, password and headers'
-        : status === 404
-          ? ': check the URL'
-          : '';
-    return new ImportError(ErrorKind.Transfer, `HTTP ${status} from ${this.description}${hint}`);
+  /** Upstream's wording for an unexpected status, our hint after it. */
+  private statusText(a: Answer, expected = 200): string {
+    const auth = a.status === 401 || a.status === 403;
+    const hint = auth
+      ? `check the user name, password and headers${this.elsewhere ? `; they are sent to ${this.origin} only, not to ${this.elsewhere} where it redirected` : ''}`
+      : a.status === 404
+        ? 'check the URL'
+        : '';
+    return (
+      `expected status code ${expected}, got ${a.status}. Status: ${a.status} ${a.statusText}`.trimEnd() +
+      ` (${a.url}${hint ? `: ${hint}` : ''})`
+    );
+  }
+
+  /** Errors before the source ever answered are upstream's "Unable to connect to http data source: …". */
+  private asConnect(err: unknown): unknown {
+    if (this.connected || !(err instanceof ImportError) || err.kind !== ErrorKind.Transfer) return err;
+    return connectError(KIND, err.message, err);
+  }
+
+  /** The answer for the whole body (`Range: bytes=0-`), from the start URL. */
+  private async whole(): Promise<Answer> {
+    try {
+      const a = await this.fetch({ range: 'bytes=0-' }, { from: this.startUrl });
+      const cr = contentRange(a.header('content-range'));
+      if (a.status === 416) {
+        a.body?.destroy();
+        return { ...a, body: Readable.from([]) };
+      }
+      if ((a.status !== 200 && a.status !== 206) || !a.body || (a.status === 206 && cr?.start !== 0)) {
+        a.body?.destroy();
+        throw new ImportError(ErrorKind.Transfer, this.statusText(a));
+      }
+      this.connected = true;
+      this.cached = infoFrom(a);
+      return a;
+    } catch (err) {
+      throw this.asConnect(err);
+    }
   }
 
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
-    const url = this.plainUrl(this.o.url);
-    const bare = this.bare(url, { range: 'bytes=0-0' });
-    const h = bare && (await socketHead(bare));
-    const quick = h && probeInfo(h.status, (k) => h.headers.get(k));
-    if (quick) {
-      this.finalUrl = url;
-      this.cached = quick;
-      return quick;
-    }
-    // One ranged GET tells size and range support, and works where HEAD is refused (some object stores).
-    const res = await this.get('bytes=0-0');
-    const info = probeInfo(res.statusCode, (k) => {
-      const v = res.headers[k];
-      return typeof v === 'string' ? v : undefined;
-    });
-    if (res.statusCode === 200) res.body.on('error', () => undefined).destroy();
-    else await res.body.dump();
-    if (!info) throw this.statusError(res.statusCode);
-    this.cached = info;
-    return info;
+    this.held = await this.whole();
+    return this.cached!;
+  }
+
+  async open(): Promise<Readable> {
+    const a = this.held ?? (await this.whole());
+    this.held = undefined;
+    this.transport = a.transport;
+    this.opened = a.body ?? Readable.from([]);
+    return this.opened;
   }
 
   /**
-   * `length` bytes at `offset`, by one ranged GET on the URL the probe ended at (redirects are still followed,
-   * keeping auth and headers). The streaming path (image/nbd-server.ts) calls this for every NBD read, in parallel,
-   * through the same dispatcher: same CAs, TLS settings, proxy and idle watchdog as the whole-body download.
+   * `length` bytes at `offset`, by one ranged GET on the URL the body request ended at (redirects are still
+   * followed). The streaming path (image/nbd-server.ts, the extent copy) calls this for every read, in parallel,
+   * with the same CAs, TLS settings, proxy, idle watchdog and origin rule as the body.
    */
   async readRange(offset: number, length: number): Promise<Buffer[]> {
     const want = `bytes=${offset}-${offset + length - 1}`;
-    const bare = this.bare(this.finalUrl);
-    const direct = bare && (await socketGet({ ...bare, range: { offset, length } }));
-    if (direct) return this.collectRange(direct, want, length);
-    const res = await this.get(want, this.finalUrl);
-    if (res.statusCode !== 206) {
-      await res.body.dump().catch(() => undefined);
-      if (res.statusCode === 200)
+    const a = await this.fetch({ range: want }, { range: { offset, length } });
+    const cr = contentRange(a.header('content-range'));
+    if (a.status !== 206 || !a.body || cr?.start !== offset || cr.end !== offset + length - 1) {
+      a.body?.destroy();
+      if (a.status === 200)
         throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
-      throw this.statusError(res.statusCode);
+      throw new ImportError(ErrorKind.Transfer, `range ${want}: ${this.statusText(a, 206)}`);
     }
-    return this.collectRange(res.body, want, length);
+    return this.collectRange(a.body, want, length);
   }
 
   /** Every byte of a range's body, or an error that says how far it got. */
@@ -284,7 +426,7 @@ export class HttpSource implements ImportSource {
     } catch (err) {
       throw new ImportError(
         ErrorKind.Transfer,
-        // The socket path's own error says the same thing ("ended after …"): do not repeat it.
+        // The body's own error says the same thing ("ended after …"): do not repeat it.
         `the connection to ${this.description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
         { cause: err },
       );
@@ -297,25 +439,11 @@ export class HttpSource implements ImportSource {
     return chunks;
   }
 
-  async open(): Promise<Readable> {
-    const bare = this.bare(this.finalUrl);
-    const direct = bare && (await socketGet(bare));
-    if (direct) {
-      this.transport = 'socket';
-      this.direct = direct;
-      return direct;
-    }
-    this.transport = 'undici';
-    const res = await this.get();
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw this.statusError(res.statusCode);
-    }
-    const expected =
-      res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
+  /** An undici body whose resets, idle timeouts and short ends are one-line ImportErrors. */
+  private guard(body: Readable, length: string | undefined, url: string): Readable {
+    const expected = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
     let got = 0;
     const desc = this.description;
-    // Turn undici body errors (resets, idle timeouts) into one-line ImportErrors, and catch short bodies.
     const guard = new Transform({
       transform(chunk: Buffer, _e, cb) {
         got += chunk.length;
@@ -332,12 +460,11 @@ export class HttpSource implements ImportSource {
         } else cb();
       },
     });
-    const body = res.body as unknown as Readable;
     body.on('error', (err) => {
       const e = err as { code?: string };
       guard.destroy(
         e.code === 'UND_ERR_BODY_TIMEOUT'
-          ? this.networkError(err, this.finalUrl)
+          ? this.networkError(err, url)
           : new ImportError(
               ErrorKind.Transfer,
               `the connection to ${desc} broke after ${got}${expected !== undefined ? ` of ${expected}` : ''} bytes: ${err.message}`,
@@ -350,8 +477,10 @@ export class HttpSource implements ImportSource {
   }
 
   async close(): Promise<void> {
-    this.direct?.destroy();
-    this.direct = undefined;
+    this.held?.body?.destroy();
+    this.held = undefined;
+    this.opened?.destroy();
+    this.opened = undefined;
     await this.dispatcher?.destroy().catch(() => undefined);
     this.dispatcher = undefined;
   }

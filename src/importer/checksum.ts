@@ -28,6 +28,10 @@ export class ChecksumTap {
     this.expected = expected;
     this.hash = createHash(expected.algorithm);
   }
+  /** Bytes that went by before this process (a run continuing an earlier download: the partial file's start). */
+  feed(chunk: Buffer): void {
+    this.hash.update(chunk);
+  }
   stage(): Transform {
     return new Transform({
       transform: (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback) => {

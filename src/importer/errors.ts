@@ -28,6 +28,33 @@ export class ImportError extends Error {
   }
 }
 
+/**
+ * open(offset, validator) cannot continue the content from `offset`: it changed (another ETag), or the source no
+ * longer serves that range. The data path then starts again from byte 0; two versions are never spliced.
+ */
+export class CannotResume extends ImportError {
+  constructor(message: string) {
+    super(ErrorKind.Transfer, message);
+    this.name = 'CannotResume';
+  }
+}
+
+/**
+ * A body broke and cannot be continued where it broke (no ranges, no validator, the content changed): the whole
+ * transfer has to start again from byte 0 (runImport does, a bounded number of times).
+ */
+export class RestartNeeded extends ImportError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorKind.Transfer, message, cause !== undefined ? { cause } : undefined);
+    this.name = 'RestartNeeded';
+  }
+}
+
+/** A break a retry may get past: a connection that broke, a server that did not answer or answered an error. */
+export function isBreak(err: unknown): err is ImportError {
+  return err instanceof ImportError && (err.kind === ErrorKind.Transfer || err.kind === ErrorKind.Connect);
+}
+
 /** Upstream's prefix for a source that cannot be reached (cmd/cdi-importer errorCannotConnectDataSource). */
 export function connectError(kind: string, detail: string, cause?: unknown): ImportError {
   return new ImportError(

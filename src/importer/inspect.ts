@@ -101,7 +101,8 @@ export async function inspectSource(src: ImportSource, opts: InspectOptions = {}
     let plan: TransferPlan;
     try {
       const compressed = childDecoder(allowed, layers, format);
-      plan = planTransfer({ info, readRange: src.readRange !== undefined }, allowed, {
+      const offer = { info, readRange: src.readRange !== undefined, resumable: src.resumable === true };
+      plan = planTransfer(offer, allowed, {
         layers,
         format,
         ...(compressed ? { compressed } : {}),

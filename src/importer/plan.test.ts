@@ -4,7 +4,14 @@ import { describe, it } from 'node:test';
 import { ErrorKind, ImportError } from './errors.ts';
 import type { MapEntry } from './image/qemu.ts';
 import type { ImageFacts } from './image/validate.ts';
-import { childDecoder, planTransfer, settleRange, type ContentFacts, type PlanRequest } from './plan.ts';
+import {
+  breakPolicy,
+  childDecoder,
+  planTransfer,
+  settleRange,
+  type ContentFacts,
+  type PlanRequest,
+} from './plan.ts';
 import type { SourceInfo } from './source/source.ts';
 
 const req = (o: Partial<PlanRequest> = {}): PlanRequest => ({
@@ -132,5 +139,37 @@ void describe('settleRange', () => {
     assert.equal(settleRange(plan, compressed, 2 << 20).path, 'nbd');
     const nbdPlan = planTransfer(offer(ranged), req({ extentCopy: false }), qcow2);
     assert.equal(settleRange(nbdPlan, plainMap, 2 << 20).path, 'nbd');
+  });
+});
+
+void describe('what a break does (breakPolicy, plan.resume)', () => {
+  const named: SourceInfo = { ...ranged, validator: '"v1"' };
+  const raw: ContentFacts = { layers: [], format: 'raw' };
+
+  void it('continue only with ranges, a validator and open(offset); restart otherwise; fail for one-way bodies', () => {
+    assert.equal(breakPolicy({ info: named, readRange: true, resumable: true }).policy, 'continue');
+    assert.equal(breakPolicy({ info: ranged, readRange: true, resumable: true }).policy, 'restart');
+    assert.equal(
+      breakPolicy({ info: { ...plain, validator: 'x' }, readRange: true, resumable: true }).policy,
+      'restart',
+    );
+    assert.equal(breakPolicy({ info: named, readRange: true }).policy, 'restart');
+    assert.equal(
+      breakPolicy({ info: { ...named, oneWay: true }, readRange: true, resumable: true }).policy,
+      'fail',
+    );
+  });
+
+  void it('a progress record for raw without layers into a file, from a source that can continue', () => {
+    const o = { info: named, readRange: true, resumable: true };
+    assert.equal(planTransfer(o, req(), raw).resume.record, true);
+    assert.equal(planTransfer(o, req({ resumeRecord: false }), raw).resume.record, false);
+    assert.equal(
+      planTransfer(o, req({ target: { kind: 'block', path: '/dev/x' } }), raw).resume.record,
+      false,
+    );
+    assert.equal(planTransfer(o, req(), { layers: ['gz'], format: 'raw' }).resume.record, false);
+    assert.equal(planTransfer({ ...o, resumable: false }, req(), raw).resume.record, false);
+    assert.equal(planTransfer(o, req(), qcow2).resume.broken, 'retry');
   });
 });

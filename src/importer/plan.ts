@@ -39,6 +39,30 @@ export interface SourceOffer {
   info: SourceInfo;
   /** The source implements readRange(). */
   readRange: boolean;
+  /** The source implements open(offset, validator) (ImportSource.resumable). */
+  resumable?: boolean;
+}
+
+/**
+ * What happens when the body breaks in the middle (source/resumable.ts):
+ *   continue  open(offset, validator) from the byte where it broke: a resumable source that serves ranges and names
+ *             its content (a validator), so the rest provably belongs to the same file;
+ *   restart   the transfer starts again from byte 0 (a source without ranges or without a validator);
+ *   fail      a one-way source (a request body) cannot be read again.
+ */
+export type BreakPolicy = 'continue' | 'restart' | 'fail';
+
+export function breakPolicy(offer: SourceOffer): { policy: BreakPolicy; why: string } {
+  const { info } = offer;
+  if (info.oneWay) return { policy: 'fail', why: 'the source can be read once only' };
+  if (!offer.resumable) return { policy: 'restart', why: 'the source cannot be read from an offset' };
+  if (!info.ranges) return { policy: 'restart', why: 'the server does not serve byte ranges' };
+  if (!info.validator)
+    return {
+      policy: 'restart',
+      why: 'the server names no ETag or Last-Modified, so the rest could not be checked to belong to the same file',
+    };
+  return { policy: 'continue', why: `the source serves byte ranges of one version (${info.validator})` };
 }
 
 /** What the request allows. */
@@ -54,6 +78,8 @@ export interface PlanRequest {
   stream: boolean;
   /** Extent copy allowed (`--no-extent-copy` clears it). */
   extentCopy: boolean;
+  /** A progress record may be kept beside a file target for a later run to continue (default true). */
+  resumeRecord?: boolean;
 }
 
 /** What the content is (transfer/content.ts looked at it). */
@@ -77,6 +103,12 @@ export interface TransferPlan {
    * byte), or the one the source publishes (SourceInfo.checksum: on every path that reads every byte anyway).
    */
   verify?: 'request' | 'source';
+  /**
+   * `broken`: what a break in the body does (breakPolicy; `retry` for the range path, whose ranged reads are retried
+   * one by one). `record`: a progress record beside the file target lets a later run (a restarted pod, `cdi import`
+   * run again) continue the download (raw without layers only: docs/adr/0006-resumable-downloads.md).
+   */
+  resume: { broken: BreakPolicy | 'retry'; record: boolean; why: string };
   /** One sentence: how the bytes travel and why (what `cdi inspect` prints). */
   reason: string;
 }
@@ -114,9 +146,22 @@ export function planTransfer(offer: SourceOffer, req: PlanRequest, content: Cont
   const under = layers.length > 0 ? ` under ${layers.join('+')}` : '';
   const verify = (transfer: TransferKind): TransferPlan['verify'] =>
     req.checksum ? 'request' : info.checksum && transfer !== TransferKind.Range ? 'source' : undefined;
+  const brk = breakPolicy(offer);
+  const resume = (transfer: TransferKind): TransferPlan['resume'] => {
+    if (transfer === TransferKind.Range)
+      return { broken: 'retry', record: false, why: 'every ranged read is retried on its own' };
+    const record =
+      transfer === TransferKind.Raw &&
+      layers.length === 0 &&
+      brk.policy === 'continue' &&
+      req.target.kind === 'file' &&
+      info.size !== undefined &&
+      req.resumeRecord !== false;
+    return { broken: brk.policy, record, why: brk.why };
+  };
   const plan = (transfer: TransferKind, path: TransferPath, reason: string): TransferPlan => {
     const v = verify(transfer);
-    return { transfer, path, layers, format, reason, ...(v ? { verify: v } : {}) };
+    return { transfer, path, layers, format, reason, ...(v ? { verify: v } : {}), resume: resume(transfer) };
   };
 
   if (req.contentType === ContentType.Archive) {

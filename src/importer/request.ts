@@ -15,6 +15,15 @@ export type ContentType = (typeof ContentType)[keyof typeof ContentType];
 
 export type CacheMode = 'writeback' | 'none' | 'trynone';
 
+export interface RetryPolicy {
+  /** Attempts to continue a broken body (open(offset)) in a row without a byte of progress. Default 5. */
+  resumes?: number;
+  /** Whole-transfer restarts from byte 0 when a broken body cannot be continued. Default 2. */
+  restarts?: number;
+  /** Wait before the first retry; doubled for each retry in a row, at most 30 s. Default 1000. */
+  delayMs?: number;
+}
+
 export interface ImportRequest {
   source: ImportSource;
   contentType: ContentType;
@@ -32,6 +41,12 @@ export interface ImportRequest {
   stream?: boolean;
   /** Allow the extent copy on the streaming path (image/extents.ts; default true). */
   extentCopy?: boolean;
+  /**
+   * Keep a progress record beside a file target, so that a later run on the same target continues a raw download
+   * where this one stopped (docs/adr/0006-resumable-downloads.md). Default true.
+   */
+  resumeRecord?: boolean;
+  retry?: RetryPolicy;
   limits?: Limits;
   progress?: Progress;
   /** Lines for the importer log (the content-type warning, resumes, restarts). Default: none. */
@@ -60,7 +75,13 @@ export interface ImportResult {
   size: number;
   /** Set when the decompressor child wrote the target itself (raw.xz, raw.zst; format/direct.ts). */
   decompressedBy?: 'xz' | 'zstd';
+  /** Times a broken body was continued from the byte where it broke (open(offset)). */
+  resumes?: number;
+  /** Times the transfer started again from byte 0 because a broken body could not be continued. */
+  restarts?: number;
+  /** Set when this run continued the download an earlier run left on the target, from this byte. */
+  resumedFrom?: number;
 }
 
-/** What a transfer path returns; runImport adds the warnings. */
-export type TransferOutcome = Omit<ImportResult, 'warnings'>;
+/** What a transfer path returns; runImport adds the warnings and the retry counts. */
+export type TransferOutcome = Omit<ImportResult, 'warnings' | 'resumes' | 'restarts' | 'resumedFrom'>;

@@ -199,6 +199,8 @@ void describe('cdi inspect', () => {
     assert.equal(report.format, 'qcow2');
     assert.equal(report.virtualSize, SIZE);
     assert.equal(report.transfer, 'extents');
+    assert.match(j.stdout, /"broken": "retry"/);
+    assert.match(r.stdout, /on a break: +continued from the byte where it broke/);
     assert.equal(report.accepted, true);
     const local = JSON.parse((await cdi('inspect', path.join(src, 'disk.qcow2'), '--json')).stdout) as Record<
       string,

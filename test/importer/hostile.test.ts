@@ -356,7 +356,8 @@ void describe('compressed raw written by the decompressor', () => {
 
     void it(`${kind}: a connection dropped mid-body is a transfer error and leaves nothing`, async () => {
       const name = await compressed('seed.raw', kind, `drop.raw.${kind}`);
-      const dropping = await startFileServer({ root: src, dropAfterBytes: 1 << 20 });
+      // Without ranges a break cannot be continued (resumed bodies: test/importer/resume.test.ts).
+      const dropping = await startFileServer({ root: src, dropAfterBytes: 1 << 20, ranges: false });
       try {
         const out = path.join(dir, `drop-${kind}.img`);
         const err = await runImport({

@@ -241,7 +241,7 @@ void describe('content type', () => {
     });
     const warning = "Unexpected content type 'text/html'. Content might not be a KubeVirt image.";
     assert.deepEqual(r.warnings, [warning]);
-    assert.deepEqual(lines, [warning]);
+    assert.deepEqual(lines, [`warning: ${warning}`]);
     assert.equal(await md5File(out), disk.md5);
   });
 

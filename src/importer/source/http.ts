@@ -15,6 +15,9 @@
  * - Messages that tools match on are upstream's: a source that cannot be reached reads `Unable to connect to http
  *   data source: expected status code 200, got 404. Status: 404 Not Found` (or `…: HTTP request errored: …` for
  *   DNS, refused connections and TLS), our guidance in parentheses after it.
+ * - Resumable (docs/adr/0006-resumable-downloads.md): open(offset, validator) asks for `bytes=<offset>-` with
+ *   `If-Range: <validator>` (a strong ETag, else Last-Modified); a changed file (200, another validator or size) is
+ *   CannotResume, never spliced.
  * - An idle watchdog: the download fails when no byte arrives for `idleTimeoutMs` (upstream: 10 minutes).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -23,7 +26,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { connectError, ErrorKind, ImportError } from '../errors.ts';
+import { CannotResume, connectError, ErrorKind, ImportError } from '../errors.ts';
 import { idleMessage, socketGet, type SocketGetOptions } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
@@ -143,6 +146,7 @@ function infoFrom(a: Answer): SourceInfo {
 
 export class HttpSource implements ImportSource {
   readonly description: string;
+  readonly resumable = true;
   private readonly o: HttpSourceOptions;
   /** The origin credentials and extra headers may go to. */
   private readonly origin: string;
@@ -388,12 +392,70 @@ export class HttpSource implements ImportSource {
     return this.cached!;
   }
 
-  async open(): Promise<Readable> {
-    const a = this.held ?? (await this.whole());
+  /**
+   * The body from byte 0 (the answer info() kept, else a new request), or from `offset` of the content `validator`
+   * names: `Range: bytes=<offset>-` with `If-Range: <validator>`, so a server whose file changed answers with the
+   * whole new file, which is refused (CannotResume) rather than spliced onto the old one's first bytes.
+   */
+  async open(offset = 0, validator?: string): Promise<Readable> {
+    const a = offset === 0 ? (this.held ?? (await this.whole())) : await this.rest(offset, validator);
     this.held = undefined;
     this.transport = a.transport;
     this.opened = a.body ?? Readable.from([]);
     return this.opened;
+  }
+
+  /** The answer for the bytes from `offset` (open(offset, validator)). */
+  private async rest(offset: number, validator: string | undefined): Promise<Answer> {
+    this.held?.body?.destroy();
+    this.held = undefined;
+    const extra = { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) };
+    let a: Answer;
+    try {
+      // A run that continues an earlier one starts where the URL points; a break in this run, where it led.
+      a = await this.fetch(extra, { from: this.connected ? this.finalUrl : this.startUrl });
+    } catch (err) {
+      throw this.asConnect(err);
+    }
+    const now = validatorOf((k) => a.header(k));
+    const cr = contentRange(a.header('content-range'));
+    const known = this.cached?.size;
+    const refuse = (why: string): never => {
+      a.body?.destroy();
+      throw new CannotResume(`${this.description} cannot continue from byte ${offset}: ${why}`);
+    };
+    if (a.status === 200) {
+      refuse(
+        validator && now && now !== validator
+          ? `it changed (${validator} is now ${now})`
+          : 'it sent the whole file instead of the rest (no byte ranges)',
+      );
+    }
+    if (a.status === 416) refuse('it has no such byte any more (416)');
+    if (a.status !== 206 || !a.body) {
+      a.body?.destroy();
+      const err = new ImportError(
+        ErrorKind.Transfer,
+        `continuing at byte ${offset}: ${this.statusText(a, 206)}`,
+      );
+      throw this.asConnect(err);
+    }
+    if (cr?.start !== offset) refuse(`it answered ${a.header('content-range') ?? 'no Content-Range'}`);
+    if (validator && now && now !== validator) refuse(`it changed (${validator} is now ${now})`);
+    if (known !== undefined && cr?.total !== undefined && cr.total !== known)
+      refuse(`its size changed from ${known} to ${cr.total} bytes`);
+    this.connected = true;
+    if (!this.cached) {
+      const ct = a.header('content-type');
+      const v = now ?? validator;
+      this.cached = {
+        ranges: true,
+        ...(cr?.total !== undefined ? { size: cr.total } : {}),
+        ...(ct !== undefined ? { contentType: ct } : {}),
+        ...(v ? { validator: v } : {}),
+      };
+    }
+    return a;
   }
 
   /**

@@ -26,6 +26,9 @@ export interface TransferContext {
   tap: ChecksumTap | undefined;
   progress: Progress;
   limits: Limits;
+  log: (line: string) => void;
+  /** Set when this run continues an earlier run's download (transfer/continue.ts): the body starts at `offset`. */
+  continued?: { offset: number };
 }
 
 export type Transfer = (ctx: TransferContext) => Promise<TransferOutcome>;

@@ -28,6 +28,9 @@
 import type { Readable } from 'node:stream';
 import type { Checksum } from '../checksum.ts';
 
+/** Room a readRange() `into` buffer has beyond the bytes asked for (an HTTP answer's head, one socket read). */
+export const RANGE_SLACK = 320 << 10;
+
 export interface SourceInfo {
   /** Length of the bytes `open()` yields, when known. */
   size?: number;
@@ -66,7 +69,10 @@ export interface ImportSource {
   /**
    * `length` bytes at `offset` (all of them, or an ImportError), for sources whose info() says `ranges`:
    * the streaming path serves these to qemu-img over NBD (image/nbd-server.ts) and copies extents with them.
+   * `into`, when given, is memory the caller owns and reuses once it is done with the answer (at least
+   * `length + RANGE_SLACK` bytes): a source may read into it and answer views of it, so that a long copy does not
+   * allocate (and leave to the garbage collector) a new buffer per read.
    */
-  readRange?(offset: number, length: number): Promise<Buffer[]>;
+  readRange?(offset: number, length: number, into?: Buffer): Promise<Buffer[]>;
   close(): Promise<void>;
 }

@@ -22,7 +22,7 @@ import { RegistrySource } from '../importer/source/registry.ts';
 import { S3Source } from '../importer/source/s3.ts';
 import type { ImportSource } from '../importer/source/source.ts';
 import { showProgress } from './progress-view.ts';
-import { uploadCommand } from './upload.ts';
+import { uploadCommand } from './upload-command.ts';
 
 interface SourceFlags {
   caDir?: string;

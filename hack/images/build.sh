@@ -6,6 +6,7 @@
 #                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
+#   localhost:5000/cdi-operator:<tag>      the same, the operator's entrypoint
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
 set -euo pipefail
@@ -123,8 +124,10 @@ APP_TAG=$( (
   sha256sum package-lock.json
 ) | sha256sum | cut -c1-12)
 
-if image_exists cdi-importer "$APP_TAG" && image_exists cdi-controller "$APP_TAG"; then
-  echo "app images up to date: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+COMPONENTS=(importer controller operator)
+all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }
+if all_exist; then
+  echo "app images up to date: ${COMPONENTS[*]} at $APP_TAG"
 else
   log "building the app layer ($APP_TAG)"
   layout="$IMAGES_WORK/cdi-app" bundle="$IMAGES_WORK/cdi-app.bundle"
@@ -137,7 +140,7 @@ else
     mkdir -p "$bundle/rootfs/app/$m" && cp -a "$REPO_ROOT/$m/." "$bundle/rootfs/app/$m/"
   done
   umoci repack --image "$layout:$BASE_TAG" --refresh-bundle "$bundle"
-  for comp in importer controller; do
+  for comp in "${COMPONENTS[@]}"; do
     umoci config --image "$layout:$BASE_TAG" --tag "$comp-$APP_TAG" \
       --config.entrypoint /usr/local/bin/node --config.entrypoint "/app/src/cmd/$comp.ts" \
       --config.user 107:107 --config.workingdir /app
@@ -145,9 +148,9 @@ else
       "oci:$layout:$comp-$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" >&2
   done
   rm -rf "$bundle" "$layout"
-  echo "app images: cdi-importer:$APP_TAG cdi-controller:$APP_TAG"
+  echo "app images: ${COMPONENTS[*]} at $APP_TAG"
 fi
-for comp in importer controller; do
+for comp in "${COMPONENTS[@]}"; do
   skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
     "docker://$REGISTRY_HOST/cdi-$comp:$APP_TAG" "docker://$REGISTRY_HOST/cdi-$comp:dev"
 done

@@ -1,0 +1,121 @@
+// Installing and removing CDI through the operator, as an administrator does: the release's cdi-operator.yaml, then
+// cdi-cr.yaml; deleting the CDI resource, then cdi-operator.yaml. Used by every e2e suite (deployCdi) and by the
+// operator's own e2e tests.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Resources, type KubeClient, type KubeObject } from '../../src/kube/index.ts';
+import {
+  cdiResource,
+  defaultReleaseOptions,
+  releaseImagesFrom,
+  renderReleaseFiles,
+  type ReleaseOptions,
+} from '../../src/operator/release.ts';
+import type { CDIStatus } from '../../src/operator/status.ts';
+import { eventually, kubectl } from '../integration/kube/cluster.ts';
+
+export type CdiObject = KubeObject & { spec?: Record<string, unknown>; status?: CDIStatus };
+
+/** The release for this build's images (hack/images/build.sh's content tag), pulled IfNotPresent. */
+export function releaseFor(tag: string, overrides: Partial<ReleaseOptions> = {}): ReleaseOptions {
+  return {
+    ...defaultReleaseOptions,
+    ...releaseImagesFrom('localhost:5000', tag),
+    version: `v0.1.0-${tag}`,
+    pullPolicy: 'IfNotPresent',
+    ...overrides,
+  };
+}
+
+/** `kubectl <verb> -f` on YAML text (through a temporary file, as an administrator would). */
+export async function kubectlFile(verb: string[], yaml: string): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'cdi-release-'));
+  try {
+    const file = join(dir, 'manifest.yaml');
+    await writeFile(file, yaml);
+    const r = await kubectl(...verb, '-f', file);
+    if (r.code !== 0)
+      throw new Error(`kubectl ${verb.join(' ')} failed: ${r.stderr.trim() || r.stdout.trim()}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export const getCdi = (client: KubeClient, name = 'cdi'): Promise<CdiObject | undefined> =>
+  client.getOrUndefined<CdiObject>(Resources.CDI, name);
+
+const conditionTrue = (cr: CdiObject | undefined, type: string): boolean =>
+  cr?.status?.conditions?.some((c) => c.type === type && c.status === 'True') ?? false;
+
+/** Waits until the CDI resource is Available at `version` (phase Deployed). */
+export async function waitAvailable(
+  client: KubeClient,
+  version: string,
+  limitMs = 300_000,
+): Promise<CdiObject> {
+  return eventually(
+    `CDI cdi Available at ${version}`,
+    async () => {
+      const cr = await getCdi(client);
+      if (cr?.status?.phase === 'Error')
+        throw new Error(`CDI cdi is in phase Error: ${JSON.stringify(cr.status.conditions)}`);
+      return conditionTrue(cr, 'Available') &&
+        cr?.status?.phase === 'Deployed' &&
+        cr.status.observedVersion === version
+        ? cr
+        : undefined;
+    },
+    limitMs,
+    1000,
+  );
+}
+
+/** kubectl create -f cdi-operator.yaml; kubectl create -f cdi-cr.yaml; wait for Available. */
+export async function installCdi(
+  client: KubeClient,
+  release: ReleaseOptions,
+  cr: Record<string, unknown> = cdiResource(release),
+): Promise<CdiObject> {
+  const files = renderReleaseFiles(release);
+  await kubectlFile(['create'], files['cdi-operator.yaml'] ?? '');
+  await eventually('CRD cdis.cdi.kubevirt.io Established', async () => {
+    const crd = await client.get<
+      KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
+    >(Resources.CustomResourceDefinition, 'cdis.cdi.kubevirt.io');
+    return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+  });
+  await kubectlFile(['create'], JSON.stringify(cr));
+  return waitAvailable(client, release.version);
+}
+
+/**
+ * Deletes the CDI resource (the operator removes everything it installed, then releases it), then the operator's
+ * own manifests, and waits until the namespace is gone: nothing of CDI is left running.
+ */
+export async function uninstallCdi(
+  client: KubeClient,
+  release: ReleaseOptions,
+  limitMs = 300_000,
+): Promise<void> {
+  const cr = await getCdi(client);
+  if (cr) {
+    await client.delete(Resources.CDI, 'cdi');
+    await eventually(
+      'CDI cdi removed by the operator',
+      async () => (await getCdi(client)) === undefined,
+      limitMs,
+      1000,
+    );
+  }
+  await kubectlFile(
+    ['delete', '--ignore-not-found', '--wait=false'],
+    renderReleaseFiles(release)['cdi-operator.yaml'] ?? '',
+  );
+  await eventually(
+    `namespace ${release.namespace} removed`,
+    async () => (await client.getOrUndefined(Resources.Namespace, release.namespace)) === undefined,
+    limitMs,
+    1000,
+  );
+}

@@ -13,7 +13,7 @@ import {
   type KubeObject,
   type OwnerReference,
 } from '../kube/index.ts';
-import type { Obj } from '../deploy/common.ts';
+import { ManagedBy, ManagedByLabel, type Obj } from '../deploy/common.ts';
 import { Kinds, resourceOf } from './resources.ts';
 
 export const FieldManager = 'cdi-operator';
@@ -65,6 +65,8 @@ export function decorate(obj: Obj, owner: Owner, version: string, live?: KubeObj
     const v = owner.metadata.labels?.[l];
     if (v !== undefined) labels[l] = v;
   }
+  // the operator finds what it installed by this label (cache.ts)
+  labels[ManagedByLabel] = ManagedBy;
   labels[CreateVersionLabel] = live?.metadata?.labels?.[CreateVersionLabel] ?? version;
   labels[UpdateVersionLabel] = version;
   meta['labels'] = labels;
@@ -80,6 +82,21 @@ export function decorate(obj: Obj, owner: Owner, version: string, live?: KubeObj
 }
 
 export type ApplyAction = 'created' | 'updated' | 'recreated' | 'unchanged';
+
+/**
+ * On a Deployment's pod template: the uid of the ServiceAccount its pods run as. A ServiceAccount deleted and
+ * restored is a new one, and the pods' tokens name the old one (the API server refuses them): a new uid rolls the
+ * pods so that they get tokens of the new one.
+ */
+export const ServiceAccountUidAnnotation = 'operator.cdi.kubevirt.io/serviceAccountUid';
+
+/** Sets ServiceAccountUidAnnotation on a (decorated) Deployment. */
+export function withServiceAccountUid(deployment: Obj, uid: string | undefined): Obj {
+  if (!uid) return deployment;
+  const tpl = ((deployment['spec'] as Obj)['template'] as Obj)['metadata'] as Obj;
+  tpl['annotations'] = { ...(tpl['annotations'] as Obj | undefined), [ServiceAccountUidAnnotation]: uid };
+  return deployment;
+}
 
 export function describe(obj: { kind?: unknown; metadata?: unknown }): string {
   const m = (obj.metadata ?? {}) as { name?: string; namespace?: string };
@@ -97,13 +114,13 @@ export async function applyObject(
   kube: KubeClient,
   desired: Obj,
   live: KubeObject | undefined,
-): Promise<ApplyAction> {
-  if (live && covers(live, desired)) return 'unchanged';
+): Promise<{ action: ApplyAction; object: KubeObject | undefined }> {
+  if (live && covers(live, desired)) return { action: 'unchanged', object: live };
   const res = resourceOf(desired);
   const body = { ...desired, apiVersion: apiVersionOf(res) } as KubeObject;
   try {
-    await kube.apply(res, body, { fieldManager: FieldManager, force: true });
-    return live ? 'updated' : 'created';
+    const object = await kube.apply(res, body, { fieldManager: FieldManager, force: true });
+    return { action: live ? 'updated' : 'created', object };
   } catch (e) {
     if (!live || !immutable(e) || !Recreatable.has(res.kind)) throw e;
     const name = live.metadata?.name ?? '';
@@ -112,8 +129,8 @@ export async function applyObject(
       propagationPolicy: 'Background',
       ...(live.metadata?.uid ? { uid: live.metadata.uid } : {}),
     });
-    await kube.apply(res, body, { fieldManager: FieldManager, force: true });
-    return 'recreated';
+    const object = await kube.apply(res, body, { fieldManager: FieldManager, force: true });
+    return { action: 'recreated', object };
   }
 }
 
@@ -121,4 +138,19 @@ export async function applyObject(
 export function ownedBy(obj: KubeObject, owner: { metadata?: { uid?: string } }): boolean {
   const ref: OwnerReference | undefined = obj.metadata?.ownerReferences?.find((o) => o.controller);
   return ref?.kind === 'CDI' && ref.uid === owner.metadata?.uid;
+}
+
+/**
+ * JSON patch operations that set metadata.finalizers to `next` only if they are still `current`: a concurrent
+ * change fails the `test` (409/422) and is retried with fresh data, without depending on a resourceVersion the
+ * operator's own status writes keep moving.
+ */
+export function finalizerOps(
+  current: string[] | undefined,
+  next: string[],
+): { op: string; path: string; value?: unknown }[] {
+  return [
+    { op: 'test', path: '/metadata/finalizers', value: current?.length ? current : null },
+    { op: 'add', path: '/metadata/finalizers', value: next },
+  ];
 }

@@ -26,7 +26,15 @@ import {
 } from '../kube/index.ts';
 import type { Obj } from '../deploy/common.ts';
 import { labelsOf } from '../deploy/common.ts';
-import { applyObject, decorate, describe, ownedBy, type Owner } from './apply.ts';
+import {
+  applyObject,
+  decorate,
+  describe,
+  finalizerOps,
+  ownedBy,
+  withServiceAccountUid,
+  type Owner,
+} from './apply.ts';
 import type { OwnedCache } from './cache.ts';
 import type { OperatorConfig } from './config.ts';
 import { OperatorConfigMap } from './extras.ts';
@@ -128,13 +136,10 @@ export class CdiReconciler {
     if (!(cr.metadata.finalizers ?? []).includes(Finalizer)) {
       status = markDeploying(status, this.now(), CDIReason.DeployStarted, 'Started Deployment');
       status = { ...status, phase: CDIPhase.Deploying, operatorVersion: version, targetVersion: version };
-      await this.d.kube.mergePatch(Kinds.CDI, cr.metadata.name, {
-        metadata: {
-          finalizers: [...(cr.metadata.finalizers ?? []), Finalizer],
-          resourceVersion: cr.metadata.resourceVersion,
-        },
-        status,
-      });
+      await this.d.kube.jsonPatch(Kinds.CDI, cr.metadata.name, [
+        ...finalizerOps(cr.metadata.finalizers, [...(cr.metadata.finalizers ?? []), Finalizer]),
+        { op: 'add', path: '/status', value: status },
+      ]);
       void this.d.events.normal(cr, CDIReason.DeployStarted, 'Started Deployment');
       // the update wakes the next reconcile with the new object
       return {};
@@ -257,10 +262,7 @@ export class CdiReconciler {
     const existing = this.d.cdiConfigs.getByName(CDIConfigName);
     const adopt = cr.spec?.config === undefined && existing?.spec && Object.keys(existing.spec).length > 0;
     await this.d.kube.mergePatch(Kinds.CDI, cr.metadata.name, {
-      metadata: {
-        annotations: { [ConfigAuthorityAnnotation]: '' },
-        resourceVersion: cr.metadata.resourceVersion,
-      },
+      metadata: { annotations: { [ConfigAuthorityAnnotation]: '' } },
       ...(adopt ? { spec: { config: existing.spec } } : {}),
     });
     return true;
@@ -289,15 +291,22 @@ export class CdiReconciler {
   private async applyAll(cr: CDIResource, desired: Obj[]): Promise<string[]> {
     const failures: string[] = [];
     const version = this.d.config.version;
+    // ServiceAccounts come before the Deployments that use them: their uids, from the cache or the apply
+    const saUids = new Map<string, string>();
     for (const obj of desired) {
       const meta = obj['metadata'] as { name: string; namespace?: string };
       const kind = String(obj['kind']);
       const live = this.d.owned.covers(kind, meta.namespace)
         ? this.d.owned.get(kind, meta.name, meta.namespace)
         : undefined;
-      const want = decorate(obj, cr, version, live);
+      let want = decorate(obj, cr, version, live);
+      if (kind === 'Deployment') {
+        const pod = ((want['spec'] as Obj)['template'] as Obj)['spec'] as { serviceAccountName?: string };
+        want = withServiceAccountUid(want, saUids.get(pod.serviceAccountName ?? ''));
+      }
       try {
-        const action = await applyObject(this.d.kube, want, live);
+        const { action, object } = await applyObject(this.d.kube, want, live);
+        if (kind === 'ServiceAccount' && object?.metadata?.uid) saUids.set(meta.name, object.metadata.uid);
         if (action === 'unchanged') continue;
         this.d.log.info(`${action} ${describe(obj)}`);
         const reason = action === 'created' ? Events.CreateResourceSuccess : Events.UpdateResourceSuccess;

@@ -22,7 +22,7 @@ import {
   type Logger,
   type Resource,
 } from '../kube/index.ts';
-import { ownedBy } from './apply.ts';
+import { finalizerOps, ownedBy } from './apply.ts';
 import type { OwnedCache } from './cache.ts';
 import type { OperatorConfig } from './config.ts';
 import { Kinds, type KindName } from './resources.ts';
@@ -129,9 +129,7 @@ export async function uninstall(
   status = { ...status, phase: CDIPhase.Deleted };
   await d.writeStatus(cr, status);
   const finalizers = (cr.metadata.finalizers ?? []).filter((f) => f !== finalizer);
-  await d.kube.mergePatch(Kinds.CDI, cr.metadata.name, {
-    metadata: { finalizers, resourceVersion: cr.metadata.resourceVersion },
-  });
+  await d.kube.jsonPatch(Kinds.CDI, cr.metadata.name, finalizerOps(cr.metadata.finalizers, finalizers));
   d.log.info('uninstall complete: finalizer released', { cdi: cr.metadata.name });
   return {};
 }

@@ -28,18 +28,35 @@ export function releaseFor(tag: string, overrides: Partial<ReleaseOptions> = {})
   };
 }
 
-/** `kubectl <verb> -f` on YAML text (through a temporary file, as an administrator would). */
-export async function kubectlFile(verb: string[], yaml: string): Promise<void> {
+/** `kubectl <args> -f <file>` on YAML text (through a temporary file, as an administrator would). */
+export async function kubectlFile(args: string[], yaml: string): Promise<{ code: number; stderr: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'cdi-release-'));
   try {
     const file = join(dir, 'manifest.yaml');
     await writeFile(file, yaml);
-    const r = await kubectl(...verb, '-f', file);
-    if (r.code !== 0)
-      throw new Error(`kubectl ${verb.join(' ')} failed: ${r.stderr.trim() || r.stdout.trim()}`);
+    const r = await kubectl(...args, '-f', file);
+    return { code: r.code, stderr: r.stderr.trim() || r.stdout.trim() };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+async function mustKubectlFile(args: string[], yaml: string): Promise<void> {
+  const r = await kubectlFile(args, yaml);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+/**
+ * `kubectl create -f`; objects other suites leave on the shared cluster (the CRDs the integration tests install, a
+ * namespace an older harness kept) make it fail with AlreadyExists, and are then taken over by a server-side apply
+ * of the same file.
+ */
+async function createOrTakeOver(yaml: string): Promise<void> {
+  const r = await kubectlFile(['create'], yaml);
+  if (r.code === 0) return;
+  const other = r.stderr.split('\n').filter((l) => l.trim() !== '' && !/\(AlreadyExists\)/.test(l));
+  if (other.length > 0) throw new Error(`kubectl create failed: ${other.join('; ')}`);
+  await mustKubectlFile(['apply', '--server-side', '--force-conflicts'], yaml);
 }
 
 export const getCdi = (client: KubeClient, name = 'cdi'): Promise<CdiObject | undefined> =>
@@ -78,14 +95,14 @@ export async function installCdi(
   cr: Record<string, unknown> = cdiResource(release),
 ): Promise<CdiObject> {
   const files = renderReleaseFiles(release);
-  await kubectlFile(['create'], files['cdi-operator.yaml'] ?? '');
+  await createOrTakeOver(files['cdi-operator.yaml'] ?? '');
   await eventually('CRD cdis.cdi.kubevirt.io Established', async () => {
     const crd = await client.get<
       KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
     >(Resources.CustomResourceDefinition, 'cdis.cdi.kubevirt.io');
     return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
   });
-  await kubectlFile(['create'], JSON.stringify(cr));
+  await mustKubectlFile(['create'], JSON.stringify(cr));
   return waitAvailable(client, release.version);
 }
 
@@ -108,7 +125,7 @@ export async function uninstallCdi(
       1000,
     );
   }
-  await kubectlFile(
+  await mustKubectlFile(
     ['delete', '--ignore-not-found', '--wait=false'],
     renderReleaseFiles(release)['cdi-operator.yaml'] ?? '',
   );

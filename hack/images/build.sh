@@ -6,6 +6,7 @@
 #                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
+#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
 #   localhost:5000/cdi-operator:<tag>      the same, the operator's entrypoint
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
@@ -145,8 +146,11 @@ APP_TAG=$( (
   sha256sum package-lock.json
 ) | sha256sum | cut -c1-12)
 
+# one image per entrypoint, of those the tree has (an older commit built with --rev may have fewer)
 COMPONENTS=()
-for c in importer controller operator; do [ -f "$SRC_ROOT/src/cmd/$c.ts" ] && COMPONENTS+=("$c"); done
+for c in importer controller apiserver uploadproxy uploadserver operator; do
+  [ -f "$SRC_ROOT/src/cmd/$c.ts" ] && COMPONENTS+=("$c")
+done
 all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }
 if all_exist; then
   echo "app images up to date: ${COMPONENTS[*]} at $APP_TAG"

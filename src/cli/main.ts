@@ -22,6 +22,7 @@ import { RegistrySource } from '../importer/source/registry.ts';
 import { S3Source } from '../importer/source/s3.ts';
 import type { ImportSource } from '../importer/source/source.ts';
 import { showProgress } from './progress-view.ts';
+import { uploadCommand } from './upload.ts';
 
 interface SourceFlags {
   caDir?: string;
@@ -333,6 +334,8 @@ export async function main(argv: string[]): Promise<number> {
     code = await doInspect(url, f);
   });
 
+  uploadCommand(program, (c) => (code = c));
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -342,6 +345,6 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`cdi: error: ${describe(err)}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return err instanceof UsageError || (err as { usage?: unknown }).usage === true ? 2 : 1;
   }
 }

@@ -2,6 +2,13 @@
 import type { Progress } from '../importer/progress.ts';
 import { humanSize } from '../importer/size.ts';
 
+function duration(secs: number): string {
+  const s = Math.ceil(secs);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 export function showProgress(p: Progress, out: NodeJS.WriteStream, isTty: boolean): () => void {
   const started = Date.now();
   let lastDraw = 0;
@@ -12,6 +19,8 @@ export function showProgress(p: Progress, out: NodeJS.WriteStream, isTty: boolea
     const now = Date.now();
     const f = p.fraction();
     const rate = p.done / Math.max(0.001, (now - started) / 1000);
+    const eta =
+      f !== undefined && f < 1 && rate > 0 && p.total ? ` ETA ${duration((p.total - p.done) / rate)},` : '';
     if (isTty) {
       if (!final && now - lastDraw < 100) return;
       lastDraw = now;
@@ -19,7 +28,7 @@ export function showProgress(p: Progress, out: NodeJS.WriteStream, isTty: boolea
       const bar = f === undefined ? '?'.repeat(width) : '#'.repeat(Math.round(f * width)).padEnd(width, '.');
       const pct = f === undefined ? '  ?  ' : `${(f * 100).toFixed(1).padStart(5)}%`;
       out.write(
-        `\r[${bar}] ${pct} ${humanSize(p.done)} read, ${humanSize(rate)}/s, ${p.phase}    ${final ? '\n' : ''}`,
+        `\r[${bar}] ${pct} ${humanSize(p.done)} read, ${humanSize(rate)}/s,${eta} ${p.phase}    ${final ? '\n' : ''}`,
       );
       return;
     }
@@ -29,7 +38,9 @@ export function showProgress(p: Progress, out: NodeJS.WriteStream, isTty: boolea
       lastDecile = Math.max(lastDecile, decile);
       lastLineAt = now;
       const pct = f === undefined ? 'n/a' : `${(f * 100).toFixed(1)}%`;
-      out.write(`progress: ${pct} (${p.done > 0 ? `${humanSize(p.done)} read, ` : ''}${p.phase})\n`);
+      out.write(
+        `progress: ${pct} (${p.done > 0 ? `${humanSize(p.done)} read, ${humanSize(rate)}/s,${eta} ` : ''}${p.phase})\n`,
+      );
     }
   };
   const onUpdate = (): void => draw();

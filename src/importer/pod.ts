@@ -60,7 +60,7 @@ export interface TerminationMessage {
 }
 
 /** Go's strconv.ParseBool. */
-function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
+export function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {
   if (v === undefined || v === '') return dflt;
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
@@ -82,7 +82,7 @@ export function terminationJson(msg: TerminationMessage): string {
   return s;
 }
 
-async function writeTermination(p: PodPaths, text: string): Promise<void> {
+export async function writeTermination(p: PodPaths, text: string): Promise<void> {
   // Upstream writes only the first line; kubelet keeps at most 4096 bytes.
   const line = text.replace(/\n/g, ' ');
   await writeFile(p.terminationLog, Buffer.from(line).subarray(0, 4096), { mode: 0o600 }).catch(

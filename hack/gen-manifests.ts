@@ -21,7 +21,7 @@ import {
   renderReleaseFiles,
   type ReleaseOptions,
 } from '../src/operator/release.ts';
-import { renderDeployFiles } from '../src/operator/render.ts';
+import { BundlePlaceholder, renderDeployFiles } from '../src/operator/render.ts';
 import type { CDIResource } from '../src/operator/reconcile.ts';
 
 const repoDeploy = join(import.meta.dirname, '..', 'deploy');
@@ -108,6 +108,7 @@ await writeDir(
       pullPolicy: release.pullPolicy,
       verbosity: release.verbosity,
     },
-    facts: { priorityClasses: new Set(), monitoring: false },
+    // the webhook configurations and the APIService carry cdi-apiserver's CA bundle at run time; a placeholder here
+    facts: { priorityClasses: new Set(), monitoring: false, apiServerBundle: BundlePlaceholder },
   }),
 );

@@ -20,7 +20,7 @@ export class OwnedCache {
   private readonly kube: KubeClient;
   private readonly log: Logger;
   private readonly informers = new Map<string, Informer<KubeObject>>();
-  private readonly listeners: ((obj: KubeObject) => void)[] = [];
+  private readonly listeners: ((obj: KubeObject, kind: KindName) => void)[] = [];
   private started = false;
 
   constructor(kube: KubeClient, log: Logger) {
@@ -29,7 +29,7 @@ export class OwnedCache {
   }
 
   /** Calls `fn` for every add, update and delete seen in any scope. */
-  onChange(fn: (obj: KubeObject) => void): void {
+  onChange(fn: (obj: KubeObject, kind: KindName) => void): void {
     this.listeners.push(fn);
   }
 
@@ -46,7 +46,7 @@ export class OwnedCache {
       logger: this.log,
     });
     const notify = (o: KubeObject): void => {
-      for (const l of this.listeners) l(o);
+      for (const l of this.listeners) l(o, scope.kind);
     };
     inf.onAdd(notify);
     inf.onUpdate((_old, o) => notify(o));

@@ -14,7 +14,11 @@ import {
 } from '../kube/index.ts';
 import { OwnedCache, type Scope } from './cache.ts';
 import type { OperatorConfig } from './config.ts';
+import { ApiServerBundle, bundleOf, certificateObjects, OperatorCerts } from './certs.ts';
 import { CdiReconciler, type CDIConfigObject, type CDIResource, type ReconcilerDeps } from './reconcile.ts';
+import { deploymentNotReady } from './status.ts';
+import { ApiServerName } from '../deploy/upload.ts';
+import { WebhookRegistrations } from '../deploy/webhooks.ts';
 import { DefaultPriorityClass, renderAll, type ClusterFacts } from './render.ts';
 import { Kinds, MonitoringCrds, MonitoringKinds, type KindName } from './resources.ts';
 
@@ -27,10 +31,6 @@ export interface OperatorOptions {
   identity: string;
   setReady?: (v: 0 | 1) => void;
   onLeading?: (leading: boolean) => void;
-  /** Extension points for the parts that come with other components (certificates, registrations). */
-  extend?: (
-    deps: ReconcilerDeps,
-  ) => Partial<Pick<ReconcilerDeps, 'afterApply' | 'keep'>> & { scopes?: Scope[] };
 }
 
 /** The (kind, namespace) pairs the operator renders into, found by rendering a default CDI resource. */
@@ -44,7 +44,8 @@ export function watchScopes(config: OperatorConfig): Scope[] {
   const objs = renderAll({
     cr: probe,
     config,
-    facts: { priorityClasses: new Set(), monitoring: false },
+    // with a bundle, so that the webhook configurations and the APIService are among them
+    facts: { priorityClasses: new Set(), monitoring: false, apiServerBundle: 'probe' },
   });
   const seen = new Map<string, Scope>();
   const add = (kind: KindName, namespace?: string): void => {
@@ -114,6 +115,12 @@ async function lead(o: OperatorOptions, lost: AbortSignal): Promise<void> {
   const cdiConfigs = new Informer<CDIConfigObject>(o.kube, Kinds.CDIConfig, { logger: log });
   const events = new EventRecorder(o.kube, { component: 'cdi-operator', instance: o.identity, logger: log });
   const facts = factsSource(o.kube);
+  const ns = o.config.namespace;
+  const certs = new OperatorCerts(o.kube, ns, log);
+  const registered = (): boolean =>
+    WebhookRegistrations.some(
+      (r) => owned.get(`${r.type}WebhookConfiguration`, r.configuration) !== undefined,
+    );
   const deps: ReconcilerDeps = {
     kube: o.kube,
     config: o.config,
@@ -122,25 +129,30 @@ async function lead(o: OperatorOptions, lost: AbortSignal): Promise<void> {
     cdis,
     cdiConfigs,
     owned,
+    certs,
+    keep: () => certificateObjects(ns),
     facts: async (cr) => {
       const f = await facts(cr);
       // the Prometheus kinds are watched from the moment their CRDs exist
-      if (f.monitoring)
-        for (const kind of MonitoringKinds) owned.add({ kind, namespace: o.config.namespace });
-      return f;
+      if (f.monitoring) for (const kind of MonitoringKinds) owned.add({ kind, namespace: ns });
+      // webhooks are registered once cdi-apiserver serves (a webhook nobody answers fails every request it sees);
+      // once registered they stay, with the current bundle
+      const bundle = bundleOf(owned.get('ConfigMap', ApiServerBundle, ns));
+      const serving =
+        deploymentNotReady(owned.get('Deployment', ApiServerName, ns), ApiServerName) === undefined;
+      return { ...f, ...(bundle && (serving || registered()) ? { apiServerBundle: bundle } : {}) };
     },
     ...(o.setReady ? { setReady: o.setReady } : {}),
   };
-  const extra = o.extend?.(deps) ?? {};
-  for (const s of extra.scopes ?? []) owned.add(s);
-  const reconciler = new CdiReconciler({ ...deps, ...extra });
+  const reconciler = new CdiReconciler(deps);
   const controller = new Controller({
     name: 'cdi-operator',
     logger: log,
     reconcile: (key) => reconciler.reconcile(key),
   });
   controller.watch(cdis).watch(cdiConfigs, () => cdis.keys());
-  owned.onChange(() => {
+  owned.onChange((obj, kind) => {
+    certs.observe(kind, obj);
     for (const k of cdis.keys()) controller.enqueue(k);
   });
   owned.start();

@@ -81,8 +81,8 @@ export interface ReconcilerDeps {
   now?: () => Date;
   /** kubevirt_cdi_cr_ready */
   setReady?: (value: 0 | 1) => void;
-  /** Called with the objects a reconcile applied or found in place (extension point: certificates, webhooks). */
-  afterApply?: (cr: CDIResource, desired: Obj[]) => Promise<void>;
+  /** The certificates (certs.ts): reconciled before the render, when due. */
+  certs?: { sync(cr: CDIResource): Promise<{ nextInMs: number }> };
   /** Objects the operator owns that are not rendered (certificate Secrets and bundles): kept by the cleanup. */
   keep?: () => { kind: string; name: string; namespace?: string }[];
 }
@@ -159,9 +159,20 @@ export class CdiReconciler {
       this.d.log.info('upgrade started', { from: status.observedVersion, to: version });
     }
 
+    const failures: string[] = [];
+    // certificates first: the webhook configurations and the APIService are rendered with their bundle
+    let certsNextMs = ResyncMs;
+    if (this.d.certs) {
+      try {
+        certsNextMs = (await this.d.certs.sync(cr)).nextInMs;
+      } catch (e) {
+        failures.push(`certificates: ${errorMessage(e)}`);
+      }
+    }
+    const facts = await this.d.facts(cr);
     let desired: Obj[];
     try {
-      desired = renderAll({ cr, config: this.d.config, facts: await this.d.facts(cr) });
+      desired = renderAll({ cr, config: this.d.config, facts });
     } catch (e) {
       // a customization that cannot be applied, a bad field: the user must fix the CDI resource
       status = {
@@ -171,15 +182,8 @@ export class CdiReconciler {
       await this.writeStatus(cr, status);
       return {};
     }
-    const failures = await this.applyAll(cr, desired);
+    failures.push(...(await this.applyAll(cr, desired)));
     await this.syncConfig(cr);
-    if (failures.length === 0 && this.d.afterApply) {
-      try {
-        await this.d.afterApply(cr, desired);
-      } catch (e) {
-        failures.push(errorMessage(e));
-      }
-    }
     if (failures.length > 0) {
       status = withDegraded(status, this.now(), {
         status: 'True',
@@ -224,7 +228,7 @@ export class CdiReconciler {
       await this.cleanup(cr, desired);
     }
     await this.writeStatus(cr, status);
-    return { requeueAfterMs: ResyncMs };
+    return { requeueAfterMs: Math.max(1000, Math.min(ResyncMs, certsNextMs)) };
   }
 
   /**

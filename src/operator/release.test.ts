@@ -10,7 +10,7 @@ import {
   releaseImagesFrom,
   renderReleaseFiles,
 } from './release.ts';
-import { renderAll, renderDeployFiles } from './render.ts';
+import { BundlePlaceholder, renderAll, renderDeployFiles } from './render.ts';
 import type { CDIResource } from './reconcile.ts';
 import { watchScopes } from './operator.ts';
 import { Kinds } from './resources.ts';
@@ -50,7 +50,11 @@ void test('deploy/release and deploy/cdi are what src/operator renders (run npm 
   await sameFiles('release', renderReleaseFiles());
   await sameFiles(
     'cdi',
-    renderDeployFiles({ cr: cr(), config, facts: { priorityClasses: new Set(), monitoring: false } }),
+    renderDeployFiles({
+      cr: cr(),
+      config,
+      facts: { priorityClasses: new Set(), monitoring: false, apiServerBundle: BundlePlaceholder },
+    }),
   );
 });
 
@@ -65,6 +69,9 @@ void test('cdi-operator.yaml: namespace, the CDI CRD, the operator ServiceAccoun
     'ServiceAccount/cdi-operator',
     'ClusterRole/cdi-operator-cluster',
     'ClusterRoleBinding/cdi-operator',
+    'Role/cdi-operator',
+    'RoleBinding/cdi-operator',
+    // cdi-apiserver's binding to extension-apiserver-authentication-reader lives in kube-system
     'Role/cdi-operator',
     'RoleBinding/cdi-operator',
     'Deployment/cdi-operator',

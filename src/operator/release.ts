@@ -103,17 +103,38 @@ function grantedRules(o: ReleaseOptions): { cluster: Obj[]; namespaced: Map<stri
   const objs = renderAll({
     cr: probe,
     config: operatorConfig(o),
-    facts: { priorityClasses: new Set(), monitoring: true },
+    facts: { priorityClasses: new Set(), monitoring: true, apiServerBundle: 'probe' },
   });
   const cluster: Obj[] = [];
   const namespaced = new Map<string, Obj[]>();
+  const add = (ns: string, rules: Obj[]): void =>
+    void namespaced.set(ns, [...(namespaced.get(ns) ?? []), ...rules]);
   for (const x of objs) {
     const rules = (x['rules'] as Obj[] | undefined) ?? [];
+    const ns = String((x['metadata'] as Obj)['namespace']);
     if (x['kind'] === 'ClusterRole') cluster.push(...rules);
-    if (x['kind'] === 'Role') {
-      const ns = String((x['metadata'] as Obj)['namespace']);
-      namespaced.set(ns, [...(namespaced.get(ns) ?? []), ...rules]);
-    }
+    if (x['kind'] === 'Role') add(ns, rules);
+    const ref = x['roleRef'] as { kind: string; name: string } | undefined;
+    // a binding to a Role the components do not bring (extension-apiserver-authentication-reader in kube-system):
+    // the right to bind exactly that Role rather than holding what it grants
+    if (
+      x['kind'] === 'RoleBinding' &&
+      ref?.kind === 'Role' &&
+      !objs.some(
+        (r) =>
+          r['kind'] === 'Role' &&
+          (r['metadata'] as Obj)['name'] === ref.name &&
+          (r['metadata'] as Obj)['namespace'] === ns,
+      )
+    )
+      add(ns, [
+        {
+          apiGroups: ['rbac.authorization.k8s.io'],
+          resources: ['roles'],
+          resourceNames: [ref.name],
+          verbs: ['bind'],
+        },
+      ]);
   }
   return { cluster: dedupe(cluster), namespaced: new Map([...namespaced].map(([k, v]) => [k, dedupe(v)])) };
 }

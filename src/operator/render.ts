@@ -6,6 +6,10 @@
 // The components, in the order they are applied (a new kind is one more entry):
 //   crds           every CDI CRD except cdis.cdi.kubevirt.io (that one comes with cdi-operator.yaml)
 //   controller     cdi-sa, ClusterRole cdi, Role cdi-deployment, Deployment cdi-deployment, cdi-prometheus-metrics
+//   apiserver      cdi-apiserver (ServiceAccount, roles, Deployment), Service cdi-api
+//   uploadproxy    cdi-uploadproxy (ServiceAccount, roles, Deployment, Service)
+//   registrations  APIService v1beta1.upload.cdi.kubevirt.io and the webhook configurations (deploy/webhooks.ts),
+//                  with cdi-apiserver's CA bundle, once it exists
 //   user-roles     cdi.kubevirt.io:admin|edit|view|clone-sourcer|config-reader
 //   config         ConfigMaps cdi-config and cdi-insecure-registries
 //   network        the cdi-allow-* NetworkPolicies
@@ -15,12 +19,22 @@ import { crds } from '../api/crds.ts';
 import type { CDI } from '../api/index.ts';
 import { type ComponentOptions, type Obj, type Placement } from '../deploy/common.ts';
 import { controllerManifests } from '../deploy/controller.ts';
+import {
+  apiServerManifests,
+  uploadApiService,
+  uploadProxyManifests,
+  type UploadDeployOptions,
+} from '../deploy/upload.ts';
+import { webhookConfigurations } from '../deploy/webhooks.ts';
 import { userClusterRoles } from '../deploy/rbac.ts';
 import { labelsOf } from '../deploy/common.ts';
 import type { OperatorConfig } from './config.ts';
 import { applyCustomizations } from './customize.ts';
 import { configMaps, networkPolicies } from './extras.ts';
 import { monitoringManifests } from './monitoring.ts';
+
+/** What deploy/cdi/ shows in place of cdi-apiserver's CA bundle (the operator writes the real one). */
+export const BundlePlaceholder = '<the PEM of ConfigMap cdi-apiserver-signer-bundle, key ca-bundle.crt>\n';
 
 /** upstream utils.CDIPriorityClass: used when the CDI resource names none and it exists. */
 export const DefaultPriorityClass = 'kubevirt-cluster-critical';
@@ -31,6 +45,11 @@ export interface ClusterFacts {
   priorityClasses: ReadonlySet<string>;
   /** prometheusrules and servicemonitors.monitoring.coreos.com are served */
   monitoring: boolean;
+  /**
+   * cdi-apiserver's CA bundle (PEM), once it exists and the webhooks may be registered (cdi-apiserver serves, or
+   * they are registered already): the APIService and the webhook configurations are rendered with it.
+   */
+  apiServerBundle?: string;
 }
 
 export interface RenderInput {
@@ -69,6 +88,16 @@ export function componentOptions(input: RenderInput): ComponentOptions {
   };
 }
 
+function uploadOptions({ cr, config }: RenderInput, o: ComponentOptions): UploadDeployOptions {
+  return {
+    ...o,
+    apiServerImage: config.images.apiServer,
+    uploadProxyImage: config.images.uploadProxy,
+    apiServerReplicas: Math.max(1, cr.spec?.infra?.apiServerReplicas ?? 1),
+    uploadProxyReplicas: Math.max(1, cr.spec?.infra?.uploadProxyReplicas ?? 1),
+  };
+}
+
 export const components: readonly Component[] = [
   {
     name: 'crds',
@@ -87,6 +116,18 @@ export const components: readonly Component[] = [
       }),
   },
   { name: 'user-roles', render: () => userClusterRoles(labelsOf()) },
+  { name: 'apiserver', render: (i, o) => apiServerManifests(uploadOptions(i, o)) },
+  { name: 'uploadproxy', render: (i, o) => uploadProxyManifests(uploadOptions(i, o)) },
+  {
+    name: 'registrations',
+    render: ({ cr, facts }, o) =>
+      facts.apiServerBundle
+        ? [
+            uploadApiService(o.namespace, facts.apiServerBundle),
+            ...webhookConfigurations(o.namespace, facts.apiServerBundle, cr.spec?.config),
+          ]
+        : [],
+  },
   { name: 'config', render: (_i, o) => configMaps(o.namespace) },
   { name: 'network', render: (_i, o) => networkPolicies(o.namespace) },
   {

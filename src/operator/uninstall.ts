@@ -22,16 +22,13 @@ import {
   type Logger,
   type Resource,
 } from '../kube/index.ts';
+import { uninstallBlockedMessage } from '../api/cdi.ts';
 import { finalizerOps, ownedBy } from './apply.ts';
 import type { OwnedCache } from './cache.ts';
 import type { OperatorConfig } from './config.ts';
 import { Kinds, type KindName } from './resources.ts';
 import { CDIPhase, CDIReason, withConditions, withDegraded, type CDIStatus } from './status.ts';
 import type { CDIResource, ReconcileOutcome } from './reconcile.ts';
-
-/** upstream cdi-validate's message, also shown when the operator itself waits for the DataVolumes to go. */
-export const UninstallBlockedMessage = (n: number): string =>
-  `rejecting the uninstall request, since there are still ${n} DataVolumes present. Either delete all DataVolumes or change the uninstall strategy before uninstalling CDI`;
 
 export interface UninstallDeps {
   kube: KubeClient;
@@ -94,7 +91,7 @@ export async function uninstall(
   if (cr.spec?.uninstallStrategy === 'BlockUninstallIfWorkloadsExist') {
     const n = await countDataVolumes(d.kube);
     if (n > 0) {
-      await progress(UninstallBlockedMessage(n), true);
+      await progress(uninstallBlockedMessage(n), true);
       return { requeueAfterMs: 5000 };
     }
   }

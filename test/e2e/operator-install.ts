@@ -103,7 +103,11 @@ export async function installCdi(
     return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
   });
   await mustKubectlFile(['create'], JSON.stringify(cr));
-  return waitAvailable(client, release.version);
+  try {
+    return await waitAvailable(client, release.version);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${await diagnose(release.namespace)}`);
+  }
 }
 
 /**
@@ -135,4 +139,15 @@ export async function uninstallCdi(
     limitMs,
     1000,
   );
+}
+
+/** What an administrator would look at when CDI does not come up: the CDI status, the pods, the operator's log. */
+export async function diagnose(namespace: string): Promise<string> {
+  const parts = await Promise.all([
+    kubectl('get', 'cdi', 'cdi', '-o', 'jsonpath={.status}'),
+    kubectl('-n', namespace, 'get', 'pods', '-o', 'wide'),
+    kubectl('-n', namespace, 'logs', 'deployment/cdi-operator', '--tail=40'),
+    kubectl('-n', namespace, 'get', 'events', '--sort-by=.lastTimestamp'),
+  ]);
+  return parts.map((r) => (r.stdout || r.stderr).trim()).join('\n---\n');
 }

@@ -23,6 +23,7 @@ import {
 import {
   getCdi,
   installCdi,
+  kubectlFile,
   releaseFor,
   uninstallCdi,
   waitAvailable,
@@ -126,6 +127,28 @@ void test('kubectl create -f cdi-operator.yaml and cdi-cr.yaml: CDI Available wi
     'NetworkPolicy/cdi-allow-cdi-api-webhook-server',
     'CustomResourceDefinition/datavolumes.cdi.kubevirt.io',
     'CustomResourceDefinition/cdiconfigs.cdi.kubevirt.io',
+    'Deployment/cdi-apiserver',
+    'Deployment/cdi-uploadproxy',
+    'Service/cdi-api',
+    'Service/cdi-uploadproxy',
+    'ServiceAccount/cdi-apiserver',
+    'ServiceAccount/cdi-uploadproxy',
+    'RoleBinding/cdi-apiserver-auth-reader',
+    'APIService/v1beta1.upload.cdi.kubevirt.io',
+    'ValidatingWebhookConfiguration/cdi-api-datavolume-validate',
+    'ValidatingWebhookConfiguration/cdi-api-validate',
+    'MutatingWebhookConfiguration/cdi-api-pvc-mutate',
+    'Secret/cdi-apiserver-signer',
+    'Secret/cdi-apiserver-server-cert',
+    'Secret/cdi-uploadproxy-signer',
+    'Secret/cdi-uploadproxy-server-cert',
+    'Secret/cdi-uploadserver-signer',
+    'Secret/cdi-uploadserver-client-signer',
+    'Secret/cdi-uploadserver-client-cert',
+    'ConfigMap/cdi-apiserver-signer-bundle',
+    'ConfigMap/cdi-uploadproxy-signer-bundle',
+    'ConfigMap/cdi-uploadserver-signer-bundle',
+    'ConfigMap/cdi-uploadserver-client-signer-bundle',
   ])
     assert.ok(names.has(want), `${want} is installed (have ${[...names].join(', ')})`);
   // CDI.spec.config reaches CDIConfig config; the infra placement reaches the Deployment
@@ -165,6 +188,80 @@ void test('kubectl create -f cdi-operator.yaml and cdi-cr.yaml: CDI Available wi
   );
   assert.equal(await md5OnVolume(client, ns, 'after-install', { bytes: fx.rawSize }), fx.rawMd5);
   t.diagnostic(`install and import: ${since(t0)}`);
+});
+
+void test("the webhooks: datavolume-validate refuses with upstream's message, pvc-mutate completes a labelled claim, upload tokens are served", async () => {
+  assert.ok(ns, 'the first test made the namespace');
+  const bad = {
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    metadata: { name: 'no-size', namespace: ns },
+    spec: { source: { http: { url: `${http.url}/${fx.files.qcow2}` } }, storage: {} },
+  };
+  const refused = await kubectlFile(['create'], JSON.stringify(bad));
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /admission webhook "datavolume-validate.cdi.kubevirt.io" denied the request: Storage size is missing/,
+  );
+  const scheme = await kubectlFile(
+    ['create'],
+    JSON.stringify({
+      ...bad,
+      spec: {
+        source: { http: { url: 'ftp://x/y' } },
+        storage: { resources: { requests: { storage: '1Gi' } } },
+      },
+    }),
+  );
+  assert.match(scheme.stderr, /spec.source Invalid source URL scheme: ftp:\/\/x\/y/);
+  // the spec of a DataVolume is immutable
+  const upd = await kubectl(
+    '-n',
+    ns,
+    'patch',
+    'dv',
+    'after-install',
+    '--type=merge',
+    '-p',
+    '{"spec":{"contentType":"archive"}}',
+  );
+  assert.match(upd.stderr, /Cannot update DataVolume Spec/);
+
+  // a claim labelled applyStorageProfile=true gets its access mode, volume mode and size from the StorageProfile
+  await client.create(Resources.PersistentVolumeClaim, {
+    metadata: { name: 'rendered', namespace: ns, labels: { 'cdi.kubevirt.io/applyStorageProfile': 'true' } },
+    spec: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '100Mi' } } },
+  } as KubeObject);
+  const pvc = await client.get<
+    KubeObject & {
+      spec: { accessModes?: string[]; volumeMode?: string; resources: { requests: { storage: string } } };
+    }
+  >(Resources.PersistentVolumeClaim, 'rendered', ns);
+  const profile = await client.get<
+    KubeObject & { status?: { claimPropertySets?: { accessModes: string[]; volumeMode: string }[] } }
+  >(Resources.StorageProfile, STORAGE_CLASS);
+  const set = profile.status?.claimPropertySets?.[0];
+  assert.deepEqual(pvc.spec.accessModes, set?.accessModes);
+  assert.equal(pvc.spec.volumeMode, set?.volumeMode);
+  if (set?.volumeMode === 'Filesystem')
+    assert.ok(
+      BigInt(pvc.spec.resources.requests.storage) > 100n << 20n,
+      `overhead added: ${pvc.spec.resources.requests.storage}`,
+    );
+  await client.delete(Resources.PersistentVolumeClaim, 'rendered', { namespace: ns });
+
+  // the aggregated upload API answers through the APIService the operator registered
+  const utr = await kubectlFile(
+    ['create', '-o', 'json'],
+    JSON.stringify({
+      apiVersion: 'upload.cdi.kubevirt.io/v1beta1',
+      kind: 'UploadTokenRequest',
+      metadata: { name: 'after-install', namespace: ns },
+      spec: { pvcName: 'after-install' },
+    }),
+  );
+  assert.equal(utr.code, 0, utr.stderr);
 });
 
 type Obj = KubeObject & Record<string, unknown>;
@@ -287,6 +384,70 @@ void test('drift: a deleted or edited Deployment, Service, ServiceAccount, role 
   );
   await restored(
     t,
+    'deleted ValidatingWebhookConfiguration cdi-api-datavolume-validate',
+    'ValidatingWebhookConfiguration',
+    'cdi-api-datavolume-validate',
+    undefined,
+    del('ValidatingWebhookConfiguration', 'cdi-api-datavolume-validate'),
+    newUid,
+  );
+  await restored(
+    t,
+    'MutatingWebhookConfiguration cdi-api-pvc-mutate with failurePolicy Ignore and no caBundle',
+    'MutatingWebhookConfiguration',
+    'cdi-api-pvc-mutate',
+    undefined,
+    async () => {
+      await client.jsonPatch(Kinds.MutatingWebhookConfiguration, 'cdi-api-pvc-mutate', [
+        { op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Ignore' },
+        { op: 'remove', path: '/webhooks/0/clientConfig/caBundle' },
+      ]);
+    },
+    (o, b) => JSON.stringify(o['webhooks']) === JSON.stringify(b['webhooks']),
+  );
+  await restored(
+    t,
+    'deleted certificate bundle ConfigMap cdi-apiserver-signer-bundle',
+    'ConfigMap',
+    'cdi-apiserver-signer-bundle',
+    'cdi',
+    del('ConfigMap', 'cdi-apiserver-signer-bundle', 'cdi'),
+    (o, b) =>
+      newUid(o, b) &&
+      ((o['data'] as Record<string, string> | undefined)?.['ca-bundle.crt'] ?? '').includes(
+        'BEGIN CERTIFICATE',
+      ),
+  );
+  await restored(
+    t,
+    'certificate bundle ConfigMap cdi-uploadproxy-signer-bundle emptied',
+    'ConfigMap',
+    'cdi-uploadproxy-signer-bundle',
+    'cdi',
+    async () => {
+      await client.mergePatch(
+        Resources.ConfigMap,
+        'cdi-uploadproxy-signer-bundle',
+        { data: { 'ca-bundle.crt': '' } },
+        { namespace: 'cdi' },
+      );
+    },
+    (o) =>
+      ((o['data'] as Record<string, string> | undefined)?.['ca-bundle.crt'] ?? '').includes(
+        'BEGIN CERTIFICATE',
+      ),
+  );
+  await restored(
+    t,
+    'deleted server certificate Secret cdi-apiserver-server-cert',
+    'Secret',
+    'cdi-apiserver-server-cert',
+    'cdi',
+    del('Secret', 'cdi-apiserver-server-cert', 'cdi'),
+    newUid,
+  );
+  await restored(
+    t,
     'the managed-by label removed from ConfigMap cdi-config',
     'ConfigMap',
     'cdi-config',
@@ -328,7 +489,7 @@ void test('drift: a deleted or edited Deployment, Service, ServiceAccount, role 
   assert.ok(reasons.includes('CreateResourceSuccess'), `events on the CDI resource: ${reasons.join(', ')}`);
 });
 
-void test('BlockUninstallIfWorkloadsExist: removal waits while DataVolumes exist, with the message; then proceeds', async (t) => {
+void test('BlockUninstallIfWorkloadsExist: cdi-validate refuses the removal while a DataVolume exists, then allows it', async (t) => {
   assert.ok(ns, 'the first test made the namespace and its DataVolume');
   await client.mergePatch(Resources.CDI, 'cdi', {
     spec: { uninstallStrategy: 'BlockUninstallIfWorkloadsExist' },
@@ -337,33 +498,24 @@ void test('BlockUninstallIfWorkloadsExist: removal waits while DataVolumes exist
     'the strategy reaches the operator',
     async () => (await getCdi(client))?.spec?.['uninstallStrategy'] === 'BlockUninstallIfWorkloadsExist',
   );
-  const del = await kubectl('delete', 'cdi', 'cdi', '--wait=false');
-  if (del.code !== 0) {
-    // the cdi-validate webhook refused it
-    assert.match(del.stderr, /there are still 1 DataVolumes present/);
-    t.diagnostic(`refused by the webhook: ${del.stderr.trim()}`);
-  } else {
-    const held = await eventually('the operator holds the removal', async () => {
-      const cr: CdiObject | undefined = await getCdi(client);
-      const d = cr?.status?.conditions?.find((c) => c.type === 'Degraded');
-      return d?.reason === 'UninstallBlocked' ? d : undefined;
-    });
-    assert.match(
-      held.message ?? '',
-      /rejecting the uninstall request, since there are still 1 DataVolumes present/,
-    );
-    assert.equal((await getCdi(client))?.status?.phase, 'Deleting');
-    assert.ok(await client.getOrUndefined(Kinds.Deployment, 'cdi-deployment', 'cdi'), 'nothing was removed');
-  }
+  // cdi-validate refuses the deletion itself: the CDI resource stays as it is
+  const refused = await kubectl('delete', 'cdi', 'cdi', '--wait=false');
+  assert.notEqual(refused.code, 0, 'the deletion is refused');
+  assert.match(
+    refused.stderr,
+    /admission webhook "cdi-validate.cdi.kubevirt.io" denied the request: rejecting the uninstall request, since there are still 1 DataVolumes present\. Either delete all DataVolumes or change the uninstall strategy before uninstalling CDI/,
+  );
+  t.diagnostic(refused.stderr.trim());
+  const still: CdiObject | undefined = await getCdi(client);
+  assert.equal(still?.metadata?.deletionTimestamp, undefined);
+  assert.equal(still?.status?.phase, 'Deployed');
   await client.delete(Resources.DataVolume, 'after-install', { namespace: ns });
-  if (del.code !== 0) {
-    await eventually(
-      'DataVolume gone',
-      async () => !(await client.getOrUndefined(Resources.DataVolume, 'after-install', ns)),
-    );
-    const again = await kubectl('delete', 'cdi', 'cdi', '--wait=false');
-    assert.equal(again.code, 0, again.stderr);
-  }
+  await eventually(
+    'DataVolume gone',
+    async () => !(await client.getOrUndefined(Resources.DataVolume, 'after-install', ns)),
+  );
+  const allowedNow = await kubectl('delete', 'cdi', 'cdi', '--wait=false');
+  assert.equal(allowedNow.code, 0, allowedNow.stderr);
 });
 
 void test('deleting the CDI resource removes every object the operator made', async (t) => {

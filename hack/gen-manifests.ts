@@ -2,6 +2,8 @@
 //   <out>/release/cdi-operator.yaml, cdi-cr.yaml   the release (src/operator/release.ts): what an administrator applies
 //   <out>/crds/*.yaml                              every CRD (src/api): the integration tests install these directly
 //   <out>/cdi/*.yaml                               what the operator installs from cdi-cr.yaml, for review
+//   <out>/monitoring/*.yaml                        the PrometheusRule (src/monitoring/rules.ts), for review (the
+//                                                  operator installs it when the Prometheus Operator's CRDs exist)
 //
 //   npm run gen                      deploy/ with the local cluster's defaults (localhost:5000/<image>:dev, Always);
 //                                    snapshot tests (src/api/crds.test.ts, src/operator/release.test.ts) fail when stale
@@ -22,6 +24,7 @@ import {
   type ReleaseOptions,
 } from '../src/operator/release.ts';
 import { BundlePlaceholder, renderDeployFiles } from '../src/operator/render.ts';
+import { renderMonitoringFiles } from '../src/monitoring/rules.ts';
 import type { CDIResource } from '../src/operator/reconcile.ts';
 
 const repoDeploy = join(import.meta.dirname, '..', 'deploy');
@@ -112,3 +115,5 @@ await writeDir(
     facts: { priorityClasses: new Set(), monitoring: false, apiServerBundle: BundlePlaceholder },
   }),
 );
+// the PrometheusRule (recording rules and alerts), for clusters with the Prometheus Operator
+await writeDir(out, 'monitoring', renderMonitoringFiles(release.namespace));

@@ -89,6 +89,9 @@ void test('names are upstream\'s: cdi-sa, ClusterRole cdi bound by cdi-sa, Role 
     'ClusterRoleBinding/cdi-sa',
     'Role/cdi-deployment',
     'RoleBinding/cdi-deployment',
+    'ServiceAccount/cdi-metrics-reader',
+    'ClusterRole/cdi-metrics-reader',
+    'ClusterRoleBinding/cdi-metrics-reader',
     'Deployment/cdi-deployment',
     'Service/cdi-prometheus-metrics',
   ]);
@@ -116,4 +119,34 @@ void test('infra placement, priority class, pull secrets and workload placement 
   const env = Object.fromEntries(pod.containers[0]!.env.map((e) => [e.name, e.value]));
   assert.equal(env['WORKLOAD_NODE_SELECTOR'], '{"tier":"workers"}');
   assert.equal(env['VERBOSITY'], '3');
+});
+
+void test('metrics (ADR 0040): HTTPS :8443 behind the Service, the optional certificate mounted, probes on the plain health port, the reviews allowed', () => {
+  const objs = controllerManifests();
+  type Container = {
+    ports: { name: string; containerPort: number }[];
+    livenessProbe: { httpGet: { port: string } };
+    readinessProbe: { httpGet: { port: string } };
+    volumeMounts: { name: string; mountPath: string }[];
+    env: { name: string; value?: string }[];
+  };
+  const dep = objs.find((o) => o['kind'] === 'Deployment') as {
+    spec: { template: { spec: { containers: Container[]; volumes: { name: string; secret: { secretName: string; optional: boolean } }[] } } };
+  };
+  const c = dep.spec.template.spec.containers[0]!;
+  assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [['metrics', 8443], ['health', 8080]]);
+  assert.equal(c.livenessProbe.httpGet.port, 'health');
+  assert.equal(c.readinessProbe.httpGet.port, 'health');
+  const vol = dep.spec.template.spec.volumes.find((v) => v.name === 'metrics-cert');
+  assert.deepEqual(vol?.secret.secretName, 'cdi-metrics-server-cert');
+  assert.equal(vol?.secret.optional, true);
+  const dir = c.env.find((e) => e.name === 'METRICS_CERT_DIR')?.value;
+  assert.equal(c.volumeMounts.find((m) => m.name === 'metrics-cert')?.mountPath, dir);
+  const svc = objs.find((o) => o['kind'] === 'Service') as { spec: { ports: { port: number; targetPort: string }[] } };
+  assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[8443, 'metrics']]);
+  const rules = clusterRules() as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  for (const r of ['tokenreviews', 'subjectaccessreviews'])
+    assert.ok(rules.some((x) => x.resources.includes(r) && x.verbs.includes('create')), `may create ${r}`);
+  const reader = objs.find((o) => o['kind'] === 'ClusterRole' && (o['metadata'] as { name: string }).name === 'cdi-metrics-reader');
+  assert.deepEqual(reader?.['rules'], [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]);
 });

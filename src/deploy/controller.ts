@@ -4,6 +4,7 @@
 // Rendered from code with options; the operator (src/operator) installs them from a CDI resource, and
 // `npm run gen` writes what it installs for the default resource into deploy/cdi/ for review (snapshot-tested, so a
 // change to a rule or a field shows up in a diff).
+import { DefaultMetricsCertDir as MetricsCertDir, HealthPort, MetricsPort } from '../monitoring/server.ts';
 import { userClusterRoles } from './rbac.ts';
 import {
   AllowClusterServicesLabel,
@@ -26,6 +27,10 @@ export const ControllerName = 'cdi-deployment';
 export const ControllerServiceAccount = 'cdi-sa';
 export const ControllerClusterRole = 'cdi';
 export const MetricsService = 'cdi-prometheus-metrics';
+/** upstream common.MetricsReaderServiceAccountName: the ServiceAccount (and ClusterRole) that may scrape /metrics */
+export const MetricsReader = 'cdi-metrics-reader';
+/** The controller's metrics serving certificate (ADR 0040 §3; ours, upstream has none), issued by the operator. */
+export const MetricsCertSecret = 'cdi-metrics-server-cert';
 
 export interface ControllerDeployOptions extends ComponentOptions {
   /** The cdi-controller image, e.g. quay.io/example/cdi-controller:v0.1.0 */
@@ -83,6 +88,8 @@ export function imagesFrom(
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
+ * - csidrivers: get one (the storage profile gauge: is csi-clone smart?)
+ * - tokenreviews, subjectaccessreviews: create; who scrapes /metrics and whether they may (ADR 0040)
  * - leases (own namespace only, see the Role): the leader election
  */
 export function clusterRules(): Obj[] {
@@ -107,6 +114,11 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    // a csi-clone profile's smart-clone label (kubevirt_cdi_storageprofile_info)
+    { apiGroups: ['storage.k8s.io'], resources: ['csidrivers'], verbs: ['get'] },
+    // the metrics endpoint's delegated authentication and authorization
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+    { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
   ];
 }
 
@@ -136,9 +148,13 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     ...(w.tolerations?.length ? [{ name: 'WORKLOAD_TOLERATIONS', value: json(w.tolerations) }] : []),
     ...(w.affinity && Object.keys(w.affinity).length ? [{ name: 'WORKLOAD_AFFINITY', value: json(w.affinity) }] : []),
     ...(o.imagePullSecrets?.length ? [{ name: 'IMAGE_PULL_SECRETS', value: o.imagePullSecrets.join(',') }] : []),
-    { name: 'HEALTH_PORT', value: '8080' },
+    { name: 'HEALTH_PORT', value: String(HealthPort) },
+    { name: 'METRICS_PORT', value: String(MetricsPort) },
+    { name: 'METRICS_CERT_DIR', value: MetricsCertDir },
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    // a certificate made at start (none mounted yet) covers the pod IP too
+    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
   ];
   return [
     serviceAccount(ns, ControllerServiceAccount),
@@ -146,6 +162,10 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     clusterRoleBinding(ControllerServiceAccount, ControllerClusterRole, sa),
     role(ns, ControllerName, namespacedRules()),
     roleBinding(ns, ControllerName, { kind: 'Role', name: ControllerName }, sa),
+    // upstream's metrics reader: a ServiceAccount whose token a Prometheus scrapes with (the ServiceMonitor's)
+    serviceAccount(ns, MetricsReader),
+    clusterRole(MetricsReader, [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]),
+    clusterRoleBinding(MetricsReader, MetricsReader, { name: MetricsReader, namespace: ns }),
     componentDeployment(o, {
       name: ControllerName,
       serviceAccount: ControllerServiceAccount,
@@ -158,11 +178,30 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
         name: 'cdi-controller',
         image: o.controllerImage,
         env,
-        ports: [{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }],
-        livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, initialDelaySeconds: 10, periodSeconds: 10 },
-        readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, initialDelaySeconds: 2, periodSeconds: 5 },
+        ports: [
+          { name: 'metrics', containerPort: MetricsPort, protocol: 'TCP' },
+          { name: 'health', containerPort: HealthPort, protocol: 'TCP' },
+        ],
+        livenessProbe: { httpGet: { path: '/healthz', port: 'health' }, initialDelaySeconds: 10, periodSeconds: 10 },
+        readinessProbe: { httpGet: { path: '/readyz', port: 'health' }, initialDelaySeconds: 2, periodSeconds: 5 },
         resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
+        volumeMounts: [{ name: 'metrics-cert', mountPath: MetricsCertDir, readOnly: true }],
       },
+      // optional: the controller makes a throwaway certificate until the operator has issued this one
+      volumes: [
+        {
+          name: 'metrics-cert',
+          secret: {
+            secretName: MetricsCertSecret,
+            optional: true,
+            items: [
+              { key: 'tls.crt', path: 'tls.crt' },
+              { key: 'tls.key', path: 'tls.key' },
+            ],
+            defaultMode: 0o420,
+          },
+        },
+      ],
     }),
     {
       apiVersion: 'v1',
@@ -170,7 +209,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       metadata: { name: MetricsService, namespace: ns, labels: { ...labelsOf(), [PrometheusLabel]: 'true' } },
       spec: {
         selector: { [PrometheusLabel]: 'true' },
-        ports: [{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }],
+        ports: [{ name: 'metrics', port: MetricsPort, targetPort: 'metrics', protocol: 'TCP' }],
       },
     },
   ];

@@ -17,6 +17,8 @@ export interface WebhookRegistration {
   failurePolicy: 'Fail' | 'Ignore';
   timeoutSeconds: number;
   objectSelector?: Obj;
+  /** CEL matchConditions (GA since Kubernetes 1.30): only the objects they select depend on cdi-apiserver */
+  matchConditions?: Obj[];
   /** AdmissionReview versions (default upstream's v1, v1beta1) */
   reviewVersions?: string[];
   /** Whether it is registered, from CDI.spec.config (CDIConfig's spec); always when absent. */
@@ -90,6 +92,7 @@ export function webhookConfigurations(
           matchPolicy: 'Exact',
           namespaceSelector: {},
           objectSelector: r.objectSelector ?? {},
+          ...(r.matchConditions?.length ? { matchConditions: r.matchConditions } : {}),
           timeoutSeconds: r.timeoutSeconds,
           admissionReviewVersions: r.reviewVersions ?? ['v1', 'v1beta1'],
           ...(r.type === 'Mutating' ? { reinvocationPolicy: 'Never' } : {}),

@@ -10,21 +10,42 @@
 // volumes follow the Secret), so no pod restarts.
 import { X509Certificate } from 'node:crypto';
 import type { CDI } from '../api/index.ts';
-import { BundleKey, CertDefinitions, reconcileCertificates, type CertChange } from '../certs/reconcile.ts';
+import {
+  BundleKey,
+  CertDefinitions,
+  reconcileCertificates,
+  type CertChange,
+  type CertDefinition,
+} from '../certs/reconcile.ts';
 import { DefaultCertConfig, type CertConfig, type CertsConfig } from '../certs/rotation.ts';
 import { controllerRef, type KubeClient, type KubeObject, type Logger } from '../kube/index.ts';
 import { labelsOf } from '../deploy/common.ts';
+import { MetricsCertSecret, MetricsService } from '../deploy/controller.ts';
 import { parseGoDuration } from './config.ts';
 import { Kinds } from './resources.ts';
 import type { Owner } from './apply.ts';
 
 export const ApiServerBundle = 'cdi-apiserver-signer-bundle';
+export const MetricsBundle = 'cdi-metrics-server-signer-bundle';
+
+/**
+ * The certificates the operator owns: the four of cdi-upstream.md §6 and, ours (ADR 0040 §3), the controller's
+ * metrics serving certificate with its own signer and bundle (what a Prometheus verifies the scrape against).
+ */
+export const OperatorCertDefinitions: readonly CertDefinition[] = [
+  ...CertDefinitions,
+  {
+    signerSecret: 'cdi-metrics-server-signer',
+    bundleConfigMap: MetricsBundle,
+    target: { secret: MetricsCertSecret, service: MetricsService },
+  },
+];
 
 /** Every Secret and ConfigMap of the certificates (kept by the cleanup, removed by the uninstall). */
 export function certificateObjects(
   namespace: string,
 ): { kind: 'Secret' | 'ConfigMap'; name: string; namespace: string }[] {
-  return CertDefinitions.flatMap((d) => [
+  return OperatorCertDefinitions.flatMap((d) => [
     { kind: 'Secret' as const, name: d.signerSecret, namespace },
     { kind: 'ConfigMap' as const, name: d.bundleConfigMap, namespace },
     ...(d.target ? [{ kind: 'Secret' as const, name: d.target.secret, namespace }] : []),
@@ -94,6 +115,7 @@ export class OperatorCerts {
     const changes = await reconcileCertificates(this.kube, {
       namespace: this.namespace,
       config,
+      definitions: OperatorCertDefinitions,
       now: this.now,
       labels: labelsOf(),
       ownerReferences: [controllerRef(cr, Kinds.CDI)],

@@ -6,7 +6,7 @@
 // - cdi-insecure-registries: the ConfigMap older CDI releases read registries from. CDI reads
 //   CDIConfig.spec.insecureRegistries (CDI.spec.config.insecureRegistries); the ConfigMap is created empty for tools
 //   that still write it, and the operator never touches its data.
-// - NetworkPolicies (upstream namespaced/networkpolicies.go, the ports ours): ingress to the metrics ports, to the
+// - NetworkPolicies (upstream namespaced/networkpolicies.go, with its ports): ingress to the metrics ports, to the
 //   webhook/API server and the upload proxy; egress from the upload proxy to upload-server pods and from
 //   cdi-deployment to the importers' metrics; egress for DataImportCron pollers. Because the egress policies
 //   isolate their pods, cdi-allow-access-cluster-services (not upstream's: KubeVirt ships the equivalent) lets pods
@@ -57,7 +57,7 @@ export function networkPolicies(namespace: string): Obj[] {
     policy(namespace, 'cdi-allow-ingress-to-metrics', {
       podSelector: { matchLabels: { [PrometheusLabel]: 'true' } },
       policyTypes: ['Ingress'],
-      ingress: [{ ports: [tcp(8080)] }],
+      ingress: [{ ports: [tcp(8443)] }],
     }),
     policy(namespace, 'cdi-allow-uploadproxy-communications', {
       podSelector: { matchLabels: { [CDILabel]: 'cdi-uploadproxy' } },

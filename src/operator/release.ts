@@ -20,6 +20,7 @@ import {
   type Obj,
   type PullPolicy,
 } from '../deploy/common.ts';
+import { HealthPort, MetricsPort } from '../monitoring/server.ts';
 import type { OperatorConfig, OperatorImages } from './config.ts';
 import { watchScopes } from './operator.ts';
 import { renderAll } from './render.ts';
@@ -295,18 +296,22 @@ export function operatorDeployment(o: ReleaseOptions): Obj {
                 { name: 'UPLOAD_SERVER_IMAGE', value: o.images.uploadServer },
                 { name: 'PULL_POLICY', value: o.pullPolicy },
                 { name: 'VERBOSITY', value: o.verbosity },
-                { name: 'HEALTH_PORT', value: '8080' },
+                { name: 'HEALTH_PORT', value: String(HealthPort) },
+                { name: 'METRICS_PORT', value: String(MetricsPort) },
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                 { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
               ],
-              ports: [{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }],
+              ports: [
+                { name: 'metrics', containerPort: MetricsPort, protocol: 'TCP' },
+                { name: 'health', containerPort: HealthPort, protocol: 'TCP' },
+              ],
               livenessProbe: {
-                httpGet: { path: '/healthz', port: 'metrics' },
+                httpGet: { path: '/healthz', port: 'health' },
                 initialDelaySeconds: 5,
                 timeoutSeconds: 10,
               },
               readinessProbe: {
-                httpGet: { path: '/readyz', port: 'metrics' },
+                httpGet: { path: '/readyz', port: 'health' },
                 initialDelaySeconds: 2,
                 timeoutSeconds: 10,
               },

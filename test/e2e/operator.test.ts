@@ -149,6 +149,12 @@ void test('kubectl create -f cdi-operator.yaml and cdi-cr.yaml: CDI Available wi
     'ConfigMap/cdi-uploadproxy-signer-bundle',
     'ConfigMap/cdi-uploadserver-signer-bundle',
     'ConfigMap/cdi-uploadserver-client-signer-bundle',
+    'ServiceAccount/cdi-metrics-reader',
+    'ClusterRole/cdi-metrics-reader',
+    'ClusterRoleBinding/cdi-metrics-reader',
+    'Secret/cdi-metrics-server-signer',
+    'Secret/cdi-metrics-server-cert',
+    'ConfigMap/cdi-metrics-server-signer-bundle',
   ])
     assert.ok(names.has(want), `${want} is installed (have ${[...names].join(', ')})`);
   // CDI.spec.config reaches CDIConfig config; the infra placement reaches the Deployment

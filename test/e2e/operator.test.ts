@@ -5,6 +5,8 @@
 // removes every object the operator made (listed after the install, checked one by one after the removal).
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
 import { Kinds, type KindName } from '../../src/operator/resources.ts';
 import { OwnedSelector } from '../../src/operator/cache.ts';
@@ -493,6 +495,160 @@ void test('drift: a deleted or edited Deployment, Service, ServiceAccount, role 
   );
   const reasons = (JSON.parse(events.stdout) as { items: { reason: string }[] }).items.map((e) => e.reason);
   assert.ok(reasons.includes('CreateResourceSuccess'), `events on the CDI resource: ${reasons.join(', ')}`);
+});
+
+interface Served {
+  fingerprint: string;
+  issuer: string;
+}
+
+/** The certificate Service cdi/<svc>:443 serves, verified against `bundle` for the Service's name (as its clients do). */
+async function servedBy(svc: string, bundle: string): Promise<Served> {
+  const s = await client.get<KubeObject & { spec: { clusterIP: string } }>(Resources.Service, svc, 'cdi');
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect(
+      { host: s.spec.clusterIP, port: 443, ca: bundle, servername: `${svc}.cdi.svc` },
+      () => {
+        const c = sock.getPeerX509Certificate();
+        resolve({ fingerprint: c?.fingerprint256 ?? '', issuer: c?.issuer ?? '' });
+        sock.destroy();
+      },
+    );
+    sock.setTimeout(10_000, () => sock.destroy(new Error(`${svc}: TLS handshake timed out`)));
+    sock.once('error', reject);
+  });
+}
+
+async function certIn(secret: string): Promise<X509Certificate> {
+  const s = await client.get<KubeObject & { data?: Record<string, string> }>(Resources.Secret, secret, 'cdi');
+  return new X509Certificate(Buffer.from(s.data?.['tls.crt'] ?? '', 'base64'));
+}
+
+async function bundleIn(configMap: string): Promise<string> {
+  const cm = await client.get<KubeObject & { data?: Record<string, string> }>(
+    Resources.ConfigMap,
+    configMap,
+    'cdi',
+  );
+  return cm.data?.['ca-bundle.crt'] ?? '';
+}
+
+void test('certificates rotate under a short certConfig (CA and leaves) while webhook calls, the upload API and upload-proxy connections go on: none fails', async (t) => {
+  assert.ok(ns, 'the first test made the namespace');
+  const t0 = Date.now();
+  // CA: 3 min, renewed 90 s before the end; leaves: 2 min, renewed 1 min before (the kubelet's Secret volume refresh
+  // and the servers' 10 s re-read fit in the remaining minute)
+  await client.mergePatch(Resources.CDI, 'cdi', {
+    spec: {
+      certConfig: {
+        ca: { duration: '3m', renewBefore: '90s' },
+        server: { duration: '2m', renewBefore: '1m' },
+      },
+    },
+  });
+  // the new config makes new CAs at once: those are the ones that must rotate while the calls run
+  const firstCa = await eventually('new CAs for the short certConfig', async () => {
+    const [api, proxy] = await Promise.all([
+      certIn('cdi-apiserver-signer'),
+      certIn('cdi-uploadproxy-signer'),
+    ]);
+    const short = (c: X509Certificate): boolean =>
+      new Date(c.validTo).getTime() - new Date(c.validFrom).getTime() <= 4 * 60_000;
+    return short(api) && short(proxy) ? { api: api.fingerprint256, proxy: proxy.fingerprint256 } : undefined;
+  });
+  t.diagnostic(`short-lived CAs issued after ${since(t0)}`);
+
+  const failures: string[] = [];
+  let calls = 0;
+  let done = false;
+  const bad = {
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    metadata: { name: 'rotation-no-size', namespace: ns },
+    spec: { source: { http: { url: `${http.url}/${fx.files.qcow2}` } }, storage: {} },
+  };
+  const good = {
+    ...bad,
+    metadata: { name: 'rotation-ok', namespace: ns },
+    spec: { ...bad.spec, storage: { resources: { requests: { storage: '32Mi' } } } },
+  };
+  const token = {
+    apiVersion: 'upload.cdi.kubevirt.io/v1beta1',
+    kind: 'UploadTokenRequest',
+    metadata: { name: 'rotation', namespace: ns },
+    spec: { pvcName: 'after-install' },
+  };
+  const calling = (async () => {
+    while (!done) {
+      const [refused, accepted, utr, proxy] = await Promise.all([
+        // the API server calls datavolume-validate with the caBundle of the webhook configuration
+        kubectlFile(['create', '--dry-run=server'], JSON.stringify(bad)),
+        kubectlFile(['create', '--dry-run=server'], JSON.stringify(good)),
+        // the aggregated upload API, through the APIService's caBundle
+        kubectlFile(['create', '-o', 'name'], JSON.stringify(token)),
+        // a client of cdi-uploadproxy holding the bundle as published now
+        bundleIn('cdi-uploadproxy-signer-bundle')
+          .then((b) => servedBy('cdi-uploadproxy', b))
+          .then(
+            () => '',
+            (e: unknown) => String(e),
+          ),
+      ]);
+      calls++;
+      const at = since(t0);
+      if (!/denied the request: Storage size is missing/.test(refused.stderr))
+        failures.push(`${at} datavolume-validate: ${refused.stderr}`);
+      if (accepted.code !== 0) failures.push(`${at} valid DataVolume (dry run): ${accepted.stderr}`);
+      if (utr.code !== 0) failures.push(`${at} UploadTokenRequest: ${utr.stderr}`);
+      if (proxy) failures.push(`${at} cdi-uploadproxy TLS: ${proxy}`);
+    }
+  })();
+  try {
+    // each CA rotated, and each server serving a leaf of the new CA (the old one expires after its leaves)
+    await eventually(
+      'the CAs rotated and cdi-apiserver, cdi-uploadproxy serving leaves of the new CAs',
+      async () => {
+        for (const [svc, signer, bundle, first] of [
+          ['cdi-api', 'cdi-apiserver-signer', 'cdi-apiserver-signer-bundle', firstCa.api],
+          ['cdi-uploadproxy', 'cdi-uploadproxy-signer', 'cdi-uploadproxy-signer-bundle', firstCa.proxy],
+        ] as const) {
+          const ca = await certIn(signer);
+          if (ca.fingerprint256 === first) return false;
+          const served = await servedBy(svc, await bundleIn(bundle));
+          if (served.issuer !== ca.subject) return false;
+        }
+        return true;
+      },
+      420_000,
+      2000,
+    );
+  } finally {
+    done = true;
+    await calling;
+  }
+  t.diagnostic(`rotated after ${since(t0)}; ${calls} rounds of calls`);
+  assert.ok(calls > 10, `calls ran throughout (${calls} rounds)`);
+  assert.deepEqual(failures, []);
+
+  // back to the defaults; the servers pick the new leaves up before the next test relies on cdi-validate
+  await client.jsonPatch(Resources.CDI, 'cdi', [{ op: 'remove', path: '/spec/certConfig' }]);
+  await eventually(
+    'the default-lifetime certificates served again',
+    async () => {
+      for (const [svc, secret, bundle] of [
+        ['cdi-api', 'cdi-apiserver-server-cert', 'cdi-apiserver-signer-bundle'],
+        ['cdi-uploadproxy', 'cdi-uploadproxy-server-cert', 'cdi-uploadproxy-signer-bundle'],
+      ] as const) {
+        const leaf = await certIn(secret);
+        if (new Date(leaf.validTo).getTime() - Date.now() < 3600_000) return false;
+        const served = await servedBy(svc, await bundleIn(bundle)).catch(() => undefined);
+        if (served?.fingerprint !== leaf.fingerprint256) return false;
+      }
+      return true;
+    },
+    240_000,
+    2000,
+  );
 });
 
 void test('BlockUninstallIfWorkloadsExist: cdi-validate refuses the removal while a DataVolume exists, then allows it', async (t) => {

@@ -151,6 +151,8 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     { name: 'HEALTH_PORT', value: String(HealthPort) },
     { name: 'METRICS_PORT', value: String(MetricsPort) },
     { name: 'METRICS_CERT_DIR', value: MetricsCertDir },
+    // the operator owns the certificates: the controller only reads the upload CAs (h/upload-ctl's switch)
+    { name: 'CDI_CERTIFICATES', value: 'read' },
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     // a certificate made at start (none mounted yet) covers the pod IP too
@@ -198,7 +200,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
               { key: 'tls.crt', path: 'tls.crt' },
               { key: 'tls.key', path: 'tls.key' },
             ],
-            defaultMode: 0o420,
+            defaultMode: 0o644, // 420 in the YAML, as upstream: readable by the non-root server (uid 107)
           },
         },
       ],

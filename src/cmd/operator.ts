@@ -10,9 +10,9 @@
 //   HEALTH_PORT, METRICS_PORT           ports of /healthz and /readyz (default 8080), of /metrics (default 8443)
 //   TLS_MIN_VERSION, TLS_CIPHERS        the metrics server's TLS floor and ciphers
 import os from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import client from 'prom-client';
-import { errorMessage, jsonLogger, KubeClient, loadKubeConfig } from '../kube/index.ts';
+import { errorMessage, jsonLogger, KubeClient } from '../kube/index.ts';
+import { processKubeConfig } from './kubeconfig.ts';
 import { tlsProfileFromEnv } from '../certs/tls.ts';
 import { DelegatedAuth, KubeReviews } from '../monitoring/auth.ts';
 import { OperatorMetrics } from '../monitoring/metrics.ts';
@@ -20,23 +20,10 @@ import { HealthPort, MetricsPort, startHealthServer, startMetricsServer } from '
 import { operatorConfigFromEnv } from '../operator/config.ts';
 import { runOperator } from '../operator/operator.ts';
 
-function kubeConfig(argv: string[]): KubeConfig {
-  const i = argv.indexOf('--kubeconfig');
-  const path = i >= 0 ? argv[i + 1] : process.env['KUBECONFIG'];
-  if (path) return loadKubeConfig(path);
-  const kc = new KubeConfig();
-  kc.loadFromCluster();
-  if (!process.env['KUBERNETES_SERVICE_HOST'])
-    throw new Error(
-      'not running in a cluster (KUBERNETES_SERVICE_HOST unset): set KUBECONFIG or --kubeconfig',
-    );
-  return kc;
-}
-
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
   const log = jsonLogger({ component: 'cdi-operator' });
   const config = operatorConfigFromEnv(process.env);
-  const kube = new KubeClient(kubeConfig(argv));
+  const kube = new KubeClient(processKubeConfig(argv));
   const identity = process.env['POD_NAME'] || `${os.hostname()}-${process.pid}`;
   const healthPort = Number(process.env['HEALTH_PORT'] || HealthPort);
   const metricsPort = Number(process.env['METRICS_PORT'] || MetricsPort);

@@ -6,8 +6,9 @@
 // importer pod is the same pod throughout, and once the server lets the rest through the import completes with the
 // right bytes; the DataVolume imported before is still there and Succeeded.
 //   flock -o /work/cluster-tests.lock node --test test/e2e/operator-upgrade.test.ts
-// CDI_UPGRADE_FROM=<rev> picks the commit to upgrade from (default HEAD~1: the previous commit). It must have the
-// operator and this tree's package-lock.json (build.sh --rev reuses this tree's production node_modules).
+// CDI_UPGRADE_FROM=<rev> picks the commit to upgrade from; the default is the previous build: the parent of the
+// latest commit that changed what goes into the images (src, bin, package.json), so the two builds differ. It must
+// have the operator and this tree's package-lock.json (build.sh --rev reuses this tree's production node_modules).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -98,7 +99,10 @@ before(async () => {
     throw new Error(
       'CDI is installed already; this suite installs it itself: npm run cluster:sync -- --undeploy',
     );
-  from = (await sh('git', ['rev-parse', process.env['CDI_UPGRADE_FROM'] ?? 'HEAD~1'])).trim();
+  const lastAppChange = (
+    await sh('git', ['rev-list', '-n1', 'HEAD', '--', 'src', 'bin', 'package.json'])
+  ).trim();
+  from = (await sh('git', ['rev-parse', process.env['CDI_UPGRADE_FROM'] ?? `${lastAppChange}~1`])).trim();
   release = releaseFor(imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev');
   fx = await makeFixtures(16);
   files = await startFileServer({ root: fx.dir, host: NODE_IP });

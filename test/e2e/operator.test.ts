@@ -536,13 +536,13 @@ async function bundleIn(configMap: string): Promise<string> {
 void test('certificates rotate under a short certConfig (CA and leaves) while webhook calls, the upload API and upload-proxy connections go on: none fails', async (t) => {
   assert.ok(ns, 'the first test made the namespace');
   const t0 = Date.now();
-  // CA: 3 min, renewed 90 s before the end; leaves: 2 min, renewed 1 min before (the kubelet's Secret volume refresh
-  // and the servers' 10 s re-read fit in the remaining minute)
+  // CA: 4 min, rotated at half-life (the old one stays in the bundle for the other 2 min: the leaves' 30 s grace, the
+  // kubelet's Secret volume refresh and the servers' 10 s re-read fit); leaves: 3 min, renewed every minute
   await client.mergePatch(Resources.CDI, 'cdi', {
     spec: {
       certConfig: {
-        ca: { duration: '3m', renewBefore: '90s' },
-        server: { duration: '2m', renewBefore: '1m' },
+        ca: { duration: '4m', renewBefore: '2m' },
+        server: { duration: '3m', renewBefore: '2m' },
       },
     },
   });
@@ -553,7 +553,7 @@ void test('certificates rotate under a short certConfig (CA and leaves) while we
       certIn('cdi-uploadproxy-signer'),
     ]);
     const short = (c: X509Certificate): boolean =>
-      new Date(c.validTo).getTime() - new Date(c.validFrom).getTime() <= 4 * 60_000;
+      new Date(c.validTo).getTime() - new Date(c.validFrom).getTime() <= 5 * 60_000;
     return short(api) && short(proxy) ? { api: api.fingerprint256, proxy: proxy.fingerprint256 } : undefined;
   });
   t.diagnostic(`short-lived CAs issued after ${since(t0)}`);

@@ -150,7 +150,13 @@ async function lead(o: OperatorOptions, lost: AbortSignal): Promise<void> {
     logger: log,
     reconcile: (key) => reconciler.reconcile(key),
   });
-  controller.watch(cdis).watch(cdiConfigs, () => cdis.keys());
+  controller.watch(cdis);
+  // not a watch the controller waits for: the CDIConfig CRD is one the operator installs, so this informer syncs
+  // only after the first reconcile (the controller's run waits for the informers it watches)
+  const wakeAll = (): void => {
+    for (const k of cdis.keys()) controller.enqueue(k);
+  };
+  cdiConfigs.onAdd(wakeAll).onUpdate(wakeAll).onDelete(wakeAll);
   owned.onChange((obj, kind) => {
     certs.observe(kind, obj);
     for (const k of cdis.keys()) controller.enqueue(k);

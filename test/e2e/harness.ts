@@ -58,7 +58,13 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
     await waitAvailable(client, existing.status?.targetVersion ?? release.version);
     return async () => {};
   }
-  await installCdi(client, release);
+  try {
+    await installCdi(client, release);
+  } catch (e) {
+    // a suite whose install failed runs no undo: leave no half-installed CDI to the next one
+    await uninstallCdi(client, release).catch((u: unknown) => console.error(`cleanup: ${String(u)}`));
+    throw e;
+  }
   return () => uninstallCdi(client, release);
 }
 

@@ -7,8 +7,13 @@
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
 #   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
+#   localhost:5000/cdi-operator:<tag>      the same, the operator's entrypoint
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
+#   hack/images/build.sh --rev <git-rev>   the app images of another commit (its src/, bin/, package.json; the
+#                                          production node_modules of this tree, so its package-lock.json must be
+#                                          this tree's): pushed under their content tag only, :dev and images.env
+#                                          untouched; prints CDI_IMAGE_TAG=<tag> (the upgrade e2e test uses it)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/lib/ensure.sh
@@ -18,6 +23,10 @@ source "$HERE/../cluster/lib/common.sh"
 # shellcheck source=hack/images/lib.sh
 source "$HERE/lib.sh"
 
+REV=""
+if [ "${1:-}" = --rev ]; then
+  REV=${2:?--rev needs a git revision}
+fi
 ensure_debs busybox-static umoci skopeo "${DATA_PATH_DEBS[@]}" ca-certificates
 curl -fsS "http://$REGISTRY_HOST/v2/" >/dev/null || die "the local registry on $REGISTRY_HOST is not running (npm run cluster:up)"
 
@@ -111,20 +120,37 @@ image_exists cdi-base "$BASE_TAG" || push_layout "$BASE_LAYOUT" "$BASE_TAG" cdi-
 echo "base image: $REGISTRY_HOST/cdi-base:$BASE_TAG"
 
 # ---- app layer: src/, bin/, package.json and the production node_modules ----
+SRC_ROOT="$REPO_ROOT"
+if [ -n "$REV" ]; then
+  git -C "$REPO_ROOT" rev-parse --verify --quiet "$REV^{commit}" >/dev/null || die "--rev $REV is not a commit"
+  git -C "$REPO_ROOT" show "$REV:package-lock.json" | cmp -s - "$REPO_ROOT/package-lock.json" ||
+    die "--rev $REV has another package-lock.json than this tree: its production node_modules cannot be taken from here"
+  SRC_ROOT=$(mktemp -d)
+  trap 'rm -rf "$SRC_ROOT"' EXIT
+  git -C "$REPO_ROOT" archive "$REV" -- src bin package.json package-lock.json | tar -xf - -C "$SRC_ROOT"
+fi
 app_files() {
-  (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -- src bin package.json | grep -v '\.test\.ts$' || true)
+  if [ -n "$REV" ]; then
+    (cd "$SRC_ROOT" && find src bin package.json -type f | sort | grep -v '\.test\.ts$' || true)
+  else
+    (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -- src bin package.json | grep -v '\.test\.ts$' || true)
+  fi
 }
 prod_modules() {
   (cd "$REPO_ROOT" && npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$REPO_ROOT/##" | grep '^node_modules/' || true)
 }
 APP_TAG=$( (
-  cd "$REPO_ROOT"
+  cd "$SRC_ROOT"
   echo "$BASE_TAG"
   app_files | while read -r f; do [ -f "$f" ] && sha256sum "$f"; done
   sha256sum package-lock.json
 ) | sha256sum | cut -c1-12)
 
-COMPONENTS=(importer controller apiserver uploadproxy uploadserver)
+# one image per entrypoint, of those the tree has (an older commit built with --rev may have fewer)
+COMPONENTS=()
+for c in importer controller apiserver uploadproxy uploadserver operator; do
+  [ -f "$SRC_ROOT/src/cmd/$c.ts" ] && COMPONENTS+=("$c")
+done
 all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }
 if all_exist; then
   echo "app images up to date: ${COMPONENTS[*]} at $APP_TAG"
@@ -134,7 +160,7 @@ else
   rm -rf "$layout" "$bundle"
   cp -al "$BASE_LAYOUT" "$layout"
   umoci unpack --image "$layout:$BASE_TAG" "$bundle" >/dev/null
-  (cd "$REPO_ROOT" && app_files | while read -r f; do [ -f "$f" ] && echo "$f"; done | tar -cf - -T -) |
+  (cd "$SRC_ROOT" && app_files | while read -r f; do [ -f "$f" ] && echo "$f"; done | tar -cf - -T -) |
     tar -xf - -C "$bundle/rootfs/app"
   for m in $(prod_modules); do
     mkdir -p "$bundle/rootfs/app/$m" && cp -a "$REPO_ROOT/$m/." "$bundle/rootfs/app/$m/"
@@ -149,6 +175,10 @@ else
   done
   rm -rf "$bundle" "$layout"
   echo "app images: ${COMPONENTS[*]} at $APP_TAG"
+fi
+if [ -n "$REV" ]; then
+  echo "CDI_IMAGE_TAG=$APP_TAG"
+  exit 0
 fi
 for comp in "${COMPONENTS[@]}"; do
   skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \

@@ -136,3 +136,10 @@ export const CDI = Type.Object(
   { description: 'CDI is the custom resource of the CDI operator: one per cluster.' },
 );
 export type CDI = Static<typeof CDI>;
+
+/**
+ * upstream cdi-validate's refusal of a CDI removal under BlockUninstallIfWorkloadsExist (it counts at most 2), which
+ * the operator also shows while it holds a removal the webhook could not refuse.
+ */
+export const uninstallBlockedMessage = (dataVolumes: number): string =>
+  `rejecting the uninstall request, since there are still ${dataVolumes} DataVolumes present. Either delete all DataVolumes or change the uninstall strategy before uninstalling CDI`;

@@ -11,7 +11,14 @@
  *   cdi-uploadserver-client-signer    cdi-uploadserver-client-signer-bundle     cdi-uploadserver-client-cert (CN client.upload-server.cdi.kubevirt.io)
  */
 import { X509Certificate } from 'node:crypto';
-import { isNotFound, Resources, type ConfigMap, type KubeClient, type Secret } from '../kube/index.ts';
+import {
+  isNotFound,
+  Resources,
+  type ConfigMap,
+  type KubeClient,
+  type OwnerReference,
+  type Secret,
+} from '../kube/index.ts';
 import {
   caName,
   commonName,
@@ -30,6 +37,7 @@ import {
   DefaultCertConfig,
   leafSignerReason,
   mergeBundle,
+  refreshAt,
   renewalReason,
   type CertConfig,
   type CertsConfig,
@@ -92,7 +100,17 @@ export interface ReconcileCertsOptions {
   config?: Partial<CertsConfig>;
   now?: () => Date;
   labels?: Record<string, string>;
+  /** Written on every Secret and ConfigMap made (the operator: its CDI resource, for garbage collection). */
+  ownerReferences?: OwnerReference[];
   definitions?: readonly CertDefinition[];
+  /**
+   * After a CA rotation, how long its leaves keep the previous CA's signature (the previous CA is still in the
+   * bundle) before they are re-issued by the new one: the time the new bundle needs to reach every client (webhook
+   * and APIService caBundles, mounted ConfigMaps). 0: at once.
+   */
+  leafGraceMs?: number;
+  /** Called with every future moment at which something will be due (refresh times, grace ends). */
+  schedule?: (at: Date) => void;
 }
 
 const defaultLabels = {
@@ -135,6 +153,17 @@ function certOf(pem: string): X509Certificate | undefined {
   }
 }
 
+/** What every object written gets, and where due times are reported. */
+interface WriteContext {
+  labels: Record<string, string>;
+  ownerReferences: OwnerReference[] | undefined;
+  leafGraceMs: number;
+  schedule: (at: Date) => void;
+}
+
+const ownerRefs = (w: WriteContext): { ownerReferences?: OwnerReference[] } =>
+  w.ownerReferences?.length ? { ownerReferences: w.ownerReferences } : {};
+
 /** Creates or replaces a TLS Secret with `pair`; the annotations record validity, issuer and config. */
 async function writeTlsSecret(
   kube: KubeClient,
@@ -143,13 +172,13 @@ async function writeTlsSecret(
   namespace: string,
   pair: KeyPair,
   annotations: Record<string, string>,
-  labels: Record<string, string>,
+  w: WriteContext,
 ): Promise<void> {
   const cert = new X509Certificate(pair.certPem);
   const meta = {
     name,
     namespace,
-    labels: { ...existing?.metadata?.labels, ...labels },
+    labels: { ...existing?.metadata?.labels, ...w.labels },
     annotations: {
       ...existing?.metadata?.annotations,
       [CertAnn.NotAfter]: new Date(cert.validTo).toISOString().replace(/\.\d{3}Z$/, 'Z'),
@@ -157,6 +186,7 @@ async function writeTlsSecret(
       [CertAnn.Issuer]: commonName(cert.issuer) ?? cert.issuer,
       ...annotations,
     },
+    ...ownerRefs(w),
     ...(existing?.metadata?.resourceVersion ? { resourceVersion: existing.metadata.resourceVersion } : {}),
   };
   const body: Secret = {
@@ -181,13 +211,18 @@ export async function reconcileCertificates(
   checkCertConfig('certConfig.ca', config.ca);
   checkCertConfig('certConfig.server', config.server);
   checkCertConfig('certConfig.client', config.client);
-  const labels = o.labels ?? defaultLabels;
+  const w: WriteContext = {
+    labels: o.labels ?? defaultLabels,
+    ownerReferences: o.ownerReferences,
+    leafGraceMs: o.leafGraceMs ?? 0,
+    schedule: o.schedule ?? (() => {}),
+  };
   const changes: CertChange[] = [];
   for (const def of o.definitions ?? CertDefinitions) {
-    const signer = await ensureSigner(kube, o.namespace, def, config.ca, now(), labels, changes);
-    const bundle = await ensureBundle(kube, o.namespace, def, signer, now(), labels, changes);
-    if (def.target)
-      await ensureTarget(kube, o.namespace, def, signer, bundle, config, now(), labels, changes);
+    const signer = await ensureSigner(kube, o.namespace, def, config.ca, now(), w, changes);
+    w.schedule(refreshAt(signer.cert, config.ca));
+    const bundle = await ensureBundle(kube, o.namespace, def, signer, now(), w, changes);
+    if (def.target) await ensureTarget(kube, o.namespace, def, signer, bundle, config, now(), w, changes);
   }
   return changes;
 }
@@ -198,7 +233,7 @@ async function ensureSigner(
   def: CertDefinition,
   config: CertConfig,
   now: Date,
-  labels: Record<string, string>,
+  w: WriteContext,
   changes: CertChange[],
 ): Promise<Signer> {
   const existing = await kube.getOrUndefined<Secret>(Resources.Secret, def.signerSecret, namespace);
@@ -223,7 +258,7 @@ async function ensureSigner(
     namespace,
     fresh,
     { [CertAnn.CertConfig]: wanted },
-    labels,
+    w,
   );
   changes.push({
     kind: 'Secret',
@@ -240,20 +275,23 @@ async function ensureBundle(
   def: CertDefinition,
   signer: Signer,
   now: Date,
-  labels: Record<string, string>,
+  w: WriteContext,
   changes: CertChange[],
 ): Promise<X509Certificate[]> {
   const existing = await kube.getOrUndefined<ConfigMap>(Resources.ConfigMap, def.bundleConfigMap, namespace);
   const had = existing?.data?.[BundleKey];
   const certs = mergeBundle(parseBundle(had), signer.cert, now);
+  // an older CA leaves the bundle when it expires
+  for (const c of certs.slice(1)) w.schedule(new Date(c.validTo));
   const pem = bundlePem(certs);
   if (had === pem) return certs;
   const body: ConfigMap = {
     metadata: {
       name: def.bundleConfigMap,
       namespace,
-      labels: { ...existing?.metadata?.labels, ...labels },
+      labels: { ...existing?.metadata?.labels, ...w.labels },
       ...(existing?.metadata?.annotations ? { annotations: existing.metadata.annotations } : {}),
+      ...ownerRefs(w),
       ...(existing?.metadata?.resourceVersion ? { resourceVersion: existing.metadata.resourceVersion } : {}),
     },
     data: { ...existing?.data, [BundleKey]: pem },
@@ -269,6 +307,9 @@ async function ensureBundle(
   return certs;
 }
 
+const issuedBy = (leaf: X509Certificate, ca: X509Certificate): boolean =>
+  leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+
 async function ensureTarget(
   kube: KubeClient,
   namespace: string,
@@ -277,7 +318,7 @@ async function ensureTarget(
   bundle: X509Certificate[],
   config: CertsConfig,
   now: Date,
-  labels: Record<string, string>,
+  w: WriteContext,
   changes: CertChange[],
 ): Promise<void> {
   const target = def.target!;
@@ -291,10 +332,20 @@ async function ensureTarget(
   const wanted = certConfigAnnotation(leafConfig);
   let reason = renewalReason(cert, leafConfig, now);
   if (!reason && cert && !keyPem) reason = 'the key is missing';
-  if (!reason && cert) reason = leafSignerReason(cert, signer.cert, bundle);
+  if (!reason && cert) {
+    const signerReason = leafSignerReason(cert, signer.cert, bundle);
+    // signed by the previous CA, still in the bundle: re-issued once the new bundle had time to reach the clients
+    const graceEnd = new Date(new Date(signer.cert.validFrom).getTime() + w.leafGraceMs);
+    const previousTrusted = bundle.some((ca) => issuedBy(cert, ca));
+    if (signerReason && previousTrusted && now < graceEnd) w.schedule(graceEnd);
+    else reason = signerReason;
+  }
   if (!reason && ann[CertAnn.CertConfig] !== wanted) reason = 'the cert config changed';
   if (!reason && isServer && ann[CertAnn.Hostnames] !== hostnames.join(',')) reason = 'the hostnames changed';
-  if (!reason) return;
+  if (!reason) {
+    if (cert) w.schedule(refreshAt(cert, leafConfig));
+    return;
+  }
   const validity = validityFrom(now, leafConfig.duration);
   const pair = isServer
     ? await issueServerCert(signer, hostnames, validity)
@@ -306,8 +357,9 @@ async function ensureTarget(
     namespace,
     pair,
     { [CertAnn.CertConfig]: wanted, ...(isServer ? { [CertAnn.Hostnames]: hostnames.join(',') } : {}) },
-    labels,
+    w,
   );
+  w.schedule(refreshAt(new X509Certificate(pair.certPem), leafConfig));
   changes.push({ kind: 'Secret', name: target.secret, action: existing ? 'rotated' : 'created', reason });
 }
 

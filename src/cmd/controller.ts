@@ -1,17 +1,22 @@
-// cdi-controller: every reconciler of src/controller behind a Lease leader election, with /healthz, /readyz and
-// Prometheus /metrics on one plain-HTTP port (default 8080).
+// cdi-controller: every reconciler of src/controller behind a Lease leader election. Prometheus /metrics over HTTPS
+// (default :8443) behind TokenReview + SubjectAccessReview; /healthz and /readyz on a plain-HTTP port (default 8080)
+// for the kubelet's probes (docs/adr/0040-metrics-endpoint.md).
 //   KUBECONFIG or --kubeconfig <path>   out of cluster; otherwise the in-cluster service account
 //   IMPORTER_IMAGE                      image of the importer pods (default localhost:5000/cdi-importer:latest)
 //   PULL_POLICY                         their imagePullPolicy (default IfNotPresent)
 //   VERBOSITY                           passed to importer pods as -v=<n> when set
 //   POD_NAMESPACE / POD_NAME            lease namespace (default "cdi") and identity (default hostname-pid)
-//   HEALTH_PORT                         port of /healthz, /readyz, /metrics (default 8080)
+//   HEALTH_PORT                         port of /healthz and /readyz (default 8080)
+//   METRICS_PORT                        port of /metrics, HTTPS (default 8443)
+//   METRICS_CERT_DIR                    tls.crt and tls.key of the metrics server (default
+//                                       /var/run/certs/cdi-metrics-server-cert, Secret cdi-metrics-server-cert);
+//                                       re-read when rotated; without them a self-signed certificate made at start
+//   TLS_MIN_VERSION, TLS_CIPHERS        the metrics server's TLS floor and ciphers
 //   WORKLOAD_NODE_SELECTOR              JSON object: node selector of the worker pods (CDI.spec.workload)
 //   CDI_READS                           "cache" (default): reconcilers read from the informer cache; "api": every
 //                                       read goes to the API server (for the scale bench's comparison)
 // Losing the lease ends the process (exit code 1) at once: the workers' signal aborts their requests, and a restart
 // starts from a clean cache instead of running on beside a new leader.
-import http from 'node:http';
 import os from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import client from 'prom-client';
@@ -24,6 +29,17 @@ import {
   RuntimeMetrics,
 } from '../kube/index.ts';
 import { buildManager, type Manager } from '../controller/manager.ts';
+import { serviceHostnames } from '../certs/reconcile.ts';
+import { tlsProfileFromEnv } from '../certs/tls.ts';
+import { DelegatedAuth, KubeReviews } from '../monitoring/auth.ts';
+import { ControllerMetrics } from '../monitoring/metrics.ts';
+import {
+  DefaultMetricsCertDir,
+  HealthPort,
+  MetricsPort,
+  startHealthServer,
+  startMetricsServer,
+} from '../monitoring/server.ts';
 
 const LEASE_NAME = 'cdi-controller-leader-election-helper';
 /** An informer failing (or unsynced) for this long makes /healthz fail, so kubelet restarts the process. */
@@ -84,13 +100,16 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   const kube = new KubeClient(kc);
   const namespace = process.env['POD_NAMESPACE'] || 'cdi';
   const identity = process.env['POD_NAME'] || `${os.hostname()}-${process.pid}`;
-  const port = Number(process.env['HEALTH_PORT'] || 8080);
+  const healthPort = Number(process.env['HEALTH_PORT'] || HealthPort);
+  const metricsPort = Number(process.env['METRICS_PORT'] || MetricsPort);
+  const tls = tlsProfileFromEnv(process.env);
   const workloadNodeSelector = nodeSelector();
   const readMode = reads();
 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const metrics = new RuntimeMetrics(registry);
+  const gauges = new ControllerMetrics(registry);
 
   let manager: Manager | undefined;
   const stop = new AbortController();
@@ -113,6 +132,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         cdiNamespace: namespace,
         reads: readMode,
         metrics,
+        gauges,
         ...(workloadNodeSelector ? { workloadNodeSelector } : {}),
       });
       await manager.run(signal);
@@ -130,34 +150,33 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     return out;
   };
 
-  const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const text = (code: number, body: string): void =>
-      void res.writeHead(code, { 'content-type': 'text/plain' }).end(body);
-    if (path === '/healthz') {
-      const p = problems();
-      return text(p.length === 0 ? 200 : 500, p.length === 0 ? 'ok\n' : p.join('\n') + '\n');
-    }
-    if (path === '/readyz') {
-      // A standby replica is ready (it serves health and waits); the leader once its caches are synced.
-      const ready = !stop.signal.aborted && (!elector.isLeader || (manager?.synced() ?? false));
-      return text(ready ? 200 : 503, ready ? 'ok\n' : 'not ready\n');
-    }
-    if (path === '/metrics') {
+  const health = await startHealthServer({
+    port: healthPort,
+    problems,
+    // A standby replica is ready (it serves health and waits); the leader once its caches are synced.
+    ready: () => !stop.signal.aborted && (!elector.isLeader || (manager?.synced() ?? false)),
+  });
+  const metricsServer = await startMetricsServer({
+    registry,
+    auth: new DelegatedAuth(new KubeReviews(kube)),
+    log,
+    port: metricsPort,
+    certDir: process.env['METRICS_CERT_DIR'] || DefaultMetricsCertDir,
+    hostnames: [
+      ...serviceHostnames('cdi-prometheus-metrics', namespace),
+      ...(process.env['POD_IP'] ? [process.env['POD_IP']] : []),
+    ],
+    tls,
+    beforeScrape: () => {
       for (const c of manager?.controllers ?? []) metrics.queueDepth.set({ name: c.name }, c.queue.length);
-      registry
-        .metrics()
-        .then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body))
-        .catch((e: unknown) => res.writeHead(500).end(errorMessage(e)));
-      return;
-    }
-    res.writeHead(404).end();
+    },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, () => resolve());
+  log.info('serving /healthz and /readyz over HTTP, /metrics over HTTPS', {
+    health: health.port,
+    metrics: metricsServer.port,
+    reads: readMode,
   });
-  log.info('serving /healthz, /readyz and /metrics', { port, reads: readMode });
+  const closeServers = (): Promise<unknown> => Promise.all([health.close(), metricsServer.close()]);
 
   const shutdown = (sig: string): void => {
     if (stop.signal.aborted) return;
@@ -171,10 +190,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   if (lost) {
     // Workers were told through their signal; nothing waits for them. The caller exits now.
     log.error(`${lost}; exiting so that a restart begins with a fresh cache`, { identity });
-    server.close();
+    void closeServers();
     return 1;
   }
-  await new Promise<void>((r) => server.close(() => r()));
+  await closeServers();
   log.info('stopped');
   return 0;
 }

@@ -12,6 +12,7 @@ import {
   keyOf,
   realClock,
   type Clock,
+  type Informer,
   type KubeClient,
   type KubeObject,
   type Logger,
@@ -29,6 +30,7 @@ import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
+import { PendingDataVolumes } from './datavolume/pending.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
 import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
@@ -42,6 +44,7 @@ import {
   importPvcsForPod,
   ownerKey,
 } from './wakeups.ts';
+import type { ControllerMetrics } from '../monitoring/metrics.ts';
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -60,6 +63,8 @@ export interface ManagerOptions {
   reads?: Reads;
   clock?: Clock;
   metrics?: RuntimeMetrics;
+  /** The CDI gauges (kubevirt_cdi_datavolume_pending, kubevirt_cdi_storageprofile_info) */
+  gauges?: ControllerMetrics;
   /** Told about every reconcile of every controller (tracing, tests). */
   onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
   /** The importer metrics GET (tests may wrap it); the default is fetchMetrics with its limits. */
@@ -139,7 +144,15 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(classes, () => CDIConfigName);
 
   const storageProfile = controller('storageprofile-controller', 1, (kube, key) =>
-    reconcileStorageProfile({ kube, recorder: events, log: log('storageprofile-controller') }, key),
+    reconcileStorageProfile(
+      {
+        kube,
+        recorder: events,
+        log: log('storageprofile-controller'),
+        ...(o.gauges ? { gauges: o.gauges } : {}),
+      },
+      key,
+    ),
   )
     .watch(classes)
     .watch(profiles)
@@ -151,6 +164,8 @@ export function buildManager(o: ManagerOptions): Manager {
     classes: () => classes.list(),
     enqueue: (k) => storageProfile.enqueue(k),
   });
+
+  if (o.gauges) countPendingDataVolumes(dvs, o.gauges);
 
   const podOptions = {
     image: o.importerImage,
@@ -215,4 +230,16 @@ export function buildManager(o: ManagerOptions): Manager {
       }
     },
   };
+}
+
+/** kubevirt_cdi_datavolume_pending, kept up to date from the DataVolume informer's events. */
+function countPendingDataVolumes(
+  dvs: Informer<DataVolume & KubeObject>,
+  gauges: Pick<ControllerMetrics, 'setDataVolumePending'>,
+): void {
+  const pending = new PendingDataVolumes();
+  dvs
+    .onAdd((dv) => gauges.setDataVolumePending(pending.set(keyOf(dv), dv)))
+    .onUpdate((_old, dv) => gauges.setDataVolumePending(pending.set(keyOf(dv), dv)))
+    .onDelete((dv) => gauges.setDataVolumePending(pending.delete(keyOf(dv))));
 }

@@ -1,23 +1,48 @@
-// The manifests that run cdi-controller: Namespace, ServiceAccount, least-privilege RBAC, Deployment and the
-// metrics Service, plus the user-facing ClusterRoles (src/deploy/rbac.ts). Rendered from code with options (images,
-// pull policy, namespace, replicas); `npm run gen` (hack/gen-manifests.ts) writes the local harness's default into
-// deploy/cdi/*.yaml, snapshot-tested so a change to a rule or a field shows up in review. Names follow upstream where
-// a user may look for them (cdi-deployment, cdi-sa).
-import YAML from 'yaml';
+// The manifests that run cdi-controller, with upstream's names (pkg/operator/resources/cluster/controller.go,
+// namespaced/controller.go): ServiceAccount cdi-sa, ClusterRole cdi bound by ClusterRoleBinding cdi-sa, Role and
+// RoleBinding cdi-deployment (its Lease), Deployment cdi-deployment and the metrics Service cdi-prometheus-metrics.
+// Rendered from code with options; the operator (src/operator) installs them from a CDI resource, and
+// `npm run gen` writes what it installs for the default resource into deploy/cdi/ for review (snapshot-tested, so a
+// change to a rule or a field shows up in a diff).
+import { DefaultMetricsCertDir as MetricsCertDir, HealthPort, MetricsPort } from '../monitoring/server.ts';
 import { userClusterRoles } from './rbac.ts';
+import {
+  AllowClusterServicesLabel,
+  clusterRole,
+  clusterRoleBinding,
+  componentDeployment,
+  labelsOf,
+  PrometheusLabel,
+  role,
+  roleBinding,
+  serviceAccount,
+  type ComponentOptions,
+  type Obj,
+  type Placement,
+} from './common.ts';
 
-export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
-export const PullPolicies: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
+export { PullPolicies, type PullPolicy } from './common.ts';
 
-export interface ControllerDeployOptions {
-  namespace: string;
+export const ControllerName = 'cdi-deployment';
+export const ControllerServiceAccount = 'cdi-sa';
+export const ControllerClusterRole = 'cdi';
+export const MetricsService = 'cdi-prometheus-metrics';
+/** upstream common.MetricsReaderServiceAccountName: the ServiceAccount (and ClusterRole) that may scrape /metrics */
+export const MetricsReader = 'cdi-metrics-reader';
+/** The controller's metrics serving certificate (ADR 0040 §3; ours, upstream has none), issued by the operator. */
+export const MetricsCertSecret = 'cdi-metrics-server-cert';
+
+export interface ControllerDeployOptions extends ComponentOptions {
   /** The cdi-controller image, e.g. quay.io/example/cdi-controller:v0.1.0 */
   controllerImage: string;
   /** The image of the importer pods the controller starts. */
   importerImage: string;
-  /** For the controller and every pod it starts. */
-  pullPolicy: PullPolicy;
+  /** The image of the upload server pods the controller starts. */
+  uploadServerImage?: string;
+  /** CDI.spec.infra.deploymentReplicas */
   replicas: number;
+  /** CDI.spec.workload: where the worker pods (importer, upload server) go */
+  workload?: Placement;
 }
 
 /**
@@ -28,20 +53,24 @@ export const defaultDeployOptions: ControllerDeployOptions = {
   namespace: 'cdi',
   controllerImage: 'localhost:5000/cdi-controller:dev',
   importerImage: 'localhost:5000/cdi-importer:dev',
+  uploadServerImage: 'localhost:5000/cdi-uploadserver:dev',
   pullPolicy: 'Always',
   replicas: 1,
 };
 
 /** The project's image names under one registry and tag: `<registry>/cdi-controller:<tag>`, `…/cdi-importer:<tag>`. */
-export function imagesFrom(registry: string, tag: string): Pick<ControllerDeployOptions, 'controllerImage' | 'importerImage'> {
+export function imagesFrom(
+  registry: string,
+  tag: string,
+): Pick<ControllerDeployOptions, 'controllerImage' | 'importerImage' | 'uploadServerImage'> {
   const r = registry.replace(/\/+$/, '');
   if (!r || !tag) throw new Error('a registry and a tag are both needed, e.g. --registry quay.io/example --tag v0.1.0');
-  return { controllerImage: `${r}/cdi-controller:${tag}`, importerImage: `${r}/cdi-importer:${tag}` };
+  return {
+    controllerImage: `${r}/cdi-controller:${tag}`,
+    importerImage: `${r}/cdi-importer:${tag}`,
+    uploadServerImage: `${r}/cdi-uploadserver:${tag}`,
+  };
 }
-
-type Obj = Record<string, unknown>;
-
-const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/managed-by': 'cdi-ts', 'cdi.kubevirt.io': 'cdi-controller' };
 
 /**
  * Exactly what the controllers and the process touch, verb by verb:
@@ -59,6 +88,8 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
+ * - csidrivers: get one (the storage profile gauge: is csi-clone smart?)
+ * - tokenreviews, subjectaccessreviews: create; who scrapes /metrics and whether they may (ADR 0040)
  * - leases (own namespace only, see the Role): the leader election
  */
 export function clusterRules(): Obj[] {
@@ -83,112 +114,110 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    // a csi-clone profile's smart-clone label (kubevirt_cdi_storageprofile_info)
+    { apiGroups: ['storage.k8s.io'], resources: ['csidrivers'], verbs: ['get'] },
+    // the metrics endpoint's delegated authentication and authorization
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+    { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
   ];
 }
+
+/** In the CDI namespace only: the leader election Lease; the trusted proxy CA's source ConfigMap (read). */
+export function namespacedRules(): Obj[] {
+  return [
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+  ];
+}
+
+const json = (v: unknown): string => JSON.stringify(v);
 
 export function controllerManifests(o: ControllerDeployOptions = defaultDeployOptions): Obj[] {
   const ns = o.namespace;
-  const selector = { 'cdi.kubevirt.io': 'cdi-controller' };
+  const sa = { name: ControllerServiceAccount, namespace: ns };
+  const w = o.workload ?? {};
+  const env: Obj[] = [
+    { name: 'IMPORTER_IMAGE', value: o.importerImage },
+    ...(o.uploadServerImage ? [{ name: 'UPLOADSERVER_IMAGE', value: o.uploadServerImage }] : []),
+    { name: 'UPLOADPROXY_SERVICE', value: 'cdi-uploadproxy' },
+    { name: 'PULL_POLICY', value: o.pullPolicy },
+    ...(o.verbosity !== undefined ? [{ name: 'VERBOSITY', value: o.verbosity }] : []),
+    ...(w.nodeSelector && Object.keys(w.nodeSelector).length
+      ? [{ name: 'WORKLOAD_NODE_SELECTOR', value: json(w.nodeSelector) }]
+      : []),
+    ...(w.tolerations?.length ? [{ name: 'WORKLOAD_TOLERATIONS', value: json(w.tolerations) }] : []),
+    ...(w.affinity && Object.keys(w.affinity).length ? [{ name: 'WORKLOAD_AFFINITY', value: json(w.affinity) }] : []),
+    ...(o.imagePullSecrets?.length ? [{ name: 'IMAGE_PULL_SECRETS', value: o.imagePullSecrets.join(',') }] : []),
+    { name: 'HEALTH_PORT', value: String(HealthPort) },
+    { name: 'METRICS_PORT', value: String(MetricsPort) },
+    { name: 'METRICS_CERT_DIR', value: MetricsCertDir },
+    // the operator owns the certificates: the controller only reads the upload CAs (h/upload-ctl's switch)
+    { name: 'CDI_CERTIFICATES', value: 'read' },
+    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    // a certificate made at start (none mounted yet) covers the pod IP too
+    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+  ];
   return [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...labels, 'pod-security.kubernetes.io/enforce': 'restricted' } } },
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cdi-sa', namespace: ns, labels } },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'cdi-controller', labels }, rules: clusterRules() },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: 'cdi-controller', labels },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cdi-controller' },
-      subjects: [{ kind: 'ServiceAccount', name: 'cdi-sa', namespace: ns }],
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: 'cdi-controller', namespace: ns, labels },
-      rules: [
-        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
-        { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
-      ],
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'cdi-controller', namespace: ns, labels },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cdi-controller' },
-      subjects: [{ kind: 'ServiceAccount', name: 'cdi-sa', namespace: ns }],
-    },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'cdi-deployment', namespace: ns, labels },
-      spec: {
-        replicas: o.replicas,
-        selector: { matchLabels: selector },
-        // a new leader takes over only after the old one released its lease (graceful shutdown)
-        strategy: { type: 'Recreate' },
-        template: {
-          metadata: { labels: { ...labels, 'prometheus.cdi.kubevirt.io': 'true' } },
-          spec: {
-            serviceAccountName: 'cdi-sa',
-            securityContext: { runAsNonRoot: true, runAsUser: 107, runAsGroup: 107, seccompProfile: { type: 'RuntimeDefault' } },
-            terminationGracePeriodSeconds: 30,
-            containers: [
-              {
-                name: 'cdi-controller',
-                image: o.controllerImage,
-                imagePullPolicy: o.pullPolicy,
-                env: [
-                  { name: 'IMPORTER_IMAGE', value: o.importerImage },
-                  { name: 'PULL_POLICY', value: o.pullPolicy },
-                  { name: 'HEALTH_PORT', value: '8080' },
-                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-                  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                ],
-                ports: [{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }],
-                livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, initialDelaySeconds: 10, periodSeconds: 10 },
-                readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, initialDelaySeconds: 2, periodSeconds: 5 },
-                resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
-                securityContext: {
-                  allowPrivilegeEscalation: false,
-                  capabilities: { drop: ['ALL'] },
-                  readOnlyRootFilesystem: true,
-                  runAsNonRoot: true,
-                  seccompProfile: { type: 'RuntimeDefault' },
-                },
-                terminationMessagePolicy: 'FallbackToLogsOnError',
-              },
+    serviceAccount(ns, ControllerServiceAccount),
+    clusterRole(ControllerClusterRole, clusterRules()),
+    clusterRoleBinding(ControllerServiceAccount, ControllerClusterRole, sa),
+    role(ns, ControllerName, namespacedRules()),
+    roleBinding(ns, ControllerName, { kind: 'Role', name: ControllerName }, sa),
+    // upstream's metrics reader: a ServiceAccount whose token a Prometheus scrapes with (the ServiceMonitor's)
+    serviceAccount(ns, MetricsReader),
+    clusterRole(MetricsReader, [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]),
+    clusterRoleBinding(MetricsReader, MetricsReader, { name: MetricsReader, namespace: ns }),
+    componentDeployment(o, {
+      name: ControllerName,
+      serviceAccount: ControllerServiceAccount,
+      replicas: o.replicas,
+      labels: { [PrometheusLabel]: 'true', [AllowClusterServicesLabel]: 'true' },
+      // a new leader takes over only after the old one released its lease (graceful shutdown)
+      strategy: { type: 'Recreate' },
+      terminationGracePeriodSeconds: 30,
+      container: {
+        name: 'cdi-controller',
+        image: o.controllerImage,
+        env,
+        ports: [
+          { name: 'metrics', containerPort: MetricsPort, protocol: 'TCP' },
+          { name: 'health', containerPort: HealthPort, protocol: 'TCP' },
+        ],
+        livenessProbe: { httpGet: { path: '/healthz', port: 'health' }, initialDelaySeconds: 10, periodSeconds: 10 },
+        readinessProbe: { httpGet: { path: '/readyz', port: 'health' }, initialDelaySeconds: 2, periodSeconds: 5 },
+        resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
+        volumeMounts: [{ name: 'metrics-cert', mountPath: MetricsCertDir, readOnly: true }],
+      },
+      // optional: the controller makes a throwaway certificate until the operator has issued this one
+      volumes: [
+        {
+          name: 'metrics-cert',
+          secret: {
+            secretName: MetricsCertSecret,
+            optional: true,
+            items: [
+              { key: 'tls.crt', path: 'tls.crt' },
+              { key: 'tls.key', path: 'tls.key' },
             ],
+            defaultMode: 0o644, // 420 in the YAML, as upstream: readable by the non-root server (uid 107)
           },
         },
-      },
-    },
+      ],
+    }),
     {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: 'cdi-prometheus-metrics', namespace: ns, labels },
+      metadata: { name: MetricsService, namespace: ns, labels: { ...labelsOf(), [PrometheusLabel]: 'true' } },
       spec: {
-        selector: { ...selector, 'prometheus.cdi.kubevirt.io': 'true' },
-        ports: [{ name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP' }],
+        selector: { [PrometheusLabel]: 'true' },
+        ports: [{ name: 'metrics', port: MetricsPort, targetPort: 'metrics', protocol: 'TCP' }],
       },
     },
   ];
 }
 
-const header = '# Generated by hack/gen-manifests.ts from src/deploy/controller.ts; do not edit (npm run gen).\n';
-
-/** Every object, in the order to apply them (what deploy/cdi holds, in one list). */
+/** The controller's objects and the user-facing ClusterRoles, in the order to apply them. */
 export function allManifests(o: ControllerDeployOptions = defaultDeployOptions): Obj[] {
-  return [...controllerManifests(o), ...userClusterRoles(labels)];
-}
-
-/** deploy/cdi/<file> → YAML text. */
-export function renderDeployFiles(o: ControllerDeployOptions = defaultDeployOptions): Record<string, string> {
-  const m = controllerManifests(o);
-  const doc = (objs: Obj[]): string => header + objs.map((x) => YAML.stringify(x, { lineWidth: 0 })).join('---\n');
-  const byKind = (...kinds: string[]): Obj[] => m.filter((x) => kinds.includes(String(x['kind'])));
-  return {
-    '00-namespace.yaml': doc(byKind('Namespace')),
-    '10-rbac.yaml': doc(byKind('ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding')),
-    '11-rbac-users.yaml': doc(userClusterRoles(labels)),
-    '20-controller.yaml': doc(byKind('Deployment', 'Service')),
-  };
+  return [...controllerManifests(o), ...userClusterRoles(labelsOf())];
 }

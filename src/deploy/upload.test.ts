@@ -1,20 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { apiServerManifests, renderUploadDeployFiles, uploadApiService, uploadProxyManifests } from './upload.ts';
+import { apiServerManifests, uploadApiService, uploadProxyManifests } from './upload.ts';
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 
-void test('deploy/upload/*.yaml are what src/deploy/upload.ts renders (run npm run gen after a change)', async () => {
-  const dir = join(import.meta.dirname, '..', '..', 'deploy', 'upload');
-  for (const [name, text] of Object.entries(renderUploadDeployFiles())) {
-    const onDisk = await readFile(join(dir, name), 'utf8').catch(() => '');
-    assert.equal(onDisk, text, `deploy/upload/${name} is stale: run npm run gen`);
-  }
-});
-
-void test('RBAC is least privilege: no wildcards; the proxy reads PVCs and one ConfigMap, the API server no PVCs', () => {
+void test('RBAC is least privilege: no wildcards; the proxy reads PVCs and one ConfigMap, the API server reads them', () => {
   const rules = (objs: Record<string, unknown>[]): Rule[] =>
     objs.filter((o) => o['kind'] === 'ClusterRole' || o['kind'] === 'Role').flatMap((o) => o['rules'] as Rule[]);
   for (const r of [...rules(apiServerManifests()), ...rules(uploadProxyManifests())]) {
@@ -25,7 +15,11 @@ void test('RBAC is least privilege: no wildcards; the proxy reads PVCs and one C
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
     { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
   ]);
-  assert.ok(!rules(apiServerManifests()).some((r) => r.resources.includes('persistentvolumeclaims')));
+  // datavolume-validate looks the claim up; nothing else of the user's volumes
+  assert.deepEqual(
+    rules(apiServerManifests()).filter((r) => r.resources.includes('persistentvolumeclaims')),
+    [{ apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] }],
+  );
 });
 
 void test('the pods run restricted, mount their certificates, and the proxy gets the public key from the Secret', () => {
@@ -46,5 +40,5 @@ void test('the APIService is made with the CA bundle, never without', () => {
   const a = uploadApiService('cdi', 'PEM');
   assert.equal(a.metadata?.name, 'v1beta1.upload.cdi.kubevirt.io');
   assert.equal(a.spec['caBundle'], Buffer.from('PEM').toString('base64'));
-  assert.ok(!Object.values(renderUploadDeployFiles()).some((t) => t.includes('kind: APIService')));
+  assert.ok(![...apiServerManifests(), ...uploadProxyManifests()].some((o) => o['kind'] === 'APIService'));
 });

@@ -1,25 +1,39 @@
 // The manifests of the upload path's long-running parts, as upstream's operator installs them (pkg/operator/resources
 // namespaced/apiserver.go, uploadproxy.go, cluster/apiserver.go): cdi-apiserver (Deployment, Service cdi-api) and
-// cdi-uploadproxy (Deployment, Service cdi-uploadproxy), each with its ServiceAccount and least-privilege RBAC.
-// Rendered into deploy/upload/30-upload.yaml (npm run gen), snapshot-tested; a directory of its own until the
-// controller reconciles the certificates these pods mount (then it can join deploy/cdi/).
+// cdi-uploadproxy (Deployment, Service cdi-uploadproxy), each with its ServiceAccount and least-privilege RBAC. The
+// operator installs them (src/operator); `npm run gen` writes what it installs into deploy/cdi/ for review.
 //
-// Certificates come from src/certs (reconcileCertificates): the pods mount Secrets cdi-apiserver-server-cert,
-// cdi-uploadproxy-server-cert and cdi-uploadserver-client-cert, which exist once the certificates were reconciled.
-// The APIService v1beta1.upload.cdi.kubevirt.io is not in the static files: as upstream's operator does ("dynamic"
-// resources), it is applied at run time with the CA bundle (reconcileUploadApiService), because an APIService the
-// kube-apiserver cannot verify is unavailable and breaks discovery for every client of the cluster.
-import YAML from 'yaml';
+// Certificates come from src/certs (the operator reconciles them): the pods mount Secrets cdi-apiserver-server-cert,
+// cdi-uploadproxy-server-cert and cdi-uploadserver-client-cert. The APIService v1beta1.upload.cdi.kubevirt.io is
+// made only with the CA bundle (as upstream's "dynamic" resources): an APIService the kube-apiserver cannot verify is
+// unavailable and breaks discovery for every client of the cluster.
 import { UploadGroup, UploadVersion } from '../api/upload.ts';
 import { BundleKey } from '../certs/reconcile.ts';
 import { Resources, type ConfigMap, type KubeClient, type KubeObject, type Resource } from '../kube/index.ts';
+import {
+  AllowClusterServicesLabel,
+  CDILabel,
+  clusterRole,
+  clusterRoleBinding,
+  componentDeployment,
+  labelsOf,
+  role,
+  roleBinding,
+  serviceAccount,
+  type ComponentOptions,
+  type Obj,
+} from './common.ts';
 
-export interface UploadDeployOptions {
-  namespace: string;
+export const ApiServerName = 'cdi-apiserver';
+export const ApiServiceName = 'cdi-api';
+export const UploadProxyName = 'cdi-uploadproxy';
+
+export interface UploadDeployOptions extends ComponentOptions {
   apiServerImage: string;
   uploadProxyImage: string;
-  pullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** CDI.spec.infra.apiServerReplicas */
   apiServerReplicas: number;
+  /** CDI.spec.infra.uploadProxyReplicas */
   uploadProxyReplicas: number;
 }
 
@@ -32,19 +46,6 @@ export const defaultUploadDeployOptions: UploadDeployOptions = {
   uploadProxyReplicas: 1,
 };
 
-type Obj = Record<string, unknown>;
-
-const common = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/managed-by': 'cdi-ts' };
-const labelsOf = (name: string): Record<string, string> => ({ ...common, 'cdi.kubevirt.io': name });
-
-const restricted = {
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ['ALL'] },
-  readOnlyRootFilesystem: true,
-  runAsNonRoot: true,
-  seccompProfile: { type: 'RuntimeDefault' },
-};
-
 function secretVolume(name: string, secret: string): Obj {
   return {
     name,
@@ -54,12 +55,12 @@ function secretVolume(name: string, secret: string): Obj {
         { key: 'tls.crt', path: 'tls.crt' },
         { key: 'tls.key', path: 'tls.key' },
       ],
-      defaultMode: 0o420,
+      defaultMode: 0o644, // 420 in the YAML, as upstream: readable by the non-root server (uid 107)
     },
   };
 }
 
-function deployment(
+function serverDeployment(
   o: UploadDeployOptions,
   name: string,
   image: string,
@@ -68,58 +69,33 @@ function deployment(
   mounts: Obj[],
   volumes: Obj[],
 ): Obj {
-  const selector = { 'cdi.kubevirt.io': name };
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, namespace: o.namespace, labels: labelsOf(name) },
-    spec: {
-      replicas,
-      selector: { matchLabels: selector },
-      template: {
-        metadata: { labels: { ...labelsOf(name), 'np.kubevirt.io/allow-access-cluster-services': 'true' } },
-        spec: {
-          serviceAccountName: name,
-          securityContext: { runAsNonRoot: true, runAsUser: 107, runAsGroup: 107, seccompProfile: { type: 'RuntimeDefault' } },
-          affinity: {
-            podAntiAffinity: {
-              preferredDuringSchedulingIgnoredDuringExecution: [
-                {
-                  weight: 1,
-                  podAffinityTerm: {
-                    labelSelector: { matchExpressions: [{ key: 'cdi.kubevirt.io', operator: 'In', values: [name] }] },
-                    topologyKey: 'kubernetes.io/hostname',
-                  },
-                },
-              ],
-            },
-          },
-          containers: [
-            {
-              name,
-              image,
-              imagePullPolicy: o.pullPolicy,
-              env: [{ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }, ...env],
-              ports: [{ name, containerPort: 8443, protocol: 'TCP' }],
-              readinessProbe: {
-                httpGet: { path: '/healthz', port: 8443, scheme: 'HTTPS' },
-                initialDelaySeconds: 2,
-                periodSeconds: 5,
-                failureThreshold: 3,
-                successThreshold: 1,
-                timeoutSeconds: 1,
-              },
-              resources: { requests: { cpu: '100m', memory: '150Mi' }, limits: { memory: '512Mi' } },
-              securityContext: restricted,
-              terminationMessagePolicy: 'FallbackToLogsOnError',
-              volumeMounts: mounts,
-            },
-          ],
-          volumes,
-        },
+  return componentDeployment(o, {
+    name,
+    serviceAccount: name,
+    replicas,
+    labels: { [AllowClusterServicesLabel]: 'true' },
+    container: {
+      name,
+      image,
+      env: [
+        { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+        ...(o.verbosity !== undefined ? [{ name: 'VERBOSITY', value: o.verbosity }] : []),
+        ...env,
+      ],
+      ports: [{ name, containerPort: 8443, protocol: 'TCP' }],
+      readinessProbe: {
+        httpGet: { path: '/healthz', port: 8443, scheme: 'HTTPS' },
+        initialDelaySeconds: 2,
+        periodSeconds: 5,
+        failureThreshold: 3,
+        successThreshold: 1,
+        timeoutSeconds: 1,
       },
+      resources: { requests: { cpu: '100m', memory: '150Mi' }, limits: { memory: '512Mi' } },
+      volumeMounts: mounts,
     },
-  };
+    volumes,
+  });
 }
 
 function service(o: UploadDeployOptions, name: string, selectorName: string): Obj {
@@ -129,57 +105,55 @@ function service(o: UploadDeployOptions, name: string, selectorName: string): Ob
     metadata: { name, namespace: o.namespace, labels: labelsOf(selectorName) },
     spec: {
       type: 'ClusterIP',
-      selector: { 'cdi.kubevirt.io': selectorName },
+      selector: { [CDILabel]: selectorName },
       ports: [{ port: 443, targetPort: 8443, protocol: 'TCP' }],
     },
   };
 }
 
 function rbac(o: UploadDeployOptions, name: string, clusterRules: Obj[], nsRules: Obj[]): Obj[] {
-  const sa = { kind: 'ServiceAccount', name, namespace: o.namespace };
+  const sa = { name, namespace: o.namespace };
   return [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: o.namespace, labels: labelsOf(name) } },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels: labelsOf(name) }, rules: clusterRules },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name, labels: labelsOf(name) },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
-      subjects: [sa],
-    },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name, namespace: o.namespace, labels: labelsOf(name) }, rules: nsRules },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name, namespace: o.namespace, labels: labelsOf(name) },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
-      subjects: [sa],
-    },
+    serviceAccount(o.namespace, name, name),
+    clusterRole(name, clusterRules, name),
+    clusterRoleBinding(name, name, sa, name),
+    role(o.namespace, name, nsRules, name),
+    roleBinding(o.namespace, name, { kind: 'Role', name }, sa, name),
   ];
 }
 
 /**
- * cdi-apiserver may: review access (SubjectAccessReview), read the front-proxy settings (the built-in
- * extension-apiserver-authentication-reader Role in kube-system), and get/create its signing key Secret.
- * Webhooks that need more (DataVolumes, StorageProfiles, ...) add rules with them.
+ * What cdi-apiserver does, rule by rule:
+ * - subjectaccessreviews: may the user create the PVC an upload token is asked for
+ * - persistentvolumeclaims get: datavolume-validate refuses a DataVolume whose claim exists already
+ * - datavolumes list: cdi-validate counts them (BlockUninstallIfWorkloadsExist)
+ * - cdiconfigs get: the feature gates (claim adoption), pvc-mutate's filesystem overhead
+ * - storageprofiles, storageclasses get/list: pvc-mutate completes a PVC from its StorageProfile
+ * - secrets in its namespace: its token signing key (created on first start)
+ * - the front-proxy settings: the built-in extension-apiserver-authentication-reader Role in kube-system
  */
-export function apiServerManifests(o: UploadDeployOptions = defaultUploadDeployOptions): Obj[] {
-  const name = 'cdi-apiserver';
+export function apiServerClusterRules(): Obj[] {
   return [
-    ...rbac(
-      o,
+    { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['list'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs', 'storageprofiles'], verbs: ['get', 'list'] },
+    { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list'] },
+  ];
+}
+
+export function apiServerManifests(o: UploadDeployOptions = defaultUploadDeployOptions): Obj[] {
+  const name = ApiServerName;
+  return [
+    ...rbac(o, name, apiServerClusterRules(), [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] }]),
+    roleBinding(
+      'kube-system',
+      `${name}-auth-reader`,
+      { kind: 'Role', name: 'extension-apiserver-authentication-reader' },
+      { name, namespace: o.namespace },
       name,
-      [{ apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] }],
-      [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] }],
     ),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: `${name}-auth-reader`, namespace: 'kube-system', labels: labelsOf(name) },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'extension-apiserver-authentication-reader' },
-      subjects: [{ kind: 'ServiceAccount', name, namespace: o.namespace }],
-    },
-    deployment(
+    serverDeployment(
       o,
       name,
       o.apiServerImage,
@@ -191,7 +165,7 @@ export function apiServerManifests(o: UploadDeployOptions = defaultUploadDeployO
       [{ name: 'server-cert', mountPath: '/var/run/certs/cdi-apiserver-server-cert', readOnly: true }],
       [secretVolume('server-cert', 'cdi-apiserver-server-cert')],
     ),
-    service(o, 'cdi-api', name),
+    service(o, ApiServiceName, name),
   ];
 }
 
@@ -206,13 +180,13 @@ export const ApiServiceResource: Resource = {
 export const UploadApiServiceName = `${UploadVersion}.${UploadGroup}`;
 
 /** The APIService of the upload token API, trusting `caBundlePem` for cdi-api's serving certificate. */
-export function uploadApiService(namespace: string, caBundlePem: string): KubeObject & { spec: Obj } {
+export function uploadApiService(namespace: string, caBundlePem: string): KubeObject & Obj & { spec: Obj } {
   return {
     apiVersion: 'apiregistration.k8s.io/v1',
     kind: 'APIService',
-    metadata: { name: UploadApiServiceName, labels: labelsOf('cdi-api') },
+    metadata: { name: UploadApiServiceName, labels: labelsOf(ApiServiceName) },
     spec: {
-      service: { namespace, name: 'cdi-api', port: 443 },
+      service: { namespace, name: ApiServiceName, port: 443 },
       group: UploadGroup,
       version: UploadVersion,
       groupPriorityMinimum: 1000,
@@ -223,8 +197,8 @@ export function uploadApiService(namespace: string, caBundlePem: string): KubeOb
 }
 
 /**
- * Applies the APIService with the current cdi-apiserver CA bundle (after reconcileCertificates; again whenever the
- * bundle changes). The controller calls it until the operator exists.
+ * Applies the APIService with the current cdi-apiserver CA bundle (tests that run the upload stack without the
+ * operator; the operator renders the APIService with the rest).
  */
 export async function reconcileUploadApiService(kube: KubeClient, namespace: string): Promise<void> {
   const cm = await kube.get<ConfigMap>(Resources.ConfigMap, 'cdi-apiserver-signer-bundle', namespace);
@@ -235,7 +209,7 @@ export async function reconcileUploadApiService(kube: KubeClient, namespace: str
 
 /** cdi-uploadproxy may read PVCs (readiness) and, in its namespace, the upload-server CA bundle ConfigMap. */
 export function uploadProxyManifests(o: UploadDeployOptions = defaultUploadDeployOptions): Obj[] {
-  const name = 'cdi-uploadproxy';
+  const name = UploadProxyName;
   return [
     ...rbac(
       o,
@@ -243,7 +217,7 @@ export function uploadProxyManifests(o: UploadDeployOptions = defaultUploadDeplo
       [{ apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] }],
       [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
     ),
-    deployment(
+    serverDeployment(
       o,
       name,
       o.uploadProxyImage,
@@ -265,12 +239,4 @@ export function uploadProxyManifests(o: UploadDeployOptions = defaultUploadDeplo
     ),
     service(o, name, name),
   ];
-}
-
-const header = '# Generated by hack/gen-manifests.ts from src/deploy/upload.ts; do not edit (npm run gen).\n';
-
-/** deploy/upload/<file> → YAML text. */
-export function renderUploadDeployFiles(o: UploadDeployOptions = defaultUploadDeployOptions): Record<string, string> {
-  const objs = [...apiServerManifests(o), ...uploadProxyManifests(o)];
-  return { '30-upload.yaml': header + objs.map((x) => YAML.stringify(x, { lineWidth: 0 })).join('---\n') };
 }

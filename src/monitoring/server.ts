@@ -23,6 +23,8 @@ import type { DelegatedAuth } from './auth.ts';
 export const MetricsPort = 8443;
 export const HealthPort = 8080;
 export const MetricsPath = '/metrics';
+/** Where the controller's Deployment mounts Secret cdi-metrics-server-cert (METRICS_CERT_DIR's default). */
+export const DefaultMetricsCertDir = '/var/run/certs/cdi-metrics-server-cert';
 
 export interface ServingCert {
   cert: string;
@@ -118,10 +120,16 @@ export async function startMetricsServer(o: MetricsServerOptions): Promise<Metri
   // a client that fails the handshake (wrong CA, plain HTTP) is its own problem
   server.on('tlsClientError', (e) => o.log.debug('metrics: TLS handshake failed', { error: e.message }));
 
+  // The mounted Secret is optional: it may appear (the operator issued it after the pod started), rotate, or go
+  // away; whatever the directory holds is served within one check, the certificate made at start while it is empty.
   let stopFollowing = (): void => {};
-  if (fromFiles) {
+  if (files) {
+    const load = async (): Promise<SecureContextOptions> =>
+      existsSync(files.cert) && existsSync(files.key)
+        ? readKeyPair(files.cert, files.key)
+        : { cert: cert.cert, key: cert.key };
     stopFollowing = followTls(
-      async (): Promise<SecureContextOptions> => readKeyPair(files.cert, files.key),
+      load,
       (c) => {
         server.setSecureContext({
           ...c,

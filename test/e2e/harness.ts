@@ -1,5 +1,5 @@
-// End-to-end harness on the `full` profile: deploys CDI (CRDs + deploy/cdi with the images hack/images/build.sh
-// pushed, tag from .cluster/images.env), makes image fixtures with qemu-img from a seeded raw disk, serves them from
+// End-to-end harness on the `full` profile: installs CDI through the operator (the release manifests for the images
+// hack/images/build.sh pushed, tag from .cluster/images.env), makes image fixtures with qemu-img from a seeded raw disk, serves them from
 // the node address (pods reach the host there), and checks bytes on volumes with a verifier pod.
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -8,9 +8,9 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
-import { controllerManifests, defaultDeployOptions } from '../../src/deploy/controller.ts';
-import { eventually, installCrds, kubectl, repoRoot } from '../integration/kube/cluster.ts';
+import { Resources, type KubeClient, type KubeObject } from '../../src/kube/index.ts';
+import { eventually, kubectl, repoRoot } from '../integration/kube/cluster.ts';
+import { getCdi, installCdi, releaseFor, uninstallCdi, waitAvailable } from './operator-install.ts';
 
 const run = promisify(execFile);
 
@@ -45,72 +45,27 @@ export async function requireFullCluster(client: KubeClient): Promise<void> {
     );
 }
 
-const res = (
-  group: string,
-  version: string,
-  kind: string,
-  plural: string,
-  namespaced: boolean,
-): Resource => ({ group, version, kind, plural, namespaced });
-const kinds: Record<string, Resource> = {
-  Namespace: Resources.Namespace,
-  ServiceAccount: res('', 'v1', 'ServiceAccount', 'serviceaccounts', true),
-  ClusterRole: res('rbac.authorization.k8s.io', 'v1', 'ClusterRole', 'clusterroles', false),
-  ClusterRoleBinding: res(
-    'rbac.authorization.k8s.io',
-    'v1',
-    'ClusterRoleBinding',
-    'clusterrolebindings',
-    false,
-  ),
-  Role: res('rbac.authorization.k8s.io', 'v1', 'Role', 'roles', true),
-  RoleBinding: res('rbac.authorization.k8s.io', 'v1', 'RoleBinding', 'rolebindings', true),
-  Deployment: res('apps', 'v1', 'Deployment', 'deployments', true),
-  Service: Resources.Service,
-};
-
 /**
- * Applies the CRDs and deploy/cdi (server-side apply) with this build's image tag, and waits for the controller.
- * Returns an undo: when no controller was deployed before, it is removed again, so that other suites running on the
- * same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
+ * Installs CDI through the operator (cdi-operator.yaml, then cdi-cr.yaml, rendered for the images hack/images/build.sh
+ * pushed, tag from .cluster/images.env) and waits until the CDI resource is Available. Returns an undo: when CDI was
+ * not installed before, it is removed again (the CDI resource, then the operator), so that other suites running on
+ * the same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
  */
 export async function deployCdi(client: KubeClient): Promise<() => Promise<void>> {
-  await installCrds(client);
-  const existed =
-    (await client.getOrUndefined(
-      kinds['Deployment'] as Resource,
-      'cdi-deployment',
-      defaultDeployOptions.namespace,
-    )) !== undefined;
-  const tag = imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev';
-  const objs = controllerManifests({
-    ...defaultDeployOptions,
-    controllerImage: `localhost:5000/cdi-controller:${tag}`,
-    importerImage: `localhost:5000/cdi-importer:${tag}`,
-    pullPolicy: 'IfNotPresent',
-  });
-  for (const o of objs) {
-    const r = kinds[String(o['kind'])];
-    if (!r) throw new Error(`no resource for kind ${String(o['kind'])}`);
-    await client.apply(r, o, { fieldManager: 'cdi-ts-e2e', force: true });
+  const release = releaseFor(imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev');
+  const existing = await getCdi(client);
+  if (existing) {
+    await waitAvailable(client, existing.status?.targetVersion ?? release.version);
+    return async () => {};
   }
-  await eventually(
-    'cdi-deployment available',
-    async () => {
-      const d = await client.get<
-        KubeObject & { status?: { availableReplicas?: number; updatedReplicas?: number } }
-      >(kinds['Deployment'] as Resource, 'cdi-deployment', defaultDeployOptions.namespace);
-      return (d.status?.availableReplicas ?? 0) >= 1 && (d.status?.updatedReplicas ?? 0) >= 1;
-    },
-    180_000,
-    1000,
-  );
-  return async () => {
-    if (!existed)
-      await client.delete(kinds['Deployment'] as Resource, 'cdi-deployment', {
-        namespace: defaultDeployOptions.namespace,
-      });
-  };
+  try {
+    await installCdi(client, release);
+  } catch (e) {
+    // a suite whose install failed runs no undo: leave no half-installed CDI to the next one
+    await uninstallCdi(client, release).catch((u: unknown) => console.error(`cleanup: ${String(u)}`));
+    throw e;
+  }
+  return () => uninstallCdi(client, release);
 }
 
 export interface Fixtures {

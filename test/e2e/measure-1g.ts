@@ -77,7 +77,7 @@ try {
     const dvMd5 = await md5OnVolume(client, ns, 'big', { bytes: GiB });
     const pods = await client.list<KubeObject & { status?: { podIP?: string } }>(Resources.Pod, {
       namespace: 'cdi',
-      labelSelector: 'cdi.kubevirt.io=cdi-controller',
+      labelSelector: 'cdi.kubevirt.io=cdi-deployment',
     });
     const ip = pods.items[0]?.status?.podIP;
     const metrics = ip ? await (await fetch(`http://${ip}:8080/metrics`)).text() : '';

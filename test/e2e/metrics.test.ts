@@ -1,8 +1,9 @@
 // The controller's metrics scraped by a real Prometheus (Debian's, on the host, web API on 127.0.0.1) over the pod
-// network: with the token of ServiceAccount cdi-metrics-reader (as upstream's ServiceMonitor) and the CA of the
-// serving certificate the test mounts (Secret cdi-metrics-server-cert), the target is up and the CDI gauges are
-// there; without a token the scrape is refused with 401, with a token of a ServiceAccount not allowed /metrics with
-// 403. Prometheus is stopped, the Secret and the deployment removed again, at the end.
+// network, CDI installed through the operator: with the token of ServiceAccount cdi-metrics-reader (the operator's,
+// as upstream's) and the bundle of the serving certificate the operator issues (ConfigMap
+// cdi-metrics-server-signer-bundle, leaf Secret cdi-metrics-server-cert mounted into cdi-deployment), the target is
+// up and the CDI gauges are there; without a token the scrape is refused with 401, with a token of a ServiceAccount
+// not allowed /metrics with 403. Prometheus is stopped and CDI removed again (when the test installed it) at the end.
 // Holds the cluster lock: `flock -o /work/cluster-tests.lock node --test test/e2e/metrics.test.ts`.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,22 +13,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import YAML from 'yaml';
-import { createCA, issueServerCert, validityFrom, type Signer } from '../../src/certs/pki.ts';
-import { serviceHostnames } from '../../src/certs/reconcile.ts';
-import { controllerManifests, defaultDeployOptions } from '../../src/deploy/controller.ts';
-import { isNotFound, Resources, type KubeClient, type Pod } from '../../src/kube/index.ts';
+import { BundleKey } from '../../src/certs/reconcile.ts';
+import { defaultDeployOptions, MetricsCertSecret, MetricsReader } from '../../src/deploy/controller.ts';
+import { MetricsBundle } from '../../src/operator/certs.ts';
+import { Resources, type ConfigMap, type KubeClient, type Pod, type Secret } from '../../src/kube/index.ts';
 import { Rbac, serviceAccountToken } from '../support/metrics-auth.ts';
 import { startPrometheus, type PrometheusServer } from '../support/servers.ts';
 import { clusterClient, createNamespace, eventually } from '../integration/kube/cluster.ts';
 import { deployCdi, requireFullCluster } from './harness.ts';
 
 const NS = defaultDeployOptions.namespace;
-const CERT_SECRET = 'cdi-metrics-server-cert';
 const SERVER_NAME = `cdi-prometheus-metrics.${NS}.svc`;
 
 let client: KubeClient;
 let dir: string;
-let ca: Signer;
+let caPem: string;
 let podIp: string;
 let prometheus: PrometheusServer | undefined;
 let undeploy: () => Promise<void> = async () => {};
@@ -42,7 +42,7 @@ interface Target {
 /** The fingerprint of the certificate host:port serves, verified against the test CA for the Service's name. */
 function servedBy(host: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host, port: 8443, ca: ca.certPem, servername: SERVER_NAME }, () => {
+    const s = tls.connect({ host, port: 8443, ca: caPem, servername: SERVER_NAME }, () => {
       resolve(s.getPeerX509Certificate()?.fingerprint256 ?? '');
       s.destroy();
     });
@@ -54,41 +54,26 @@ before(async () => {
   client = clusterClient();
   await requireFullCluster(client);
   dir = await mkdtemp(join(tmpdir(), 'cdi-e2e-metrics-'));
-  // The serving certificate (the operator's to make later): a test CA, a leaf for the Service's names, mounted
-  // before the controller starts.
-  ca = await createCA('cdi-e2e-metrics-ca', validityFrom(new Date(), 3600_000));
-  const leaf = await issueServerCert(
-    ca,
-    serviceHostnames('cdi-prometheus-metrics', NS),
-    validityFrom(new Date(), 3600_000),
-  );
-  const namespace = controllerManifests().find((o) => o['kind'] === 'Namespace');
-  assert.ok(namespace);
-  await client.apply(Resources.Namespace, namespace, { fieldManager: 'cdi-ts-e2e', force: true });
-  await client.apply(
-    Resources.Secret,
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: CERT_SECRET, namespace: NS },
-      type: 'kubernetes.io/tls',
-      stringData: { 'tls.crt': leaf.certPem, 'tls.key': leaf.keyPem },
-    },
-    { fieldManager: 'cdi-ts-e2e', force: true },
-  );
   undeploy = await deployCdi(client);
-  const want = new X509Certificate(leaf.certPem).fingerprint256;
-  // a controller that was already running picks the Secret up once the kubelet refreshed the volume
+  // The operator's certificate: the leaf it wrote into the Secret, verified against the bundle it publishes
+  const bundle = await client.get<ConfigMap>(Resources.ConfigMap, MetricsBundle, NS);
+  caPem = bundle.data?.[BundleKey] ?? '';
+  assert.match(caPem, /BEGIN CERTIFICATE/, `${MetricsBundle} holds the CA bundle`);
+  const want = async (): Promise<string> => {
+    const secret = await client.get<Secret>(Resources.Secret, MetricsCertSecret, NS);
+    return new X509Certificate(Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64')).fingerprint256;
+  };
+  // the kubelet refreshes the optional Secret volume, the controller re-reads it
   podIp = await eventually(
-    'the controller pod to serve the mounted certificate',
+    'the controller pod to serve the certificate the operator issued',
     async () => {
       const pods = await client.list<Pod>(Resources.Pod, {
         namespace: NS,
-        labelSelector: 'cdi.kubevirt.io=cdi-controller',
+        labelSelector: 'cdi.kubevirt.io=cdi-deployment',
       });
       const pod = pods.items.find((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp);
       const ip = pod?.status?.podIP;
-      return ip && (await servedBy(ip)) === want ? ip : undefined;
+      return ip && (await servedBy(ip).catch(() => '')) === (await want()) ? ip : undefined;
     },
     180_000,
     1000,
@@ -97,8 +82,8 @@ before(async () => {
   let stranger: string;
   ({ name: stranger, cleanup: cleanupNs } = await createNamespace(client, 'e2e-metrics'));
   await client.create(Rbac.ServiceAccount, { metadata: { name: 'stranger', namespace: stranger } });
-  await writeFile(join(dir, 'ca.crt'), ca.certPem);
-  await writeFile(join(dir, 'reader.token'), await serviceAccountToken(client, NS, 'cdi-metrics-reader'));
+  await writeFile(join(dir, 'ca.crt'), caPem);
+  await writeFile(join(dir, 'reader.token'), await serviceAccountToken(client, NS, MetricsReader));
   await writeFile(join(dir, 'stranger.token'), await serviceAccountToken(client, stranger, 'stranger'));
 
   const job = (name: string, token?: string): Record<string, unknown> => ({
@@ -127,11 +112,6 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
   await cleanupNs();
   await undeploy();
-  try {
-    await client?.delete(Resources.Secret, CERT_SECRET, { namespace: NS });
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  }
 });
 
 async function target(job: string, health: Target['health']): Promise<Target> {

@@ -1,11 +1,15 @@
 /**
  * The admission webhooks cdi-apiserver serves, by path. A webhook is one file here exporting an Admitter (see
- * ../admission.ts); add it to the list and to the operator's (Validating|Mutating)WebhookConfiguration. Upstream's
+ * ../admission.ts); add it to the list and its registration to src/deploy/webhooks.ts (the operator renders the
+ * (Validating|Mutating)WebhookConfiguration from it; a test checks that every registered path is served). Upstream's
  * set, for the issues that bring them: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate,
  * /dataimportcron-validate, /populator-validate, /objecttransfer-validate.
  */
 import type { KubeClient } from '../../kube/index.ts';
 import type { Admitter } from '../admission.ts';
+import { cdiValidate } from './cdi-validate.ts';
+import { dataVolumeValidate } from './datavolume-validate.ts';
+import { pvcMutate } from './pvc-mutate.ts';
 
 export interface WebhookDeps {
   kube: KubeClient;
@@ -18,6 +22,10 @@ export interface WebhookRoute {
   admit: Admitter;
 }
 
-export function webhooks(_deps: WebhookDeps): WebhookRoute[] {
-  return [];
+export function webhooks(deps: WebhookDeps): WebhookRoute[] {
+  return [
+    { path: '/datavolume-validate', admit: dataVolumeValidate(deps) },
+    { path: '/cdi-validate', admit: cdiValidate(deps) },
+    { path: '/pvc-mutate', admit: pvcMutate(deps) },
+  ];
 }

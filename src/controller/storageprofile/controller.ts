@@ -19,6 +19,8 @@ import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { ClaimPropertySet, StorageClass, StorageProfile, VolumeSnapshotClass } from '../shared/types.ts';
 import { writeStatus } from '../shared/status.ts';
+import type { ControllerMetrics } from '../../monitoring/metrics.ts';
+import { storageProfileInfo } from './metrics.ts';
 import {
   NoProvisioner,
   advisedCloneStrategy,
@@ -38,7 +40,18 @@ export interface ProfileDeps {
   log: Logger;
   recorder?: Recorder;
   now?: () => Date;
+  /** kubevirt_cdi_storageprofile_info: set from every profile as reconciled, dropped with its class */
+  gauges?: Pick<ControllerMetrics, 'setStorageProfileInfo' | 'deleteStorageProfileInfo'>;
 }
+
+/** CSIDrivers: only asked for a profile whose clone strategy is csi-clone (is the clone smart?). */
+const CSIDriverResource = {
+  group: 'storage.k8s.io',
+  version: 'v1',
+  kind: 'CSIDriver',
+  plural: 'csidrivers',
+  namespaced: false,
+} as const;
 
 type ProfileStatus = NonNullable<StorageProfile['status']>;
 
@@ -313,6 +326,7 @@ async function listOrNone<T>(kube: Kube, r: Parameters<Kube['list']>[0]): Promis
 export async function reconcileStorageProfile(d: ProfileDeps, key: string): Promise<Result | void> {
   const sc = await d.kube.get<StorageClass>(Res.storageClass, key);
   if (!sc || sc.metadata.deletionTimestamp) {
+    d.gauges?.deleteStorageProfileInfo(key);
     // upstream deletes the profile of a deleted class
     if (await d.kube.delete(Res.storageProfile, key))
       d.log.info('deleted StorageProfile of a deleted StorageClass', { name: key });
@@ -342,6 +356,7 @@ export async function reconcileStorageProfile(d: ProfileDeps, key: string): Prom
       metadata: { annotations },
     });
   }
+  if (d.gauges) await setProfileGauge(d, sc, { ...profile, status }, world);
   const before = profile.status?.conditions?.find((c) => c.type === ValidCondition);
   if (isDeepStrictEqual(status, profile.status ?? {})) return;
   const written = await writeStatus(d.kube, Res.storageProfile, { ...profile, status });
@@ -356,6 +371,27 @@ export async function reconcileStorageProfile(d: ProfileDeps, key: string): Prom
       after.message ?? '',
     );
   }
+}
+
+/** upstream computeMetrics, from the profile as it is about to be (or already was) written. */
+async function setProfileGauge(
+  d: ProfileDeps,
+  sc: StorageClass,
+  profile: StorageProfile,
+  world: ProfileWorld,
+): Promise<void> {
+  const provisioner = profile.status?.provisioner;
+  const driver =
+    profile.status?.cloneStrategy === 'csi-clone' && provisioner
+      ? await d.kube.get(CSIDriverResource, provisioner)
+      : undefined;
+  const info = storageProfileInfo(profile, sc, {
+    snapshotClasses: world.snapshotClasses,
+    csiDriverExists: () => driver !== undefined,
+    // OpenShift's Infrastructure topology does not exist elsewhere: never single-node
+    singleNode: false,
+  });
+  if (info) d.gauges?.setStorageProfileInfo(info);
 }
 
 /**

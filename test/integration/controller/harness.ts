@@ -538,28 +538,34 @@ const deployments: Resource = {
 
 /**
  * A cdi-controller deployed to the cluster (e2e, npm run cluster:sync) would reconcile the tests' objects too and
- * fight the in-process one; scale it to zero for the duration and return a function that restores it.
+ * fight the in-process one; scale it to zero for the duration and return a function that restores it. The operator
+ * (cdi-operator) is scaled to zero first, or it would restore the controller's replicas within seconds.
  */
 export async function pauseDeployedController(client: KubeClient): Promise<() => Promise<void>> {
-  const d = await client.getOrUndefined<KubeObject & { spec?: { replicas?: number } }>(
-    deployments,
-    'cdi-deployment',
-    'cdi',
-  );
-  const replicas = d?.spec?.replicas ?? 0;
-  if (!d || replicas === 0) return async () => {};
-  await client.mergePatch(deployments, 'cdi-deployment', { spec: { replicas: 0 } }, { namespace: 'cdi' });
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    const pods = await client.list(Resources.Pod, {
-      namespace: 'cdi',
-      // the Deployment's pods: cdi.kubevirt.io=cdi-deployment as upstream's (cdi-controller before)
-      labelSelector: 'cdi.kubevirt.io in (cdi-deployment,cdi-controller)',
+  const restores: (() => Promise<void>)[] = [];
+  for (const [name, label] of [
+    ['cdi-operator', 'name=cdi-operator'],
+    ['cdi-deployment', 'cdi.kubevirt.io=cdi-deployment'],
+  ] as const) {
+    const d = await client.getOrUndefined<KubeObject & { spec?: { replicas?: number } }>(
+      deployments,
+      name,
+      'cdi',
+    );
+    const replicas = d?.spec?.replicas ?? 0;
+    if (!d || replicas === 0) continue;
+    await client.mergePatch(deployments, name, { spec: { replicas: 0 } }, { namespace: 'cdi' });
+    const deadline = Date.now() + 90_000;
+    while (Date.now() < deadline) {
+      const pods = await client.list(Resources.Pod, { namespace: 'cdi', labelSelector: label });
+      if (pods.items.length === 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    restores.unshift(async () => {
+      await client.mergePatch(deployments, name, { spec: { replicas } }, { namespace: 'cdi' });
     });
-    if (pods.items.length === 0) break;
-    await new Promise((r) => setTimeout(r, 500));
   }
   return async () => {
-    await client.mergePatch(deployments, 'cdi-deployment', { spec: { replicas } }, { namespace: 'cdi' });
+    for (const r of restores) await r();
   };
 }

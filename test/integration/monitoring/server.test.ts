@@ -238,6 +238,39 @@ void describe('without a mounted certificate', () => {
     }
   });
 
+  void it('serves the certificate once it is mounted after the start (the operator issued it later)', async () => {
+    const later = await mkdtemp(join(certDir, 'later-'));
+    const server = await startMetricsServer({
+      registry: new Registry(),
+      auth: new DelegatedAuth(new KubeReviews(kube)),
+      log: silentLogger,
+      port: 0,
+      host: '127.0.0.1',
+      certDir: later,
+      hostnames: serviceHostnames('cdi-prometheus-metrics', 'cdi'),
+      certCheckMs: 50,
+    });
+    try {
+      assert.ok(server.cert.selfSignedCa, 'nothing mounted yet: a certificate made at start');
+      await assert.rejects(
+        request(server.port, '/metrics', { method: 'GET', ca: ca.certPem, servername: SERVICE }),
+        /self[- ]signed|unable to verify|unable to get local issuer/i,
+      );
+      await writeCert(later, serviceHostnames('cdi-prometheus-metrics', 'cdi'));
+      // the handshake now verifies against the CA of the mounted certificate; no token: 401 as before
+      const r = await eventually('the mounted certificate to be served', async () => {
+        try {
+          return await get(server.port);
+        } catch {
+          return undefined;
+        }
+      });
+      assert.equal(r.status, 401);
+    } finally {
+      await server.close();
+    }
+  });
+
   void it('answers 500 when the API server cannot be asked, and asks again next time', async () => {
     const kc = new KubeConfig();
     kc.loadFromOptions({

@@ -1,0 +1,102 @@
+// The admission webhooks cdi-apiserver serves and how they are registered (upstream pkg/operator/resources/cluster
+// apiserver.go, callbacks.go initPvcMutatingWebhook): one entry per webhook, with upstream's configuration and webhook
+// names, paths, rules, failure policies and timeouts. The operator renders a (Validating|Mutating)WebhookConfiguration
+// for each entry once cdi-apiserver's CA bundle exists; cdi-apiserver serves each `path` (src/apiserver/webhooks).
+// A new webhook is one entry here and one handler file there (a test checks that every path has a handler).
+import type { Obj } from './common.ts';
+import { labelsOf } from './common.ts';
+
+export interface WebhookRegistration {
+  /** the (Validating|Mutating)WebhookConfiguration's name */
+  configuration: string;
+  type: 'Validating' | 'Mutating';
+  /** the webhook's name in the configuration */
+  name: string;
+  path: string;
+  rules: Obj[];
+  failurePolicy: 'Fail' | 'Ignore';
+  timeoutSeconds: number;
+  objectSelector?: Obj;
+  /** CEL matchConditions (GA since Kubernetes 1.30): only the objects they select depend on cdi-apiserver */
+  matchConditions?: Obj[];
+  /** AdmissionReview versions (default upstream's v1, v1beta1) */
+  reviewVersions?: string[];
+  /** Whether it is registered, from CDI.spec.config (CDIConfig's spec); always when absent. */
+  enabled?: (config: { webhookPvcRendering?: string } | undefined) => boolean;
+}
+
+const cdiRule = (resources: string[], operations: string[]): Obj => ({
+  operations,
+  apiGroups: ['cdi.kubevirt.io'],
+  apiVersions: ['v1beta1'],
+  resources,
+  scope: '*',
+});
+
+export const WebhookRegistrations: readonly WebhookRegistration[] = [
+  {
+    configuration: 'cdi-api-datavolume-validate',
+    type: 'Validating',
+    name: 'datavolume-validate.cdi.kubevirt.io',
+    path: '/datavolume-validate',
+    rules: [cdiRule(['datavolumes'], ['CREATE', 'UPDATE'])],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+  },
+  {
+    configuration: 'cdi-api-validate',
+    type: 'Validating',
+    name: 'cdi-validate.cdi.kubevirt.io',
+    path: '/cdi-validate',
+    rules: [cdiRule(['cdis'], ['DELETE'])],
+    // as upstream: without cdi-apiserver a CDI resource can still be removed
+    failurePolicy: 'Ignore',
+    timeoutSeconds: 30,
+  },
+  {
+    configuration: 'cdi-api-pvc-mutate',
+    type: 'Mutating',
+    name: 'pvc-mutate.cdi.kubevirt.io',
+    path: '/pvc-mutate',
+    rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['persistentvolumeclaims'], scope: '*' }],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 10,
+    objectSelector: { matchLabels: { 'cdi.kubevirt.io/applyStorageProfile': 'true' } },
+    reviewVersions: ['v1'],
+    // upstream IsWebhookPvcRenderingEnabled: on unless CDIConfig says Disabled
+    enabled: (config) => config?.webhookPvcRendering !== 'Disabled',
+  },
+];
+
+/** The webhook configurations for `bundlePem` (cdi-apiserver's CA bundle), those `config` enables. */
+export function webhookConfigurations(
+  namespace: string,
+  bundlePem: string,
+  config: { webhookPvcRendering?: string } | undefined,
+  registrations: readonly WebhookRegistration[] = WebhookRegistrations,
+): Obj[] {
+  const caBundle = Buffer.from(bundlePem).toString('base64');
+  return registrations
+    .filter((r) => r.enabled?.(config) ?? true)
+    .map((r) => ({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: `${r.type}WebhookConfiguration`,
+      metadata: { name: r.configuration, labels: labelsOf('cdi-api') },
+      webhooks: [
+        {
+          name: r.name,
+          rules: r.rules,
+          clientConfig: { service: { namespace, name: 'cdi-api', path: r.path, port: 443 }, caBundle },
+          failurePolicy: r.failurePolicy,
+          sideEffects: 'None',
+          matchPolicy: 'Exact',
+          namespaceSelector: {},
+          objectSelector: r.objectSelector ?? {},
+          ...(r.matchConditions?.length ? { matchConditions: r.matchConditions } : {}),
+          timeoutSeconds: r.timeoutSeconds,
+          admissionReviewVersions: r.reviewVersions ?? ['v1', 'v1beta1'],
+          ...(r.type === 'Mutating' ? { reinvocationPolicy: 'Never' } : {}),
+        },
+      ],
+    }));
+}

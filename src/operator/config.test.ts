@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { operatorConfigFromEnv, parseGoDuration } from './config.ts';
+
+const env = {
+  OPERATOR_VERSION: 'v1',
+  CONTROLLER_IMAGE: 'c',
+  IMPORTER_IMAGE: 'i',
+  APISERVER_IMAGE: 'a',
+  UPLOAD_PROXY_IMAGE: 'p',
+  UPLOAD_SERVER_IMAGE: 's',
+};
+
+void test("the operator reads upstream's environment and names what is missing", () => {
+  const c = operatorConfigFromEnv({ ...env, POD_NAMESPACE: 'cdi-system' });
+  assert.deepEqual(c, {
+    namespace: 'cdi-system',
+    version: 'v1',
+    images: { controller: 'c', importer: 'i', apiServer: 'a', uploadProxy: 'p', uploadServer: 's' },
+    pullPolicy: 'IfNotPresent',
+    verbosity: '1',
+  });
+  assert.throws(() => operatorConfigFromEnv({ ...env, IMPORTER_IMAGE: '' }), /IMPORTER_IMAGE is not set/);
+  assert.throws(
+    () => operatorConfigFromEnv({ ...env, PULL_POLICY: 'Sometimes' }),
+    /PULL_POLICY must be one of/,
+  );
+});
+
+void test('Go durations as metav1.Duration takes them', () => {
+  assert.equal(parseGoDuration('48h', 'f'), 48 * 3600_000);
+  assert.equal(parseGoDuration('1h30m', 'f'), 5400_000);
+  assert.equal(parseGoDuration('10m0s', 'f'), 600_000);
+  assert.equal(parseGoDuration('1.5h', 'f'), 5400_000);
+  assert.equal(parseGoDuration('250ms', 'f'), 250);
+  assert.throws(
+    () => parseGoDuration('2 days', 'certConfig.ca.duration'),
+    /certConfig.ca.duration: "2 days" is not a duration/,
+  );
+  assert.throws(() => parseGoDuration('', 'f'), /not a duration/);
+});

@@ -15,6 +15,8 @@ export interface ControllerDeployOptions {
   controllerImage: string;
   /** The image of the importer pods the controller starts. */
   importerImage: string;
+  /** The image of the upload server pods; default: cdi-uploadserver beside the importer image. */
+  uploadServerImage?: string;
   /** For the controller and every pod it starts. */
   pullPolicy: PullPolicy;
   replicas: number;
@@ -60,6 +62,9 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
+ * - services: watch; create the upload server's Service cdi-upload-<pvc> (owned by the PVC), delete it after the
+ *   upload; secrets: create the upload pod's certificate Secret (owned by the pod), delete it when the pod is
+ *   replaced at its deadline; in CDI's namespace (the Role) the CAs, bundles and leaves of the upload path
  */
 export function clusterRules(): Obj[] {
   return [
@@ -83,6 +88,8 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
   ];
 }
 
@@ -107,6 +114,8 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       rules: [
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
         { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+        // the upload certificates (src/certs/reconcile.ts) until the operator owns them
+        { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'create', 'update'] },
       ],
     },
     {
@@ -138,6 +147,10 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
                 imagePullPolicy: o.pullPolicy,
                 env: [
                   { name: 'IMPORTER_IMAGE', value: o.importerImage },
+                  {
+                    name: 'UPLOADSERVER_IMAGE',
+                    value: o.uploadServerImage ?? o.importerImage.replace(/cdi-importer(?=[:@]|$)/, 'cdi-uploadserver'),
+                  },
                   { name: 'PULL_POLICY', value: o.pullPolicy },
                   { name: 'HEALTH_PORT', value: '8080' },
                   { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },

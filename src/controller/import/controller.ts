@@ -68,7 +68,7 @@ const eventTime = (e: EventLike): number =>
  * the DataVolume shows as "target PVC <name> Pending and <message>". Once it is bound they are removed (but not the
  * CreatingScratchSpace ones this controller sets itself). Events are read from the cache: PVC events, not our own.
  */
-export async function boundConditionFromEvents(d: ImportDeps, pvc: Pvc): Promise<Pvc> {
+export async function boundConditionFromEvents(d: Pick<ImportDeps, 'kube'>, pvc: Pvc): Promise<Pvc> {
   const a = anns(pvc);
   const name = pvc.metadata?.name ?? '';
   const ns = pvc.metadata?.namespace;

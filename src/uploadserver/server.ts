@@ -146,6 +146,30 @@ function send(res: ServerResponse, status: number, body = '', headers: Record<st
   res.end(escapeHtml(body));
 }
 
+/** How long an early answer keeps reading (and dropping) the rest of the body before it closes the connection. */
+const LingerMs = 2000;
+
+/**
+ * An error answer before the whole body arrived. Closing at once would reset a connection the client is still writing
+ * to, and a reset can reach the client before it has read the answer (it sees EPIPE or ECONNRESET instead of the
+ * 400). So, like nginx's lingering close, the rest of the body is read and dropped for a short while, giving the
+ * client time to read the answer and stop; then the connection is closed. A body that ends within that time leaves
+ * the connection usable.
+ */
+function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, body: string): void {
+  if (req.complete || req.destroyed) return send(res, status, body, { connection: 'close' });
+  send(res, status, body);
+  const timer = setTimeout(() => req.socket.destroy(), LingerMs);
+  timer.unref();
+  const drain = (): void => {
+    while (req.read() !== null);
+  };
+  req.on('readable', drain);
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  drain();
+}
+
 /** A message as a header value: one line of printable ASCII. */
 function headerText(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
@@ -286,7 +310,7 @@ export class UploadServer {
     } catch (e) {
       this.log(`error handling ${req.method} ${req.url}: ${describe(e)}`);
       const { status, body } = streamErrorResponse(e);
-      send(res, status, body, { connection: 'close' });
+      answerEarly(req, res, status, body);
     }
   }
 
@@ -520,8 +544,8 @@ export class UploadServer {
     } else out = await s.settled;
     if (out && 'err' in out) {
       const { status, body } = streamErrorResponse(s.clientError ?? out.err);
-      // the rest of the body is not read: close the connection after the answer
-      return send(res, status, body, { connection: 'close' });
+      // the rest of the body is not wanted: answer now, then let the connection go
+      return answerEarly(att.req, res, status, body);
     }
     if (s.mode === 'async' && !out) {
       s.acknowledged = true;

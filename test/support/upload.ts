@@ -141,11 +141,12 @@ export interface Reply {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** One HTTPS request to 127.0.0.1:port; `body` is a file path, bytes or a stream. */
+/** One HTTPS request to 127.0.0.1:port (or `host`); `body` is a file path, bytes or a stream. */
 export function request(
   port: number,
   urlPath: string,
   o: {
+    host?: string;
     method?: string;
     body?: string | Buffer | Readable;
     cert?: KeyPair;
@@ -155,9 +156,10 @@ export function request(
   } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = https.request(
       {
-        host: '127.0.0.1',
+        host: o.host ?? '127.0.0.1',
         port,
         path: urlPath,
         method: o.method ?? 'POST',
@@ -172,16 +174,22 @@ export function request(
         },
       },
       (res) => {
+        answered = true;
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    // A server may answer (400, 409, 503) before the body is all sent and stop reading: the client's write side then
+    // fails (EPIPE, ECONNRESET) while the answer is already in hand, as a real client (curl) would report it.
+    let answered = false;
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
     const b = o.body;
     if (b === undefined) req.end();
-    else if (typeof b === 'string') createReadStream(b).pipe(req);
+    else if (typeof b === 'string') createReadStream(b).on('error', () => undefined).pipe(req);
     else if (Buffer.isBuffer(b)) req.end(b);
     else b.pipe(req);
   });

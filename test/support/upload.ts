@@ -183,7 +183,6 @@ export function request(
     );
     // A server may answer (400, 409, 503) before the body is all sent and stop reading: the client's write side then
     // fails (EPIPE, ECONNRESET) while the answer is already in hand, as a real client (curl) would report it.
-    let answered = false;
     req.on('error', (e) => {
       if (!answered) reject(e);
     });

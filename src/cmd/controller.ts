@@ -110,7 +110,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         client: kube,
         log,
         importerImage: process.env['IMPORTER_IMAGE'] || 'localhost:5000/cdi-importer:latest',
-        ...(process.env['UPLOADSERVER_IMAGE'] ? { uploadServerImage: process.env['UPLOADSERVER_IMAGE'] } : {}),
+        ...(process.env['UPLOADSERVER_IMAGE']
+          ? { uploadServerImage: process.env['UPLOADSERVER_IMAGE'] }
+          : {}),
         certificates: process.env['CDI_CERTIFICATES'] === 'read' ? 'read' : 'reconcile',
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),

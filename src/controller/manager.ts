@@ -192,7 +192,13 @@ export function buildManager(o: ManagerOptions): Manager {
     controller(name, workers, (kube, key) =>
       reconcileDataVolume(
         // the scraper is made below (it wakes this controller); only imports report progress
-        { kube, recorder: events, log: log(name), serves, ...(serves === 'import' ? { progress: scraper } : {}) },
+        {
+          kube,
+          recorder: events,
+          log: log(name),
+          serves,
+          ...(serves === 'import' ? { progress: scraper } : {}),
+        },
         key,
       ),
     )
@@ -257,11 +263,7 @@ export function buildManager(o: ManagerOptions): Manager {
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
-        await Promise.all([
-          ...controllers.map((c) => c.run(signal)),
-          scraper.run(signal),
-          certs.run(signal),
-        ]);
+        await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal), certs.run(signal)]);
       } finally {
         await Promise.all([cache.stop(), snapshotClasses.stop()]);
         await recorder.flush();

@@ -95,11 +95,7 @@ export function uploadPvcForEvent(cache: Cache, event: KubeObject): string | und
   return pendingPvcForEvent(cache, event, isUploadPvc);
 }
 
-function pendingPvcForEvent(
-  cache: Cache,
-  event: KubeObject,
-  is: (pvc: Pvc) => boolean,
-): string | undefined {
+function pendingPvcForEvent(cache: Cache, event: KubeObject, is: (pvc: Pvc) => boolean): string | undefined {
   const inv = (event as { involvedObject?: { name?: string; namespace?: string } }).involvedObject;
   if (!inv?.name || !inv.namespace) return undefined;
   const pvc = cache.get<Pvc>(Res.pvc, inv.name, inv.namespace);

@@ -10,6 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
 import { controllerManifests, defaultDeployOptions } from '../../src/deploy/controller.ts';
+import {
+  ApiServiceResource,
+  apiServerManifests,
+  defaultUploadDeployOptions,
+  reconcileUploadApiService,
+  UploadApiServiceName,
+  uploadProxyManifests,
+} from '../../src/deploy/upload.ts';
 import { eventually, installCrds, kubectl, repoRoot } from '../integration/kube/cluster.ts';
 
 const run = promisify(execFile);
@@ -87,6 +95,7 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
     ...defaultDeployOptions,
     controllerImage: `localhost:5000/cdi-controller:${tag}`,
     importerImage: `localhost:5000/cdi-importer:${tag}`,
+    uploadServerImage: `localhost:5000/cdi-uploadserver:${tag}`,
     pullPolicy: 'IfNotPresent',
   });
   for (const o of objs) {
@@ -111,6 +120,63 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
         namespace: defaultDeployOptions.namespace,
       });
   };
+}
+
+type Available = KubeObject & { status?: { availableReplicas?: number; updatedReplicas?: number } };
+
+/**
+ * After deployCdi: cdi-apiserver and cdi-uploadproxy (deploy/upload, this build's images), whose certificates the
+ * controller reconciles, and the APIService of the token API once cdi-apiserver serves (applied here, as the operator
+ * will: an APIService without a serving backend breaks discovery for every client, so the undo removes it first).
+ * Returns an undo that removes the APIService and both Deployments.
+ */
+export async function deployUploadStack(client: KubeClient): Promise<() => Promise<void>> {
+  const tag = imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev';
+  const ns = defaultUploadDeployOptions.namespace;
+  const o = {
+    ...defaultUploadDeployOptions,
+    apiServerImage: `localhost:5000/cdi-apiserver:${tag}`,
+    uploadProxyImage: `localhost:5000/cdi-uploadproxy:${tag}`,
+    pullPolicy: 'IfNotPresent' as const,
+  };
+  const undo = async (): Promise<void> => {
+    await client.delete(ApiServiceResource, UploadApiServiceName).catch(() => undefined);
+    for (const name of ['cdi-apiserver', 'cdi-uploadproxy'])
+      await client.delete(kinds['Deployment'] as Resource, name, { namespace: ns }).catch(() => undefined);
+  };
+  try {
+    for (const obj of [...apiServerManifests(o), ...uploadProxyManifests(o)]) {
+      const r = kinds[String(obj['kind'])];
+      if (!r) throw new Error(`no resource for kind ${String(obj['kind'])}`);
+      await client.apply(r, obj, { fieldManager: 'cdi-ts-e2e', force: true });
+    }
+    for (const name of ['cdi-apiserver', 'cdi-uploadproxy'])
+      await eventually(
+        `${name} available`,
+        async () => {
+          const d = await client.get<Available>(kinds['Deployment'] as Resource, name, ns);
+          return (d.status?.availableReplicas ?? 0) >= 1 && (d.status?.updatedReplicas ?? 0) >= 1;
+        },
+        180_000,
+        1000,
+      );
+    await reconcileUploadApiService(client, ns);
+    await eventually(
+      'APIService v1beta1.upload.cdi.kubevirt.io Available',
+      async () => {
+        const a = await client.get<
+          KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
+        >(ApiServiceResource, UploadApiServiceName);
+        return a.status?.conditions?.some((c) => c.type === 'Available' && c.status === 'True');
+      },
+      60_000,
+      500,
+    );
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+  return undo;
 }
 
 export interface Fixtures {

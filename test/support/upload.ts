@@ -11,6 +11,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
@@ -188,7 +189,10 @@ export function request(
     });
     const b = o.body;
     if (b === undefined) req.end();
-    else if (typeof b === 'string') createReadStream(b).on('error', () => undefined).pipe(req);
+    else if (typeof b === 'string')
+      createReadStream(b)
+        .on('error', () => undefined)
+        .pipe(req);
     else if (Buffer.isBuffer(b)) req.end(b);
     else b.pipe(req);
   });
@@ -217,4 +221,45 @@ export async function rawTls(
   });
   await new Promise((r) => sock.once('secureConnect', r));
   return sock;
+}
+
+/**
+ * A TCP relay on 127.0.0.1 to `target` that cuts the first connection carrying more than `cutAfter` bytes up (a
+ * broken upload); `up()` counts the bytes that reached the target.
+ */
+export async function cutRelay(
+  target: { host: string; port: number },
+  cutAfter: number,
+): Promise<{ port: number; up: () => number; close: () => void }> {
+  let up = 0;
+  let cut = false;
+  const srv = net.createServer((c) => {
+    const s = net.connect(target.port, target.host);
+    let mine = 0;
+    let dead = false;
+    c.on('data', (d: Buffer) => {
+      if (dead) return;
+      mine += d.length;
+      if (!cut && mine > cutAfter) {
+        cut = true;
+        dead = true;
+        const keep = d.subarray(0, d.length - (mine - cutAfter));
+        up += keep.length;
+        s.write(keep, () => {
+          c.destroy();
+          s.destroy();
+        });
+        return;
+      }
+      up += d.length; // what reached the target
+      s.write(d);
+    });
+    s.on('data', (d: Buffer) => c.write(d));
+    c.on('error', () => s.destroy());
+    s.on('error', () => c.destroy());
+    c.on('close', () => s.end());
+    s.on('close', () => c.end());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { port: (srv.address() as net.AddressInfo).port, up: () => up, close: () => srv.close() };
 }

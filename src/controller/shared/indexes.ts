@@ -110,7 +110,7 @@ export function trimService(o: KubeObject): KubeObject {
       ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
-  } as KubeObject;
+  };
 }
 
 /** Events about PVCs: only what the Bound condition reads. */

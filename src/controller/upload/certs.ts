@@ -9,7 +9,11 @@
 import { X509Certificate } from 'node:crypto';
 import {
   CertDefinitions,
-  issueUploadServerCert, loadBundle, loadSigner, reconcileCertificates } from '../../certs/reconcile.ts';
+  issueUploadServerCert,
+  loadBundle,
+  loadSigner,
+  reconcileCertificates,
+} from '../../certs/reconcile.ts';
 import type { KeyPair, Signer } from '../../certs/pki.ts';
 import { DefaultCertConfig, refreshAt, type CertsConfig } from '../../certs/rotation.ts';
 import {
@@ -29,7 +33,9 @@ export const UploadServerClientBundle = 'cdi-uploadserver-client-signer-bundle';
 /** The Secrets whose certificates decide when the next run is due, with the config each was made with. */
 const Watched: { secret: string; config: keyof CertsConfig }[] = CertDefinitions.flatMap((d) => [
   { secret: d.signerSecret, config: 'ca' as const },
-  ...(d.target ? [{ secret: d.target.secret, config: 'service' in d.target ? ('server' as const) : ('client' as const) }] : []),
+  ...(d.target
+    ? [{ secret: d.target.secret, config: 'service' in d.target ? ('server' as const) : ('client' as const) }]
+    : []),
 ]);
 const MaxIntervalMs = 3600_000;
 
@@ -89,7 +95,13 @@ export class UploadCertificates implements UploadCertSource {
           `the upload server CA (Secret ${this.namespace}/${UploadServerSigner}) is not reconciled yet`,
         ),
       );
-    return issueUploadServerCert(this.signer, service, namespace, this.config.server, new Date(this.clock.now()));
+    return issueUploadServerCert(
+      this.signer,
+      service,
+      namespace,
+      this.config.server,
+      new Date(this.clock.now()),
+    );
   }
 
   clientCaBundle(): string {

@@ -86,7 +86,8 @@ function uploadLabels(): Record<string, string> {
   return { ...ManagedLabels, [Label.app]: Label.appValue, [Label.component]: LabelValue.UploadServer };
 }
 
-const pvcOwner = (pvc: Pvc): ReturnType<typeof controllerRef> => controllerRef(pvc, Resources.PersistentVolumeClaim);
+const pvcOwner = (pvc: Pvc): ReturnType<typeof controllerRef> =>
+  controllerRef(pvc, Resources.PersistentVolumeClaim);
 
 /** Upstream's env contract of the upload server (src/uploadserver/pod.ts reads it). */
 export function uploadEnv(pvc: Pvc, args: UploadPodArgs): { name: string; value: string }[] {

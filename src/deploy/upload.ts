@@ -54,7 +54,7 @@ function secretVolume(name: string, secret: string): Obj {
         { key: 'tls.crt', path: 'tls.crt' },
         { key: 'tls.key', path: 'tls.key' },
       ],
-      defaultMode: 0o420,
+      defaultMode: 0o644, // 420 in the YAML, as upstream: readable by the non-root server
     },
   };
 }

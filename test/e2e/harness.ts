@@ -173,8 +173,16 @@ export async function deployUploadStack(client: KubeClient): Promise<() => Promi
       500,
     );
   } catch (e) {
+    // say why: the last words of the pods that did not come up
+    const logs = await Promise.all(
+      ['cdi-apiserver', 'cdi-uploadproxy'].map(async (n) => {
+        const r = await kubectl('-n', ns, 'logs', `deploy/${n}`, '--previous', '--tail', '20');
+        const cur = r.code === 0 ? r : await kubectl('-n', ns, 'logs', `deploy/${n}`, '--tail', '20');
+        return `${n}: ${(cur.stdout + cur.stderr).trim()}`;
+      }),
+    );
     await undo();
-    throw e;
+    throw new Error(`${(e as Error).message}\n${logs.join('\n')}`, { cause: e });
   }
   return undo;
 }

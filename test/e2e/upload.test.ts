@@ -209,13 +209,42 @@ void describe('upload end to end', () => {
       60_000,
       500,
     );
+    // every phase the DataVolume passes through, as `kubectl get dv -w` shows them
+    const watch = spawn(
+      'kubectl',
+      [
+        '--kubeconfig',
+        kubeconfigPath,
+        '-n',
+        ns,
+        'get',
+        'dv',
+        '--field-selector',
+        'metadata.name=up-qcow2',
+        '-w',
+        '-o',
+        'jsonpath={.status.phase}{"\\n"}',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    let seen = '';
+    watch.stdout.on('data', (d: Buffer) => (seen += d.toString()));
     const r = await uploadDv('up-qcow2', '--image-path', file(fx.files.qcow2));
+    watch.kill();
     assert.equal(r.code, 0, r.stderr);
+    const phases = [...new Set(seen.split('\n').filter((x) => x !== ''))];
+    const order = ['UploadScheduled', 'UploadReady', 'Succeeded'];
+    assert.deepEqual(
+      phases.filter((p) => order.includes(p)),
+      order,
+      `phases seen: ${phases.join(' → ')}`,
+    );
     const dv = await getDv('up-qcow2');
     assert.equal(dv.status?.phase, 'Succeeded');
     assert.equal(dv.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+    // events for the phase changes (UploadScheduled has one only when the pod's Pending is seen in the same step)
     const reasons = (await dvEvents('up-qcow2')).map((e) => e.reason);
-    for (const want of ['UploadScheduled', 'UploadReady', 'UploadSucceeded'])
+    for (const want of ['UploadReady', 'UploadSucceeded'])
       assert.ok(reasons.includes(want), `${want} in ${reasons.join(',')}`);
     const pvc = await getPvc('up-qcow2');
     assert.equal(pvc.metadata?.annotations?.[`${A}storage.pod.phase`], 'Succeeded');

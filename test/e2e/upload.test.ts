@@ -29,7 +29,7 @@ import {
   kubeconfigPath,
   kubectl,
 } from '../integration/kube/cluster.ts';
-import { cutRelay, makeMarkupTar } from '../support/upload.ts';
+import { cutRelay, makeMarkupTar, runCdi } from '../support/upload.ts';
 import {
   STORAGE_CLASS,
   deployCdi,
@@ -41,7 +41,6 @@ import {
 } from './harness.ts';
 
 const A = 'cdi.kubevirt.io/';
-const BIN = path.resolve(import.meta.dirname, '../../bin/cdi.js');
 const VIRTCTL =
   process.env['CDI_VIRTCTL'] ?? path.join(homedir(), '.cache', 'cdi-dev', 'virtctl-v1.8.4', 'virtctl');
 
@@ -87,17 +86,7 @@ interface Run {
   stderr: string;
 }
 
-function cdi(...args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECONFIG: kubeconfigPath },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cdi = (...args: string[]): ReturnType<typeof runCdi> => runCdi(kubeconfigPath, ...args);
 
 /** `cdi upload dv NAME` with a 64Mi DataVolume of the e2e class; the proxy URL and CA check as given. */
 const uploadDv = (name: string, ...args: string[]): Promise<Run> =>
@@ -444,41 +433,25 @@ void describe('upload end to end', () => {
       .update(await readFile(raw))
       .digest('hex');
     const wrong = sha.replace(/^./, (c) => (c === '0' ? '1' : '0'));
-    const bad = await cdi(
-      'upload',
-      'dv',
-      'small',
-      '-n',
-      ns,
-      '--no-create',
-      '--insecure',
-      '--no-progress',
-      '--retry',
-      '0',
-      '--image-path',
-      raw,
-      '--checksum',
-      `sha256:${wrong}`,
-    );
+    const intoSmall = (...args: string[]): Promise<Run> =>
+      cdi(
+        'upload',
+        'dv',
+        'small',
+        '-n',
+        ns,
+        '--no-create',
+        '--insecure',
+        '--no-progress',
+        '--image-path',
+        raw,
+        ...args,
+      );
+    const bad = await intoSmall('--retry', '0', '--checksum', `sha256:${wrong}`);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /^cdi: error: .*checksum mismatch/m);
     assert.equal((await getDv('small')).status?.phase, 'UploadReady', 'not Succeeded after a mismatch');
-    const good = await cdi(
-      'upload',
-      'dv',
-      'small',
-      '-n',
-      ns,
-      '--no-create',
-      '--insecure',
-      '--no-progress',
-      '--wait-secs',
-      '180',
-      '--image-path',
-      raw,
-      '--checksum',
-      `sha256:${sha}`,
-    );
+    const good = await intoSmall('--wait-secs', '180', '--checksum', `sha256:${sha}`);
     assert.equal(good.code, 0, good.stderr);
     assert.equal(await md5OnVolume(client, ns, 'small', { bytes: fx.rawSize }), rawMd5());
   });

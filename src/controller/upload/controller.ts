@@ -18,14 +18,14 @@ import { serviceName } from '../../api/naming.ts';
 import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
-import { PodClaimIndex } from '../shared/indexes.ts';
+import { podsUsingClaim } from '../shared/claims.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
 import type { CDIConfig, StorageClass } from '../shared/types.ts';
 import { boundConditionFromEvents } from '../import/controller.ts';
 import { getVolumeMode } from '../import/pod.ts';
-import { makeScratchPvc, scratchSize } from '../import/scratch.ts';
+import { createScratchPvc } from '../import/scratch.ts';
 import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
 import type { UploadCertSource } from './certs.ts';
 import {
@@ -86,7 +86,7 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
   if (pod?.metadata?.deletionTimestamp) return; // its deletion queues the PVC; the successor waits for the name
 
   if (!pod) {
-    const users = await podsUsingPvc(d.kube, pvc);
+    const users = await podsUsingClaim(d.kube, pvc);
     if (users.length > 0) {
       for (const u of users)
         await d.recorder.record(
@@ -170,23 +170,6 @@ async function cleanup(d: UploadDeps, pvc: Pvc): Promise<void> {
     anns(pvc)[Ann.retainAfterCompletion] !== 'true'
   )
     await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
-}
-
-async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
-  const ns = pvc.metadata?.namespace ?? '';
-  const pods = (
-    await kube.list<PodObj>(Res.pod, {
-      namespace: ns,
-      index: { name: PodClaimIndex, value: `${ns}/${pvc.metadata?.name ?? ''}` },
-    })
-  ).items;
-  return pods.filter(
-    (p) =>
-      !isControlledBy(p, pvc) &&
-      p.status?.phase !== 'Succeeded' &&
-      p.status?.phase !== 'Failed' &&
-      (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
-  );
 }
 
 /** upstream createUploadPodForPvc: a fresh server certificate, the pod, then its Secret (owned by the pod). */
@@ -280,18 +263,7 @@ async function ensureScratch(
     return;
   }
   const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
-  const scName = config?.status?.scratchSpaceStorageClass || pvc.spec?.storageClassName || '';
-  const size = scratchSize(
-    String(pvc.spec?.resources?.requests?.['storage'] ?? '0'),
-    filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, getVolumeMode(pvc)),
-    filesystemOverheadFor(config, classes, scName || undefined, 'Filesystem'),
-  );
-  try {
-    await d.kube.create(Res.pvc, makeScratchPvc(pvc, pod, name, scName, size));
-    d.log.info('created scratch PVC', { namespace: ns, pvc: name, size: size.toString() });
-  } catch (e) {
-    if (!isAlreadyExists(e)) throw e;
-  }
+  await createScratchPvc(d, pvc, pod, name, config, classes);
   next[Ann.boundCondition] = 'false';
   next[Ann.boundConditionMessage] = 'Creating scratch space';
   next[Ann.boundConditionReason] = Reason.CreatingScratchSpace;

@@ -13,10 +13,10 @@ import {
 import { Ann as ApiAnn, Label as ApiLabel, LabelValue } from '../../api/constants.ts';
 import { uploadPodName, UploadServerPort } from '../../api/upload.ts';
 import { serviceName } from '../../api/naming.ts';
-import { Ann, Label, ManagedLabels, Pod } from '../shared/constants.ts';
+import { Label, ManagedLabels, Pod } from '../shared/constants.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { ResourceRequirements } from '../shared/types.ts';
-import { getVolumeMode, scratchPvcName } from '../import/pod.ts';
+import { getVolumeMode, scratchPvcName, workerPlacement } from '../import/pod.ts';
 import { isUploadPvc, uploadInFlight } from '../shared/indexes.ts';
 
 type PodContainer = NonNullable<PodObj['spec']>['containers'][number];
@@ -182,12 +182,7 @@ export function makeUploadPod(pvc: Pvc, args: UploadPodArgs, opts: UploadPodOpti
       enableServiceLinks: false,
       // the upload server never talks to the API server
       automountServiceAccountToken: false,
-      ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
-      ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
-      ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
-      ...(opts.nodeSelector && Object.keys(opts.nodeSelector).length
-        ? { nodeSelector: { ...opts.nodeSelector } }
-        : {}),
+      ...workerPlacement(a, opts),
       securityContext: { seccompProfile: { type: 'RuntimeDefault' }, fsGroup: Pod.qemuUid },
     },
   };

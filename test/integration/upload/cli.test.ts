@@ -7,7 +7,6 @@
  * prove that a broken upload resumes. Holds the cluster lock: `flock /work/cluster-tests.lock node --test ...`.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,11 +14,10 @@ import { describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
 import { Resources, type KubeObject, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
-import { cutRelay } from '../../support/upload.ts';
+import { cutRelay, runCdi } from '../../support/upload.ts';
 import { kubeconfigPath } from '../kube/cluster.ts';
 import { useUploadEnv } from './support.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../../../bin/cdi.js');
 let disk: SeededDisk;
 let big: SeededDisk;
 const env = useUploadEnv('cdi-test-upload-cli', {
@@ -33,17 +31,7 @@ const env = useUploadEnv('cdi-test-upload-cli', {
   },
 });
 
-function cdi(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECONFIG: kubeconfigPath },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cdi = (...args: string[]): ReturnType<typeof runCdi> => runCdi(kubeconfigPath, ...args);
 
 const common = (url: string): string[] => [
   '-n',

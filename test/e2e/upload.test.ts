@@ -88,8 +88,8 @@ interface Run {
 
 const cdi = (...args: string[]): ReturnType<typeof runCdi> => runCdi(kubeconfigPath, ...args);
 
-/** `cdi upload dv NAME` with a 64Mi DataVolume of the e2e class; the proxy URL and CA check as given. */
-const uploadDv = (name: string, ...args: string[]): Promise<Run> =>
+/** `cdi upload dv NAME` with a 64Mi DataVolume of the e2e class, to the proxy (or, with defaultUrl, to CDIConfig's). */
+const uploadDv = (name: string, args: string[], o: { defaultUrl?: boolean } = {}): Promise<Run> =>
   cdi(
     'upload',
     'dv',
@@ -104,6 +104,7 @@ const uploadDv = (name: string, ...args: string[]): Promise<Run> =>
     '--wait-secs',
     '180',
     '--no-progress',
+    ...(o.defaultUrl || args.includes('--uploadproxy-url') ? [] : ['--uploadproxy-url', proxyUrl]),
     ...args,
   );
 
@@ -190,6 +191,7 @@ const rawMd5 = (): string => fx.rawMd5;
 
 void describe('upload end to end', () => {
   void it('cdi upload dv of a qcow2: CDIConfig URL, UploadScheduled → UploadReady → Succeeded with events, md5, cleanup', async () => {
+    await client.mergePatch(Resources.CDIConfig, 'config', { spec: { uploadProxyURLOverride: proxyUrl } });
     await eventually(
       'CDIConfig status.uploadProxyURL',
       async () =>
@@ -218,7 +220,8 @@ void describe('upload end to end', () => {
     );
     let seen = '';
     watch.stdout.on('data', (d: Buffer) => (seen += d.toString()));
-    const r = await uploadDv('up-qcow2', '--image-path', file(fx.files.qcow2));
+    // no --uploadproxy-url: the CLI takes CDIConfig's
+    const r = await uploadDv('up-qcow2', ['--image-path', file(fx.files.qcow2)], { defaultUrl: true });
     watch.kill();
     assert.equal(r.code, 0, r.stderr);
     const phases = [...new Set(seen.split('\n').filter((x) => x !== ''))];
@@ -256,20 +259,25 @@ void describe('upload end to end', () => {
   });
 
   void it('cdi upload dv of a raw.gz', async () => {
-    const r = await uploadDv('up-rawgz', '--uploadproxy-url', proxyUrl, '--image-path', file(fx.files.rawGz));
+    const r = await uploadDv('up-rawgz', [
+      '--uploadproxy-url',
+      proxyUrl,
+      '--image-path',
+      file(fx.files.rawGz),
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await md5OnVolume(client, ns, 'up-rawgz', { bytes: fx.rawSize }), rawMd5());
   });
 
   void it('cdi upload dv --archive-path: the tar is extracted into the volume', async () => {
-    const r = await uploadDv('up-archive', '--archive-path', file(fx.files.archive));
+    const r = await uploadDv('up-archive', ['--archive-path', file(fx.files.archive)]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await getDv('up-archive')).spec?.contentType, 'archive');
     assert.equal(await md5OnVolume(client, ns, 'up-archive', { file: 'payload.bin' }), fx.archiveFileMd5);
   });
 
   void it('cdi upload dv --volume-mode block: a qcow2 onto a Block volume', async () => {
-    const r = await uploadDv('up-block', '--volume-mode', 'block', '--image-path', file(fx.files.qcow2));
+    const r = await uploadDv('up-block', ['--volume-mode', 'block', '--image-path', file(fx.files.qcow2)]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await getPvc('up-block')).spec?.volumeMode, 'Block');
     assert.equal(await md5OnVolume(client, ns, 'up-block', { block: true, bytes: fx.rawSize }), rawMd5());
@@ -460,13 +468,12 @@ void describe('upload end to end', () => {
     const cutAt = 12 << 20;
     const relay = await cutRelay({ host: proxyIp, port: 443 }, cutAt);
     try {
-      const r = await uploadDv(
-        'up-resume',
+      const r = await uploadDv('up-resume', [
         '--uploadproxy-url',
         `https://127.0.0.1:${relay.port}`,
         '--image-path',
         path.join(fx.dir, 'disk.raw'),
-      );
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /resuming the upload at byte \d+ of \d+/);
       // the whole body reached the proxy about once: the resumed request sent only the rest

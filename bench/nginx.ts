@@ -4,7 +4,7 @@
  * sends files from the page cache with sendfile costs nearly no CPU, so no baseline waits on the server (our Node
  * test server held `curl -o` back; issue 9).
  *
- *   const srv = await startNginx(dir);   // srv.url = 'http://127.0.0.1:<port>'
+ *   const srv = await startNginx(dir);   // srv.url = 'http://127.0.0.1:<port>'; POST ${srv.url}/upload stores a body
  *   await srv.close();
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -66,6 +66,16 @@ http {
     listen 127.0.0.1:${port};
     root ${root};
     location / { }
+    # the upload baseline: POST /upload is read to the end and stored in a file (client_body_in_file_only) before
+    # the answer, as an upload server stores what it receives; the body is not passed on
+    location = /upload {
+      client_max_body_size 0;
+      client_body_in_file_only clean;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_pass http://127.0.0.1:${port}/stored;
+    }
+    location = /stored { return 200 "stored\n"; }
   }
 }
 `;

@@ -10,7 +10,10 @@
  * The images are served by nginx on 127.0.0.1 (sendfile, ranges; bench/nginx.ts), outside the cgroups, so that no
  * baseline waits on the server; with --link or --rtt the Node test file server is used instead (nginx cannot share
  * one link between connections or delay each answer).
- * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md).
+ * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md),
+ * and (cases upload-raw, upload-qcow2; by default when the local cluster exists) uploads through `cdi upload` →
+ * cdi-uploadproxy → upload server on the cluster against curl --data-binary to nginx (bench/upload.ts; they hold
+ * the cluster while they run: take its lock).
  * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options:
  *   --size <MiB>          image size (default 1024)
  *   --runs <n>            runs of each command per mode, interleaved ours/baseline (default 1): best wall and CPU
@@ -22,7 +25,7 @@
  * Prints one table per mode, ratios against the baseline of the same mode; never asserts on timing.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createReadStream, rmSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { cpus, homedir, loadavg } from 'node:os';
 import path from 'node:path';
@@ -40,6 +43,7 @@ import {
 } from './cgroup.ts';
 import { atExit } from './cleanup.ts';
 import { startNginx } from './nginx.ts';
+import { benchUploads, uploadTable, type UploadCase, type UploadRow } from './upload.ts';
 
 const run = promisify(execFile);
 const argv = process.argv.slice(2);
@@ -57,14 +61,27 @@ const LINK = opt('--link', 0);
 const RTT = opt('--rtt', 0);
 const CPU = opt('--cpu', 0.75);
 const MEMORY_MB = opt('--memory', 600);
-const CASES = ['qcow2', 'qcow2-nbd', 'qcow2-scratch', 'raw', 'gz', 'xz', 'zst', 'xzdec'];
+const CASES = [
+  'qcow2',
+  'qcow2-nbd',
+  'qcow2-scratch',
+  'raw',
+  'gz',
+  'xz',
+  'zst',
+  'xzdec',
+  'upload-raw',
+  'upload-qcow2',
+];
 const casesArg = str('--cases', '--only');
 for (const c of casesArg.split(',').filter(Boolean))
   if (!CASES.includes(c)) {
     process.stderr.write(`bench: unknown case '${c}' in --cases (known: ${CASES.join(',')})\n`);
     process.exit(2);
   }
-const want = (c: string): boolean => casesArg === '' || casesArg.split(',').includes(c);
+const clusterHere = existsSync(path.resolve(import.meta.dirname, '..', '.cluster', 'kubeconfig'));
+const want = (c: string): boolean =>
+  casesArg === '' ? !c.startsWith('upload-') || clusterHere : casesArg.split(',').includes(c);
 const MODES: { label: string; limits: CgroupLimits }[] = [];
 if (!argv.includes('--confined-only')) MODES.push({ label: 'unconfined', limits: {} });
 if (!argv.includes('--unconfined-only'))
@@ -297,6 +314,27 @@ try {
   }
   if (want('xzdec')) process.stderr.write('==> xz decoders\n');
   const xz = want('xzdec') ? await xzCompare(path.join(cache, 'disk.raw.xz')) : undefined;
+  const uploadCases: UploadCase[] = (
+    [
+      { id: 'upload-raw', file: path.join(cache, 'disk.raw') },
+      { id: 'upload-qcow2', file: path.join(cache, 'disk.qcow2') },
+    ] as const
+  ).filter((c) => want(c.id));
+  let uploads: UploadRow[] = [];
+  if (uploadCases.length > 0 && throttled)
+    process.stderr.write('==> upload cases skipped: their baseline is nginx (not with --link or --rtt)\n');
+  else if (uploadCases.length > 0) {
+    await mkdir(work, { recursive: true });
+    uploads = await benchUploads({
+      cases: uploadCases,
+      nginxUrl: srv.url,
+      cdi: CDI,
+      md5: fx.md5,
+      size: SIZE_MIB << 20,
+      workDir: work,
+      log: (l) => process.stderr.write(`${l}\n`),
+    });
+  }
   const sizes = await Promise.all(
     ['disk.qcow2', 'disk.raw.gz', 'disk.raw.xz', 'disk.raw.zst'].map(
       async (f) => `${f} ${((await stat(path.join(cache, f))).size / 2 ** 20).toFixed(0)} MiB`,
@@ -309,6 +347,7 @@ try {
     const rs = rows.get(mode.label)!;
     if (rs.length > 0) process.stdout.write(`\n${table(mode.label, rs)}`);
   }
+  if (uploads.length > 0) process.stdout.write(`\n${uploadTable(uploads)}`);
   if (xz)
     process.stdout.write(
       `\nxz decoding of disk.raw.xz to /dev/null (unconfined): xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s\n`,

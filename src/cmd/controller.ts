@@ -3,7 +3,10 @@
 // for the kubelet's probes (docs/adr/0040-metrics-endpoint.md).
 //   KUBECONFIG or --kubeconfig <path>   out of cluster; otherwise the in-cluster service account
 //   IMPORTER_IMAGE                      image of the importer pods (default localhost:5000/cdi-importer:latest)
+//   UPLOADSERVER_IMAGE                  image of the upload server pods (default: cdi-uploadserver beside the importer)
 //   PULL_POLICY                         their imagePullPolicy (default IfNotPresent)
+//   CDI_CERTIFICATES                    "reconcile" (default): create and rotate the upload certificates in
+//                                       POD_NAMESPACE; "read": only read them (when the operator owns them)
 //   VERBOSITY                           passed to importer pods as -v=<n> when set
 //   POD_NAMESPACE / POD_NAME            lease namespace (default "cdi") and identity (default hostname-pid)
 //   HEALTH_PORT                         port of /healthz and /readyz (default 8080)
@@ -126,6 +129,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         client: kube,
         log,
         importerImage: process.env['IMPORTER_IMAGE'] || 'localhost:5000/cdi-importer:latest',
+        ...(process.env['UPLOADSERVER_IMAGE']
+          ? { uploadServerImage: process.env['UPLOADSERVER_IMAGE'] }
+          : {}),
+        certificates: process.env['CDI_CERTIFICATES'] === 'read' ? 'read' : 'reconcile',
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),
         instance: identity,

@@ -25,7 +25,7 @@ import {
 import { ClusterKube, Res, type Kube, type Reads } from './shared/client.ts';
 import { CDIConfigName, Component } from './shared/constants.ts';
 import type { Recorder } from './shared/events.ts';
-import { isImportPvc, registerCdiCache } from './shared/indexes.ts';
+import { Active, isImportPvc, isUploadPvc, registerCdiCache, UploadPvcIndex } from './shared/indexes.ts';
 import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
@@ -33,6 +33,8 @@ import { reconcileDataVolume } from './datavolume/controller.ts';
 import { PendingDataVolumes } from './datavolume/pending.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
+import { UploadCertificates } from './upload/certs.ts';
+import { reconcileUpload } from './upload/controller.ts';
 import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
 import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 import {
@@ -43,6 +45,8 @@ import {
   importPvcsForConfig,
   importPvcsForPod,
   ownerKey,
+  uploadPvcForEvent,
+  uploadPvcsForPod,
 } from './wakeups.ts';
 import type { ControllerMetrics } from '../monitoring/metrics.ts';
 
@@ -50,6 +54,8 @@ export interface ManagerOptions {
   client: KubeClient;
   log: Logger;
   importerImage: string;
+  /** The upload server pods' image (UPLOADSERVER_IMAGE); default: the importer image's cdi-uploadserver sibling. */
+  uploadServerImage?: string;
   pullPolicy: string;
   verbose?: string;
   /** Workload node placement for worker pods (upstream CDI.spec.workload.nodeSelector). */
@@ -70,6 +76,11 @@ export interface ManagerOptions {
   /** The importer metrics GET (tests may wrap it); the default is fetchMetrics with its limits. */
   scrapeFetch?: (url: string, limits: FetchLimits) => Promise<string | undefined>;
   scrapeConcurrency?: number;
+  /**
+   * The upload certificates in CDI's namespace: "reconcile" creates and rotates them (cmd/controller.ts, until the
+   * operator owns them), "read" (the default) only reads the CAs the upload pods' certificates come from.
+   */
+  certificates?: 'reconcile' | 'read';
 }
 
 export interface Manager {
@@ -128,6 +139,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const configs = cache.informerOf(Res.cdiConfig);
   const pvcEvents = cache.informerOf(Res.event);
   const pvs = cache.informerOf(Res.pv);
+  const services = cache.informerOf(Res.service);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -190,17 +202,60 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(pvcEvents, (e) => importPvcForEvent(cache, e))
     .watch(configs, () => importPvcsForConfig(cache));
 
-  const datavolume = controller('datavolume-import-controller', workers, (kube, key) =>
-    reconcileDataVolume(
-      { kube, recorder: events, log: log('datavolume-import-controller'), progress: scraper },
+  /** One DataVolume controller per kind of work, as upstream (each leaves the others' DataVolumes alone). */
+  const dvController = (name: string, serves: 'import' | 'upload'): Controller =>
+    controller(name, workers, (kube, key) =>
+      reconcileDataVolume(
+        // the scraper is made below (it wakes this controller); only imports report progress
+        {
+          kube,
+          recorder: events,
+          log: log(name),
+          serves,
+          ...(serves === 'import' ? { progress: scraper } : {}),
+        },
+        key,
+      ),
+    )
+      .watch(dvs)
+      .watch(pvcs, (p) => ownerKey(p, 'DataVolume'))
+      .watch(classes, (sc, old) => dvsForStorageClass(cache, sc, old))
+      .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
+      .watch(configs, () => dvsForConfig(cache));
+  const datavolume = dvController('datavolume-import-controller', 'import');
+
+  const certs = new UploadCertificates({
+    client: o.client,
+    namespace: o.cdiNamespace ?? 'cdi',
+    log: o.log.child({ component: 'certificates' }),
+    clock,
+    mode: o.certificates ?? 'read',
+    onReady: () => {
+      for (const p of cache.list<Pvc>(Res.pvc, { index: { name: UploadPvcIndex, value: Active } }))
+        upload.enqueue(keyOf(p));
+    },
+  });
+  const upload = controller('upload-controller', workers, (kube, key) =>
+    reconcileUpload(
+      {
+        kube,
+        recorder: events,
+        log: log('upload-controller'),
+        certs,
+        pod: {
+          ...podOptions,
+          image: o.uploadServerImage ?? o.importerImage.replace(/cdi-importer(?=[:@]|$)/, 'cdi-uploadserver'),
+        },
+      },
       key,
     ),
   )
-    .watch(dvs)
-    .watch(pvcs, (p) => ownerKey(p, 'DataVolume'))
-    .watch(classes, (sc, old) => dvsForStorageClass(cache, sc, old))
-    .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
-    .watch(configs, () => dvsForConfig(cache));
+    .watch(pvcs, (p) => (isUploadPvc(p) ? keyOf(p) : undefined))
+    .watch(pods, (p) => uploadPvcsForPod(cache, p))
+    .watch(services, (s) => ownerKey(s, 'PersistentVolumeClaim'))
+    .watch(pvcEvents, (e) => uploadPvcForEvent(cache, e));
+
+  dvController('datavolume-upload-controller', 'upload');
 
   const scraper = new ProgressScraper({
     kube: base,
@@ -223,7 +278,7 @@ export function buildManager(o: ManagerOptions): Manager {
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
-        await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal)]);
+        await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal), certs.run(signal)]);
       } finally {
         await Promise.all([cache.stop(), snapshotClasses.stop()]);
         await recorder.flush();

@@ -19,6 +19,8 @@ import {
   importInFlight,
   isCdiPod,
   isImportPvc,
+  isUploadPvc,
+  uploadInFlight,
 } from './shared/indexes.ts';
 import type { StorageClass } from './shared/types.ts';
 
@@ -63,21 +65,39 @@ export function importPvcsForConfig(cache: Cache): string[] {
 
 /** A pod wakes the PVC that owns it, and, for someone else's pod, the unfinished imports whose claim it mounts. */
 export function importPvcsForPod(cache: Cache, pod: Pod): string[] {
+  return pvcsForPod(cache, pod, importInFlight);
+}
+
+/** The same for uploads (a pod holding the claim keeps the upload server from starting). */
+export function uploadPvcsForPod(cache: Cache, pod: Pod): string[] {
+  return pvcsForPod(cache, pod, uploadInFlight);
+}
+
+function pvcsForPod(cache: Cache, pod: Pod, inFlight: (pvc: Pvc) => boolean): string[] {
   const owner = ownerKey(pod, 'PersistentVolumeClaim');
   const users = isCdiPod(pod)
     ? []
     : podClaims(pod).filter((k) => {
         const i = k.indexOf('/');
         const pvc = cache.get<Pvc>(Res.pvc, k.slice(i + 1), k.slice(0, i));
-        return pvc !== undefined && importInFlight(pvc);
+        return pvc !== undefined && inFlight(pvc);
       });
   return owner ? [owner, ...users] : users;
 }
 
 /** An event about a pending import PVC becomes its Bound condition. */
 export function importPvcForEvent(cache: Cache, event: KubeObject): string | undefined {
+  return pendingPvcForEvent(cache, event, isImportPvc);
+}
+
+/** ...and about a pending upload PVC. */
+export function uploadPvcForEvent(cache: Cache, event: KubeObject): string | undefined {
+  return pendingPvcForEvent(cache, event, isUploadPvc);
+}
+
+function pendingPvcForEvent(cache: Cache, event: KubeObject, is: (pvc: Pvc) => boolean): string | undefined {
   const inv = (event as { involvedObject?: { name?: string; namespace?: string } }).involvedObject;
   if (!inv?.name || !inv.namespace) return undefined;
   const pvc = cache.get<Pvc>(Res.pvc, inv.name, inv.namespace);
-  return pvc && isImportPvc(pvc) && pvc.status?.phase === 'Pending' ? keyOf(pvc) : undefined;
+  return pvc && is(pvc) && pvc.status?.phase === 'Pending' ? keyOf(pvc) : undefined;
 }

@@ -37,7 +37,7 @@ export interface ControllerDeployOptions extends ComponentOptions {
   controllerImage: string;
   /** The image of the importer pods the controller starts. */
   importerImage: string;
-  /** The image of the upload server pods the controller starts. */
+  /** The image of the upload server pods; default: cdi-uploadserver beside the importer image. */
   uploadServerImage?: string;
   /** CDI.spec.infra.deploymentReplicas */
   replicas: number;
@@ -91,6 +91,9 @@ export function imagesFrom(
  * - csidrivers: get one (the storage profile gauge: is csi-clone smart?)
  * - tokenreviews, subjectaccessreviews: create; who scrapes /metrics and whether they may (ADR 0040)
  * - leases (own namespace only, see the Role): the leader election
+ * - services: watch; create the upload server's Service cdi-upload-<pvc> (owned by the PVC), delete it after the
+ *   upload; secrets: create the upload pod's certificate Secret (owned by the pod), delete it when the pod is
+ *   replaced at its deadline; in CDI's namespace (the Role) the CAs, bundles and leaves of the upload path
  */
 export function clusterRules(): Obj[] {
   return [
@@ -119,14 +122,19 @@ export function clusterRules(): Obj[] {
     // the metrics endpoint's delegated authentication and authorization
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    // the upload server's Service cdi-upload-<pvc> and its certificate Secret (ADR 0044)
+    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
   ];
 }
 
-/** In the CDI namespace only: the leader election Lease; the trusted proxy CA's source ConfigMap (read). */
+/** In the CDI namespace only: the leader election Lease; the trusted proxy CA's source ConfigMap and the upload CAs (read). */
 export function namespacedRules(): Obj[] {
   return [
     { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
     { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+    // the upload path's CAs and bundles, which the operator keeps (the controller issues upload server leaves)
+    { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
   ];
 }
 
@@ -138,7 +146,10 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
   const w = o.workload ?? {};
   const env: Obj[] = [
     { name: 'IMPORTER_IMAGE', value: o.importerImage },
-    ...(o.uploadServerImage ? [{ name: 'UPLOADSERVER_IMAGE', value: o.uploadServerImage }] : []),
+    {
+      name: 'UPLOADSERVER_IMAGE',
+      value: o.uploadServerImage ?? o.importerImage.replace(/cdi-importer(?=[:@]|$)/, 'cdi-uploadserver'),
+    },
     { name: 'UPLOADPROXY_SERVICE', value: 'cdi-uploadproxy' },
     { name: 'PULL_POLICY', value: o.pullPolicy },
     ...(o.verbosity !== undefined ? [{ name: 'VERBOSITY', value: o.verbosity }] : []),

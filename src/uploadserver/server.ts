@@ -136,14 +136,47 @@ export function streamErrorResponse(err: unknown): { status: number; body: strin
   return { status: 500, body: `Saving stream failed: ${describe(err)}` };
 }
 
+/** How long an answer given before the whole body arrived keeps reading (and dropping) the rest of it. */
+const LingerMs = 2000;
+
+/**
+ * Answers a request. An answer given before the whole body arrived (401, 412, 503, an early 400) would otherwise
+ * close a connection the client is still writing to (Node closes after the answer when the client asked for
+ * `connection: close`, as Node's own clients without an agent do), and the reset can reach the client before it has
+ * read the answer: it sees EPIPE or ECONNRESET instead of the status. So, like nginx's lingering close, the connection
+ * stays open after such an answer and the rest of the body is read and dropped for a short while, giving the client
+ * time to read the answer and stop; then it is closed. A body that ends within that time leaves it usable.
+ */
 function send(res: ServerResponse, status: number, body = '', headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
+  const req = res.req as IncomingMessage | undefined;
+  const early = req !== undefined && !req.complete && !req.destroyed && headers['connection'] === undefined;
+  if (early) res.shouldKeepAlive = true;
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'x-content-type-options': 'nosniff',
     ...headers,
   });
   res.end(escapeHtml(body));
+  if (early) linger(req);
+}
+
+function linger(req: IncomingMessage): void {
+  const timer = setTimeout(() => req.socket.destroy(), LingerMs);
+  timer.unref();
+  const drain = (): void => {
+    while (req.read() !== null);
+  };
+  req.on('readable', drain);
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  drain();
+}
+
+/** An error answer: before the whole body arrived, send lingers; after it, the connection is closed. */
+function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, body: string): void {
+  if (req.complete || req.destroyed) return send(res, status, body, { connection: 'close' });
+  send(res, status, body);
 }
 
 /** A message as a header value: one line of printable ASCII. */
@@ -286,7 +319,7 @@ export class UploadServer {
     } catch (e) {
       this.log(`error handling ${req.method} ${req.url}: ${describe(e)}`);
       const { status, body } = streamErrorResponse(e);
-      send(res, status, body, { connection: 'close' });
+      answerEarly(req, res, status, body);
     }
   }
 
@@ -520,8 +553,8 @@ export class UploadServer {
     } else out = await s.settled;
     if (out && 'err' in out) {
       const { status, body } = streamErrorResponse(s.clientError ?? out.err);
-      // the rest of the body is not read: close the connection after the answer
-      return send(res, status, body, { connection: 'close' });
+      // the rest of the body is not wanted: answer now, then let the connection go
+      return answerEarly(att.req, res, status, body);
     }
     if (s.mode === 'async' && !out) {
       s.acknowledged = true;

@@ -11,6 +11,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createReadStream, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
@@ -141,11 +142,12 @@ export interface Reply {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** One HTTPS request to 127.0.0.1:port; `body` is a file path, bytes or a stream. */
+/** One HTTPS request to 127.0.0.1:port (or `host`); `body` is a file path, bytes or a stream. */
 export function request(
   port: number,
   urlPath: string,
   o: {
+    host?: string;
     method?: string;
     body?: string | Buffer | Readable;
     cert?: KeyPair;
@@ -155,9 +157,10 @@ export function request(
   } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = https.request(
       {
-        host: '127.0.0.1',
+        host: o.host ?? '127.0.0.1',
         port,
         path: urlPath,
         method: o.method ?? 'POST',
@@ -172,16 +175,24 @@ export function request(
         },
       },
       (res) => {
+        answered = true;
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    // A server may answer (400, 409, 503) before the body is all sent and stop reading: the client's write side then
+    // fails (EPIPE, ECONNRESET) while the answer is already in hand, as a real client (curl) would report it.
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
     const b = o.body;
     if (b === undefined) req.end();
-    else if (typeof b === 'string') createReadStream(b).pipe(req);
+    else if (typeof b === 'string')
+      createReadStream(b)
+        .on('error', () => undefined)
+        .pipe(req);
     else if (Buffer.isBuffer(b)) req.end(b);
     else b.pipe(req);
   });
@@ -210,4 +221,61 @@ export async function rawTls(
   });
   await new Promise((r) => sock.once('secureConnect', r));
   return sock;
+}
+
+/**
+ * A TCP relay on 127.0.0.1 to `target` that cuts the first connection carrying more than `cutAfter` bytes up (a
+ * broken upload); `up()` counts the bytes that reached the target.
+ */
+export async function cutRelay(
+  target: { host: string; port: number },
+  cutAfter: number,
+): Promise<{ port: number; up: () => number; close: () => void }> {
+  let up = 0;
+  let cut = false;
+  const srv = net.createServer((c) => {
+    const s = net.connect(target.port, target.host);
+    let mine = 0;
+    let dead = false;
+    c.on('data', (d: Buffer) => {
+      if (dead) return;
+      mine += d.length;
+      if (!cut && mine > cutAfter) {
+        cut = true;
+        dead = true;
+        const keep = d.subarray(0, d.length - (mine - cutAfter));
+        up += keep.length;
+        s.write(keep, () => {
+          c.destroy();
+          s.destroy();
+        });
+        return;
+      }
+      up += d.length; // what reached the target
+      s.write(d);
+    });
+    s.on('data', (d: Buffer) => c.write(d));
+    c.on('error', () => s.destroy());
+    s.on('error', () => c.destroy());
+    c.on('close', () => s.end());
+    s.on('close', () => c.end());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { port: (srv.address() as net.AddressInfo).port, up: () => up, close: () => srv.close() };
+}
+
+/** Runs `cdi` (bin/cdi.js) with `args` against the cluster of `kubeconfig`; resolves with its exit and output. */
+export function runCdi(
+  kubeconfig: string,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.resolve(import.meta.dirname, '../../bin/cdi.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
 }

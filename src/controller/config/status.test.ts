@@ -66,3 +66,16 @@ void test('settings that cannot be applied fall back to the default and each say
     'spec.importProxy.HTTPProxy "proxy.example:3128" is not an http:// or https:// URL: importers will fail to use it',
   ]);
 });
+
+void test('status.uploadProxyURL is spec.uploadProxyURLOverride (as upstream), and goes when the override goes', () => {
+  const set = computeConfigStatus(
+    { metadata: { name: 'config' }, spec: { uploadProxyURLOverride: 'https://10.96.0.9' } },
+    classes,
+  );
+  assert.equal(set.status.uploadProxyURL, 'https://10.96.0.9');
+  const cleared = computeConfigStatus(
+    { metadata: { name: 'config' }, spec: {}, status: { uploadProxyURL: 'https://10.96.0.9' } },
+    classes,
+  );
+  assert.equal(cleared.status.uploadProxyURL, undefined);
+});

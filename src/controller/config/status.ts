@@ -130,5 +130,8 @@ export function computeConfigStatus(config: CDIConfig, classes: StorageClass[]):
     const p = proxyUrlProblem(field, v);
     if (p) problems.push(p);
   }
+  // upstream reconcileUploadProxy: the override (no Ingress or Route lookup here)
+  if (spec.uploadProxyURLOverride) status.uploadProxyURL = spec.uploadProxyURLOverride;
+  else delete status.uploadProxyURL;
   return { status, problems };
 }

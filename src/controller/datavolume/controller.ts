@@ -32,6 +32,11 @@ export interface DvDeps {
   now?: () => Date;
   /** The importer progress of running imports (ProgressScraper); without it progress stays as it is. */
   progress?: ProgressSource;
+  /**
+   * The sources this reconciler serves (SourceController): "import" (the default; it also says what is wrong with
+   * refused DataVolumes) or "upload". Each leaves the others' DataVolumes alone.
+   */
+  serves?: 'import' | 'upload';
 }
 
 const involved = (dv: DataVolume): DataVolume => ({ ...dv, apiVersion: GroupVersion, kind: 'DataVolume' });
@@ -55,7 +60,9 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   }
   // A spec edited after its PVC was made keeps that PVC (specEditNotice below), whatever the edit says.
   const edited = pvc !== undefined && specEditNotice(dv) !== undefined;
+  const serves = d.serves ?? 'import';
   if (!check.ok && !edited) {
+    if (serves !== 'import') return; // said once, by the import reconciler
     d.progress?.untrack(key);
     await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase || RefusedPhase }, undefined, {
       type: 'Warning',
@@ -64,7 +71,8 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     });
     return;
   }
-  if (check.ok && SourceController[check.kind] !== 'import') return; // another controller's DataVolume
+  if (check.ok && SourceController[check.kind] !== serves) return; // another controller's DataVolume
+  if (!check.ok && ((check.kind && SourceController[check.kind]) || 'import') !== serves) return;
 
   const [classes, profiles, config] = await Promise.all([
     d.kube.list<StorageClass>(Res.storageClass).then((l) => l.items),
@@ -136,7 +144,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     honorWaitForFirstConsumer(config) &&
     isWaitForFirstConsumer(classes, pvc.spec?.storageClassName) &&
     pvc.status?.phase === 'Pending';
-  const { status, event } = computePhase(dv, pvc, { waitForFirstConsumer: wffc });
+  const { status, event } = computePhase(dv, pvc, { waitForFirstConsumer: wffc, work: serves });
 
   // Progress is read while the importer runs (upstream: only then); the scrape itself happens elsewhere.
   if (status.phase === Phase.ImportInProgress && pvc.metadata?.annotations?.[Ann.podPhase] === 'Running') {

@@ -207,6 +207,9 @@ export function sourceAnnotations(dv: DataVolume): Record<string, string> {
     if (v.secretRef) a[Ann.secretName] = v.secretRef;
   } else if (src.blank) {
     a[Ann.source] = Source.none;
+  } else if (src.upload) {
+    // upstream UploadReconciler.updateAnnotations: the upload controller takes the claim from here
+    a[Ann.uploadRequest] = '';
   } else {
     throw new ClaimNotValidError(
       'no source set for import datavolume: set spec.source.http (or s3, gcs, registry, imageio, vddk, blank)',

@@ -14,6 +14,7 @@ void test('http and blank are served by the import controller', () => {
     kind: 'http',
   });
   assert.deepEqual(checkSource(dv({ source: { blank: {} } })), { ok: true, kind: 'blank' });
+  assert.deepEqual(checkSource(dv({ source: { upload: {} } })), { ok: true, kind: 'upload' });
 });
 
 void test('every other source says it is not supported yet, by name', () => {
@@ -25,7 +26,6 @@ void test('every other source says it is not supported yet, by name', () => {
     vddk: { url: 'https://vc', uuid: 'u', backingFile: 'f', thumbprint: 't', secretRef: 's' },
     pvc: { namespace: 'ns', name: 'src' },
     snapshot: { namespace: 'ns', name: 'snap' },
-    upload: {},
   };
   for (const [kind, source] of Object.entries(sources)) {
     assert.deepEqual(checkSource(dv({ source: { [kind]: source } })), {

@@ -23,7 +23,7 @@ export const SourceKinds = [
 export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
 
 /** The DataVolume controller that serves each source; undefined: not supported yet. */
-export const SourceController: Record<SourceKind, 'import' | undefined> = {
+export const SourceController: Record<SourceKind, 'import' | 'upload' | undefined> = {
   http: 'import',
   blank: 'import',
   s3: undefined,
@@ -33,7 +33,7 @@ export const SourceController: Record<SourceKind, 'import' | undefined> = {
   vddk: undefined,
   pvc: undefined,
   snapshot: undefined,
-  upload: undefined,
+  upload: 'upload',
   sourceRef: undefined,
 };
 

@@ -37,6 +37,44 @@ void test('phase follows the pod phase copied onto a bound PVC, with upstream ev
   assert.equal(done.event?.message, 'Successfully imported into PVC disk');
 });
 
+void test('upload DataVolumes: UploadScheduled, UploadReady once the pod is ready, Succeeded; upstream messages', () => {
+  const up = (extra: Record<string, string>): Record<string, string> => ({
+    'cdi.kubevirt.io/storage.upload.target': '',
+    ...extra,
+  });
+  const ctx = { waitForFirstConsumer: false, work: 'upload' as const };
+  const phase = (a: Record<string, string>, from = 'PVCBound'): ReturnType<typeof computePhase> =>
+    computePhase(dv(from), pvc('Bound', up(a)), ctx);
+  assert.equal(phase({}).status.phase, 'UploadScheduled');
+  assert.equal(phase({}).event, undefined);
+  const pending = phase({ 'cdi.kubevirt.io/storage.pod.phase': 'Pending' });
+  assert.deepEqual(
+    [pending.status.phase, pending.event?.reason, pending.event?.message],
+    ['UploadScheduled', 'UploadScheduled', 'Upload into disk scheduled'],
+  );
+  // running but not ready yet (the readiness probe): still scheduled
+  const notReady = phase({
+    'cdi.kubevirt.io/storage.pod.phase': 'Running',
+    'cdi.kubevirt.io/storage.pod.ready': 'false',
+  });
+  assert.equal(notReady.status.phase, 'UploadScheduled');
+  const ready = phase({
+    'cdi.kubevirt.io/storage.pod.phase': 'Running',
+    'cdi.kubevirt.io/storage.pod.ready': 'true',
+  });
+  assert.deepEqual(
+    [ready.status.phase, ready.event?.reason, ready.event?.message],
+    ['UploadReady', 'UploadReady', 'Upload into disk ready'],
+  );
+  const done = phase({ 'cdi.kubevirt.io/storage.pod.phase': 'Succeeded' }, 'UploadReady');
+  assert.deepEqual(
+    [done.status.phase, done.event?.reason, done.event?.message],
+    ['Succeeded', 'UploadSucceeded', 'Successfully uploaded into disk'],
+  );
+  // an import PVC's annotations mean nothing to the upload phases, and the other way round
+  assert.equal(computePhase(dv('PVCBound'), pvc('Bound', withPod('Running')), ctx).status.phase, 'PVCBound');
+});
+
 void test('a failed pod fails the DV only when the error is fatal', () => {
   const retry = computePhase(
     dv('ImportInProgress'),

@@ -13,6 +13,8 @@ export interface DvEvent {
 export interface PhaseContext {
   /** The claim's class binds on first consumer and HonorWaitForFirstConsumer is on. */
   waitForFirstConsumer: boolean;
+  /** Which worker fills the claim (upstream: the import or the upload reconciler's updateStatusPhase). */
+  work?: 'import' | 'upload';
 }
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
@@ -55,6 +57,33 @@ function importPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEven
   }
 }
 
+/** upstream UploadReconciler.updateStatusPhase: the upload pod's phase and readiness (copied onto the PVC). */
+function uploadPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEvent | undefined {
+  const a = anns(pvc);
+  const podPhase = a[Ann.podPhase];
+  if (podPhase !== 'Succeeded') {
+    const update = Ann.uploadRequest in a && pvc.status?.phase === 'Bound' && pvcRequiresWork(pvc, dv);
+    if (!update) return undefined;
+  }
+  status.phase = Phase.UploadScheduled;
+  const name = pvc.metadata?.name ?? '';
+  switch (podPhase) {
+    case 'Pending':
+      return { type: 'Normal', reason: Reason.UploadScheduled, message: Message.uploadScheduled(name) };
+    case 'Running':
+      if (a[Ann.podReady] !== 'true') return undefined;
+      status.phase = Phase.UploadReady;
+      return { type: 'Normal', reason: Reason.UploadReady, message: Message.uploadReady(name) };
+    case 'Failed':
+      return { type: 'Warning', reason: Reason.UploadFailed, message: Message.uploadFailed(name) };
+    case 'Succeeded':
+      status.phase = Phase.Succeeded;
+      return { type: 'Normal', reason: Reason.UploadSucceeded, message: Message.uploadSucceeded(name) };
+    default:
+      return undefined;
+  }
+}
+
 /**
  * Phase, claimName and restartCount (upstream updateStatus without the progress scrape and conditions).
  * Returns the event to emit if the phase changes.
@@ -74,8 +103,9 @@ export function computePhase(
   if (pvc.metadata?.deletionTimestamp) return { status };
   status.claimName = pvc.metadata?.name;
   const requiresWork = pvcRequiresWork(pvc, dv);
+  const workPhase = ctx.work === 'upload' ? uploadPhase : importPhase;
   if (anns(pvc)[Ann.podPhase] === 'Succeeded' && requiresWork) {
-    event = importPhase(pvc, status, dv);
+    event = workPhase(pvc, status, dv);
   } else {
     switch (pvc.status?.phase) {
       case 'Pending':
@@ -86,7 +116,7 @@ export function computePhase(
       case 'Bound':
         if ([Phase.Pending, Phase.WaitForFirstConsumer, Phase.Unknown].includes(status.phase as never))
           status.phase = Phase.PVCBound;
-        if (requiresWork) event = importPhase(pvc, status, dv);
+        if (requiresWork) event = workPhase(pvc, status, dv);
         else status.phase = Phase.Succeeded;
         break;
       case 'Lost':

@@ -23,8 +23,9 @@ import {
   Reason,
 } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { podsUsingClaim } from '../shared/claims.ts';
 import type { Recorder } from '../shared/events.ts';
-import { InvolvedUidIndex, isImportPvc, PodClaimIndex, PvcEventsSelector } from '../shared/indexes.ts';
+import { InvolvedUidIndex, isImportPvc, PvcEventsSelector } from '../shared/indexes.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
@@ -39,7 +40,7 @@ import {
   scratchPvcName,
   type ImporterPodOptions,
 } from './pod.ts';
-import { makeScratchPvc, scratchSize } from './scratch.ts';
+import { createScratchPvc } from './scratch.ts';
 import { podToPvcUpdate } from './termination.ts';
 
 export interface ImportDeps {
@@ -68,7 +69,7 @@ const eventTime = (e: EventLike): number =>
  * the DataVolume shows as "target PVC <name> Pending and <message>". Once it is bound they are removed (but not the
  * CreatingScratchSpace ones this controller sets itself). Events are read from the cache: PVC events, not our own.
  */
-export async function boundConditionFromEvents(d: ImportDeps, pvc: Pvc): Promise<Pvc> {
+export async function boundConditionFromEvents(d: Pick<ImportDeps, 'kube'>, pvc: Pvc): Promise<Pvc> {
   const a = anns(pvc);
   const name = pvc.metadata?.name ?? '';
   const ns = pvc.metadata?.namespace;
@@ -149,7 +150,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   if (!pod) {
     const a = anns(pvc);
     if (a[Ann.fatalError] === 'true' || pvc.metadata?.deletionTimestamp) return;
-    const users = await podsUsingPvc(d.kube, pvc);
+    const users = await podsUsingClaim(d.kube, pvc);
     if (users.length > 0) {
       for (const u of users) {
         await d.recorder.record(
@@ -185,23 +186,6 @@ async function cleanupAfterCompletion(d: ImportDeps, pvc: Pvc): Promise<void> {
   if (pod && isControlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
     await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace, pod.metadata?.uid);
   }
-}
-
-async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
-  const ns = pvc.metadata?.namespace ?? '';
-  const pods = (
-    await kube.list<PodObj>(Res.pod, {
-      namespace: ns,
-      index: { name: PodClaimIndex, value: `${ns}/${pvc.metadata?.name ?? ''}` },
-    })
-  ).items;
-  return pods.filter(
-    (p) =>
-      !isControlledBy(p, pvc) &&
-      p.status?.phase !== 'Succeeded' &&
-      p.status?.phase !== 'Failed' &&
-      (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
-  );
 }
 
 async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | undefined): Promise<void> {
@@ -309,18 +293,7 @@ async function ensureScratch(
   const existing = await d.kube.get<Pvc>(Res.pvc, scratchName, ns);
   const out: Record<string, string | null> = {};
   if (!existing) {
-    const scName = config?.status?.scratchSpaceStorageClass || pvc.spec?.storageClassName || '';
-    const size = scratchSize(
-      String(pvc.spec?.resources?.requests?.['storage'] ?? '0'),
-      filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, getVolumeMode(pvc)),
-      filesystemOverheadFor(config, classes, scName || undefined, 'Filesystem'),
-    );
-    try {
-      await d.kube.create(Res.pvc, makeScratchPvc(pvc, pod, scratchName, scName, size));
-      d.log.info('created scratch PVC', { namespace: ns, pvc: scratchName, size: size.toString() });
-    } catch (e) {
-      if (!isAlreadyExists(e)) throw e;
-    }
+    await createScratchPvc(d, pvc, pod, scratchName, config, classes);
     out[Ann.boundCondition] = 'false';
     out[Ann.boundConditionMessage] = 'Creating scratch space';
     out[Ann.boundConditionReason] = Reason.CreatingScratchSpace;

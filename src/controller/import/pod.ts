@@ -251,6 +251,27 @@ export function makeImportEnv(e: ImportEnv): PodContainerEnv {
   return env;
 }
 
+/**
+ * What every worker pod takes from its PVC and CDI's settings: priority class and service account (the PVC's
+ * annotations), image pull secrets (CDIConfig) and the workload node selector.
+ */
+export function workerPlacement(
+  a: Record<string, string>,
+  opts: Pick<ImporterPodOptions, 'imagePullSecrets' | 'nodeSelector'>,
+): Pick<
+  NonNullable<PodObj['spec']>,
+  'priorityClassName' | 'serviceAccountName' | 'imagePullSecrets' | 'nodeSelector'
+> {
+  return {
+    ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
+    ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
+    ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
+    ...(opts.nodeSelector && Object.keys(opts.nodeSelector).length
+      ? { nodeSelector: { ...opts.nodeSelector } }
+      : {}),
+  };
+}
+
 /** The whole importer pod: restricted security context, owned by the PVC, named from the PVC annotation. */
 export function makeImporterPod(
   pvc: Pvc,
@@ -358,12 +379,7 @@ export function makeImporterPod(
       enableServiceLinks: false,
       // the importer never talks to the API server: no token in the pod
       automountServiceAccountToken: false,
-      ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
-      ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
-      ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
-      ...(opts.nodeSelector && Object.keys(opts.nodeSelector).length
-        ? { nodeSelector: { ...opts.nodeSelector } }
-        : {}),
+      ...workerPlacement(a, opts),
       securityContext: {
         seccompProfile: { type: 'RuntimeDefault' },
         // fsGroup lets the non-root importer write the mounted volumes (upstream sets it when anything is mounted)

@@ -1,7 +1,11 @@
 // The scratch PVC "<pvc>-scratch" an importer asks for (upstream newScratchPersistentVolumeClaimSpec and
 // createScratchPersistentVolumeClaim): Filesystem, ReadWriteOnce, owned by the importer pod so it goes with it.
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import { Label, ManagedLabels } from '../shared/constants.ts';
+import type { Logger } from '../shared/runtime.ts';
+import { filesystemOverheadFor } from '../shared/storage.ts';
+import type { CDIConfig, StorageClass } from '../shared/types.ts';
 import {
   MiB,
   parseOverhead,
@@ -58,4 +62,32 @@ export function makeScratchPvc(
       ...(storageClassName ? { storageClassName } : {}),
     },
   };
+}
+
+/**
+ * Creates the scratch PVC `name` of a worker pod for target `pvc` (class: CDIConfig's scratch class, else the
+ * target's), sized by scratchSize; AlreadyExists is success.
+ */
+export async function createScratchPvc(
+  d: { kube: Kube; log: Logger },
+  pvc: Pvc,
+  pod: PodObj,
+  name: string,
+  config: CDIConfig | undefined,
+  classes: StorageClass[],
+): Promise<void> {
+  const ns = pvc.metadata?.namespace;
+  const scName = config?.status?.scratchSpaceStorageClass || pvc.spec?.storageClassName || '';
+  const mode = pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem';
+  const size = scratchSize(
+    String(pvc.spec?.resources?.requests?.['storage'] ?? '0'),
+    filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, mode),
+    filesystemOverheadFor(config, classes, scName || undefined, 'Filesystem'),
+  );
+  try {
+    await d.kube.create(Res.pvc, makeScratchPvc(pvc, pod, name, scName, size));
+    d.log.info('created scratch PVC', { namespace: ns, pvc: name, size: size.toString() });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
 }

@@ -31,6 +31,8 @@ export const Res = {
   pod: Resources.Pod,
   event: Resources.Event,
   configMap: Resources.ConfigMap,
+  service: Resources.Service,
+  secret: Resources.Secret,
   namespace: Resources.Namespace,
   storageClass: Resources.StorageClass,
   lease: Resources.Lease,

@@ -24,6 +24,8 @@ export const DvClassIndex = 'dv-storage-class';
 export const DvActiveIndex = 'dv-active';
 /** PVCs with an import that has not finished (no pod phase Succeeded, no fatal error), under "active". */
 export const ImportPvcIndex = 'import-pvc-active';
+/** PVCs with an upload that has not finished (no pod phase Succeeded), under "active". */
+export const UploadPvcIndex = 'upload-pvc-active';
 export const Active = 'active';
 
 const finished = (dv: DataVolume): boolean =>
@@ -41,6 +43,15 @@ export function isImportPvc(pvc: Pvc): boolean {
 export function importInFlight(pvc: Pvc): boolean {
   const a = pvc.metadata?.annotations ?? {};
   return isImportPvc(pvc) && a[Ann.podPhase] !== 'Succeeded' && a[Ann.fatalError] !== 'true';
+}
+
+/** A PVC the upload controller serves: annotated cdi.kubevirt.io/storage.upload.target. */
+export function isUploadPvc(pvc: Pvc): boolean {
+  return Ann.uploadRequest in (pvc.metadata?.annotations ?? {});
+}
+
+export function uploadInFlight(pvc: Pvc): boolean {
+  return isUploadPvc(pvc) && pvc.metadata?.annotations?.[Ann.podPhase] !== 'Succeeded';
 }
 
 /** A pod CDI made (importer, and later upload and clone workers): kept whole in the cache. */
@@ -86,6 +97,20 @@ export function trimPod(o: KubeObject): KubeObject {
     status: { ...(p.status?.phase ? { phase: p.status.phase } : {}) },
   };
   return trimmed;
+}
+
+/** Services are cached for "does the upload Service exist, and whose is it": metadata only. */
+export function trimService(o: KubeObject): KubeObject {
+  const m = o.metadata ?? {};
+  return {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: {
+      ...identity(m),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+  };
 }
 
 /** Events about PVCs: only what the Bound condition reads. */
@@ -134,12 +159,14 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.storageProfile);
   cache.informer(Res.cdiConfig);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
+  cache.informer(Res.service, { transform: trimService }); // the upload controller's Services
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
 
   cache.addIndex(Res.pod, ControllerUidIndex, controllerUid);
   cache.addIndex(Res.pod, PodClaimIndex, podClaims);
   cache.addIndex(Res.pvc, ControllerUidIndex, controllerUid);
   cache.addIndex<Pvc>(Res.pvc, ImportPvcIndex, (p) => (importInFlight(p) ? [Active] : []));
+  cache.addIndex<Pvc>(Res.pvc, UploadPvcIndex, (p) => (uploadInFlight(p) ? [Active] : []));
   cache.addIndex(Res.event, InvolvedUidIndex, involvedUid);
   cache.addIndex<DataVolume>(Res.dataVolume, DvClassIndex, (dv) =>
     finished(dv) ? [] : [dvRequestedClass(dv)],

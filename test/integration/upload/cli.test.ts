@@ -7,19 +7,17 @@
  * prove that a broken upload resumes. Holds the cluster lock: `flock /work/cluster-tests.lock node --test ...`.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
 import { Resources, type KubeObject, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
+import { cutRelay, runCdi } from '../../support/upload.ts';
 import { kubeconfigPath } from '../kube/cluster.ts';
 import { useUploadEnv } from './support.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../../../bin/cdi.js');
 let disk: SeededDisk;
 let big: SeededDisk;
 const env = useUploadEnv('cdi-test-upload-cli', {
@@ -33,17 +31,7 @@ const env = useUploadEnv('cdi-test-upload-cli', {
   },
 });
 
-function cdi(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECONFIG: kubeconfigPath },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cdi = (...args: string[]): ReturnType<typeof runCdi> => runCdi(kubeconfigPath, ...args);
 
 const common = (url: string): string[] => [
   '-n',
@@ -59,39 +47,8 @@ const common = (url: string): string[] => [
 ];
 
 /** A TCP relay to the proxy that cuts the first connection carrying more than `cutAfter` bytes up. */
-async function relay(cutAfter: number): Promise<{ port: number; up: () => number; close: () => void }> {
-  let up = 0;
-  let cut = false;
-  const srv = net.createServer((c) => {
-    const s = net.connect(env.stack.proxyPort, '127.0.0.1');
-    let mine = 0;
-    let dead = false;
-    c.on('data', (d: Buffer) => {
-      if (dead) return;
-      mine += d.length;
-      if (!cut && mine > cutAfter) {
-        cut = true;
-        dead = true;
-        const keep = d.subarray(0, d.length - (mine - cutAfter));
-        up += keep.length;
-        s.write(keep, () => {
-          c.destroy();
-          s.destroy();
-        });
-        return;
-      }
-      up += d.length; // what reached the proxy
-      s.write(d);
-    });
-    s.on('data', (d: Buffer) => c.write(d));
-    c.on('error', () => s.destroy());
-    s.on('error', () => c.destroy());
-    c.on('close', () => s.end());
-    s.on('close', () => c.end());
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return { port: (srv.address() as net.AddressInfo).port, up: () => up, close: () => srv.close() };
-}
+const relay = (cutAfter: number): ReturnType<typeof cutRelay> =>
+  cutRelay({ host: '127.0.0.1', port: env.stack.proxyPort }, cutAfter);
 
 void describe('cdi upload', () => {
   void it('creates the PVC, waits for its upload server, gets a token, uploads a qcow2 and waits for Succeeded', async () => {

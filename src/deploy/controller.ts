@@ -18,6 +18,8 @@ export interface ControllerDeployOptions {
   /** For the controller and every pod it starts. */
   pullPolicy: PullPolicy;
   replicas: number;
+  /** More environment for cdi-controller, e.g. AWS_ENDPOINT_URL_S3 (where s3:// URLs go; docs/importer.md). */
+  controllerEnv?: Record<string, string>;
 }
 
 /**
@@ -142,6 +144,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
                   { name: 'HEALTH_PORT', value: '8080' },
                   { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                   { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                  ...Object.entries(o.controllerEnv ?? {}).map(([name, value]) => ({ name, value })),
                 ],
                 ports: [{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }],
                 livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, initialDelaySeconds: 10, periodSeconds: 10 },

@@ -26,9 +26,9 @@ export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
 export const SourceController: Record<SourceKind, 'import' | undefined> = {
   http: 'import',
   blank: 'import',
-  s3: undefined,
-  gcs: undefined,
-  registry: undefined,
+  s3: 'import',
+  gcs: 'import',
+  registry: 'import',
   imageio: undefined,
   vddk: undefined,
   pvc: undefined,
@@ -68,6 +68,34 @@ function checkUrl(url: string | undefined, schemes: readonly string[]): string |
   return undefined;
 }
 
+/** upstream validateRegistrySource, in its words. */
+function checkRegistry(
+  r: NonNullable<NonNullable<DataVolume['spec']['source']>['registry']>,
+  contentType: string | undefined,
+): string | undefined {
+  if (contentType !== undefined && contentType !== 'kubevirt')
+    return 'ContentType must be kubevirt when Source is Registry';
+  if ((r.url === undefined) === (r.imageStream === undefined))
+    return 'Source registry should have either URL or ImageStream';
+  if (r.url !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(r.url);
+    } catch {
+      return `Illegal registry source URL ${r.url}`;
+    }
+    if (u.protocol !== 'docker:' && u.protocol !== 'oci-archive:')
+      return `Illegal registry source URL scheme ${r.url} (use docker:// or oci-archive://)`;
+  }
+  const method = r.pullMethod;
+  if (method !== undefined && method !== '' && method !== 'pod' && method !== 'node')
+    return `ImportMethod ${method} is neither pod, node or ""`;
+  if (r.imageStream === '') return 'Source registry ImageStream is not valid';
+  if (r.imageStream !== undefined && method !== 'node')
+    return 'Source registry ImageStream is supported only with node pull import method';
+  return undefined;
+}
+
 /** The source of a DataVolume, or what is wrong with it, in upstream's words where upstream has them. */
 export function checkSource(dv: DataVolume): SourceCheck {
   const spec = dv.spec ?? {};
@@ -104,6 +132,19 @@ export function checkSource(dv: DataVolume): SourceCheck {
   }
   if (kind === 'http') {
     const problem = checkUrl(src?.http?.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 's3') {
+    // upstream's webhook takes http(s) only; s3://bucket/key (AWS, or the controller's AWS_ENDPOINT_URL_S3) too
+    const problem = checkUrl(src?.s3?.url, ['http', 'https', 's3']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'gcs') {
+    const problem = checkUrl(src?.gcs?.url, ['http', 'https', 'gs']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'registry') {
+    const problem = checkRegistry(src?.registry ?? {}, spec.contentType);
     if (problem) return invalid(problem, kind);
   }
   if (kind === 'blank' && spec.contentType === 'archive')

@@ -5,6 +5,7 @@ import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, ManagedLabels, Pod, Source } from '../shared/constants.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
+import { NodePull, nodePullServerCommand } from '../../api/nodepull.ts';
 
 type PodContainer = NonNullable<PodObj['spec']>['containers'][number];
 type PodVolume = NonNullable<NonNullable<PodObj['spec']>['volumes']>[number];
@@ -32,6 +33,12 @@ export interface ImportEnv {
   noProxy: string;
   cacheMode: string;
   registryImageArchitecture: string;
+  /** Registry node pull: `node` (the endpoint is the image's own server), else empty. */
+  pullMethod: string;
+  readyFile: string;
+  doneFile: string;
+  /** Registry node pull: the image the kubelet pulls for the `server` container. */
+  nodePullImage: string;
   checksum: string;
   secretName: string;
   certConfigMap: string;
@@ -50,7 +57,20 @@ export interface ImporterPodOptions {
   imagePullSecrets?: V1LocalObjectReference[];
   /** Workload node placement (upstream CDI.spec.workload.nodeSelector) for the worker pods. */
   nodeSelector?: Record<string, string>;
+  /**
+   * Where `s3://` and `gs://` URLs go on this cluster (ours, not upstream's): the controller's own
+   * AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION and STORAGE_EMULATOR_HOST, handed to S3 and GCS importers.
+   */
+  objectStoreEnv?: Record<string, string>;
 }
+
+/** The controller environment variables that `objectStoreEnv` carries. */
+export const ObjectStoreEnvNames = [
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL',
+  'AWS_REGION',
+  'STORAGE_EMULATOR_HOST',
+] as const;
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
@@ -102,7 +122,11 @@ export function resourceName(base: string, suffix: string): string {
   return `${base.slice(0, max - hash.length - suffix.length - 2)}-${hash}-${suffix}`;
 }
 
-/** Upstream requiresScratchSpace: archive content, glance, imageio deltas, pod-pull registry, or the annotation. */
+/**
+ * Upstream requiresScratchSpace: archive content, glance, imageio deltas, or the annotation. Not a pod-pull registry
+ * import, unlike upstream: our importer streams a raw or compressed-raw disk out of its layer straight to the target
+ * and asks for scratch (termination message scratchSpaceRequired) only for the formats that need it (ADR 0030).
+ */
 export function requiresScratch(pvc: Pvc): boolean {
   const a = anns(pvc);
   let required = false;
@@ -114,9 +138,6 @@ export function requiresScratch(pvc: Pvc): boolean {
         break;
       case Source.imageio:
         required = (a[Ann.currentCheckpoint] ?? '') !== '';
-        break;
-      case Source.registry:
-        required = a[Ann.registryImportMethod] !== 'node';
         break;
     }
   }
@@ -144,6 +165,8 @@ export function buildImportEnv(
     );
   }
   const proxy = config?.status?.importProxy;
+  // pullMethod node: the kubelet pulls the image and its server hands the disk over as plain HTTP
+  const nodePull = source === Source.registry && a[Ann.registryImportMethod] === NodePull.method;
   const extraHeaders: string[] = [];
   const secretExtraHeaders: string[] = [];
   // Sorted so the pod spec (and IMPORTER_EXTRA_HEADER_<n>) is stable across reconciles; the DV controller writes
@@ -154,8 +177,8 @@ export function buildImportEnv(
   }
   const owners = pvc.metadata?.ownerReferences ?? [];
   return {
-    source,
-    endpoint: source === Source.none ? '' : endpoint,
+    source: nodePull ? Source.http : source,
+    endpoint: source === Source.none ? '' : nodePull ? NodePull.endpoint : endpoint,
     contentType: getContentType(pvc),
     imageSize: String(imageSize),
     ownerUID: owners.length === 1 ? (owners[0]?.uid ?? '') : (pvc.metadata?.uid ?? ''),
@@ -174,6 +197,10 @@ export function buildImportEnv(
     noProxy: proxy?.noProxy ?? '',
     cacheMode: a[Ann.requiresDirectIo] === 'true' ? Pod.cacheModeTryNone : '',
     registryImageArchitecture: a[Ann.registryImageArchitecture] ?? '',
+    pullMethod: nodePull ? NodePull.method : '',
+    readyFile: nodePull ? NodePull.readyFile : '',
+    doneFile: nodePull ? NodePull.doneFile : '',
+    nodePullImage: nodePull ? nodePullImage(a, endpoint) : '',
     checksum: a[Ann.checksum] ?? '',
     secretName: source === Source.none ? '' : (a[Ann.secretName] ?? ''),
     certConfigMap: source === Source.none ? '' : (a[Ann.certConfigMap] ?? ''),
@@ -181,6 +208,22 @@ export function buildImportEnv(
     extraHeaders,
     secretExtraHeaders,
   };
+}
+
+/** upstream getRegistryImportImage: the endpoint without its docker:// scheme (an ImageStream name as it is). */
+function nodePullImage(a: Record<string, string>, endpoint: string): string {
+  if (a[Ann.registryImageStream] === 'true') return endpoint;
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    throw new Error(`illegal registry endpoint ${endpoint}: use docker://registry/repository:tag`);
+  }
+  if (u.protocol !== 'docker:')
+    throw new Error(
+      `registry endpoint ${endpoint} cannot be pulled by the node: use docker://registry/repository:tag or pullMethod pod`,
+    );
+  return u.host + u.pathname;
 }
 
 function isInsecureTLS(
@@ -214,9 +257,9 @@ export function makeImportEnv(e: ImportEnv): PodContainerEnv {
     { name: 'INSECURE_TLS', value: String(e.insecureTLS) },
     { name: 'IMPORTER_DISK_ID', value: e.diskId },
     { name: 'IMPORTER_UUID', value: e.uuid },
-    { name: 'IMPORTER_PULL_METHOD', value: '' },
-    { name: 'IMPORTER_READY_FILE', value: '' },
-    { name: 'IMPORTER_DONE_FILE', value: '' },
+    { name: 'IMPORTER_PULL_METHOD', value: e.pullMethod },
+    { name: 'IMPORTER_READY_FILE', value: e.readyFile },
+    { name: 'IMPORTER_DONE_FILE', value: e.doneFile },
     { name: 'IMPORTER_BACKING_FILE', value: e.backingFile },
     { name: 'IMPORTER_THUMBPRINT', value: e.thumbprint },
     { name: 'http_proxy', value: e.httpProxy },
@@ -302,13 +345,51 @@ export function makeImporterPod(
     });
     volumes.push({ name: `cdi-secret-extra-headers-vol-${i}`, secret: { secretName } });
   });
-  if (mounts.length > 0) container.volumeMounts = mounts;
-  container.securityContext = {
+  if ((env.source === Source.s3 || env.source === Source.gcs) && opts.objectStoreEnv) {
+    for (const [name, value] of Object.entries(opts.objectStoreEnv)) container.env?.push({ name, value });
+  }
+  // upstream SetRestrictedSecurityContext, for every container
+  const securityContext = {
     allowPrivilegeEscalation: false,
     capabilities: { drop: ['ALL'] },
     runAsNonRoot: true,
     runAsUser: Pod.qemuUid,
     seccompProfile: { type: 'RuntimeDefault' },
+  };
+  const containers: PodContainer[] = [container];
+  const initContainers: PodContainer[] = [];
+  if (env.pullMethod === NodePull.method) {
+    const shared = [{ name: NodePull.sharedVolName, mountPath: NodePull.sharedDir }];
+    mounts.push(...shared);
+    volumes.push({ name: NodePull.sharedVolName, emptyDir: {} });
+    const helper = {
+      imagePullPolicy: opts.pullPolicy,
+      volumeMounts: shared,
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+      ...(opts.resources ? { resources: stringQuantities(opts.resources) } : {}),
+      securityContext,
+    };
+    initContainers.push({
+      name: 'init',
+      image: opts.image,
+      command: [...NodePull.installCommand],
+      ...helper,
+    });
+    containers.push({
+      name: 'server',
+      image: env.nodePullImage,
+      command: nodePullServerCommand(env.registryImageArchitecture || undefined),
+      ...helper,
+    });
+  }
+  if (mounts.length > 0) container.volumeMounts = mounts;
+  container.securityContext = { ...securityContext };
+  // upstream setRegistryNodeImportNodeSelector: the kubelet pulls the architecture asked for by running there
+  const nodeSelector = {
+    ...(opts.nodeSelector ?? {}),
+    ...(env.pullMethod === NodePull.method && env.registryImageArchitecture
+      ? { 'kubernetes.io/arch': env.registryImageArchitecture }
+      : {}),
   };
 
   const a = anns(pvc);
@@ -352,7 +433,8 @@ export function makeImporterPod(
       ],
     },
     spec: {
-      containers: [container],
+      ...(initContainers.length > 0 ? { initContainers } : {}),
+      containers,
       volumes,
       restartPolicy: 'OnFailure',
       enableServiceLinks: false,
@@ -361,9 +443,7 @@ export function makeImporterPod(
       ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
       ...(a[Ann.podServiceAccount] ? { serviceAccountName: a[Ann.podServiceAccount] } : {}),
       ...(opts.imagePullSecrets?.length ? { imagePullSecrets: opts.imagePullSecrets } : {}),
-      ...(opts.nodeSelector && Object.keys(opts.nodeSelector).length
-        ? { nodeSelector: { ...opts.nodeSelector } }
-        : {}),
+      ...(Object.keys(nodeSelector).length ? { nodeSelector } : {}),
       securityContext: {
         seccompProfile: { type: 'RuntimeDefault' },
         // fsGroup lets the non-root importer write the mounted volumes (upstream sets it when anything is mounted)

@@ -74,7 +74,10 @@ const kinds: Record<string, Resource> = {
  * Returns an undo: when no controller was deployed before, it is removed again, so that other suites running on the
  * same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
  */
-export async function deployCdi(client: KubeClient): Promise<() => Promise<void>> {
+export async function deployCdi(
+  client: KubeClient,
+  opts: { controllerEnv?: Record<string, string> } = {},
+): Promise<() => Promise<void>> {
   await installCrds(client);
   const existed =
     (await client.getOrUndefined(
@@ -88,6 +91,7 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
     controllerImage: `localhost:5000/cdi-controller:${tag}`,
     importerImage: `localhost:5000/cdi-importer:${tag}`,
     pullPolicy: 'IfNotPresent',
+    ...(opts.controllerEnv ? { controllerEnv: opts.controllerEnv } : {}),
   });
   for (const o of objs) {
     const r = kinds[String(o['kind'])];

@@ -8,7 +8,7 @@ const dv = (spec: Record<string, unknown>, generation = 1): DataVolume => ({
   spec: { storage: { resources: { requests: { storage: '1Gi' } } }, ...spec },
 });
 
-void test('http, blank, registry, s3 and gcs are served by the import controller', () => {
+void test('http, blank, registry, s3, gcs, imageio and vddk are served by the import controller', () => {
   assert.deepEqual(checkSource(dv({ source: { http: { url: 'https://x/y.img' } } })), {
     ok: true,
     kind: 'http',
@@ -22,6 +22,9 @@ void test('http, blank, registry, s3 and gcs are served by the import controller
     ['s3', { url: 's3://b/o' }],
     ['gcs', { url: 'gs://b/o' }],
     ['gcs', { url: 'https://storage.googleapis.com/b/o' }],
+    ['imageio', { url: 'https://e/ovirt-engine/api', secretRef: 's', diskId: 'd', certConfigMap: 'c' }],
+    ['imageio', { url: 'https://e/ovirt-engine/api', secretRef: 's', diskId: 'd', insecureSkipVerify: true }],
+    ['vddk', { url: 'https://vc/sdk', uuid: 'u', backingFile: 'f', thumbprint: 't', secretRef: 's' }],
   ];
   for (const [kind, source] of served)
     assert.deepEqual(checkSource(dv({ source: { [kind]: source } })), { ok: true, kind });
@@ -62,6 +65,18 @@ void test("registry, s3 and gcs specs upstream's webhook refuses are refused wit
     'ErrInvalidDataVolume: spec.source Invalid source URL scheme: ftp://h/b/o (use http or https or s3)',
   );
   assert.equal(
+    refused({ imageio: { url: 'https://e/api', diskId: 'd', certConfigMap: 'c' } }),
+    'ErrInvalidDataVolume: spec.source.Imageio source Imageio is not valid',
+  );
+  assert.equal(
+    refused({ imageio: { url: 'https://e/api', diskId: 'd', secretRef: 's' } }),
+    'ErrInvalidDataVolume: spec.source.Imageio source Imageio requires CertConfigMap or InsecureSkipVerify',
+  );
+  assert.equal(
+    refused({ vddk: { url: 'https://vc/sdk', uuid: 'u', backingFile: 'f', secretRef: 's' } }),
+    'ErrInvalidDataVolume: spec.source.VDDK source VDDK is not valid (secretRef, uuid, backingFile and thumbprint are required)',
+  );
+  assert.equal(
     refused({ gcs: { url: 's3://b/o' } }),
     'ErrInvalidDataVolume: spec.source Invalid source URL scheme: s3://b/o (use http or https or gs)',
   );
@@ -69,8 +84,6 @@ void test("registry, s3 and gcs specs upstream's webhook refuses are refused wit
 
 void test('every other source says it is not supported yet, by name', () => {
   const sources: Record<string, unknown> = {
-    imageio: { url: 'https://e/ovirt-engine/api', secretRef: 's', diskId: 'd', certConfigMap: 'c' },
-    vddk: { url: 'https://vc', uuid: 'u', backingFile: 'f', thumbprint: 't', secretRef: 's' },
     pvc: { namespace: 'ns', name: 'src' },
     snapshot: { namespace: 'ns', name: 'snap' },
     upload: {},
@@ -134,4 +147,10 @@ void test('a spec edited after creation (generation > 1) gets the notice upstrea
     specEditNotice(dv({ source: { blank: {} } }, 2))?.message ?? '',
     /^Cannot update DataVolume Spec: /,
   );
+});
+
+void test("a multi-stage DataVolume's checkpoints may be edited (upstream admits that): no notice", () => {
+  const vddk = { url: 'https://vc/sdk', uuid: 'u', backingFile: 'f', thumbprint: 't', secretRef: 's' };
+  const spec = { source: { vddk }, checkpoints: [{ previous: '', current: 'snap-1' }] };
+  assert.equal(specEditNotice(dv(spec, 3)), undefined);
 });

@@ -7,6 +7,7 @@
 // here once its controller and importer support land.
 import { Phase } from '../shared/constants.ts';
 import type { DataVolume } from '../shared/types.ts';
+import { isMultiStage } from '../shared/checkpoints.ts';
 
 export const SourceKinds = [
   'http',
@@ -29,8 +30,8 @@ export const SourceController: Record<SourceKind, 'import' | undefined> = {
   s3: 'import',
   gcs: 'import',
   registry: 'import',
-  imageio: undefined,
-  vddk: undefined,
+  imageio: 'import',
+  vddk: 'import',
   pvc: undefined,
   snapshot: undefined,
   upload: undefined,
@@ -147,6 +148,26 @@ export function checkSource(dv: DataVolume): SourceCheck {
     const problem = checkRegistry(src?.registry ?? {}, spec.contentType);
     if (problem) return invalid(problem, kind);
   }
+  if (kind === 'imageio') {
+    // upstream validateImageIOSource
+    const i = src?.imageio;
+    if (!i?.secretRef || !i.diskId) return invalid('spec.source.Imageio source Imageio is not valid', kind);
+    if (!i.certConfigMap && i.insecureSkipVerify !== true)
+      return invalid('spec.source.Imageio source Imageio requires CertConfigMap or InsecureSkipVerify', kind);
+    const problem = checkUrl(i.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'vddk') {
+    // upstream validateVDDKSource
+    const v = src?.vddk;
+    if (!v?.secretRef || !v.uuid || !v.backingFile || !v.thumbprint)
+      return invalid(
+        'spec.source.VDDK source VDDK is not valid (secretRef, uuid, backingFile and thumbprint are required)',
+        kind,
+      );
+    const problem = checkUrl(v.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
   if (kind === 'blank' && spec.contentType === 'archive')
     return invalid('SourceType cannot be blank and the contentType be archive', kind);
   if (!SourceController[kind])
@@ -166,6 +187,8 @@ export function checkSource(dv: DataVolume): SourceCheck {
  */
 export function specEditNotice(dv: DataVolume): { reason: string; message: string } | undefined {
   if ((dv.metadata.generation ?? 1) <= 1) return undefined;
+  // upstream lets a multi-stage import's checkpoints and finalCheckpoint be edited: that is how it advances
+  if (isMultiStage(dv)) return undefined;
   return {
     reason: InvalidReason.invalid,
     message:

@@ -410,3 +410,46 @@ void test("S3 and GCS pods get the controller's object-store endpoints; GCS moun
   const http = envOf(mk('http', 'http://h/disk.img'));
   assert.equal(http['AWS_ENDPOINT_URL_S3'], undefined);
 });
+
+void test('vddk: the init image copies VDDK into /opt, extra args at /vddk-args, checkpoints in the env, no scratch', () => {
+  const p = pvc({
+    'cdi.kubevirt.io/storage.import.endpoint': 'https://vcenter.test/sdk',
+    'cdi.kubevirt.io/storage.import.source': 'vddk',
+    'cdi.kubevirt.io/storage.import.secretName': 'vc-creds',
+    'cdi.kubevirt.io/storage.import.uuid': '42-vm',
+    'cdi.kubevirt.io/storage.import.backingFile': '[store] vm/vm.vmdk',
+    'cdi.kubevirt.io/storage.import.vddk.thumbprint': 'AA:BB',
+    'cdi.kubevirt.io/storage.pod.vddk.initimageurl': 'registry.test/vddk:8',
+    'cdi.kubevirt.io/storage.pod.vddk.extraargs': 'vddk-opts',
+    'cdi.kubevirt.io/storage.checkpoint.current': 'snapshot-2',
+    'cdi.kubevirt.io/storage.checkpoint.previous': 'snapshot-1',
+    'cdi.kubevirt.io/storage.checkpoint.final': 'true',
+  });
+  assert.equal(requiresScratch(p), false);
+  assert.equal(importPodName(p), 'importer-disk-checkpoint-snapshot-2');
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'IfNotPresent' },
+    undefined,
+  );
+  const spec = pod.spec!;
+  assert.deepEqual(
+    spec.initContainers?.map((c) => [c.name, c.image, c.volumeMounts?.[0]?.mountPath]),
+    [['vddk-side-car', 'registry.test/vddk:8', '/opt']],
+  );
+  const mounts = spec.containers[0]?.volumeMounts?.map((m) => m.mountPath);
+  assert.ok(mounts?.includes('/opt') && mounts.includes('/vddk-args'));
+  assert.ok(spec.volumes?.some((v) => v.configMap?.name === 'vddk-opts'));
+  const e = Object.fromEntries(
+    (spec.containers[0]?.env ?? []).map((v) => [v.name, v.value ?? v.valueFrom?.secretKeyRef?.key]),
+  );
+  assert.equal(e['IMPORTER_SOURCE'], 'vddk');
+  assert.equal(e['IMPORTER_UUID'], '42-vm');
+  assert.equal(e['IMPORTER_BACKING_FILE'], '[store] vm/vm.vmdk');
+  assert.equal(e['IMPORTER_THUMBPRINT'], 'AA:BB');
+  assert.equal(e['IMPORTER_CURRENT_CHECKPOINT'], 'snapshot-2');
+  assert.equal(e['IMPORTER_PREVIOUS_CHECKPOINT'], 'snapshot-1');
+  assert.equal(e['IMPORTER_FINAL_CHECKPOINT'], 'true');
+  assert.equal(e['IMPORTER_ACCESS_KEY_ID'], 'accessKeyId');
+});

@@ -40,6 +40,10 @@ export interface ImportEnv {
   /** Registry node pull: the image the kubelet pulls for the `server` container. */
   nodePullImage: string;
   checksum: string;
+  /** vddk: the image holding the VDDK library (PVC annotation, else the v2v-vmware ConfigMap; see controller.ts). */
+  vddkInitImage: string;
+  /** vddk: the ConfigMap of extra VDDK options, mounted at /vddk-args. */
+  vddkExtraArgs: string;
   secretName: string;
   certConfigMap: string;
   /** CDIConfig's trusted proxy CA ConfigMap (in CDI's namespace); the pod mounts its per-PVC copy. */
@@ -136,9 +140,6 @@ export function requiresScratch(pvc: Pvc): boolean {
       case Source.glance:
         required = true;
         break;
-      case Source.imageio:
-        required = (a[Ann.currentCheckpoint] ?? '') !== '';
-        break;
     }
   }
   return required || a[Ann.requiresScratch] === 'true';
@@ -202,6 +203,8 @@ export function buildImportEnv(
     doneFile: nodePull ? NodePull.doneFile : '',
     nodePullImage: nodePull ? nodePullImage(a, endpoint) : '',
     checksum: a[Ann.checksum] ?? '',
+    vddkInitImage: source === Source.vddk ? (a[Ann.vddkInitImageURL] ?? '') : '',
+    vddkExtraArgs: source === Source.vddk ? (a[Ann.vddkExtraArgs] ?? '') : '',
     secretName: source === Source.none ? '' : (a[Ann.secretName] ?? ''),
     certConfigMap: source === Source.none ? '' : (a[Ann.certConfigMap] ?? ''),
     certConfigMapProxy: proxy?.trustedCAProxy ?? '',
@@ -381,6 +384,23 @@ export function makeImporterPod(
       command: nodePullServerCommand(env.registryImageArchitecture || undefined),
       ...helper,
     });
+  }
+  if (env.vddkInitImage) {
+    // upstream's vddk-side-car: the user's image copies the VDDK library into /opt, where nbdkit's plugin looks
+    mounts.push({ name: Pod.vddkVolName, mountPath: Pod.vddkDir });
+    volumes.push({ name: Pod.vddkVolName, emptyDir: {} });
+    initContainers.push({
+      name: 'vddk-side-car',
+      image: env.vddkInitImage,
+      volumeMounts: [{ name: Pod.vddkVolName, mountPath: Pod.vddkDir }],
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+      ...(opts.resources ? { resources: stringQuantities(opts.resources) } : {}),
+      securityContext,
+    });
+  }
+  if (env.vddkExtraArgs) {
+    mounts.push({ name: Pod.vddkArgsVolName, mountPath: Pod.vddkArgsDir });
+    volumes.push({ name: Pod.vddkArgsVolName, configMap: { name: env.vddkExtraArgs } });
   }
   if (mounts.length > 0) container.volumeMounts = mounts;
   container.securityContext = { ...securityContext };

@@ -15,6 +15,7 @@ import {
 import { Ann, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
 import type { DataVolume } from './types.ts';
+import { isMultiStageInProgress } from './checkpoints.ts';
 
 export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
 
@@ -40,7 +41,11 @@ export function isImportPvc(pvc: Pvc): boolean {
 
 export function importInFlight(pvc: Pvc): boolean {
   const a = pvc.metadata?.annotations ?? {};
-  return isImportPvc(pvc) && a[Ann.podPhase] !== 'Succeeded' && a[Ann.fatalError] !== 'true';
+  return (
+    isImportPvc(pvc) &&
+    (a[Ann.podPhase] !== 'Succeeded' || isMultiStageInProgress(a)) &&
+    a[Ann.fatalError] !== 'true'
+  );
 }
 
 /** A pod CDI made (importer, and later upload and clone workers): kept whole in the cache. */

@@ -105,7 +105,10 @@ export async function startOvirtStandin(opts: {
   tls: { cert: string; key: string };
   user?: string;
   password?: string;
+  /** Where both servers listen (default 127.0.0.1; the e2e tests use the node address, for pods). */
+  host?: string;
 }): Promise<OvirtStandin> {
+  const host = opts.host ?? '127.0.0.1';
   const user = opts.user ?? 'admin@internal';
   const password = opts.password ?? 'secret';
   const disks = new Map<string, StandinDisk>();
@@ -388,11 +391,11 @@ export async function startOvirtStandin(opts: {
     });
   });
 
-  await new Promise<void>((r) => engine.listen(0, '127.0.0.1', r));
-  await new Promise<void>((r) => imageio.listen(0, '127.0.0.1', r));
-  imageioBase = `https://127.0.0.1:${(imageio.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => engine.listen(0, host, r));
+  await new Promise<void>((r) => imageio.listen(0, host, r));
+  imageioBase = `https://${host}:${(imageio.address() as AddressInfo).port}`;
   return {
-    url: `https://127.0.0.1:${(engine.address() as AddressInfo).port}/ovirt-engine/api`,
+    url: `https://${host}:${(engine.address() as AddressInfo).port}/ovirt-engine/api`,
     user,
     password,
     disks,

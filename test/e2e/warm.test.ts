@@ -4,12 +4,9 @@
 // importer pod per checkpoint; the volume's bytes after the final one equal the chain flattened by qemu-img.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import {
   Resources,
   type KubeClient,
@@ -17,12 +14,11 @@ import {
   type PersistentVolumeClaim,
 } from '../../src/kube/index.ts';
 import type { DataVolume, DataVolumeSource } from '../../src/controller/shared/types.ts';
-import { startOvirtStandin, type OvirtStandin } from '../support/ovirt.ts';
+import { makeOvirtChain, startOvirtStandin, type OvirtStandin } from '../support/ovirt.ts';
 import { makeTestPki } from '../support/tls.ts';
 import { clusterClient, createNamespace, eventually } from '../integration/kube/cluster.ts';
 import { NODE_IP, STORAGE_CLASS, deployCdi, md5OnVolume, requireFullCluster } from './harness.ts';
 
-const run = promisify(execFile);
 const A = 'cdi.kubevirt.io/';
 const MiB = 1 << 20;
 const SIZE = 32 * MiB;
@@ -49,40 +45,17 @@ before(async () => {
   undeploy = await deployCdi(client);
   ({ name: ns, cleanup: cleanupNs } = await createNamespace(client, 'e2e-warm'));
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-e2e-warm-'));
-  const f = (i: number): string => path.join(dir, `${L[i]}.qcow2`);
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', f(0), String(SIZE)]);
-  for (let i = 1; i < 4; i++)
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', f(i - 1), f(i)]);
-  const writes = [
-    ['write -P 0x11 0 1M', 'write -P 0x22 5M 512k', 'write -P 0x33 20M 3M'],
-    ['write -P 0x44 512k 1M', 'write -z 20M 1M', 'write -P 0x55 30M 64k'],
-    ['write -P 0x66 0 64k', 'write -z 5M 256k', 'write -P 0x67 12M 2M'],
-    ['write -P 0x77 10M 1M'],
-  ];
-  for (let i = 0; i < 4; i++) {
-    await run('qemu-io', ['-f', 'qcow2', ...writes[i]!.flatMap((c) => ['-c', c]), f(i)]);
-    const raw = path.join(dir, `want-${i}.raw`);
-    await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', f(i), raw]);
-    want.push(
-      createHash('md5')
-        .update(await readFile(raw))
-        .digest('hex'),
-    );
-  }
+  const chain = await makeOvirtChain(dir, {
+    diskId: DISK,
+    storageDomain: '9e1c2f0a-5d55-4c8e-8a3e-0000000e2esd',
+    layerIds: L,
+    size: SIZE,
+  });
+  want.push(...chain.want);
   const pki = await makeTestPki(path.join(dir, 'pki'), { ips: [NODE_IP], hostnames: [] });
   await mkdir(path.join(dir, 'standin'));
   ovirt = await startOvirtStandin({ dir: path.join(dir, 'standin'), tls: pki, host: NODE_IP });
-  ovirt.disks.set(DISK, {
-    id: DISK,
-    size: SIZE,
-    storageDomain: '9e1c2f0a-5d55-4c8e-8a3e-0000000e2esd',
-    layers: L.map((id, i) => ({
-      id,
-      file: f(i),
-      ...(i > 0 ? { parent: L[i - 1] } : {}),
-      ...(i === 3 ? { active: true } : {}),
-    })),
-  });
+  ovirt.disks.set(DISK, chain.disk);
   await client.create(Resources.Secret, {
     metadata: { name: 'engine', namespace: ns },
     stringData: { accessKeyId: ovirt.user, secretKey: ovirt.password },
@@ -139,6 +112,17 @@ void test('imageio: a full import through an image transfer reaches Succeeded an
   assertTransfersFinished();
 });
 
+/** The first n checkpoints of the chain (each snapshot after the one before), as a migration tool adds them. */
+async function setCheckpoints(n: number, finalCheckpoint: boolean): Promise<void> {
+  const checkpoints = L.slice(0, n).map((current, i) => ({ previous: i > 0 ? L[i - 1]! : '', current }));
+  await client.mergePatch(
+    Resources.DataVolume,
+    'warm',
+    { spec: { checkpoints, finalCheckpoint } },
+    { namespace: ns },
+  );
+}
+
 void test('imageio warm import: Paused after each checkpoint, the next added to the spec, Succeeded after the final one', async () => {
   const before = ovirt.transfers.length;
   await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
@@ -153,19 +137,7 @@ void test('imageio warm import: Paused after each checkpoint, the next added to 
   // the base snapshot is in; the DataVolume waits for the next checkpoint, as a migration tool would add it
   await phase('warm', 'Paused');
   assert.equal(await md5OnVolume(client, ns, 'warm', { bytes: SIZE }), want[0]);
-  await client.mergePatch(
-    Resources.DataVolume,
-    'warm',
-    {
-      spec: {
-        checkpoints: [
-          { previous: '', current: L[0]! },
-          { previous: L[0]!, current: L[1]! },
-        ],
-      },
-    },
-    { namespace: ns },
-  );
+  await setCheckpoints(2, false);
   // the DataVolume controller marks a checkpoint copied once its pod Succeeded
   await eventually(
     'second checkpoint copied',
@@ -178,21 +150,7 @@ void test('imageio warm import: Paused after each checkpoint, the next added to 
   );
   await phase('warm', 'Paused');
   assert.equal(await md5OnVolume(client, ns, 'warm', { bytes: SIZE }), want[1]);
-  await client.mergePatch(
-    Resources.DataVolume,
-    'warm',
-    {
-      spec: {
-        checkpoints: [
-          { previous: '', current: L[0]! },
-          { previous: L[0]!, current: L[1]! },
-          { previous: L[1]!, current: L[2]! },
-        ],
-        finalCheckpoint: true,
-      },
-    },
-    { namespace: ns },
-  );
+  await setCheckpoints(3, true);
   const dv = await phase('warm', 'Succeeded');
   assert.equal(dv.status?.progress, '100.0%');
   assert.equal(await md5OnVolume(client, ns, 'warm', { bytes: SIZE }), want[2]);

@@ -18,7 +18,7 @@ import { importDisk } from './disk.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
-import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
+import { nodePullEndpoint, nodePullLabels, touchDoneFile } from './node-pull.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
@@ -306,6 +306,12 @@ export async function runPodImporter(
       limits,
       progress,
     });
+    const nodePull = env.IMPORTER_PULL_METHOD === 'node' && env.IMPORTER_READY_FILE;
+    const labels = nodePull
+      ? await nodePullLabels(env.IMPORTER_ENDPOINT ?? '')
+      : source instanceof RegistrySource
+        ? source.labels()
+        : {};
     await touchDoneFile(env);
     log(
       `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
@@ -316,9 +322,7 @@ export async function runPodImporter(
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
         // Upstream: the image's KUBEVIRT_IO_* env become labels the controller puts on the PVC.
-        ...(source instanceof RegistrySource && Object.keys(source.labels()).length > 0
-          ? { labels: source.labels() }
-          : {}),
+        ...(Object.keys(labels).length > 0 ? { labels } : {}),
         message: completeMessage,
       }),
     );

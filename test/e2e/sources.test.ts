@@ -117,7 +117,10 @@ before(async () => {
     ['qcow2', fx.files.qcow2],
   ] as const) {
     const layout = await buildLayout(fx.dir, tag, [
-      { layers: [{ compression: 'gzip', files: { [`disk/${file}`]: path.join(fx.dir, file) } }] },
+      {
+        env: ['INSTANCETYPE_KUBEVIRT_IO_DEFAULT_INSTANCETYPE=u1.small'],
+        layers: [{ compression: 'gzip', files: { [`disk/${file}`]: path.join(fx.dir, file) } }],
+      },
     ]);
     await skopeoPush(layout, `docker://localhost:5000/${repo}:${tag}`, { tlsVerify: false });
   }
@@ -209,6 +212,9 @@ async function running(
   );
 }
 
+const pvcLabels = async (name: string): Promise<Record<string, string>> =>
+  (await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, ns)).metadata?.labels ?? {};
+
 const pvcAnnotations = async (name: string): Promise<Record<string, string>> =>
   (await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, ns)).metadata
     ?.annotations ?? {};
@@ -226,6 +232,7 @@ void test('registry, pod pull, qcow2 over TLS with certConfigMap: scratch asked 
   });
   await succeeded('reg-qcow2');
   assert.equal((await pvcAnnotations('reg-qcow2'))[`${A}storage.import.requiresScratch`], 'false');
+  assert.equal((await pvcLabels('reg-qcow2'))['instancetype.kubevirt.io/default-instancetype'], 'u1.small');
 });
 
 void test('registry, pod pull with credentials from a Secret (htpasswd registry)', async () => {
@@ -242,6 +249,8 @@ void test('registry, node pull: the kubelet pulls the container disk and its ser
   await succeeded('node-qcow2');
   // ranged reads from the image's server: qcow2 by extent copy, no scratch either
   assert.equal((await pvcAnnotations('node-qcow2'))[`${A}storage.import.requiresScratch`], undefined);
+  // the image's KUBEVIRT_IO_* env, read from the server's /info, labels the PVC as for a pod pull
+  assert.equal((await pvcLabels('node-qcow2'))['instancetype.kubevirt.io/default-instancetype'], 'u1.small');
 });
 
 void test('registry, node pull of a missing image: Running reason ImagePullFailed', async () => {

@@ -22,7 +22,7 @@ import { RegistrySource } from '../importer/source/registry.ts';
 import { S3Source } from '../importer/source/s3.ts';
 import type { ImportSource } from '../importer/source/source.ts';
 import { showProgress } from './progress-view.ts';
-import { uploadCommand } from './upload.ts';
+import { uploadCommand } from './upload-command.ts';
 
 interface SourceFlags {
   caDir?: string;
@@ -192,7 +192,10 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
   }
   const limits = await childLimits(true);
   const progress = new Progress();
-  const stop = f.progress ? showProgress(progress, process.stderr, process.stderr.isTTY === true) : () => {};
+  const tty = f.progress && process.stderr.isTTY === true;
+  const stop = f.progress ? showProgress(progress, process.stderr, tty) : () => {};
+  // Warnings, resumes and restarts: one line each (clearing a progress bar that is being drawn).
+  const log = (line: string): void => void process.stderr.write(`${tty ? '\r\x1b[2K' : ''}cdi: ${line}\n`);
   const scratch = f.scratchDir ?? (await mkdtemp(path.join(tmpdir(), 'cdi-scratch-')));
   const started = Date.now();
   try {
@@ -210,9 +213,9 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
       extentCopy: f.extentCopy,
       limits,
       progress,
+      log,
     });
     stop();
-    for (const w of r.warnings) process.stderr.write(`cdi: warning: ${w}\n`);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     const layers = [...r.layers, r.format].join(' → ');
     process.stdout.write(
@@ -229,6 +232,13 @@ async function doImport(url: string, f: ImportFlags): Promise<number> {
   }
 }
 
+const BREAKS = {
+  continue: 'continued from the byte where it broke',
+  restart: 'started again from byte 0',
+  fail: 'the import fails',
+  retry: 'the ranged read is retried',
+} as const;
+
 function printReport(r: InspectReport): void {
   const lines = [
     `source:        ${r.source}${r.sourceSize !== undefined ? ` (${humanSize(r.sourceSize)}${r.ranges ? ', ranges' : ', no ranges'})` : ''}`,
@@ -237,6 +247,12 @@ function printReport(r: InspectReport): void {
     `virtual size:  ${r.virtualSize !== undefined ? `${r.virtualSize} (${humanSize(r.virtualSize)})` : 'unknown until decompressed'}`,
     ...(r.actualSize !== undefined ? [`actual size:   ${r.actualSize} (${humanSize(r.actualSize)})`] : []),
     `transfer:      ${r.transfer}`,
+    ...(r.plan
+      ? [
+          `plan:          ${r.plan.transfer}: ${r.plan.reason}`,
+          `on a break:    ${BREAKS[r.plan.resume.broken]} (${r.plan.resume.why})${r.plan.resume.record ? '; a run that is stopped is continued by the next one on the same target' : ''}`,
+        ]
+      : []),
     `accepted:      ${r.accepted ? 'yes' : 'no'}: ${r.reason}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

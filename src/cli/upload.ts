@@ -14,7 +14,6 @@ import { open, readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { HttpMethod, KubeConfig } from '@kubernetes/client-node';
-import type { Command } from 'commander';
 import { Ann, ContentType, Phase } from '../api/constants.ts';
 import { UploadHeader, UploadPath, UploadApiVersion, type UploadTokenRequest } from '../api/upload.ts';
 import { parseChecksum, type Checksum } from '../importer/checksum.ts';
@@ -77,49 +76,6 @@ type CDIConfig = KubeObject & {
 const say = (line: string): void => void process.stdout.write(line + '\n');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const isTrue = (v: string | undefined): boolean => ['true', 'True', 'TRUE', '1', 't', 'T'].includes(v ?? '');
-
-export function uploadCommand(program: Command, setCode: (code: number) => void): void {
-  program
-    .command('upload')
-    .description(
-      'upload a local disk image (or archive) to a new or existing DataVolume or PVC, as virtctl image-upload',
-    )
-    .argument('<kind>', 'dv or pvc')
-    .argument('<name>', 'the DataVolume or PVC')
-    .option('--image-path <file>', 'the local disk image')
-    .option('--archive-path <file>', 'a local tar archive to extract into the volume')
-    .option('--size <size>', 'size of the DataVolume/PVC to create, e.g. 10Gi')
-    .option('--storage-class <name>', 'storage class of the PVC')
-    .option('--access-mode <mode>', 'access mode of the PVC (ReadWriteOnce, ReadWriteMany)')
-    .option(
-      '--volume-mode <mode>',
-      'block or filesystem (default: the storage profile; filesystem for archives)',
-    )
-    .option('--no-create', 'do not create the DataVolume/PVC: it must exist')
-    .option('--force-bind', 'bind the PVC now, ignoring WaitForFirstConsumer')
-    .option('--insecure', 'do not verify the upload proxy certificate')
-    .option(
-      '--uploadproxy-url <url>',
-      'the upload proxy (default: CDIConfig spec.uploadProxyURLOverride or status.uploadProxyURL)',
-    )
-    .option(
-      '--uploadproxy-ca <file>',
-      'CA certificate(s) of the upload proxy (default: CDIConfig status.uploadProxyCA, then the system CAs)',
-    )
-    .option('--wait-secs <n>', 'seconds to wait for the upload server to be ready', '300')
-    .option('--retry <n>', 'attempts for transient upload errors', '5')
-    .option('-n, --namespace <ns>', 'namespace (default: the kubeconfig context, else default)')
-    .option('--kubeconfig <file>', 'kubeconfig (default: KUBECONFIG, else ~/.kube/config)')
-    .option(
-      '--checksum <algo:hex>',
-      'md5|sha1|sha256|sha512 of the file; the upload server refuses other bytes',
-    )
-    .option('--no-resume', 'start again from the first byte after a broken connection')
-    .option('--no-progress', 'no progress output')
-    .action(async (kind: string, name: string, f: UploadFlags) => {
-      setCode(await runUpload(kind, name, f));
-    });
-}
 
 interface Plan {
   kind: 'dv' | 'pvc';

@@ -33,7 +33,7 @@ void describe('checksums', () => {
     );
     assert.throws(
       () => bad.verify(),
-      /checksum mismatch: expected md5:0{32}, calculated md5:5d41402abc4b2a76b9719d911017c592/,
+      /checksum validation failed: checksum mismatch: expected md5:0{32}, calculated md5:5d41402abc4b2a76b9719d911017c592$/,
     );
   });
 });

@@ -28,6 +28,10 @@ export class ChecksumTap {
     this.expected = expected;
     this.hash = createHash(expected.algorithm);
   }
+  /** Bytes that went by before this process (a run continuing an earlier download: the partial file's start). */
+  feed(chunk: Buffer): void {
+    this.hash.update(chunk);
+  }
   stage(): Transform {
     return new Transform({
       transform: (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback) => {
@@ -36,14 +40,17 @@ export class ChecksumTap {
       },
     });
   }
-  /** Throws the fatal checksum error (upstream wording) when the digest differs. */
+  /**
+   * Throws the fatal checksum error when the digest differs, worded as upstream's (`checksum validation failed:
+   * checksum mismatch: expected …, calculated …`; the controller matches on "checksum mismatch").
+   */
   verify(): void {
     const got = this.hash.digest('hex');
     if (got !== this.expected.hex) {
       const a = this.expected.algorithm;
       throw new ImportError(
         ErrorKind.Checksum,
-        `checksum mismatch: expected ${a}:${this.expected.hex}, calculated ${a}:${got}`,
+        `checksum validation failed: checksum mismatch: expected ${a}:${this.expected.hex}, calculated ${a}:${got}`,
       );
     }
   }

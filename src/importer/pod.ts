@@ -4,17 +4,21 @@
  * (Block, when it exists), scratch at /scratch when mounted, and the result in /dev/termination-log:
  *   success:           JSON {"scratchSpaceRequired":false,"preallocationApplied":…,"message":"Import Complete"}, exit 0
  *   scratch needed:    JSON {"scratchSpaceRequired":true,…}, exit 0 (the controller recreates the pod with scratch)
- *   checksum mismatch: JSON {"message":"Unable to process data: checksum mismatch: …"}, exit 0 (fatal, no retry)
+ *   checksum mismatch: JSON {"message":"Unable to process data: checksum validation failed: checksum mismatch: …"},
+ *                      exit 0 (fatal, no retry)
+ *   unreachable:       plain text "Unable to connect to <kind> data source: …", exit 1 (the pod restarts)
  *   other errors:      plain text "Unable to process data: …", exit 1 (the pod restarts)
+ * A success may carry `warnings` (upstream's content-type warning; our addition, which upstream's parser ignores) and
+ * what the source adds (terminationInfo(): vddk's `vddkInfo`, the registry image's `labels`).
+ * Every source, disk sources (imageio, vddk) included, goes through runImport and its planner (plan.ts).
  * The paths can be moved for tests with CDI_IMPORTER_DATA_DIR, CDI_IMPORTER_BLOCK_PATH, CDI_IMPORTER_SCRATCH_DIR,
- * CDI_IMPORTER_TERMINATION_LOG, CDI_IMPORTER_PROXY_CERT_DIR (and CDI_IMPORTER_METRICS_PORT, default 8443; "off"
- * disables the endpoint).
+ * CDI_IMPORTER_TERMINATION_LOG, CDI_IMPORTER_PROXY_CERT_DIR, CDI_IMPORTER_SECRET_HEADERS_DIR (and
+ * CDI_IMPORTER_METRICS_PORT, default 8443; "off" disables the endpoint).
  */
 import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseChecksum } from './checksum.ts';
 import { describe, ErrorKind, ImportError } from './errors.ts';
-import { importDisk } from './disk.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
@@ -24,7 +28,7 @@ import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
 import { BlankSource } from './source/blank.ts';
 import { GcsSource } from './source/gcs.ts';
-import { HttpSource } from './source/http.ts';
+import { HttpSource, readSecretHeaders } from './source/http.ts';
 import { ImageioSource } from './source/imageio.ts';
 import { RegistrySource } from './source/registry.ts';
 import { S3Source } from './source/s3.ts';
@@ -33,6 +37,9 @@ import { VddkSource } from './source/vddk.ts';
 import type { TerminationMessage } from '../api/termination.ts';
 
 type Env = Record<string, string | undefined>;
+
+/** Sources that import content type kubevirt only (upstream: registry and imageio). */
+const KUBEVIRT_ONLY = ['registry', 'imageio', 'vddk'];
 
 export interface PodPaths {
   dataDir: string;
@@ -86,7 +93,7 @@ export async function writeTermination(p: PodPaths, text: string): Promise<void>
   );
 }
 
-function makeSource(env: Env, caDirs: string[], log: (line: string) => void): ImportSource {
+async function makeSource(env: Env, caDirs: string[], log: (line: string) => void): Promise<ImportSource> {
   const kind = env.IMPORTER_SOURCE ?? '';
   if (kind === 'none' || kind === 'blank') return new BlankSource();
   if (kind === 'http') {
@@ -101,6 +108,8 @@ function makeSource(env: Env, caDirs: string[], log: (line: string) => void): Im
       caDir: caDirs,
       insecureSkipVerify: parseBool('INSECURE_TLS', env.INSECURE_TLS, false),
       headers,
+      // Upstream's secretExtraHeaders: the controller mounts each secret under /extraheaders/<n>/.
+      secretHeaders: await readSecretHeaders(env.CDI_IMPORTER_SECRET_HEADERS_DIR ?? '/extraheaders'),
       ...(user ? { user, password: env.IMPORTER_SECRET_KEY ?? '' } : {}),
       userAgent: 'cdi-ts-importer',
     });
@@ -119,6 +128,7 @@ function makeSource(env: Env, caDirs: string[], log: (line: string) => void): Im
       ...(env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE
         ? { architecture: env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE }
         : {}),
+      log,
     });
   }
   if (kind === 's3') {
@@ -223,11 +233,15 @@ export async function runPodImporter(
       log(`waiting for ${env.IMPORTER_READY_FILE}`);
       env = { ...env, IMPORTER_ENDPOINT: await nodePullEndpoint(env, env.IMPORTER_ENDPOINT ?? '') };
     }
-    const source = makeSource(env, caDirs, log);
-    if (source instanceof RegistrySource && contentType !== ContentType.KubeVirt) {
+    const source: ImportSource = await makeSource(env, caDirs, log);
+    // What the source adds to the termination message once it succeeded (taken before any narrowing of `source`).
+    const terminationInfo = (): Record<string, unknown> => source.terminationInfo?.() ?? {};
+    const kind = env.IMPORTER_SOURCE ?? '';
+    // Upstream's cmd/cdi-importer refuses this before it reads anything (registry, imageio; vddk too here).
+    if (KUBEVIRT_ONLY.includes(kind) && contentType !== ContentType.KubeVirt) {
       throw new ImportError(
         ErrorKind.Invalid,
-        `Unsupported content type ${contentType} when importing from registry`,
+        `Unsupported content type ${contentType} when importing from ${kind}`,
       );
     }
     const blank = source instanceof BlankSource;
@@ -262,37 +276,6 @@ export async function runPodImporter(
     const scratch = (await stat(p.scratchDir).catch(() => undefined))?.isDirectory()
       ? p.scratchDir
       : undefined;
-    const disk: ImportSource = source;
-    if (disk.disk) {
-      // imageio, vddk: the guest disk by extents, full or a warm-import delta (disk.ts)
-      if (contentType !== ContentType.KubeVirt || target.kind === 'dir') {
-        throw new ImportError(
-          ErrorKind.Invalid,
-          `Unsupported content type ${contentType} when importing from ${env.IMPORTER_SOURCE}`,
-        );
-      }
-      const d = await importDisk({
-        source,
-        target,
-        ...(target.kind === 'file' ? { size: available } : {}),
-        available,
-        preallocate,
-        progress,
-      });
-      log(
-        `imported ${source.description}: ${d.delta ? 'delta' : 'disk'} of ${d.virtualSize} bytes, ${d.dataBytes} bytes of data read, ${d.zeroBytes} of zeros not transferred`,
-      );
-      await writeTermination(
-        p,
-        terminationJson({
-          scratchSpaceRequired: false,
-          preallocationApplied: d.preallocationApplied,
-          ...disk.terminationInfo?.(),
-          message: completeMessage,
-        }),
-      );
-      return 0;
-    }
     const r = await runImport({
       source,
       contentType,
@@ -305,24 +288,25 @@ export async function runPodImporter(
       cache: cacheMode,
       limits,
       progress,
+      log,
     });
     const nodePull = env.IMPORTER_PULL_METHOD === 'node' && env.IMPORTER_READY_FILE;
-    const labels = nodePull
-      ? await nodePullLabels(env.IMPORTER_ENDPOINT ?? '')
-      : source instanceof RegistrySource
-        ? source.labels()
-        : {};
+    // node pull: the image's KUBEVIRT_IO_* env, from its server's /info (a pod pull's come from terminationInfo())
+    const labels = nodePull ? await nodePullLabels(env.IMPORTER_ENDPOINT ?? '') : {};
     await touchDoneFile(env);
     log(
-      `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
+      r.disk
+        ? `imported ${source.description}: ${r.disk.delta ? 'delta' : 'disk'} of ${r.virtualSize} bytes, ${r.disk.dataBytes} bytes of data read, ${r.disk.zeroBytes} of zeros not transferred`
+        : `imported ${source.description}: ${[...r.layers, r.format].join(' -> ')} via ${r.path}, ${r.size} bytes`,
     );
     await writeTermination(
       p,
       terminationJson({
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
-        // Upstream: the image's KUBEVIRT_IO_* env become labels the controller puts on the PVC.
+        ...terminationInfo(),
         ...(Object.keys(labels).length > 0 ? { labels } : {}),
+        ...(r.warnings.length > 0 ? { warnings: r.warnings } : {}),
         message: completeMessage,
       }),
     );
@@ -345,7 +329,9 @@ export async function runPodImporter(
       await writeTermination(p, terminationJson({ message: `Unable to process data: ${text}` }));
       return 0;
     }
-    await writeTermination(p, `Unable to process data: ${text}`);
+    // Upstream writes a source it cannot reach as "Unable to connect to <kind> data source: …" (the error's text).
+    const connect = err instanceof ImportError && err.kind === ErrorKind.Connect;
+    await writeTermination(p, connect ? text : `Unable to process data: ${text}`);
     return 1;
   } finally {
     await metrics?.close();

@@ -28,6 +28,14 @@ export class Progress extends EventEmitter<{ update: [Progress] }> {
     this.emit('update', this);
   }
 
+  /** Start counting source bytes again from `done` (a transfer that starts over, or continues an earlier run). */
+  reset(done = 0): void {
+    this.counting = true;
+    this.explicit = undefined;
+    this.done = done;
+    this.emit('update', this);
+  }
+
   /** Forget the bytes counted so far (a tool takes over the reporting). */
   restart(): void {
     this.counting = false;

@@ -93,7 +93,7 @@ void describe('block device target', () => {
     await writeFile(big, Buffer.alloc(16 << 20, 1));
     const r2 = await cdi('import', `${srv.url}/big.raw`, '--to', dev!);
     assert.equal(r2.code, 1);
-    assert.match(r2.stderr, /^cdi: error: the image is larger than the available space of 8388608 bytes/m);
+    assert.match(r2.stderr, /^cdi: error: the image is larger than the reported available storage 8388608 /m);
   });
 });
 
@@ -119,7 +119,7 @@ void describe('block device target written by the decompressor', () => {
       assert.equal(r.code, 1);
       assert.match(
         r.stderr,
-        /^cdi: error: the image is larger than the block device \/dev\/loop\d+\. A larger PVC is required$/m,
+        /^cdi: error: the image is larger than the block device \/dev\/loop\d+ \(no space left on device\)\. A larger PVC is required$/m,
       );
       const head = Buffer.alloc(1 << 20);
       const fh = await open(dev!, 'r');
@@ -133,7 +133,7 @@ void describe('block device target written by the decompressor', () => {
       assert.equal(r.code, 1);
       assert.match(
         r.stderr,
-        /^cdi: error: the image is larger than the available space of 2097152 bytes.*A larger PVC is required$/m,
+        /^cdi: error: the image is larger than the reported available storage 2097152 .*A larger PVC is required$/m,
       );
     });
   }

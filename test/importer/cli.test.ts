@@ -121,7 +121,7 @@ void describe('cdi import', () => {
     );
     assert.equal(bad.code, 1);
     assert.deepEqual(errorLines(bad.stderr), [
-      `cdi: error: HTTP 401 from ${auth.url}/seed.raw: check the user name, password and headers`,
+      `cdi: error: Unable to connect to http data source: expected status code 200, got 401. Status: 401 Unauthorized (${auth.url}/seed.raw: check the user name, password and headers)`,
     ]);
     assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
     assert.equal(await stat(path.join(dir, 'auth2.img')).catch(() => undefined), undefined);
@@ -140,7 +140,7 @@ void describe('cdi import', () => {
     assert.equal(r.code, 1);
     assert.match(
       errorLines(r.stderr)[0] ?? '',
-      /^cdi: error: checksum mismatch: expected sha1:0{40}, calculated sha1:[0-9a-f]{40}$/,
+      /^cdi: error: checksum validation failed: checksum mismatch: expected sha1:0{40}, calculated sha1:[0-9a-f]{40}$/,
     );
     assert.equal(await stat(out).catch(() => undefined), undefined);
   });
@@ -165,7 +165,7 @@ void describe('cdi import', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(
         r.stderr,
-        'cdi: warning: the server labels the data text/html; is the URL really a disk image?\n',
+        "cdi: warning: Unexpected content type 'text/html'. Content might not be a KubeVirt image.\n",
       );
     } finally {
       await html.close();
@@ -199,6 +199,8 @@ void describe('cdi inspect', () => {
     assert.equal(report.format, 'qcow2');
     assert.equal(report.virtualSize, SIZE);
     assert.equal(report.transfer, 'extents');
+    assert.match(j.stdout, /"broken": "retry"/);
+    assert.match(r.stdout, /on a break: +continued from the byte where it broke/);
     assert.equal(report.accepted, true);
     const local = JSON.parse((await cdi('inspect', path.join(src, 'disk.qcow2'), '--json')).stdout) as Record<
       string,

@@ -375,7 +375,7 @@ void describe('corrupt and oversized images', () => {
   void it('a decompression bomb is stopped once it passes the volume size', async () => {
     await writeFile(path.join(src, 'bomb.gz'), zlib.gzipSync(Buffer.alloc(256 << 20), { level: 9 }));
     const { err } = await attempt('bomb.gz', 'ranged', { available: SIZE, size: SIZE });
-    assert.match(err.message, /larger than the available space of 4194304 bytes/);
+    assert.match(err.message, /larger than the reported available storage 4194304 /);
   });
 
   void it('a compressed qcow2 bomb is stopped before it fills the scratch space', async () => {
@@ -384,7 +384,7 @@ void describe('corrupt and oversized images', () => {
     body.writeUInt32BE(3, 4);
     await writeFile(path.join(src, 'bomb.qcow2.gz'), zlib.gzipSync(body, { level: 9 }));
     const { err } = await attempt('bomb.qcow2.gz', 'ranged', { available: SIZE, size: SIZE });
-    assert.match(err.message, /larger than the available space of \d+ bytes/);
+    assert.match(err.message, /larger than the reported available storage \d+ /);
     assert.deepEqual(await readdir(path.join(dir, 'scratch')), [], 'the scratch copy is removed');
   });
 
@@ -396,7 +396,10 @@ void describe('corrupt and oversized images', () => {
     ] as const) {
       const { err } = await attempt(file, w, { checksum: { algorithm: 'sha256', hex: '0'.repeat(64) } });
       assert.equal(err.kind, 'checksum');
-      assert.match(err.message, /^checksum mismatch: expected sha256:0{64}, calculated sha256:[0-9a-f]{64}$/);
+      assert.match(
+        err.message,
+        /^checksum validation failed: checksum mismatch: expected sha256:0{64}, calculated sha256:[0-9a-f]{64}$/,
+      );
     }
   });
 });
@@ -418,7 +421,7 @@ void describe('compressed raw written by the decompressor', () => {
         const { err } = await attempt(name, w, { available: 8 << 20, size: 8 << 20 });
         assert.equal(
           err.message,
-          'the image is larger than the available space of 8388608 bytes (it kept going past it). A larger PVC is required',
+          'the image is larger than the reported available storage 8388608 (it kept going past it). A larger PVC is required',
         );
       }
     });
@@ -426,7 +429,10 @@ void describe('compressed raw written by the decompressor', () => {
     void it(`${kind}: one byte more than the space is refused, exactly the space is accepted`, async () => {
       const name = await compressed('seed.raw', kind, `disk-direct.raw.${kind}`);
       const { err } = await attempt(name, 'ranged', { available: SIZE - 1 });
-      assert.match(err.message, new RegExp(`available space of ${SIZE - 1} bytes.*A larger PVC is required`));
+      assert.match(
+        err.message,
+        new RegExp(`reported available storage ${SIZE - 1} .*A larger PVC is required`),
+      );
       const out = path.join(dir, `exact-${kind}.img`);
       const r = await runImport({
         source: new HttpSource({ url: `${ranged.url}/${name}` }),
@@ -473,12 +479,16 @@ void describe('compressed raw written by the decompressor', () => {
       const name = await compressed('seed.raw', kind, `sum.raw.${kind}`);
       const { err } = await attempt(name, 'ranged', { checksum: { algorithm: 'md5', hex: '0'.repeat(32) } });
       assert.equal(err.kind, 'checksum');
-      assert.match(err.message, /^checksum mismatch: expected md5:0{32}, calculated md5:[0-9a-f]{32}$/);
+      assert.match(
+        err.message,
+        /^checksum validation failed: checksum mismatch: expected md5:0{32}, calculated md5:[0-9a-f]{32}$/,
+      );
     });
 
     void it(`${kind}: a connection dropped mid-body is a transfer error and leaves nothing`, async () => {
       const name = await compressed('seed.raw', kind, `drop.raw.${kind}`);
-      const dropping = await startFileServer({ root: src, dropAfterBytes: 1 << 20 });
+      // Without ranges a break cannot be continued (resumed bodies: test/importer/resume.test.ts).
+      const dropping = await startFileServer({ root: src, dropAfterBytes: 1 << 20, ranges: false });
       try {
         const out = path.join(dir, `drop-${kind}.img`);
         const err = await runImport({

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { HttpSource } from '../../src/importer/source/http.ts';
+import { RANGE_SLACK } from '../../src/importer/source/source.ts';
 import { startFileServer, type FileServer, type FileServerOptions } from '../support/fileserver.ts';
 import { makeSeededDisk, type SeededDisk } from '../support/images.ts';
 import { makeTestPki } from '../support/tls.ts';
@@ -140,6 +141,11 @@ void describe('plain HTTP body on a bare socket', () => {
         Buffer.concat(await src.readRange(offset, length)).equals(whole.subarray(offset, offset + length)),
       );
     }
+    // Into the caller's memory (the extent copy reuses one buffer per worker): views of it, the same bytes.
+    const into = Buffer.alloc((8 << 20) + RANGE_SLACK);
+    const got = await src.readRange(12345, 8 << 20, into);
+    assert.ok(got.every((c) => c.buffer === into.buffer));
+    assert.ok(Buffer.concat(got).equals(whole.subarray(12345, 12345 + (8 << 20))));
     await src.close();
     const plain = await serve({ ranges: false });
     const p = new HttpSource({ url: `${plain.url}/seed.raw` });

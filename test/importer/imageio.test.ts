@@ -10,9 +10,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { importDisk } from '../../src/importer/disk.ts';
+import { inspectSource } from '../../src/importer/inspect.ts';
 import { runPodImporter } from '../../src/importer/pod.ts';
 import { ImageioSource, type ImageioSourceOptions } from '../../src/importer/source/imageio.ts';
+import { importDisk } from '../support/import.ts';
 import { makeOvirtChain, startOvirtStandin, type OvirtStandin } from '../support/ovirt.ts';
 import { makeTestPki, type TestPki } from '../support/tls.ts';
 
@@ -97,12 +98,13 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
     const r = await importDisk({ source: src, target: target('full.img') });
     assert.equal(await md5(target('full.img').path), want[3]);
     assert.equal(r.virtualSize, SIZE);
+    assert.equal(r.path, 'disk');
     const t = ovirt.transfers.slice(before);
     assert.equal(t.length, 1);
     assert.deepEqual(t[0]!.actions, ['finalize']);
     assert.equal(t[0]!.shallow, false);
-    assert.equal(t[0]!.bytesServed, r.dataBytes, 'only the data extents crossed the wire');
-    assert.ok(r.dataBytes < SIZE / 2, `data ${r.dataBytes} of ${SIZE}`);
+    assert.equal(t[0]!.bytesServed, r.disk?.dataBytes, 'only the data extents crossed the wire');
+    assert.ok(r.disk!.dataBytes < SIZE / 2, `data ${r.disk!.dataBytes} of ${SIZE}`);
     assertNothingLeftOpen();
   });
 
@@ -135,7 +137,7 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
         }),
         target: t,
       });
-      assert.equal(r.delta, i > 0);
+      assert.equal(r.disk?.delta, i > 0);
       assert.equal(await md5(t.path), want[i], `after checkpoint ${i + 1}`);
       const tr = ovirt.transfers.slice(before);
       assert.equal(tr.length, 1);
@@ -210,7 +212,7 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
     const t = target('aborted.img');
     try {
       await assert.rejects(
-        importDisk({ source: source(), target: t, retries: 1, retryDelayMs: 1 }),
+        importDisk({ source: source(), target: t, retry: { resumes: 1, delayMs: 1 } }),
         /the imageio daemon (refused reading \d+ bytes at \d+: the image transfer was cancelled or its ticket expired|at 127\.0\.0\.1:\d+ closed the connection|sent \d+ bytes for a range)/,
       );
     } finally {
@@ -227,6 +229,45 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
       /virtual image size 33554432 is larger than the reported available storage 16777216\. A larger PVC is required/,
     );
     assert.deepEqual(ovirt.transfers.at(-1)!.actions, ['cancel']);
+    assertNothingLeftOpen();
+  });
+
+  void it('cdi inspect: the disk plan, the size, nothing written and the transfer cancelled', async () => {
+    const before = ovirt.transfers.length;
+    const r = await inspectSource(source(), { size: SIZE / 2 });
+    assert.equal(r.transfer, 'disk');
+    assert.equal(r.plan?.transfer, 'disk');
+    assert.match(r.plan?.reason ?? '', /^a VM disk read by its extents/);
+    assert.equal(r.virtualSize, SIZE);
+    assert.equal(r.accepted, false);
+    assert.match(
+      r.reason,
+      /virtual image size 33554432 is larger than the reported available storage 16777216/,
+    );
+    assert.ok((await inspectSource(source())).accepted);
+    const t = ovirt.transfers.slice(before);
+    assert.equal(t.length, 2);
+    for (const x of t) {
+      assert.deepEqual(x.actions, ['cancel']);
+      assert.equal(x.bytesServed, 0, 'inspect reads no data');
+    }
+    assertNothingLeftOpen();
+  });
+
+  void it('refuses archive content and a checksum for a disk read by extents, before reading any data', async () => {
+    await assert.rejects(
+      importDisk({ source: source(), target: target('arch.img'), contentType: 'archive' }),
+      { message: /^Unsupported content type archive for a VM disk read by its extents/ },
+    );
+    await assert.rejects(
+      importDisk({
+        source: source(),
+        target: target('sum.img'),
+        checksum: { algorithm: 'sha256', hex: '0'.repeat(64) },
+      }),
+      { message: /^a checksum cannot be verified for a VM disk read by its extents/ },
+    );
+    assert.equal(ovirt.transfers.at(-1)!.bytesServed, 0);
     assertNothingLeftOpen();
   });
 

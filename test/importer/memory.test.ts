@@ -256,6 +256,7 @@ void describe('an extent plan too large to hold', () => {
     await run('qemu-io', ['-f', 'qcow2', ...writes, qcow2]);
     await run('qemu-io', ['-f', 'raw', ...writes, raw]);
     const bounded: Limits = { ...DEFAULT_LIMITS, maxExtents: 16 };
+    const log: string[] = [];
     const importIt = async (limits: Limits) => {
       const out = path.join(dir, `alternating-${limits.maxExtents ?? 'default'}.img`);
       const r = await runImport({
@@ -263,12 +264,18 @@ void describe('an extent plan too large to hold', () => {
         contentType: 'kubevirt',
         target: { kind: 'file', path: out },
         limits,
+        log: (l) => log.push(l),
       });
       assert.equal(await md5File(out), await md5File(raw));
       return r.path;
     };
     assert.equal(await importIt(DEFAULT_LIMITS), 'extents');
+    assert.deepEqual(log, []);
+    // The planner's range path keeps the bound: the plan is given up after validation, and the import log says so.
     assert.equal(await importIt(bounded), 'nbd');
+    assert.deepEqual(log, [
+      'the qcow2 image maps to 64 extents, more than the 16 a copy plan may hold: qemu-img converts it instead',
+    ]);
     const lines: string[] = [];
     const facts = await inspectImage('qcow2', { file: qcow2 }, undefined, undefined, bounded, (l) =>
       lines.push(l),

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -65,6 +65,7 @@ async function pod(
     CDI_IMPORTER_TERMINATION_LOG: p.term,
     CDI_IMPORTER_BLOCK_PATH: path.join(root, 'block'),
     CDI_IMPORTER_METRICS_PORT: 'off',
+    CDI_IMPORTER_SECRET_HEADERS_DIR: path.join(root, 'extraheaders'),
   };
   if (opts.block !== undefined) await writeFile(env.CDI_IMPORTER_BLOCK_PATH!, Buffer.alloc(opts.block, 0x33));
   return { ...p, env };
@@ -181,7 +182,7 @@ void describe('importer pod entrypoint', () => {
       assert.equal(bad.code, 1);
       assert.match(
         await readFile(p.term, 'utf8'),
-        /^Unable to process data: TLS verification of 127\.0\.0\.1:\d+ failed/,
+        /^Unable to connect to http data source: HTTP request errored: TLS verification of 127\.0\.0\.1:\d+ failed/,
       );
     } finally {
       await tlsSrv.close();
@@ -201,7 +202,7 @@ void describe('importer pod entrypoint', () => {
     const term = JSON.parse(await readFile(p.term, 'utf8')) as { message: string };
     assert.match(
       term.message,
-      /^Unable to process data: checksum mismatch: expected md5:1{32}, calculated md5:[0-9a-f]{32}$/,
+      /^Unable to process data: checksum validation failed: checksum mismatch: expected md5:1{32}, calculated md5:[0-9a-f]{32}$/,
     );
     assert.equal(await stat(path.join(p.data, 'disk.img')).catch(() => undefined), undefined);
   });
@@ -230,8 +231,59 @@ void describe('importer pod entrypoint', () => {
     assert.equal(code, 1);
     assert.equal(
       await readFile(p.term, 'utf8'),
-      `Unable to process data: HTTP 404 from ${srv.url}/missing.img: check the URL`,
+      `Unable to connect to http data source: expected status code 200, got 404. Status: 404 Not Found (${srv.url}/missing.img: check the URL)`,
     );
+  });
+
+  void it('sends the secretExtraHeaders mounted under /extraheaders/<n>/ (secret volume layout) and the env headers', async () => {
+    const p = await pod();
+    const secret = path.join(p.env.CDI_IMPORTER_SECRET_HEADERS_DIR!, '0');
+    await mkdir(path.join(secret, '..2026_01_01_00_00_00.1'), { recursive: true });
+    await writeFile(path.join(secret, '..2026_01_01_00_00_00.1', 'token'), 'X-Secret: hush\n');
+    await symlink('..2026_01_01_00_00_00.1', path.join(secret, '..data'));
+    await symlink('..data/token', path.join(secret, 'token'));
+    const guarded = await startFileServer({
+      root: src,
+      requireHeaders: { 'X-Secret': 'hush', 'X-Extra': 'e' },
+    });
+    try {
+      const { code, stderr } = await runPod({
+        ...p.env,
+        IMPORTER_SOURCE: 'http',
+        IMPORTER_ENDPOINT: `${guarded.url}/seed.raw`,
+        IMPORTER_EXTRA_HEADER_0: 'X-Extra: e',
+        IMPORTER_IMAGE_SIZE: '8Mi',
+      });
+      assert.equal(code, 0, stderr);
+      assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+      assert.doesNotMatch(stderr, /hush/, 'secret header values are never logged');
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  void it("a text/html content type: upstream's warning in the log and in the termination message", async () => {
+    const html = await startFileServer({ root: src, contentType: 'text/html' });
+    try {
+      const p = await pod();
+      const { code, stderr } = await runPod({
+        ...p.env,
+        IMPORTER_SOURCE: 'http',
+        IMPORTER_ENDPOINT: `${html.url}/seed.raw`,
+        IMPORTER_IMAGE_SIZE: '8Mi',
+      });
+      assert.equal(code, 0, stderr);
+      const warning = "Unexpected content type 'text/html'. Content might not be a KubeVirt image.";
+      assert.ok(stderr.includes(warning), stderr);
+      assert.deepEqual(JSON.parse(await readFile(p.term, 'utf8')), {
+        scratchSpaceRequired: false,
+        preallocationApplied: false,
+        warnings: [warning],
+        message: 'Import Complete',
+      });
+    } finally {
+      await html.close();
+    }
   });
 
   void it('a too-small volume fails with "A larger PVC is required"', async () => {

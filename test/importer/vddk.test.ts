@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { importDisk } from '../../src/importer/disk.ts';
 import { runPodImporter } from '../../src/importer/pod.ts';
 import { VddkSource, type VddkSourceOptions } from '../../src/importer/source/vddk.ts';
+import { importDisk } from '../support/import.ts';
 import { makeTestPki, type TestPki } from '../support/tls.ts';
 import {
   buildVcenterStandin,
@@ -176,7 +176,7 @@ void describe('vddk source (vCenter simulator + VDDK stand-in, real nbdkit)', { 
     const r = await importDisk({ source: src, target: target('cold.img') });
     assert.equal(await md5(target('cold.img').path), want[3]);
     assert.equal(r.virtualSize, SIZE);
-    assert.ok(r.dataBytes < SIZE / 2, `read ${r.dataBytes} bytes of ${SIZE}`);
+    assert.ok(r.disk!.dataBytes < SIZE / 2, `read ${r.disk!.dataBytes} bytes of ${SIZE}`);
     assert.deepEqual(src.terminationInfo(), { vddkInfo: { Version: '8.0.3', Host: 'esx1.test.local' } });
   });
 
@@ -203,15 +203,17 @@ void describe('vddk source (vCenter simulator + VDDK stand-in, real nbdkit)', { 
         }),
         target: t,
       });
-      assert.equal(r.delta, i > 0);
+      const d = r.disk;
+      assert.ok(d, 'the disk plan');
+      assert.equal(d.delta, i > 0);
       assert.equal(await md5(t.path), want[i], `after checkpoint ${i + 1}`);
       if (i > 0) {
         const changed = changes[i - 1]!.reduce((n, a) => n + a.length, 0);
         assert.ok(
-          r.dataBytes + r.zeroBytes <= changed,
-          `delta ${i}: ${r.dataBytes}+${r.zeroBytes} of ${changed} changed bytes`,
+          d.dataBytes + d.zeroBytes <= changed,
+          `delta ${i}: ${d.dataBytes}+${d.zeroBytes} of ${changed} changed bytes`,
         );
-        assert.ok(r.zeroBytes > 0, `delta ${i} zeroes what was zeroed`);
+        assert.ok(d.zeroBytes > 0, `delta ${i} zeroes what was zeroed`);
       }
     }
   });
@@ -262,7 +264,7 @@ void describe('vddk source (vCenter simulator + VDDK stand-in, real nbdkit)', { 
     const aborting = await makeVddkLibdir(path.join(dir, 'aborting-lib'), { ...conf, abortAfter: 2 * MiB });
     const t = target('aborted.img');
     await assert.rejects(
-      importDisk({ source: source({ libdir: aborting }), target: t, retries: 0 }),
+      importDisk({ source: source({ libdir: aborting }), target: t, retry: { resumes: 0 } }),
       /nbdkit's vddk plugin failed reading \d+ bytes at \d+ of .*: VixDiskLib_Read: NBD_ERR_NETWORK_CONNECT: the server closed the NFC connection/,
     );
     await assert.rejects(readFile(t.path), { code: 'ENOENT' });

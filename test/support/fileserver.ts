@@ -24,6 +24,11 @@
  *   latencyMs            wait this long before answering each request (a round trip)
  *   dropAfterBytes       destroy the socket after this many body bytes of each GET (a connection dropped mid-body)
  *   dropTimes            with dropAfterBytes: drop only the first N GETs, then serve normally (default: always)
+ *   onDrop               called just before a connection is cut (a test can change the file in between)
+ *   etag                 send a strong ETag (from size and mtime, like nginx); If-Range is honoured either way
+ *                        (against the ETag or the Last-Modified date: a mismatch serves the whole file with 200)
+ *
+ * `srv.requests[i].bytes` counts the body bytes written for each request, `srv.bytesSent()` all of them.
  *
  * Paths are resolved inside root; `..` and absolute paths are refused (404). Only regular files are served.
  */
@@ -54,6 +59,8 @@ export interface FileServerOptions {
   latencyMs?: number;
   dropAfterBytes?: number;
   dropTimes?: number;
+  onDrop?: () => void;
+  etag?: boolean;
 }
 
 export interface RequestRecord {
@@ -61,6 +68,8 @@ export interface RequestRecord {
   path: string;
   headers: http.IncomingHttpHeaders;
   status: number;
+  /** Body bytes written for this request. */
+  bytes: number;
 }
 
 export interface FileServer {
@@ -68,6 +77,8 @@ export interface FileServer {
   host: string;
   port: number;
   requests: RequestRecord[];
+  /** Body bytes written for all requests so far. */
+  bytesSent(): number;
   close(): Promise<void>;
 }
 
@@ -169,6 +180,7 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
       path: req.url ?? '',
       headers: req.headers,
       status: 0,
+      bytes: 0,
     };
     requests.push(rec);
     const send = (status: number, headers: Record<string, string> = {}, body = ''): void => {
@@ -211,11 +223,16 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
       'content-type': opts.contentType ?? 'application/octet-stream',
       'last-modified': st.mtime.toUTCString(),
     };
+    if (opts.etag) headers.etag = `"${size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
     if (ranges) headers['accept-ranges'] = 'bytes';
+    // If-Range: the range only if the file is still the one the client names (RFC 9110 §13.1.5).
+    const ifRange = req.headers['if-range'];
+    const rangeStill =
+      ifRange === undefined || ifRange === headers.etag || ifRange === headers['last-modified'];
     let start = 0;
     let end = size - 1;
     let status = 200;
-    if (ranges) {
+    if (ranges && rangeStill) {
       const r = parseRange(req.headers.range, size);
       if (r === 'bad') return send(416, { 'content-range': `bytes */${size}` });
       if (r) {
@@ -235,10 +252,24 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
     const stages: (NodeJS.ReadableStream | Transform)[] = [createReadStream(file, { start, end })];
     if (opts.dropAfterBytes !== undefined && (opts.dropTimes === undefined || drops < opts.dropTimes)) {
       drops++;
-      stages.push(new Dropper(opts.dropAfterBytes, () => res.socket?.destroy()));
+      stages.push(
+        new Dropper(opts.dropAfterBytes, () => {
+          opts.onDrop?.();
+          res.socket?.destroy();
+        }),
+      );
     }
     if (opts.throttleBytesPerSec) stages.push(new Throttle(new Link(opts.throttleBytesPerSec)));
     if (link) stages.push(new Throttle(link));
+    // Counted last: what went to the socket, after any pacing.
+    stages.push(
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          rec.bytes += chunk.length;
+          cb(null, chunk);
+        },
+      }),
+    );
     const pipe = pipeline as unknown as (...streams: unknown[]) => Promise<void>;
     await pipe(...stages, res).catch(() => res.destroy());
   };
@@ -262,6 +293,7 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
     host,
     port,
     requests,
+    bytesSent: () => requests.reduce((n, r) => n + r.bytes, 0),
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

@@ -2,13 +2,14 @@
  * One import of a source into a file under `dir`, as the source tests need it:
  *   const { r, out } = await importFile(source, dir, { checksum: 'md5:…' });   // the result and the target file
  *   await importFails(source, dir, /message/);   // fails with a one-line message matching it, and leaves no target
+ *   const r = await importDisk({ source, target });   // a disk source (imageio, vddk): the planner's `disk` plan
  * A scratch directory (dir/scratch) is offered unless `scratch: false`.
  */
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseChecksum } from '../../src/importer/checksum.ts';
-import { ContentType, runImport, type ImportResult } from '../../src/importer/import.ts';
+import { ContentType, runImport, type ImportRequest, type ImportResult } from '../../src/importer/import.ts';
 import type { ImportSource } from '../../src/importer/source/source.ts';
 
 let n = 0;
@@ -55,4 +56,11 @@ export async function importFails(
     return true;
   });
   assert.equal(await stat(out).catch(() => undefined), undefined, 'no target left behind');
+}
+
+/** An import of a disk source (imageio, vddk) through runImport, whose planner picks the `disk` plan. */
+export function importDisk(
+  o: Pick<ImportRequest, 'source' | 'target'> & Partial<ImportRequest>,
+): Promise<ImportResult> {
+  return runImport({ contentType: ContentType.KubeVirt, ...o });
 }

@@ -14,8 +14,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { childEnv, outOfMemory, prlimitArgv, TextTail } from '../child.ts';
-import { ErrorKind, ImportError } from '../errors.ts';
-import { RawWriter, type RawTarget } from '../sink/raw.ts';
+import { ErrorKind, ImportError, tooLargeForSpace } from '../errors.ts';
 import { sniff, SNIFF_BYTES, type Layer } from './sniff.ts';
 
 export type DirectCompression = 'xz' | 'zst';
@@ -234,10 +233,7 @@ function corrupt(kind: DirectCompression, why: string): ImportError {
 }
 
 function tooLarge(available: number): ImportError {
-  return new ImportError(
-    ErrorKind.Invalid,
-    `the image is larger than the available space of ${available} bytes (it kept going past it). A larger PVC is required`,
-  );
+  return tooLargeForSpace(available);
 }
 
 /** The last line of xz's or zstd's stderr without the `xz: (stdin): ` / `/*stdin*\\ : ` prefixes. */
@@ -329,8 +325,8 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
       throw new ImportError(
         ErrorKind.Invalid,
         file
-          ? `the volume ran out of space while writing the image${available !== undefined ? ` (${available} bytes were available)` : ''}. A larger PVC is required`
-          : `the image is larger than the block device ${target.path}. A larger PVC is required`,
+          ? `the volume ran out of space while writing the image (no space left on device${available !== undefined ? `; ${available} bytes were available` : ''}). A larger PVC is required`
+          : `the image is larger than the block device ${target.path} (no space left on device). A larger PVC is required`,
       );
     }
     const oom =
@@ -342,50 +338,5 @@ export async function decompressInto(o: DecompressOptions): Promise<number> {
     return bytes;
   } finally {
     await fh.close();
-  }
-}
-
-export interface DirectResult {
-  compression: DirectCompression;
-  format: Layer;
-  /** Decompressed bytes. */
-  virtualSize: number;
-  /** Final size of the target (after commit). */
-  size: number;
-}
-
-/**
- * When `body` is one xz/zst layer over raw (or tar) data: decompresses it straight into the target, checks the
- * source checksum (`verify`) once the body has ended, and commits. Otherwise returns every byte of the body for the
- * generic path. On failure the target is aborted (nothing looks complete).
- */
-export async function importCompressedRaw(
-  body: Readable,
-  o: {
-    target: RawTarget;
-    available?: number;
-    memoryBytes: number;
-    verify: () => void;
-    commit: (w: RawWriter) => Promise<number>;
-  },
-): Promise<{ done: DirectResult } | { stream: Readable }> {
-  const probe = await probeDirect(body, o.memoryBytes);
-  if (!probe.direct) return { stream: probe.stream };
-  const w = await RawWriter.external(o.target);
-  try {
-    const virtualSize = await decompressInto({
-      compression: probe.direct.compression,
-      input: probe.stream,
-      target: { kind: o.target.kind, path: w.path },
-      ...(o.available !== undefined ? { available: o.available } : {}),
-      memoryBytes: o.memoryBytes,
-    });
-    o.verify();
-    const size = await o.commit(w);
-    return { done: { ...probe.direct, virtualSize, size } };
-  } catch (err) {
-    probe.stream.destroy();
-    await w.abort();
-    throw err;
   }
 }

@@ -9,6 +9,7 @@
  * to plain bytes (compressed or encrypted clusters, a map that does not cover the disk exactly) makes the plan
  * `undefined`, and the caller converts with qemu-img instead. See docs/adr/0005-extent-copy.md.
  */
+import { RANGE_SLACK } from '../source/source.ts';
 import type { MapEntry } from './qemu.ts';
 import type { RangeReader } from './range.ts';
 
@@ -170,7 +171,10 @@ export interface CopyOptions {
 
 /**
  * Copies the plan: `reader` fetches windows of the image file, `write` puts each piece at its guest offset (in any
- * order). Resolves when every piece is written; the first error stops further reads and rejects.
+ * order). Each of the `concurrency` workers owns one buffer of a window's size and reads every window into it
+ * (RangeReader's `into`), writing its pieces before it reads the next, so a copy of any size holds the same memory
+ * and leaves the garbage collector nothing per read. Resolves when every piece is written; the first error stops
+ * further reads and rejects.
  */
 export async function copyExtents(
   plan: ExtentPlan,
@@ -182,10 +186,11 @@ export async function copyExtents(
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
+    const into = Buffer.allocUnsafe(WINDOW + RANGE_SLACK);
     while (!failed && next < list.length) {
       const w = list[next++]!;
       try {
-        const chunks = await reader.read(w.start, w.length);
+        const chunks = await reader.read(w.start, w.length, into);
         for (const p of w.pieces) {
           await write(slice(chunks, p.host - w.start, p.length), p.guest);
           opts.onBytes?.(p.length);

@@ -2,10 +2,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorKind, ImportError } from '../errors.ts';
 
-/** Reads `length` bytes at `offset` of the remote image (all of them, or throws). */
+/**
+ * Reads `length` bytes at `offset` of the remote image (all of them, or throws). `into`: memory the caller reuses once
+ * it is done with the answer, which the source may read into (ImportSource.readRange).
+ */
 export interface RangeReader {
   readonly size: number;
-  read(offset: number, length: number): Promise<Buffer[]>;
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer[]>;
 }
 
 export interface RetryOptions {
@@ -25,10 +28,10 @@ export function retrying(
   return {
     size: reader.size,
     lastError: () => failure,
-    read: async (offset, length) => {
+    read: async (offset, length, into) => {
       for (let attempt = 0; ; attempt++) {
         try {
-          return await reader.read(offset, length);
+          return await reader.read(offset, length, into);
         } catch (err) {
           if (attempt >= retries) {
             failure =

@@ -17,7 +17,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { ErrorKind, ImportError } from '../errors.ts';
+import { ErrorKind, ImportError, tooLargeForSpace } from '../errors.ts';
 
 function refuse(message: string): ImportError {
   return new ImportError(ErrorKind.Invalid, `unsafe archive: ${message}`);
@@ -194,10 +194,7 @@ export async function extractTar(
           const size = h.size ?? 0;
           bytes += size;
           if (capacity !== undefined && bytes > capacity) {
-            throw new ImportError(
-              ErrorKind.Invalid,
-              `the archive content is larger than the available space of ${capacity} bytes. A larger PVC is required`,
-            );
+            throw tooLargeForSpace(capacity, 'the archive content');
           }
           await replaceable(t, rel, h.name, 'file');
           t.set(rel, 'file');

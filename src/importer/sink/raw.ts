@@ -12,7 +12,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { ErrorKind, ImportError } from '../errors.ts';
+import { ErrorKind, ImportError, tooLargeForSpace } from '../errors.ts';
 
 const run = promisify(execFile);
 const SEG = 64 * 1024;
@@ -34,6 +34,17 @@ export function partialPath(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.partial`);
 }
 
+/** The progress record of a download into the partial file (sink/record.ts); gone whenever a fresh write starts. */
+export function recordPath(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.resume`);
+}
+
+/** A fresh start on a file target: no old image, no old partial file's record. */
+async function clearFileTarget(target: string): Promise<void> {
+  await rm(target, { force: true });
+  await rm(recordPath(target), { force: true });
+}
+
 export class RawWriter {
   readonly target: RawTarget;
   private fh: FileHandle | undefined;
@@ -45,6 +56,9 @@ export class RawWriter {
   private syncing: Promise<void> | undefined;
   /** An I/O error a background flush saw: Linux reports it to one fsync only, so commit() must throw it. */
   private syncError: Error | undefined;
+  /** writeStream(): every byte below this is written (zero segments as holes); the next flush makes it durable. */
+  private completed = 0;
+  private onDurable: ((offset: number) => void) | undefined;
   written = 0;
 
   private constructor(
@@ -69,16 +83,36 @@ export class RawWriter {
       capacity?: number;
       preallocate?: boolean;
       /** 0: no background flushes (scratch files) */ syncEvery?: number;
+      /**
+       * A file target only: continue the partial file of an earlier run, whose first `resumeAt` bytes are on disk
+       * (it is cut there: anything after may be stale); writeStream() then writes from there.
+       */
+      resumeAt?: number;
+      /** writeStream(): called after each background flush with the offset up to which the data is now durable. */
+      onDurable?: (offset: number) => void;
     },
   ): Promise<RawWriter> {
+    const syncEvery = opts.syncEvery ?? SYNC_EVERY;
+    let w: RawWriter;
     if (target.kind === 'block') {
       const fh = await open(target.path, 'r+');
-      return new RawWriter(target, fh, target.path, false, opts.capacity, opts.syncEvery ?? SYNC_EVERY);
+      w = new RawWriter(target, fh, target.path, false, opts.capacity, syncEvery);
+    } else {
+      const tmp = partialPath(target.path);
+      let fh: FileHandle;
+      if (opts.resumeAt !== undefined) {
+        await rm(target.path, { force: true });
+        fh = await open(tmp, 'r+');
+        await fh.truncate(opts.resumeAt);
+      } else {
+        await clearFileTarget(target.path);
+        fh = await open(tmp, 'w', 0o660);
+      }
+      w = new RawWriter(target, fh, tmp, !opts.preallocate, opts.capacity, syncEvery);
+      w.written = w.completed = opts.resumeAt ?? 0;
     }
-    await rm(target.path, { force: true });
-    const tmp = partialPath(target.path);
-    const fh = await open(tmp, 'w', 0o660);
-    return new RawWriter(target, fh, tmp, !opts.preallocate, opts.capacity, opts.syncEvery ?? SYNC_EVERY);
+    w.onDurable = opts.onDurable;
+    return w;
   }
 
   /**
@@ -87,7 +121,7 @@ export class RawWriter {
    */
   static async external(target: RawTarget): Promise<RawWriter> {
     if (target.kind === 'block') return new RawWriter(target, undefined, target.path, false, undefined);
-    await rm(target.path, { force: true });
+    await clearFileTarget(target.path);
     const tmp = partialPath(target.path);
     await rm(tmp, { force: true });
     return new RawWriter(target, undefined, tmp, false, undefined);
@@ -98,7 +132,7 @@ export class RawWriter {
     return this.writePath;
   }
 
-  /** Writes the stream from offset 0. */
+  /** Writes the stream from where the data ends (offset 0, or `resumeAt`). */
   async writeStream(input: Readable): Promise<void> {
     const fh = this.handle();
     let pending: Buffer[] = [];
@@ -113,22 +147,26 @@ export class RawWriter {
       pending = [];
       pendingLen = 0;
       await inflight;
-      inflight = this.writeChunks(fh, chunks, base);
+      const end = this.written;
+      inflight = this.writeChunks(fh, chunks, base).then(() => {
+        this.completed = Math.max(this.completed, end);
+      });
       inflight.catch(() => undefined);
     };
     try {
       for await (const chunk of input as AsyncIterable<Buffer>) {
         if (this.capacity !== undefined && this.written + pendingLen + chunk.length > this.capacity) {
-          throw new ImportError(
-            ErrorKind.Invalid,
-            `the image is larger than the available space of ${this.capacity} bytes (it kept going past it). A larger PVC is required`,
-          );
+          throw tooLargeForSpace(this.capacity);
         }
         pending.push(chunk);
         pendingLen += chunk.length;
         if (pendingLen >= BATCH) await flush();
       }
       await flush();
+    } catch (err) {
+      // What arrived before a break is good data: written, so a run that continues the download keeps it.
+      await flush().catch(() => undefined);
+      throw err;
     } finally {
       await inflight?.catch(() => undefined);
     }
@@ -198,8 +236,17 @@ export class RawWriter {
     this.unsynced += written.reduce((n, b) => n + b.length, 0);
     if (this.unsynced < this.syncEvery || this.syncing) return;
     this.unsynced = 0;
+    // Everything below `completed` was written before this flush starts, so the flush makes it durable.
+    const durable = this.completed;
     this.syncing = fh
       .datasync()
+      .then(() => {
+        try {
+          this.onDurable?.(durable);
+        } catch {
+          // A listener's trouble is not a write error.
+        }
+      })
       .catch((err: unknown) => {
         this.syncError ??= err instanceof Error ? err : new Error(String(err));
       })
@@ -217,6 +264,25 @@ export class RawWriter {
   private handle(): FileHandle {
     if (!this.fh) throw new ImportError(ErrorKind.Internal, 'the target is already closed');
     return this.fh;
+  }
+
+  /**
+   * Stops writing without giving up the data (a later run continues it): flushes what writeStream() wrote and
+   * closes the file, which stays under its temporary name. Returns the offset up to which the data is durable.
+   */
+  async suspend(): Promise<number> {
+    await this.syncing;
+    const fh = this.fh;
+    this.fh = undefined;
+    if (!fh) return 0;
+    try {
+      await fh.datasync();
+      return this.completed;
+    } catch {
+      return 0;
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
   }
 
   /** Closes our handle so an external writer (qemu-img) can take over. */
@@ -281,7 +347,7 @@ export class RawWriter {
     if (this.target.kind === 'file') {
       await fh?.close().catch(() => undefined);
       await rm(this.writePath, { force: true });
-      await rm(this.target.path, { force: true });
+      await clearFileTarget(this.target.path);
       return;
     }
     const h = fh ?? (await open(this.target.path, 'r+').catch(() => undefined));

@@ -1,7 +1,9 @@
 /**
  * GCS source: the JSON API's media download (`/storage/v1/b/<bucket>/o/<object>?alt=media`) over our HTTP source,
- * so GCS gets everything HTTP has: ranged reads (qcow2 by extent copy, no scratch), the plain-HTTP socket path,
- * CAs, proxies, the idle watchdog. URLs, as upstream (pkg/importer/gcs-datasource.go):
+ * so GCS gets everything HTTP has: ranged reads (qcow2 by extent copy, no scratch), a broken body continued by range
+ * (open(offset, validator): `Range` with `If-Range: <ETag>`, docs/adr/0009-resumable-downloads.md), the plain-HTTP
+ * socket path, CAs, proxies, the idle watchdog, and upstream's "Unable to connect to gcs data source: …" for an
+ * object it cannot reach. URLs, as upstream (pkg/importer/gcs-datasource.go):
  *   gs://bucket/object                            storage.googleapis.com, or STORAGE_EMULATOR_HOST when set (the
  *                                                 variable Google's own clients use to point at an emulator)
  *   http(s)://host/bucket/object                  that host's JSON API (storage.cloud.google.com: googleapis.com)
@@ -129,6 +131,7 @@ export function tokenRequest(c: CredentialsFile, now = Date.now()): { uri: strin
 
 export class GcsSource implements ImportSource {
   readonly description: string;
+  readonly resumable = true;
   private readonly o: GcsSourceOptions;
   private readonly media: string;
   private http: HttpSource | undefined;
@@ -207,38 +210,42 @@ export class GcsSource implements ImportSource {
       ...(this.o.caDirs ? { caDir: this.o.caDirs } : {}),
       insecureSkipVerify: this.o.insecureSkipVerify ?? false,
       userAgent: 'cdi-ts-importer',
+      kind: 'gcs',
     });
     return this.http;
   }
 
+  /**
+   * The HTTP source's message with GCS's hint: `… Status: 404 Not Found (gs://bucket/object: check the bucket and
+   * object name)` instead of the media URL and HTTP's generic hint.
+   */
   private explain(err: unknown): never {
-    if (!(err instanceof ImportError)) throw err;
-    const hint = /HTTP (401|403)/.test(err.message)
-      ? this.o.credentialsFile
-        ? ': check the service account has read access to the object'
-        : ': the object is not public; give a service-account key with a secretRef (credentials.json)'
-      : /HTTP 404/.test(err.message)
-        ? ' (check the bucket and object name)'
-        : '';
-    throw new ImportError(
-      err.kind,
-      `${this.description}: ${err.message.replace(/: check the .*$/, '')}${hint}`,
-      {
-        cause: err,
-      },
-    );
+    const status = err instanceof ImportError ? /got (\d{3})\. Status:/.exec(err.message)?.[1] : undefined;
+    // Everything else (CannotResume included, which the data path tells apart by its class) as it is.
+    if (!(err instanceof ImportError) || !status) throw err;
+    const hint =
+      status === '401' || status === '403'
+        ? this.o.credentialsFile
+          ? 'check the service account has read access to the object'
+          : 'the object is not public; give a service-account key with a secretRef (credentials.json)'
+        : status === '404'
+          ? 'check the bucket and object name'
+          : undefined;
+    const where = ` (${this.description}${hint ? `: ${hint}` : ''})`;
+    throw new ImportError(err.kind, err.message.replace(/ \([^()]*\)$/, where), { cause: err });
   }
 
   async info(): Promise<SourceInfo> {
     return (await this.source()).info().catch((e: unknown) => this.explain(e));
   }
 
-  async open(): Promise<Readable> {
-    return (await this.source()).open().catch((e: unknown) => this.explain(e));
+  /** The object from byte 0, or from `offset` of the version its ETag `validator` names (HttpSource's rules). */
+  async open(offset?: number, validator?: string): Promise<Readable> {
+    return (await this.source()).open(offset, validator).catch((e: unknown) => this.explain(e));
   }
 
-  async readRange(offset: number, length: number): Promise<Buffer[]> {
-    return (await this.source()).readRange(offset, length).catch((e: unknown) => this.explain(e));
+  async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer[]> {
+    return (await this.source()).readRange(offset, length, into).catch((e: unknown) => this.explain(e));
   }
 
   async close(): Promise<void> {

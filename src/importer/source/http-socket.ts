@@ -1,22 +1,31 @@
 /**
- * The whole-body download of a plain-HTTP image on a bare socket: one GET, and when the answer is a plain
- * `200` with a Content-Length (no chunking, no content coding), the socket reads (`onread`) straight into 4 MiB slabs
- * whose regions are handed on as views: no copy and a few large allocations, where undici's body stream allocates a
- * 64 KiB buffer per read and parses every byte. Receiving 512 MiB this way costs a tenth of the CPU, which on 2 cores
- * is time given back to the decompressor or qemu-img (docs/adr/0005-extent-copy.md has the numbers).
+ * Plain-HTTP requests on a bare socket: one GET per socket (`connection: close`). When the answer to a body request
+ * is a plain `200` or `206` with a Content-Length (no chunking, no content coding), the socket reads (`onread`)
+ * straight into 1 MiB slabs whose regions are handed on as views: no copy and a few large allocations, where undici's
+ * body stream allocates a 64 KiB buffer per read and parses every byte. Receiving 512 MiB this way costs a tenth of
+ * the CPU, which on 2 cores is time given back to the decompressor or qemu-img (docs/adr/0005-extent-copy.md).
  *
- * Anything else (TLS, a proxy, a redirect, an error status, chunked bodies, a socket that cannot connect) answers
- * `undefined` and the caller uses undici, which handles all of it with the same messages as before.
+ * Every other status (redirects, errors) is answered here too, as a head without a body, so the caller (http.ts)
+ * follows redirects and words errors the same way for both transports and a server sees one request per attempt.
+ * `undefined` (the caller then asks undici) only for what this module does not do: TLS, a socket that cannot
+ * connect, and a 2xx body that is chunked or content-coded (then undici asks again: the one case of two requests).
  */
+import { STATUS_CODES } from 'node:http';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { ErrorKind, ImportError } from '../errors.ts';
+import { RANGE_SLACK } from './source.ts';
 
-/** Memory the socket reads into, one region after the other; handed on as views (no copy). */
-const SLAB = 4 << 20;
+/**
+ * Memory the socket reads into, one region after the other; handed on as views (no copy). A slab lives as long as
+ * any of its views, and every stage downstream holds a few: 1 MiB slabs keep that pinned memory small (measured:
+ * about 12 MiB less live memory than 4 MiB slabs on a raw.xz import).
+ */
+const SLAB = 1 << 20;
 /** Largest single read. */
 const READ = 256 << 10;
-const MAX_HEADER = 64 << 10;
+/** The head of an answer must fit here; with READ it is the room a range's `into` buffer has (RANGE_SLACK). */
+const MAX_HEADER = RANGE_SLACK - READ;
 
 export interface SocketGetOptions {
   url: string;
@@ -25,10 +34,16 @@ export interface SocketGetOptions {
   description: string;
   idleTimeoutMs: number;
   /**
-   * Ask for these bytes (`range` header added): then only a `206` for exactly them is read here, anything else
-   * answers undefined.
+   * Ask for exactly these bytes (`range` header added): then only a `206` for exactly them comes with a body, read
+   * into one allocation (`into`, when it is large enough: the caller's reused memory); any other answer is a head
+   * without a body.
    */
-  range?: { offset: number; length: number };
+  range?: { offset: number; length: number; into?: Buffer };
+}
+
+/** An answer read on the socket: the head, and for a plain 2xx a body. */
+export interface SocketAnswer extends ResponseHead {
+  body?: Readable;
 }
 
 /** What the user hears when a server sends nothing for `ms` (both HTTP paths). */
@@ -63,6 +78,8 @@ function plainRequest(
 
 export interface ResponseHead {
   status: number;
+  /** The reason phrase of the status line (`Not Found`), or the standard one when the server sent none. */
+  statusText: string;
   headers: Map<string, string>;
   /** Bytes of the head, up to and including the blank line. */
   length: number;
@@ -73,50 +90,22 @@ function parseHead(buf: Buffer): ResponseHead | undefined {
   const end = buf.indexOf('\r\n\r\n');
   if (end < 0) return undefined;
   const text = buf.subarray(0, end).toString('latin1').split('\r\n');
-  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text[0] ?? '')?.[1] ?? 0);
+  const line = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(text[0] ?? '');
+  const status = Number(line?.[1] ?? 0);
+  const statusText = line?.[2]?.trim() || (STATUS_CODES[status] ?? '');
   const headers = new Map<string, string>();
   for (const line of text.slice(1)) {
     const i = line.indexOf(':');
     if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
   }
-  return { status, headers, length: end + 4 };
+  return { status, statusText, headers, length: end + 4 };
 }
 
 /**
- * The head of the answer to `GET url` (the size probe: a ranged GET of one byte), read on a bare socket that is
- * closed right after; undefined when the request is not plain HTTP or the server cannot be reached (undici then
- * tries, and reports).
+ * `GET url` on a bare socket: the answer's head, with the body as a stream when it is a plain 200/206 with a length
+ * (with `range`: a 206 for exactly those bytes); undefined when undici must do it (see the top of this file).
  */
-export function socketHead(o: SocketGetOptions): Promise<ResponseHead | undefined> {
-  const req = plainRequest(o.url, o.headers);
-  if (!req) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
-    const done = (h: ResponseHead | undefined): void => {
-      sock.destroy();
-      resolve(h);
-    };
-    const sock = net.connect({ host: req.host, port: req.port }, () => sock.write(req.request));
-    // A server that accepts and then says nothing: the same verdict as undici's, without waiting twice.
-    sock.setTimeout(o.idleTimeoutMs, () => {
-      sock.destroy();
-      reject(idleError(o));
-    });
-    sock.on('error', () => done(undefined));
-    sock.on('close', () => done(undefined));
-    sock.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const h = parseHead(buf);
-      if (h || buf.length > MAX_HEADER) done(h);
-    });
-  });
-}
-
-/**
- * The body of `GET url` as a stream, or undefined when this response is not a plain 200 with a length (with
- * `range`: a 206 for exactly those bytes).
- */
-export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
+export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined> {
   const r = o.range;
   const want = r ? `bytes=${r.offset}-${r.offset + r.length - 1}` : undefined;
   const req = plainRequest(o.url, want ? { ...o.headers, range: want } : o.headers);
@@ -131,7 +120,12 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
     // out when the slab is nearly full, or at once when the reader is waiting for data (so the first bytes are not
     // held back). A new slab is taken when the old one cannot hold another read: pieces stay valid views.
     // A range's answer fits one allocation: its head, then exactly `length` bytes.
-    let cur = Buffer.allocUnsafe(r ? MAX_HEADER + r.length + READ : SLAB);
+    const one = r && MAX_HEADER + r.length + READ;
+    let cur = one
+      ? r.into && r.into.length >= one
+        ? r.into
+        : Buffer.allocUnsafe(one)
+      : Buffer.allocUnsafe(SLAB);
     let start = 0;
     let fill = 0;
     let waiting = false;
@@ -145,6 +139,12 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
         settled = true;
         resolve(undefined);
       }
+    };
+    /** An answer that comes without a body here (a redirect, an error, a range we did not ask for). */
+    const headOnly = (head: ResponseHead): void => {
+      sock.destroy();
+      settled = true;
+      resolve(head);
     };
     const fail = (err: ImportError): void => {
       sock.destroy();
@@ -194,10 +194,21 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
       }
       const h = head.headers;
       const cl = h.get('content-length');
+      if (head.status < 200 || head.status > 299) {
+        headOnly(head);
+        return false;
+      }
       if (
-        head.status !== (r ? 206 : 200) ||
-        (r && (h.get('content-range') ?? '').split('/')[0]?.trim() !== want?.replace('=', ' ')) ||
-        (r && cl !== String(r.length)) ||
+        r &&
+        (head.status !== 206 ||
+          (h.get('content-range') ?? '').split('/')[0]?.trim() !== want?.replace('=', ' ') ||
+          cl !== String(r.length))
+      ) {
+        headOnly(head);
+        return false;
+      }
+      if (
+        (head.status !== 200 && head.status !== 206) ||
         cl === undefined ||
         !/^\d+$/.test(cl) ||
         h.has('transfer-encoding') ||
@@ -223,7 +234,7 @@ export function socketGet(o: SocketGetOptions): Promise<Readable | undefined> {
         },
       });
       settled = true;
-      resolve(out);
+      resolve({ ...head, body: out });
       start = head.length;
       if (expected === 0) {
         out.push(null);

@@ -1,18 +1,33 @@
 /**
- * HTTP(S) source on undici: extra CAs from a directory (every file in it, like upstream's certConfigMap),
- * insecure-skip-verify, extra headers, basic auth, redirects followed by hand so auth and headers are kept
- * (upstream does the same), HTTP(S)_PROXY/NO_PROXY through EnvHttpProxyAgent, and an idle watchdog
- * (the download fails when no byte arrives for `idleTimeoutMs`; upstream: 10 minutes).
- * Plain `http://` answers that need none of that (no proxy, a 200 or 206 with a length) are read on a bare socket
- * instead (http-socket.ts: a tenth of the CPU); every other answer, and every error message, comes from undici.
+ * HTTP(S) source. Plain `http://` without a proxy goes over bare sockets (http-socket.ts: a tenth of the CPU);
+ * TLS, proxies (HTTP(S)_PROXY/NO_PROXY through EnvHttpProxyAgent) and chunked or content-coded bodies go over undici.
+ * Both transports answer one request at a time to this file, which follows redirects and words every error, so
+ * the rules below hold for both:
+ *
+ * - One request for the body per attempt. info() sends the GET for the whole body (`Range: bytes=0-`, so a 206
+ *   proves range support) and keeps the answer; open() hands that same answer on. A flaky server (upstream's
+ *   cdi-bad-webserver `/flaky/`: 503 except every 4th GET, which redirects to the file) sees one GET per attempt,
+ *   as with upstream's importer, and an attempt that gets the good answer uses it.
+ * - Redirects are followed by hand (at most `maxRedirects`). Basic auth and the extra headers (`headers` and
+ *   `secretHeaders`, upstream's extraHeaders and secretExtraHeaders) are sent to the URL's own origin only: never to
+ *   another host, port or scheme, so never from https to http (curl's rule; upstream re-sends basic auth to any
+ *   redirect target, we deliberately do not).
+ * - Messages that tools match on are upstream's: a source that cannot be reached reads `Unable to connect to http
+ *   data source: expected status code 200, got 404. Status: 404 Not Found` (or `…: HTTP request errored: …` for
+ *   DNS, refused connections and TLS), our guidance in parentheses after it.
+ * - Resumable (docs/adr/0009-resumable-downloads.md): open(offset, validator) asks for `bytes=<offset>-` with
+ *   `If-Range: <validator>` (a strong ETag, else Last-Modified); a changed file (200, another validator or size) is
+ *   CannotResume, never spliced.
+ * - An idle watchdog: the download fails when no byte arrives for `idleTimeoutMs` (upstream: 10 minutes).
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { ErrorKind, ImportError } from '../errors.ts';
-import { idleMessage, socketGet, socketHead, type SocketGetOptions } from './http-socket.ts';
+import { CannotResume, connectError, ErrorKind, ImportError } from '../errors.ts';
+import { idleMessage, socketGet, type SocketGetOptions } from './http-socket.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface HttpSourceOptions {
@@ -20,36 +35,34 @@ export interface HttpSourceOptions {
   /** Directories whose files are all extra trusted CA certificates (PEM): the cert dir, the proxy CA dir. */
   caDir?: string | string[];
   insecureSkipVerify?: boolean;
-  /** `Name: value` lines. */
+  /** `Name: value` lines (IMPORTER_EXTRA_HEADER_n). Sent to the URL's origin only. */
   headers?: string[];
+  /** `Name: value` lines from secrets (upstream's secretExtraHeaders, readSecretHeaders()). Same rule; never logged. */
+  secretHeaders?: string[];
   user?: string;
   password?: string;
   idleTimeoutMs?: number;
   maxRedirects?: number;
   userAgent?: string;
+  /** The source kind upstream's "Unable to connect to <kind> data source" names (default http; gcs over this). */
+  kind?: string;
 }
 
 const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'];
 /** HTTP(S)_PROXY is set: requests go through undici's EnvHttpProxyAgent (which honours NO_PROXY). */
 export const proxied = (): boolean => PROXY_VARS.some((v) => process.env[v]);
+const REDIRECTS = [301, 302, 303, 307, 308];
 
-/**
- * What the answer to the one-byte ranged GET says about the source, or undefined for answers that need undici's
- * handling (redirects, errors).
- */
-function probeInfo(status: number, header: (name: string) => string | undefined): SourceInfo | undefined {
-  const ct = header('content-type');
-  const typed = (i: SourceInfo): SourceInfo => (ct !== undefined ? { ...i, contentType: ct } : i);
-  if (status === 206) {
-    const m = /\/(\d+)\s*$/.exec(header('content-range') ?? '');
-    return typed({ ranges: true, ...(m ? { size: Number(m[1]) } : {}) });
-  }
-  if (status === 200) {
-    const cl = header('content-length');
-    return typed({ ranges: false, ...(cl !== undefined ? { size: Number(cl) } : {}) });
-  }
-  if (status === 416) return typed({ ranges: false, size: 0 });
-  return undefined;
+/** One answer, from either transport; redirects not followed yet. */
+interface Answer {
+  status: number;
+  statusText: string;
+  header(name: string): string | undefined;
+  /** For 2xx answers: the body (errors and short bodies are ImportErrors). */
+  body?: Readable;
+  /** The URL that answered. */
+  url: string;
+  transport: 'socket' | 'undici';
 }
 
 export function parseHeader(line: string): [string, string] {
@@ -80,9 +93,32 @@ export async function readCaDir(dir: string): Promise<{ pems: string[]; files: s
 }
 
 /**
- * The undici dispatcher of the sources that speak HTTP through undici (http, registry): extra CAs from the
- * directories (besides the system's), TLS 1.2 at least, the idle watchdog, and HTTP(S)_PROXY/NO_PROXY through
- * EnvHttpProxyAgent (CDIConfig's importProxy reaches the pod as those variables).
+ * Upstream's secretExtraHeaders: every file under `dir` (the controller mounts one secret per subdirectory of
+ * /extraheaders) is one `Name: value` line; names starting with a dot (a secret volume's `..data` links) are skipped.
+ * A missing directory means none.
+ */
+export async function readSecretHeaders(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw new ImportError(ErrorKind.Invalid, `cannot read the extra headers in ${dir}: ${err.message}`);
+  });
+  const out: string[] = [];
+  // A plain code-unit order: localeCompare would load ICU data (about 10 MiB of RSS) for nothing.
+  for (const d of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (d.name.startsWith('.')) continue;
+    const p = path.join(dir, d.name);
+    const isDir =
+      d.isDirectory() || (d.isSymbolicLink() && (await stat(p).catch(() => undefined))?.isDirectory());
+    if (isDir) out.push(...(await readSecretHeaders(p)));
+    else out.push((await readFile(p, 'utf8')).replace(/\r?\n$/, ''));
+  }
+  return out;
+}
+
+/**
+ * The undici dispatcher of the sources that speak HTTP through undici (http, registry, the imageio API client):
+ * extra CAs from the directories (besides the system's), TLS 1.2 at least, the idle watchdog, and
+ * HTTP(S)_PROXY/NO_PROXY through EnvHttpProxyAgent (CDIConfig's importProxy reaches the pod as those variables).
  */
 export async function undiciDispatcher(o: {
   caDirs: string[];
@@ -162,7 +198,7 @@ export async function collectRange(
   } catch (err) {
     throw new ImportError(
       ErrorKind.Transfer,
-      // The socket path's own error says the same thing ("ended after …"): do not repeat it.
+      // The body's own error says the same thing ("ended after …"): do not repeat it.
       `the connection to ${description} broke after ${got} of ${length} bytes of range ${want}${err instanceof ImportError ? '' : `: ${(err as Error).message}`}`,
       { cause: err },
     );
@@ -175,15 +211,61 @@ export async function collectRange(
   return chunks;
 }
 
+/** Validator for If-Range: a strong ETag, else Last-Modified (RFC 9110 §13.1.5: a weak ETag cannot be used). */
+function validatorOf(header: (name: string) => string | undefined): string | undefined {
+  const etag = header('etag');
+  if (etag && !etag.startsWith('W/')) return etag;
+  return header('last-modified');
+}
+
+/** `bytes S-E/T` → its numbers (T undefined for `*`). */
+function contentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/.exec(v ?? '');
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
+/** What an answer to `Range: bytes=0-` says about the source. */
+function infoFrom(a: Answer): SourceInfo {
+  const ct = a.header('content-type');
+  const validator = validatorOf((k) => a.header(k));
+  const extra = { ...(ct !== undefined ? { contentType: ct } : {}), ...(validator ? { validator } : {}) };
+  if (a.status === 206) {
+    const total = contentRange(a.header('content-range'))?.total;
+    return { ranges: true, ...(total !== undefined ? { size: total } : {}), ...extra };
+  }
+  if (a.status === 416) return { ranges: false, size: 0, ...extra };
+  const cl = a.header('content-length');
+  // A 200 to a ranged GET: the server did not use the range here; its Accept-Ranges says whether it can (upstream's
+  // test), and readRange() says clearly if it cannot after all.
+  const ranges = (a.header('accept-ranges') ?? '').toLowerCase() === 'bytes';
+  return { ranges, ...(cl !== undefined && /^\d+$/.test(cl) ? { size: Number(cl) } : {}), ...extra };
+}
+
 export class HttpSource implements ImportSource {
   readonly description: string;
+  readonly resumable = true;
   private readonly o: HttpSourceOptions;
+  /** The origin credentials and extra headers may go to. */
+  private readonly origin: string;
+  /** The URL without credentials. */
+  private readonly startUrl: string;
   private dispatcher: Dispatcher | undefined;
+  /** Where the last redirect chain ended (ranged reads go there). */
   private finalUrl: string;
   private cached: SourceInfo | undefined;
+  /** The answer info() got, kept for open(): one request for the body per attempt. */
+  private held: Answer | undefined;
+  /** Set once the source has answered a request for the body (errors before that are connection errors). */
+  private connected = false;
+  /** The other origin a redirect led to, if any (for the hint of a 401/403). */
+  private elsewhere: string | undefined;
+  /** The body open() returned last (closed by close(), whoever else still holds it). */
+  private opened: Readable | undefined;
   /** How the last open() reads the body: a bare socket (plain HTTP, http-socket.ts) or undici. */
   transport: 'socket' | 'undici' | undefined;
-  private direct: Readable | undefined;
+  /** Requests sent (every hop of every redirect chain, every ranged read): for tests and logs. */
+  requests = 0;
 
   constructor(o: HttpSourceOptions) {
     let u: URL;
@@ -199,10 +281,12 @@ export class HttpSource implements ImportSource {
       );
     }
     this.o = o;
-    this.finalUrl = u.toString();
+    this.origin = u.origin;
     u.username = '';
     u.password = '';
-    this.description = u.toString();
+    this.startUrl = u.toString();
+    this.finalUrl = this.startUrl;
+    this.description = this.startUrl;
   }
 
   private async agent(): Promise<Dispatcher> {
@@ -217,70 +301,105 @@ export class HttpSource implements ImportSource {
     return this.dispatcher;
   }
 
-  /** A request on a bare socket (http-socket.ts), or undefined with a proxy configured (undici does those). */
-  private bare(url: string, extra: Record<string, string> = {}): SocketGetOptions | undefined {
-    if (proxied()) return undefined;
-    return { url, headers: this.headers(extra), description: this.description, idleTimeoutMs: this.idleMs() };
-  }
-
   private idleMs(): number {
     return this.o.idleTimeoutMs ?? 10 * 60 * 1000;
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { 'user-agent': this.o.userAgent ?? 'cdi-ts-importer', ...extra };
-    for (const line of this.o.headers ?? []) {
-      const [k, v] = parseHeader(line);
-      h[k.toLowerCase()] = v;
+  /** The headers for a request to `url`: credentials and extra headers only to the URL's own origin. */
+  private headersFor(url: string, extra: Record<string, string>): Record<string, string> {
+    const h: Record<string, string> = { 'user-agent': this.o.userAgent ?? 'cdi-ts-importer' };
+    if (new URL(url).origin === this.origin) {
+      for (const line of [...(this.o.headers ?? []), ...(this.o.secretHeaders ?? [])]) {
+        const [k, v] = parseHeader(line);
+        h[k.toLowerCase()] = v;
+      }
+      const u = new URL(this.o.url);
+      const user = this.o.user ?? (u.username ? decodeURIComponent(u.username) : undefined);
+      const password = this.o.password ?? (u.password ? decodeURIComponent(u.password) : '');
+      if (user !== undefined)
+        h.authorization = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
     }
-    const url = new URL(this.o.url);
-    const user = this.o.user ?? (url.username ? decodeURIComponent(url.username) : undefined);
-    const password = this.o.password ?? (url.password ? decodeURIComponent(url.password) : '');
-    if (user !== undefined)
-      h.authorization = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
-    return h;
+    return { ...h, ...extra };
   }
 
-  /** GET (following redirects, keeping auth and headers on every hop). */
-  private async get(range?: string, from?: string): Promise<Dispatcher.ResponseData> {
+  /** One request, redirects not followed: on a bare socket when it can (plain HTTP, no proxy), else undici. */
+  private async once(
+    url: string,
+    extra: Record<string, string>,
+    range?: SocketGetOptions['range'],
+  ): Promise<Answer> {
+    const headers = this.headersFor(url, extra);
+    this.requests++;
+    if (!proxied()) {
+      const o: SocketGetOptions = {
+        url,
+        headers,
+        description: this.description,
+        idleTimeoutMs: this.idleMs(),
+        ...(range ? { range } : {}),
+      };
+      const a = await socketGet(o);
+      if (a) {
+        return {
+          status: a.status,
+          statusText: a.statusText,
+          header: (k) => a.headers.get(k),
+          ...(a.body ? { body: a.body } : {}),
+          url,
+          transport: 'socket',
+        };
+      }
+    }
     const dispatcher = await this.agent();
     const { request } = await import('undici');
-    let url = from ?? this.plainUrl(this.o.url);
-    const max = this.o.maxRedirects ?? 10;
-    for (let hop = 0; ; hop++) {
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(url, {
-          method: 'GET',
-          headers: this.headers(range ? { range } : {}),
-          dispatcher,
-        });
-      } catch (err) {
-        throw this.networkError(err, url);
-      }
-      if ([301, 302, 303, 307, 308].includes(res.statusCode)) {
-        const loc = res.headers.location;
-        await res.body.dump();
-        if (typeof loc !== 'string')
-          throw new ImportError(ErrorKind.Transfer, `HTTP ${res.statusCode} from ${url} without a Location`);
-        if (hop >= max)
-          throw new ImportError(
-            ErrorKind.Transfer,
-            `too many redirects (more than ${max}) from ${this.description}`,
-          );
-        url = new URL(loc, url).toString();
-        continue;
-      }
-      this.finalUrl = url;
-      return res;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method: 'GET', headers, dispatcher });
+    } catch (err) {
+      throw this.networkError(err, url);
     }
+    const header = (k: string): string | undefined => {
+      const v = res.headers[k];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const ok = res.statusCode >= 200 && res.statusCode <= 299;
+    if (!ok) await res.body.dump().catch(() => undefined);
+    return {
+      status: res.statusCode,
+      statusText: STATUS_CODES[res.statusCode] ?? '',
+      header,
+      ...(ok ? { body: this.guard(res.body, header('content-length'), url) } : {}),
+      url,
+      transport: 'undici',
+    };
   }
 
-  private plainUrl(u: string): string {
-    const x = new URL(u);
-    x.username = '';
-    x.password = '';
-    return x.toString();
+  /** GET `from` (default: the URL the last chain ended at), following redirects; the answer that is not one. */
+  private async fetch(
+    extra: Record<string, string>,
+    o: { from?: string; range?: SocketGetOptions['range'] } = {},
+  ): Promise<Answer> {
+    let url = o.from ?? this.finalUrl;
+    const max = this.o.maxRedirects ?? 10;
+    for (let hop = 0; ; hop++) {
+      const a = await this.once(url, extra, o.range);
+      if (!REDIRECTS.includes(a.status)) {
+        this.finalUrl = url;
+        return a;
+      }
+      a.body?.destroy();
+      const loc = a.header('location');
+      if (loc === undefined)
+        throw new ImportError(ErrorKind.Transfer, `HTTP ${a.status} from ${url} without a Location`);
+      if (hop >= max)
+        throw new ImportError(
+          ErrorKind.Transfer,
+          `too many redirects (more than ${max}) from ${this.description}`,
+        );
+      url = new URL(loc, url).toString();
+      const origin = new URL(url).origin;
+      if (origin !== this.origin) this.elsewhere = origin;
+    }
   }
 
   private networkError(err: unknown, url: string): ImportError {
@@ -290,7 +409,7 @@ export class HttpSource implements ImportSource {
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) || /certificate/i.test(msg)) {
       return new ImportError(
         ErrorKind.Transfer,
-        `TLS verification of ${new URL(url).host} failed (${msg}): add its CA with --ca-dir (IMPORTER_CERT_DIR) or use --insecure-skip-verify`,
+        `HTTP request errored: TLS verification of ${new URL(url).host} failed (${msg}): add its CA with --ca-dir (IMPORTER_CERT_DIR) or use --insecure-skip-verify`,
         { cause: err },
       );
     }
@@ -299,93 +418,166 @@ export class HttpSource implements ImportSource {
         cause: err,
       });
     }
+    const hint =
+      code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+        ? ' (the host name does not resolve: check the URL)'
+        : code === 'ECONNREFUSED'
+          ? ' (nothing accepts connections there: check the URL and that the server runs)'
+          : '';
     return new ImportError(
       ErrorKind.Transfer,
-      `cannot reach ${this.description}: ${code ? `${code} ` : ''}${msg}`,
+      `HTTP request errored: Get "${url}": ${msg.includes(code) ? '' : `${code} `}${msg}${hint}`.replace(
+        /: {2,}/,
+        ': ',
+      ),
       { cause: err },
     );
   }
 
-  private statusError(status: number): ImportError {
-    const hint =
-      status === 401 || status === 403
-        ? ': check the user name, password and headers'
-        : status === 404
-          ? ': check the URL'
-          : '';
-    return new ImportError(ErrorKind.Transfer, `HTTP ${status} from ${this.description}${hint}`);
+  /** Upstream's wording for an unexpected status, our hint after it. */
+  private statusText(a: Answer, expected = 200): string {
+    const auth = a.status === 401 || a.status === 403;
+    const hint = auth
+      ? `check the user name, password and headers${this.elsewhere ? `; they are sent to ${this.origin} only, not to ${this.elsewhere} where it redirected` : ''}`
+      : a.status === 404
+        ? 'check the URL'
+        : '';
+    return (
+      `expected status code ${expected}, got ${a.status}. Status: ${a.status} ${a.statusText}`.trimEnd() +
+      ` (${a.url}${hint ? `: ${hint}` : ''})`
+    );
+  }
+
+  /** Errors before the source ever answered are upstream's "Unable to connect to http data source: …". */
+  private asConnect(err: unknown): unknown {
+    if (this.connected || !(err instanceof ImportError) || err.kind !== ErrorKind.Transfer) return err;
+    return connectError(this.o.kind ?? 'http', err.message, err);
+  }
+
+  /** The answer for the whole body (`Range: bytes=0-`), from the start URL. */
+  private async whole(): Promise<Answer> {
+    try {
+      const a = await this.fetch({ range: 'bytes=0-' }, { from: this.startUrl });
+      const cr = contentRange(a.header('content-range'));
+      if (a.status === 416) {
+        a.body?.destroy();
+        return { ...a, body: Readable.from([]) };
+      }
+      if ((a.status !== 200 && a.status !== 206) || !a.body || (a.status === 206 && cr?.start !== 0)) {
+        a.body?.destroy();
+        throw new ImportError(ErrorKind.Transfer, this.statusText(a));
+      }
+      this.connected = true;
+      this.cached = infoFrom(a);
+      return a;
+    } catch (err) {
+      throw this.asConnect(err);
+    }
   }
 
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
-    const url = this.plainUrl(this.o.url);
-    const bare = this.bare(url, { range: 'bytes=0-0' });
-    const h = bare && (await socketHead(bare));
-    const quick = h && probeInfo(h.status, (k) => h.headers.get(k));
-    if (quick) {
-      this.finalUrl = url;
-      this.cached = quick;
-      return quick;
-    }
-    // One ranged GET tells size and range support, and works where HEAD is refused (some object stores).
-    const res = await this.get('bytes=0-0');
-    const info = probeInfo(res.statusCode, (k) => {
-      const v = res.headers[k];
-      return typeof v === 'string' ? v : undefined;
-    });
-    if (res.statusCode === 200) res.body.on('error', () => undefined).destroy();
-    else await res.body.dump();
-    if (!info) throw this.statusError(res.statusCode);
-    this.cached = info;
-    return info;
+    this.held = await this.whole();
+    return this.cached!;
   }
 
   /**
-   * `length` bytes at `offset`, by one ranged GET on the URL the probe ended at (redirects are still followed,
-   * keeping auth and headers). The streaming path (image/nbd-server.ts) calls this for every NBD read, in parallel,
-   * through the same dispatcher: same CAs, TLS settings, proxy and idle watchdog as the whole-body download.
+   * The body from byte 0 (the answer info() kept, else a new request), or from `offset` of the content `validator`
+   * names: `Range: bytes=<offset>-` with `If-Range: <validator>`, so a server whose file changed answers with the
+   * whole new file, which is refused (CannotResume) rather than spliced onto the old one's first bytes.
    */
-  async readRange(offset: number, length: number): Promise<Buffer[]> {
-    const want = `bytes=${offset}-${offset + length - 1}`;
-    const bare = this.bare(this.finalUrl);
-    const direct = bare && (await socketGet({ ...bare, range: { offset, length } }));
-    if (direct) return collectRange(direct, this.description, want, length);
-    const res = await this.get(want, this.finalUrl);
-    if (res.statusCode !== 206) {
-      await res.body.dump().catch(() => undefined);
-      if (res.statusCode === 200)
-        throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
-      throw this.statusError(res.statusCode);
-    }
-    return collectRange(res.body, this.description, want, length);
+  async open(offset = 0, validator?: string): Promise<Readable> {
+    const a = offset === 0 ? (this.held ?? (await this.whole())) : await this.rest(offset, validator);
+    this.held = undefined;
+    this.transport = a.transport;
+    this.opened = a.body ?? Readable.from([]);
+    return this.opened;
   }
 
-  async open(): Promise<Readable> {
-    const bare = this.bare(this.finalUrl);
-    const direct = bare && (await socketGet(bare));
-    if (direct) {
-      this.transport = 'socket';
-      this.direct = direct;
-      return direct;
+  /** The answer for the bytes from `offset` (open(offset, validator)). */
+  private async rest(offset: number, validator: string | undefined): Promise<Answer> {
+    this.held?.body?.destroy();
+    this.held = undefined;
+    const extra = { range: `bytes=${offset}-`, ...(validator ? { 'if-range': validator } : {}) };
+    let a: Answer;
+    try {
+      // A run that continues an earlier one starts where the URL points; a break in this run, where it led.
+      a = await this.fetch(extra, { from: this.connected ? this.finalUrl : this.startUrl });
+    } catch (err) {
+      throw this.asConnect(err);
     }
-    this.transport = 'undici';
-    const res = await this.get();
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw this.statusError(res.statusCode);
+    const now = validatorOf((k) => a.header(k));
+    const cr = contentRange(a.header('content-range'));
+    const known = this.cached?.size;
+    const refuse = (why: string): never => {
+      a.body?.destroy();
+      throw new CannotResume(`${this.description} cannot continue from byte ${offset}: ${why}`);
+    };
+    if (a.status === 200) {
+      refuse(
+        validator && now && now !== validator
+          ? `it changed (${validator} is now ${now})`
+          : 'it sent the whole file instead of the rest (no byte ranges)',
+      );
     }
-    const expected =
-      res.headers['content-length'] !== undefined ? Number(res.headers['content-length']) : undefined;
-    return guardBody(res.body, this.description, expected, (err) =>
-      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT'
-        ? this.networkError(err, this.finalUrl)
-        : undefined,
+    if (a.status === 416) refuse('it has no such byte any more (416)');
+    if (a.status !== 206 || !a.body) {
+      a.body?.destroy();
+      const err = new ImportError(
+        ErrorKind.Transfer,
+        `continuing at byte ${offset}: ${this.statusText(a, 206)}`,
+      );
+      throw this.asConnect(err);
+    }
+    if (cr?.start !== offset) refuse(`it answered ${a.header('content-range') ?? 'no Content-Range'}`);
+    if (validator && now && now !== validator) refuse(`it changed (${validator} is now ${now})`);
+    if (known !== undefined && cr?.total !== undefined && cr.total !== known)
+      refuse(`its size changed from ${known} to ${cr.total} bytes`);
+    this.connected = true;
+    if (!this.cached) {
+      const ct = a.header('content-type');
+      const v = now ?? validator;
+      this.cached = {
+        ranges: true,
+        ...(cr?.total !== undefined ? { size: cr.total } : {}),
+        ...(ct !== undefined ? { contentType: ct } : {}),
+        ...(v ? { validator: v } : {}),
+      };
+    }
+    return a;
+  }
+
+  /**
+   * `length` bytes at `offset`, by one ranged GET on the URL the body request ended at (redirects are still
+   * followed). The streaming path (image/nbd-server.ts, the extent copy) calls this for every read, in parallel,
+   * with the same CAs, TLS settings, proxy, idle watchdog and origin rule as the body.
+   */
+  async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer[]> {
+    const want = `bytes=${offset}-${offset + length - 1}`;
+    const a = await this.fetch({ range: want }, { range: { offset, length, ...(into ? { into } : {}) } });
+    const cr = contentRange(a.header('content-range'));
+    if (a.status !== 206 || !a.body || cr?.start !== offset || cr.end !== offset + length - 1) {
+      a.body?.destroy();
+      if (a.status === 200)
+        throw new ImportError(ErrorKind.Transfer, `${this.description} stopped answering byte ranges`);
+      throw new ImportError(ErrorKind.Transfer, `range ${want}: ${this.statusText(a, 206)}`);
+    }
+    return collectRange(a.body, this.description, want, length);
+  }
+
+  /** An undici body whose resets, idle timeouts and short ends are one-line ImportErrors. */
+  private guard(body: Readable, length: string | undefined, url: string): Readable {
+    const expected = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    return guardBody(body, this.description, expected, (err) =>
+      (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' ? this.networkError(err, url) : undefined,
     );
   }
 
   async close(): Promise<void> {
-    this.direct?.destroy();
-    this.direct = undefined;
+    this.held?.body?.destroy();
+    this.held = undefined;
+    this.opened?.destroy();
+    this.opened = undefined;
     await this.dispatcher?.destroy().catch(() => undefined);
     this.dispatcher = undefined;
   }

@@ -209,7 +209,7 @@ export class ImageioSource implements ImportSource {
   }
 
   open(): Promise<never> {
-    // A disk source's bytes are read by extents (disk.ts); a stream from offset 0 would re-read every zero.
+    // A disk source's bytes are read by extents (transfer/disk.ts); a stream from offset 0 would re-read every zero.
     return Promise.reject(
       new ImportError(ErrorKind.Internal, `${this.description} is read by extents, not as one stream`),
     );

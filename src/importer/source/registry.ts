@@ -118,14 +118,21 @@ export class RegistrySource implements ImportSource {
     this.store = ref.kind === 'docker' ? new RegistryClient(ref, o) : new OciArchiveStore(ref);
   }
 
-  /** The image's KUBEVIRT_IO_* env as PVC labels (upstream's termination message `labels`). */
-  labels(): Record<string, string> {
-    return this.image ? envsToLabels(this.image.config.env) : {};
+  /** The image's KUBEVIRT_IO_* env as PVC labels (upstream's termination message `labels`), when it has any. */
+  terminationInfo(): Record<string, unknown> {
+    const labels = this.image ? envsToLabels(this.image.config.env) : {};
+    return Object.keys(labels).length > 0 ? { labels } : {};
   }
 
+  /**
+   * One walk through the layers, streamed: the disk's bytes cannot be asked for again from an offset (they come out
+   * of a tar inside a compressed blob), so the source is one-way and a break the blob reads cannot get past fails
+   * the import (the pod restarts, as upstream's). A blob read that breaks is continued by range inside the walk
+   * (registry/client.ts), below the digest check, which therefore still covers every byte of the blob.
+   */
   async info(): Promise<SourceInfo> {
     const f = await this.start();
-    return { size: f.size, ranges: false };
+    return { size: f.size, ranges: false, oneWay: true };
   }
 
   /** Resolves the image and starts the walk; resolves when the disk entry's header was found. */

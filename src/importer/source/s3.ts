@@ -5,14 +5,17 @@
  *                                            host, else us-east-1 (upstream takes the host's first label, which
  *                                            names no region for anything but AWS)
  * Credentials are the Secret's accessKeyId/secretKey (unsigned requests without them); extra CAs from the cert dir.
- * Objects are read by range too, so qcow2 and friends go by the same extent copy as over HTTP (no scratch).
+ * Objects are read by range too, so qcow2 and friends go by the same extent copy as over HTTP (no scratch), and a
+ * body that breaks is continued from where it broke: open(offset, validator) asks for `bytes=<offset>-` with
+ * `If-Match: <ETag>`, so a changed object (412, another ETag or size) is CannotResume, never spliced
+ * (docs/adr/0009-resumable-downloads.md).
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { ErrorKind, ImportError } from '../errors.ts';
+import { CannotResume, ErrorKind, ImportError } from '../errors.ts';
 import { collectRange, guardBody, proxied, readCaDir } from './http.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
@@ -72,6 +75,7 @@ interface SdkError {
 
 export class S3Source implements ImportSource {
   readonly description: string;
+  readonly resumable = true;
   private readonly o: S3SourceOptions;
   private readonly loc: S3Location;
   private client: S3Client | undefined;
@@ -182,6 +186,8 @@ export class S3Source implements ImportSource {
         ranges: true,
         ...(total ? { size: Number(total[1]) } : r.length !== undefined ? { size: r.length } : {}),
         ...(r.contentType ? { contentType: r.contentType } : {}),
+        // S3 ETags are strong (an MD5, or a multipart upload's digest of digests): they name this object version.
+        ...(r.etag ? { validator: r.etag } : {}),
       };
     } catch (err) {
       if (
@@ -196,7 +202,14 @@ export class S3Source implements ImportSource {
 
   private async get(
     range?: string,
-  ): Promise<{ body: Readable; length?: number; contentRange?: string; contentType?: string }> {
+    ifMatch?: string,
+  ): Promise<{
+    body: Readable;
+    length?: number;
+    contentRange?: string;
+    contentType?: string;
+    etag?: string;
+  }> {
     const { GetObjectCommand } = await import('@aws-sdk/client-s3');
     const client = await this.s3();
     try {
@@ -205,6 +218,7 @@ export class S3Source implements ImportSource {
           Bucket: this.loc.bucket,
           Key: this.loc.key,
           ...(range ? { Range: range } : {}),
+          ...(ifMatch ? { IfMatch: ifMatch } : {}),
         }),
       );
       if (!(r.Body instanceof Readable)) throw new Error('the S3 client returned no body stream');
@@ -213,16 +227,60 @@ export class S3Source implements ImportSource {
         ...(r.ContentLength !== undefined ? { length: r.ContentLength } : {}),
         ...(r.ContentRange ? { contentRange: r.ContentRange } : {}),
         ...(r.ContentType ? { contentType: r.ContentType } : {}),
+        ...(r.ETag ? { etag: r.ETag } : {}),
       };
     } catch (err) {
+      const e = err as SdkError;
+      if (ifMatch && (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed'))
+        throw new CannotResume(`${this.description} changed (its ETag is no longer ${ifMatch})`);
       throw this.error(err, 'cannot read');
     }
   }
 
-  async open(): Promise<Readable> {
-    const { body, length } = await this.get();
-    this.body = body;
-    return guardBody(body, this.description, length);
+  /**
+   * The object from byte 0, or the bytes from `offset` of the version `validator` (its ETag) names: a changed
+   * object is CannotResume, and the data path starts again from byte 0.
+   */
+  async open(offset = 0, validator?: string): Promise<Readable> {
+    this.body?.destroy();
+    if (offset === 0) {
+      const r = await this.get();
+      this.body = r.body;
+      // What this answer says is what info() says from now on (the object may have been replaced since).
+      this.cached = {
+        ranges: true,
+        ...(r.length !== undefined ? { size: r.length } : {}),
+        ...(r.contentType ? { contentType: r.contentType } : {}),
+        ...(r.etag ? { validator: r.etag } : {}),
+      };
+      return guardBody(r.body, this.description, r.length);
+    }
+    const r = await this.get(`bytes=${offset}-`, validator);
+    this.body = r.body;
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(r.contentRange ?? '');
+    const known = this.cached?.size;
+    const why =
+      !m || Number(m[1]) !== offset
+        ? `it answered ${r.contentRange ?? 'no Content-Range'}`
+        : validator && r.etag && r.etag !== validator
+          ? `it changed (${validator} is now ${r.etag})`
+          : known !== undefined && m[3] !== '*' && Number(m[3]) !== known
+            ? `its size changed from ${known} to ${m[3]} bytes`
+            : undefined;
+    if (why) {
+      r.body.destroy();
+      throw new CannotResume(`${this.description} cannot continue from byte ${offset}: ${why}`);
+    }
+    if (!this.cached && m) {
+      const v = r.etag ?? validator;
+      this.cached = {
+        ranges: true,
+        ...(m[3] !== '*' ? { size: Number(m[3]) } : {}),
+        ...(r.contentType ? { contentType: r.contentType } : {}),
+        ...(v ? { validator: v } : {}),
+      };
+    }
+    return guardBody(r.body, this.description, r.length);
   }
 
   async readRange(offset: number, length: number): Promise<Buffer[]> {

@@ -19,7 +19,7 @@ export class StreamSource implements ImportSource {
 
   info(): Promise<SourceInfo> {
     // `oneWay` tells the planner the bytes cannot be fetched again (no second attempt, no ranged re-reads).
-    const info: SourceInfo & { oneWay: boolean } = {
+    const info: SourceInfo = {
       ...(this.size !== undefined ? { size: this.size } : {}),
       ranges: false,
       oneWay: true,

@@ -10,7 +10,7 @@
  *
  * Full import: the extents of the whole disk. Delta (previous and current checkpoints): the areas vSphere's
  * changed-block tracking reports (QueryChangedDiskAreas from the previous checkpoint's change ID, or the previous
- * checkpoint itself when it is a change ID), split by block status into data and zeros, written in place (disk.ts).
+ * checkpoint itself when it is a change ID), split by block status into data and zeros, written in place (transfer/disk.ts).
  * nbdkit's log gives VDDK's version and the ESX host, reported as `vddkInfo` in the termination message.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { GcsSource, gcsMediaUrl, type GcsSourceOptions } from '../../../src/importer/source/gcs.ts';
 import { importFails, importFile } from '../../support/import.ts';
+import { startCuttingRelay } from '../../support/relay.ts';
 import {
   DISK_VARIANTS,
   makeSeededDisk,
@@ -142,11 +143,11 @@ void describe('GCS source', () => {
     );
     await fails(
       { url: 'gs://cdi-images/vm/missing.img', env: emulator() },
-      /^gs:\/\/cdi-images\/vm\/missing\.img: HTTP 404 from .* \(check the bucket and object name\)$/,
+      /^Unable to connect to gcs data source: expected status code 200, got 404\. Status: 404 Not Found \(gs:\/\/cdi-images\/vm\/missing\.img: check the bucket and object name\)$/,
     );
     await fails(
       { url: 'gs://no-bucket/disk.img', env: emulator() },
-      /^gs:\/\/no-bucket\/disk\.img: HTTP 404/,
+      /^Unable to connect to gcs data source: expected status code 200, got 404\. Status: 404 Not Found \(gs:\/\/no-bucket\/disk\.img: check the bucket/,
     );
     const notJson = path.join(dir, 'bad.json');
     await writeFile(notJson, 'not json');
@@ -154,6 +155,26 @@ void describe('GCS source', () => {
       { url: 'gs://cdi-images/vm/disk.raw', env: emulator(), credentialsFile: notJson },
       /the GCS credentials file .*bad\.json is not JSON/,
     );
+  });
+
+  void it('a body that breaks is continued by range (If-Range its ETag): right bytes, fetched about once', async () => {
+    const relay = await startCuttingRelay(gcs.url, (r) =>
+      r.url.includes('disk.raw') && r.range === 'bytes=0-' ? 1 << 20 : undefined,
+    );
+    try {
+      const { r, out } = await importTo({
+        url: 'gs://cdi-images/vm/disk.raw',
+        env: { STORAGE_EMULATOR_HOST: new URL(relay.url).host },
+      });
+      assert.equal(await md5File(out, SIZE), disk.md5);
+      assert.equal(r.resumes, 1);
+      const rest = relay.records.find((x) => x.range === `bytes=${1 << 20}-`);
+      assert.match(rest?.ifRange ?? '', /^".+"$/, 'the rest is asked of the same version (its ETag)');
+      assert.equal(rest?.status, 206);
+      assert.ok(relay.sentFor(/disk\.raw/) < SIZE * 1.2, `${relay.sentFor(/disk\.raw/)} bytes sent`);
+    } finally {
+      await relay.close();
+    }
   });
 
   void it('verifies a checksum over the object', async () => {

@@ -37,6 +37,7 @@ import {
   type RegistryServer,
   type TokenServer,
 } from '../../support/servers.ts';
+import { startCuttingRelay, type CuttingRelay, type RelayRecord } from '../../support/relay.ts';
 import { makeTestPki, type TestPki } from '../../support/tls.ts';
 
 const SIZE = 4 << 20;
@@ -298,6 +299,83 @@ void describe('registry source: layers', () => {
       { url: `docker://${plain.address}/tampered-gz:v1`, insecure: true },
       /is corrupt or was tampered with: its bytes hash to/,
     );
+  });
+});
+
+void describe('registry source: a blob read that breaks', () => {
+  const KiB = 1024;
+  /** The layer blob's requests through the relay (the disk is in the image's one layer). */
+  const blobGets = (relay: CuttingRelay, digest: string): RelayRecord[] =>
+    relay.records.filter((r) => r.method === 'GET' && r.url.endsWith(`/blobs/${digest}`));
+
+  void it('is continued by range below the digest check: the right bytes, the blob fetched about once', async () => {
+    const layout = await push(plain, 'broken-blob:v1', [diskImage(disk.path, 'gzip')]);
+    const layer = layout.images[0]!.layers[0]!;
+    assert.ok(layer.size > 1024 * KiB, `the layer is ${layer.size} bytes`);
+    const relay = await startCuttingRelay(plain.url, (r) =>
+      r.url.endsWith(`/blobs/${layer.digest}`) && !r.range ? 512 * KiB : undefined,
+    );
+    try {
+      const lines: string[] = [];
+      const { out } = await importTo({
+        url: `docker://${new URL(relay.url).host}/broken-blob:v1`,
+        insecure: true,
+        retry: { delayMs: 1 },
+        log: (l) => lines.push(l),
+      });
+      assert.equal(await md5File(out, SIZE), disk.md5);
+      const gets = blobGets(relay, layer.digest);
+      assert.deepEqual(
+        gets.map((g) => [g.range, g.cut]),
+        [
+          [undefined, true],
+          [`bytes=${512 * KiB}-`, false],
+        ],
+      );
+      assert.ok(
+        relay.sentFor(/\/blobs\//) < layer.size * 1.2,
+        `${relay.sentFor(/\/blobs\//)} bytes of blobs`,
+      );
+      assert.ok(
+        lines.some((l) => l.includes(`continuing from byte ${512 * KiB} (attempt 1 of 5)`)),
+        lines.join('\n'),
+      );
+    } finally {
+      await relay.close();
+    }
+  });
+
+  void it('continued with other bytes (a splice of another blob) fails the digest check, and leaves no target', async () => {
+    const layout = await push(plain, 'spliced-blob:v1', [diskImage(disk.path, 'none')]);
+    const layer = layout.images[0]!.layers[0]!;
+    const relay = await startCuttingRelay(
+      plain.url,
+      (r) => (r.url.endsWith(`/blobs/${layer.digest}`) && !r.range ? 1024 * KiB : undefined),
+      // The continuation is not the same blob: one byte differs, in a file's data (the tar still parses).
+      {
+        mangle: (r, chunk) => {
+          if (!r.range || r.sent > 0) return chunk;
+          const c = Buffer.from(chunk);
+          c[c.length - 1]! ^= 0xff;
+          return c;
+        },
+      },
+    );
+    try {
+      await fails(
+        {
+          url: `docker://${new URL(relay.url).host}/spliced-blob:v1`,
+          insecure: true,
+          retry: { delayMs: 1 },
+        },
+        new RegExp(
+          `layer 1 \\(${layer.digest}\\) of docker://.* is corrupt or was tampered with: its bytes hash to`,
+        ),
+      );
+      assert.equal(blobGets(relay, layer.digest).length, 2, 'continued once');
+    } finally {
+      await relay.close();
+    }
   });
 });
 

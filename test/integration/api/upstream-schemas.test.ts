@@ -38,6 +38,15 @@ const canon = (v: unknown): string =>
       : x,
   );
 
+/**
+ * Fields we add on purpose (additive, so upstream's clients ignore them), each with the reason. Anything else that
+ * upstream lacks is a mistake.
+ */
+const OUR_ADDITIONS: Record<string, string> = {
+  // issue 8: invalid CDIConfig settings set a condition (Valid), not only a log line and a retry
+  'CDIConfig.status.conditions': 'the Valid condition (docs/controllers.md)',
+};
+
 /** Every difference between two schema trees, as "path: what"; descriptions are ignored. */
 function diff(ours: Schema, theirs: Schema, path: string, out: string[]): void {
   for (const key of new Set([...Object.keys(ours), ...Object.keys(theirs)])) {
@@ -49,8 +58,9 @@ function diff(ours: Schema, theirs: Schema, path: string, out: string[]): void {
       const pb = (b ?? {}) as Record<string, Schema>;
       for (const name of new Set([...Object.keys(pa), ...Object.keys(pb)])) {
         if (!pa[name]) out.push(`${path}.${name}: missing in ours`);
-        else if (!pb[name]) out.push(`${path}.${name}: not in upstream`);
-        else diff(pa[name], pb[name], `${path}.${name}`, out);
+        else if (!pb[name]) {
+          if (!OUR_ADDITIONS[`${path}.${name}`]) out.push(`${path}.${name}: not in upstream`);
+        } else diff(pa[name], pb[name], `${path}.${name}`, out);
       }
     } else if (
       (key === 'items' || key === 'additionalProperties') &&

@@ -3,10 +3,12 @@
  * bearer-token and basic auth, extra CAs, insecure registries (TLS not verified, plain HTTP allowed), redirects
  * (blobs often live behind a CDN: credentials are dropped when a redirect leaves the registry's origin).
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ErrorKind, ImportError } from '../../errors.ts';
+import type { RetryPolicy } from '../../request.ts';
 import { undiciDispatcher } from '../http.ts';
+import { resumableBody } from '../resumable.ts';
 import { MANIFEST_ACCEPT, type BlobStore, type Descriptor } from './image.ts';
 import { apiHost, type DockerReference } from './reference.ts';
 
@@ -19,6 +21,10 @@ export interface RegistryClientOptions {
   insecure?: boolean;
   idleTimeoutMs?: number;
   userAgent?: string;
+  /** A broken blob read is continued `resumes` times in a row without progress (default 5), `delayMs` apart (1000). */
+  retry?: Pick<RetryPolicy, 'resumes' | 'delayMs'>;
+  /** Where a continued blob read is logged (the importer log). */
+  log?: (line: string) => void;
 }
 
 /** Upstream's text (common.ImagePullFailureText): the controller marks the DataVolume ImagePullFailed on it. */
@@ -256,28 +262,60 @@ export class RegistryClient implements BlobStore {
     };
   }
 
+  /**
+   * A blob's bytes. A read that breaks is continued with `Range: bytes=<n>-` (source/resumable.ts): a blob is named by
+   * its digest, so the rest is the same content, and the digest check above this stream (image.ts VerifiedBlob)
+   * still covers every byte, the continued ones included; a registry that answers the range with the whole blob has
+   * its first bytes skipped.
+   */
   async blob(d: Descriptor): Promise<Readable> {
-    const res = await this.get(`blobs/${d.digest}`, {});
-    if (res.statusCode !== 200)
+    const what = `blob ${d.digest} of ${this.description}`;
+    return resumableBody(
+      { description: what, open: (offset = 0) => this.blobFrom(d, offset) },
+      await this.blobFrom(d, 0),
+      {
+        policy: 'continue',
+        why: 'a blob is named by its digest',
+        validator: d.digest,
+        resumes: this.o.retry?.resumes ?? 5,
+        delayMs: this.o.retry?.delayMs ?? 1000,
+        log: this.o.log ?? (() => undefined),
+      },
+    );
+  }
+
+  /** The blob's bytes from `offset`, one request. */
+  private async blobFrom(d: Descriptor, offset: number): Promise<Readable> {
+    const res = await this.get(`blobs/${d.digest}`, offset > 0 ? { range: `bytes=${offset}-` } : {});
+    const partial = offset > 0 && res.statusCode === 206;
+    if (res.statusCode !== 200 && !partial)
       throw await this.failure(res, `reading blob ${d.digest} of ${this.description}`);
+    const range = String(res.headers['content-range'] ?? 'none');
+    if (partial && !range.startsWith(`bytes ${offset}-`)) {
+      await res.body.dump();
+      throw pullFailed(
+        `${this.host} answered range ${range} when blob ${d.digest} was asked from byte ${offset}`,
+      );
+    }
+    const start = partial ? offset : 0;
     const body = res.body as unknown as Readable;
     const host = this.host;
-    // undici's body errors (resets, idle timeouts) become one-line messages.
+    // undici's body errors (resets, idle timeouts) become one-line messages; bytes before `offset` are skipped.
     const wrap = async function* (): AsyncGenerator<Buffer> {
-      let got = 0;
+      let pos = start;
       try {
         for await (const c of body as AsyncIterable<Buffer>) {
-          got += c.length;
-          yield c;
+          const from = Math.max(0, offset - pos);
+          pos += c.length;
+          if (from < c.length) yield from > 0 ? c.subarray(from) : c;
         }
       } catch (err) {
         throw pullFailed(
-          `the connection to ${host} broke after ${got} of ${d.size} bytes of blob ${d.digest}: ${(err as Error).message}`,
+          `the connection to ${host} broke after ${pos} of ${d.size} bytes of blob ${d.digest}: ${(err as Error).message}`,
           err,
         );
       }
     };
-    const { Readable } = await import('node:stream');
     const out = Readable.from(wrap(), { objectMode: false, highWaterMark: 1 << 20 });
     out.on('close', () => body.destroy());
     return out;

@@ -6,6 +6,12 @@
  *                                                                          --no-extent-copy (qemu-img over NBD) and --no-stream (scratch)
  *   raw:            curl -o out                                        vs  cdi import
  *   raw.gz/xz/zst:  curl | gzip/xz/zstd -dc > out                       vs  cdi import
+ *   registry raw.gz / qcow2 container disk (docker-registry on loopback, the disk in a gzip layer):
+ *                   skopeo copy docker:// dir: && tar -xzOf <layer> disk/<file> | gzip -dc (or > file && qemu-img
+ *                   convert)                                            vs  cdi import docker://… (streamed out of the
+ *                                                                          layer; qcow2 through scratch)
+ *   S3 raw / qcow2 (versitygw on loopback):
+ *                   curl --aws-sigv4 -o out (qcow2: then qemu-img convert)  vs  cdi import --source s3 (ranged reads)
  * Every output is fsynced in both columns (cdi fsyncs before success; the baselines get `sync out`).
  * The images are served by nginx on 127.0.0.1 (sendfile, ranges; bench/nginx.ts), outside the cgroups, so that no
  * baseline waits on the server; with --link or --rtt the Node test file server is used instead (nginx cannot share
@@ -26,13 +32,15 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createReadStream, existsSync, rmSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, homedir, loadavg } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { startFileServer } from '../test/support/fileserver.ts';
+import { buildLayout, skopeoPush } from '../test/support/oci.ts';
+import { startRegistry, startS3, type Server } from '../test/support/servers.ts';
 import { makeSeededDisk, md5File } from '../test/support/images.ts';
 import {
   cgroupProblem,
@@ -69,6 +77,10 @@ const CASES = [
   'gz',
   'xz',
   'zst',
+  'registry-gz',
+  'registry-qcow2',
+  's3-raw',
+  's3-qcow2',
   'xzdec',
   'upload-raw',
   'upload-qcow2',
@@ -122,6 +134,65 @@ async function fixtures(): Promise<{ raw: string; md5: string }> {
     await sh(`cd '${cache}' && ${cmd.replace('{out}', `${f}.tmp`)} && mv ${f}.tmp ${f}`);
   }
   return { raw, md5 };
+}
+
+/**
+ * docker-registry on loopback with the raw.gz and the qcow2 fixture as container disks (disk/<file> in one gzip
+ * layer), pushed with skopeo once; the registry's storage stays in the cache.
+ */
+async function benchRegistry(): Promise<Server> {
+  const r = await startRegistry(path.join(cache, 'registry'));
+  for (const [tag, file] of [
+    ['rawgz', 'disk.raw.gz'],
+    ['qcow2', 'disk.qcow2'],
+  ] as const) {
+    const have = await fetch(`${r.url}/v2/bench/${tag}/manifests/1`, {
+      method: 'HEAD',
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    if (have.ok) continue;
+    process.stderr.write(`==> pushing the ${file} container disk to the bench registry\n`);
+    const layout = await buildLayout(path.join(cache, 'layouts'), tag, [
+      { layers: [{ compression: 'gzip', files: { [`disk/${file}`]: path.join(cache, file) } }] },
+    ]);
+    await skopeoPush(layout, `docker://${r.address}/bench/${tag}:1`, { tlsVerify: false });
+    await rm(layout.dir, { recursive: true, force: true });
+  }
+  return r;
+}
+
+const S3_CREDS = { accessKeyId: 'bench-access', secretKey: 'bench-secret-key' };
+
+/** versitygw on loopback with the raw and the qcow2 fixture in bucket `bench` (put once, kept in the cache). */
+async function benchS3(): Promise<Server & { keyFile: string }> {
+  const srv = await startS3(path.join(cache, 's3'), S3_CREDS);
+  const { S3Client, CreateBucketCommand, HeadObjectCommand, PutObjectCommand } =
+    await import('@aws-sdk/client-s3');
+  const c = new S3Client({
+    endpoint: srv.url,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: S3_CREDS.accessKeyId, secretAccessKey: S3_CREDS.secretKey },
+  });
+  await c.send(new CreateBucketCommand({ Bucket: 'bench' })).catch(() => undefined);
+  for (const file of ['disk.raw', 'disk.qcow2']) {
+    const have = await c.send(new HeadObjectCommand({ Bucket: 'bench', Key: file })).catch(() => undefined);
+    if (have) continue;
+    process.stderr.write(`==> putting ${file} into the bench S3 bucket\n`);
+    const size = (await stat(path.join(cache, file))).size;
+    await c.send(
+      new PutObjectCommand({
+        Bucket: 'bench',
+        Key: file,
+        Body: createReadStream(path.join(cache, file)),
+        ContentLength: size,
+      }),
+    );
+  }
+  c.destroy();
+  const keyFile = path.join(cache, 's3-secret-key');
+  await writeFile(keyFile, S3_CREDS.secretKey, { mode: 0o600 });
+  return { ...srv, keyFile };
 }
 
 /** One measured command: a fresh work dir and a `sync` first (untimed), then the command alone in its cgroup. */
@@ -227,6 +298,8 @@ const served = throttled
   ? `the Node test file server on loopback${LINK > 0 ? ` over one ${LINK} MiB/s link` : ''}${RTT > 0 ? `, ${RTT} ms per request` : ''} (nginx cannot shape a link)`
   : 'nginx on loopback (sendfile, ranges)';
 const u = (f: string): string => `${srv.url}/${f}`;
+const registry = want('registry-gz') || want('registry-qcow2') ? await benchRegistry() : undefined;
+const s3 = want('s3-raw') || want('s3-qcow2') ? await benchS3() : undefined;
 const sync = `sync '${out}'`;
 const groups: Group[] = [
   {
@@ -272,6 +345,68 @@ const groups: Group[] = [
     },
     ours: [{ id: ext, name: `raw.${ext}`, argv: cdiArgv(u(`disk.raw.${ext}`)), check: ext }],
   })),
+  ...(registry
+    ? (
+        [
+          ['registry-gz', 'rawgz', 'disk.raw.gz', 'gzip -dc'],
+          ['registry-qcow2', 'qcow2', 'disk.qcow2', ''],
+        ] as const
+      ).map(([id, tag, file, decompress]) => {
+        const copy = `skopeo --insecure-policy copy -q --src-tls-verify=false docker://${registry.address}/bench/${tag}:1 dir:'${work}/img'`;
+        // the layer is the largest file skopeo wrote
+        const layer = `"${work}/img/$(ls -S '${work}/img' | head -1)"`;
+        const extract = decompress
+          ? `tar -xzOf ${layer} disk/${file} | ${decompress} > '${out}'`
+          : `tar -xzOf ${layer} disk/${file} > '${work}/${file}' && qemu-img convert -f qcow2 -O raw '${work}/${file}' '${out}'`;
+        return {
+          baseline: {
+            note: `skopeo copy dir: + tar -x${decompress ? ` | ${decompress.split(' ')[0]}` : ' + qemu-img'}`,
+            cmd: `${copy} && ${extract} && ${sync}`,
+          },
+          ours: [
+            {
+              id,
+              name: `registry ${tag === 'rawgz' ? 'raw.gz' : 'qcow2'} container disk`,
+              argv: cdiArgv(`docker://${registry.address}/bench/${tag}:1`, ['--insecure-skip-verify']),
+              check: id,
+            },
+          ],
+        };
+      })
+    : []),
+  ...(s3
+    ? (
+        [
+          ['s3-raw', 'disk.raw'],
+          ['s3-qcow2', 'disk.qcow2'],
+        ] as const
+      ).map(([id, file]) => {
+        const url = `${s3.url}/bench/${file}`;
+        const get = `curl -sS --fail --aws-sigv4 aws:amz:us-east-1:s3 -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --user '${S3_CREDS.accessKeyId}:${S3_CREDS.secretKey}'`;
+        const cmd =
+          file === 'disk.raw'
+            ? `${get} -o '${out}' '${url}' && ${sync}`
+            : `${get} -o '${work}/dl.qcow2' '${url}' && qemu-img convert -f qcow2 -O raw '${work}/dl.qcow2' '${out}' && ${sync}`;
+        return {
+          baseline: { note: `curl --aws-sigv4${file === 'disk.raw' ? '' : ' + qemu-img'}`, cmd },
+          ours: [
+            {
+              id,
+              name: `S3 ${file === 'disk.raw' ? 'raw' : 'qcow2'}`,
+              argv: cdiArgv(url, [
+                '--source',
+                's3',
+                '--user',
+                S3_CREDS.accessKeyId,
+                '--password-file',
+                s3.keyFile,
+              ]),
+              check: id,
+            },
+          ],
+        };
+      })
+    : []),
 ];
 
 interface Row {
@@ -354,13 +489,15 @@ try {
     );
 } finally {
   await srv.close();
+  await registry?.close();
+  await s3?.close();
   await rm(work, { recursive: true, force: true });
 }
 
 function table(label: string, rs: Row[]): string {
   const mib = (b: number): string => (b / 2 ** 20).toFixed(0);
   const cols: [string, number, (r: Row) => string][] = [
-    ['case', 28, (r) => r.name],
+    ['case', 30, (r) => r.name],
     ['baseline', 26, (r) => r.note],
     ['ours s', 6, (r) => r.ours.wall.toFixed(2)],
     ['ours MiB', 8, (r) => mib(r.ours.peak)],

@@ -18,6 +18,8 @@
 //   WORKLOAD_NODE_SELECTOR              JSON object: node selector of the worker pods (CDI.spec.workload)
 //   CDI_READS                           "cache" (default): reconcilers read from the informer cache; "api": every
 //                                       read goes to the API server (for the scale bench's comparison)
+//   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION, STORAGE_EMULATOR_HOST
+//                                       handed to S3 and GCS importer pods: where s3:// and gs:// URLs go
 // Losing the lease ends the process (exit code 1) at once: the workers' signal aborts their requests, and a restart
 // starts from a clean cache instead of running on beside a new leader.
 import os from 'node:os';
@@ -43,6 +45,7 @@ import {
   startHealthServer,
   startMetricsServer,
 } from '../monitoring/server.ts';
+import { ObjectStoreEnvNames } from '../deploy/common.ts';
 
 const LEASE_NAME = 'cdi-controller-leader-election-helper';
 /** An informer failing (or unsynced) for this long makes /healthz fail, so kubelet restarts the process. */
@@ -141,6 +144,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         metrics,
         gauges,
         ...(workloadNodeSelector ? { workloadNodeSelector } : {}),
+        objectStoreEnv: Object.fromEntries(
+          ObjectStoreEnvNames.flatMap((n) => (process.env[n] ? [[n, process.env[n]]] : [])),
+        ),
       });
       await manager.run(signal);
     },

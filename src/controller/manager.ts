@@ -60,6 +60,8 @@ export interface ManagerOptions {
   verbose?: string;
   /** Workload node placement for worker pods (upstream CDI.spec.workload.nodeSelector). */
   workloadNodeSelector?: Record<string, string>;
+  /** Handed to S3 and GCS importer pods (ImporterPodOptions.objectStoreEnv). */
+  objectStoreEnv?: Record<string, string>;
   workers?: number;
   /** reportingInstance of events, e.g. the pod name. */
   instance?: string;
@@ -184,6 +186,7 @@ export function buildManager(o: ManagerOptions): Manager {
     pullPolicy: o.pullPolicy,
     ...(o.verbose ? { verbose: o.verbose } : {}),
     ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
+    ...(o.objectStoreEnv ? { objectStoreEnv: o.objectStoreEnv } : {}),
   };
   controller('import-controller', workers, (kube, key) =>
     reconcileImport(

@@ -8,6 +8,17 @@ export type Obj = Record<string, unknown>;
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 export const PullPolicies: readonly PullPolicy[] = ['Always', 'IfNotPresent', 'Never'];
 
+/**
+ * Where `s3://` and `gs://` URLs go on this cluster (ours, not upstream's): set on the operator, handed on to
+ * cdi-controller, which hands them to S3 and GCS importer pods (docs/importer.md).
+ */
+export const ObjectStoreEnvNames = [
+  'AWS_ENDPOINT_URL_S3',
+  'AWS_ENDPOINT_URL',
+  'AWS_REGION',
+  'STORAGE_EMULATOR_HOST',
+] as const;
+
 /** Where pods go: upstream's sdkapi.NodePlacement (CDI.spec.infra and CDI.spec.workload). */
 export interface Placement {
   nodeSelector?: Record<string, string>;

@@ -43,6 +43,8 @@ export interface ControllerDeployOptions extends ComponentOptions {
   replicas: number;
   /** CDI.spec.workload: where the worker pods (importer, upload server) go */
   workload?: Placement;
+  /** More environment for cdi-controller, e.g. AWS_ENDPOINT_URL_S3 (where s3:// URLs go; docs/importer.md). */
+  controllerEnv?: Record<string, string>;
 }
 
 /**
@@ -168,6 +170,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     // a certificate made at start (none mounted yet) covers the pod IP too
     { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    ...Object.entries(o.controllerEnv ?? {}).map(([name, value]) => ({ name, value })),
   ];
   return [
     serviceAccount(ns, ControllerServiceAccount),

@@ -8,6 +8,7 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorKind, ImportError } from './errors.ts';
+import { envsToLabels } from './source/registry.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -38,4 +39,25 @@ export async function touchDoneFile(env: Env): Promise<void> {
     return undefined;
   });
   await fh?.close();
+}
+
+/**
+ * upstream getServerInfo + envsToLabels for node pull: the image server's /info lists the image's environment, whose
+ * KUBEVIRT_IO_* variables become PVC labels as they do for a pod pull.
+ */
+export async function nodePullLabels(endpoint: string, timeoutMs = 10_000): Promise<Record<string, string>> {
+  const url = new URL('/info', endpoint);
+  let info: { Env?: unknown };
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    info = (await res.json()) as { Env?: unknown };
+  } catch (err) {
+    throw new ImportError(
+      ErrorKind.Transfer,
+      `cannot read the image's environment from ${url.toString()}: ${(err as Error).message}`,
+    );
+  }
+  const env = Array.isArray(info.Env) ? info.Env.filter((e): e is string => typeof e === 'string') : [];
+  return envsToLabels(env);
 }

@@ -22,7 +22,7 @@ import { describe, ErrorKind, ImportError } from './errors.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
-import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
+import { nodePullEndpoint, nodePullLabels, touchDoneFile } from './node-pull.ts';
 import { Progress } from './progress.ts';
 import { parseSize, usableSpace } from './size.ts';
 import { deviceSize } from './sink/raw.ts';
@@ -290,6 +290,9 @@ export async function runPodImporter(
       progress,
       log,
     });
+    const nodePull = env.IMPORTER_PULL_METHOD === 'node' && env.IMPORTER_READY_FILE;
+    // node pull: the image's KUBEVIRT_IO_* env, from its server's /info (a pod pull's come from terminationInfo())
+    const labels = nodePull ? await nodePullLabels(env.IMPORTER_ENDPOINT ?? '') : {};
     await touchDoneFile(env);
     log(
       r.disk
@@ -302,6 +305,7 @@ export async function runPodImporter(
         scratchSpaceRequired: false,
         preallocationApplied: r.preallocationApplied,
         ...terminationInfo(),
+        ...(Object.keys(labels).length > 0 ? { labels } : {}),
         ...(r.warnings.length > 0 ? { warnings: r.warnings } : {}),
         message: completeMessage,
       }),

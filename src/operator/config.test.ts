@@ -19,7 +19,11 @@ void test("the operator reads upstream's environment and names what is missing",
     images: { controller: 'c', importer: 'i', apiServer: 'a', uploadProxy: 'p', uploadServer: 's' },
     pullPolicy: 'IfNotPresent',
     verbosity: '1',
+    controllerEnv: {},
   });
+  // the object-store endpoints are handed on to the controller; nothing else of the operator's environment is
+  const withStores = operatorConfigFromEnv({ ...env, AWS_ENDPOINT_URL_S3: 'http://s3:9000', HOME: '/root' });
+  assert.deepEqual(withStores.controllerEnv, { AWS_ENDPOINT_URL_S3: 'http://s3:9000' });
   assert.throws(() => operatorConfigFromEnv({ ...env, IMPORTER_IMAGE: '' }), /IMPORTER_IMAGE is not set/);
   assert.throws(
     () => operatorConfigFromEnv({ ...env, PULL_POLICY: 'Sometimes' }),

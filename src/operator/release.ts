@@ -33,6 +33,11 @@ export interface ReleaseOptions {
   /** of the operator and, in cdi-cr.yaml, of the components */
   pullPolicy: PullPolicy;
   verbosity: string;
+  /**
+   * More environment for the operator, which hands the object-store names of it (AWS_ENDPOINT_URL_S3,
+   * STORAGE_EMULATOR_HOST, ...) on to cdi-controller: where s3:// and gs:// URLs go (docs/importer.md).
+   */
+  operatorEnv?: Record<string, string>;
 }
 
 /** The local cluster's release: images pushed by hack/images/build.sh as :dev (moving, so pulled Always). */
@@ -296,6 +301,7 @@ export function operatorDeployment(o: ReleaseOptions): Obj {
                 { name: 'UPLOAD_SERVER_IMAGE', value: o.images.uploadServer },
                 { name: 'PULL_POLICY', value: o.pullPolicy },
                 { name: 'VERBOSITY', value: o.verbosity },
+                ...Object.entries(o.operatorEnv ?? {}).map(([name, value]) => ({ name, value })),
                 { name: 'HEALTH_PORT', value: String(HealthPort) },
                 { name: 'METRICS_PORT', value: String(MetricsPort) },
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },

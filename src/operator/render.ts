@@ -113,6 +113,7 @@ export const components: readonly Component[] = [
         uploadServerImage: config.images.uploadServer,
         replicas: Math.max(1, cr.spec?.infra?.deploymentReplicas ?? 1),
         workload: placement(cr.spec?.workload),
+        ...(config.controllerEnv ? { controllerEnv: config.controllerEnv } : {}),
       }),
   },
   { name: 'user-roles', render: () => userClusterRoles(labelsOf()) },

@@ -1,6 +1,7 @@
 // Installing and removing CDI through the operator, as an administrator does: the release's cdi-operator.yaml, then
 // cdi-cr.yaml; deleting the CDI resource, then cdi-operator.yaml. Used by every e2e suite (deployCdi) and by the
 // operator's own e2e tests.
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +14,27 @@ import {
   type ReleaseOptions,
 } from '../../src/operator/release.ts';
 import type { CDIStatus } from '../../src/operator/status.ts';
-import { eventually, kubectl } from '../integration/kube/cluster.ts';
+import { eventually, kubectl, repoRoot } from '../integration/kube/cluster.ts';
 
 export type CdiObject = KubeObject & { spec?: Record<string, unknown>; status?: CDIStatus };
+
+/**
+ * Where the cluster's S3 and GCS test servers listen (hack/cluster/test-servers.ts), as the operator's environment:
+ * the controller it deploys sends s3:// and gs:// URLs there. None when the servers were not started.
+ */
+function objectStoreEnv(): Record<string, string> {
+  try {
+    const s = JSON.parse(
+      readFileSync(join(repoRoot, '.cluster', 'test-servers', 'test-servers.json'), 'utf8'),
+    ) as { s3?: { endpoint?: string }; gcs?: { endpoint?: string } };
+    return {
+      ...(s.s3?.endpoint ? { AWS_ENDPOINT_URL_S3: s.s3.endpoint } : {}),
+      ...(s.gcs?.endpoint ? { STORAGE_EMULATOR_HOST: s.gcs.endpoint } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
 
 /** The release for this build's images (hack/images/build.sh's content tag), pulled IfNotPresent. */
 export function releaseFor(tag: string, overrides: Partial<ReleaseOptions> = {}): ReleaseOptions {
@@ -24,6 +43,7 @@ export function releaseFor(tag: string, overrides: Partial<ReleaseOptions> = {})
     ...releaseImagesFrom('localhost:5000', tag),
     version: `v0.1.0-${tag}`,
     pullPolicy: 'IfNotPresent',
+    operatorEnv: objectStoreEnv(),
     ...overrides,
   };
 }

@@ -5,21 +5,18 @@
  * end in clear messages; and no image transfer is ever left open, nor an SSO token unrevoked.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { inspectSource } from '../../src/importer/inspect.ts';
 import { runPodImporter } from '../../src/importer/pod.ts';
 import { ImageioSource, type ImageioSourceOptions } from '../../src/importer/source/imageio.ts';
 import { importDisk } from '../support/import.ts';
-import { startOvirtStandin, type OvirtStandin } from '../support/ovirt.ts';
+import { makeOvirtChain, startOvirtStandin, type OvirtStandin } from '../support/ovirt.ts';
 import { makeTestPki, type TestPki } from '../support/tls.ts';
 
-const run = promisify(execFile);
 const MiB = 1 << 20;
 const SIZE = 32 * MiB;
 const DISK = '4a1e3b52-0d0c-4b39-9a4b-0c3a6ad1d001';
@@ -52,36 +49,12 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
     await mkdir(caDir);
     await writeFile(path.join(caDir, 'ca.pem'), pki.caCert);
     // A qcow2 chain as oVirt keeps one: base, two snapshot layers, the active layer.
-    const f = (i: number): string => path.join(dir, `${L[i]}.qcow2`);
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', f(0), String(SIZE)]);
-    for (let i = 1; i < 4; i++)
-      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', f(i - 1), f(i)]);
-    const writes = [
-      ['write -P 0x11 0 1M', 'write -P 0x22 5M 512k', 'write -P 0x33 20M 3M'],
-      ['write -P 0x44 512k 1M', 'write -z 20M 1M', 'write -P 0x55 30M 64k'],
-      ['write -P 0x66 0 64k', 'write -z 5M 256k', 'write -P 0x67 12M 2M'],
-      ['write -P 0x77 10M 1M'],
-    ];
-    for (let i = 0; i < 4; i++) {
-      await run('qemu-io', ['-f', 'qcow2', ...writes[i]!.flatMap((c) => ['-c', c]), f(i)]);
-      const raw = path.join(dir, `want-${i}.raw`);
-      await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', f(i), raw]);
-      want.push(await md5(raw));
-    }
+    const chain = await makeOvirtChain(dir, { diskId: DISK, storageDomain: SD, layerIds: L, size: SIZE });
+    want.push(...chain.want);
     assert.equal(new Set(want).size, 4, 'every layer changes the disk');
     ovirt = await startOvirtStandin({ dir: path.join(dir, 'standin'), tls: pki });
     await mkdir(path.join(dir, 'standin'));
-    ovirt.disks.set(DISK, {
-      id: DISK,
-      size: SIZE,
-      storageDomain: SD,
-      layers: L.map((id, i) => ({
-        id,
-        file: f(i),
-        ...(i > 0 ? { parent: L[i - 1] } : {}),
-        ...(i === 3 ? { active: true } : {}),
-      })),
-    });
+    ovirt.disks.set(DISK, chain.disk);
   });
 
   after(async () => {

@@ -105,7 +105,10 @@ export async function startOvirtStandin(opts: {
   tls: { cert: string; key: string };
   user?: string;
   password?: string;
+  /** Where both servers listen (default 127.0.0.1; the e2e tests use the node address, for pods). */
+  host?: string;
 }): Promise<OvirtStandin> {
+  const host = opts.host ?? '127.0.0.1';
   const user = opts.user ?? 'admin@internal';
   const password = opts.password ?? 'secret';
   const disks = new Map<string, StandinDisk>();
@@ -388,11 +391,11 @@ export async function startOvirtStandin(opts: {
     });
   });
 
-  await new Promise<void>((r) => engine.listen(0, '127.0.0.1', r));
-  await new Promise<void>((r) => imageio.listen(0, '127.0.0.1', r));
-  imageioBase = `https://127.0.0.1:${(imageio.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => engine.listen(0, host, r));
+  await new Promise<void>((r) => imageio.listen(0, host, r));
+  imageioBase = `https://${host}:${(imageio.address() as AddressInfo).port}`;
   return {
-    url: `https://127.0.0.1:${(engine.address() as AddressInfo).port}/ovirt-engine/api`,
+    url: `https://${host}:${(engine.address() as AddressInfo).port}/ovirt-engine/api`,
     user,
     password,
     disks,
@@ -406,4 +409,51 @@ export async function startOvirtStandin(opts: {
       }
     },
   };
+}
+
+/**
+ * The qcow2 chain both imageio suites use, as oVirt keeps one: a base, two snapshot layers and the active layer
+ * (qemu-img, qemu-io), each layer changing the disk; `want[i]` is the md5 of the chain up to layer i, flattened by
+ * qemu-img. `disk` is ready for `OvirtStandin.disks`.
+ */
+export async function makeOvirtChain(
+  dir: string,
+  o: { diskId: string; storageDomain: string; layerIds: string[]; size: number },
+): Promise<{ disk: StandinDisk; want: string[] }> {
+  const { createHash } = await import('node:crypto');
+  const { readFile } = await import('node:fs/promises');
+  const L = o.layerIds;
+  const f = (i: number): string => path.join(dir, `${L[i]}.qcow2`);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', f(0), String(o.size)]);
+  for (let i = 1; i < L.length; i++)
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', f(i - 1), f(i)]);
+  const writes = [
+    ['write -P 0x11 0 1M', 'write -P 0x22 5M 512k', 'write -P 0x33 20M 3M'],
+    ['write -P 0x44 512k 1M', 'write -z 20M 1M', 'write -P 0x55 30M 64k'],
+    ['write -P 0x66 0 64k', 'write -z 5M 256k', 'write -P 0x67 12M 2M'],
+    ['write -P 0x77 10M 1M'],
+  ];
+  const want: string[] = [];
+  for (let i = 0; i < L.length; i++) {
+    await run('qemu-io', ['-f', 'qcow2', ...writes[i % writes.length]!.flatMap((c) => ['-c', c]), f(i)]);
+    const raw = path.join(dir, `want-${i}.raw`);
+    await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', f(i), raw]);
+    want.push(
+      createHash('md5')
+        .update(await readFile(raw))
+        .digest('hex'),
+    );
+  }
+  const disk: StandinDisk = {
+    id: o.diskId,
+    size: o.size,
+    storageDomain: o.storageDomain,
+    layers: L.map((id, i) => ({
+      id,
+      file: f(i),
+      ...(i > 0 ? { parent: L[i - 1]! } : {}),
+      ...(i === L.length - 1 ? { active: true } : {}),
+    })),
+  };
+  return { disk, want };
 }

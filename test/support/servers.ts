@@ -202,12 +202,12 @@ export async function startGcs(dataDir: string): Promise<Server> {
 }
 
 /** An in-process HTTP server on a free loopback port. */
-async function listen(srv: http.Server): Promise<Server> {
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+async function listen(srv: http.Server, host = '127.0.0.1'): Promise<Server> {
+  await new Promise<void>((r) => srv.listen(0, host, r));
   const port = (srv.address() as AddressInfo).port;
   return {
-    address: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
+    address: `${host}:${port}`,
+    url: `http://${host}:${port}`,
     close: () => new Promise<void>((r) => srv.close(() => r())),
   };
 }
@@ -282,7 +282,7 @@ export interface OAuthServer extends Server {
  * Google's OAuth token endpoint for service accounts (RFC 7523 JWT bearer grant), which cannot run here: verifies the
  * assertion's RS256 signature with the service account's public key and answers an access token.
  */
-export async function startOAuthServer(publicKeyPem: string): Promise<OAuthServer> {
+export async function startOAuthServer(publicKeyPem: string, host?: string): Promise<OAuthServer> {
   const { createVerify } = await import('node:crypto');
   const assertions: OAuthServer['assertions'] = [];
   const srv = http.createServer((req, res) => {
@@ -319,7 +319,7 @@ export async function startOAuthServer(publicKeyPem: string): Promise<OAuthServe
       );
     });
   });
-  const base = await listen(srv);
+  const base = await listen(srv, host);
   return {
     ...base,
     tokenUri: `${base.url}/token`,

@@ -4,7 +4,8 @@
 // state onto the PVC) and progress changes (ProgressScraper) queue the DataVolume.
 import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import { Ann, CDIConfigName, GroupVersion, Phase, Reason } from '../shared/constants.ts';
+import { Ann, CDIConfigName, GroupVersion, Phase, Reason, Source } from '../shared/constants.ts';
+import { checkpointArgs, isMultiStageInProgress, multiStageSucceeded } from '../shared/checkpoints.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
@@ -107,9 +108,8 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   }
 
   if (pvc) {
-    const owned = (pvc.metadata?.ownerReferences ?? []).some(
-      (o) => o.controller === true && o.uid === dv.metadata.uid,
-    );
+    const uid = dv.metadata.uid;
+    const owned = (pvc.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === uid);
     if (!owned && pvc.metadata?.annotations?.[Ann.populatedFor] !== dv.metadata.name) {
       const message = `Resource "${name}" already exists and is not managed by DataVolume`;
       await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
@@ -140,6 +140,9 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     }
   }
 
+  pvc = await advanceCheckpoints(d, dv, pvc);
+  dv = await copyVddkInfo(d, dv, pvc);
+
   const wffc =
     honorWaitForFirstConsumer(config) &&
     isWaitForFirstConsumer(classes, pvc.spec?.storageClassName) &&
@@ -153,6 +156,40 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     if (v !== undefined) status.progress = formatProgress(v);
   } else d.progress?.untrack(key);
   await writeStatus(d, dv, status, pvc, event, specEditNotice(dv));
+}
+
+/**
+ * A multi-stage import whose checkpoint pod Succeeded: mark it copied and point the PVC at the next checkpoint (the
+ * import controller then starts its pod), or, after the final one, mark the import done. Written with the
+ * resourceVersion it was computed from.
+ */
+async function advanceCheckpoints(d: DvDeps, dv: DataVolume, pvc: Pvc): Promise<Pvc> {
+  const a = pvc.metadata?.annotations ?? {};
+  if (a[Ann.podPhase] !== 'Succeeded' || !isMultiStageInProgress(a)) return pvc;
+  const changes = multiStageSucceeded(a, checkpointArgs(dv));
+  if (!changes) return pvc;
+  d.log.info('multi-stage import: checkpoint done', {
+    namespace: pvc.metadata?.namespace,
+    pvc: pvc.metadata?.name,
+    checkpoint: a[Ann.currentCheckpoint],
+    next: changes[Ann.currentCheckpoint] ?? (changes[Ann.multiStageDone] ? '(done)' : ''),
+  });
+  return d.kube.mergePatch<Pvc>(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+    metadata: { annotations: changes, resourceVersion: pvc.metadata?.resourceVersion },
+  });
+}
+
+/** upstream setVddkAnnotations: the VDDK version and ESX host the importer reported, on the DataVolume too. */
+async function copyVddkInfo(d: DvDeps, dv: DataVolume, pvc: Pvc): Promise<DataVolume> {
+  const a = pvc.metadata?.annotations ?? {};
+  if (a[Ann.source] !== Source.vddk) return dv;
+  const want: Record<string, string> = {};
+  for (const k of [Ann.vddkHost, Ann.vddkVersion])
+    if (a[k] && dv.metadata.annotations?.[k] !== a[k]) want[k] = a[k];
+  if (Object.keys(want).length === 0) return dv;
+  return d.kube.mergePatch<DataVolume>(Res.dataVolume, dv.metadata.name ?? '', dv.metadata.namespace, {
+    metadata: { annotations: want },
+  });
 }
 
 /** Conditions, then a status write only if something changed, then the events upstream would emit for it. */

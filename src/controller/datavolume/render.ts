@@ -7,6 +7,7 @@ import { Ann, ContentType, GroupVersion, Label, Message, Source } from '../share
 import { MiB, parseOverhead, parseQuantity, requiredSpace, stringQuantities } from '../shared/quantity.ts';
 import { filesystemOverheadFor, storageClassByName } from '../shared/storage.ts';
 import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
+import { initialCheckpointAnnotations } from '../shared/checkpoints.ts';
 
 /** What rendering reads from the cluster, passed in so rendering stays a pure function. */
 export interface RenderWorld {
@@ -205,6 +206,8 @@ export function sourceAnnotations(dv: DataVolume): Record<string, string> {
     if (v.backingFile) a[Ann.backingFile] = v.backingFile;
     if (v.thumbprint) a[Ann.thumbprint] = v.thumbprint;
     if (v.secretRef) a[Ann.secretName] = v.secretRef;
+    if (v.initImageURL) a[Ann.vddkInitImageURL] = v.initImageURL;
+    if (v.extraArgs) a[Ann.vddkExtraArgs] = v.extraArgs;
   } else if (src.blank) {
     a[Ann.source] = Source.none;
   } else if (src.upload) {
@@ -234,7 +237,7 @@ export function newPvcForDataVolume(
   if (dv.spec.serviceAccountName) annotations[Ann.podServiceAccount] = dv.spec.serviceAccountName;
   annotations[Ann.preallocationRequested] = String(dv.spec.preallocation ?? preallocationDefault);
   annotations[Ann.createdForDataVolume] = dv.metadata.uid ?? '';
-  Object.assign(annotations, sourceAnnotations(dv));
+  Object.assign(annotations, initialCheckpointAnnotations(dv), sourceAnnotations(dv));
   // kubectl's bookkeeping belongs to the DV, not to the claim we create
   delete annotations['kubectl.kubernetes.io/last-applied-configuration'];
   return {

@@ -7,6 +7,7 @@
 // here once its controller and importer support land.
 import { Phase } from '../shared/constants.ts';
 import type { DataVolume } from '../shared/types.ts';
+import { isMultiStage } from '../shared/checkpoints.ts';
 
 export const SourceKinds = [
   'http',
@@ -26,11 +27,11 @@ export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
 export const SourceController: Record<SourceKind, 'import' | 'upload' | undefined> = {
   http: 'import',
   blank: 'import',
-  s3: undefined,
-  gcs: undefined,
-  registry: undefined,
-  imageio: undefined,
-  vddk: undefined,
+  s3: 'import',
+  gcs: 'import',
+  registry: 'import',
+  imageio: 'import',
+  vddk: 'import',
   pvc: undefined,
   snapshot: undefined,
   upload: 'upload',
@@ -65,6 +66,34 @@ function checkUrl(url: string | undefined, schemes: readonly string[]): string |
   }
   if (!schemes.includes(u.protocol.replace(/:$/, '')))
     return `spec.source Invalid source URL scheme: ${url} (use ${schemes.join(' or ')})`;
+  return undefined;
+}
+
+/** upstream validateRegistrySource, in its words. */
+function checkRegistry(
+  r: NonNullable<NonNullable<DataVolume['spec']['source']>['registry']>,
+  contentType: string | undefined,
+): string | undefined {
+  if (contentType !== undefined && contentType !== 'kubevirt')
+    return 'ContentType must be kubevirt when Source is Registry';
+  if ((r.url === undefined) === (r.imageStream === undefined))
+    return 'Source registry should have either URL or ImageStream';
+  if (r.url !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(r.url);
+    } catch {
+      return `Illegal registry source URL ${r.url}`;
+    }
+    if (u.protocol !== 'docker:' && u.protocol !== 'oci-archive:')
+      return `Illegal registry source URL scheme ${r.url} (use docker:// or oci-archive://)`;
+  }
+  const method = r.pullMethod;
+  if (method !== undefined && method !== '' && method !== 'pod' && method !== 'node')
+    return `ImportMethod ${method} is neither pod, node or ""`;
+  if (r.imageStream === '') return 'Source registry ImageStream is not valid';
+  if (r.imageStream !== undefined && method !== 'node')
+    return 'Source registry ImageStream is supported only with node pull import method';
   return undefined;
 }
 
@@ -106,6 +135,39 @@ export function checkSource(dv: DataVolume): SourceCheck {
     const problem = checkUrl(src?.http?.url, ['http', 'https']);
     if (problem) return invalid(problem, kind);
   }
+  if (kind === 's3') {
+    // upstream's webhook takes http(s) only; s3://bucket/key (AWS, or the controller's AWS_ENDPOINT_URL_S3) too
+    const problem = checkUrl(src?.s3?.url, ['http', 'https', 's3']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'gcs') {
+    const problem = checkUrl(src?.gcs?.url, ['http', 'https', 'gs']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'registry') {
+    const problem = checkRegistry(src?.registry ?? {}, spec.contentType);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'imageio') {
+    // upstream validateImageIOSource
+    const i = src?.imageio;
+    if (!i?.secretRef || !i.diskId) return invalid('spec.source.Imageio source Imageio is not valid', kind);
+    if (!i.certConfigMap && i.insecureSkipVerify !== true)
+      return invalid('spec.source.Imageio source Imageio requires CertConfigMap or InsecureSkipVerify', kind);
+    const problem = checkUrl(i.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'vddk') {
+    // upstream validateVDDKSource
+    const v = src?.vddk;
+    if (!v?.secretRef || !v.uuid || !v.backingFile || !v.thumbprint)
+      return invalid(
+        'spec.source.VDDK source VDDK is not valid (secretRef, uuid, backingFile and thumbprint are required)',
+        kind,
+      );
+    const problem = checkUrl(v.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
   if (kind === 'blank' && spec.contentType === 'archive')
     return invalid('SourceType cannot be blank and the contentType be archive', kind);
   if (!SourceController[kind])
@@ -125,6 +187,8 @@ export function checkSource(dv: DataVolume): SourceCheck {
  */
 export function specEditNotice(dv: DataVolume): { reason: string; message: string } | undefined {
   if ((dv.metadata.generation ?? 1) <= 1) return undefined;
+  // upstream lets a multi-stage import's checkpoints and finalCheckpoint be edited: that is how it advances
+  if (isMultiStage(dv)) return undefined;
   return {
     reason: InvalidReason.invalid,
     message:

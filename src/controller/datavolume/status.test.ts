@@ -188,3 +188,20 @@ void test('events from conditions: Bound changes, and a new failure message whil
   ]);
   assert.deepEqual(conditionEvents(after, after), []);
 });
+
+void test('a checkpoint of a multi-stage import that succeeded pauses the DV; after the final one, Succeeded', () => {
+  const paused = computePhase(
+    dv('ImportInProgress'),
+    pvc('Bound', withPod('Succeeded', { 'cdi.kubevirt.io/storage.checkpoint.current': 'snap-1' })),
+    { waitForFirstConsumer: false },
+  );
+  assert.equal(paused.status.phase, 'Paused');
+  assert.equal(paused.event?.reason, 'ImportPaused');
+  assert.equal(paused.event?.message, 'Multistage import into PVC disk is paused');
+  const done = computePhase(
+    dv('Paused'),
+    pvc('Bound', withPod('Succeeded', { 'cdi.kubevirt.io/storage.checkpoint.done': 'true' })),
+    { waitForFirstConsumer: false },
+  );
+  assert.equal(done.status.phase, 'Succeeded');
+});

@@ -3,6 +3,7 @@
 import { setCondition, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { Ann, Message, Phase, Reason } from '../shared/constants.ts';
 import type { DataVolume, DataVolumeCondition, DataVolumeStatus } from '../shared/types.ts';
+import { isMultiStageInProgress } from '../shared/checkpoints.ts';
 
 export interface DvEvent {
   type: 'Normal' | 'Warning';
@@ -49,6 +50,11 @@ function importPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEven
       if (a[Ann.fatalError] === 'true') status.phase = Phase.Failed;
       return { type: 'Warning', reason: Reason.ImportFailed, message: Message.importFailed(name) };
     case 'Succeeded':
+      if (isMultiStageInProgress(a)) {
+        // one checkpoint is in; the DataVolume controller points the PVC at the next one (checkpoints.ts)
+        status.phase = Phase.Paused;
+        return { type: 'Normal', reason: Reason.ImportPaused, message: Message.importPaused(name) };
+      }
       status.phase = Phase.Succeeded;
       status.progress = '100.0%';
       return { type: 'Normal', reason: Reason.ImportSucceeded, message: Message.importSucceeded(name) };

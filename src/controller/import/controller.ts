@@ -21,6 +21,7 @@ import {
   ManagedLabels,
   Pod,
   Reason,
+  Source,
 } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
@@ -41,6 +42,7 @@ import {
   type ImporterPodOptions,
 } from './pod.ts';
 import { createScratchPvc } from './scratch.ts';
+import { isMultiStageInProgress } from '../shared/checkpoints.ts';
 import { podToPvcUpdate } from './termination.ts';
 
 export interface ImportDeps {
@@ -118,7 +120,8 @@ export { isImportPvc };
 export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolean {
   const a = anns(pvc);
   if (Ann.externalPopulation in a) return false;
-  if (a[Ann.podPhase] === 'Succeeded') return false;
+  // a multi-stage import goes on after each checkpoint's pod Succeeded (upstream IsMultiStageImportInProgress)
+  if (a[Ann.podPhase] === 'Succeeded' && !isMultiStageInProgress(a)) return false;
   if (!isImportPvc(pvc)) return false;
   const honorWffc = honorWaitForFirstConsumer(config) && !(Ann.immediateBinding in a);
   return honorWffc ? pvc.status?.phase === 'Bound' : true;
@@ -150,6 +153,8 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   if (!pod) {
     const a = anns(pvc);
     if (a[Ann.fatalError] === 'true' || pvc.metadata?.deletionTimestamp) return;
+    // a checkpoint is in: the DataVolume controller points the PVC at the next one (and that change queues us)
+    if (a[Ann.podPhase] === 'Succeeded') return;
     const users = await podsUsingClaim(d.kube, pvc);
     if (users.length > 0) {
       for (const u of users) {
@@ -194,6 +199,7 @@ async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | un
   const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
   const overhead = filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, getVolumeMode(pvc));
   const env = buildImportEnv(pvc, config, overhead);
+  if (env.source === Source.vddk && !env.vddkInitImage) env.vddkInitImage = await vddkInitImage(d, pvc);
   const scratch = requiresScratch(pvc) ? scratchPvcName(pvc) : undefined;
   const desired = makeImporterPod(
     pvc,
@@ -228,6 +234,33 @@ async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | un
     pod = existing;
   }
   if (scratch) await ensureScratch(d, pvc, pod, config, classes);
+}
+
+/**
+ * upstream getVddkImageName: the cluster's VDDK init image, from ConfigMap v2v-vmware (key vddk-init-image) in CDI's
+ * namespace, when the PVC names none. Without either the claim says what it waits for (Bound reason AwaitingVDDK)
+ * and the key is retried with back-off (ConfigMaps are not watched).
+ */
+async function vddkInitImage(d: ImportDeps, pvc: Pvc): Promise<string> {
+  const cdiNs = d.cdiNamespace ?? 'cdi';
+  const cm = await d.kube.get<ConfigMap>(Res.configMap, Pod.vddkConfigMap, cdiNs);
+  const image = cm?.data?.[Pod.vddkConfigKey];
+  if (image) return image;
+  const message = `waiting for ${Pod.vddkConfigMap} configmap or ${Ann.vddkInitImageURL} annotation for VDDK image`;
+  const a = anns(pvc);
+  if (a[Ann.boundConditionMessage] !== message)
+    await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+      metadata: {
+        annotations: {
+          [Ann.boundCondition]: 'false',
+          [Ann.boundConditionMessage]: message,
+          [Ann.boundConditionReason]: Reason.AwaitingVDDK,
+        },
+      },
+    });
+  throw new Error(
+    `${message}: create ConfigMap ${cdiNs}/${Pod.vddkConfigMap} with key ${Pod.vddkConfigKey}, or set spec.source.vddk.initImageURL`,
+  );
 }
 
 /**

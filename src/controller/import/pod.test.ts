@@ -184,9 +184,9 @@ void test('OOM retry: requiresDirectIo turns into CACHE_MODE=TRYNONE', () => {
   assert.equal(e['CACHE_MODE'], 'TRYNONE');
 });
 
-void test('scratch is required for archives, pod-pull registry imports and when the importer asked', () => {
+void test('scratch is required for archives and when the importer asked; registry imports ask when they need it', () => {
   assert.equal(requiresScratch(pvc({ 'cdi.kubevirt.io/storage.contentType': 'archive' })), true);
-  assert.equal(requiresScratch(pvc({ 'cdi.kubevirt.io/storage.import.source': 'registry' })), true);
+  assert.equal(requiresScratch(pvc({ 'cdi.kubevirt.io/storage.import.source': 'registry' })), false);
   assert.equal(
     requiresScratch(
       pvc({
@@ -293,4 +293,163 @@ void test("importer pods carry upstream's labels: the CDI ones and the recommend
     'app.kubernetes.io/component': 'storage',
     'app.kubernetes.io/managed-by': 'cdi-controller',
   });
+});
+
+void test('registry node pull: init copies the server, the user image serves the disk, the importer reads HTTP', () => {
+  const p = pvc({
+    'cdi.kubevirt.io/storage.import.endpoint': 'docker://registry.test:5000/disks/fedora:40',
+    'cdi.kubevirt.io/storage.import.source': 'registry',
+    'cdi.kubevirt.io/storage.import.registryImportMethod': 'node',
+    'cdi.kubevirt.io/storage.import.registryImageArchitecture': 'arm64',
+  });
+  assert.equal(requiresScratch(p), false);
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'IfNotPresent', nodeSelector: { zone: 'a' } },
+    undefined,
+  );
+  const spec = pod.spec!;
+  assert.deepEqual(
+    spec.containers.map((c) => [c.name, c.image]),
+    [
+      ['importer', 'img'],
+      ['server', 'registry.test:5000/disks/fedora:40'],
+    ],
+  );
+  assert.deepEqual(spec.initContainers?.[0]?.command, [
+    '/usr/local/bin/node',
+    '/app/src/cmd/containerimage-server.ts',
+    'install',
+    '/shared',
+  ]);
+  assert.deepEqual(spec.containers[1]?.command?.slice(0, 5), [
+    '/shared/lib/ld-linux-aarch64.so.1',
+    '--library-path',
+    '/shared/lib',
+    '/shared/node',
+    '/shared/server.mts',
+  ]);
+  assert.deepEqual(spec.containers[1]?.volumeMounts, [{ name: 'shared-volume', mountPath: '/shared' }]);
+  assert.ok(spec.containers[0]?.volumeMounts?.some((m) => m.mountPath === '/shared'));
+  assert.deepEqual(
+    spec.volumes?.find((v) => v.name === 'shared-volume'),
+    { name: 'shared-volume', emptyDir: {} },
+  );
+  for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+    assert.equal(c.securityContext?.runAsNonRoot, true, c.name);
+    assert.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], c.name);
+  }
+  assert.deepEqual(spec.nodeSelector, { zone: 'a', 'kubernetes.io/arch': 'arm64' });
+  const e = Object.fromEntries((spec.containers[0]?.env ?? []).map((v) => [v.name, v.value]));
+  assert.equal(e['IMPORTER_SOURCE'], 'http');
+  assert.equal(e['IMPORTER_ENDPOINT'], 'http://localhost:8100/disk.img');
+  assert.equal(e['IMPORTER_PULL_METHOD'], 'node');
+  assert.equal(e['IMPORTER_READY_FILE'], '/shared/ready');
+  assert.equal(e['IMPORTER_DONE_FILE'], '/shared/done');
+});
+
+void test('registry pod pull: one container, source registry, insecure when CDIConfig lists the registry', () => {
+  const p = pvc({
+    'cdi.kubevirt.io/storage.import.endpoint': 'docker://10.99.0.1:5000/disks/raw:1',
+    'cdi.kubevirt.io/storage.import.source': 'registry',
+    'cdi.kubevirt.io/storage.import.registryImportMethod': 'pod',
+    'cdi.kubevirt.io/storage.import.secretName': 'reg-creds',
+  });
+  const insecure: CDIConfig = { ...config, spec: { insecureRegistries: ['10.99.0.1:5000'] } };
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, insecure, '0.06'),
+    { image: 'img', pullPolicy: 'IfNotPresent' },
+    'disk-scratch',
+  );
+  assert.equal(pod.spec?.containers.length, 1);
+  assert.equal(pod.spec?.initContainers, undefined);
+  const e = Object.fromEntries(
+    (pod.spec?.containers[0]?.env ?? []).map((v) => [v.name, v.value ?? v.valueFrom?.secretKeyRef?.key]),
+  );
+  assert.equal(e['IMPORTER_SOURCE'], 'registry');
+  assert.equal(e['IMPORTER_ENDPOINT'], 'docker://10.99.0.1:5000/disks/raw:1');
+  assert.equal(e['INSECURE_TLS'], 'true');
+  assert.equal(e['IMPORTER_PULL_METHOD'], '');
+  assert.equal(e['IMPORTER_ACCESS_KEY_ID'], 'accessKeyId');
+  assert.equal(e['IMPORTER_SECRET_KEY'], 'secretKey');
+});
+
+void test("S3 and GCS pods get the controller's object-store endpoints; GCS mounts its key at /google", () => {
+  const objectStoreEnv = { AWS_ENDPOINT_URL_S3: 'http://10.99.0.1:9000', STORAGE_EMULATOR_HOST: 'h:4443' };
+  const mk = (source: string, endpoint: string): ReturnType<typeof makeImporterPod> => {
+    const p = pvc({
+      'cdi.kubevirt.io/storage.import.endpoint': endpoint,
+      'cdi.kubevirt.io/storage.import.source': source,
+      'cdi.kubevirt.io/storage.import.secretName': 'creds',
+    });
+    return makeImporterPod(
+      p,
+      buildImportEnv(p, config, '0.06'),
+      { image: 'img', pullPolicy: 'IfNotPresent', objectStoreEnv },
+      undefined,
+    );
+  };
+  const envOf = (pod: ReturnType<typeof makeImporterPod>): Record<string, string | undefined> =>
+    Object.fromEntries(
+      (pod.spec?.containers[0]?.env ?? []).map((v) => [v.name, v.value ?? v.valueFrom?.secretKeyRef?.key]),
+    );
+  const s3 = envOf(mk('s3', 's3://bucket/disk.qcow2'));
+  assert.equal(s3['IMPORTER_SOURCE'], 's3');
+  assert.equal(s3['IMPORTER_ENDPOINT'], 's3://bucket/disk.qcow2');
+  assert.equal(s3['AWS_ENDPOINT_URL_S3'], 'http://10.99.0.1:9000');
+  assert.equal(s3['IMPORTER_ACCESS_KEY_ID'], 'accessKeyId');
+  const gcsPod = mk('gcs', 'gs://bucket/disk.qcow2');
+  const gcs = envOf(gcsPod);
+  assert.equal(gcs['GOOGLE_APPLICATION_CREDENTIALS'], '/google/credentials.json');
+  assert.equal(gcs['STORAGE_EMULATOR_HOST'], 'h:4443');
+  assert.equal(gcs['IMPORTER_ACCESS_KEY_ID'], undefined);
+  assert.ok(gcsPod.spec?.containers[0]?.volumeMounts?.some((m) => m.mountPath === '/google'));
+  assert.ok(gcsPod.spec?.volumes?.some((v) => v.secret?.secretName === 'creds'));
+  const http = envOf(mk('http', 'http://h/disk.img'));
+  assert.equal(http['AWS_ENDPOINT_URL_S3'], undefined);
+});
+
+void test('vddk: the init image copies VDDK into /opt, extra args at /vddk-args, checkpoints in the env, no scratch', () => {
+  const p = pvc({
+    'cdi.kubevirt.io/storage.import.endpoint': 'https://vcenter.test/sdk',
+    'cdi.kubevirt.io/storage.import.source': 'vddk',
+    'cdi.kubevirt.io/storage.import.secretName': 'vc-creds',
+    'cdi.kubevirt.io/storage.import.uuid': '42-vm',
+    'cdi.kubevirt.io/storage.import.backingFile': '[store] vm/vm.vmdk',
+    'cdi.kubevirt.io/storage.import.vddk.thumbprint': 'AA:BB',
+    'cdi.kubevirt.io/storage.pod.vddk.initimageurl': 'registry.test/vddk:8',
+    'cdi.kubevirt.io/storage.pod.vddk.extraargs': 'vddk-opts',
+    'cdi.kubevirt.io/storage.checkpoint.current': 'snapshot-2',
+    'cdi.kubevirt.io/storage.checkpoint.previous': 'snapshot-1',
+    'cdi.kubevirt.io/storage.checkpoint.final': 'true',
+  });
+  assert.equal(requiresScratch(p), false);
+  assert.equal(importPodName(p), 'importer-disk-checkpoint-snapshot-2');
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'IfNotPresent' },
+    undefined,
+  );
+  const spec = pod.spec!;
+  assert.deepEqual(
+    spec.initContainers?.map((c) => [c.name, c.image, c.volumeMounts?.[0]?.mountPath]),
+    [['vddk-side-car', 'registry.test/vddk:8', '/opt']],
+  );
+  const mounts = spec.containers[0]?.volumeMounts?.map((m) => m.mountPath);
+  assert.ok(mounts?.includes('/opt') && mounts.includes('/vddk-args'));
+  assert.ok(spec.volumes?.some((v) => v.configMap?.name === 'vddk-opts'));
+  const e = Object.fromEntries(
+    (spec.containers[0]?.env ?? []).map((v) => [v.name, v.value ?? v.valueFrom?.secretKeyRef?.key]),
+  );
+  assert.equal(e['IMPORTER_SOURCE'], 'vddk');
+  assert.equal(e['IMPORTER_UUID'], '42-vm');
+  assert.equal(e['IMPORTER_BACKING_FILE'], '[store] vm/vm.vmdk');
+  assert.equal(e['IMPORTER_THUMBPRINT'], 'AA:BB');
+  assert.equal(e['IMPORTER_CURRENT_CHECKPOINT'], 'snapshot-2');
+  assert.equal(e['IMPORTER_PREVIOUS_CHECKPOINT'], 'snapshot-1');
+  assert.equal(e['IMPORTER_FINAL_CHECKPOINT'], 'true');
+  assert.equal(e['IMPORTER_ACCESS_KEY_ID'], 'accessKeyId');
 });

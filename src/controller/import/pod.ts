@@ -5,6 +5,7 @@ import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, ManagedLabels, Pod, Source } from '../shared/constants.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
+import { NodePull, nodePullServerCommand } from '../../api/nodepull.ts';
 
 type PodContainer = NonNullable<PodObj['spec']>['containers'][number];
 type PodVolume = NonNullable<NonNullable<PodObj['spec']>['volumes']>[number];
@@ -32,7 +33,17 @@ export interface ImportEnv {
   noProxy: string;
   cacheMode: string;
   registryImageArchitecture: string;
+  /** Registry node pull: `node` (the endpoint is the image's own server), else empty. */
+  pullMethod: string;
+  readyFile: string;
+  doneFile: string;
+  /** Registry node pull: the image the kubelet pulls for the `server` container. */
+  nodePullImage: string;
   checksum: string;
+  /** vddk: the image holding the VDDK library (PVC annotation, else the v2v-vmware ConfigMap; see controller.ts). */
+  vddkInitImage: string;
+  /** vddk: the ConfigMap of extra VDDK options, mounted at /vddk-args. */
+  vddkExtraArgs: string;
   secretName: string;
   certConfigMap: string;
   /** CDIConfig's trusted proxy CA ConfigMap (in CDI's namespace); the pod mounts its per-PVC copy. */
@@ -50,6 +61,11 @@ export interface ImporterPodOptions {
   imagePullSecrets?: V1LocalObjectReference[];
   /** Workload node placement (upstream CDI.spec.workload.nodeSelector) for the worker pods. */
   nodeSelector?: Record<string, string>;
+  /**
+   * Where `s3://` and `gs://` URLs go on this cluster (ours, not upstream's): the controller's own
+   * AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION and STORAGE_EMULATOR_HOST, handed to S3 and GCS importers.
+   */
+  objectStoreEnv?: Record<string, string>;
 }
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
@@ -102,7 +118,11 @@ export function resourceName(base: string, suffix: string): string {
   return `${base.slice(0, max - hash.length - suffix.length - 2)}-${hash}-${suffix}`;
 }
 
-/** Upstream requiresScratchSpace: archive content, glance, imageio deltas, pod-pull registry, or the annotation. */
+/**
+ * Upstream requiresScratchSpace: archive content, glance, imageio deltas, or the annotation. Not a pod-pull registry
+ * import, unlike upstream: our importer streams a raw or compressed-raw disk out of its layer straight to the target
+ * and asks for scratch (termination message scratchSpaceRequired) only for the formats that need it (ADR 0030).
+ */
 export function requiresScratch(pvc: Pvc): boolean {
   const a = anns(pvc);
   let required = false;
@@ -111,12 +131,6 @@ export function requiresScratch(pvc: Pvc): boolean {
     switch (getSource(pvc)) {
       case Source.glance:
         required = true;
-        break;
-      case Source.imageio:
-        required = (a[Ann.currentCheckpoint] ?? '') !== '';
-        break;
-      case Source.registry:
-        required = a[Ann.registryImportMethod] !== 'node';
         break;
     }
   }
@@ -144,6 +158,8 @@ export function buildImportEnv(
     );
   }
   const proxy = config?.status?.importProxy;
+  // pullMethod node: the kubelet pulls the image and its server hands the disk over as plain HTTP
+  const nodePull = source === Source.registry && a[Ann.registryImportMethod] === NodePull.method;
   const extraHeaders: string[] = [];
   const secretExtraHeaders: string[] = [];
   // Sorted so the pod spec (and IMPORTER_EXTRA_HEADER_<n>) is stable across reconciles; the DV controller writes
@@ -154,8 +170,8 @@ export function buildImportEnv(
   }
   const owners = pvc.metadata?.ownerReferences ?? [];
   return {
-    source,
-    endpoint: source === Source.none ? '' : endpoint,
+    source: nodePull ? Source.http : source,
+    endpoint: source === Source.none ? '' : nodePull ? NodePull.endpoint : endpoint,
     contentType: getContentType(pvc),
     imageSize: String(imageSize),
     ownerUID: owners.length === 1 ? (owners[0]?.uid ?? '') : (pvc.metadata?.uid ?? ''),
@@ -174,13 +190,35 @@ export function buildImportEnv(
     noProxy: proxy?.noProxy ?? '',
     cacheMode: a[Ann.requiresDirectIo] === 'true' ? Pod.cacheModeTryNone : '',
     registryImageArchitecture: a[Ann.registryImageArchitecture] ?? '',
+    pullMethod: nodePull ? NodePull.method : '',
+    readyFile: nodePull ? NodePull.readyFile : '',
+    doneFile: nodePull ? NodePull.doneFile : '',
+    nodePullImage: nodePull ? nodePullImage(a, endpoint) : '',
     checksum: a[Ann.checksum] ?? '',
+    vddkInitImage: source === Source.vddk ? (a[Ann.vddkInitImageURL] ?? '') : '',
+    vddkExtraArgs: source === Source.vddk ? (a[Ann.vddkExtraArgs] ?? '') : '',
     secretName: source === Source.none ? '' : (a[Ann.secretName] ?? ''),
     certConfigMap: source === Source.none ? '' : (a[Ann.certConfigMap] ?? ''),
     certConfigMapProxy: proxy?.trustedCAProxy ?? '',
     extraHeaders,
     secretExtraHeaders,
   };
+}
+
+/** upstream getRegistryImportImage: the endpoint without its docker:// scheme (an ImageStream name as it is). */
+function nodePullImage(a: Record<string, string>, endpoint: string): string {
+  if (a[Ann.registryImageStream] === 'true') return endpoint;
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    throw new Error(`illegal registry endpoint ${endpoint}: use docker://registry/repository:tag`);
+  }
+  if (u.protocol !== 'docker:')
+    throw new Error(
+      `registry endpoint ${endpoint} cannot be pulled by the node: use docker://registry/repository:tag or pullMethod pod`,
+    );
+  return u.host + u.pathname;
 }
 
 function isInsecureTLS(
@@ -214,9 +252,9 @@ export function makeImportEnv(e: ImportEnv): PodContainerEnv {
     { name: 'INSECURE_TLS', value: String(e.insecureTLS) },
     { name: 'IMPORTER_DISK_ID', value: e.diskId },
     { name: 'IMPORTER_UUID', value: e.uuid },
-    { name: 'IMPORTER_PULL_METHOD', value: '' },
-    { name: 'IMPORTER_READY_FILE', value: '' },
-    { name: 'IMPORTER_DONE_FILE', value: '' },
+    { name: 'IMPORTER_PULL_METHOD', value: e.pullMethod },
+    { name: 'IMPORTER_READY_FILE', value: e.readyFile },
+    { name: 'IMPORTER_DONE_FILE', value: e.doneFile },
     { name: 'IMPORTER_BACKING_FILE', value: e.backingFile },
     { name: 'IMPORTER_THUMBPRINT', value: e.thumbprint },
     { name: 'http_proxy', value: e.httpProxy },
@@ -323,13 +361,68 @@ export function makeImporterPod(
     });
     volumes.push({ name: `cdi-secret-extra-headers-vol-${i}`, secret: { secretName } });
   });
-  if (mounts.length > 0) container.volumeMounts = mounts;
-  container.securityContext = {
+  if ((env.source === Source.s3 || env.source === Source.gcs) && opts.objectStoreEnv) {
+    for (const [name, value] of Object.entries(opts.objectStoreEnv)) container.env?.push({ name, value });
+  }
+  // upstream SetRestrictedSecurityContext, for every container
+  const securityContext = {
     allowPrivilegeEscalation: false,
     capabilities: { drop: ['ALL'] },
     runAsNonRoot: true,
     runAsUser: Pod.qemuUid,
     seccompProfile: { type: 'RuntimeDefault' },
+  };
+  const containers: PodContainer[] = [container];
+  const initContainers: PodContainer[] = [];
+  if (env.pullMethod === NodePull.method) {
+    const shared = [{ name: NodePull.sharedVolName, mountPath: NodePull.sharedDir }];
+    mounts.push(...shared);
+    volumes.push({ name: NodePull.sharedVolName, emptyDir: {} });
+    const helper = {
+      imagePullPolicy: opts.pullPolicy,
+      volumeMounts: shared,
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+      ...(opts.resources ? { resources: stringQuantities(opts.resources) } : {}),
+      securityContext,
+    };
+    initContainers.push({
+      name: 'init',
+      image: opts.image,
+      command: [...NodePull.installCommand],
+      ...helper,
+    });
+    containers.push({
+      name: 'server',
+      image: env.nodePullImage,
+      command: nodePullServerCommand(env.registryImageArchitecture || undefined),
+      ...helper,
+    });
+  }
+  if (env.vddkInitImage) {
+    // upstream's vddk-side-car: the user's image copies the VDDK library into /opt, where nbdkit's plugin looks
+    mounts.push({ name: Pod.vddkVolName, mountPath: Pod.vddkDir });
+    volumes.push({ name: Pod.vddkVolName, emptyDir: {} });
+    initContainers.push({
+      name: 'vddk-side-car',
+      image: env.vddkInitImage,
+      volumeMounts: [{ name: Pod.vddkVolName, mountPath: Pod.vddkDir }],
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+      ...(opts.resources ? { resources: stringQuantities(opts.resources) } : {}),
+      securityContext,
+    });
+  }
+  if (env.vddkExtraArgs) {
+    mounts.push({ name: Pod.vddkArgsVolName, mountPath: Pod.vddkArgsDir });
+    volumes.push({ name: Pod.vddkArgsVolName, configMap: { name: env.vddkExtraArgs } });
+  }
+  if (mounts.length > 0) container.volumeMounts = mounts;
+  container.securityContext = { ...securityContext };
+  // upstream setRegistryNodeImportNodeSelector: the kubelet pulls the architecture asked for by running there
+  const nodeSelector = {
+    ...(opts.nodeSelector ?? {}),
+    ...(env.pullMethod === NodePull.method && env.registryImageArchitecture
+      ? { 'kubernetes.io/arch': env.registryImageArchitecture }
+      : {}),
   };
 
   const a = anns(pvc);
@@ -373,13 +466,14 @@ export function makeImporterPod(
       ],
     },
     spec: {
-      containers: [container],
+      ...(initContainers.length > 0 ? { initContainers } : {}),
+      containers,
       volumes,
       restartPolicy: 'OnFailure',
       enableServiceLinks: false,
       // the importer never talks to the API server: no token in the pod
       automountServiceAccountToken: false,
-      ...workerPlacement(a, opts),
+      ...workerPlacement(a, { ...opts, nodeSelector }),
       securityContext: {
         seccompProfile: { type: 'RuntimeDefault' },
         // fsGroup lets the non-root importer write the mounted volumes (upstream sets it when anything is mounted)

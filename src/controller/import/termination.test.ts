@@ -232,3 +232,13 @@ void test("a successful import's warnings are handed on; the JSON of a failure's
   );
   assert.deepEqual(scratch.warnings, [], 'the import is not complete yet: its retry will say it again');
 });
+
+void test('multi-stage: the pod that transferred the current checkpoint is recorded by uid', () => {
+  const p = { ...pod('Succeeded', terminated(0, '{"message":"Import Complete"}')) };
+  p.metadata = { ...p.metadata, uid: 'pod-uid-7' };
+  const u = podToPvcUpdate({ 'cdi.kubevirt.io/storage.checkpoint.current': 'snap-1' }, {}, p);
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.checkpoint.pod.id'], 'pod-uid-7');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.pod.phase'], 'Succeeded');
+  const single = podToPvcUpdate({}, {}, p);
+  assert.equal(single.annotations['cdi.kubevirt.io/storage.checkpoint.pod.id'], undefined);
+});

@@ -184,6 +184,8 @@ export function podToPvcUpdate(
   }
 
   anno[Ann.importPod] = pod.metadata?.name ?? '';
+  // multi-stage: which pod transferred the current checkpoint (the DV controller marks it copied by this uid)
+  if (anno[Ann.currentCheckpoint]) anno[Ann.currentPodId] = pod.metadata?.uid ?? '';
   if (!podModificationsNeeded && anno[Ann.fatalError] !== 'true')
     anno[Ann.podPhase] = pod.status?.phase ?? '';
 

@@ -61,6 +61,10 @@ export const Ann = {
   createdBy: ApiAnn.CreatedBy,
   vddkHost: ApiAnn.VddkHostConnection,
   vddkVersion: ApiAnn.VddkVersion,
+  vddkInitImageURL: ApiAnn.VddkInitImageURL,
+  vddkExtraArgs: ApiAnn.VddkExtraArgs,
+  currentPodId: ApiAnn.CurrentPodID,
+  multiStageDone: ApiAnn.MultiStageImportDone,
   currentCheckpoint: ApiAnn.CurrentCheckpoint,
   previousCheckpoint: ApiAnn.PreviousCheckpoint,
   finalCheckpoint: ApiAnn.FinalCheckpoint,
@@ -120,6 +124,8 @@ export const Reason = {
   ImportWarning: 'ImportWarning',
   /** CDIConfig settings that cannot be applied as written. */
   InvalidConfiguration: 'InvalidConfiguration',
+  /** upstream common.AwaitingVDDK: a vddk import without an init image to take the library from. */
+  AwaitingVDDK: 'AwaitingVDDK',
 } as const;
 
 export const Message = {
@@ -127,6 +133,7 @@ export const Message = {
   importInProgress: (pvc: string): string => `Import into ${pvc} in progress`,
   importFailed: (pvc: string): string => `Failed to import into PVC ${pvc}`,
   importSucceeded: (pvc: string): string => `Successfully imported into PVC ${pvc}`,
+  importPaused: (pvc: string): string => `Multistage import into PVC ${pvc} is paused`,
   claimLost: (pvc: string): string => `PVC ${pvc} lost`,
   uploadScheduled: (pvc: string): string => `Upload into ${pvc} scheduled`,
   uploadReady: (pvc: string): string => `Upload into ${pvc} ready`,
@@ -173,6 +180,13 @@ export const Pod = {
   keyAccess: 'accessKeyId',
   keySecret: 'secretKey',
   cacheModeTryNone: 'TRYNONE',
+  vddkVolName: 'vddk-vol-mount',
+  vddkDir: '/opt',
+  vddkArgsVolName: 'vddk-extra-args',
+  vddkArgsDir: '/vddk-args',
+  /** upstream VddkConfigMap / VddkConfigDataKey: the cluster-wide VDDK init image, in CDI's namespace */
+  vddkConfigMap: 'v2v-vmware',
+  vddkConfigKey: 'vddk-init-image',
   oomKilled: 'OOMKilled',
 } as const;
 

@@ -15,6 +15,7 @@ import {
 import { Ann, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
 import type { DataVolume } from './types.ts';
+import { isMultiStageInProgress } from './checkpoints.ts';
 
 export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
 
@@ -42,7 +43,11 @@ export function isImportPvc(pvc: Pvc): boolean {
 
 export function importInFlight(pvc: Pvc): boolean {
   const a = pvc.metadata?.annotations ?? {};
-  return isImportPvc(pvc) && a[Ann.podPhase] !== 'Succeeded' && a[Ann.fatalError] !== 'true';
+  return (
+    isImportPvc(pvc) &&
+    (a[Ann.podPhase] !== 'Succeeded' || isMultiStageInProgress(a)) &&
+    a[Ann.fatalError] !== 'true'
+  );
 }
 
 /** A PVC the upload controller serves: annotated cdi.kubevirt.io/storage.upload.target. */

@@ -14,6 +14,7 @@ import { startFileServer, type FileServer } from '../../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
 import { buildLayout, skopeoPush, type ImageSpec, type LayerSpec } from '../../support/oci.ts';
 import {
+  freePort,
   startForwardProxy,
   startGcs,
   startRegistry,
@@ -25,6 +26,7 @@ import {
 
 const BIN = path.resolve(import.meta.dirname, '../../../bin/cdi.js');
 const ENTRY = path.resolve(import.meta.dirname, '../../../src/cmd/importer.ts');
+const SERVER = path.resolve(import.meta.dirname, '../../../src/importer/image-server.ts');
 const SIZE = 4 << 20;
 const CREDS = { accessKeyId: 'frontend-key', secretKey: 'frontend-secret-1' };
 
@@ -317,31 +319,35 @@ void describe('importer pod: registry, S3, GCS, node pull', () => {
     await podImport({ IMPORTER_SOURCE: 'gcs', IMPORTER_ENDPOINT: `${gcs.url}/gbucket/disk.qcow2` });
   });
 
-  void it('node pull: waits for the ready file, reads the disk name from it, touches the done file', async () => {
+  void it('node pull: the image server hands the disk over, its env becomes labels, the done file ends it', async () => {
     const p = await podDirs();
-    const shared = path.join(dir, 'shared');
-    await mkdir(shared, { recursive: true });
+    const shared = await mkdtemp(path.join(dir, 'shared-'));
+    const image = await mkdtemp(path.join(dir, 'image-disk-'));
+    await copyFile(path.join(dir, 'src', 'disk.qcow2'), path.join(image, 'disk.qcow2'));
     const ready = path.join(shared, 'ready');
     const done = path.join(shared, 'done');
-    let wrote: Promise<void> | undefined;
-    const r = await exec(
-      [ENTRY],
-      {
-        ...p.env,
-        IMPORTER_SOURCE: 'http',
-        // As the controller sets it; the image's server (here a file server) serves the file the ready file names.
-        IMPORTER_ENDPOINT: `${files.url}/disk.img`,
-        IMPORTER_PULL_METHOD: 'node',
-        IMPORTER_READY_FILE: ready,
-        IMPORTER_DONE_FILE: done,
-      },
-      (s) => {
-        if (s.includes(`waiting for ${ready}`)) wrote ??= writeFile(ready, 'disk.qcow2');
-      },
+    const port = await freePort();
+    // the image's server container, as the controller starts it (src/api/nodepull.ts), with the image's env
+    const server = spawn(
+      process.execPath,
+      [SERVER, '-p', String(port), '-image-dir', image, '-ready-file', ready, '-done-file', done],
+      { env: { INSTANCETYPE_KUBEVIRT_IO_DEFAULT_INSTANCETYPE: 'u1.small' }, stdio: 'ignore' },
     );
-    await wrote;
+    const exited = new Promise<number | null>((resolve) => server.on('exit', resolve));
+    const r = await exec([ENTRY], {
+      ...p.env,
+      IMPORTER_SOURCE: 'http',
+      IMPORTER_ENDPOINT: `http://localhost:${port}/disk.img`,
+      IMPORTER_PULL_METHOD: 'node',
+      IMPORTER_READY_FILE: ready,
+      IMPORTER_DONE_FILE: done,
+    });
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(await stat(done), 'the done file tells the server container to exit');
+    assert.equal(await exited, 0, 'the done file tells the server container to exit');
     assert.equal(await md5File(path.join(p.data, 'disk.img'), SIZE), disk.md5);
+    assert.deepEqual(
+      (JSON.parse(await readFile(p.term, 'utf8')) as { labels?: Record<string, string> }).labels,
+      { 'instancetype.kubevirt.io/default-instancetype': 'u1.small' },
+    );
   });
 });

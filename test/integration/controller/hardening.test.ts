@@ -30,7 +30,7 @@ async function patchConfig(spec: Record<string, unknown>): Promise<void> {
 
 void test('a DataVolume whose source is not supported yet says so, by name, and gets no PVC', async () => {
   for (const [name, source] of [
-    ['dv-s3', { s3: { url: 'https://s3.example.test/bucket/disk.img' } }],
+    ['dv-snapshot', { snapshot: { namespace: 'golden', name: 'fedora-snap' } }],
     ['dv-clone', { pvc: { namespace: 'golden', name: 'fedora' } }],
     ['dv-upload', { upload: {} }],
   ] as const) {

@@ -6,7 +6,8 @@
 #                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
-#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
+#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>, cdi-cloner:<tag>
+#                                          the same, their entrypoints (cdi-cloner: the host-assisted clone source pod)
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
 set -euo pipefail
@@ -124,7 +125,7 @@ APP_TAG=$( (
   sha256sum package-lock.json
 ) | sha256sum | cut -c1-12)
 
-COMPONENTS=(importer controller apiserver uploadproxy uploadserver)
+COMPONENTS=(importer controller apiserver uploadproxy uploadserver cloner)
 all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }
 if all_exist; then
   echo "app images up to date: ${COMPONENTS[*]} at $APP_TAG"

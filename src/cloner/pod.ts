@@ -9,7 +9,7 @@
  *   SERVER_CA_CERT  the upload server CA bundle (PEM)
  *   OWNER_UID       the label of the progress metric (the DataVolume's uid)
  *   PREALLOCATION   true | false (the target preallocates; the source only reports it)
- * It sends the volume as a clone stream (./source.ts, docs/adr/0040-clone-stream.md) with `x-cdi-content-type:
+ * It sends the volume as a clone stream (./source.ts, docs/adr/0041-clone-stream.md) with `x-cdi-content-type:
  * filesystem-clone | blockdevice-clone`, serves `kubevirt_cdi_clone_progress_total{ownerUID}` on
  * https://:8443/metrics, and ends with the termination message `Clone Complete` (exit 0) or `Clone failed: <why>`
  * (exit 1: the pod restarts and the clone starts over; the target's upload server takes a new stream).

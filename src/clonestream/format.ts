@@ -1,5 +1,5 @@
 /**
- * The host-assisted clone stream (docs/adr/0040-clone-stream.md): what the source pod (src/cloner) sends the target's
+ * The host-assisted clone stream (docs/adr/0041-clone-stream.md): what the source pod (src/cloner) sends the target's
  * upload server (src/uploadserver/clone.ts) in the body of `POST /v1beta1/upload` with `x-cdi-content-type:
  * filesystem-clone | blockdevice-clone`. Only our two pods speak it, so it is ours (upstream sends a tar, or the raw
  * device, through snappy framing): an extent-framed stream in which holes and zero blocks are simply absent, so a

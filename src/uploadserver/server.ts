@@ -14,7 +14,7 @@
  * upload runs, 409 once an upload succeeded, 400 when the image does not fit, 500 for any other failure (the server
  * stays up for another try). Beyond upstream, both optional (docs/upload.md): `x-cdi-checksum` and resume.
  * With `x-cdi-content-type: filesystem-clone | blockdevice-clone` on a sync (or archive) path the body is the
- * target side of a host-assisted clone (./clone.ts; the clone stream of docs/adr/0040-clone-stream.md).
+ * target side of a host-assisted clone (./clone.ts; the clone stream of docs/adr/0041-clone-stream.md).
  */
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -2,15 +2,22 @@
  * The admission webhooks cdi-apiserver serves, by path. A webhook is one file here exporting an Admitter (see
  * ../admission.ts); add it to the list and to the operator's (Validating|Mutating)WebhookConfiguration. Upstream's
  * set, for the issues that bring them: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate,
- * /dataimportcron-validate, /populator-validate, /objecttransfer-validate.
+ * /dataimportcron-validate, /populator-validate, /objecttransfer-validate; and ours: /pvc-clone-mutate (the older
+ * PVC clone API, secured). The configuration entries each needs are in docs/clone.md.
  */
 import type { KubeClient } from '../../kube/index.ts';
+import type { TokenGenerator } from '../../token/token.ts';
 import type { Admitter } from '../admission.ts';
+import { dataVolumeMutate, DataVolumeMutatePath } from './datavolume-mutate.ts';
+import { dataVolumeValidate, DataVolumeValidatePath } from './datavolume-validate.ts';
+import { pvcCloneMutate, PvcCloneMutatePath } from './pvc-clone-mutate.ts';
 
 export interface WebhookDeps {
   kube: KubeClient;
   /** The CDI namespace. */
   namespace: string;
+  /** Signs the short clone tokens (issuer cdi-apiserver, 5 minutes; src/token/clone.ts). */
+  cloneTokens: TokenGenerator;
 }
 
 export interface WebhookRoute {
@@ -18,6 +25,10 @@ export interface WebhookRoute {
   admit: Admitter;
 }
 
-export function webhooks(_deps: WebhookDeps): WebhookRoute[] {
-  return [];
+export function webhooks(deps: WebhookDeps): WebhookRoute[] {
+  return [
+    { path: DataVolumeValidatePath, admit: dataVolumeValidate(deps) },
+    { path: DataVolumeMutatePath, admit: dataVolumeMutate(deps) },
+    { path: PvcCloneMutatePath, admit: pvcCloneMutate(deps) },
+  ];
 }

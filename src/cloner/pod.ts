@@ -136,13 +136,19 @@ class StreamRequest {
     w?.();
   }
 
-  readonly write: Output = async (chunk) => {
+  readonly write: Output = async (...chunks) => {
     if (this.answered || this.failure) throw new Error('stopped');
-    if (this.req.write(chunk)) return;
+    // corked: the frame header and its payload go out as one write (one chunk of the chunked body)
+    this.req.cork();
+    let last!: Promise<void>;
+    for (const c of chunks) last = new Promise<void>((resolve) => this.req.write(c, () => resolve()));
+    this.req.uncork();
+    // written (the caller reuses the memory), or the target answered or failed meanwhile
     await new Promise<void>((resolve) => {
       this.wake = resolve;
-      this.req.once('drain', () => this.poke());
+      void last.then(resolve);
     });
+    this.wake = undefined;
     if (this.answered || this.failure) throw new Error('stopped');
   };
 

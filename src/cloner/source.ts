@@ -26,8 +26,11 @@ import { map } from '../importer/image/qemu.ts';
 import { DEFAULT_LIMITS, type Limits } from '../importer/image/run.ts';
 import { deviceSize } from '../importer/sink/raw.ts';
 
-/** Where the stream goes: resolves when it can take more (back-pressure). */
-export type Output = (chunk: Buffer) => Promise<void>;
+/**
+ * Where the stream goes: the chunks are written together (one write), and the promise resolves once they have been
+ * handed to the kernel, so the caller may reuse their memory (the read buffers are recycled).
+ */
+export type Output = (...chunks: Buffer[]) => Promise<void>;
 
 export interface SendOptions {
   /** Bytes read so far (data, for progress), called as reading goes. */
@@ -185,8 +188,13 @@ async function sendExtents(
       at = end;
     }
   }
+  // two buffers, recycled: the one being sent and the one being read ahead (out() resolves once a chunk is
+  // written, so a buffer is free again when its sending is done)
+  const size = Math.min(READ, Math.max(0, ...reads.map((x) => x.length)));
+  const pool = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let turn = 0;
   const read = async (x: Extent): Promise<Buffer> => {
-    const buf = Buffer.allocUnsafe(x.length);
+    const buf = pool[turn++ % 2]!.subarray(0, x.length);
     let got = 0;
     while (got < x.length) {
       const { bytesRead } = await fh.read(buf, got, x.length - got, x.start + got);
@@ -223,8 +231,7 @@ async function sendNonZero(buf: Buffer, base: number, out: Output): Promise<numb
   const flush = async (end: number): Promise<void> => {
     if (runStart < 0) return;
     const payload = buf.subarray(runStart, end);
-    await out(dataFrameHeader(base + runStart, payload.length));
-    await out(payload);
+    await out(dataFrameHeader(base + runStart, payload.length), payload);
     sent += payload.length;
     runStart = -1;
   };

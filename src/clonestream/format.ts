@@ -89,75 +89,6 @@ export type StreamEvent =
   | { kind: 'data'; offset: number; chunks: Buffer[]; length: number }
   | { kind: 'trailer'; trailer: Trailer };
 
-/**
- * Reads exact byte counts from an async iterable of chunks; data payloads come back as slices of the chunks as they
- * arrived (no copy), headers are copied only when they straddle two chunks.
- */
-class ChunkReader {
-  private readonly it: AsyncIterator<Buffer>;
-  private head: Buffer = Buffer.alloc(0);
-  private done = false;
-  /** Bytes taken from the input so far. */
-  consumed = 0;
-
-  constructor(input: AsyncIterable<Buffer>) {
-    this.it = input[Symbol.asyncIterator]();
-  }
-
-  private async fill(): Promise<boolean> {
-    while (this.head.length === 0) {
-      if (this.done) return false;
-      const r = await this.it.next();
-      if (r.done) {
-        this.done = true;
-        return false;
-      }
-      this.head = r.value;
-    }
-    return true;
-  }
-
-  /** True at the end of the input (nothing buffered, nothing more). */
-  async atEnd(): Promise<boolean> {
-    return !(await this.fill());
-  }
-
-  async exact(n: number, what: string): Promise<Buffer> {
-    if (!(await this.fill())) throw new StreamFormatError(`the clone stream ended before ${what}`);
-    if (this.head.length >= n) {
-      const out = this.head.subarray(0, n);
-      this.head = this.head.subarray(n);
-      this.consumed += n;
-      return out;
-    }
-    const parts: Buffer[] = [];
-    let got = 0;
-    while (got < n) {
-      if (!(await this.fill())) throw new StreamFormatError(`the clone stream ended inside ${what}`);
-      const take = Math.min(n - got, this.head.length);
-      parts.push(this.head.subarray(0, take));
-      this.head = this.head.subarray(take);
-      got += take;
-    }
-    this.consumed += n;
-    return Buffer.concat(parts, n);
-  }
-
-  async slices(n: number, what: string): Promise<Buffer[]> {
-    const out: Buffer[] = [];
-    let got = 0;
-    while (got < n) {
-      if (!(await this.fill())) throw new StreamFormatError(`the clone stream ended inside ${what}`);
-      const take = Math.min(n - got, this.head.length);
-      out.push(this.head.subarray(0, take));
-      this.head = this.head.subarray(take);
-      got += take;
-    }
-    this.consumed += n;
-    return out;
-  }
-}
-
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 function parseJson(b: Buffer, what: string): Record<string, unknown> {
@@ -213,67 +144,148 @@ function parseTrailer(o: Record<string, unknown>): Trailer {
 }
 
 /**
- * Parses a clone stream as it arrives. Checks the structure: the magic, a header first, data only inside a file
- * entry, in ascending non-overlapping order and within the file's size, a trailer whose counts match what came,
- * nothing after it. What the entries mean is the receiver's business.
+ * Parses a clone stream as it arrives, synchronously: `push(chunk)` returns the events the chunk completes (data
+ * comes as slices of the chunks, no copy; only a record header split across two chunks is copied), `end()` checks
+ * that the stream is complete. Checks the structure: the magic, a header first, data only inside a file entry, in
+ * ascending non-overlapping order and within the file's size, a trailer whose counts match what came, nothing after
+ * it. What the entries mean is the receiver's business.
  */
-export async function* readCloneStream(input: AsyncIterable<Buffer>): AsyncGenerator<StreamEvent> {
-  const r = new ChunkReader(input);
-  const magic = await r.exact(MAGIC.length, 'its first bytes');
-  if (!magic.equals(MAGIC))
-    throw new StreamFormatError('the body is not a cdi-ts clone stream (wrong magic bytes)');
-  let header: StreamHeader | undefined;
-  let file: Entry | undefined;
-  let fileEnd = 0;
-  let entries = 0;
-  let dataBytes = 0;
-  for (;;) {
-    const type = (await r.exact(1, 'the next record'))[0]!;
-    if (type === Frame.Data) {
-      const h = await r.exact(12, 'a data record header');
-      const offset = Number(h.readBigUInt64BE(0));
-      const length = h.readUInt32BE(8);
-      if (!file) throw new StreamFormatError('the clone stream has data outside a file entry');
-      if (length === 0 || length > MAX_DATA)
-        throw new StreamFormatError(`a data record of ${length} bytes in "${file.path}" is not allowed`);
-      if (!Number.isSafeInteger(offset) || offset < fileEnd || offset + length > file.size!)
-        throw new StreamFormatError(
-          `a data record at ${offset} (+${length}) in "${file.path}" is out of order or past its size ${file.size}`,
-        );
-      fileEnd = offset + length;
-      dataBytes += length;
-      yield { kind: 'data', offset, length, chunks: await r.slices(length, `data of "${file.path}"`) };
-      continue;
+export class CloneStreamParser {
+  /** Bytes of a record header (or the magic, or a JSON record) collected so far. */
+  private partial: Buffer[] = [];
+  private partialLen = 0;
+  /** What the next bytes are, and how many of them make it whole. */
+  private want: 'magic' | 'type' | 'dataHeader' | 'len' | 'json' | 'data' | 'done' = 'magic';
+  private need = MAGIC.length;
+  private recordType = 0;
+  private header: StreamHeader | undefined;
+  private file: Entry | undefined;
+  private fileEnd = 0;
+  private entries = 0;
+  private dataBytes = 0;
+  /** The data record being received: where it goes, what came of it so far. */
+  private dataOffset = 0;
+  private dataChunks: Buffer[] = [];
+  private dataLength = 0;
+
+  push(chunk: Buffer): StreamEvent[] {
+    const events: StreamEvent[] = [];
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.want === 'done') throw new StreamFormatError('the clone stream goes on after its trailer');
+      const take = Math.min(this.need, chunk.length - at);
+      const piece = chunk.subarray(at, at + take);
+      at += take;
+      this.need -= take;
+      if (this.want === 'data') {
+        this.dataChunks.push(piece);
+        // a long record is handed on as it arrives, so the writes do not wait for the whole of it
+        if (this.need === 0 || this.dataChunks.length >= 64) {
+          const length = this.dataChunks.reduce((n, b) => n + b.length, 0);
+          events.push({ kind: 'data', offset: this.dataOffset, chunks: this.dataChunks, length });
+          this.dataOffset += length;
+          this.dataChunks = [];
+        }
+        if (this.need === 0) this.expect('type', 1);
+        continue;
+      }
+      this.partial.push(piece);
+      this.partialLen += take;
+      if (this.need > 0) continue;
+      const whole =
+        this.partial.length === 1 ? this.partial[0]! : Buffer.concat(this.partial, this.partialLen);
+      this.partial = [];
+      this.partialLen = 0;
+      this.complete(whole, events);
     }
-    const len = (await r.exact(4, 'a record length')).readUInt32BE(0);
-    if (len > MAX_META) throw new StreamFormatError(`a clone stream record of ${len} bytes is too large`);
-    const body = parseJson(await r.exact(len, 'a record'), 'record');
+    return events;
+  }
+
+  /** The input ended: throws unless the trailer has arrived. */
+  end(): void {
+    if (this.want !== 'done') {
+      throw new StreamFormatError(
+        this.want === 'magic' && this.partialLen === 0
+          ? 'the clone stream is empty'
+          : 'the clone stream ended before its trailer (cut off?)',
+      );
+    }
+  }
+
+  private expect(want: CloneStreamParser['want'], need: number): void {
+    this.want = want;
+    this.need = need;
+  }
+
+  private complete(b: Buffer, events: StreamEvent[]): void {
+    switch (this.want) {
+      case 'magic':
+        if (!b.equals(MAGIC))
+          throw new StreamFormatError('the body is not a cdi-ts clone stream (wrong magic bytes)');
+        return this.expect('type', 1);
+      case 'type':
+        this.recordType = b[0]!;
+        if (this.recordType === Frame.Data) return this.expect('dataHeader', 12);
+        if (![Frame.Header, Frame.Entry, Frame.Trailer].includes(this.recordType as 0x48)) {
+          throw new StreamFormatError(
+            `the clone stream has an unknown record type 0x${this.recordType.toString(16)}`,
+          );
+        }
+        return this.expect('len', 4);
+      case 'dataHeader': {
+        const offset = Number(b.readBigUInt64BE(0));
+        const length = b.readUInt32BE(8);
+        const file = this.file;
+        if (!file) throw new StreamFormatError('the clone stream has data outside a file entry');
+        if (length === 0 || length > MAX_DATA)
+          throw new StreamFormatError(`a data record of ${length} bytes in "${file.path}" is not allowed`);
+        if (!Number.isSafeInteger(offset) || offset < this.fileEnd || offset + length > file.size!) {
+          throw new StreamFormatError(
+            `a data record at ${offset} (+${length}) in "${file.path}" is out of order or past its size ${file.size}`,
+          );
+        }
+        this.fileEnd = offset + length;
+        this.dataBytes += length;
+        this.dataOffset = offset;
+        return this.expect('data', length);
+      }
+      case 'len': {
+        const len = b.readUInt32BE(0);
+        if (len > MAX_META) throw new StreamFormatError(`a clone stream record of ${len} bytes is too large`);
+        return this.expect('json', len);
+      }
+      case 'json':
+        this.record(parseJson(b, 'record'), events);
+        return;
+      default:
+        throw new StreamFormatError('the clone stream parser is confused');
+    }
+  }
+
+  private record(body: Record<string, unknown>, events: StreamEvent[]): void {
+    const type = this.recordType;
     if (type === Frame.Header) {
-      if (header) throw new StreamFormatError('the clone stream has a second header');
-      header = parseHeader(body);
-      yield { kind: 'header', header };
-      continue;
+      if (this.header) throw new StreamFormatError('the clone stream has a second header');
+      this.header = parseHeader(body);
+      events.push({ kind: 'header', header: this.header });
+      return this.expect('type', 1);
     }
-    if (!header) throw new StreamFormatError('the clone stream does not start with a header');
+    if (!this.header) throw new StreamFormatError('the clone stream does not start with a header');
     if (type === Frame.Entry) {
       const entry = parseEntry(body);
-      entries++;
-      file = entry.type === EntryType.File ? entry : undefined;
-      fileEnd = 0;
-      yield { kind: 'entry', entry };
-      continue;
+      this.entries++;
+      this.file = entry.type === EntryType.File ? entry : undefined;
+      this.fileEnd = 0;
+      events.push({ kind: 'entry', entry });
+      return this.expect('type', 1);
     }
-    if (type === Frame.Trailer) {
-      const trailer = parseTrailer(body);
-      if (trailer.entries !== entries || trailer.dataBytes !== dataBytes) {
-        throw new StreamFormatError(
-          `the clone stream's trailer counts ${trailer.entries} entries and ${trailer.dataBytes} data bytes, ${entries} and ${dataBytes} arrived`,
-        );
-      }
-      if (!(await r.atEnd())) throw new StreamFormatError('the clone stream goes on after its trailer');
-      yield { kind: 'trailer', trailer };
-      return;
+    const trailer = parseTrailer(body);
+    if (trailer.entries !== this.entries || trailer.dataBytes !== this.dataBytes) {
+      throw new StreamFormatError(
+        `the clone stream's trailer counts ${trailer.entries} entries and ${trailer.dataBytes} data bytes, ${this.entries} and ${this.dataBytes} arrived`,
+      );
     }
-    throw new StreamFormatError(`the clone stream has an unknown record type 0x${type.toString(16)}`);
+    events.push({ kind: 'trailer', trailer });
+    this.expect('done', 0);
   }
 }

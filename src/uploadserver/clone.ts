@@ -33,12 +33,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CloneContentType } from '../api/upload.ts';
 import {
+  CloneStreamParser,
   DISK_IMAGE,
   EntryType,
-  readCloneStream,
   StreamFormatError,
   StreamKind,
   type Entry,
+  type StreamEvent,
 } from '../clonestream/format.ts';
 import { ErrorKind, ImportError, largerPvcRequired } from '../importer/errors.ts';
 import { usableSpace } from '../importer/size.ts';
@@ -55,6 +56,8 @@ export interface CloneTargetOptions {
   /** UPLOAD_IMAGE_SIZE (the PVC's requested size), when set. */
   imageSize?: number;
   preallocation: boolean;
+  /** False when the input ended because its connection broke (not at the end of the body). */
+  complete?: () => boolean;
   log?: (line: string) => void;
 }
 
@@ -116,33 +119,52 @@ export async function receiveClone(
   let kind: 'filesystem' | 'block' | undefined;
   let entries = 0;
   let dataBytes = 0;
-  try {
-    for await (const ev of readCloneStream(input)) {
-      if (ev.kind === 'header') {
-        kind = ev.header.kind;
-        const want = o.contentType === CloneContentType.Block ? StreamKind.Block : StreamKind.Filesystem;
-        if (kind !== want) {
-          throw new BadCloneStream(
-            `the clone stream is a ${kind} stream, but the request says ${o.contentType}`,
-          );
-        }
-        o.log?.(
-          `clone stream: ${kind}, ${ev.header.total} bytes of files, about ${ev.header.data} bytes of data to come`,
+  let result: { diskSize?: number; preallocationApplied: boolean } | undefined;
+  const handle = async (ev: StreamEvent): Promise<void> => {
+    if (ev.kind === 'header') {
+      kind = ev.header.kind;
+      const want = o.contentType === CloneContentType.Block ? StreamKind.Block : StreamKind.Filesystem;
+      if (kind !== want)
+        throw new BadCloneStream(
+          `the clone stream is a ${kind} stream, but the request says ${o.contentType}`,
         );
-      } else if (ev.kind === 'entry') {
-        entries++;
-        await sink.entry(ev.entry);
-      } else if (ev.kind === 'data') {
-        dataBytes += ev.length;
-        await sink.data(ev.offset, ev.chunks, ev.length);
-      } else {
-        const r = await sink.finish();
-        return { kind: kind!, entries, dataBytes, ...r };
-      }
+      o.log?.(
+        `clone stream: ${kind}, ${ev.header.total} bytes of files, about ${ev.header.data} bytes of data to come`,
+      );
+    } else if (ev.kind === 'entry') {
+      entries++;
+      await sink.entry(ev.entry);
+    } else if (ev.kind === 'data') {
+      dataBytes += ev.length;
+      await sink.data(ev.offset, ev.chunks, ev.length);
+    } else {
+      result = await sink.finish();
     }
-    throw new ImportError(ErrorKind.Transfer, 'the clone stream ended without its trailer');
+  };
+  const parser = new CloneStreamParser();
+  let received = 0;
+  try {
+    try {
+      for await (const chunk of input) {
+        received += chunk.length;
+        for (const ev of parser.push(chunk)) await handle(ev);
+      }
+      if (o.complete && !o.complete()) throw new Error('the connection ended before the body');
+    } catch (e) {
+      if (e instanceof ImportError || e instanceof StreamFormatError) throw e;
+      throw new ImportError(
+        ErrorKind.Transfer,
+        `the clone stream was cut off after ${received} bytes (${(e as Error).message})`,
+      );
+    }
+    parser.end();
+    if (!result) throw new ImportError(ErrorKind.Internal, 'the clone stream ended but was not committed');
+    return { kind: kind!, entries, dataBytes, ...result };
   } catch (e) {
     await sink.abort().catch(() => undefined);
+    if (e instanceof StreamFormatError && /ended before its trailer/.test(e.message)) {
+      throw new ImportError(ErrorKind.Transfer, `the clone stream was cut off after ${received} bytes`);
+    }
     throw asImportError(e);
   }
 }
@@ -337,7 +359,7 @@ class TreeSink implements Sink {
   }
 
   async data(offset: number, chunks: Buffer[], length: number): Promise<void> {
-    // readCloneStream only lets data through inside a file entry
+    // the parser only lets data through inside a file entry
     await this.file!.writer.write(offset, chunks, length);
   }
 

@@ -111,25 +111,6 @@ class RequestError extends Error {
   }
 }
 
-/** A request body whose connection broke reads as a transfer error that says so. */
-async function* cutOffAsTransfer(req: IncomingMessage): AsyncGenerator<Buffer> {
-  let n = 0;
-  try {
-    // not destroyed when the reader stops early: the error answer must still reach the client (handleClone)
-    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      n += chunk.length;
-      yield chunk;
-    }
-  } catch (e) {
-    throw new ImportError(
-      ErrorKind.Transfer,
-      `the clone stream was cut off after ${n} bytes (${describe(e)})`,
-    );
-  }
-  if (!req.complete)
-    throw new ImportError(ErrorKind.Transfer, `the clone stream was cut off after ${n} bytes`);
-}
-
 /** Escapes what a server echoes into a body a browser might render (upstream: html.EscapeString). */
 export function escapeHtml(s: string): string {
   return s.replace(
@@ -330,7 +311,10 @@ export class UploadServer {
     this.log(`clone stream started (${contentType})`);
     const started = Date.now();
     try {
-      const r = await receiveClone(cutOffAsTransfer(req), {
+      // not destroyed when the reader stops early: the error answer must still reach the client (below)
+      const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+      const r = await receiveClone(body, {
+        complete: () => req.complete,
         paths: this.cfg.paths,
         contentType,
         filesystemOverhead: this.cfg.filesystemOverhead,

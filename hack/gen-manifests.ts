@@ -1,5 +1,6 @@
 // Writes the generated manifests: the CRDs from src/api into <out>/crds, the controller's RBAC, the user ClusterRoles,
-// the Deployment and the Service from src/deploy into <out>/cdi.
+// the Deployment and the Service from src/deploy into <out>/cdi, the PrometheusRule from src/monitoring into
+// <out>/monitoring.
 //
 //   npm run gen                      deploy/ with the local harness's defaults (localhost:5000 images, :dev, Always);
 //                                    snapshot tests (src/api/crds.test.ts, src/deploy/controller.test.ts) fail when stale
@@ -19,6 +20,7 @@ import {
   type PullPolicy,
 } from '../src/deploy/controller.ts';
 import { defaultUploadDeployOptions, renderUploadDeployFiles } from '../src/deploy/upload.ts';
+import { renderMonitoringFiles } from '../src/monitoring/rules.ts';
 
 const repoDeploy = join(import.meta.dirname, '..', 'deploy');
 
@@ -101,3 +103,5 @@ await writeDir(
     pullPolicy: deploy.pullPolicy,
   }),
 );
+// the PrometheusRule (recording rules and alerts), for clusters with the Prometheus Operator
+await writeDir(out, 'monitoring', renderMonitoringFiles(deploy.namespace));

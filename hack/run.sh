@@ -14,7 +14,7 @@ shift || true
 case "$cmd" in
   test)
     ensure_node_modules
-    ensure_debs "${DATA_PATH_DEBS[@]}" "${SOURCE_TEST_DEBS[@]}" "${VDDK_TEST_DEBS[@]}"
+    ensure_debs "${DATA_PATH_DEBS[@]}" "${SOURCE_TEST_DEBS[@]}" "${VDDK_TEST_DEBS[@]}" "${MONITORING_TEST_DEBS[@]}"
     echo "==> typecheck" >&2
     tsc --noEmit
     echo "==> lint" >&2

@@ -37,6 +37,9 @@ BENCH_DEBS=(nginx-light)
 # proxy by hack/cluster/test-server-bins.sh.)
 SOURCE_TEST_DEBS=(docker-registry skopeo apache2-utils)
 
+# What the monitoring tests need: promtool (test/monitoring/rules.test.ts) and prometheus itself (the scrape e2e).
+MONITORING_TEST_DEBS=(prometheus)
+
 # What the vddk tests build their stand-ins with: they compile an nbdkit plugin standing in for nbdkit's vddk
 # plugin + VDDK (test/support/vddk/); Go (for the vCenter stand-in) comes with this kind of machine (/usr/local/go).
 VDDK_TEST_DEBS=(gcc nbdkit-plugin-dev)

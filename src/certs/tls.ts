@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import type { Server } from 'node:https';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
 
@@ -75,7 +75,7 @@ export function followTls(
   return () => clearInterval(t);
 }
 
-/** Listens on host:port (0: any port); resolves with the port. */
+/** Listens on host:port (0: any port); resolves with the port. (HTTPS servers are HTTP servers too.) */
 export async function listenOn(server: Server, port: number, host: string): Promise<number> {
   server.listen(port, host);
   await once(server, 'listening');

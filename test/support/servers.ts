@@ -4,6 +4,7 @@
  *   startS3(dir, creds)                             versitygw (posix backend), as the cluster harness runs it
  *   startGcs(dataDir)                               fake-gcs-server, objects preloaded from dataDir/<bucket>/<object>
  *   startTokenServer(pki, users)                    a registry token server (JWTs signed with the test CA's key)
+ *   startPrometheus(dir, config)                    Debian's prometheus (web UI and API on 127.0.0.1), TSDB in dir
  * versitygw and fake-gcs-server come from the harness's cache (hack/cluster/test-server-bins.sh builds them from the
  * Go module proxy when missing: minutes, once).
  */
@@ -350,5 +351,40 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       srv.closeAllConnections();
       return base.close();
     },
+  };
+}
+
+export interface PrometheusServer extends Server {
+  /** GET /api/v1/<path> of the web API; the parsed `data`. */
+  api<T>(path: string): Promise<T>;
+}
+
+/** Debian's prometheus with `config` (YAML text) written to dir/prometheus.yml; the TSDB lives in dir/data. */
+export async function startPrometheus(dir: string, config: string): Promise<PrometheusServer> {
+  await mkdir(path.join(dir, 'data'), { recursive: true });
+  const conf = path.join(dir, 'prometheus.yml');
+  await writeFile(conf, config);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = await startProcess(
+    'prometheus',
+    [
+      `--config.file=${conf}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    () => answers(`${url}/-/ready`),
+  );
+  return {
+    address: `127.0.0.1:${port}`,
+    url,
+    api: async <T>(p: string): Promise<T> => {
+      const r = await fetch(`${url}/api/v1/${p}`);
+      const body = (await r.json()) as { status: string; data: T; error?: string };
+      if (body.status !== 'success') throw new Error(`prometheus /api/v1/${p}: ${body.error ?? r.status}`);
+      return body.data;
+    },
+    close: () => stop(child),
   };
 }

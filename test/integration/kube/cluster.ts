@@ -6,7 +6,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { crds } from '../../../src/api/crds.ts';
-import { KubeClient, Resources, isNotFound, type KubeObject } from '../../../src/kube/index.ts';
+import {
+  KubeClient,
+  Resources,
+  isNotFound,
+  type KubeObject,
+  type Resource,
+} from '../../../src/kube/index.ts';
 
 export const repoRoot = join(import.meta.dirname, '..', '..', '..');
 export const kubeconfigPath = process.env.CDI_KUBECONFIG ?? join(repoRoot, '.cluster', 'kubeconfig');
@@ -95,7 +101,7 @@ export function kubectl(...args: string[]): Promise<Run> {
 
 export async function deleteIfExists(
   client: KubeClient,
-  r: (typeof Resources)[keyof typeof Resources],
+  r: Resource,
   name: string,
   namespace?: string,
 ): Promise<void> {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import https from 'node:https';
 import {
   lstat,
   mkdir,
@@ -27,7 +28,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { KeyPair } from '../../src/certs/pki.ts';
-import { cloneClientCert, runCloner, startRelay } from '../support/clone.ts';
+import { cloneClientCert, runCloner, startCloner, startRelay } from '../support/clone.ts';
 import { seededBytes } from '../support/images.ts';
 import {
   killUploadPods,
@@ -332,6 +333,47 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     }
   });
 
+  void it('the source pod serves kubevirt_cdi_clone_progress_total{ownerUID} while it sends', async () => {
+    const src = path.join(dir, 'fs-progress');
+    const size = 128 * MiB;
+    await makeSourceVolume(src, size);
+    const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '128Mi' });
+    const relay = await startRelay(pod.port);
+    try {
+      relay.pauseAfter = 2 * MiB;
+      const cloner = await startCloner(
+        {
+          VOLUME_MODE: 'filesystem',
+          MOUNT_POINT: src,
+          UPLOAD_URL: relay.url(),
+          CDI_CLONER_METRICS_PORT: '0',
+        },
+        pki,
+        client,
+      );
+      const port = Number((await cloner.waitFor(/metrics on https:\/\/0\.0\.0\.0:(\d+)\/metrics/))[1]);
+      await relay.paused();
+      // the value is updated once a second: wait for one that says the clone has started
+      let value = 0;
+      let text = '';
+      while (value === 0) {
+        text = await getMetrics(port);
+        value = Number(
+          /^kubevirt_cdi_clone_progress_total\{ownerUID="owner-uid-1"\} ([\d.]+)$/m.exec(text)?.[1] ?? 0,
+        );
+        if (value === 0) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match(text, /# HELP kubevirt_cdi_clone_progress_total The clone progress in percentage/);
+      assert.ok(value > 0 && value < 100, `progress ${value} while the stream is held`);
+      relay.resume();
+      const r = await cloner.done;
+      assert.equal(r.code, 0, r.log);
+      assert.equal(await pod.exited, 0, pod.log());
+    } finally {
+      await relay.close();
+    }
+  });
+
   void it('a stream that is not a clone stream is refused with a clear message (400)', async () => {
     const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '16Mi' });
     const { request } = await import('../support/upload.ts');
@@ -352,6 +394,18 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     pod.kill();
   });
 });
+
+function getMetrics(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    https
+      .get({ host: '127.0.0.1', port, path: '/metrics', rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
 
 /** Waits for a line in the upload server's log (it is written when the failure is handled). */
 async function eventuallyLogged(pod: UploadPod, re: RegExp): Promise<void> {

@@ -33,6 +33,21 @@ export async function runCloner(
   pki: UploadPki,
   client: KeyPair,
 ): Promise<ClonerRun> {
+  return (await startCloner(env, pki, client)).done;
+}
+
+export interface ClonerPod {
+  /** Resolves with the first match of `re` in the log (rejects if the pod exits first). */
+  waitFor: (re: RegExp) => Promise<RegExpExecArray>;
+  done: Promise<ClonerRun>;
+}
+
+/** Starts the clone source pod's entrypoint; `done` resolves when it exits. */
+export async function startCloner(
+  env: Record<string, string>,
+  pki: UploadPki,
+  client: KeyPair,
+): Promise<ClonerPod> {
   const dir = await mkdtemp(path.join(tmpdir(), 'cdi-cloner-pod-'));
   const term = path.join(dir, 'termination-log');
   const child = spawn(process.execPath, [ENTRY], {
@@ -50,9 +65,33 @@ export async function runCloner(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  return { code, log, termination: await readFile(term, 'utf8').catch(() => '') };
+  const waiters = new Set<() => void>();
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    log += d;
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const done = exited.then(async (code) => ({
+    code,
+    log,
+    termination: await readFile(term, 'utf8').catch(() => ''),
+  }));
+  const waitFor = (re: RegExp): Promise<RegExpExecArray> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = re.exec(log);
+        if (m) {
+          waiters.delete(check);
+          resolve(m);
+        }
+      };
+      waiters.add(check);
+      check();
+      void exited.then(() => {
+        if (waiters.delete(check)) reject(new Error(`the cloner exited before logging ${re}:\n${log}`));
+      });
+    });
+  return { waitFor, done };
 }
 
 export interface Relay {
@@ -61,6 +100,11 @@ export interface Relay {
   bytes: () => number;
   /** Cut every connection once this many client bytes went through (undefined: never). */
   cutAfter: number | undefined;
+  /** Hold the client's bytes once this many went through, until resume() (undefined: never). */
+  pauseAfter: number | undefined;
+  /** Resolves once the relay holds bytes back (pauseAfter reached). */
+  paused: () => Promise<void>;
+  resume: () => void;
   close: () => Promise<void>;
 }
 
@@ -68,10 +112,22 @@ export interface Relay {
 export async function startRelay(target: number): Promise<Relay> {
   let sent = 0;
   const sockets = new Set<net.Socket>();
+  const held: { up: net.Socket; d: Buffer; c: net.Socket }[] = [];
+  let onPause: (() => void) | undefined;
+  const pausedOnce = new Promise<void>((r) => (onPause = r));
   const relay: Relay = {
     url: (p = '/v1beta1/upload') => `https://127.0.0.1:${port}${p}`,
     bytes: () => sent,
     cutAfter: undefined,
+    pauseAfter: undefined,
+    paused: () => pausedOnce,
+    resume: () => {
+      relay.pauseAfter = undefined;
+      for (const h of held.splice(0)) {
+        h.up.write(h.d);
+        h.c.resume();
+      }
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
@@ -85,6 +141,12 @@ export async function startRelay(target: number): Promise<Relay> {
       if (relay.cutAfter !== undefined && sent >= relay.cutAfter) {
         c.destroy();
         up.destroy();
+        return;
+      }
+      if (relay.pauseAfter !== undefined && sent >= relay.pauseAfter) {
+        c.pause();
+        held.push({ up, d, c });
+        onPause?.();
         return;
       }
       if (!up.write(d)) c.pause();

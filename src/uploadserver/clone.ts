@@ -43,7 +43,7 @@ import {
 } from '../clonestream/format.ts';
 import { ErrorKind, ImportError, largerPvcRequired } from '../importer/errors.ts';
 import { usableSpace } from '../importer/size.ts';
-import { deviceSize } from '../importer/sink/raw.ts';
+import { deviceSize, writevAll } from '../importer/sink/raw.ts';
 import type { TargetPaths } from './target.ts';
 
 const run = promisify(execFile);
@@ -217,27 +217,8 @@ class OffsetWriter {
   }
 
   private async writev(bufs: Buffer[], position: number, len: number): Promise<void> {
-    let list = bufs;
-    let pos = position;
-    let left = len;
     try {
-      while (left > 0) {
-        const { bytesWritten } = await this.fh.writev(list, pos);
-        if (bytesWritten >= left) break;
-        pos += bytesWritten;
-        left -= bytesWritten;
-        let skip = bytesWritten;
-        const rest: Buffer[] = [];
-        for (const b of list) {
-          if (skip >= b.length) {
-            skip -= b.length;
-            continue;
-          }
-          rest.push(skip > 0 ? b.subarray(skip) : b);
-          skip = 0;
-        }
-        list = rest;
-      }
+      await writevAll(this.fh, bufs, position);
     } catch (e) {
       throw ioError(`writing ${this.what}`, e);
     }

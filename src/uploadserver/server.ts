@@ -333,15 +333,20 @@ export class UploadServer {
     } catch (e) {
       this.log(`clone failed: ${describe(e)}`);
       const { status, body } = streamErrorResponse(e);
-      send(res, status, body, { connection: 'close' });
-      // The source may still be sending: throw the rest away (a socket closed with unread bytes would reset, and the
-      // answer could be lost on the way), and cut it if it does not stop.
-      if (!req.complete && !req.destroyed) {
-        req.resume();
-        const cut = setTimeout(() => req.socket.destroy(), 10_000);
-        cut.unref();
-        req.socket.once('close', () => clearTimeout(cut));
+      if (req.complete || req.destroyed) {
+        send(res, status, body, { connection: 'close' });
+        return;
       }
+      // The source is still sending: answer, and throw the rest away until it stops (it does once it reads the
+      // answer) rather than closing at once: a socket closed with unread bytes resets, and the answer could be lost
+      // on the way. A source that goes on is cut after 10 s. (Node would close the connection with the answer, as
+      // the body is not all read; keep-alive keeps it open while the rest is drained.)
+      res.shouldKeepAlive = true;
+      send(res, status, body);
+      req.resume();
+      const cut = setTimeout(() => req.socket.destroy(), 10_000);
+      cut.unref();
+      req.socket.once('close', () => clearTimeout(cut));
     } finally {
       this.cloning = undefined;
       settle();

@@ -111,6 +111,19 @@ async function targetPod(env: Record<string, string> = {}): Promise<UploadPod> {
   return startUploadPod(dir, pki, { CLIENT_NAME, ...env });
 }
 
+/** The upload server's clone URL, straight (not through a relay). */
+const direct = (pod: UploadPod): string => `https://127.0.0.1:${pod.port}/v1beta1/upload`;
+
+/** One run of the source pod for the volume at `mount`, to `url`. */
+function clone(
+  mode: 'filesystem' | 'block',
+  mount: string,
+  url: string,
+  cert: KeyPair = client,
+): ReturnType<typeof runCloner> {
+  return runCloner({ VOLUME_MODE: mode, MOUNT_POINT: mount, UPLOAD_URL: url }, pki, cert);
+}
+
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'cdi-clone-'));
   pki = await makeUploadPki();
@@ -137,11 +150,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '1Gi' });
     const relay = await startRelay(pod.port);
     try {
-      const r = await runCloner(
-        { VOLUME_MODE: 'filesystem', MOUNT_POINT: src, UPLOAD_URL: relay.url() },
-        pki,
-        client,
-      );
+      const r = await clone('filesystem', src, relay.url());
       assert.equal(r.code, 0, r.log);
       assert.equal(r.termination, 'Clone Complete');
       assert.equal(await pod.exited, 0, pod.log());
@@ -173,15 +182,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const size = 48 * MiB;
     const { disk } = await makeSourceVolume(src, size);
     const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '80Mi' });
-    const r = await runCloner(
-      {
-        VOLUME_MODE: 'filesystem',
-        MOUNT_POINT: src,
-        UPLOAD_URL: `https://127.0.0.1:${pod.port}/v1beta1/upload`,
-      },
-      pki,
-      client,
-    );
+    const r = await clone('filesystem', src, direct(pod));
     assert.equal(r.code, 0, r.log);
     assert.equal(await pod.exited, 0, pod.log());
     const out = path.join(pod.data, 'disk.img');
@@ -200,11 +201,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const pod = await targetPod({ DESTINATION: target.dev });
     const relay = await startRelay(pod.port);
     try {
-      const r = await runCloner(
-        { VOLUME_MODE: 'block', MOUNT_POINT: src, UPLOAD_URL: relay.url() },
-        pki,
-        client,
-      );
+      const r = await clone('block', src, relay.url());
       assert.equal(r.code, 0, r.log);
       assert.equal(await pod.exited, 0, pod.log());
       assert.equal(await md5Padded(target.dev, size), await md5Padded(srcFile, size));
@@ -224,15 +221,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const { disk } = await makeSourceVolume(src, size);
     const target = await loopDevice(64 * MiB, 0x5a);
     const pod = await targetPod({ DESTINATION: target.dev });
-    const r = await runCloner(
-      {
-        VOLUME_MODE: 'filesystem',
-        MOUNT_POINT: src,
-        UPLOAD_URL: `https://127.0.0.1:${pod.port}/v1beta1/upload`,
-      },
-      pki,
-      client,
-    );
+    const r = await clone('filesystem', src, direct(pod));
     assert.equal(r.code, 0, r.log);
     assert.equal(await pod.exited, 0, pod.log());
     assert.equal(await md5Padded(target.dev, size), await md5Padded(disk, size));
@@ -247,11 +236,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const src = (await run('losetup', ['-f', '--show', srcFile])).stdout.trim();
     loops.push(src);
     const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '40Mi' });
-    const r = await runCloner(
-      { VOLUME_MODE: 'block', MOUNT_POINT: src, UPLOAD_URL: `https://127.0.0.1:${pod.port}/v1beta1/upload` },
-      pki,
-      client,
-    );
+    const r = await clone('block', src, direct(pod));
     assert.equal(r.code, 0, r.log);
     assert.equal(await pod.exited, 0, pod.log());
     const out = path.join(pod.data, 'disk.img');
@@ -265,15 +250,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     await makeSourceVolume(src, 48 * MiB);
     const target = await loopDevice(32 * MiB, 0);
     const pod = await targetPod({ DESTINATION: target.dev });
-    const r = await runCloner(
-      {
-        VOLUME_MODE: 'filesystem',
-        MOUNT_POINT: src,
-        UPLOAD_URL: `https://127.0.0.1:${pod.port}/v1beta1/upload`,
-      },
-      pki,
-      client,
-    );
+    const r = await clone('filesystem', src, direct(pod));
     assert.equal(r.code, 1);
     assert.match(
       r.termination,
@@ -287,15 +264,7 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     await makeSourceVolume(src, 8 * MiB);
     const pod = await targetPod({ UPLOAD_IMAGE_SIZE: '16Mi' });
     const other = await cloneClientCert(pki, 'golden/fedora-other-ns/other');
-    const r = await runCloner(
-      {
-        VOLUME_MODE: 'filesystem',
-        MOUNT_POINT: src,
-        UPLOAD_URL: `https://127.0.0.1:${pod.port}/v1beta1/upload`,
-      },
-      pki,
-      other,
-    );
+    const r = await clone('filesystem', src, direct(pod), other);
     assert.equal(r.code, 1);
     assert.match(r.termination, /^Clone failed: the clone target answered 401/);
     assert.deepEqual(await readdir(pod.data), []);
@@ -310,21 +279,13 @@ void describe('host-assisted clone (source pod → upload server)', () => {
     const relay = await startRelay(pod.port);
     try {
       relay.cutAfter = 5 * MiB;
-      const cut = await runCloner(
-        { VOLUME_MODE: 'filesystem', MOUNT_POINT: src, UPLOAD_URL: relay.url() },
-        pki,
-        client,
-      );
+      const cut = await clone('filesystem', src, relay.url());
       assert.equal(cut.code, 1);
       assert.match(cut.termination, /^Clone failed: /);
       await eventuallyLogged(pod, /clone failed: the clone stream was cut off after \d+ bytes/);
       assert.deepEqual(await readdir(pod.data), [], 'no staging directory, no partial disk.img');
       relay.cutAfter = undefined;
-      const again = await runCloner(
-        { VOLUME_MODE: 'filesystem', MOUNT_POINT: src, UPLOAD_URL: relay.url() },
-        pki,
-        client,
-      );
+      const again = await clone('filesystem', src, relay.url());
       assert.equal(again.code, 0, again.log);
       assert.equal(await pod.exited, 0, pod.log());
       assert.equal(await md5Padded(path.join(pod.data, 'disk.img'), size), await md5Padded(disk, size));

@@ -161,7 +161,9 @@ function rbac(o: UploadDeployOptions, name: string, clusterRules: Obj[], nsRules
 /**
  * cdi-apiserver may: review access (SubjectAccessReview), read the front-proxy settings (the built-in
  * extension-apiserver-authentication-reader Role in kube-system), and get/create its signing key Secret.
- * Webhooks that need more (DataVolumes, StorageProfiles, ...) add rules with them.
+ * Webhooks that need more add rules with them: the clone webhooks read namespaces (does the clone source's exist),
+ * DataSources (a sourceRef's clone source), and datavolume-validate PVCs (one of the DataVolume's name) and CDIConfig
+ * (the DataVolumeClaimAdoption gate).
  */
 export function apiServerManifests(o: UploadDeployOptions = defaultUploadDeployOptions): Obj[] {
   const name = 'cdi-apiserver';
@@ -169,7 +171,12 @@ export function apiServerManifests(o: UploadDeployOptions = defaultUploadDeployO
     ...rbac(
       o,
       name,
-      [{ apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] }],
+      [
+        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+        { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
+        { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
+        { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources', 'cdiconfigs'], verbs: ['get'] },
+      ],
       [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] }],
     ),
     {

@@ -1,6 +1,12 @@
 // CDIConfig (cluster-scoped; a single object named `config`). Its spec is owned by CDI.spec.config.
 import Type, { type Static } from 'typebox';
-import { LocalObjectReference, ResourceRequirements, RootFields, StringEnum } from './k8s.ts';
+import {
+  ConditionFields,
+  LocalObjectReference,
+  ResourceRequirements,
+  RootFields,
+  StringEnum,
+} from './k8s.ts';
 
 export const FilesystemOverhead = Type.Object(
   {
@@ -118,6 +124,17 @@ export const CDIConfigStatus = Type.Object(
     filesystemOverhead: Type.Optional(FilesystemOverhead),
     preallocation: Type.Optional(Type.Boolean({ description: 'Whether disks are preallocated by default.' })),
     imagePullSecrets: Type.Optional(Type.Array(LocalObjectReference)),
+    conditions: Type.Optional(
+      Type.Array(
+        Type.Object(ConditionFields('The type of the condition: Valid.'), {
+          description: 'The state of the configuration.',
+        }),
+        {
+          description:
+            'Valid: False (with the reasons) when a spec setting cannot be applied as written and a default is used instead. Not in upstream CDI.',
+        },
+      ),
+    ),
   },
   { description: 'The effective configuration.' },
 );

@@ -13,3 +13,4 @@ export * from './quantity.ts';
 export * from './crd.ts';
 export * from './crds.ts';
 export * from './parse.ts';
+export * from './termination.ts';

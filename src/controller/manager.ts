@@ -1,21 +1,47 @@
-// Wires the four reconcilers to shared informers and src/kube's controller loop. One informer per resource is
-// shared by every controller that watches it; each controller has its own de-duplicating, rate-limited queue.
+// Wires the reconcilers to one informer cache and src/kube's controller loop: one informer per resource shared by every
+// controller, one de-duplicating, rate-limited queue per controller, and the progress scraper beside them. Each
+// reconcile gets its own session of the cluster view (its writes become expectations, its requests end with the run's
+// signal). The mappers decide what a change wakes, narrowly: a StorageClass change wakes the DataVolumes in flight that
+// ask for that class (or for the default, when the default changes), a CDIConfig change the imports and DataVolumes
+// in flight, never every object of a kind.
 import {
+  Cache,
   Controller,
   EventRecorder,
-  Informer,
+  expectationOwner,
+  keyOf,
+  realClock,
+  type Clock,
   type KubeClient,
   type KubeObject,
   type Logger,
-  type Resource,
+  type Pod,
+  type PersistentVolumeClaim as Pvc,
+  type ReconcileOutcome,
+  type Reconciler,
+  type RuntimeMetrics,
 } from '../kube/index.ts';
-import { ClientKube, Res } from './shared/client.ts';
-import { CDIConfigName, Label } from './shared/constants.ts';
+import { ClusterKube, Res, type Kube, type Reads } from './shared/client.ts';
+import { CDIConfigName, Component } from './shared/constants.ts';
+import type { Recorder } from './shared/events.ts';
+import { isImportPvc, registerCdiCache } from './shared/indexes.ts';
+import type { Result } from './shared/runtime.ts';
+import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
+import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
 import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
 import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
+import {
+  dvsForConfig,
+  dvsForStorageClass,
+  dvsForStorageProfile,
+  importPvcForEvent,
+  importPvcsForConfig,
+  importPvcsForPod,
+  ownerKey,
+} from './wakeups.ts';
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -28,79 +54,93 @@ export interface ManagerOptions {
   workers?: number;
   /** reportingInstance of events, e.g. the pod name. */
   instance?: string;
-  /** Reads an importer's metrics page (tests may point it elsewhere); the default does the HTTPS GET. */
-  scrape?: (url: string) => Promise<string | undefined>;
-  /** Called after every reconcile (for metrics). */
-  onReconcile?: (controller: string, result: 'success' | 'requeue' | 'error') => void;
+  /** CDI's namespace (POD_NAMESPACE): where CDIConfig's trusted proxy CA lives. */
+  cdiNamespace?: string;
+  /** "api" sends every read to the API server (CDI_READS=api), for comparison with the cache. */
+  reads?: Reads;
+  clock?: Clock;
+  metrics?: RuntimeMetrics;
+  /** Told about every reconcile of every controller (tracing, tests). */
+  onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
+  /** The importer metrics GET (tests may wrap it); the default is fetchMetrics with its limits. */
+  scrapeFetch?: (url: string, limits: FetchLimits) => Promise<string | undefined>;
+  scrapeConcurrency?: number;
 }
 
 export interface Manager {
-  informers: Informer<KubeObject>[];
+  cache: Cache;
   controllers: Controller[];
-  /** Starts informers and controllers; resolves after the signal aborts and every worker has drained. */
+  recorder: EventRecorder;
+  scraper: ProgressScraper;
+  /** Starts the cache, the controllers and the scraper; resolves after the signal aborts and they drained. */
   run(signal: AbortSignal): Promise<void>;
   /** True once every informer delivered its first list. */
   synced(): boolean;
 }
 
-const ownerKey = (o: KubeObject, kind: string): string | undefined => {
-  const ref = o.metadata?.ownerReferences?.find((r) => r.controller === true && r.kind === kind);
-  return ref && o.metadata?.namespace ? `${o.metadata.namespace}/${ref.name}` : undefined;
-};
-
 export function buildManager(o: ManagerOptions): Manager {
-  const kube = new ClientKube(o.client);
+  const clock = o.clock ?? realClock;
+  const cache = new Cache(o.client, { clock, logger: o.log });
+  registerCdiCache(cache, Component);
+  const base = new ClusterKube(o.client, { cache, reads: o.reads ?? 'cache' });
   const recorder = new EventRecorder(o.client, {
-    component: 'cdi-controller',
+    component: Component,
     ...(o.instance ? { instance: o.instance } : {}),
+    clock,
     logger: o.log,
   });
-  const inf = (r: Resource, labelSelector?: string): Informer<KubeObject> =>
-    new Informer<KubeObject>(o.client, r, { logger: o.log, ...(labelSelector ? { labelSelector } : {}) });
-  const dvs = inf(Res.dataVolume);
-  const pvcs = inf(Res.pvc);
-  // Only CDI's own worker pods matter for progress and status; user pods that hold a target PVC are found by a
-  // direct list when an import is about to start.
-  const pods = inf(Res.pod, `${Label.app}=${Label.appValue}`);
-  const classes = inf(Res.storageClass);
-  const profiles = inf(Res.storageProfile);
-  const configs = inf(Res.cdiConfig);
-  const pvs = inf(Res.pv);
-  const informers = [dvs, pvcs, pods, classes, profiles, configs, pvs];
+  const events: Recorder = recorder;
   const workers = o.workers ?? 3;
   const log = (n: string): Logger => o.log.child({ controller: n });
-  const counted =
-    (name: string, fn: (key: string) => Promise<{ requeueAfterMs?: number } | void>) =>
-    async (key: string): Promise<{ requeueAfterMs?: number } | void> => {
-      try {
-        const r = await fn(key);
-        o.onReconcile?.(name, r?.requeueAfterMs !== undefined ? 'requeue' : 'success');
-        return r;
-      } catch (e) {
-        o.onReconcile?.(name, 'error');
-        throw e;
-      }
-    };
 
-  const config = new Controller({
-    name: 'config-controller',
-    workers: 1,
-    logger: o.log,
-    reconcile: counted('config-controller', (key) =>
-      reconcileConfig({ kube, log: log('config-controller') }, key),
+  const controllers: Controller[] = [];
+  /** A controller whose every reconcile works through its own session of the cluster view. */
+  const controller = (
+    name: string,
+    nWorkers: number,
+    fn: (kube: Kube, key: string) => Promise<Result | void>,
+  ): Controller => {
+    const reconcile: Reconciler = (key, signal) => fn(base.session(expectationOwner(name, key), signal), key);
+    const c = new Controller({
+      name,
+      workers: nWorkers,
+      logger: o.log,
+      clock,
+      reconcile,
+      expectations: cache.expectations,
+      ...(o.metrics ? { metrics: o.metrics } : {}),
+      ...(o.onReconciled ? { onReconciled: (key, outcome) => o.onReconciled?.(name, key, outcome) } : {}),
+    });
+    controllers.push(c);
+    return c;
+  };
+
+  const dvs = cache.informerOf<DataVolume & KubeObject>(Res.dataVolume);
+  const pvcs = cache.informerOf<Pvc>(Res.pvc);
+  const pods = cache.informerOf<Pod>(Res.pod);
+  const classes = cache.informerOf<StorageClass & KubeObject>(Res.storageClass);
+  const profiles = cache.informerOf(Res.storageProfile);
+  const configs = cache.informerOf(Res.cdiConfig);
+  const pvcEvents = cache.informerOf(Res.event);
+  const pvs = cache.informerOf(Res.pv);
+
+  const config = controller('config-controller', 1, (kube, key) =>
+    reconcileConfig(
+      {
+        kube,
+        log: log('config-controller'),
+        recorder: events,
+        ...(o.cdiNamespace ? { cdiNamespace: o.cdiNamespace } : {}),
+      },
+      key,
     ),
-  })
+  )
     .watch(configs)
     .watch(classes, () => CDIConfigName);
 
-  const storageProfile = new Controller({
-    name: 'storageprofile-controller',
-    workers: 1,
-    logger: o.log,
-    reconcile: counted('storageprofile-controller', (key) =>
-      reconcileStorageProfile({ kube, recorder, log: log('storageprofile-controller') }, key),
-    ),
-  })
+  const storageProfile = controller('storageprofile-controller', 1, (kube, key) =>
+    reconcileStorageProfile({ kube, recorder: events, log: log('storageprofile-controller') }, key),
+  )
     .watch(classes)
     .watch(profiles)
     .watch(pvs, profileKeyOfVolume(classes));
@@ -112,71 +152,66 @@ export function buildManager(o: ManagerOptions): Manager {
     enqueue: (k) => storageProfile.enqueue(k),
   });
 
-  const importer = new Controller({
-    name: 'import-controller',
-    workers,
-    logger: o.log,
-    reconcile: counted('import-controller', (key) =>
-      reconcileImport(
-        {
-          kube,
-          recorder,
-          log: log('import-controller'),
-          pod: {
-            image: o.importerImage,
-            pullPolicy: o.pullPolicy,
-            ...(o.verbose ? { verbose: o.verbose } : {}),
-            ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
-          },
-        },
-        key,
-      ),
+  const podOptions = {
+    image: o.importerImage,
+    pullPolicy: o.pullPolicy,
+    ...(o.verbose ? { verbose: o.verbose } : {}),
+    ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
+  };
+  controller('import-controller', workers, (kube, key) =>
+    reconcileImport(
+      {
+        kube,
+        recorder: events,
+        log: log('import-controller'),
+        pod: podOptions,
+        ...(o.cdiNamespace ? { cdiNamespace: o.cdiNamespace } : {}),
+      },
+      key,
     ),
-  })
-    .watch(pvcs)
-    .watch(pods, (p) => ownerKey(p, 'PersistentVolumeClaim'))
-    // the config carries the pod resources and the overhead a waiting import needs
-    .watch(configs, () => pvcs.keys());
+  )
+    .watch(pvcs, (p) => (isImportPvc(p) ? keyOf(p) : undefined))
+    .watch(pods, (p) => importPvcsForPod(cache, p))
+    .watch(pvcEvents, (e) => importPvcForEvent(cache, e))
+    .watch(configs, () => importPvcsForConfig(cache));
 
-  const allDvs = (): string[] => dvs.keys();
-  const datavolume = new Controller({
-    name: 'datavolume-import-controller',
-    workers,
-    logger: o.log,
-    reconcile: counted('datavolume-import-controller', (key) =>
-      reconcileDataVolume(
-        {
-          kube,
-          recorder,
-          log: log('datavolume-import-controller'),
-          ...(o.scrape ? { scrape: o.scrape } : {}),
-        },
-        key,
-      ),
+  const datavolume = controller('datavolume-import-controller', workers, (kube, key) =>
+    reconcileDataVolume(
+      { kube, recorder: events, log: log('datavolume-import-controller'), progress: scraper },
+      key,
     ),
-  })
+  )
     .watch(dvs)
     .watch(pvcs, (p) => ownerKey(p, 'DataVolume'))
-    .watch(pods, (p) => ownerKey(p, 'PersistentVolumeClaim'))
-    // rendering depends on classes, profiles and the config: a DV that could not be rendered may be renderable now
-    .watch(classes, allDvs)
-    .watch(profiles, allDvs)
-    .watch(configs, allDvs);
+    .watch(classes, (sc, old) => dvsForStorageClass(cache, sc, old))
+    .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
+    .watch(configs, () => dvsForConfig(cache));
 
-  const controllers = [config, storageProfile, importer, datavolume];
+  const scraper = new ProgressScraper({
+    kube: base,
+    onChange: (key) => datavolume.enqueue(key),
+    log: o.log.child({ component: 'progress' }),
+    clock,
+    ...(o.scrapeConcurrency ? { concurrency: o.scrapeConcurrency } : {}),
+    ...(o.scrapeFetch ? { fetch: o.scrapeFetch } : {}),
+  });
+
   return {
-    informers,
+    cache,
     controllers,
-    synced: () => informers.every((i) => i.hasSynced),
+    recorder,
+    scraper,
+    synced: () => cache.synced,
     async run(signal: AbortSignal): Promise<void> {
-      for (const i of informers) i.start();
+      cache.start();
       snapshotClasses.start();
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
-        await Promise.all(controllers.map((c) => c.run(signal)));
+        await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal)]);
       } finally {
-        await Promise.all([...informers.map((i) => i.stop()), snapshotClasses.stop()]);
+        await Promise.all([cache.stop(), snapshotClasses.stop()]);
+        await recorder.flush();
       }
     },
   };

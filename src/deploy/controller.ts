@@ -57,7 +57,8 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - persistentvolumes: read (a class without provisioner can do what its volumes offer)
  * - volumesnapshotclasses: read (a profile's snapshotClass and clone strategy)
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
- * - events: create and, for repeats, patch (aggregation)
+ * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
+ * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
  */
 export function clusterRules(): Obj[] {
@@ -78,7 +79,10 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotclasses'], verbs: ['list', 'watch'] },
-    { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+    // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
+    { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
+    // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
   ];
 }
 
@@ -100,7 +104,10 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'Role',
       metadata: { name: 'cdi-controller', namespace: ns, labels },
-      rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }],
+      rules: [
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+      ],
     },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',

@@ -30,6 +30,7 @@ import { RegistrySource } from './source/registry.ts';
 import { S3Source } from './source/s3.ts';
 import type { ImportSource } from './source/source.ts';
 import { VddkSource } from './source/vddk.ts';
+import type { TerminationMessage } from '../api/termination.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -49,15 +50,8 @@ export function podPaths(env: Env): PodPaths {
   };
 }
 
-export interface TerminationMessage {
-  scratchSpaceRequired?: boolean;
-  preallocationApplied?: boolean;
-  deadlinePassed?: boolean;
-  /** vddk: what nbdkit's log said (upstream's field names); the controller copies them to PVC annotations. */
-  vddkInfo?: { Version: string; Host: string };
-  labels?: Record<string, string>;
-  message?: string;
-}
+// The termination message's shape is shared with the controller that reads it.
+export type { TerminationMessage } from '../api/termination.ts';
 
 /** Go's strconv.ParseBool. */
 export function parseBool(name: string, v: string | undefined, dflt: boolean): boolean {

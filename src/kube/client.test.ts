@@ -27,6 +27,7 @@ async function withServer(
     client: KubeClient,
     seen: { method?: string; url?: string; contentType?: string; body: string }[],
   ) => Promise<void>,
+  requestTimeoutMs = 30_000,
 ): Promise<void> {
   const seen: { method?: string; url?: string; contentType?: string; body: string }[] = [];
   const server = createServer((req, res) => {
@@ -41,7 +42,7 @@ async function withServer(
   const { port } = server.address() as AddressInfo;
   const kc = loopbackKubeConfig(port);
   try {
-    await fn(new KubeClient(kc, { requestTimeoutMs: 300 }), seen);
+    await fn(new KubeClient(kc, { requestTimeoutMs }), seen);
   } finally {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
@@ -59,10 +60,11 @@ void test('a request that gets no answer fails with a clear message after reques
         /^Error: GET \/api\/v1\/namespaces\/ns\/pods\/p: no answer from the API server within 300 ms$/,
       );
     },
+    300,
   );
 });
 
-void test('merge patch, JSON patch, apply and status use their content types and paths', async () => {
+void test('merge patch, JSON patch, apply and a status merge patch use their content types and paths', async () => {
   await withServer(
     (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"metadata":{"name":"d"}}');
@@ -75,7 +77,12 @@ void test('merge patch, JSON patch, apply and status use their content types and
         { metadata: { name: 'd', namespace: 'ns' } },
         { fieldManager: 'cdi', force: true },
       );
-      await client.patchStatus(Resources.DataVolume, 'd', { phase: 'Pending' }, { namespace: 'ns' });
+      await client.mergePatch(
+        Resources.DataVolume,
+        'd',
+        { status: { phase: 'Pending' } },
+        { namespace: 'ns', subresource: 'status' },
+      );
       assert.deepEqual(
         seen.map((s) => [s.method, s.url, s.contentType]),
         [

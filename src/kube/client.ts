@@ -279,16 +279,6 @@ export class KubeClient {
     return this.patch<T>(r, name, ops, ContentType.JsonPatch, opts);
   }
 
-  /** Merge patch of the status subresource. */
-  patchStatus<T extends KubeObject>(
-    r: Resource,
-    name: string,
-    status: unknown,
-    opts: WriteOptions = {},
-  ): Promise<T> {
-    return this.patch<T>(r, name, { status }, ContentType.MergePatch, { ...opts, subresource: 'status' });
-  }
-
   /** Server-side apply: `obj` is the full intent of `fieldManager`; force takes over conflicting fields. */
   apply<T extends KubeObject>(
     r: Resource,
@@ -333,7 +323,9 @@ export class KubeClient {
       namespace?: string;
       propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
       gracePeriodSeconds?: number;
+      /** Precondition: delete only this incarnation (a 409 Conflict if the name now holds another object). */
       uid?: string;
+      signal?: AbortSignal;
     } = {},
   ): Promise<boolean> {
     const body: Record<string, unknown> = { apiVersion: 'v1', kind: 'DeleteOptions' };
@@ -341,7 +333,10 @@ export class KubeClient {
     if (opts.gracePeriodSeconds !== undefined) body.gracePeriodSeconds = opts.gracePeriodSeconds;
     if (opts.uid) body.preconditions = { uid: opts.uid };
     try {
-      await this.request<Status>(HttpMethod.DELETE, resourcePath(r, opts.namespace, name), { body });
+      await this.request<Status>(HttpMethod.DELETE, resourcePath(r, opts.namespace, name), {
+        body,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
       return true;
     } catch (e) {
       if (e instanceof ApiError && e.code === 404) return false;

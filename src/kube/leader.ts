@@ -2,7 +2,10 @@
 // when its holder has not renewed it within leaseDuration *as observed on the candidate's own clock*
 // (so clock skew between nodes does not matter), every write is a PUT carrying resourceVersion (a
 // concurrent writer gets 409 and loses), the leader renews every retryPeriod and steps down when it could
-// not renew for renewDeadline, and releases the lease on shutdown so a successor need not wait.
+// not renew for renewDeadline, or at once when it sees another holder in the lease. Like client-go's Run, run()
+// returns once leadership ends: on loss at once (the work is told through its signal, not waited for: the process
+// is expected to exit, as every ReleaseOnCancel user of client-go does), on shutdown after the work drained and the
+// lease was released so a successor need not wait.
 import { onAbort, realClock, sleep, type Clock } from './clock.ts';
 import type { KubeClient } from './client.ts';
 import { isAlreadyExists, isConflict, isNotFound } from './errors.ts';
@@ -21,9 +24,16 @@ export interface LeaderElectionOptions {
   logger?: Logger;
   /** Called once leadership is acquired; `lost` aborts when it is lost or the elector stops. */
   onStartedLeading: (lost: AbortSignal) => void | Promise<void>;
-  onStoppedLeading?: () => void;
+  /** Called when leadership ends; `why` says how (another holder, renewals failing, or shutdown). */
+  onStoppedLeading?: (why: LeadershipEnd) => void;
   onNewLeader?: (identity: string) => void;
   metrics?: RuntimeMetrics;
+}
+
+export interface LeadershipEnd {
+  /** "shutdown": the run signal aborted and the lease was released; otherwise it was lost. */
+  kind: 'shutdown' | 'taken' | 'renew-failed';
+  message: string;
 }
 
 export class LeaderElector {
@@ -40,6 +50,9 @@ export class LeaderElector {
   private leading = false;
   private reportedLeader = '';
   private stopSignal: AbortSignal | undefined;
+  private lastRenewAt = 0;
+  /** Set when a renewal found the lease held by someone else. */
+  private takenBy: string | undefined;
 
   constructor(client: KubeClient, opts: LeaderElectionOptions) {
     this.client = client;
@@ -63,29 +76,57 @@ export class LeaderElector {
     return this.leading;
   }
 
-  /** Campaigns until the signal aborts; while leading, renews; on abort, releases the lease if held. */
+  /**
+   * client-go's HealthzAdaptor: a leader whose last successful renewal is older than leaseDuration + toleranceMs is
+   * unhealthy (another replica may be leading by now); a candidate is always healthy.
+   */
+  health(toleranceMs = 20_000): { healthy: boolean; reason?: string } {
+    if (!this.leading) return { healthy: true };
+    const age = this.clock.now() - this.lastRenewAt;
+    if (age <= this.opts.leaseDurationMs + toleranceMs) return { healthy: true };
+    return {
+      healthy: false,
+      reason: `leader election: lease ${this.opts.namespace}/${this.opts.name} not renewed for ${Math.round(age / 1000)} s`,
+    };
+  }
+
+  /**
+   * Campaigns until the signal aborts or leadership ends once. While leading, renews. Returns at once when the lease
+   * is lost (the work's signal aborts; it is not waited for), or, on abort, after the work finished and the lease was
+   * released (ReleaseOnCancel).
+   */
   async run(signal: AbortSignal): Promise<void> {
     this.stopSignal = signal;
-    while (!signal.aborted) {
-      if (!(await this.acquire(signal))) return;
-      const lost = new AbortController();
-      const unlisten = onAbort(signal, () => lost.abort());
-      this.leading = true;
-      this.opts.metrics?.leader.set({ name: this.opts.name }, 1);
-      this.log.info('became leader');
-      const work = Promise.resolve()
-        .then(() => this.opts.onStartedLeading(lost.signal))
-        .catch((e: unknown) => this.log.error('onStartedLeading failed', { error: errorMessage(e) }));
-      await this.renewLoop(lost.signal);
-      lost.abort();
-      unlisten();
-      this.leading = false;
-      this.opts.metrics?.leader.set({ name: this.opts.name }, 0);
+    if (!(await this.acquire(signal))) return;
+    const lost = new AbortController();
+    const unlisten = onAbort(signal, () => lost.abort());
+    this.leading = true;
+    this.lastRenewAt = this.clock.now();
+    this.opts.metrics?.leader.set({ name: this.opts.name }, 1);
+    this.log.info('became leader');
+    const work = Promise.resolve()
+      .then(() => this.opts.onStartedLeading(lost.signal))
+      .catch((e: unknown) => this.log.error('onStartedLeading failed', { error: errorMessage(e) }));
+    await this.renewLoop(lost.signal);
+    lost.abort();
+    unlisten();
+    this.leading = false;
+    this.opts.metrics?.leader.set({ name: this.opts.name }, 0);
+    const lease = `${this.opts.namespace}/${this.opts.name}`;
+    if (signal.aborted) {
       await work;
-      if (signal.aborted) await this.release();
-      else this.log.warn('lost leadership');
-      this.opts.onStoppedLeading?.();
+      await this.release();
+      this.opts.onStoppedLeading?.({ kind: 'shutdown', message: `released the lease ${lease}` });
+      return;
     }
+    const end: LeadershipEnd = this.takenBy
+      ? { kind: 'taken', message: `lost the lease ${lease}: it is now held by ${this.takenBy}` }
+      : {
+          kind: 'renew-failed',
+          message: `lost the lease ${lease}: could not renew it for ${this.opts.renewDeadlineMs} ms`,
+        };
+    this.log.warn('lost leadership', { reason: end.message });
+    this.opts.onStoppedLeading?.(end);
   }
 
   private async acquire(signal: AbortSignal): Promise<boolean> {
@@ -105,7 +146,11 @@ export class LeaderElector {
       // Like client-go, a renewal round must finish within renewDeadline: a hung API call must not keep
       // us "leading" past the point where another candidate may take the lease.
       const remaining = this.opts.renewDeadlineMs - (this.clock.now() - lastRenew);
-      if (remaining > 0 && (await this.tryAcquireOrRenew(remaining))) lastRenew = this.clock.now();
+      if (remaining > 0 && (await this.tryAcquireOrRenew(remaining))) {
+        lastRenew = this.clock.now();
+        this.lastRenewAt = lastRenew;
+      } else if (this.takenBy !== undefined)
+        return; // someone else holds it: no point renewing until the deadline
       else if (this.clock.now() - lastRenew >= this.opts.renewDeadlineMs) return;
     }
   }
@@ -156,7 +201,10 @@ export class LeaderElector {
     const holder = spec.holderIdentity ?? '';
     const iHold = holder === this.opts.identity;
     const durationMs = (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
-    if (!iHold && holder !== '' && this.observedAt + durationMs > now) return false;
+    if (!iHold && holder !== '' && this.observedAt + durationMs > now) {
+      if (this.leading) this.takenBy = holder;
+      return false;
+    }
     const next: Lease = {
       ...current,
       spec: {

@@ -84,3 +84,15 @@ void test('shutDown releases waiting workers and waits for in-flight keys', asyn
   q.add('late');
   assert.equal(await q.get(), undefined);
 });
+
+void test('retries of many keys share an overall bucket (10 per second after a burst of 100), as client-go does', async () => {
+  const clock = new FakeClock();
+  const q = new WorkQueue({ clock }); // client-go's defaults: 5 ms per key, 10 qps burst 100 overall
+  for (let i = 0; i < 150; i++) q.addRateLimited(`ns/k${i}`);
+  await clock.advance(5);
+  assert.equal(q.length, 100, "the burst goes after the keys' own 5 ms");
+  await clock.advance(1000);
+  assert.equal(q.length, 110, 'then ten a second');
+  await clock.advance(4000);
+  assert.equal(q.length, 150);
+});

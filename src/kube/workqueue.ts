@@ -1,8 +1,12 @@
 // A rate-limited work queue with client-go semantics: a key is queued at most once, a key being processed
 // is not handed to a second worker (it is queued again after done()), failures back off exponentially per
-// key, and addAfter delays keep only the earliest time.
+// key, and addAfter delays keep only the earliest time. Retries are limited as client-go's
+// DefaultControllerRateLimiter limits them: the larger of the key's own exponential back-off (5 ms … 1000 s) and
+// an overall token bucket (10 retries per second, burst 100) shared by every key, so a thousand keys failing at
+// once cannot turn into a thousand requests a second.
 import { itemBackoffMs } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
+import { TokenBucket } from './ratelimit.ts';
 
 export interface WorkQueueOptions {
   clock?: Clock;
@@ -10,12 +14,16 @@ export interface WorkQueueOptions {
   baseDelayMs?: number;
   /** Largest failure delay (client-go: 1000 s). */
   maxDelayMs?: number;
+  /** Overall retry rate (client-go: 10 per second, burst 100). */
+  overallQps?: number;
+  overallBurst?: number;
 }
 
 export class WorkQueue {
   private readonly clock: Clock;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly overall: TokenBucket;
   private queue: string[] = [];
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
@@ -29,6 +37,11 @@ export class WorkQueue {
     this.clock = opts.clock ?? realClock;
     this.baseDelayMs = opts.baseDelayMs ?? 5;
     this.maxDelayMs = opts.maxDelayMs ?? 1_000_000;
+    this.overall = new TokenBucket({
+      qps: opts.overallQps ?? 10,
+      burst: opts.overallBurst ?? 100,
+      clock: this.clock,
+    });
   }
 
   add(key: string): void {
@@ -54,11 +67,11 @@ export class WorkQueue {
     this.waiting.set(key, { at, cancel });
   }
 
-  /** Re-adds a failed key after its exponential back-off. */
+  /** Re-adds a failed key after max(its exponential back-off, the overall bucket's wait). */
   addRateLimited(key: string): void {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
-    this.addAfter(key, itemBackoffMs(n, this.baseDelayMs, this.maxDelayMs));
+    this.addAfter(key, Math.max(itemBackoffMs(n, this.baseDelayMs, this.maxDelayMs), this.overall.reserve()));
   }
 
   /** Clears the failure count of a key (after a successful reconcile). */

@@ -7,8 +7,8 @@ const classes = [
   { metadata: { name: 'b' }, provisioner: 'y' },
 ];
 
-void test('defaults: overhead 0.06 for every class, upstream pod resources, empty proxy', () => {
-  const s = computeConfigStatus({ metadata: { name: 'config' } }, classes);
+void test('defaults: overhead 0.06 for every class, upstream pod resources, empty proxy, no problems', () => {
+  const { status: s, problems } = computeConfigStatus({ metadata: { name: 'config' } }, classes);
   assert.deepEqual(s.filesystemOverhead, { global: '0.06', storageClass: { a: '0.06', b: '0.06' } });
   assert.deepEqual(s.defaultPodResourceRequirements, {
     limits: { cpu: '750m', memory: '600M' },
@@ -17,10 +17,11 @@ void test('defaults: overhead 0.06 for every class, upstream pod resources, empt
   assert.equal(s.scratchSpaceStorageClass, '');
   assert.equal(s.preallocation, false);
   assert.deepEqual(s.importProxy, { HTTPProxy: '', HTTPSProxy: '', noProxy: '', trustedCAProxy: '' });
+  assert.deepEqual(problems, []);
 });
 
 void test('spec overrides: global and per-class overhead, existing scratch class, memory limit', () => {
-  const s = computeConfigStatus(
+  const { status: s, problems } = computeConfigStatus(
     {
       metadata: { name: 'config' },
       spec: {
@@ -36,22 +37,32 @@ void test('spec overrides: global and per-class overhead, existing scratch class
   assert.equal(s.scratchSpaceStorageClass, 'b');
   assert.equal(s.defaultPodResourceRequirements?.limits?.['memory'], '2Gi');
   assert.equal(s.preallocation, true);
-  assert.equal(
-    computeConfigStatus({ metadata: {}, spec: { scratchSpaceStorageClass: 'nope' } }, classes)
-      .scratchSpaceStorageClass,
-    '',
+  assert.deepEqual(problems, []);
+});
+
+void test('settings that cannot be applied fall back to the default and each says so', () => {
+  const { status: s, problems } = computeConfigStatus(
+    {
+      metadata: { name: 'config' },
+      spec: {
+        scratchSpaceStorageClass: 'nope',
+        filesystemOverhead: { global: 'lots', storageClass: { a: '2' } },
+        podResourceRequirements: { limits: { memory: 'plenty', cpu: '50m' } },
+        importProxy: { HTTPProxy: 'proxy.example:3128' },
+      },
+    },
+    classes,
   );
-  assert.equal(
-    computeConfigStatus({ metadata: {}, spec: { filesystemOverhead: { global: 'lots' } } }, classes)
-      .filesystemOverhead?.global,
-    '0.06',
-  );
-  assert.throws(
-    () =>
-      computeConfigStatus(
-        { metadata: {}, spec: { filesystemOverhead: { storageClass: { a: '2' } } } },
-        classes,
-      ),
-    /storageClass.a is "2"/,
-  );
+  assert.equal(s.scratchSpaceStorageClass, '');
+  assert.equal(s.filesystemOverhead?.global, '0.06');
+  assert.equal(s.filesystemOverhead?.storageClass?.['a'], '0.06');
+  assert.equal(s.defaultPodResourceRequirements?.limits?.['memory'], '600M');
+  assert.deepEqual(problems, [
+    `spec.scratchSpaceStorageClass "nope" is not a StorageClass: scratch volumes use the target's storage class`,
+    'spec.podResourceRequirements.limits.memory "plenty" is not a quantity (e.g. 600M): 600M is used',
+    'spec.podResourceRequirements: requests.cpu 100m is larger than limits.cpu 50m: the API server will refuse every importer pod',
+    'spec.filesystemOverhead.global "lots" is not 0, 1 or 0.xxx: 0.06 is used',
+    'spec.filesystemOverhead.storageClass.a is "2": use 0, 1 or 0.xxx; 0.06 is used',
+    'spec.importProxy.HTTPProxy "proxy.example:3128" is not an http:// or https:// URL: importers will fail to use it',
+  ]);
 });

@@ -1,16 +1,28 @@
-// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
-import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
+// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps
+// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
+// Everything it reads comes from the cache; nothing here polls: PVC changes (the import controller copies the pod's
+// state onto the PVC) and progress changes (ProgressScraper) queue the DataVolume.
+import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { Ann, CDIConfigName, GroupVersion, Phase, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
-import { metaNow } from '../shared/status.ts';
+import { kubeTime, patchStatus } from '../shared/status.ts';
 import { honorWaitForFirstConsumer, isWaitForFirstConsumer } from '../shared/storage.ts';
 import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
-import { fetchMetrics, formatProgress, metricsUrl, parseProgress } from './progress.ts';
-import { ClaimNotValidError, isImportDataVolume, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import { formatProgress, type ProgressSource } from './progress.ts';
+import { parseDataVolume } from '../../api/parse.ts';
+import { ClaimNotValidError, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import {
+  checkSource,
+  InvalidReason,
+  RefusedPhase,
+  SourceController,
+  specEditNotice,
+  type SourceCheck,
+} from './sources.ts';
 import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
 
 export interface DvDeps {
@@ -18,20 +30,41 @@ export interface DvDeps {
   recorder: Recorder;
   log: Logger;
   now?: () => Date;
-  /** Reads an importer's metrics page; the default does the HTTPS GET. */
-  scrape?: (url: string) => Promise<string | undefined>;
+  /** The importer progress of running imports (ProgressScraper); without it progress stays as it is. */
+  progress?: ProgressSource;
 }
-
-const POLL_MS = 2000;
 
 const involved = (dv: DataVolume): DataVolume => ({ ...dv, apiVersion: GroupVersion, kind: 'DataVolume' });
 
 export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
   let dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
-  if (!dv || !isImportDataVolume(dv)) return;
+  if (!dv || dv.metadata.deletionTimestamp) {
+    d.progress?.untrack(key);
+    return;
+  }
   let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  if (dv.metadata.deletionTimestamp) return;
+
+  // The edge: what upstream's webhook would refuse, or a source this build does not serve, is said on the DV.
+  let check: SourceCheck;
+  try {
+    parseDataVolume(dv);
+    check = checkSource(dv);
+  } catch (e) {
+    check = { ok: false, reason: InvalidReason.invalid, message: (e as Error).message };
+  }
+  // A spec edited after its PVC was made keeps that PVC (specEditNotice below), whatever the edit says.
+  const edited = pvc !== undefined && specEditNotice(dv) !== undefined;
+  if (!check.ok && !edited) {
+    d.progress?.untrack(key);
+    await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase || RefusedPhase }, undefined, {
+      type: 'Warning',
+      reason: check.reason,
+      message: check.message,
+    });
+    return;
+  }
+  if (check.ok && SourceController[check.kind] !== 'import') return; // another controller's DataVolume
 
   const [classes, profiles, config] = await Promise.all([
     d.kube.list<StorageClass>(Res.storageClass).then((l) => l.items),
@@ -71,9 +104,6 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     );
     if (!owned && pvc.metadata?.annotations?.[Ann.populatedFor] !== dv.metadata.name) {
       const message = `Resource "${name}" already exists and is not managed by DataVolume`;
-      if (dv.status?.conditions?.find((c) => c.type === 'Bound')?.message !== message) {
-        await d.recorder.record(involved(dv), 'Warning', 'ErrResourceExists', message);
-      }
       await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase ?? Phase.Unset }, undefined, {
         type: 'Warning',
         reason: 'ErrResourceExists',
@@ -108,29 +138,13 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     pvc.status?.phase === 'Pending';
   const { status, event } = computePhase(dv, pvc, { waitForFirstConsumer: wffc });
 
-  let result: Result | undefined;
-  if (status.phase !== Phase.Succeeded && status.phase !== Phase.Failed) {
-    const podName = pvc.metadata?.annotations?.[Ann.importPod];
-    const pod = podName ? await d.kube.get<PodObj>(Res.pod, podName, namespace) : undefined;
-    // Poll while a pod is expected (named on the PVC) but not visible yet; a claim still waiting for binding or for
-    // its first consumer has nothing to poll, and its PVC's changes wake this controller anyway.
-    if (!pod) result = podName ? { requeueAfterMs: POLL_MS } : undefined;
-    else if (pod.status?.phase === 'Running') {
-      const url = metricsUrl(pod);
-      if (url) {
-        try {
-          const body = await (d.scrape ?? fetchMetrics)(url);
-          const v = body === undefined ? undefined : parseProgress(body, dv.metadata.uid ?? '');
-          if (v !== undefined) status.progress = formatProgress(v);
-        } catch (e) {
-          d.log.info('progress scrape failed', { namespace, name, error: (e as Error).message });
-        }
-      }
-      result = { requeueAfterMs: POLL_MS };
-    }
-  }
-  await writeStatus(d, dv, status, pvc, event);
-  return result;
+  // Progress is read while the importer runs (upstream: only then); the scrape itself happens elsewhere.
+  if (status.phase === Phase.ImportInProgress && pvc.metadata?.annotations?.[Ann.podPhase] === 'Running') {
+    d.progress?.track({ key, ownerUID: dv.metadata.uid ?? '', namespace: namespace ?? '', pvcName: name });
+    const v = d.progress?.progress(key);
+    if (v !== undefined) status.progress = formatProgress(v);
+  } else d.progress?.untrack(key);
+  await writeStatus(d, dv, status, pvc, event, specEditNotice(dv));
 }
 
 /** Conditions, then a status write only if something changed, then the events upstream would emit for it. */
@@ -140,20 +154,21 @@ async function writeStatus(
   status: NonNullable<DataVolume['status']>,
   pvc: Pvc | undefined,
   event: DvEvent | undefined,
+  /** With a PVC: something the user must know that does not stop the import (a refused spec edit), on Ready. */
+  notice?: { reason: string; message: string },
 ): Promise<void> {
   const original = dv.status?.conditions ?? [];
   const next = structuredClone(status);
-  const now = metaNow(d.now?.());
+  const now = kubeTime(d.now?.() ?? new Date());
   // Without a PVC the event's reason/message explain the Bound condition (upstream updateDataVolumeStatusPhaseWithEvent).
-  updateConditions(next, pvc, pvc ? '' : (event?.reason ?? ''), pvc ? '' : (event?.message ?? ''), now);
+  const why = pvc
+    ? (notice ?? { reason: '', message: '' })
+    : { reason: event?.reason ?? '', message: event?.message ?? '' };
+  updateConditions(next, pvc, why.reason, why.message, now);
   if (isDeepStrictEqual(next, dv.status ?? {})) return;
-  await d.kube.mergePatch(
-    Res.dataVolume,
-    dv.metadata.name ?? '',
-    dv.metadata.namespace,
-    { status: next },
-    'status',
-  );
+  // Conditional on the resourceVersion the status was computed from: a newer status (another writer, a newer
+  // leader) is never overwritten with one computed from an older view; the write is refused and retried.
+  await patchStatus(d.kube, Res.dataVolume, dv, next);
   const inv = involved(dv);
   if (event && (dv.status?.phase ?? '') !== next.phase)
     await d.recorder.record(inv, event.type, event.reason, event.message);
@@ -164,4 +179,6 @@ async function writeStatus(
   }
   for (const ev of conditionEvents(next.conditions ?? [], original))
     await d.recorder.record(inv, ev.type, ev.reason, ev.message);
+  if (notice && original.find((c) => c.type === 'Ready')?.message !== notice.message)
+    await d.recorder.record(inv, 'Warning', notice.reason, notice.message);
 }

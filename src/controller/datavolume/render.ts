@@ -184,7 +184,7 @@ export function sourceAnnotations(dv: DataVolume): Record<string, string> {
     if (r.url) a[Ann.endpoint] = r.url;
     if (r.imageStream) {
       a[Ann.endpoint] = r.imageStream;
-      a['cdi.kubevirt.io/storage.import.registryImageStream'] = 'true';
+      a[Ann.registryImageStream] = 'true';
     }
     if (r.secretRef) a[Ann.secretName] = r.secretRef;
     if (r.certConfigMap) a[Ann.certConfigMap] = r.certConfigMap;
@@ -213,12 +213,6 @@ export function sourceAnnotations(dv: DataVolume): Record<string, string> {
     );
   }
   return a;
-}
-
-/** True when the DV asks for an import (the sources this controller serves). */
-export function isImportDataVolume(dv: DataVolume): boolean {
-  const s = dv.spec.source;
-  return Boolean(s && (s.http || s.s3 || s.gcs || s.registry || s.imageio || s.vddk || s.blank));
 }
 
 /** The target PVC: DV labels and annotations, the import annotations, and a controller owner reference to the DV. */

@@ -1,12 +1,30 @@
 // The import controller: for every PVC carrying storage.import.endpoint or storage.import.source (written by the DV
 // controller, or by a user on a bare PVC), run pod importer-<pvc> and copy its state back onto the PVC
 // (upstream pkg/controller/import-controller.go). Level-triggered and idempotent: deterministic names, AlreadyExists
-// is success, and the PVC annotations are the only memory.
-import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
+// is success, the PVC annotations are the only memory, and reads come from the cache (the session's expectations keep
+// a reconcile from acting on a cache that has not seen this key's own last writes). Nothing polls: the pod's, the
+// PVC's and the pods-using-the-claim changes queue the PVC.
+import {
+  controllerOf,
+  controllerRef,
+  isControlledBy,
+  type ConfigMap,
+  type PersistentVolumeClaim as Pvc,
+  type Pod as PodObj,
+} from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
-import { isAlreadyExists, isConflict, Res, type Kube } from '../shared/client.ts';
+import {
+  Ann,
+  CDIConfigName,
+  Component,
+  GroupVersion,
+  ManagedLabels,
+  Pod,
+  Reason,
+} from '../shared/constants.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
+import { InvolvedUidIndex, isImportPvc, PodClaimIndex, PvcEventsSelector } from '../shared/indexes.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
@@ -16,6 +34,7 @@ import {
   getVolumeMode,
   importPodName,
   makeImporterPod,
+  proxyConfigMapName,
   requiresScratch,
   scratchPvcName,
   type ImporterPodOptions,
@@ -28,34 +47,88 @@ export interface ImportDeps {
   recorder: Recorder;
   log: Logger;
   pod: Omit<ImporterPodOptions, 'resources' | 'imagePullSecrets'>;
+  /** CDI's namespace, where CDIConfig's trusted proxy CA ConfigMap lives. */
+  cdiNamespace?: string;
 }
 
-const POLL_MS = 2000;
+interface EventLike {
+  reason?: string;
+  message?: string;
+  lastTimestamp?: string;
+  eventTime?: string;
+  firstTimestamp?: string;
+}
+
+const eventTime = (e: EventLike): number =>
+  Date.parse(e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? '') || 0;
+
+/**
+ * upstream UpdatePVCBoundConditionFromEvents: while the claim is Pending, its latest event (newest first; on a tie
+ * the longer message) becomes the bound condition annotations (false, reason Pending, the event's message), which
+ * the DataVolume shows as "target PVC <name> Pending and <message>". Once it is bound they are removed (but not the
+ * CreatingScratchSpace ones this controller sets itself). Events are read from the cache: PVC events, not our own.
+ */
+export async function boundConditionFromEvents(d: ImportDeps, pvc: Pvc): Promise<Pvc> {
+  const a = anns(pvc);
+  const name = pvc.metadata?.name ?? '';
+  const ns = pvc.metadata?.namespace;
+  const patch = (annotations: Record<string, string | null>): Promise<Pvc> =>
+    d.kube.mergePatch<Pvc>(Res.pvc, name, ns, { metadata: { annotations } });
+  if (pvc.status?.phase === 'Bound') {
+    if (Ann.boundCondition in a && a[Ann.boundConditionReason] === Reason.Pending)
+      return patch({
+        [Ann.boundCondition]: null,
+        [Ann.boundConditionReason]: null,
+        [Ann.boundConditionMessage]: null,
+      });
+    return pvc;
+  }
+  if (pvc.status?.phase !== 'Pending') return pvc;
+  const uid = pvc.metadata?.uid ?? '';
+  const events = (
+    await d.kube.list<EventLike>(Res.event, {
+      namespace: ns ?? '',
+      index: { name: InvolvedUidIndex, value: uid },
+      fieldSelector: `${PvcEventsSelector(Component)},involvedObject.uid=${uid}`,
+    })
+  ).items;
+  const latest = [...events].sort(
+    (x, y) => eventTime(y) - eventTime(x) || (y.message ?? '').length - (x.message ?? '').length,
+  )[0];
+  if (!latest?.message) return pvc;
+  if (
+    a[Ann.boundCondition] === 'false' &&
+    a[Ann.boundConditionReason] === Reason.Pending &&
+    a[Ann.boundConditionMessage] === latest.message
+  )
+    return pvc;
+  return patch({
+    [Ann.boundCondition]: 'false',
+    [Ann.boundConditionReason]: Reason.Pending,
+    [Ann.boundConditionMessage]: latest.message,
+  });
+}
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
 
-export function isImportPvc(pvc: Pvc): boolean {
-  const a = anns(pvc);
-  return Ann.endpoint in a || Ann.source in a;
-}
+export { isImportPvc };
 
 /** upstream shouldReconcilePVC (no multi-stage yet): an incomplete import PVC, bound unless WFFC is not honored. */
 export function shouldReconcile(pvc: Pvc, config: CDIConfig | undefined): boolean {
   const a = anns(pvc);
-  if ('cdi.kubevirt.io/storage.usePopulator.external' in a) return false;
+  if (Ann.externalPopulation in a) return false;
   if (a[Ann.podPhase] === 'Succeeded') return false;
   if (!isImportPvc(pvc)) return false;
   const honorWffc = honorWaitForFirstConsumer(config) && !(Ann.immediateBinding in a);
   return honorWffc ? pvc.status?.phase === 'Bound' : true;
 }
 
-const controlledBy = (pod: PodObj, pvc: Pvc): boolean =>
-  (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === pvc.metadata?.uid);
-
 export async function reconcileImport(d: ImportDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  if (!pvc) return;
+  const found = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  if (!found) return;
+  // "Pending" always says why: the claim's latest event (ProvisioningFailed, WaitForFirstConsumer, ...).
+  const pvc = isImportPvc(found) ? await boundConditionFromEvents(d, found) : found;
   const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
   if (!shouldReconcile(pvc, config)) {
     await cleanupAfterCompletion(d, pvc);
@@ -63,13 +136,15 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   }
 
   const podName = importPodName(pvc);
-  let pod = await d.kube.get<PodObj>(Res.pod, podName, namespace);
-  if (pod && !controlledBy(pod, pvc)) {
+  const pod = await d.kube.get<PodObj>(Res.pod, podName, namespace);
+  if (pod && !isControlledBy(pod, pvc)) {
     throw new Error(
       `pod ${namespace}/${podName} exists and is not owned by PVC ${name}: delete or rename it`,
     );
   }
-  if (pod?.metadata?.deletionTimestamp) pod = undefined; // a pod on its way out is not the importer any more
+  // A pod on its way out is not the importer any more, and its successor cannot be created under its name until it
+  // is gone: its deletion queues this PVC again.
+  if (pod?.metadata?.deletionTimestamp) return;
 
   if (!pod) {
     const a = anns(pvc);
@@ -84,7 +159,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
           `pod ${u.metadata?.namespace}/${u.metadata?.name} using PersistentVolumeClaim ${name}`,
         );
       }
-      return { requeueAfterMs: POLL_MS };
+      return; // a change of those pods (finished, deleted) queues this PVC
     }
     if (Ann.importPod in a) await createImporterPod(d, pvc, config);
     else {
@@ -94,11 +169,11 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
       await d.kube.mergePatch(Res.pvc, name, namespace, { metadata: { annotations } });
     }
   } else if (pvc.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, podName, namespace);
+    await d.kube.delete(Res.pod, podName, namespace, pod.metadata?.uid);
   } else {
+    await ensureProxyCa(d, pvc, pod, config);
     await updatePvcFromPod(d, pvc, pod, config);
   }
-  return { requeueAfterMs: POLL_MS };
 }
 
 /** A completed import whose pod deletion failed half-way still gets its pod removed (unless asked to retain it). */
@@ -107,16 +182,22 @@ async function cleanupAfterCompletion(d: ImportDeps, pvc: Pvc): Promise<void> {
   const podName = a[Ann.importPod];
   if (a[Ann.podPhase] !== 'Succeeded' || !podName || a[Ann.retainAfterCompletion] === 'true') return;
   const pod = await d.kube.get<PodObj>(Res.pod, podName, pvc.metadata?.namespace);
-  if (pod && controlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace);
+  if (pod && isControlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
+    await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace, pod.metadata?.uid);
   }
 }
 
 async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
-  const pods = (await kube.list<PodObj>(Res.pod, { namespace: pvc.metadata?.namespace })).items;
+  const ns = pvc.metadata?.namespace ?? '';
+  const pods = (
+    await kube.list<PodObj>(Res.pod, {
+      namespace: ns,
+      index: { name: PodClaimIndex, value: `${ns}/${pvc.metadata?.name ?? ''}` },
+    })
+  ).items;
   return pods.filter(
     (p) =>
-      !controlledBy(p, pvc) &&
+      !isControlledBy(p, pvc) &&
       p.status?.phase !== 'Succeeded' &&
       p.status?.phase !== 'Failed' &&
       (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
@@ -165,6 +246,53 @@ async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | un
   if (scratch) await ensureScratch(d, pvc, pod, config, classes);
 }
 
+/**
+ * upstream copyImportProxyConfigMap: CDIConfig's importProxy.trustedCAProxy names a ConfigMap in CDI's namespace; the
+ * importer pod mounts a copy of it in its own namespace (import-proxy-cm-<pvc>, owned by the pod, so it goes with
+ * it). The pod cannot start without it, so the copy is made while the pod is Pending (AlreadyExists is success: the
+ * controller may read ConfigMaps only in CDI's namespace).
+ */
+async function ensureProxyCa(
+  d: ImportDeps,
+  pvc: Pvc,
+  pod: PodObj,
+  config: CDIConfig | undefined,
+): Promise<void> {
+  const source = config?.status?.importProxy?.trustedCAProxy;
+  if (!source || pod.status?.phase !== 'Pending') return;
+  if (!(pod.spec?.volumes ?? []).some((v) => v.name === Pod.proxyCertVolName)) return; // made before it was set
+  const ns = pvc.metadata?.namespace ?? '';
+  const name = proxyConfigMapName(pvc);
+  const cdiNs = d.cdiNamespace ?? 'cdi';
+  const src = await d.kube.get<ConfigMap>(Res.configMap, source, cdiNs);
+  if (!src) {
+    const message = `the trusted proxy CA ConfigMap ${cdiNs}/${source} (CDIConfig importProxy.trustedCAProxy) does not exist: create it with the CA as ca.crt, or clear the setting`;
+    await d.recorder.record(
+      { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: pvc.metadata },
+      'Warning',
+      Reason.ErrImportFailed,
+      message,
+    );
+    throw new Error(message);
+  }
+  try {
+    await d.kube.create<ConfigMap>(Res.configMap, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name,
+        namespace: ns,
+        labels: { ...ManagedLabels },
+        ownerReferences: [controllerRef(pod, Res.pod)],
+      },
+      ...(src.data ? { data: src.data } : {}),
+    });
+    d.log.info('copied the trusted proxy CA', { namespace: ns, configMap: name, from: `${cdiNs}/${source}` });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
+}
+
 /** Creates the scratch PVC if missing; returns the annotations to set on the target PVC. */
 async function ensureScratch(
   d: ImportDeps,
@@ -197,7 +325,7 @@ async function ensureScratch(
     out[Ann.boundConditionMessage] = 'Creating scratch space';
     out[Ann.boundConditionReason] = Reason.CreatingScratchSpace;
   } else if (existing.metadata?.deletionTimestamp) {
-    await d.kube.delete(Res.pod, pod.metadata?.name ?? '', ns);
+    await d.kube.delete(Res.pod, pod.metadata?.name ?? '', ns, pod.metadata?.uid);
     throw new Error(`terminating scratch space found, deleting pod ${pod.metadata?.name}`);
   }
   out[Ann.requiresScratch] = 'false';
@@ -229,16 +357,11 @@ async function updatePvcFromPod(
   if (!isDeepStrictEqual(annotations, before) || !isDeepStrictEqual(u.labels, pvc.metadata?.labels ?? {})) {
     const patchAnn: Record<string, string | null> = { ...annotations };
     for (const k of Object.keys(before)) if (!(k in annotations)) patchAnn[k] = null;
-    try {
-      // resourceVersion makes the merge patch conditional: a concurrent writer makes us re-read instead of clobber
-      await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
-        metadata: { annotations: patchAnn, labels: u.labels, resourceVersion: pvc.metadata?.resourceVersion },
-      });
-    } catch (e) {
-      if (isConflict(e))
-        throw new Error(`PVC ${pvc.metadata?.name} changed while being updated; will re-read`);
-      throw e;
-    }
+    // resourceVersion makes the merge patch conditional: a concurrent writer (or a stale cache) makes us re-read
+    // instead of clobber
+    await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+      metadata: { annotations: patchAnn, labels: u.labels, resourceVersion: pvc.metadata?.resourceVersion },
+    });
     d.log.info('updated PVC from pod', {
       namespace: pvc.metadata?.namespace,
       pvc: pvc.metadata?.name,
@@ -259,12 +382,29 @@ async function updatePvcFromPod(
   const ns = pvc.metadata?.namespace;
   if (u.fatal) {
     d.log.info('deleting importer pod after a fatal error', { namespace: ns, pod: podName });
-    await d.kube.delete(Res.pod, podName, ns);
+    await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
     return;
   }
   if (u.complete || u.podModificationsNeeded) {
     if (!u.podModificationsNeeded && before[Ann.podPhase] !== 'Succeeded') {
       await d.recorder.record(involved, 'Normal', Reason.ImportSucceeded, 'Import Successful');
+      // what the importer wants the user to know (e.g. the content did not look like a disk image): on the PVC and,
+      // where the user looks, on its DataVolume
+      const owner = controllerOf(pvc);
+      for (const w of u.warnings) {
+        await d.recorder.record(involved, 'Warning', Reason.ImportWarning, w);
+        if (owner?.kind === 'DataVolume')
+          await d.recorder.record(
+            {
+              apiVersion: GroupVersion,
+              kind: 'DataVolume',
+              metadata: { name: owner.name, namespace: pvc.metadata?.namespace, uid: owner.uid },
+            },
+            'Warning',
+            Reason.ImportWarning,
+            w,
+          );
+      }
     }
     const retain = annotations[Ann.retainAfterCompletion] === 'true';
     if (
@@ -277,7 +417,7 @@ async function updatePvcFromPod(
         pod: podName,
         reason: u.podModificationsNeeded ? 'restart with changes' : 'complete',
       });
-      await d.kube.delete(Res.pod, podName, ns);
+      await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
     }
   }
 }

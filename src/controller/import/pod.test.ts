@@ -115,11 +115,7 @@ void test('pod: restricted, owned by the PVC, Filesystem mounted at /data, scrat
     'disk-scratch',
   );
   assert.equal(pod.metadata?.name, 'importer-disk');
-  assert.deepEqual(pod.metadata?.labels, {
-    app: 'containerized-data-importer',
-    'cdi.kubevirt.io': 'importer',
-    'prometheus.cdi.kubevirt.io': 'true',
-  });
+  assert.equal(pod.metadata?.labels?.['cdi.kubevirt.io'], 'importer');
   assert.equal(pod.metadata?.annotations?.['cdi.kubevirt.io/storage.createdByController'], 'yes');
   assert.equal(pod.metadata?.annotations?.['sidecar.istio.io/inject'], 'false');
   assert.deepEqual(pod.metadata?.ownerReferences, [
@@ -211,4 +207,90 @@ void test('names: importer-<pvc>, and very long names are shortened with a hash'
   assert.ok(n.length <= 253);
   assert.ok(n.endsWith('-scratch'));
   assert.notEqual(n, resourceName('b' + long.slice(1), 'scratch'));
+});
+
+void test("the trusted proxy CA: the pod mounts the namespace's copy at /proxycerts/ and is told where it is", () => {
+  const withCa: CDIConfig = {
+    ...config,
+    status: {
+      ...config.status,
+      importProxy: {
+        HTTPProxy: 'http://proxy:3128',
+        HTTPSProxy: '',
+        noProxy: '',
+        trustedCAProxy: 'proxy-ca',
+      },
+    },
+  };
+  const p = pvc({ 'cdi.kubevirt.io/storage.import.endpoint': 'https://x/y.img' });
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, withCa, '0.06'),
+    { image: 'img', pullPolicy: 'Always' },
+    undefined,
+  );
+  const c = pod.spec?.containers[0];
+  assert.ok(c?.env?.some((e) => e.name === 'IMPORTER_PROXY_CERT_DIR' && e.value === '/proxycerts/'));
+  assert.deepEqual(
+    c?.volumeMounts?.find((m) => m.name === 'cdi-proxy-cert-vol'),
+    { name: 'cdi-proxy-cert-vol', mountPath: '/proxycerts/' },
+  );
+  assert.deepEqual(pod.spec?.volumes?.find((v) => v.name === 'cdi-proxy-cert-vol')?.configMap, {
+    name: 'import-proxy-cm-disk',
+  });
+  const without = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'Always' },
+    undefined,
+  );
+  assert.equal(
+    without.spec?.volumes?.some((v) => v.name === 'cdi-proxy-cert-vol'),
+    false,
+  );
+});
+
+void test("secret extra headers: each secret is mounted at /extraheaders/<n>, in the annotations' order", () => {
+  const p = pvc({
+    'cdi.kubevirt.io/storage.import.endpoint': 'https://x/y.img',
+    'cdi.kubevirt.io/storage.import.secretExtraHeaders.0': 'token-a',
+    'cdi.kubevirt.io/storage.import.secretExtraHeaders.1': 'token-b',
+  });
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'Always' },
+    undefined,
+  );
+  assert.deepEqual(
+    pod.spec?.containers[0]?.volumeMounts?.filter((m) => m.mountPath.startsWith('/extraheaders')),
+    [
+      { name: 'cdi-secret-extra-headers-vol-0', mountPath: '/extraheaders/0' },
+      { name: 'cdi-secret-extra-headers-vol-1', mountPath: '/extraheaders/1' },
+    ],
+  );
+  assert.deepEqual(
+    pod.spec?.volumes?.filter((v) => v.secret).map((v) => [v.name, v.secret?.secretName]),
+    [
+      ['cdi-secret-extra-headers-vol-0', 'token-a'],
+      ['cdi-secret-extra-headers-vol-1', 'token-b'],
+    ],
+  );
+});
+
+void test("importer pods carry upstream's labels: the CDI ones and the recommended ones", () => {
+  const p = pvc({ 'cdi.kubevirt.io/storage.import.endpoint': 'https://x/y.img' });
+  const pod = makeImporterPod(
+    p,
+    buildImportEnv(p, config, '0.06'),
+    { image: 'img', pullPolicy: 'Always' },
+    undefined,
+  );
+  assert.deepEqual(pod.metadata?.labels, {
+    app: 'containerized-data-importer',
+    'cdi.kubevirt.io': 'importer',
+    'prometheus.cdi.kubevirt.io': 'true',
+    'app.kubernetes.io/component': 'storage',
+    'app.kubernetes.io/managed-by': 'cdi-controller',
+  });
 });

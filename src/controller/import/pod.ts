@@ -2,7 +2,7 @@
 // with configuration passed only through environment variables (the importer's contract, see src/cmd/importer.ts).
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import type { V1LocalObjectReference } from '@kubernetes/client-node';
-import { Ann, ContentType, Label, Pod, Source } from '../shared/constants.ts';
+import { Ann, ContentType, Label, ManagedLabels, Pod, Source } from '../shared/constants.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
 
@@ -35,6 +35,8 @@ export interface ImportEnv {
   checksum: string;
   secretName: string;
   certConfigMap: string;
+  /** CDIConfig's trusted proxy CA ConfigMap (in CDI's namespace); the pod mounts its per-PVC copy. */
+  certConfigMapProxy: string;
   extraHeaders: string[];
   secretExtraHeaders: string[];
 }
@@ -69,11 +71,16 @@ export function getVolumeMode(pvc: Pvc): 'Block' | 'Filesystem' {
 export function importPodName(pvc: Pvc): string {
   const fromAnn = anns(pvc)[Ann.importPod];
   if (fromAnn) return fromAnn;
-  const cp = anns(pvc)['cdi.kubevirt.io/storage.checkpoint.current'];
+  const cp = anns(pvc)[Ann.currentCheckpoint];
   return resourceName(
     Pod.importerPrefix,
     cp ? `${pvc.metadata?.name ?? ''}-checkpoint-${cp}` : (pvc.metadata?.name ?? ''),
   );
+}
+
+/** The namespace's copy of the trusted proxy CA, owned by the importer pod (upstream import-proxy-cm-<pvc>). */
+export function proxyConfigMapName(pvc: Pvc): string {
+  return resourceName(Pod.proxyConfigMapPrefix, pvc.metadata?.name ?? '');
 }
 
 export function scratchPvcName(pvc: Pvc): string {
@@ -106,7 +113,7 @@ export function requiresScratch(pvc: Pvc): boolean {
         required = true;
         break;
       case Source.imageio:
-        required = (a['cdi.kubevirt.io/storage.checkpoint.current'] ?? '') !== '';
+        required = (a[Ann.currentCheckpoint] ?? '') !== '';
         break;
       case Source.registry:
         required = a[Ann.registryImportMethod] !== 'node';
@@ -158,9 +165,9 @@ export function buildImportEnv(
     uuid: a[Ann.uuid] ?? '',
     backingFile: a[Ann.backingFile] ?? '',
     thumbprint: a[Ann.thumbprint] ?? '',
-    currentCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.current'] ?? '',
-    previousCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.previous'] ?? '',
-    finalCheckpoint: a['cdi.kubevirt.io/storage.checkpoint.final'] ?? '',
+    currentCheckpoint: a[Ann.currentCheckpoint] ?? '',
+    previousCheckpoint: a[Ann.previousCheckpoint] ?? '',
+    finalCheckpoint: a[Ann.finalCheckpoint] ?? '',
     preallocation: a[Ann.preallocationRequested] === 'true',
     httpProxy: proxy?.HTTPProxy ?? '',
     httpsProxy: proxy?.HTTPSProxy ?? '',
@@ -170,6 +177,7 @@ export function buildImportEnv(
     checksum: a[Ann.checksum] ?? '',
     secretName: source === Source.none ? '' : (a[Ann.secretName] ?? ''),
     certConfigMap: source === Source.none ? '' : (a[Ann.certConfigMap] ?? ''),
+    certConfigMapProxy: proxy?.trustedCAProxy ?? '',
     extraHeaders,
     secretExtraHeaders,
   };
@@ -238,6 +246,7 @@ export function makeImportEnv(e: ImportEnv): PodContainerEnv {
     env.push({ name: 'GOOGLE_APPLICATION_CREDENTIALS', value: '/google/credentials.json' });
   }
   if (e.certConfigMap) env.push({ name: 'IMPORTER_CERT_DIR', value: Pod.certDir });
+  if (e.certConfigMapProxy) env.push({ name: 'IMPORTER_PROXY_CERT_DIR', value: Pod.proxyCertDir });
   e.extraHeaders.forEach((h, i) => env.push({ name: `IMPORTER_EXTRA_HEADER_${i}`, value: h }));
   return env;
 }
@@ -277,6 +286,10 @@ export function makeImporterPod(
   if (env.certConfigMap) {
     mounts.push({ name: Pod.certVolName, mountPath: Pod.certDir });
     volumes.push({ name: Pod.certVolName, configMap: { name: env.certConfigMap } });
+  }
+  if (env.certConfigMapProxy) {
+    mounts.push({ name: Pod.proxyCertVolName, mountPath: Pod.proxyCertDir });
+    volumes.push({ name: Pod.proxyCertVolName, configMap: { name: proxyConfigMapName(pvc) } });
   }
   if (env.source === Source.gcs && env.secretName) {
     mounts.push({ name: 'cdi-secret-vol', mountPath: '/google' });
@@ -321,6 +334,7 @@ export function makeImporterPod(
       namespace: pvc.metadata?.namespace,
       annotations,
       labels: {
+        ...ManagedLabels,
         ...(pvc.metadata?.labels ?? {}),
         [Label.app]: Label.appValue,
         [Label.component]: Label.importerValue,

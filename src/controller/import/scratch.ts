@@ -1,7 +1,7 @@
 // The scratch PVC "<pvc>-scratch" an importer asks for (upstream newScratchPersistentVolumeClaimSpec and
 // createScratchPersistentVolumeClaim): Filesystem, ReadWriteOnce, owned by the importer pod so it goes with it.
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
-import { Label } from '../shared/constants.ts';
+import { Label, ManagedLabels } from '../shared/constants.ts';
 import {
   MiB,
   parseOverhead,
@@ -38,7 +38,7 @@ export function makeScratchPvc(
     metadata: {
       name,
       namespace: pvc.metadata?.namespace,
-      labels: { [Label.app]: Label.appValue, [Label.excludeFromVelero]: 'true' },
+      labels: { ...ManagedLabels, [Label.app]: Label.appValue, [Label.excludeFromVelero]: 'true' },
       annotations,
       ownerReferences: [
         {

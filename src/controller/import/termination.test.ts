@@ -191,3 +191,44 @@ void test('termination message parsing: only exit 0, JSON object, clear error ot
   );
   assert.throws(() => parseTerminationMessage(pod('Succeeded', terminated(0, 'not json'))), /is not JSON/);
 });
+
+void test('a second OOMKilled, already with direct I/O, fails the import and names the memory limit to raise', () => {
+  const p = pod('Running', {
+    restartCount: 1,
+    state: { waiting: { reason: 'CrashLoopBackOff' } },
+    lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
+  });
+  p.spec!.containers[0]!.env = [{ name: 'CACHE_MODE', value: 'TRYNONE' }];
+  p.spec!.containers[0]!.resources = { limits: { memory: '600M' } };
+  const u = podToPvcUpdate({ 'cdi.kubevirt.io/storage.import.requiresDirectIo': 'false' }, {}, p);
+  assert.equal(u.fatal, true);
+  assert.equal(u.podModificationsNeeded, false, 'no third pod');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.pod.phase'], 'Failed');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.condition.running.reason'], 'OOMKilled');
+  assert.equal(
+    u.annotations['cdi.kubevirt.io/storage.condition.running.message'],
+    'the importer ran out of memory again with direct I/O (CACHE_MODE=TRYNONE): raise its memory limit (now 600M) in CDIConfig spec.podResourceRequirements.limits.memory and recreate the DataVolume',
+  );
+  assert.ok(
+    u.events.some((e) => e.type === 'Warning' && /raise its memory limit \(now 600M\)/.test(e.message)),
+  );
+});
+
+void test("a successful import's warnings are handed on; the JSON of a failure's are not", () => {
+  const warning = "Unexpected content type 'text/html'. Content might not be a KubeVirt image.";
+  const ok = podToPvcUpdate(
+    {},
+    {},
+    pod(
+      'Succeeded',
+      terminated(0, JSON.stringify({ message: 'Import Complete', warnings: [warning, 7, ''] })),
+    ),
+  );
+  assert.deepEqual(ok.warnings, [warning], 'strings only');
+  const scratch = podToPvcUpdate(
+    {},
+    {},
+    pod('Succeeded', terminated(0, JSON.stringify({ scratchSpaceRequired: true, warnings: [warning] }))),
+  );
+  assert.deepEqual(scratch.warnings, [], 'the import is not complete yet: its retry will say it again');
+});

@@ -3,17 +3,10 @@
 import type { Pod as PodObj } from '../../kube/index.ts';
 type ContainerStatus = NonNullable<NonNullable<PodObj['status']>['containerStatuses']>[number];
 type ContainerTerminated = NonNullable<NonNullable<ContainerStatus['state']>['terminated']>;
+import { parseTerminationJson, type TerminationMessage } from '../../api/termination.ts';
 import { Ann, Message, Pod, Reason } from '../shared/constants.ts';
 
-/** The JSON an importer writes to /dev/termination-log (upstream common.TerminationMessage). */
-export interface TerminationMessage {
-  scratchSpaceRequired?: boolean;
-  preallocationApplied?: boolean;
-  deadlinePassed?: boolean;
-  vddkInfo?: { version?: string; host?: string };
-  labels?: Record<string, string>;
-  message?: string;
-}
+export type { TerminationMessage };
 
 /**
  * Parses the termination message of the first container when it exited with code 0 (the importer writes JSON then;
@@ -23,40 +16,11 @@ export interface TerminationMessage {
 export function parseTerminationMessage(pod: PodObj): TerminationMessage | undefined {
   const t = pod.status?.containerStatuses?.[0]?.state?.terminated;
   if (!t || t.exitCode !== 0) return undefined;
-  const text = t.message ?? '';
-  let raw: unknown;
   try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new Error(`termination message of pod ${pod.metadata?.name} is not JSON: ${text.slice(0, 120)}`);
+    return parseTerminationJson(t.message ?? '');
+  } catch (e) {
+    throw new Error(`termination message of pod ${pod.metadata?.name} is ${(e as Error).message}`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new Error(`termination message of pod ${pod.metadata?.name} is not a JSON object`);
-  }
-  const o = raw as Record<string, unknown>;
-  const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
-  const msg: TerminationMessage = {};
-  if (bool(o['scratchSpaceRequired']) !== undefined)
-    msg.scratchSpaceRequired = bool(o['scratchSpaceRequired']);
-  if (bool(o['preallocationApplied']) !== undefined)
-    msg.preallocationApplied = bool(o['preallocationApplied']);
-  if (bool(o['deadlinePassed']) !== undefined) msg.deadlinePassed = bool(o['deadlinePassed']);
-  if (typeof o['message'] === 'string') msg.message = o['message'];
-  const v = o['vddkInfo'];
-  if (typeof v === 'object' && v !== null) {
-    const vi = v as Record<string, unknown>;
-    msg.vddkInfo = {
-      ...(typeof vi['version'] === 'string' ? { version: vi['version'] } : {}),
-      ...(typeof vi['host'] === 'string' ? { host: vi['host'] } : {}),
-    };
-  }
-  const l = o['labels'];
-  if (typeof l === 'object' && l !== null) {
-    msg.labels = Object.fromEntries(
-      Object.entries(l).filter((e): e is [string, string] => typeof e[1] === 'string'),
-    );
-  }
-  return msg;
 }
 
 /** upstream simplifyKnownMessage: out-of-space errors all read as one clear sentence. */
@@ -131,9 +95,8 @@ export function setAnnotationsFromPod(
       return;
     }
     if (termMsg.message !== undefined) anno[`${prefix}.message`] = termMsg.message;
-    if (termMsg.vddkInfo?.host) anno['cdi.kubevirt.io/storage.pod.vddk.host'] = termMsg.vddkInfo.host;
-    if (termMsg.vddkInfo?.version)
-      anno['cdi.kubevirt.io/storage.pod.vddk.version'] = termMsg.vddkInfo.version;
+    if (termMsg.vddkInfo?.Host) anno[Ann.vddkHost] = termMsg.vddkInfo.Host;
+    if (termMsg.vddkInfo?.Version) anno[Ann.vddkVersion] = termMsg.vddkInfo.Version;
     if (termMsg.preallocationApplied) anno[Ann.preallocationApplied] = 'true';
   } else {
     const text = terminated.message ?? '';
@@ -155,6 +118,8 @@ export interface PodUpdate {
   podModificationsNeeded: boolean;
   fatal: boolean;
   complete: boolean;
+  /** What a successful import reported for the user (termination message `warnings`). */
+  warnings: string[];
 }
 
 /**
@@ -193,8 +158,23 @@ export function podToPvcUpdate(
 
   let podModificationsNeeded = termMsg?.scratchSpaceRequired === true;
   const status = pod.status?.containerStatuses?.[0];
+  const container = pod.spec?.containers[0];
+  const directIo = (container?.env ?? []).some(
+    (e) => e.name === 'CACHE_MODE' && e.value === Pod.cacheModeTryNone,
+  );
   if (status) {
-    if (isOOMKilled(status)) {
+    if (isOOMKilled(status) && directIo) {
+      // The second OOM, already with direct I/O (upstream's remedy for page-cache growth): more retries would only
+      // loop. Fail, and say which limit to raise.
+      const limit = String(container?.resources?.limits?.['memory'] ?? 'none');
+      const message = `the importer ran out of memory again with direct I/O (CACHE_MODE=${Pod.cacheModeTryNone}): raise its memory limit (now ${limit}) in CDIConfig spec.podResourceRequirements.limits.memory and recreate the DataVolume`;
+      anno[Ann.fatalError] = 'true';
+      anno[Ann.podPhase] = 'Failed';
+      anno[Ann.runningCondition] = 'false';
+      anno[Ann.runningConditionMessage] = message;
+      anno[Ann.runningConditionReason] = Pod.oomKilled;
+      events.push({ type: 'Warning', reason: Reason.ErrImportFailed, message });
+    } else if (isOOMKilled(status)) {
       podModificationsNeeded = true;
       anno[Ann.requiresDirectIo] = 'true';
     }
@@ -216,9 +196,8 @@ export function podToPvcUpdate(
       }
     }
   }
-  for (const ev of pod.spec?.containers[0]?.env ?? []) {
-    if (ev.name === 'CACHE_MODE' && ev.value === Pod.cacheModeTryNone) anno[Ann.requiresDirectIo] = 'false';
-  }
+  // the pod runs with direct I/O: the request is served
+  if (directIo && anno[Ann.requiresDirectIo] === 'true') anno[Ann.requiresDirectIo] = 'false';
 
   const labels: Record<string, string> = { ...pvcLabels, app: 'containerized-data-importer' };
   const complete = anno[Ann.podPhase] === 'Succeeded';
@@ -232,5 +211,6 @@ export function podToPvcUpdate(
     podModificationsNeeded,
     fatal: anno[Ann.fatalError] === 'true',
     complete,
+    warnings: complete ? (termMsg?.warnings ?? []) : [],
   };
 }

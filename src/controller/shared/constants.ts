@@ -57,6 +57,14 @@ export const Ann = {
   boundConditionMessage: ApiAnn.BoundConditionMessage,
   boundConditionReason: ApiAnn.BoundConditionReason,
   createdBy: ApiAnn.CreatedBy,
+  vddkHost: ApiAnn.VddkHostConnection,
+  vddkVersion: ApiAnn.VddkVersion,
+  currentCheckpoint: ApiAnn.CurrentCheckpoint,
+  previousCheckpoint: ApiAnn.PreviousCheckpoint,
+  finalCheckpoint: ApiAnn.FinalCheckpoint,
+  registryImageStream: ApiAnn.RegistryImageStream,
+  // upstream AnnExternalPopulation: the PVC is filled by someone else's populator; the import controller skips it
+  externalPopulation: `${G}/externalPopulation`,
   // storage classes
   defaultStorageClass: ApiAnn.DefaultStorageClass,
   defaultVirtStorageClass: ApiAnn.DefaultVirtStorageClass,
@@ -75,16 +83,42 @@ export const Label = {
   excludeFromVelero: 'velero.io/exclude-from-backup',
 } as const;
 
-/** Labels on the cluster-scoped objects the controllers create themselves (CDIConfig, StorageProfiles). */
+/** source.component of the controller's events, and its app.kubernetes.io/managed-by. */
+export const Component = 'cdi-controller';
+
+/**
+ * Upstream's recommended labels (util.SetRecommendedLabels) on what the controllers create: CDIConfig,
+ * StorageProfiles, worker pods and scratch PVCs.
+ */
 export const ManagedLabels = {
   [ApiLabel.KubernetesComponent]: 'storage',
-  [ApiLabel.ManagedBy]: 'cdi-controller',
+  [ApiLabel.ManagedBy]: Component,
+} as const;
+
+/**
+ * The labels of the controller's own pods, as upstream's operator gives cdi-deployment's pods (resources/namespaced
+ * controller.go): its selector is `cdi.kubevirt.io: cdi-deployment`. src/deploy renders the Deployment from these.
+ */
+export const ControllerPodLabels = {
+  [ApiLabel.App]: 'containerized-data-importer',
+  [G]: 'cdi-deployment',
+  [ApiLabel.KubernetesComponent]: 'storage',
+  [ApiLabel.ManagedBy]: 'cdi-operator',
+  [ApiLabel.Prometheus]: 'true',
 } as const;
 
 // Phases and reasons are upstream's strings as src/api defines them (condition reasons and event reasons in one map).
 export { Phase };
 export type DataVolumePhase = (typeof Phase)[keyof typeof Phase];
-export const Reason = { ...EventReason, ...ApiReason } as const;
+export const Reason = {
+  ...EventReason,
+  ...ApiReason,
+  // ours (upstream has no event for them)
+  /** A successful import's warning (termination message `warnings`), e.g. content that is not a disk image. */
+  ImportWarning: 'ImportWarning',
+  /** CDIConfig settings that cannot be applied as written. */
+  InvalidConfiguration: 'InvalidConfiguration',
+} as const;
 
 export const Message = {
   importScheduled: (pvc: string): string => `Import into ${pvc} scheduled`,
@@ -124,6 +158,10 @@ export const Pod = {
   scratchDir: '/scratch',
   certDir: '/certs',
   secretExtraHeadersDir: '/extraheaders',
+  proxyCertVolName: 'cdi-proxy-cert-vol',
+  proxyCertDir: '/proxycerts/',
+  /** The per-PVC copy of CDIConfig's trusted proxy CA ConfigMap (upstream GetImportProxyConfigMapName). */
+  proxyConfigMapPrefix: 'import-proxy-cm',
   metricsPort: 8443,
   qemuUid: 107,
   keyAccess: 'accessKeyId',

@@ -1,12 +1,30 @@
 // Helpers for writing status the Kubernetes way.
+import { kubeTime } from '../../kube/index.ts';
 import type { Kube, Resource } from './client.ts';
 
-/** metav1.Time: RFC 3339 with whole seconds. */
-export const metaNow = (d: Date = new Date()): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
+export { kubeTime };
 
-/** Writes status through the status subresource (StorageProfile; DataVolume uses a merge patch of it). */
-export async function writeStatus<
-  T extends { metadata: { name?: string; namespace?: string; resourceVersion?: string } },
->(kube: Kube, r: Resource, obj: T): Promise<T> {
+interface Versioned {
+  metadata: { name?: string; namespace?: string; resourceVersion?: string };
+}
+
+/** Writes status through the status subresource with a PUT (the object's resourceVersion makes it conditional). */
+export async function writeStatus<T extends Versioned>(kube: Kube, r: Resource, obj: T): Promise<T> {
   return kube.update(r, obj, 'status');
+}
+
+/**
+ * A merge patch of the status subresource that carries the resourceVersion the status was computed from, so the API
+ * server refuses it (409) if the object changed since: status computed from a stale read never overwrites a newer one.
+ */
+export async function patchStatus<T extends Versioned>(
+  kube: Kube,
+  r: Resource,
+  obj: T,
+  status: unknown,
+): Promise<T> {
+  const { name, namespace, resourceVersion } = obj.metadata;
+  if (!resourceVersion)
+    throw new Error(`${r.kind} ${name ?? ''} has no resourceVersion: read it from the cluster first`);
+  return kube.mergePatch<T>(r, name ?? '', namespace, { metadata: { resourceVersion }, status }, 'status');
 }

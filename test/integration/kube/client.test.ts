@@ -139,19 +139,31 @@ void test('server-side apply records the field manager and reports conflicts bet
   assert.deepEqual(dv.spec.source, { blank: {} });
 });
 
-void test('patchStatus writes the status subresource of a custom resource', async () => {
-  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+void test('a status merge patch carrying a stale resourceVersion is refused (the conditional status write)', async () => {
+  const created = await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
     metadata: { name: 'status', namespace: ns },
     spec: { source: { upload: {} }, storage: { resources: { requests: { storage: '1Mi' } } } },
   });
-  const dv = await client.patchStatus<DataVolume & KubeObject>(
+  const stale = created.metadata?.resourceVersion;
+  const dv = await client.mergePatch<DataVolume & KubeObject>(
     Resources.DataVolume,
     'status',
-    { phase: 'UploadScheduled', progress: 'N/A' },
-    { namespace: ns },
+    { metadata: { resourceVersion: stale }, status: { phase: 'UploadScheduled', progress: 'N/A' } },
+    { namespace: ns, subresource: 'status' },
   );
   assert.equal(dv.status?.phase, 'UploadScheduled');
   assert.equal(dv.status?.progress, 'N/A');
+  await assert.rejects(
+    client.mergePatch(
+      Resources.DataVolume,
+      'status',
+      { metadata: { resourceVersion: stale }, status: { phase: 'Pending' } },
+      { namespace: ns, subresource: 'status' },
+    ),
+    (e: unknown) => isConflict(e),
+  );
+  const now = await client.get<DataVolume & KubeObject>(Resources.DataVolume, 'status', ns);
+  assert.equal(now.status?.phase, 'UploadScheduled', 'the newer status stands');
 });
 
 void test('a missing kubeconfig gives one clear line', () => {

@@ -2,11 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  Cache,
   Controller,
-  InformerFactory,
   KubeClient,
   Resources,
   controllerRef,
+  expectationOwner,
+  isAtLeast,
   splitKey,
   type ConfigMap,
   type KubeObject,
@@ -18,44 +20,66 @@ let client: KubeClient;
 let ns: string;
 useTestNamespace('kube-controller', (c, n) => ((client = c), (ns = n)), { crds: true });
 
-void test('a controller reconciles every ConfigMap it sees and converges: a second pass changes nothing', async () => {
+void test('a controller reconciles from the cache, converges, and never reconciles a key on a cache that misses its own last write', async () => {
+  const label = `t-${ns}`;
   await client.create<ConfigMap>(Resources.ConfigMap, {
-    metadata: { name: 'pre', namespace: ns, labels: { app: 't' } },
+    metadata: { name: 'pre', namespace: ns, labels: { app: label } },
     data: { in: 'a' },
   });
-  const factory = new InformerFactory(client);
-  const informer = factory.informer<ConfigMap>(Resources.ConfigMap, {
-    namespace: ns,
-    labelSelector: 'app=t',
-  });
+  const cache = new Cache(client);
+  const informer = cache.informer<ConfigMap>(Resources.ConfigMap, { labelSelector: `app=${label}` });
   assert.equal(
-    factory.informer(Resources.ConfigMap, { namespace: ns, labelSelector: 'app=t' }),
+    cache.informer(Resources.ConfigMap, { labelSelector: `app=${label}` }),
     informer,
     'informers are shared',
   );
+  assert.throws(
+    () => cache.informer(Resources.ConfigMap),
+    /already watches configmaps with another selector/,
+  );
   const writes: string[] = [];
   const reconciles = new Map<string, number>();
+  const lastWrite = new Map<string, string>();
+  const stale: string[] = [];
   const controller = new Controller({
     name: 'copy',
     workers: 2,
+    expectations: cache.expectations,
     reconcile: async (key) => {
       reconciles.set(key, (reconciles.get(key) ?? 0) + 1);
-      const cm = informer.get(key);
+      const cm = cache.get<ConfigMap>(Resources.ConfigMap, splitKey(key).name, splitKey(key).namespace);
       if (!cm) return;
+      const written = lastWrite.get(key);
+      if (written && !isAtLeast(cm.metadata?.resourceVersion, written)) stale.push(key);
+      assert.ok(Object.isFrozen(cm) && Object.isFrozen(cm.data), 'cached objects are frozen');
       const want = (cm.data?.in ?? '').toUpperCase();
       if (cm.data?.out === want) return; // converged
       const { namespace, name } = splitKey(key);
-      await client.mergePatch(Resources.ConfigMap, name, { data: { out: want } }, { namespace });
+      const out = await client.mergePatch<ConfigMap>(
+        Resources.ConfigMap,
+        name,
+        { data: { out: want } },
+        { namespace },
+      );
+      lastWrite.set(key, out.metadata?.resourceVersion ?? '');
+      cache.expectations.expectWrite(
+        expectationOwner('copy', key),
+        Resources.ConfigMap,
+        key,
+        out.metadata?.resourceVersion,
+      );
+      // a storm of wake-ups right after the write: none may run on the copy that lacks it
+      for (let i = 0; i < 5; i++) controller.enqueue(key);
       writes.push(`${name}=${want}`);
     },
   }).watch(informer);
   const stop = new AbortController();
-  factory.start();
+  cache.start();
   const running = controller.run(stop.signal);
   try {
     await eventually('the pre-existing object', () => informer.get(`${ns}/pre`)?.data?.out === 'A');
     await client.create<ConfigMap>(Resources.ConfigMap, {
-      metadata: { name: 'new', namespace: ns, labels: { app: 't' } },
+      metadata: { name: 'new', namespace: ns, labels: { app: label } },
       data: { in: 'b' },
     });
     await eventually('the new object', () => informer.get(`${ns}/new`)?.data?.out === 'B');
@@ -64,10 +88,15 @@ void test('a controller reconciles every ConfigMap it sees and converges: a seco
     assert.deepEqual(writes.sort(), ['new=B', 'new=C', 'pre=A']);
     // Each write woke the controller once more, and that pass wrote nothing.
     assert.ok((reconciles.get(`${ns}/pre`) ?? 0) >= 2);
+    assert.deepEqual(stale, [], 'no reconcile saw a cache older than its own last write');
+    assert.equal(
+      cache.list<ConfigMap>(Resources.ConfigMap, { namespace: ns, labelSelector: `app=${label}` }).length,
+      2,
+    );
   } finally {
     stop.abort();
     await running;
-    await factory.stop();
+    await cache.stop();
   }
 });
 

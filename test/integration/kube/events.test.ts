@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   EventRecorder,
+  FakeClock,
   KubeClient,
   Resources,
   type ConfigMap,
@@ -38,6 +39,7 @@ void test('events about a DataVolume are listed by kubectl describe, and a repea
     'ErrImportFailed',
     'Unable to connect to http data source: expected status code 200, got 404',
   );
+  await recorder.flush(); // record() only queues
 
   const events = await client.list<Event>(Resources.Event, {
     namespace: ns,
@@ -75,6 +77,7 @@ void test('events about a cluster-scoped object land in the default namespace', 
       'Recognized',
       'provisioner recognized',
     );
+    await recorder.flush();
     const events = await client.list<Event>(Resources.Event, {
       namespace: 'default',
       fieldSelector: `involvedObject.uid=${sp.metadata?.uid}`,
@@ -95,11 +98,43 @@ void test('an object taken from a list (core lists omit kind) can be the subject
     })
   ).items;
   assert.ok(cm);
-  await new EventRecorder(client, { component: 'cdi-controller-test' }).normal(
-    cm,
-    'Checked',
-    'seen in a list',
-  );
+  const recorder = new EventRecorder(client, { component: 'cdi-controller-test' });
+  await recorder.normal(cm, 'Checked', 'seen in a list');
+  await recorder.flush();
   const d = await kubectl('describe', 'configmap', 'listed', '-n', ns);
   assert.match(d.stdout.slice(d.stdout.indexOf('Events:')), /Normal\s+Checked\s+.*seen in a list/);
+});
+
+void test('record() returns before the API server answers; the spam filter lets 25 events per object through, then one per 5 minutes', async () => {
+  const cm = await client.create<ConfigMap>(Resources.ConfigMap, {
+    metadata: { name: 'noisy', namespace: ns },
+  });
+  const clock = new FakeClock(Date.now());
+  const recorder = new EventRecorder(client, { component: 'cdi-controller-spam', clock });
+  // 40 different messages about one object, as fast as a hot reconcile loop could produce them
+  const recorded = Array.from({ length: 40 }, (_, i) => recorder.warning(cm, 'Retrying', `attempt ${i}`));
+  assert.equal(recorder.stats.written, 0, 'nothing was written while record() ran: it only queues');
+  await Promise.all(recorded);
+  await recorder.flush();
+  assert.equal(recorder.stats.written, 25);
+  assert.equal(recorder.stats.filtered, 15);
+  const list = async (): Promise<Event[]> =>
+    (
+      await client.list<Event>(Resources.Event, {
+        namespace: ns,
+        fieldSelector: `involvedObject.uid=${cm.metadata?.uid},source=cdi-controller-spam`,
+      })
+    ).items;
+  assert.equal((await list()).length, 25);
+  // another object has its own bucket
+  const other = await client.create<ConfigMap>(Resources.ConfigMap, {
+    metadata: { name: 'quiet', namespace: ns },
+  });
+  await recorder.normal(other, 'Checked', 'fine');
+  await clock.advance(300_000); // five minutes: one more token for the noisy object
+  await recorder.warning(cm, 'Retrying', 'attempt 40');
+  await recorder.warning(cm, 'Retrying', 'attempt 41');
+  await recorder.flush();
+  assert.equal((await list()).length, 26);
+  assert.equal(recorder.stats.written, 27);
 });

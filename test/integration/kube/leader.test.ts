@@ -1,7 +1,14 @@
 // Lease leader election against the real API server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeClient, LeaderElector, Resources, microTime, type Lease } from '../../../src/kube/index.ts';
+import {
+  KubeClient,
+  LeaderElector,
+  Resources,
+  microTime,
+  type LeadershipEnd,
+  type Lease,
+} from '../../../src/kube/index.ts';
 import { eventually, useTestNamespace } from './cluster.ts';
 
 let client: KubeClient;
@@ -14,6 +21,7 @@ const sixDigits = /\.\d{6}Z$/;
 
 function candidate(name: string, identity: string, log: string[]) {
   const stop = new AbortController();
+  const ends: LeadershipEnd[] = [];
   const elector = new LeaderElector(client, {
     namespace: ns,
     name,
@@ -23,9 +31,11 @@ function candidate(name: string, identity: string, log: string[]) {
       log.push(`${identity} leads`);
       lost.addEventListener('abort', () => log.push(`${identity} stops`));
     },
+    onStoppedLeading: (end) => ends.push(end),
   });
-  const done = elector.run(stop.signal);
-  return { elector, stop: async () => (stop.abort(), await done) };
+  let returned = false;
+  const done = elector.run(stop.signal).then(() => void (returned = true));
+  return { elector, ends, returned: () => returned, stop: async () => (stop.abort(), await done) };
 }
 
 void test('one of two candidates leads; the other takes over after the leader releases the lease', async () => {
@@ -96,7 +106,7 @@ void test('a candidate waits while the holder is alive and takes over once the l
   assert.deepEqual(log, ['c leads', 'c stops']);
 });
 
-void test('a leader that cannot renew steps down after the renew deadline', async () => {
+void test('a leader whose lease is taken steps down at once, says by whom, and does not campaign again', async () => {
   const log: string[] = [];
   const d = candidate('stolen', 'd', log);
   try {
@@ -118,8 +128,13 @@ void test('a leader that cannot renew steps down after the renew deadline', asyn
     })();
     await eventually('d to step down', () => log.includes('d stops'));
     assert.equal(d.elector.isLeader, false);
+    await eventually('run() to return (no second campaign)', () => d.returned());
+    assert.deepEqual(d.ends, [
+      { kind: 'taken', message: `lost the lease ${ns}/stolen: it is now held by thief` },
+    ]);
     stopThief.abort();
     await thief;
+    assert.deepEqual(log, ['d leads', 'd stops'], 'never led again');
   } finally {
     await d.stop();
   }

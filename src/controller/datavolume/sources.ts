@@ -1,0 +1,136 @@
+// Which DataVolume sources this build serves, and the checks upstream's validating webhook makes on a DataVolume
+// (pkg/apiserver/webhooks/datavolume-validate.go, util.go). Until cdi-apiserver exists the controller makes them and
+// says what is wrong in the DataVolume's conditions and events, instead of admitting nothing or crash-looping.
+//
+// SourceController is the one list of supported sources: a source is served by the controller named there, and
+// "not supported yet" while it has none. Adding a source (registry, s3, gcs, upload, clone) is flipping its entry
+// here once its controller and importer support land.
+import { Phase } from '../shared/constants.ts';
+import type { DataVolume } from '../shared/types.ts';
+
+export const SourceKinds = [
+  'http',
+  's3',
+  'gcs',
+  'registry',
+  'pvc',
+  'upload',
+  'blank',
+  'imageio',
+  'vddk',
+  'snapshot',
+] as const;
+export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
+
+/** The DataVolume controller that serves each source; undefined: not supported yet. */
+export const SourceController: Record<SourceKind, 'import' | undefined> = {
+  http: 'import',
+  blank: 'import',
+  s3: undefined,
+  gcs: undefined,
+  registry: undefined,
+  imageio: undefined,
+  vddk: undefined,
+  pvc: undefined,
+  snapshot: undefined,
+  upload: undefined,
+  sourceRef: undefined,
+};
+
+export const InvalidReason = {
+  /** The spec is one upstream's webhook refuses. */
+  invalid: 'ErrInvalidDataVolume',
+  /** A valid source this build does not serve yet. */
+  unsupported: 'UnsupportedSource',
+} as const;
+
+export type SourceCheck =
+  { ok: true; kind: SourceKind } | { ok: false; kind?: SourceKind; reason: string; message: string };
+
+const invalid = (message: string, kind?: SourceKind): SourceCheck => ({
+  ok: false,
+  ...(kind ? { kind } : {}),
+  reason: InvalidReason.invalid,
+  message,
+});
+
+/** upstream validateSourceURL, for the schemes the source can fetch. */
+function checkUrl(url: string | undefined, schemes: readonly string[]): string | undefined {
+  if (!url) return 'spec.source source URL is empty';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `spec.source Invalid source URL: ${url}`;
+  }
+  if (!schemes.includes(u.protocol.replace(/:$/, '')))
+    return `spec.source Invalid source URL scheme: ${url} (use ${schemes.join(' or ')})`;
+  return undefined;
+}
+
+/** The source of a DataVolume, or what is wrong with it, in upstream's words where upstream has them. */
+export function checkSource(dv: DataVolume): SourceCheck {
+  const spec = dv.spec ?? {};
+  const src = spec.source;
+  const hasRef = spec.sourceRef !== undefined;
+  const external = Boolean(
+    spec.pvc?.dataSourceRef ??
+    spec.pvc?.dataSource ??
+    spec.storage?.dataSourceRef ??
+    spec.storage?.dataSource,
+  );
+  if (!src && !hasRef) {
+    if (external)
+      return {
+        ok: false,
+        reason: InvalidReason.unsupported,
+        message: 'the externally populated (dataSourceRef) source is not supported yet',
+      };
+    return invalid('Data volume should have either Source or SourceRef, or be externally populated');
+  }
+  if (src && hasRef)
+    return invalid('Data volume should have either Source or SourceRef, or be externally populated');
+  if (spec.pvc && spec.storage)
+    return invalid('Duplicate storage definition, both target storage and target pvc defined');
+  if (spec.contentType !== undefined && spec.contentType !== 'kubevirt' && spec.contentType !== 'archive')
+    return invalid('ContentType not one of: kubevirt, archive');
+  let kind: SourceKind;
+  if (hasRef) kind = 'sourceRef';
+  else {
+    const set = SourceKinds.filter((k) => src?.[k] !== undefined && src[k] !== null);
+    if (set.length === 0) return invalid('Missing Data volume source');
+    if (set.length > 1) return invalid(`Multiple Data volume sources (${set.join(', ')}): set exactly one`);
+    kind = set[0]!;
+  }
+  if (kind === 'http') {
+    const problem = checkUrl(src?.http?.url, ['http', 'https']);
+    if (problem) return invalid(problem, kind);
+  }
+  if (kind === 'blank' && spec.contentType === 'archive')
+    return invalid('SourceType cannot be blank and the contentType be archive', kind);
+  if (!SourceController[kind])
+    return {
+      ok: false,
+      kind,
+      reason: InvalidReason.unsupported,
+      message: `the ${kind} source is not supported yet`,
+    };
+  return { ok: true, kind };
+}
+
+/**
+ * upstream's webhook refuses any change to a DataVolume's spec after creation ("Cannot update DataVolume Spec"). The
+ * API server counts spec changes in metadata.generation; a DataVolume whose PVC was made from an earlier spec keeps
+ * that PVC and gets this notice instead.
+ */
+export function specEditNotice(dv: DataVolume): { reason: string; message: string } | undefined {
+  if ((dv.metadata.generation ?? 1) <= 1) return undefined;
+  return {
+    reason: InvalidReason.invalid,
+    message:
+      'Cannot update DataVolume Spec: the change was not applied (its PVC was made from the spec as created); delete and recreate the DataVolume to use the new spec',
+  };
+}
+
+/** The phase a DataVolume shows while its spec is refused: it waits for the user. */
+export const RefusedPhase = Phase.Pending;

@@ -1,0 +1,148 @@
+// The cache's indexes and trims for CDI's controllers: which objects a change affects, found without a scan, and the
+// parts of other people's objects we never read dropped before they are cached (memory at scale).
+import {
+  ControllerUidIndex,
+  controllerUid,
+  InvolvedUidIndex,
+  involvedUid,
+  PodClaimIndex,
+  podClaims,
+  type Cache,
+  type KubeObject,
+  type Pod,
+  type PersistentVolumeClaim as Pvc,
+} from '../../kube/index.ts';
+import { Ann, Label, Phase } from './constants.ts';
+import { Res } from './client.ts';
+import type { DataVolume } from './types.ts';
+
+export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
+
+/** DataVolumes still in flight by the storage class they ask for ("" = the default class). */
+export const DvClassIndex = 'dv-storage-class';
+/** DataVolumes still in flight (not Succeeded or Failed), under the single value "active". */
+export const DvActiveIndex = 'dv-active';
+/** PVCs with an import that has not finished (no pod phase Succeeded, no fatal error), under "active". */
+export const ImportPvcIndex = 'import-pvc-active';
+export const Active = 'active';
+
+const finished = (dv: DataVolume): boolean =>
+  dv.status?.phase === Phase.Succeeded || dv.status?.phase === Phase.Failed;
+
+export function dvRequestedClass(dv: DataVolume): string {
+  return dv.spec?.storage?.storageClassName ?? dv.spec?.pvc?.storageClassName ?? '';
+}
+
+export function isImportPvc(pvc: Pvc): boolean {
+  const a = pvc.metadata?.annotations ?? {};
+  return Ann.endpoint in a || Ann.source in a;
+}
+
+export function importInFlight(pvc: Pvc): boolean {
+  const a = pvc.metadata?.annotations ?? {};
+  return isImportPvc(pvc) && a[Ann.podPhase] !== 'Succeeded' && a[Ann.fatalError] !== 'true';
+}
+
+/** A pod CDI made (importer, and later upload and clone workers): kept whole in the cache. */
+export function isCdiPod(p: Pod): boolean {
+  return p.metadata?.labels?.[Label.app] === Label.appValue;
+}
+
+/** What a trimmed object keeps of its metadata in any case. */
+function identity(m: NonNullable<KubeObject['metadata']>): NonNullable<KubeObject['metadata']> {
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    resourceVersion: m.resourceVersion,
+    ...(m.creationTimestamp ? { creationTimestamp: m.creationTimestamp } : {}),
+  };
+}
+
+/**
+ * Other pods are cached only for "who mounts this claim" and "is it still running": metadata without annotations, the
+ * PVC volumes and the phase. Their containers, env and status details (most of a pod's size) are dropped.
+ */
+export function trimPod(o: KubeObject): KubeObject {
+  const p = o as Pod;
+  if (isCdiPod(p)) return o;
+  const m = p.metadata ?? {};
+  const trimmed: Pod = {
+    apiVersion: p.apiVersion,
+    kind: p.kind,
+    metadata: {
+      ...identity(m),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    spec: {
+      containers: [],
+      volumes: (p.spec?.volumes ?? [])
+        .filter((v) => v.persistentVolumeClaim)
+        .map((v) => ({ name: v.name, persistentVolumeClaim: v.persistentVolumeClaim })),
+      ...(p.spec?.nodeName ? { nodeName: p.spec.nodeName } : {}),
+    },
+    status: { ...(p.status?.phase ? { phase: p.status.phase } : {}) },
+  };
+  return trimmed;
+}
+
+/** Events about PVCs: only what the Bound condition reads. */
+export function trimEvent(o: KubeObject): KubeObject {
+  const e = o as KubeObject & {
+    involvedObject?: { kind?: string; name?: string; namespace?: string; uid?: string };
+    reason?: string;
+    message?: string;
+    type?: string;
+    lastTimestamp?: string;
+    eventTime?: string;
+    firstTimestamp?: string;
+    count?: number;
+  };
+  const m = e.metadata ?? {};
+  return {
+    apiVersion: e.apiVersion,
+    kind: e.kind,
+    metadata: identity(m),
+    involvedObject: {
+      kind: e.involvedObject?.kind,
+      name: e.involvedObject?.name,
+      namespace: e.involvedObject?.namespace,
+      uid: e.involvedObject?.uid,
+    },
+    reason: e.reason,
+    message: e.message,
+    type: e.type,
+    ...(e.lastTimestamp ? { lastTimestamp: e.lastTimestamp } : {}),
+    ...(e.eventTime ? { eventTime: e.eventTime } : {}),
+    ...(e.firstTimestamp ? { firstTimestamp: e.firstTimestamp } : {}),
+    ...(e.count !== undefined ? { count: e.count } : {}),
+  } as KubeObject;
+}
+
+/** The events the Bound condition reads: about PVCs, not our own (the PV controller's and the provisioner's). */
+export const PvcEventsSelector = (ownComponent: string): string =>
+  `involvedObject.kind=PersistentVolumeClaim,source!=${ownComponent}`;
+
+/** Registers the informers and indexes every CDI controller reads from. */
+export function registerCdiCache(cache: Cache, ownComponent: string): void {
+  cache.informer(Res.dataVolume);
+  cache.informer(Res.pvc);
+  cache.informer(Res.pod, { transform: trimPod });
+  cache.informer(Res.storageClass);
+  cache.informer(Res.storageProfile);
+  cache.informer(Res.cdiConfig);
+  cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
+  cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
+
+  cache.addIndex(Res.pod, ControllerUidIndex, controllerUid);
+  cache.addIndex(Res.pod, PodClaimIndex, podClaims);
+  cache.addIndex(Res.pvc, ControllerUidIndex, controllerUid);
+  cache.addIndex<Pvc>(Res.pvc, ImportPvcIndex, (p) => (importInFlight(p) ? [Active] : []));
+  cache.addIndex(Res.event, InvolvedUidIndex, involvedUid);
+  cache.addIndex<DataVolume>(Res.dataVolume, DvClassIndex, (dv) =>
+    finished(dv) ? [] : [dvRequestedClass(dv)],
+  );
+  cache.addIndex<DataVolume>(Res.dataVolume, DvActiveIndex, (dv) => (finished(dv) ? [] : [Active]));
+}

@@ -2,6 +2,8 @@
 // Prometheus /metrics on one plain-HTTP port (default 8080).
 //   KUBECONFIG or --kubeconfig <path>   out of cluster; otherwise the in-cluster service account
 //   IMPORTER_IMAGE                      image of the importer pods (default localhost:5000/cdi-importer:latest)
+//   UPLOADSERVER_IMAGE, CLONER_IMAGE    images of a host-assisted clone's target and source pods (default: beside
+//                                       IMPORTER_IMAGE, cdi-uploadserver and cdi-cloner of the same tag)
 //   PULL_POLICY                         their imagePullPolicy (default IfNotPresent)
 //   VERBOSITY                           passed to importer pods as -v=<n> when set
 //   POD_NAMESPACE / POD_NAME            lease namespace (default "cdi") and identity (default hostname-pid)
@@ -107,6 +109,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         client: kube,
         log,
         importerImage: process.env['IMPORTER_IMAGE'] || 'localhost:5000/cdi-importer:latest',
+        ...(process.env['UPLOADSERVER_IMAGE']
+          ? { uploadServerImage: process.env['UPLOADSERVER_IMAGE'] }
+          : {}),
+        ...(process.env['CLONER_IMAGE'] ? { clonerImage: process.env['CLONER_IMAGE'] } : {}),
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),
         instance: identity,

@@ -4,6 +4,7 @@
 // deploy/cdi/*.yaml, snapshot-tested so a change to a rule or a field shows up in review. Names follow upstream where
 // a user may look for them (cdi-deployment, cdi-sa).
 import YAML from 'yaml';
+import { siblingImage } from '../api/naming.ts';
 import { userClusterRoles } from './rbac.ts';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
@@ -60,6 +61,11 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
+ * - clones: PVCs deleted (a smart clone's temporary claim beside a source in another namespace); PVs read and patched
+ *   (Retain and claimRef while a cloned volume moves to its target); secrets and services created and deleted (the
+ *   upload server's TLS material and Service, a clone source pod's client certificate; the CAs and the token
+ *   signing key read in CDI's namespace); VolumeSnapshots (smart clones' temporary ones; a snapshot source and its
+ *   content read); CDI read for cloneStrategyOverride
  */
 export function clusterRules(): Obj[] {
   return [
@@ -73,10 +79,16 @@ export function clusterRules(): Obj[] {
       verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
     },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles/status'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
+    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: [''], resources: ['services'], verbs: ['get', 'create', 'delete'] },
+    // made and removed, never read outside CDI's namespace (the Role reads the CAs and the signing key there)
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotcontents'], verbs: ['get'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['cdis'], verbs: ['list'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotclasses'], verbs: ['list', 'watch'] },
     // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
@@ -107,6 +119,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       rules: [
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
         { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
       ],
     },
     {
@@ -138,6 +151,8 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
                 imagePullPolicy: o.pullPolicy,
                 env: [
                   { name: 'IMPORTER_IMAGE', value: o.importerImage },
+                  { name: 'UPLOADSERVER_IMAGE', value: siblingImage(o.importerImage, 'cdi-uploadserver') },
+                  { name: 'CLONER_IMAGE', value: siblingImage(o.importerImage, 'cdi-cloner') },
                   { name: 'PULL_POLICY', value: o.pullPolicy },
                   { name: 'HEALTH_PORT', value: '8080' },
                   { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },

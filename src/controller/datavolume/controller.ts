@@ -148,7 +148,7 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
 }
 
 /** Conditions, then a status write only if something changed, then the events upstream would emit for it. */
-async function writeStatus(
+export async function writeStatus(
   d: DvDeps,
   dv: DataVolume,
   status: NonNullable<DataVolume['status']>,

@@ -220,6 +220,8 @@ export function newPvcForDataVolume(
   dv: DataVolume,
   spec: V1PersistentVolumeClaimSpec,
   preallocationDefault: boolean,
+  /** The source's annotations; by default the import annotations (a clone passes its own). */
+  source?: Record<string, string>,
 ): Pvc {
   const labels: Record<string, string> = { [Label.app]: Label.appValue };
   if (spec.volumeMode !== 'Block') labels[Label.fillingUp] = Label.fillingUpValue;
@@ -231,9 +233,11 @@ export function newPvcForDataVolume(
   if (dv.spec.serviceAccountName) annotations[Ann.podServiceAccount] = dv.spec.serviceAccountName;
   annotations[Ann.preallocationRequested] = String(dv.spec.preallocation ?? preallocationDefault);
   annotations[Ann.createdForDataVolume] = dv.metadata.uid ?? '';
-  Object.assign(annotations, sourceAnnotations(dv));
-  // kubectl's bookkeeping belongs to the DV, not to the claim we create
+  Object.assign(annotations, source ?? sourceAnnotations(dv));
+  // kubectl's bookkeeping belongs to the DV, not to the claim we create; clone tokens are bound to the DV
   delete annotations['kubectl.kubernetes.io/last-applied-configuration'];
+  delete annotations[Ann.cloneToken];
+  delete annotations[Ann.extendedCloneToken];
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',

@@ -14,6 +14,14 @@ void test('http and blank are served by the import controller', () => {
     kind: 'http',
   });
   assert.deepEqual(checkSource(dv({ source: { blank: {} } })), { ok: true, kind: 'blank' });
+  assert.deepEqual(checkSource(dv({ source: { pvc: { namespace: 'ns', name: 'src' } } })), {
+    ok: true,
+    kind: 'pvc',
+  });
+  assert.deepEqual(checkSource(dv({ source: { snapshot: { namespace: 'ns', name: 's' } } })), {
+    ok: true,
+    kind: 'snapshot',
+  });
 });
 
 void test('every other source says it is not supported yet, by name', () => {
@@ -23,8 +31,6 @@ void test('every other source says it is not supported yet, by name', () => {
     gcs: { url: 'gs://b/o' },
     imageio: { url: 'https://e/ovirt-engine/api', secretRef: 's', diskId: 'd', certConfigMap: 'c' },
     vddk: { url: 'https://vc', uuid: 'u', backingFile: 'f', thumbprint: 't', secretRef: 's' },
-    pvc: { namespace: 'ns', name: 'src' },
-    snapshot: { namespace: 'ns', name: 'snap' },
     upload: {},
   };
   for (const [kind, source] of Object.entries(sources)) {

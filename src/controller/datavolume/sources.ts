@@ -23,7 +23,7 @@ export const SourceKinds = [
 export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
 
 /** The DataVolume controller that serves each source; undefined: not supported yet. */
-export const SourceController: Record<SourceKind, 'import' | undefined> = {
+export const SourceController: Record<SourceKind, 'import' | 'clone' | undefined> = {
   http: 'import',
   blank: 'import',
   s3: undefined,
@@ -31,8 +31,8 @@ export const SourceController: Record<SourceKind, 'import' | undefined> = {
   registry: undefined,
   imageio: undefined,
   vddk: undefined,
-  pvc: undefined,
-  snapshot: undefined,
+  pvc: 'clone',
+  snapshot: 'clone',
   upload: undefined,
   sourceRef: undefined,
 };

@@ -141,15 +141,18 @@ async function leftovers(dv: DataVolume, srcNs: string): Promise<string[]> {
   return out;
 }
 
+/** Sets CDI.spec.cloneStrategyOverride (the CR is made if missing); the cleanup puts back what was there. */
+let overrideRestore: (() => Promise<void>) | undefined;
 async function setOverride(strategy: string | undefined): Promise<void> {
   const existing = await client.getOrUndefined<KubeObject & { spec?: Record<string, unknown> }>(CDI, 'cdi');
   if (!existing) {
-    await client.create(CDI, {
-      metadata: { name: 'cdi' },
-      spec: strategy ? { cloneStrategyOverride: strategy } : {},
-    });
+    await client.create(CDI, { metadata: { name: 'cdi' }, spec: {} });
     cleanups.push(() => deleteIfExists(client, CDI, 'cdi'));
-    return;
+  } else if (!overrideRestore) {
+    const before = existing.spec?.['cloneStrategyOverride'] ?? null;
+    overrideRestore = () =>
+      client.mergePatch(CDI, 'cdi', { spec: { cloneStrategyOverride: before } }).then(() => undefined);
+    cleanups.push(overrideRestore);
   }
   await client.mergePatch(CDI, 'cdi', { spec: { cloneStrategyOverride: strategy ?? null } });
 }
@@ -217,7 +220,13 @@ before(async () => {
   // a class of the same driver whose profile asks for CSI clones
   const base = await client.get<KubeObject & Record<string, unknown>>(StorageClass, STORAGE_CLASS);
   await client.create(StorageClass, {
-    metadata: { name: CSI_CLASS, annotations: { [`${A}clone-strategy`]: 'csi-clone' } },
+    metadata: {
+      name: CSI_CLASS,
+      annotations: {
+        [`${A}clone-strategy`]: 'csi-clone',
+        [`${A}claim-property-sets`]: (base.metadata?.annotations ?? {})[`${A}claim-property-sets`] ?? '',
+      },
+    },
     provisioner: base['provisioner'],
     reclaimPolicy: 'Delete',
     volumeBindingMode: 'Immediate',

@@ -127,6 +127,14 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
     if (source.namespace !== namespace) return rebind(d, dv, source, pvc);
     return status(d, dv, pvc, progressPhase(strategy, source), undefined);
   }
+  // from another namespace: once the claim beside the source exists, its volume is what the target gets
+  if (
+    !pvc &&
+    source.namespace !== namespace &&
+    (strategy === CloneStrategy.Snapshot || strategy === CloneStrategy.CsiClone) &&
+    (await d.kube.get<Pvc>(Res.pvc, tmpClaimName(dv), source.namespace))
+  )
+    return rebind(d, dv, source, undefined);
 
   // Nothing made yet: find the source, size the target, pick the strategy.
   const [classes, profiles, config] = await Promise.all([

@@ -209,7 +209,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const tokens = o.tokens ?? signingKeyTokens(cdiNamespace);
   const cloneDv = controller('datavolume-clone-controller', workers, (kube, key) =>
     reconcileCloneDataVolume(
-      { kube, recorder: events, log: log('datavolume-clone-controller'), tokens },
+      { kube, recorder: events, log: log('datavolume-clone-controller'), tokens, progress: scraper },
       key,
     ),
   )
@@ -249,7 +249,10 @@ export function buildManager(o: ManagerOptions): Manager {
 
   const scraper = new ProgressScraper({
     kube: base,
-    onChange: (key) => datavolume.enqueue(key),
+    onChange: (key) => {
+      datavolume.enqueue(key);
+      cloneDv.enqueue(key);
+    },
     log: o.log.child({ component: 'progress' }),
     clock,
     ...(o.scrapeConcurrency ? { concurrency: o.scrapeConcurrency } : {}),

@@ -8,14 +8,13 @@ const sc = (name: string, provisioner: string, allowVolumeExpansion = true): Sto
   provisioner,
   allowVolumeExpansion,
 });
-const profile = (name: string, cloneStrategy?: string, snapshotClass?: string): StorageProfile =>
-  ({
-    metadata: { name },
-    status: {
-      ...(cloneStrategy ? { cloneStrategy } : {}),
-      ...(snapshotClass ? { snapshotClass } : {}),
-    },
-  });
+const profile = (name: string, cloneStrategy?: string, snapshotClass?: string): StorageProfile => ({
+  metadata: { name },
+  status: {
+    ...(cloneStrategy ? { cloneStrategy } : {}),
+    ...(snapshotClass ? { snapshotClass } : {}),
+  },
+});
 
 const GiB = 1n << 30n;
 const base = (over: Partial<StrategyInput> = {}): StrategyInput => ({

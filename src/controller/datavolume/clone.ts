@@ -40,9 +40,12 @@ import { writeStatus } from './controller.ts';
 import { ClaimNotValidError, newPvcForDataVolume, renderPvcSpec } from './render.ts';
 import { checkSource, SourceController } from './sources.ts';
 import type { DvEvent } from './status.ts';
+import { formatProgress, type ProgressSource } from './progress.ts';
 
 export interface CloneDvDeps {
   kube: Kube;
+  /** The source pod's progress while a host-assisted clone runs (ProgressScraper). */
+  progress?: ProgressSource;
   recorder: Recorder;
   log: Logger;
   tokens: TokenSource;
@@ -355,11 +358,13 @@ async function status(
   pvc: Pvc | undefined,
   phase: string,
   event: DvEvent | undefined,
+  progress?: number,
 ): Promise<void> {
   const next = structuredClone(dv.status ?? {});
   next.phase = phase;
   if (pvc) next.claimName = pvc.metadata?.name;
   if (phase === Phase.Succeeded) next.progress = '100.0%';
+  else if (progress !== undefined) next.progress = formatProgress(progress);
   else if (!next.progress) next.progress = 'N/A';
   const restarts = Number.parseInt(anns(pvc ?? {})[Ann.podRestarts] ?? '', 10);
   if (Number.isInteger(restarts) && restarts >= 0) next.restartCount = restarts;
@@ -376,22 +381,34 @@ async function status(
 async function hostStatus(d: CloneDvDeps, dv: DataVolume, pvc: Pvc): Promise<void> {
   const a = anns(pvc);
   const name = pvc.metadata?.name ?? '';
+  const key = `${dv.metadata.namespace}/${dv.metadata.name}`;
+  const what = `from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name}`;
+  if (a[Ann.podPhase] === 'Running' && a[Ann.cloneOf] !== 'true') {
+    // the source pod's kubevirt_cdi_clone_progress_total, read beside the reconcilers
+    d.progress?.track({
+      key,
+      ownerUID: dv.metadata.uid ?? '',
+      namespace: pvc.metadata?.namespace ?? '',
+      pvcName: name,
+    });
+    const event = {
+      type: 'Normal' as const,
+      reason: Reason.CloneInProgress,
+      message: `Cloning ${what} in progress`,
+    };
+    return status(d, dv, pvc, Phase.CloneInProgress, event, d.progress?.progress(key));
+  }
+  d.progress?.untrack(key);
   if (a[Ann.cloneOf] === 'true')
     return status(d, dv, pvc, Phase.Succeeded, {
       type: 'Normal',
       reason: Reason.CloneSucceeded,
-      message: `Successfully cloned from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name}`,
-    });
-  if (a[Ann.podPhase] === 'Running')
-    return status(d, dv, pvc, Phase.CloneInProgress, {
-      type: 'Normal',
-      reason: Reason.CloneInProgress,
-      message: `Cloning from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name} in progress`,
+      message: `Successfully cloned ${what}`,
     });
   return status(d, dv, pvc, Phase.CloneScheduled, {
     type: 'Normal',
     reason: Reason.CloneScheduled,
-    message: `Cloning from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name} scheduled`,
+    message: `Cloning ${what} scheduled`,
   });
 }
 

@@ -32,7 +32,8 @@ import {
   Reason,
 } from '../shared/constants.ts';
 import type { Recorder } from '../shared/events.ts';
-import { isHostClonePvc, PodClaimIndex } from '../shared/indexes.ts';
+import { isHostClonePvc } from '../shared/indexes.ts';
+import { podsUsingClaim, workerSecurityContext } from '../shared/pods.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
@@ -181,7 +182,11 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
 
   if (!succeeded && isReady(upload) && !sourcePod) {
     // someone else's pod using the source would see it change under the stream
-    const users = await podsUsing(d.kube, src);
+    const users = await podsUsingClaim(
+      d.kube,
+      src,
+      (p) => p.metadata?.labels?.[Label.component] === Label.cloneSourceValue,
+    );
     if (users.length > 0) {
       for (const u of users)
         await d.recorder.record(
@@ -263,22 +268,6 @@ export function incompatible(src: Pvc, target: Pvc): string | undefined {
     return undefined;
   }
   return undefined;
-}
-
-async function podsUsing(kube: Kube, src: Pvc): Promise<PodObj[]> {
-  const ns = src.metadata?.namespace ?? '';
-  const pods = (
-    await kube.list<PodObj>(Res.pod, {
-      namespace: ns,
-      index: { name: PodClaimIndex, value: `${ns}/${src.metadata?.name ?? ''}` },
-    })
-  ).items;
-  return pods.filter(
-    (p) =>
-      p.metadata?.labels?.[Label.component] !== Label.cloneSourceValue &&
-      p.status?.phase !== 'Succeeded' &&
-      p.status?.phase !== 'Failed',
-  );
 }
 
 /** Says on the PVC why the clone waits (once per new message: annotation and Warning event). */
@@ -413,13 +402,7 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
           ...(block
             ? { volumeDevices: [{ name: Pod.dataVolName, devicePath: Pod.blockPath }] }
             : { volumeMounts: [{ name: Pod.dataVolName, mountPath: SourceMount, readOnly: true }] }),
-          securityContext: {
-            allowPrivilegeEscalation: false,
-            capabilities: { drop: ['ALL'] },
-            runAsNonRoot: true,
-            runAsUser: Pod.qemuUid,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: workerSecurityContext(),
         },
       ],
       volumes: [

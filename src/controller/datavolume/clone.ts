@@ -29,7 +29,7 @@ import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../toke
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import { Ann, CDIConfigName, Finalizer, GroupVersion, Label, Phase, Reason } from '../shared/constants.ts';
 import type { Recorder } from '../shared/events.ts';
-import { PodClaimIndex } from '../shared/indexes.ts';
+import { podsUsingClaim } from '../shared/pods.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
@@ -37,7 +37,7 @@ import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../sha
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
 import type { TokenSource } from '../clone/tokens.ts';
 import { writeStatus } from './controller.ts';
-import { ClaimNotValidError, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import { ClaimNotValidError, dvOwnerRef, newPvcForDataVolume, renderPvcSpec } from './render.ts';
 import { checkSource, SourceController } from './sources.ts';
 import type { DvEvent } from './status.ts';
 import { formatProgress, type ProgressSource } from './progress.ts';
@@ -264,7 +264,7 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   }
 
   if (choice.strategy !== CloneStrategy.Copy) {
-    const users = await podsUsing(d.kube, src.kind === 'pvc' ? src.pvc : undefined);
+    const users = src.kind === 'pvc' ? await podsUsingClaim(d.kube, src.pvc, () => false) : [];
     if (users.length > 0) {
       return status(d, dv, undefined, Phase.CloneScheduled, {
         type: 'Warning',
@@ -506,18 +506,6 @@ function sourceNotReady(src: ReadSource): string | undefined {
   return undefined;
 }
 
-async function podsUsing(kube: Kube, src: Pvc | undefined): Promise<PodObj[]> {
-  if (!src) return [];
-  const ns = src.metadata?.namespace ?? '';
-  const pods = (
-    await kube.list<PodObj>(Res.pod, {
-      namespace: ns,
-      index: { name: PodClaimIndex, value: `${ns}/${src.metadata?.name ?? ''}` },
-    })
-  ).items;
-  return pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
-}
-
 async function ensureSnapshot(
   d: CloneDvDeps,
   dv: DataVolume,
@@ -538,16 +526,7 @@ async function ensureSnapshot(
       annotations: { [Ann.ownerRef]: `${dv.metadata.namespace}/${dv.metadata.name}` },
       ...(same
         ? {
-            ownerReferences: [
-              {
-                apiVersion: GroupVersion,
-                kind: 'DataVolume',
-                name: dv.metadata.name ?? '',
-                uid: dv.metadata.uid ?? '',
-                controller: true,
-                blockOwnerDeletion: true,
-              },
-            ],
+            ownerReferences: [dvOwnerRef(dv)],
           }
         : {}),
     },
@@ -610,16 +589,7 @@ async function rebind(
         namespace: dv.metadata.namespace,
         labels: { ...(tmp.metadata?.labels ?? {}), ...(dv.metadata.labels ?? {}) },
         annotations: { [Ann.createdForDataVolume]: dv.metadata.uid ?? '', [Ann.cloneType]: strategy },
-        ownerReferences: [
-          {
-            apiVersion: GroupVersion,
-            kind: 'DataVolume',
-            name: dv.metadata.name ?? '',
-            uid: dv.metadata.uid ?? '',
-            controller: true,
-            blockOwnerDeletion: true,
-          },
-        ],
+        ownerReferences: [dvOwnerRef(dv)],
       },
       spec: {
         ...(tmp.spec?.accessModes ? { accessModes: tmp.spec.accessModes } : {}),

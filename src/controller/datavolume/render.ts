@@ -246,17 +246,27 @@ export function newPvcForDataVolume(
       namespace: dv.metadata.namespace,
       labels,
       annotations,
-      ownerReferences: [
-        {
-          apiVersion: GroupVersion,
-          kind: 'DataVolume',
-          name: dv.metadata.name ?? '',
-          uid: dv.metadata.uid ?? '',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [dvOwnerRef(dv)],
     },
     spec,
+  };
+}
+
+/** The controller owner reference of what a DataVolume makes (its PVC, a smart clone's snapshot). */
+export function dvOwnerRef(dv: DataVolume): {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller: boolean;
+  blockOwnerDeletion: boolean;
+} {
+  return {
+    apiVersion: GroupVersion,
+    kind: 'DataVolume',
+    name: dv.metadata.name ?? '',
+    uid: dv.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
   };
 }

@@ -24,6 +24,7 @@ import {
 } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
+import { podsUsingClaim } from '../shared/pods.ts';
 import { InvolvedUidIndex, isImportPvc, PodClaimIndex, PvcEventsSelector } from '../shared/indexes.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
@@ -149,7 +150,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   if (!pod) {
     const a = anns(pvc);
     if (a[Ann.fatalError] === 'true' || pvc.metadata?.deletionTimestamp) return;
-    const users = await podsUsingPvc(d.kube, pvc);
+    const users = await podsUsingClaim(d.kube, pvc, (p) => isControlledBy(p, pvc));
     if (users.length > 0) {
       for (const u of users) {
         await d.recorder.record(
@@ -185,23 +186,6 @@ async function cleanupAfterCompletion(d: ImportDeps, pvc: Pvc): Promise<void> {
   if (pod && isControlledBy(pod, pvc) && !pod.metadata?.deletionTimestamp) {
     await d.kube.delete(Res.pod, podName, pvc.metadata?.namespace, pod.metadata?.uid);
   }
-}
-
-async function podsUsingPvc(kube: Kube, pvc: Pvc): Promise<PodObj[]> {
-  const ns = pvc.metadata?.namespace ?? '';
-  const pods = (
-    await kube.list<PodObj>(Res.pod, {
-      namespace: ns,
-      index: { name: PodClaimIndex, value: `${ns}/${pvc.metadata?.name ?? ''}` },
-    })
-  ).items;
-  return pods.filter(
-    (p) =>
-      !isControlledBy(p, pvc) &&
-      p.status?.phase !== 'Succeeded' &&
-      p.status?.phase !== 'Failed' &&
-      (p.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === pvc.metadata?.name),
-  );
 }
 
 async function createImporterPod(d: ImportDeps, pvc: Pvc, config: CDIConfig | undefined): Promise<void> {

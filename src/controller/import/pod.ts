@@ -3,6 +3,7 @@
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, ManagedLabels, Pod, Source } from '../shared/constants.ts';
+import { workerSecurityContext } from '../shared/pods.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
 
@@ -303,13 +304,7 @@ export function makeImporterPod(
     volumes.push({ name: `cdi-secret-extra-headers-vol-${i}`, secret: { secretName } });
   });
   if (mounts.length > 0) container.volumeMounts = mounts;
-  container.securityContext = {
-    allowPrivilegeEscalation: false,
-    capabilities: { drop: ['ALL'] },
-    runAsNonRoot: true,
-    runAsUser: Pod.qemuUid,
-    seccompProfile: { type: 'RuntimeDefault' },
-  };
+  container.securityContext = workerSecurityContext();
 
   const a = anns(pvc);
   const annotations: Record<string, string> = { [Ann.createdBy]: 'yes' };

@@ -20,6 +20,7 @@ import { BundleKey } from '../../certs/reconcile.ts';
 import { issueServerCert, parseSigner, validityFrom, type Signer } from '../../certs/pki.ts';
 import { Ann, Label, ManagedLabels, Pod } from './constants.ts';
 import { isAlreadyExists, Res, type Kube, type Resource } from './client.ts';
+import { workerSecurityContext } from './pods.ts';
 import { stringQuantities } from './quantity.ts';
 import type { ResourceRequirements } from './types.ts';
 
@@ -180,13 +181,7 @@ export function makeUploadServerPod(pvc: Pvc, o: UploadServerOptions): PodObj {
             ...(block ? [] : [{ name: Pod.dataVolName, mountPath: Pod.dataDir }]),
           ],
           ...(block ? { volumeDevices: [{ name: Pod.dataVolName, devicePath: Pod.blockPath }] } : {}),
-          securityContext: {
-            allowPrivilegeEscalation: false,
-            capabilities: { drop: ['ALL'] },
-            runAsNonRoot: true,
-            runAsUser: Pod.qemuUid,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: workerSecurityContext(),
         },
       ],
       volumes: [

@@ -6,8 +6,9 @@
 #                                          (ldd), plus busybox for the other tools (grep, sed, tar, vi, ...)
 #   localhost:5000/cdi-importer:<tag>      cdi-base + one app layer (src/, bin/, production node_modules)
 #   localhost:5000/cdi-controller:<tag>    the same layers, another entrypoint
-#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>   the same, their entrypoints
 #   localhost:5000/cdi-operator:<tag>      the same, the operator's entrypoint
+#   localhost:5000/cdi-apiserver:<tag>, cdi-uploadproxy:<tag>, cdi-uploadserver:<tag>, cdi-cloner:<tag>
+#                                          the same, their entrypoints (cdi-cloner: the host-assisted clone source pod)
 # <tag> is "dev" and the app layer's content hash; a code change rebuilds and pushes only the app layer.
 # The hash is written to .cluster/images.env (CDI_IMAGE_TAG=...) for deploy scripts.
 #   hack/images/build.sh --rev <git-rev>   the app images of another commit (its src/, bin/, package.json; the
@@ -148,7 +149,7 @@ APP_TAG=$( (
 
 # one image per entrypoint, of those the tree has (an older commit built with --rev may have fewer)
 COMPONENTS=()
-for c in importer controller apiserver uploadproxy uploadserver operator; do
+for c in importer controller apiserver uploadproxy uploadserver cloner operator; do
   [ -f "$SRC_ROOT/src/cmd/$c.ts" ] && COMPONENTS+=("$c")
 done
 all_exist() { local c; for c in "${COMPONENTS[@]}"; do image_exists "cdi-$c" "$APP_TAG" || return 1; done; }

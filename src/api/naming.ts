@@ -37,3 +37,8 @@ export function serviceName(resource: string): string {
   const base = resource.replaceAll('.', '-');
   return base.length <= DNS1035LabelMax ? base : getName(base, 'cdi', DNS1035LabelMax);
 }
+
+/** Another image of the same build: `<registry>/cdi-importer:<tag>` → `<registry>/<name>:<tag>`. */
+export function siblingImage(importerImage: string, name: string): string {
+  return importerImage.replace(/cdi-importer(?=[:@]|$)/, name);
+}

@@ -10,6 +10,7 @@
 import { readKeyPair, followTls, tlsProfileFromEnv } from '../certs/tls.ts';
 import { jsonLogger, KubeClient } from '../kube/index.ts';
 import { getOrCreateSigningKey } from '../token/keys.ts';
+import { CloneTokenIssuer, CloneTokenLifetimeMs } from '../token/clone.ts';
 import { TokenGenerator, UploadTokenIssuer, UploadTokenLifetimeMs } from '../token/token.ts';
 import { processKubeConfig, processNamespace } from '../cmd/kubeconfig.ts';
 import { readAuthConfig, type AuthConfig } from './authn.ts';
@@ -41,7 +42,11 @@ export async function startApiServer(argv: string[], env: Env = process.env): Pr
     tokens: new TokenGenerator(UploadTokenIssuer, privateKey, UploadTokenLifetimeMs),
     authConfig: () => auth,
     tls: { ...tls, ...tlsProfileFromEnv(env) },
-    webhooks: webhooks({ kube, namespace }),
+    webhooks: webhooks({
+      kube,
+      namespace,
+      cloneTokens: new TokenGenerator(CloneTokenIssuer, privateKey, CloneTokenLifetimeMs),
+    }),
     log: say,
   });
   const port = await server.listen(Number(env.LISTEN_PORT ?? 8443), env.LISTEN_ADDRESS ?? '0.0.0.0');

@@ -3,7 +3,8 @@
 // for the kubelet's probes (docs/adr/0040-metrics-endpoint.md).
 //   KUBECONFIG or --kubeconfig <path>   out of cluster; otherwise the in-cluster service account
 //   IMPORTER_IMAGE                      image of the importer pods (default localhost:5000/cdi-importer:latest)
-//   UPLOADSERVER_IMAGE                  image of the upload server pods (default: cdi-uploadserver beside the importer)
+//   UPLOADSERVER_IMAGE, CLONER_IMAGE    images of a host-assisted clone's target and source pods (default: beside
+//                                       IMPORTER_IMAGE, cdi-uploadserver and cdi-cloner of the same tag)
 //   PULL_POLICY                         their imagePullPolicy (default IfNotPresent)
 //   CDI_CERTIFICATES                    "reconcile" (default): create and rotate the upload certificates in
 //                                       POD_NAMESPACE; "read": only read them (when the operator owns them)
@@ -136,6 +137,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
           ? { uploadServerImage: process.env['UPLOADSERVER_IMAGE'] }
           : {}),
         certificates: process.env['CDI_CERTIFICATES'] === 'read' ? 'read' : 'reconcile',
+        ...(process.env['CLONER_IMAGE'] ? { clonerImage: process.env['CLONER_IMAGE'] } : {}),
         pullPolicy: process.env['PULL_POLICY'] || 'IfNotPresent',
         ...(process.env['VERBOSITY'] ? { verbose: process.env['VERBOSITY'] } : {}),
         instance: identity,

@@ -22,10 +22,18 @@ import {
   type Reconciler,
   type RuntimeMetrics,
 } from '../kube/index.ts';
+import { siblingImage } from '../api/naming.ts';
 import { ClusterKube, Res, type Kube, type Reads } from './shared/client.ts';
 import { CDIConfigName, Component } from './shared/constants.ts';
 import type { Recorder } from './shared/events.ts';
-import { Active, isImportPvc, isUploadPvc, registerCdiCache, UploadPvcIndex } from './shared/indexes.ts';
+import {
+  Active,
+  cloneSourceKey,
+  isImportPvc,
+  isUploadPvc,
+  registerCdiCache,
+  UploadPvcIndex,
+} from './shared/indexes.ts';
 import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
@@ -35,9 +43,20 @@ import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
 import { UploadCertificates } from './upload/certs.ts';
 import { reconcileUpload } from './upload/controller.ts';
+import { reconcileCloneDataVolume } from './datavolume/clone.ts';
+import { reconcileHostClone } from './clone/host.ts';
+import { signingKeyTokens, type TokenSource } from './clone/tokens.ts';
+import { OptionalWatch } from './shared/optionalwatch.ts';
 import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
 import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 import {
+  cloneDvsForPod,
+  cloneDvsForPv,
+  cloneDvsForPvc,
+  cloneDvsForSnapshot,
+  hostCloneForDv,
+  hostClonesForPod,
+  hostClonesForPvc,
   dvsForConfig,
   dvsForStorageClass,
   dvsForStorageProfile,
@@ -54,9 +73,12 @@ export interface ManagerOptions {
   client: KubeClient;
   log: Logger;
   importerImage: string;
-  /** The upload server pods' image (UPLOADSERVER_IMAGE); default: the importer image's cdi-uploadserver sibling. */
+  /** The upload server (a host-assisted clone's target) and cloner (its source) images. */
   uploadServerImage?: string;
+  clonerImage?: string;
   pullPolicy: string;
+  /** Clone tokens; by default the key pair in <cdiNamespace>/cdi-api-signing-key. */
+  tokens?: TokenSource;
   verbose?: string;
   /** Workload node placement for worker pods (upstream CDI.spec.workload.nodeSelector). */
   workloadNodeSelector?: Record<string, string>;
@@ -260,9 +282,55 @@ export function buildManager(o: ManagerOptions): Manager {
 
   dvController('datavolume-upload-controller', 'upload');
 
+  // clones: the DataVolume side (strategy, smart clones, rebind) and the host-assisted PVC side (pods)
+  const cdiNamespace = o.cdiNamespace ?? 'cdi';
+  const tokens = o.tokens ?? signingKeyTokens(cdiNamespace);
+  const cloneDv = controller('datavolume-clone-controller', workers, (kube, key) =>
+    reconcileCloneDataVolume(
+      { kube, recorder: events, log: log('datavolume-clone-controller'), tokens, progress: scraper },
+      key,
+    ),
+  )
+    .watch(dvs, (dv) => (cloneSourceKey(dv) ? keyOf(dv) : undefined))
+    .watch(pvcs, (p) => cloneDvsForPvc(cache, p))
+    .watch(pods, (p) => cloneDvsForPod(cache, p))
+    .watch(pvs, (pv) => cloneDvsForPv(cache, pv));
+  const snapshots = new OptionalWatch<KubeObject>({
+    client: o.client,
+    resource: Res.volumeSnapshot,
+    logger: log('datavolume-clone-controller'),
+    notServed: 'VolumeSnapshots are not served (no CSI snapshotter): snapshot clones wait for one',
+    changed: (snap) => {
+      for (const k of cloneDvsForSnapshot(cache, snap)) cloneDv.enqueue(k);
+    },
+  });
+  controller('clone-controller', workers, (kube, key) =>
+    reconcileHostClone(
+      {
+        kube,
+        recorder: events,
+        log: log('clone-controller'),
+        tokens,
+        cdiNamespace,
+        uploadServerImage: o.uploadServerImage ?? siblingImage(o.importerImage, 'cdi-uploadserver'),
+        clonerImage: o.clonerImage ?? siblingImage(o.importerImage, 'cdi-cloner'),
+        pullPolicy: o.pullPolicy,
+        ...(o.verbose ? { verbose: o.verbose } : {}),
+        ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
+      },
+      key,
+    ),
+  )
+    .watch(pvcs, (p) => hostClonesForPvc(cache, p))
+    .watch(pods, (p) => hostClonesForPod(cache, p))
+    .watch(dvs, (dv) => hostCloneForDv(cache, dv));
+
   const scraper = new ProgressScraper({
     kube: base,
-    onChange: (key) => datavolume.enqueue(key),
+    onChange: (key) => {
+      datavolume.enqueue(key);
+      cloneDv.enqueue(key);
+    },
     log: o.log.child({ component: 'progress' }),
     clock,
     ...(o.scrapeConcurrency ? { concurrency: o.scrapeConcurrency } : {}),
@@ -278,12 +346,13 @@ export function buildManager(o: ManagerOptions): Manager {
     async run(signal: AbortSignal): Promise<void> {
       cache.start();
       snapshotClasses.start();
+      snapshots.start();
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
         await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal), certs.run(signal)]);
       } finally {
-        await Promise.all([cache.stop(), snapshotClasses.stop()]);
+        await Promise.all([cache.stop(), snapshotClasses.stop(), snapshots.stop()]);
         await recorder.flush();
       }
     },

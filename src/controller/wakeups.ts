@@ -15,9 +15,12 @@ import {
   Active,
   DvActiveIndex,
   DvClassIndex,
+  DvCloneSourceIndex,
+  HostCloneSourceIndex,
   ImportPvcIndex,
   importInFlight,
   isCdiPod,
+  isHostClonePvc,
   isImportPvc,
   isUploadPvc,
   uploadInFlight,
@@ -100,4 +103,75 @@ function pendingPvcForEvent(cache: Cache, event: KubeObject, is: (pvc: Pvc) => b
   if (!inv?.name || !inv.namespace) return undefined;
   const pvc = cache.get<Pvc>(Res.pvc, inv.name, inv.namespace);
   return pvc && is(pvc) && pvc.status?.phase === 'Pending' ? keyOf(pvc) : undefined;
+}
+
+// ---- clones ----
+
+const byIndex = (
+  cache: Cache,
+  r: typeof Res.pvc | typeof Res.dataVolume,
+  name: string,
+  value: string,
+): string[] => keys(cache.list(r, { index: { name, value } }));
+
+/** A clone's temporary object or pod names the target it works for (upstream AnnOwnerRef). */
+const ownerRefKey = (o: KubeObject): string | undefined => o.metadata?.annotations?.[Ann.ownerRef];
+
+/** A PVC wakes its DataVolume, the DataVolume a temporary claim works for, and the clones waiting for it as a source. */
+export function cloneDvsForPvc(cache: Cache, pvc: Pvc): string[] {
+  const out = [ownerKey(pvc, 'DataVolume'), ownerRefKey(pvc)].filter((k): k is string => k !== undefined);
+  return [...out, ...byIndex(cache, Res.dataVolume, DvCloneSourceIndex, keyOf(pvc))];
+}
+
+/** Someone's pod that mounts a clone source: the smart clones waiting for it to go (CloneSourceInUse). */
+export function cloneDvsForPod(cache: Cache, pod: Pod): string[] {
+  if (isCdiPod(pod)) return [];
+  return podClaims(pod).flatMap((k) => byIndex(cache, Res.dataVolume, DvCloneSourceIndex, k));
+}
+
+/** A volume being moved to its target: the DataVolume of the claim it is bound to. */
+export function cloneDvsForPv(cache: Cache, pv: KubeObject): string[] {
+  const ref = (pv as { spec?: { claimRef?: { namespace?: string; name?: string } } }).spec?.claimRef;
+  if (!ref?.name || !ref.namespace) return [];
+  const pvc = cache.get<Pvc>(Res.pvc, ref.name, ref.namespace);
+  return pvc
+    ? [ownerKey(pvc, 'DataVolume'), ownerRefKey(pvc)].filter((k): k is string => k !== undefined)
+    : [];
+}
+
+/** A VolumeSnapshot: the DataVolume a temporary one works for, and those cloning from it. */
+export function cloneDvsForSnapshot(cache: Cache, snap: KubeObject): string[] {
+  const own = ownerRefKey(snap);
+  return [
+    ...(own ? [own] : []),
+    ...byIndex(cache, Res.dataVolume, DvCloneSourceIndex, `snapshot:${keyOf(snap)}`),
+  ];
+}
+
+/** The upload server wakes its PVC, a source pod its target, someone's pod the clones of the claims it mounts. */
+export function hostClonesForPod(cache: Cache, pod: Pod): string[] {
+  if (isCdiPod(pod)) {
+    const own = ownerRefKey(pod);
+    if (own) return [own];
+    const owner = ownerKey(pod, 'PersistentVolumeClaim');
+    const pvc = owner
+      ? cache.get<Pvc>(Res.pvc, owner.slice(owner.indexOf('/') + 1), pod.metadata?.namespace)
+      : undefined;
+    return pvc && isHostClonePvc(pvc) ? [keyOf(pvc)] : [];
+  }
+  return podClaims(pod).flatMap((k) => byIndex(cache, Res.pvc, HostCloneSourceIndex, k));
+}
+
+/** A clone target PVC itself, and the clones waiting for this PVC as their source. */
+export function hostClonesForPvc(cache: Cache, pvc: Pvc): string[] {
+  return [
+    ...(isHostClonePvc(pvc) ? [keyOf(pvc)] : []),
+    ...byIndex(cache, Res.pvc, HostCloneSourceIndex, keyOf(pvc)),
+  ];
+}
+
+/** A DataVolume holds its claim's clone grant: its change wakes that claim. */
+export function hostCloneForDv(cache: Cache, dv: KubeObject): string | undefined {
+  const pvc = cache.get<Pvc>(Res.pvc, dv.metadata?.name ?? '', dv.metadata?.namespace);
+  return pvc && isHostClonePvc(pvc) ? keyOf(pvc) : undefined;
 }

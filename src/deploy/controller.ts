@@ -5,6 +5,7 @@
 // `npm run gen` writes what it installs for the default resource into deploy/cdi/ for review (snapshot-tested, so a
 // change to a rule or a field shows up in a diff).
 import { DefaultMetricsCertDir as MetricsCertDir, HealthPort, MetricsPort } from '../monitoring/server.ts';
+import { siblingImage } from '../api/naming.ts';
 import { userClusterRoles } from './rbac.ts';
 import {
   AllowClusterServicesLabel,
@@ -96,6 +97,11 @@ export function imagesFrom(
  * - services: watch; create the upload server's Service cdi-upload-<pvc> (owned by the PVC), delete it after the
  *   upload; secrets: create the upload pod's certificate Secret (owned by the pod), delete it when the pod is
  *   replaced at its deadline; in CDI's namespace (the Role) the CAs, bundles and leaves of the upload path
+ * - clones: PVCs deleted (a smart clone's temporary claim beside a source in another namespace); PVs read and patched
+ *   (Retain and claimRef while a cloned volume moves to its target); secrets and services created and deleted (the
+ *   upload server's TLS material and Service, a clone source pod's client certificate; the CAs and the token
+ *   signing key read in CDI's namespace); VolumeSnapshots (smart clones' temporary ones; a snapshot source and its
+ *   content read); CDI read for cloneStrategyOverride
  */
 export function clusterRules(): Obj[] {
   return [
@@ -109,10 +115,17 @@ export function clusterRules(): Obj[] {
       verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
     },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles/status'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
+    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    // the upload server's Service cdi-upload-<pvc> (uploads and clone targets; ADR 0044)
+    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    // made and removed, never read outside CDI's namespace (the Role reads the CAs and the signing key there)
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotcontents'], verbs: ['get'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['cdis'], verbs: ['list'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotclasses'], verbs: ['list', 'watch'] },
     // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
@@ -124,9 +137,6 @@ export function clusterRules(): Obj[] {
     // the metrics endpoint's delegated authentication and authorization
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
-    // the upload server's Service cdi-upload-<pvc> and its certificate Secret (ADR 0044)
-    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
-    { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
   ];
 }
 
@@ -150,8 +160,9 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     { name: 'IMPORTER_IMAGE', value: o.importerImage },
     {
       name: 'UPLOADSERVER_IMAGE',
-      value: o.uploadServerImage ?? o.importerImage.replace(/cdi-importer(?=[:@]|$)/, 'cdi-uploadserver'),
+      value: o.uploadServerImage ?? siblingImage(o.importerImage, 'cdi-uploadserver'),
     },
+    { name: 'CLONER_IMAGE', value: siblingImage(o.importerImage, 'cdi-cloner') },
     { name: 'UPLOADPROXY_SERVICE', value: 'cdi-uploadproxy' },
     { name: 'PULL_POLICY', value: o.pullPolicy },
     ...(o.verbosity !== undefined ? [{ name: 'VERBOSITY', value: o.verbosity }] : []),

@@ -124,8 +124,11 @@ function rbac(o: UploadDeployOptions, name: string, clusterRules: Obj[], nsRules
 
 /**
  * What cdi-apiserver does, rule by rule:
- * - subjectaccessreviews: may the user create the PVC an upload token is asked for
+ * - subjectaccessreviews: may the user create the PVC an upload token is asked for; may a DataVolume's user clone
+ *   its source (datavolume-mutate, pvc-clone-mutate)
  * - persistentvolumeclaims get: datavolume-validate refuses a DataVolume whose claim exists already
+ * - namespaces get: the clone webhooks check that a clone source's namespace exists
+ * - datasources get: a sourceRef's clone source (datavolume-mutate)
  * - datavolumes list: cdi-validate counts them (BlockUninstallIfWorkloadsExist)
  * - cdiconfigs get: the feature gates (claim adoption), pvc-mutate's filesystem overhead
  * - storageprofiles, storageclasses get/list: pvc-mutate completes a PVC from its StorageProfile
@@ -136,7 +139,9 @@ export function apiServerClusterRules(): Obj[] {
   return [
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
+    { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['list'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs', 'storageprofiles'], verbs: ['get', 'list'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list'] },
   ];

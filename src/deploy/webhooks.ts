@@ -3,6 +3,8 @@
 // names, paths, rules, failure policies and timeouts. The operator renders a (Validating|Mutating)WebhookConfiguration
 // for each entry once cdi-apiserver's CA bundle exists; cdi-apiserver serves each `path` (src/apiserver/webhooks).
 // A new webhook is one entry here and one handler file there (a test checks that every path has a handler).
+// Ours beside upstream's: pvc-clone-mutate (the older k8s.io/CloneRequest PVC API, secured; docs/clone.md), which
+// selects its PVCs with a matchCondition so that only PVCs asking for a clone depend on cdi-apiserver being up.
 import type { Obj } from './common.ts';
 import { labelsOf } from './common.ts';
 
@@ -54,6 +56,38 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
     timeoutSeconds: 30,
   },
   {
+    configuration: 'cdi-api-datavolume-mutate',
+    type: 'Mutating',
+    name: 'datavolume-mutate.cdi.kubevirt.io',
+    path: '/datavolume-mutate',
+    rules: [cdiRule(['datavolumes'], ['CREATE', 'UPDATE'])],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+  },
+  {
+    configuration: 'cdi-api-pvc-clone-mutate',
+    type: 'Mutating',
+    name: 'pvc-clone-mutate.cdi.kubevirt.io',
+    path: '/pvc-clone-mutate',
+    rules: [
+      {
+        operations: ['CREATE', 'UPDATE'],
+        apiGroups: [''],
+        apiVersions: ['v1'],
+        resources: ['persistentvolumeclaims'],
+        scope: '*',
+      },
+    ],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+    matchConditions: [
+      {
+        name: 'clone-request',
+        expression: "has(object.metadata.annotations) && 'k8s.io/CloneRequest' in object.metadata.annotations",
+      },
+    ],
+  },
+  {
     configuration: 'cdi-api-pvc-mutate',
     type: 'Mutating',
     name: 'pvc-mutate.cdi.kubevirt.io',
@@ -68,29 +102,46 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
   },
 ];
 
+/** How tests register the webhooks of a cdi-apiserver they run themselves (the operator's are the Service's). */
+export interface WebhookTarget {
+  /** The clientConfig for a path (default: the cdi-api Service of the CDI namespace, with the CA bundle). */
+  clientConfig?: (path: string) => Obj;
+  /** Replaces the `cdi-api-` prefix of the configuration names. */
+  namePrefix?: string;
+  /** Default: every namespace. */
+  namespaceSelector?: Obj;
+}
+
 /** The webhook configurations for `bundlePem` (cdi-apiserver's CA bundle), those `config` enables. */
 export function webhookConfigurations(
   namespace: string,
   bundlePem: string,
   config: { webhookPvcRendering?: string } | undefined,
   registrations: readonly WebhookRegistration[] = WebhookRegistrations,
+  target: WebhookTarget = {},
 ): Obj[] {
   const caBundle = Buffer.from(bundlePem).toString('base64');
+  const clientConfig =
+    target.clientConfig ??
+    ((path: string): Obj => ({ service: { namespace, name: 'cdi-api', path, port: 443 }, caBundle }));
   return registrations
     .filter((r) => r.enabled?.(config) ?? true)
     .map((r) => ({
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: `${r.type}WebhookConfiguration`,
-      metadata: { name: r.configuration, labels: labelsOf('cdi-api') },
+      metadata: {
+        name: target.namePrefix ? r.configuration.replace(/^cdi-api-/, target.namePrefix) : r.configuration,
+        labels: labelsOf('cdi-api'),
+      },
       webhooks: [
         {
           name: r.name,
           rules: r.rules,
-          clientConfig: { service: { namespace, name: 'cdi-api', path: r.path, port: 443 }, caBundle },
+          clientConfig: clientConfig(r.path),
           failurePolicy: r.failurePolicy,
           sideEffects: 'None',
           matchPolicy: 'Exact',
-          namespaceSelector: {},
+          namespaceSelector: target.namespaceSelector ?? {},
           objectSelector: r.objectSelector ?? {},
           ...(r.matchConditions?.length ? { matchConditions: r.matchConditions } : {}),
           timeoutSeconds: r.timeoutSeconds,
@@ -99,4 +150,25 @@ export function webhookConfigurations(
         },
       ],
     }));
+}
+
+/**
+ * The DataVolume and clone-authorization webhooks (datavolume-validate, datavolume-mutate, pvc-clone-mutate) for a
+ * cdi-apiserver a test runs itself, split by kind.
+ */
+export function cloneWebhookConfigurations(
+  target: WebhookTarget & { clientConfig: (path: string) => Obj },
+): { mutating: Obj[]; validating: Obj[] } {
+  const paths = ['/datavolume-validate', '/datavolume-mutate', '/pvc-clone-mutate'];
+  const all = webhookConfigurations(
+    '',
+    '',
+    undefined,
+    WebhookRegistrations.filter((r) => paths.includes(r.path)),
+    target,
+  );
+  return {
+    mutating: all.filter((c) => c['kind'] === 'MutatingWebhookConfiguration'),
+    validating: all.filter((c) => c['kind'] === 'ValidatingWebhookConfiguration'),
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * The importer pod's progress endpoint, as upstream: HTTPS (self-signed certificate made at start) on port 8443,
  * `GET /metrics` with the counter `kubevirt_cdi_import_progress_total{ownerUID}` whose value is the percentage done,
- * updated about once a second.
+ * updated about once a second. The clone source pod serves `kubevirt_cdi_clone_progress_total` the same way.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -49,17 +49,27 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+export const ProgressMetric = {
+  Import: { name: 'kubevirt_cdi_import_progress_total', help: 'The import progress in percentage' },
+  Clone: { name: 'kubevirt_cdi_clone_progress_total', help: 'The clone progress in percentage' },
+} as const;
+
 export async function startProgressMetrics(opts: {
   progress: Progress;
   ownerUID: string;
   port: number;
   host?: string;
   intervalMs?: number;
+  /** Default: the importer's. */
+  metric?: { name: string; help: string };
+  /** The CN of the self-signed serving certificate (default cdi-importer). */
+  certName?: string;
 }): Promise<MetricsServer> {
   const registry = new Registry();
+  const metric = opts.metric ?? ProgressMetric.Import;
   const counter = new Counter({
-    name: 'kubevirt_cdi_import_progress_total',
-    help: 'The import progress in percentage',
+    name: metric.name,
+    help: metric.help,
     labelNames: ['ownerUID'],
     registers: [registry],
   });
@@ -76,7 +86,7 @@ export async function startProgressMetrics(opts: {
   counter.inc({ ownerUID: opts.ownerUID }, 0);
   const timer = setInterval(update, opts.intervalMs ?? 1000);
   timer.unref();
-  const { cert, key } = await selfSignedCert('cdi-importer');
+  const { cert, key } = await selfSignedCert(opts.certName ?? 'cdi-importer');
   const server = https.createServer({ cert, key }, (req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();

@@ -13,6 +13,8 @@
  * Status codes as upstream: 401 without a verified client certificate whose CN is CLIENT_NAME, 503 while another
  * upload runs, 409 once an upload succeeded, 400 when the image does not fit, 500 for any other failure (the server
  * stays up for another try). Beyond upstream, both optional (docs/upload.md): `x-cdi-checksum` and resume.
+ * With `x-cdi-content-type: filesystem-clone | blockdevice-clone` on a sync (or archive) path the body is the
+ * target side of a host-assisted clone (./clone.ts; the clone stream of docs/adr/0041-clone-stream.md).
  */
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -34,6 +36,7 @@ import { describe, ErrorKind, ImportError } from '../importer/errors.ts';
 import { ContentType, runImport, type ImportResult } from '../importer/import.ts';
 import { StreamSource } from '../importer/source/stream.ts';
 import { UploadBody } from './body.ts';
+import { BadCloneStream, receiveClone } from './clone.ts';
 import { boundaryOf, filePart, MultipartError } from './multipart.ts';
 import { resolveTarget, type TargetPaths } from './target.ts';
 
@@ -130,6 +133,7 @@ export function streamErrorResponse(err: unknown): { status: number; body: strin
       body: `Saving stream failed: effective image size is larger than the reported available storage: ${describe(err)}`,
     };
   }
+  if (err instanceof BadCloneStream) return { status: 400, body: `Saving stream failed: ${describe(err)}` };
   if (err instanceof ImportError && err.kind === ErrorKind.Checksum) {
     return { status: 400, body: `Saving stream failed: ${describe(err)}` };
   }
@@ -203,6 +207,8 @@ export class UploadServer {
   private deadlineTimer: NodeJS.Timeout | undefined;
   /** Answers still being written: close() lets them reach the client first. */
   private readonly answering = new Set<ServerResponse>();
+  /** A clone stream being received (settles, never rejects). */
+  private cloning: Promise<void> | undefined;
 
   constructor(cfg: UploadServerConfig) {
     this.cfg = cfg;
@@ -273,7 +279,10 @@ export class UploadServer {
       this.log('deadline passed while a cut-off upload waited for its continuation; giving it up');
       s.body.fail(new ImportError(ErrorKind.Transfer, 'the upload server reached its deadline'));
     }
-    while (this.session) await this.session.settled;
+    while (this.session || this.cloning) {
+      if (this.session) await this.session.settled;
+      else await this.cloning;
+    }
     if (this.done) return;
     this.log('deadline passed with no upload; exiting');
     this.finish({ cloneTarget: false, preallocationApplied: false, deadlinePassed: true });
@@ -307,8 +316,8 @@ export class UploadServer {
       if (!this.clientVerified(req)) return send(res, 401);
       const clone = header(req, UploadHeader.ContentType);
       if (clone === CloneContentType.Filesystem || clone === CloneContentType.Block) {
-        // Slot for the target side of host-assisted clone (snappy-framed tar or raw device): the clone issue.
-        return send(res, 501, `host-assisted clone (${clone}) is not implemented in this upload server yet`);
+        if (!(sync || archive)) return send(res, 400, `a clone stream (${clone}) goes to ${UploadPath.Sync}`);
+        return await this.handleClone(req, res, clone);
       }
       await this.handleUpload(req, res, {
         mode: async || formAsync ? 'async' : 'sync',
@@ -320,6 +329,60 @@ export class UploadServer {
       this.log(`error handling ${req.method} ${req.url}: ${describe(e)}`);
       const { status, body } = streamErrorResponse(e);
       answerEarly(req, res, status, body);
+    }
+  }
+
+  /** The target side of a host-assisted clone: the body is a clone stream, written to the volume as it arrives. */
+  private async handleClone(req: IncomingMessage, res: ServerResponse, contentType: string): Promise<void> {
+    if (this.done) return send(res, 409, '', { connection: 'close' });
+    if (this.session || this.cloning) {
+      this.log('got a clone stream while another upload or clone runs');
+      return send(res, 503);
+    }
+    let settle!: () => void;
+    this.cloning = new Promise((r) => (settle = r));
+    this.log(`clone stream started (${contentType})`);
+    const started = Date.now();
+    try {
+      // not destroyed when the reader stops early: the error answer must still reach the client (below)
+      const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+      const r = await receiveClone(body, {
+        complete: () => req.complete,
+        paths: this.cfg.paths,
+        contentType,
+        filesystemOverhead: this.cfg.filesystemOverhead,
+        ...(this.cfg.imageSize !== undefined ? { imageSize: this.cfg.imageSize } : {}),
+        preallocation: this.cfg.preallocation,
+        log: this.log,
+      });
+      const secs = (Date.now() - started) / 1000;
+      this.log(
+        `clone done: ${r.kind} stream, ${r.entries} entries, ${r.dataBytes} data bytes in ${secs.toFixed(2)}s${r.diskSize !== undefined ? `, disk ${r.diskSize} bytes` : ''}`,
+      );
+      this.done = { cloneTarget: true, preallocationApplied: r.preallocationApplied, deadlinePassed: false };
+      clearTimeout(this.deadlineTimer);
+      send(res, 200);
+      this.finish(this.done);
+    } catch (e) {
+      this.log(`clone failed: ${describe(e)}`);
+      const { status, body } = streamErrorResponse(e);
+      if (req.complete || req.destroyed) {
+        send(res, status, body, { connection: 'close' });
+        return;
+      }
+      // The source is still sending: answer, and throw the rest away until it stops (it does once it reads the
+      // answer) rather than closing at once: a socket closed with unread bytes resets, and the answer could be lost
+      // on the way. A source that goes on is cut after 10 s. (Node would close the connection with the answer, as
+      // the body is not all read; keep-alive keeps it open while the rest is drained.)
+      res.shouldKeepAlive = true;
+      send(res, status, body);
+      req.resume();
+      const cut = setTimeout(() => req.socket.destroy(), 10_000);
+      cut.unref();
+      req.socket.once('close', () => clearTimeout(cut));
+    } finally {
+      this.cloning = undefined;
+      settle();
     }
   }
 
@@ -397,7 +460,7 @@ export class UploadServer {
       await s.settled;
       s = this.session;
     }
-    if (s) {
+    if (s || this.cloning) {
       this.log('got a concurrent upload request');
       return send(res, 503);
     }

@@ -5,6 +5,7 @@ import { WebhookRegistrations } from '../../deploy/webhooks.ts';
 import { checksumError, validateDataVolumeSpec } from './datavolume-validate.ts';
 import { webhooks } from './index.ts';
 import type { KubeClient } from '../../kube/index.ts';
+import type { TokenGenerator } from '../../token/token.ts';
 
 const size = (s: string | number) => ({ resources: { requests: { storage: s } } });
 const http = (url: string, extra: Record<string, unknown> = {}) => ({ http: { url, ...extra } });
@@ -201,6 +202,10 @@ void test("checksums as upstream's ParseAndValidate", () => {
 });
 
 void test('every webhook the operator registers is served by cdi-apiserver', () => {
-  const served = new Set(webhooks({ kube: {} as KubeClient, namespace: 'cdi' }).map((w) => w.path));
+  const served = new Set(
+    webhooks({ kube: {} as KubeClient, namespace: 'cdi', cloneTokens: {} as TokenGenerator }).map(
+      (w) => w.path,
+    ),
+  );
   for (const r of WebhookRegistrations) assert.ok(served.has(r.path), `${r.configuration} → ${r.path}`);
 });

@@ -3,18 +3,24 @@
  * ../admission.ts); add it to the list and its registration to src/deploy/webhooks.ts (the operator renders the
  * (Validating|Mutating)WebhookConfiguration from it; a test checks that every registered path is served). Upstream's
  * set, for the issues that bring them: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate,
- * /dataimportcron-validate, /populator-validate, /objecttransfer-validate.
+ * /dataimportcron-validate, /populator-validate, /objecttransfer-validate; and ours: /pvc-clone-mutate (the older
+ * PVC clone API, secured). The configuration entries each needs are in docs/clone.md.
  */
 import type { KubeClient } from '../../kube/index.ts';
+import type { TokenGenerator } from '../../token/token.ts';
 import type { Admitter } from '../admission.ts';
 import { cdiValidate } from './cdi-validate.ts';
+import { dataVolumeMutate, DataVolumeMutatePath } from './datavolume-mutate.ts';
 import { dataVolumeValidate } from './datavolume-validate.ts';
+import { pvcCloneMutate, PvcCloneMutatePath } from './pvc-clone-mutate.ts';
 import { pvcMutate } from './pvc-mutate.ts';
 
 export interface WebhookDeps {
   kube: KubeClient;
   /** The CDI namespace. */
   namespace: string;
+  /** Signs the short clone tokens (issuer cdi-apiserver, 5 minutes; src/token/clone.ts). */
+  cloneTokens: TokenGenerator;
 }
 
 export interface WebhookRoute {
@@ -27,5 +33,7 @@ export function webhooks(deps: WebhookDeps): WebhookRoute[] {
     { path: '/datavolume-validate', admit: dataVolumeValidate(deps) },
     { path: '/cdi-validate', admit: cdiValidate(deps) },
     { path: '/pvc-mutate', admit: pvcMutate(deps) },
+    { path: DataVolumeMutatePath, admit: dataVolumeMutate(deps) },
+    { path: PvcCloneMutatePath, admit: pvcCloneMutate(deps) },
   ];
 }

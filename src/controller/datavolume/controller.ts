@@ -193,7 +193,7 @@ async function copyVddkInfo(d: DvDeps, dv: DataVolume, pvc: Pvc): Promise<DataVo
 }
 
 /** Conditions, then a status write only if something changed, then the events upstream would emit for it. */
-async function writeStatus(
+export async function writeStatus(
   d: DvDeps,
   dv: DataVolume,
   status: NonNullable<DataVolume['status']>,

@@ -1,5 +1,6 @@
 // Import progress from the importer's Prometheus endpoint (upstream GetProgressReportFromURL): GET
-// https://<podIP>:8443/metrics, read kubevirt_cdi_import_progress_total{ownerUID="<uid>"}.
+// https://<podIP>:8443/metrics, read kubevirt_cdi_import_progress_total{ownerUID="<uid>"}; for a host-assisted clone
+// the source pod's kubevirt_cdi_clone_progress_total, the same way.
 // The importer serves a self-signed certificate that nothing could verify, so verification is off for this scrape
 // only, exactly as upstream's BuildHTTPClient does; the response is a percentage and carries nothing secret.
 //
@@ -52,6 +53,30 @@ export function importerMetricsUrl(pvc: Pvc, pod: PodObj | undefined): { url: st
   const l = pod.metadata?.labels ?? {};
   if (l[Label.app] !== Label.appValue || l[Label.component] !== Label.importerValue)
     return { reason: `pod ${name} does not carry the importer's labels` };
+  return podMetricsUrl(pod);
+}
+
+/**
+ * The metrics URL of a host-assisted clone's source pod: `<pvc uid>-source-pod` in the source's namespace (from
+ * k8s.io/CloneRequest), with the cloner's labels and the annotation naming this PVC as its target.
+ */
+export function cloneSourceMetricsUrl(
+  pvc: Pvc,
+  pod: PodObj | undefined,
+): { url: string } | { reason: string } {
+  const name = `${pvc.metadata?.uid ?? ''}-source-pod`;
+  if (!pod || pod.metadata?.name !== name) return { reason: `pod ${name} does not exist` };
+  const l = pod.metadata?.labels ?? {};
+  const target = `${pvc.metadata?.namespace}/${pvc.metadata?.name}`;
+  if (l[Label.app] !== Label.appValue || l[Label.component] !== Label.cloneSourceValue)
+    return { reason: `pod ${name} does not carry the cloner's labels` };
+  if (pod.metadata?.annotations?.[Ann.ownerRef] !== target)
+    return { reason: `pod ${name} does not work for ${target}` };
+  return podMetricsUrl(pod);
+}
+
+function podMetricsUrl(pod: PodObj): { url: string } | { reason: string } {
+  const name = pod.metadata?.name ?? '';
   if (pod.status?.phase !== 'Running') return { reason: `pod ${name} is not running` };
   const ip = pod.status.podIP;
   if (!ip) return { reason: `pod ${name} has no IP yet` };
@@ -248,9 +273,18 @@ export class ProgressScraper implements ProgressSource {
     let problem = '';
     try {
       const pvc = await this.o.kube.get<Pvc>(Res.pvc, pvcName, namespace);
-      const podName = pvc?.metadata?.annotations?.[Ann.importPod];
-      const pod = podName ? await this.o.kube.get<PodObj>(Res.pod, podName, namespace) : undefined;
-      const where = pvc ? importerMetricsUrl(pvc, pod) : { reason: `PVC ${pvcName} does not exist` };
+      const clone = pvc?.metadata?.annotations?.[Ann.cloneRequest];
+      let where: { url: string } | { reason: string };
+      if (!pvc) where = { reason: `PVC ${pvcName} does not exist` };
+      else if (clone) {
+        const srcNs = clone.slice(0, clone.indexOf('/'));
+        const pod = await this.o.kube.get<PodObj>(Res.pod, `${pvc.metadata?.uid ?? ''}-source-pod`, srcNs);
+        where = cloneSourceMetricsUrl(pvc, pod);
+      } else {
+        const podName = pvc.metadata?.annotations?.[Ann.importPod];
+        const pod = podName ? await this.o.kube.get<PodObj>(Res.pod, podName, namespace) : undefined;
+        where = importerMetricsUrl(pvc, pod);
+      }
       if ('reason' in where) problem = where.reason;
       else {
         const body = await (this.o.fetch ?? fetchMetrics)(where.url, {

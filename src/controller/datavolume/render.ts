@@ -226,6 +226,8 @@ export function newPvcForDataVolume(
   dv: DataVolume,
   spec: V1PersistentVolumeClaimSpec,
   preallocationDefault: boolean,
+  /** The source's annotations; by default the import annotations (a clone passes its own). */
+  source?: Record<string, string>,
 ): Pvc {
   const labels: Record<string, string> = { [Label.app]: Label.appValue };
   if (spec.volumeMode !== 'Block') labels[Label.fillingUp] = Label.fillingUpValue;
@@ -237,9 +239,11 @@ export function newPvcForDataVolume(
   if (dv.spec.serviceAccountName) annotations[Ann.podServiceAccount] = dv.spec.serviceAccountName;
   annotations[Ann.preallocationRequested] = String(dv.spec.preallocation ?? preallocationDefault);
   annotations[Ann.createdForDataVolume] = dv.metadata.uid ?? '';
-  Object.assign(annotations, initialCheckpointAnnotations(dv), sourceAnnotations(dv));
-  // kubectl's bookkeeping belongs to the DV, not to the claim we create
+  Object.assign(annotations, initialCheckpointAnnotations(dv), source ?? sourceAnnotations(dv));
+  // kubectl's bookkeeping belongs to the DV, not to the claim we create; clone tokens are bound to the DV
   delete annotations['kubectl.kubernetes.io/last-applied-configuration'];
+  delete annotations[Ann.cloneToken];
+  delete annotations[Ann.extendedCloneToken];
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
@@ -248,17 +252,27 @@ export function newPvcForDataVolume(
       namespace: dv.metadata.namespace,
       labels,
       annotations,
-      ownerReferences: [
-        {
-          apiVersion: GroupVersion,
-          kind: 'DataVolume',
-          name: dv.metadata.name ?? '',
-          uid: dv.metadata.uid ?? '',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [dvOwnerRef(dv)],
     },
     spec,
+  };
+}
+
+/** The controller owner reference of what a DataVolume makes (its PVC, a smart clone's snapshot). */
+export function dvOwnerRef(dv: DataVolume): {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller: boolean;
+  blockOwnerDeletion: boolean;
+} {
+  return {
+    apiVersion: GroupVersion,
+    kind: 'DataVolume',
+    name: dv.metadata.name ?? '',
+    uid: dv.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
   };
 }

@@ -24,7 +24,7 @@ export const SourceKinds = [
 export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
 
 /** The DataVolume controller that serves each source; undefined: not supported yet. */
-export const SourceController: Record<SourceKind, 'import' | 'upload' | undefined> = {
+export const SourceController: Record<SourceKind, 'import' | 'upload' | 'clone' | undefined> = {
   http: 'import',
   blank: 'import',
   s3: 'import',
@@ -32,8 +32,8 @@ export const SourceController: Record<SourceKind, 'import' | 'upload' | undefine
   registry: 'import',
   imageio: 'import',
   vddk: 'import',
-  pvc: undefined,
-  snapshot: undefined,
+  pvc: 'clone',
+  snapshot: 'clone',
   upload: 'upload',
   sourceRef: undefined,
 };

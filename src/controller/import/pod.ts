@@ -3,6 +3,7 @@
 import type { PersistentVolumeClaim as Pvc, Pod as PodObj } from '../../kube/index.ts';
 import type { V1LocalObjectReference } from '@kubernetes/client-node';
 import { Ann, ContentType, Label, ManagedLabels, Pod, Source } from '../shared/constants.ts';
+import { workerSecurityContext } from '../shared/pods.ts';
 import { stringQuantities } from '../shared/quantity.ts';
 import type { CDIConfig, ResourceRequirements } from '../shared/types.ts';
 import { NodePull, nodePullServerCommand } from '../../api/nodepull.ts';
@@ -365,13 +366,7 @@ export function makeImporterPod(
     for (const [name, value] of Object.entries(opts.objectStoreEnv)) container.env?.push({ name, value });
   }
   // upstream SetRestrictedSecurityContext, for every container
-  const securityContext = {
-    allowPrivilegeEscalation: false,
-    capabilities: { drop: ['ALL'] },
-    runAsNonRoot: true,
-    runAsUser: Pod.qemuUid,
-    seccompProfile: { type: 'RuntimeDefault' },
-  };
+  const securityContext = workerSecurityContext();
   const containers: PodContainer[] = [container];
   const initContainers: PodContainer[] = [];
   if (env.pullMethod === NodePull.method) {

@@ -71,6 +71,19 @@ export const Ann = {
   registryImageStream: ApiAnn.RegistryImageStream,
   // upstream AnnExternalPopulation: the PVC is filled by someone else's populator; the import controller skips it
   externalPopulation: `${G}/externalPopulation`,
+  // clone (upstream pkg/controller/common/util.go)
+  cloneRequest: ApiAnn.CloneRequest,
+  cloneOf: ApiAnn.CloneOf,
+  cloneToken: ApiAnn.CloneToken,
+  extendedCloneToken: ApiAnn.ExtendedCloneToken,
+  cloneType: ApiAnn.CloneType,
+  cloneFallbackReason: ApiAnn.CloneFallbackReason,
+  cloneSourcePod: ApiAnn.CloneSourcePod,
+  permissiveClone: ApiAnn.PermissiveClone,
+  /** upstream AnnOwnerRef: "<namespace>/<name>" of the target a clone's pod or temporary object works for. */
+  ownerRef: `${G}/storage.ownerRef`,
+  /** upstream AnnUploadClientName: the CN the target's upload server accepts. */
+  uploadClientName: `${G}/uploadClientName`,
   // storage classes
   defaultStorageClass: ApiAnn.DefaultStorageClass,
   defaultVirtStorageClass: ApiAnn.DefaultVirtStorageClass,
@@ -87,6 +100,17 @@ export const Label = {
   fillingUp: 'alerts.k8s.io/KubePersistentVolumeFillingUp',
   fillingUpValue: 'disabled',
   excludeFromVelero: 'velero.io/exclude-from-backup',
+  /** cdi.kubevirt.io: <value> of a host-assisted clone's source pod (upstream CloningLabelValue's pod). */
+  cloneSourceValue: 'cdi-clone-source',
+  uploadServerValue: 'cdi-upload-server',
+} as const;
+
+/** Finalizers the clone controllers put on what they must clean up after in another namespace. */
+export const Finalizer = {
+  /** upstream cloneSourcePodFinalizer: the target PVC of a host-assisted clone (its source pod lives elsewhere). */
+  cloneSource: `${G}/cloneSource`,
+  /** The DataVolume of a smart or CSI clone from another namespace (temporary claim and snapshot there). */
+  cloneTemporaries: `${G}/cloneTemporaries`,
 } as const;
 
 /** source.component of the controller's events, and its app.kubernetes.io/managed-by. */
@@ -143,6 +167,7 @@ export const Message = {
   scratchSpaceRequired: 'scratch space required and none found',
   imagePullFailure: 'failed to pull image',
   importComplete: 'Import Complete',
+  cloneComplete: 'Clone Complete',
   storageClassNotFound: 'DataVolume.storage spec is missing accessMode and no storageClass to choose profile',
 } as const;
 

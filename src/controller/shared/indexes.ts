@@ -12,7 +12,7 @@ import {
   type Pod,
   type PersistentVolumeClaim as Pvc,
 } from '../../kube/index.ts';
-import { Ann, Label, Phase } from './constants.ts';
+import { Ann, Finalizer, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
 import type { DataVolume } from './types.ts';
 import { isMultiStageInProgress } from './checkpoints.ts';
@@ -28,12 +28,38 @@ export const ImportPvcIndex = 'import-pvc-active';
 /** PVCs with an upload that has not finished (no pod phase Succeeded), under "active". */
 export const UploadPvcIndex = 'upload-pvc-active';
 export const Active = 'active';
+/** DataVolumes in flight by what they clone from: `<ns>/<pvc>` or `snapshot:<ns>/<snapshot>`. */
+export const DvCloneSourceIndex = 'dv-clone-source';
+/** Host-assisted clone PVCs in flight by their source `<ns>/<pvc>` (the k8s.io/CloneRequest value). */
+export const HostCloneSourceIndex = 'host-clone-source';
 
 const finished = (dv: DataVolume): boolean =>
   dv.status?.phase === Phase.Succeeded || dv.status?.phase === Phase.Failed;
 
 export function dvRequestedClass(dv: DataVolume): string {
   return dv.spec?.storage?.storageClassName ?? dv.spec?.pvc?.storageClassName ?? '';
+}
+
+/** `<ns>/<name>` a DataVolume clones from (snapshots prefixed `snapshot:`), or undefined for other sources. */
+export function cloneSourceKey(dv: DataVolume): string | undefined {
+  const s = dv.spec?.source;
+  const ns = dv.metadata?.namespace ?? '';
+  if (s?.pvc) return `${s.pvc.namespace || ns}/${s.pvc.name}`;
+  if (s?.snapshot) return `snapshot:${s.snapshot.namespace || ns}/${s.snapshot.name}`;
+  return undefined;
+}
+
+export function isHostClonePvc(pvc: Pvc): boolean {
+  return Ann.cloneRequest in (pvc.metadata?.annotations ?? {});
+}
+
+/** A host-assisted clone target not finished (or not cleaned up) yet. */
+export function hostCloneInFlight(pvc: Pvc): boolean {
+  const a = pvc.metadata?.annotations ?? {};
+  return (
+    Ann.cloneRequest in a &&
+    (a[Ann.cloneOf] !== 'true' || (pvc.metadata?.finalizers ?? []).includes(Finalizer.cloneSource))
+  );
 }
 
 export function isImportPvc(pvc: Pvc): boolean {
@@ -177,4 +203,11 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
     finished(dv) ? [] : [dvRequestedClass(dv)],
   );
   cache.addIndex<DataVolume>(Res.dataVolume, DvActiveIndex, (dv) => (finished(dv) ? [] : [Active]));
+  cache.addIndex<DataVolume>(Res.dataVolume, DvCloneSourceIndex, (dv) => {
+    const k = finished(dv) ? undefined : cloneSourceKey(dv);
+    return k ? [k] : [];
+  });
+  cache.addIndex<Pvc>(Res.pvc, HostCloneSourceIndex, (p) =>
+    hostCloneInFlight(p) ? [p.metadata?.annotations?.[Ann.cloneRequest] ?? ''] : [],
+  );
 }

@@ -358,7 +358,8 @@ export class RawWriter {
   }
 }
 
-async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+/** pwritev until every byte of `bufs` is written at `position` (a short write continues where it stopped). */
+export async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
   let list = bufs;
   let pos = position;
   while (list.length > 0) {

@@ -1,0 +1,458 @@
+// The host-assisted clone of a PVC annotated `k8s.io/CloneRequest: <ns>/<name>` (upstream's clone-controller.go and the
+// clone half of upload-controller.go; the annotation is put there by the DataVolume clone controller, or by a user on
+// a bare PVC, seed 003's API). The target gets its upload server `cdi-upload-<pvc>` (shared/uploadserver.ts); once
+// that is ready, the source pod `<target-uid>-source-pod` in the source's namespace streams the source to it over
+// mutual TLS with a client certificate made for this clone (its CN is the only one the server accepts). The upload
+// pod's state is copied onto the target PVC (the status protocol the DataVolume reads); when it has taken the whole
+// stream the PVC gets `k8s.io/CloneOf: "true"` and both pods go.
+//
+// Level-triggered: the PVC's annotations are the only memory, names are deterministic, AlreadyExists is success. The
+// source pod lives in another namespace, where no owner reference reaches: the finalizer cdi.kubevirt.io/cloneSource
+// on the target PVC makes its deletion wait until the source pod and its Secret are gone.
+import {
+  controllerOf,
+  isControlledBy,
+  type PersistentVolumeClaim as Pvc,
+  type Pod as PodObj,
+  type Secret,
+} from '../../kube/index.ts';
+import { isDeepStrictEqual } from 'node:util';
+import { issueClientCert, validityFrom } from '../../certs/pki.ts';
+import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../token/clone.ts';
+import { TokenError } from '../../token/token.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import {
+  Ann,
+  CDIConfigName,
+  Finalizer,
+  Label,
+  ManagedLabels,
+  Message,
+  Pod,
+  Reason,
+} from '../shared/constants.ts';
+import type { Recorder } from '../shared/events.ts';
+import { isHostClonePvc } from '../shared/indexes.ts';
+import { podsUsingClaim } from '../shared/claims.ts';
+import { workerSecurityContext } from '../shared/pods.ts';
+import { parseQuantity } from '../shared/quantity.ts';
+import type { Logger, Result } from '../shared/runtime.ts';
+import { splitKey } from '../shared/runtime.ts';
+import { filesystemOverheadFor } from '../shared/storage.ts';
+import type { CDIConfig, DataVolume, StorageClass } from '../shared/types.ts';
+import {
+  deleteUploadServer,
+  ensureUploadServer,
+  readBundle,
+  readSigner,
+  uploadServerName,
+  uploadServerUrl,
+  UploadServerClientSigner,
+  UploadServerSignerBundle,
+} from '../shared/uploadserver.ts';
+import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
+import type { TokenSource } from './tokens.ts';
+
+export interface HostCloneDeps {
+  kube: Kube;
+  recorder: Recorder;
+  log: Logger;
+  tokens: TokenSource;
+  cdiNamespace: string;
+  uploadServerImage: string;
+  clonerImage: string;
+  pullPolicy: string;
+  verbose?: string;
+  nodeSelector?: Record<string, string>;
+  now?: () => Date;
+}
+
+/** Where the cloner finds the source (upstream's cdi-cloner). */
+const SourceMount = '/var/run/cdi/clone/source';
+/** The per-clone client certificate: it only has to outlive one transfer. */
+const ClientCertLifetimeMs = 24 * 3600_000;
+
+const anns = (o: { metadata?: { annotations?: Record<string, string> } }): Record<string, string> =>
+  o.metadata?.annotations ?? {};
+
+/** `<ns>/<name>` of the annotation, or undefined when it is not one. */
+export function parseCloneRequest(v: string | undefined): { namespace: string; name: string } | undefined {
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/.exec(v ?? '');
+  return m ? { namespace: m[1]!, name: m[3]! } : undefined;
+}
+
+export function sourcePodName(target: Pvc): string {
+  return `${target.metadata?.uid ?? ''}-source-pod`;
+}
+
+/** The CN the target's server accepts and the source pod's certificate carries. */
+export function cloneClientName(target: Pvc): string {
+  return `${sourcePodName(target)}.${target.metadata?.namespace ?? ''}`;
+}
+
+const involved = (pvc: Pvc): Pvc => ({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' });
+
+export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise<Result | void> {
+  const { namespace, name } = splitKey(key);
+  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  if (!pvc || !isHostClonePvc(pvc)) return;
+  const a = anns(pvc);
+  const done = a[Ann.cloneOf] === 'true';
+  if (pvc.metadata?.deletionTimestamp || done) {
+    await finish(d, pvc, done);
+    return;
+  }
+  const source = parseCloneRequest(a[Ann.cloneRequest]);
+  if (!source) {
+    return say(
+      d,
+      pvc,
+      Reason.CloneValidationFailed,
+      `${Ann.cloneRequest} is "${a[Ann.cloneRequest]}": write it as <namespace>/<pvc name> of the source`,
+    );
+  }
+
+  // who may clone: same namespace, or a token the webhook gave the creator (then a long-term one bound to this PVC)
+  if (source.namespace !== namespace) {
+    const granted = await checkGrant(d, pvc, { kind: 'pvc', ...source });
+    if (!granted) return;
+  }
+
+  const src = await d.kube.get<Pvc>(Res.pvc, source.name, source.namespace);
+  if (!src) {
+    return say(
+      d,
+      pvc,
+      Reason.CloneWithoutSource,
+      `The source pvc ${source.name} doesn't exist (in namespace ${source.namespace}); the clone starts once it does`,
+    );
+  }
+  const problem = incompatible(src, pvc);
+  if (problem) return say(d, pvc, Reason.ErrIncompatiblePVC, problem);
+  if (src.status?.phase !== 'Bound')
+    return say(d, pvc, Reason.Pending, `The source pvc ${source.namespace}/${source.name} is not bound yet`);
+  if (!(pvc.metadata?.finalizers ?? []).includes(Finalizer.cloneSource)) {
+    await d.kube.mergePatch(Res.pvc, name, namespace, {
+      metadata: {
+        resourceVersion: pvc.metadata?.resourceVersion,
+        finalizers: [...(pvc.metadata?.finalizers ?? []), Finalizer.cloneSource],
+      },
+    });
+    return; // the change queues this PVC again
+  }
+
+  const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
+  const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
+  const volumeMode = pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem';
+  const upload = await ensureUploadServer(d.kube, pvc, {
+    image: d.uploadServerImage,
+    pullPolicy: d.pullPolicy,
+    ...(d.verbose ? { verbose: d.verbose } : {}),
+    clientName: cloneClientName(pvc),
+    cdiNamespace: d.cdiNamespace,
+    filesystemOverhead: filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, volumeMode),
+    preallocation: a[Ann.preallocationRequested] === 'true',
+    resources: config?.status?.defaultPodResourceRequirements,
+    ...(d.nodeSelector ? { nodeSelector: d.nodeSelector } : {}),
+  });
+  if (!isControlledBy(upload, pvc))
+    throw new Error(
+      `pod ${namespace}/${upload.metadata?.name} exists and is not owned by PVC ${name}: delete it`,
+    );
+
+  const sourcePod = await d.kube.get<PodObj>(Res.pod, sourcePodName(pvc), source.namespace);
+  const next = { ...a };
+  next[Ann.uploadPod] = upload.metadata?.name ?? '';
+  next[Ann.cloneSourcePod] = sourcePodName(pvc);
+  next[Ann.podPhase] = upload.status?.phase ?? 'Pending';
+  next[Ann.podReady] = String(isReady(upload));
+  setAnnotationsFromPod(next, upload, safeTermination(upload));
+  // the source side says why a stream failed; its message is more use than the server's "connection reset"
+  const srcFailure = lastFailure(sourcePod);
+  if (srcFailure && next[Ann.runningCondition] !== 'false' && upload.status?.phase !== 'Succeeded') {
+    next[Ann.runningConditionMessage] = srcFailure;
+    next[Ann.runningConditionReason] = Reason.CloneFailed;
+  }
+  const succeeded = upload.status?.phase === 'Succeeded';
+  if (succeeded) {
+    next[Ann.cloneOf] = 'true';
+    next[Ann.runningCondition] = 'false';
+    next[Ann.runningConditionMessage] = Message.cloneComplete;
+    next[Ann.runningConditionReason] = 'Completed';
+  }
+
+  if (!succeeded && isReady(upload) && !sourcePod) {
+    // someone else's pod using the source would see it change under the stream
+    const users = await podsUsingClaim(
+      d.kube,
+      src,
+      (p) => p.metadata?.labels?.[Label.component] === Label.cloneSourceValue,
+    );
+    if (users.length > 0) {
+      for (const u of users)
+        await d.recorder.record(
+          involved(pvc),
+          'Warning',
+          Reason.CloneSourceInUse,
+          `pod ${u.metadata?.namespace}/${u.metadata?.name} using PersistentVolumeClaim ${source.name}`,
+        );
+      next[Ann.runningConditionReason] = Reason.CloneSourceInUse;
+      next[Ann.runningConditionMessage] =
+        `the source ${source.namespace}/${source.name} is in use by pod ${users.map((u) => u.metadata?.name).join(', ')}: the clone waits`;
+    } else {
+      await createSourcePod(d, pvc, src, upload);
+      await d.recorder.record(
+        involved(pvc),
+        'Normal',
+        Reason.CloneScheduled,
+        `Cloning from ${source.namespace}/${source.name} into ${namespace}/${name} scheduled`,
+      );
+    }
+  }
+  if (!isDeepStrictEqual(next, a)) {
+    await d.kube.mergePatch(Res.pvc, name, namespace, {
+      metadata: { resourceVersion: pvc.metadata?.resourceVersion, annotations: next },
+    });
+    if (next[Ann.podPhase] === 'Running' && a[Ann.podPhase] !== 'Running')
+      await d.recorder.record(
+        involved(pvc),
+        'Normal',
+        Reason.CloneInProgress,
+        `Cloning from ${source.namespace}/${source.name} into ${namespace}/${name} in progress`,
+      );
+    if (srcFailure && srcFailure !== a[Ann.runningConditionMessage])
+      await d.recorder.record(involved(pvc), 'Warning', Reason.CloneFailed, srcFailure);
+    if (succeeded)
+      await d.recorder.record(
+        involved(pvc),
+        'Normal',
+        Reason.CloneSucceeded,
+        `Successfully cloned from ${source.namespace}/${source.name} into ${namespace}/${name}`,
+      );
+  }
+}
+
+function isReady(p: PodObj | undefined): boolean {
+  return (p?.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+function safeTermination(p: PodObj): ReturnType<typeof parseTerminationMessage> {
+  try {
+    return parseTerminationMessage(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The source pod's last "Clone failed: …" (its termination message), if it failed. */
+function lastFailure(p: PodObj | undefined): string | undefined {
+  const s = p?.status?.containerStatuses?.[0];
+  const t = s?.state?.terminated ?? s?.lastState?.terminated;
+  if (!t || t.exitCode === 0) return undefined;
+  const m = (t.message ?? '').trim();
+  return m ? m.split('\n').slice(-1)[0] : `the clone source pod ended with exit code ${t.exitCode}`;
+}
+
+/** What makes the pair unclonable (upstream ValidateCanCloneSourceAndTargetSpec), in words a user can act on. */
+export function incompatible(src: Pvc, target: Pvc): string | undefined {
+  const sReq = src.spec?.resources?.requests?.['storage'];
+  const tReq = target.spec?.resources?.requests?.['storage'];
+  const sMode = src.spec?.volumeMode ?? 'Filesystem';
+  const tMode = target.spec?.volumeMode ?? 'Filesystem';
+  if (sReq === undefined || tReq === undefined) return undefined;
+  // across volume modes the disk image decides, and the target's upload server says if it does not fit
+  if (sMode !== tMode) return undefined;
+  try {
+    if (parseQuantity(String(tReq)) < parseQuantity(String(sReq)))
+      return `target resources requests storage size (${String(tReq)}) is smaller than the source (${String(sReq)}): request at least the source's size`;
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/** Says on the PVC why the clone waits (once per new message: annotation and Warning event). */
+async function say(d: HostCloneDeps, pvc: Pvc, reason: string, message: string): Promise<void> {
+  const a = anns(pvc);
+  if (a[Ann.runningConditionMessage] === message && a[Ann.runningConditionReason] === reason) return;
+  await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+    metadata: {
+      resourceVersion: pvc.metadata?.resourceVersion,
+      annotations: {
+        [Ann.runningCondition]: 'false',
+        [Ann.runningConditionReason]: reason,
+        [Ann.runningConditionMessage]: message,
+      },
+    },
+  });
+  await d.recorder.record(involved(pvc), 'Warning', reason, message);
+}
+
+/**
+ * True when the PVC may clone from `source`. A short token (from pvc-clone-mutate, or handed down by the
+ * DataVolume controller) is exchanged for a long-term one bound to this PVC, as upstream does.
+ */
+async function checkGrant(d: HostCloneDeps, pvc: Pvc, source: CloneSource): Promise<boolean> {
+  const a = anns(pvc);
+  const target = {
+    namespace: pvc.metadata?.namespace ?? '',
+    name: pvc.metadata?.name ?? '',
+    uid: pvc.metadata?.uid ?? '',
+  };
+  try {
+    const tokens = await d.tokens(d.kube);
+    // a DataVolume's claim: the DataVolume holds the grant (its controller checked it before making this PVC)
+    const owner = controllerOf(pvc);
+    if (owner?.kind === 'DataVolume') {
+      const dv = await d.kube.get<DataVolume>(Res.dataVolume, owner.name, target.namespace);
+      if (!dv || dv.metadata.uid !== owner.uid)
+        throw new TokenError(`its DataVolume ${target.namespace}/${owner.name} does not exist any more`);
+      const long = anns(dv)[Ann.extendedCloneToken];
+      await verifyCloneGrant(tokens, long ? { long } : {}, source, {
+        namespace: target.namespace,
+        name: owner.name,
+        uid: owner.uid,
+      });
+      return true;
+    }
+    const short = a[Ann.cloneToken];
+    if (!a[Ann.extendedCloneToken] && short) {
+      const long = await extendCloneToken(tokens, short, source, target);
+      await d.kube.mergePatch(Res.pvc, target.name, target.namespace, {
+        metadata: {
+          resourceVersion: pvc.metadata?.resourceVersion,
+          annotations: { [Ann.extendedCloneToken]: long, [Ann.cloneToken]: null },
+        },
+      });
+      return false; // the change queues this PVC again
+    }
+    const long = a[Ann.extendedCloneToken];
+    await verifyCloneGrant(tokens, long ? { long } : {}, source, target);
+    return true;
+  } catch (e) {
+    await say(
+      d,
+      pvc,
+      Reason.NotAuthorized,
+      `not authorized to clone ${source.namespace}/${source.name}: ${(e as Error).message}`,
+    );
+    return false;
+  }
+}
+
+async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: PodObj): Promise<void> {
+  const ns = src.metadata?.namespace ?? '';
+  const name = sourcePodName(target);
+  const owner = `${target.metadata?.namespace}/${target.metadata?.name}`;
+  const labels = { ...ManagedLabels, [Label.app]: Label.appValue, [Label.component]: Label.cloneSourceValue };
+  {
+    // created, never read (the controller may not read Secrets outside CDI's namespace): AlreadyExists is success
+    const signer = await readSigner(d.kube, d.cdiNamespace, UploadServerClientSigner);
+    const pair = await issueClientCert(
+      signer,
+      cloneClientName(target),
+      [],
+      validityFrom(d.now?.() ?? new Date(), ClientCertLifetimeMs),
+    );
+    const serverCa = await readBundle(d.kube, d.cdiNamespace, UploadServerSignerBundle);
+    try {
+      await d.kube.create<Secret>(Res.secret, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name, namespace: ns, labels, annotations: { [Ann.ownerRef]: owner } },
+        stringData: { 'tls.crt': pair.certPem, 'tls.key': pair.keyPem, 'ca.crt': serverCa },
+      });
+    } catch (e) {
+      if (!isAlreadyExists(e)) throw e;
+    }
+  }
+  const block = src.spec?.volumeMode === 'Block';
+  const fromSecret = (key: string): { secretKeyRef: { name: string; key: string } } => ({
+    secretKeyRef: { name, key },
+  });
+  const a = anns(target);
+  const pod: PodObj = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: ns,
+      labels: { ...labels, [Label.prometheus]: Label.prometheusValue },
+      annotations: { [Ann.createdBy]: 'yes', [Ann.ownerRef]: owner },
+    },
+    spec: {
+      containers: [
+        {
+          name: 'cdi-clone-source',
+          image: d.clonerImage,
+          imagePullPolicy: d.pullPolicy,
+          ...(d.verbose ? { args: [`-v=${d.verbose}`] } : {}),
+          env: [
+            { name: 'VOLUME_MODE', value: block ? 'block' : 'filesystem' },
+            { name: 'MOUNT_POINT', value: block ? Pod.blockPath : SourceMount },
+            { name: 'UPLOAD_URL', value: uploadServerUrl(target) },
+            { name: 'CLIENT_CERT', valueFrom: fromSecret('tls.crt') },
+            { name: 'CLIENT_KEY', valueFrom: fromSecret('tls.key') },
+            { name: 'SERVER_CA_CERT', valueFrom: fromSecret('ca.crt') },
+            { name: 'OWNER_UID', value: a[Ann.createdForDataVolume] || (target.metadata?.uid ?? '') },
+            { name: 'PREALLOCATION', value: String(a[Ann.preallocationRequested] === 'true') },
+          ],
+          ports: [{ name: 'metrics', containerPort: Pod.metricsPort, protocol: 'TCP' }],
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+          ...(block
+            ? { volumeDevices: [{ name: Pod.dataVolName, devicePath: Pod.blockPath }] }
+            : { volumeMounts: [{ name: Pod.dataVolName, mountPath: SourceMount, readOnly: true }] }),
+          securityContext: workerSecurityContext(),
+        },
+      ],
+      volumes: [
+        {
+          name: Pod.dataVolName,
+          persistentVolumeClaim: { claimName: src.metadata?.name ?? '', readOnly: !block },
+        },
+      ],
+      restartPolicy: 'OnFailure',
+      enableServiceLinks: false,
+      automountServiceAccountToken: false,
+      // on the node of the target's server: the stream stays on one host (and an RWO source is attached once)
+      ...(upload.spec?.nodeName ? { nodeName: upload.spec.nodeName } : {}),
+      ...(a[Ann.priorityClassName] ? { priorityClassName: a[Ann.priorityClassName] } : {}),
+      securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+    },
+  };
+  try {
+    await d.kube.create(Res.pod, pod);
+    d.log.info('created clone source pod', { namespace: ns, pod: name, target: owner });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
+}
+
+/** Done or deleted: the source pod and its Secret go, then the upload server, then the finalizer. */
+async function finish(d: HostCloneDeps, pvc: Pvc, done: boolean): Promise<void> {
+  const source = parseCloneRequest(anns(pvc)[Ann.cloneRequest]);
+  const finalizers = pvc.metadata?.finalizers ?? [];
+  if (source && finalizers.includes(Finalizer.cloneSource)) {
+    const name = sourcePodName(pvc);
+    await d.kube.delete(Res.pod, name, source.namespace);
+    await d.kube.delete(Res.secret, name, source.namespace);
+  }
+  const retain = anns(pvc)[Ann.retainAfterCompletion] === 'true';
+  if (!pvc.metadata?.deletionTimestamp && !(done && retain)) {
+    const upload = await d.kube.get<PodObj>(
+      Res.pod,
+      uploadServerName(pvc.metadata?.name ?? ''),
+      pvc.metadata?.namespace,
+    );
+    if (upload && isControlledBy(upload, pvc)) await deleteUploadServer(d.kube, pvc);
+  }
+  if (finalizers.includes(Finalizer.cloneSource)) {
+    await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+      metadata: {
+        resourceVersion: pvc.metadata?.resourceVersion,
+        finalizers: finalizers.filter((f) => f !== Finalizer.cloneSource),
+      },
+    });
+  }
+}

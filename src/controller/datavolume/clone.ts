@@ -1,0 +1,668 @@
+// The DataVolume clone controller (upstream pkg/controller/datavolume/pvc-clone-controller.go and
+// snapshot-clone-controller.go, with the planner's strategies, legacy non-populator flow): a DataVolume with
+// `source.pvc` or `source.snapshot` gets its target PVC by one of three strategies (../clone/strategy.ts):
+//
+//   copy       the target PVC carries `k8s.io/CloneRequest: <ns>/<name>`; the host-assisted clone controller
+//              (../clone/host.ts) runs the source and target pods; its PVC annotations become this DV's phase.
+//   snapshot   VolumeSnapshot tmp-snapshot-<dv uid> of the source → a claim restored from it → the snapshot is deleted.
+//   csi-clone  a claim with the source PVC as dataSource.
+//
+// A smart (snapshot, csi-clone) clone within one namespace restores straight into the target PVC. From another
+// namespace the claim is made there (tmp-pvc-<dv uid>, beside the source, where the storage can see the source) and
+// its volume is then moved to the target (upstream's rebind): the PV is set to Retain, pre-bound to the target PVC
+// (created with spec.volumeName), the temporary claim deleted and the reclaim policy restored. The finalizer
+// cdi.kubevirt.io/cloneTemporaries on the DataVolume keeps it until the temporaries in the other namespace are gone,
+// on success and on deletion alike.
+//
+// The strategy is decided once and recorded on the DataVolume (cdi.kubevirt.io/cloneType, and
+// cdi.kubevirt.io/cloneFallbackReason with a Warning event when copy replaces what the profile asked for).
+import {
+  controllerOf,
+  type KubeObject,
+  type PersistentVolumeClaim as Pvc,
+  type PersistentVolume as Pv,
+} from '../../kube/index.ts';
+import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
+import { parseDataVolume } from '../../api/parse.ts';
+import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../token/clone.ts';
+import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { Ann, CDIConfigName, Finalizer, GroupVersion, Label, Phase, Reason } from '../shared/constants.ts';
+import type { Recorder } from '../shared/events.ts';
+import { podsUsingClaim } from '../shared/claims.ts';
+import { parseQuantity } from '../shared/quantity.ts';
+import type { Logger, Result } from '../shared/runtime.ts';
+import { splitKey } from '../shared/runtime.ts';
+import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
+import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
+import type { TokenSource } from '../clone/tokens.ts';
+import { writeStatus } from './controller.ts';
+import { ClaimNotValidError, dvOwnerRef, newPvcForDataVolume, renderPvcSpec } from './render.ts';
+import { checkSource, SourceController } from './sources.ts';
+import type { DvEvent } from './status.ts';
+import { formatProgress, type ProgressSource } from './progress.ts';
+
+export interface CloneDvDeps {
+  kube: Kube;
+  /** The source pod's progress while a host-assisted clone runs (ProgressScraper). */
+  progress?: ProgressSource;
+  recorder: Recorder;
+  log: Logger;
+  tokens: TokenSource;
+  now?: () => Date;
+}
+
+interface VolumeSnapshot extends KubeObject {
+  spec?: {
+    source?: { persistentVolumeClaimName?: string; volumeSnapshotContentName?: string };
+    volumeSnapshotClassName?: string;
+  };
+  status?: {
+    readyToUse?: boolean;
+    restoreSize?: string | number;
+    boundVolumeSnapshotContentName?: string;
+    error?: { message?: string };
+  };
+}
+
+interface VolumeSnapshotContent extends KubeObject {
+  spec?: { driver?: string; sourceVolumeMode?: 'Filesystem' | 'Block' };
+}
+
+/** The PV's reclaim policy before a rebind set it to Retain (ours; removed when restored). */
+const AnnRebindReclaimPolicy = 'cdi.kubevirt.io/storage.rebind.reclaimPolicy';
+
+export const tmpSnapshotName = (dv: DataVolume): string => `tmp-snapshot-${dv.metadata.uid ?? ''}`;
+export const tmpClaimName = (dv: DataVolume): string => `tmp-pvc-${dv.metadata.uid ?? ''}`;
+
+const involved = (dv: DataVolume): DataVolume => ({ ...dv, apiVersion: GroupVersion, kind: 'DataVolume' });
+const anns = (o: { metadata?: { annotations?: Record<string, string> } }): Record<string, string> =>
+  o.metadata?.annotations ?? {};
+
+function cloneSourceOf(dv: DataVolume): CloneSource | undefined {
+  const s = dv.spec.source;
+  const ns = dv.metadata.namespace ?? '';
+  if (s?.pvc) return { kind: 'pvc', namespace: s.pvc.namespace || ns, name: s.pvc.name };
+  if (s?.snapshot) return { kind: 'snapshot', namespace: s.snapshot.namespace || ns, name: s.snapshot.name };
+  return undefined;
+}
+
+export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Promise<Result | void> {
+  const { namespace, name } = splitKey(key);
+  const dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
+  if (!dv) return;
+  let served = false;
+  try {
+    parseDataVolume(dv);
+    const c = checkSource(dv);
+    served = c.ok && SourceController[c.kind] === 'clone';
+  } catch {
+    served = false; // the import DataVolume controller says what is wrong with it
+  }
+  const source = cloneSourceOf(dv);
+  if (!served || !source) return;
+  if (dv.metadata.deletionTimestamp) {
+    await removeTemporaries(d, dv, source);
+    return;
+  }
+  let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  if (pvc && !controlledBy(pvc, dv)) {
+    return status(d, dv, undefined, Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.ErrResourceExists,
+      message: `Resource "${name}" already exists and is not managed by DataVolume`,
+    });
+  }
+
+  if (source.namespace !== namespace && !(await granted(d, dv, source))) return;
+
+  const strategy = anns(dv)[Ann.cloneType];
+  if (pvc && strategy === CloneStrategy.Copy) return hostStatus(d, dv, pvc);
+  if (pvc && (strategy === CloneStrategy.Snapshot || strategy === CloneStrategy.CsiClone)) {
+    if (pvc.status?.phase === 'Bound') {
+      if (!(await removeTemporaries(d, dv, source))) return;
+      return status(d, dv, pvc, Phase.Succeeded, {
+        type: 'Normal',
+        reason: Reason.CloneSucceeded,
+        message: `Successfully cloned from ${source.namespace}/${source.name} into ${namespace}/${name}`,
+      });
+    }
+    if (source.namespace !== namespace) return rebind(d, dv, source, pvc);
+    return status(d, dv, pvc, progressPhase(strategy, source), undefined);
+  }
+  // from another namespace: once the claim beside the source exists, its volume is what the target gets
+  if (
+    !pvc &&
+    source.namespace !== namespace &&
+    (strategy === CloneStrategy.Snapshot || strategy === CloneStrategy.CsiClone) &&
+    (await d.kube.get<Pvc>(Res.pvc, tmpClaimName(dv), source.namespace))
+  )
+    return rebind(d, dv, source, undefined);
+
+  // Nothing made yet: find the source, size the target, pick the strategy.
+  const [classes, profiles, config] = await Promise.all([
+    d.kube.list<StorageClass>(Res.storageClass).then((l) => l.items),
+    d.kube.list<StorageProfile>(Res.storageProfile).then((l) => l.items),
+    d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName),
+  ]);
+  const src = await readSource(d.kube, source);
+  if (!src) {
+    return status(d, dv, undefined, Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.CloneWithoutSource,
+      message: `The source ${source.kind} ${source.name} doesn't exist (in namespace ${source.namespace}); the clone starts once it does`,
+    });
+  }
+  const waiting = sourceNotReady(src);
+  if (waiting)
+    return status(d, dv, undefined, Phase.CloneScheduled, {
+      type: 'Normal',
+      reason: Reason.CloneScheduled,
+      message: waiting,
+    });
+
+  let spec: V1PersistentVolumeClaimSpec;
+  try {
+    spec = renderPvcSpec(dv, undefined, {
+      storageClasses: classes,
+      storageProfile: (n) => profiles.find((p) => p.metadata.name === n),
+      config,
+    });
+  } catch (e) {
+    if (!(e instanceof ClaimNotValidError)) throw e;
+    return status(d, dv, undefined, dv.status?.phase ?? Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.ErrClaimNotValid,
+      message: e.message,
+    });
+  }
+  const sourceSize = src.size;
+  if (spec.resources?.requests?.['storage'] === undefined) {
+    if (sourceSize === undefined)
+      return status(d, dv, undefined, Phase.Pending, {
+        type: 'Warning',
+        reason: Reason.ErrClaimNotValid,
+        message: `the size of ${source.kind} ${source.namespace}/${source.name} is not known yet: set spec.storage.resources.requests.storage`,
+      });
+    spec.resources = {
+      ...(spec.resources ?? {}),
+      requests: { ...(spec.resources?.requests ?? {}), storage: sourceSize.toString() },
+    };
+  }
+  if (!spec.storageClassName) {
+    const def = classes.find((c) => c.metadata.annotations?.[Ann.defaultStorageClass] === 'true');
+    if (def?.metadata.name) spec.storageClassName = def.metadata.name;
+  }
+  const request = parseQuantity(String(spec.resources?.requests?.['storage']));
+  if (sourceSize !== undefined && request < sourceSize && anns(dv)[Ann.permissiveClone] === undefined) {
+    return status(d, dv, undefined, Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.ErrIncompatiblePVC,
+      message: `target resources requests storage size (${request}) is smaller than the source (${sourceSize}): request at least the source's size`,
+    });
+  }
+
+  let choice: StrategyChoice;
+  if (
+    strategy === CloneStrategy.Copy ||
+    strategy === CloneStrategy.Snapshot ||
+    strategy === CloneStrategy.CsiClone
+  ) {
+    choice = { strategy };
+  } else {
+    const cdi = (await d.kube.list<KubeObject & { spec?: { cloneStrategyOverride?: string } }>(Res.cdi))
+      .items[0];
+    choice = chooseStrategy({
+      override: cdi?.spec?.cloneStrategyOverride,
+      profile: profiles.find((p) => p.metadata.name === spec.storageClassName),
+      classes,
+      source:
+        src.kind === 'pvc'
+          ? {
+              kind: 'pvc',
+              ...(src.pvc.spec?.storageClassName ? { storageClassName: src.pvc.spec.storageClassName } : {}),
+              volumeMode: src.pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem',
+              capacity: src.size ?? 0n,
+            }
+          : {
+              kind: 'snapshot',
+              ...(src.content?.spec?.driver ? { driver: src.content.spec.driver } : {}),
+              ...(src.content?.spec?.sourceVolumeMode
+                ? { volumeMode: src.content.spec.sourceVolumeMode }
+                : {}),
+              ...(src.size !== undefined ? { restoreSize: src.size } : {}),
+            },
+      target: {
+        storageClassName: spec.storageClassName ?? '',
+        volumeMode: spec.volumeMode === 'Block' ? 'Block' : 'Filesystem',
+        request,
+      },
+    });
+    if (choice.strategy === CloneStrategy.Copy && source.kind === 'snapshot') {
+      return status(d, dv, undefined, Phase.Pending, {
+        type: 'Warning',
+        reason: Reason.CloneValidationFailed,
+        message: `the snapshot ${source.namespace}/${source.name} cannot be restored into this target (${choice.fallback?.message ?? 'copy'}), and a host-assisted copy of a snapshot is not supported yet: use a StorageClass of the snapshot's driver and its volume mode`,
+      });
+    }
+    await d.kube.mergePatch(Res.dataVolume, name, namespace, {
+      metadata: {
+        resourceVersion: dv.metadata.resourceVersion,
+        annotations: {
+          [Ann.cloneType]: choice.strategy,
+          [Ann.usePopulator]: 'false',
+          ...(choice.fallback ? { [Ann.cloneFallbackReason]: choice.fallback.message } : {}),
+        },
+        ...(source.namespace !== namespace && choice.strategy !== CloneStrategy.Copy
+          ? { finalizers: [...(dv.metadata.finalizers ?? []), Finalizer.cloneTemporaries] }
+          : {}),
+      },
+    });
+    if (choice.fallback)
+      await d.recorder.record(involved(dv), 'Warning', choice.fallback.reason, choice.fallback.message);
+    return; // the DataVolume's change queues it again
+  }
+
+  if (choice.strategy !== CloneStrategy.Copy) {
+    const users = src.kind === 'pvc' ? await podsUsingClaim(d.kube, src.pvc, () => false) : [];
+    if (users.length > 0) {
+      return status(d, dv, undefined, Phase.CloneScheduled, {
+        type: 'Warning',
+        reason: Reason.CloneSourceInUse,
+        message: `pod ${users.map((u) => `${u.metadata?.namespace}/${u.metadata?.name}`).join(', ')} using PersistentVolumeClaim ${source.name}`,
+      });
+    }
+  }
+
+  const desired = newPvcForDataVolume(dv, spec, config?.status?.preallocation ?? false, {});
+  const a = desired.metadata!.annotations!;
+  if (choice.strategy === CloneStrategy.Copy) {
+    a[Ann.cloneRequest] = `${source.namespace}/${source.name}`;
+    pvc = await createOrGet(d.kube, desired);
+    return hostStatus(d, dv, pvc);
+  }
+
+  // smart: into the target here, or into a temporary claim beside the source
+  let snapshotName = source.kind === 'snapshot' ? source.name : undefined;
+  if (choice.strategy === CloneStrategy.Snapshot && source.kind === 'pvc') {
+    const snap = await ensureSnapshot(
+      d,
+      dv,
+      source,
+      profiles.find((p) => p.metadata.name === spec.storageClassName),
+    );
+    if (!snap.status?.readyToUse) {
+      const err = snap.status?.error?.message;
+      return status(
+        d,
+        dv,
+        undefined,
+        Phase.SnapshotForSmartCloneInProgress,
+        err
+          ? {
+              type: 'Warning',
+              reason: Reason.CloneFailed,
+              message: `snapshot ${source.namespace}/${tmpSnapshotName(dv)}: ${err}`,
+            }
+          : undefined,
+      );
+    }
+    snapshotName = snap.metadata?.name;
+  }
+  const dataSource = snapshotName
+    ? { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: snapshotName }
+    : { apiGroup: '', kind: 'PersistentVolumeClaim', name: source.name };
+  if (source.namespace === namespace) {
+    desired.spec = { ...desired.spec, dataSource };
+    pvc = await createOrGet(d.kube, desired);
+    return status(d, dv, pvc, progressPhase(choice.strategy, source), undefined);
+  }
+  const tmp: Pvc = {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: {
+      name: tmpClaimName(dv),
+      namespace: source.namespace,
+      labels: { [Label.app]: Label.appValue },
+      annotations: { [Ann.ownerRef]: key, [Ann.createdForDataVolume]: dv.metadata.uid ?? '' },
+    },
+    spec: { ...spec, dataSource },
+  };
+  await createOrGet(d.kube, tmp);
+  // the target is made (pre-bound to the volume) once the temporary claim is bound: see rebind()
+  return status(d, dv, undefined, progressPhase(choice.strategy, source), undefined);
+}
+
+function progressPhase(strategy: string, source: CloneSource): string {
+  if (strategy === CloneStrategy.CsiClone) return Phase.CSICloneInProgress;
+  return source.kind === 'snapshot' ? Phase.CloneFromSnapshotSourceInProgress : Phase.SmartClonePVCInProgress;
+}
+
+const controlledBy = (pvc: Pvc, dv: DataVolume): boolean =>
+  (pvc.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === dv.metadata.uid);
+
+async function createOrGet(kube: Kube, obj: Pvc): Promise<Pvc> {
+  try {
+    return await kube.create(Res.pvc, obj);
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+    const got = await kube.get<Pvc>(Res.pvc, obj.metadata?.name ?? '', obj.metadata?.namespace);
+    if (!got) throw e;
+    return got;
+  }
+}
+
+async function status(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  pvc: Pvc | undefined,
+  phase: string,
+  event: DvEvent | undefined,
+  progress?: number,
+): Promise<void> {
+  const next = structuredClone(dv.status ?? {});
+  next.phase = phase;
+  if (pvc) next.claimName = pvc.metadata?.name;
+  if (phase === Phase.Succeeded) next.progress = '100.0%';
+  else if (progress !== undefined) next.progress = formatProgress(progress);
+  else if (!next.progress) next.progress = 'N/A';
+  const restarts = Number.parseInt(anns(pvc ?? {})[Ann.podRestarts] ?? '', 10);
+  if (Number.isInteger(restarts) && restarts >= 0) next.restartCount = restarts;
+  await writeStatus(
+    { kube: d.kube, recorder: d.recorder, log: d.log, ...(d.now ? { now: d.now } : {}) },
+    dv,
+    next,
+    pvc,
+    event,
+  );
+}
+
+/** The host-assisted clone's state (copied onto the PVC by ../clone/host.ts) as the DataVolume's phase. */
+async function hostStatus(d: CloneDvDeps, dv: DataVolume, pvc: Pvc): Promise<void> {
+  const a = anns(pvc);
+  const name = pvc.metadata?.name ?? '';
+  const key = `${dv.metadata.namespace}/${dv.metadata.name}`;
+  const what = `from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name}`;
+  if (a[Ann.podPhase] === 'Running' && a[Ann.cloneOf] !== 'true') {
+    // the source pod's kubevirt_cdi_clone_progress_total, read beside the reconcilers
+    d.progress?.track({
+      key,
+      ownerUID: dv.metadata.uid ?? '',
+      namespace: pvc.metadata?.namespace ?? '',
+      pvcName: name,
+    });
+    const event = {
+      type: 'Normal' as const,
+      reason: Reason.CloneInProgress,
+      message: `Cloning ${what} in progress`,
+    };
+    return status(d, dv, pvc, Phase.CloneInProgress, event, d.progress?.progress(key));
+  }
+  d.progress?.untrack(key);
+  if (a[Ann.cloneOf] === 'true')
+    return status(d, dv, pvc, Phase.Succeeded, {
+      type: 'Normal',
+      reason: Reason.CloneSucceeded,
+      message: `Successfully cloned ${what}`,
+    });
+  return status(d, dv, pvc, Phase.CloneScheduled, {
+    type: 'Normal',
+    reason: Reason.CloneScheduled,
+    message: `Cloning ${what} scheduled`,
+  });
+}
+
+/** A short token from the webhook is exchanged for a long-term one (upstream); then the long one must grant this clone. */
+async function granted(d: CloneDvDeps, dv: DataVolume, source: CloneSource): Promise<boolean> {
+  const a = anns(dv);
+  const target = {
+    namespace: dv.metadata.namespace ?? '',
+    name: dv.metadata.name ?? '',
+    uid: dv.metadata.uid ?? '',
+  };
+  try {
+    const tokens = await d.tokens(d.kube);
+    const short = a[Ann.cloneToken];
+    if (!a[Ann.extendedCloneToken] && short) {
+      const long = await extendCloneToken(tokens, short, source, target);
+      await d.kube.mergePatch(Res.dataVolume, target.name, target.namespace, {
+        metadata: {
+          resourceVersion: dv.metadata.resourceVersion,
+          annotations: { [Ann.extendedCloneToken]: long, [Ann.cloneToken]: null },
+        },
+      });
+      return false; // the change queues it again
+    }
+    const long = a[Ann.extendedCloneToken];
+    await verifyCloneGrant(tokens, long ? { long } : {}, source, target);
+    return true;
+  } catch (e) {
+    await status(d, dv, undefined, dv.status?.phase || Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.NotAuthorized,
+      message: `not authorized to clone ${source.kind} ${source.namespace}/${source.name}: ${(e as Error).message}`,
+    });
+    return false;
+  }
+}
+
+type ReadSource =
+  | { kind: 'pvc'; pvc: Pvc; size: bigint | undefined }
+  | {
+      kind: 'snapshot';
+      snapshot: VolumeSnapshot;
+      content: VolumeSnapshotContent | undefined;
+      size: bigint | undefined;
+    };
+
+const sizeOf = (q: string | number | undefined): bigint | undefined => {
+  if (q === undefined) return undefined;
+  try {
+    return parseQuantity(String(q));
+  } catch {
+    return undefined;
+  }
+};
+
+async function readSource(kube: Kube, s: CloneSource): Promise<ReadSource | undefined> {
+  if (s.kind === 'pvc') {
+    const pvc = await kube.get<Pvc>(Res.pvc, s.name, s.namespace);
+    if (!pvc) return undefined;
+    return {
+      kind: 'pvc',
+      pvc,
+      size: sizeOf(pvc.spec?.resources?.requests?.['storage'] ?? pvc.status?.capacity?.['storage']),
+    };
+  }
+  const snapshot = await kube
+    .get<VolumeSnapshot>(Res.volumeSnapshot, s.name, s.namespace)
+    .catch(() => undefined);
+  if (!snapshot) return undefined;
+  const cn = snapshot.status?.boundVolumeSnapshotContentName;
+  const content = cn ? await kube.get<VolumeSnapshotContent>(Res.volumeSnapshotContent, cn) : undefined;
+  return { kind: 'snapshot', snapshot, content, size: sizeOf(snapshot.status?.restoreSize) };
+}
+
+/** Why the source cannot be cloned yet: a claim not bound, or still being filled by its own DataVolume. */
+function sourceNotReady(src: ReadSource): string | undefined {
+  if (src.kind === 'snapshot') {
+    return src.snapshot.status?.readyToUse
+      ? undefined
+      : `the snapshot ${src.snapshot.metadata?.namespace}/${src.snapshot.metadata?.name} is not ready to use yet`;
+  }
+  const p = src.pvc;
+  const where = `${p.metadata?.namespace}/${p.metadata?.name}`;
+  if (p.status?.phase !== 'Bound') return `the source claim ${where} is not bound yet`;
+  const owner = controllerOf(p);
+  const a = anns(p);
+  if (
+    owner?.kind === 'DataVolume' &&
+    (Ann.endpoint in a || Ann.source in a) &&
+    a[Ann.podPhase] !== 'Succeeded'
+  )
+    return `the source claim ${where} is still being populated by its DataVolume`;
+  if (Ann.cloneRequest in a && a[Ann.cloneOf] !== 'true')
+    return `the source claim ${where} is itself still being cloned`;
+  return undefined;
+}
+
+async function ensureSnapshot(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  source: CloneSource,
+  profile: StorageProfile | undefined,
+): Promise<VolumeSnapshot> {
+  const name = tmpSnapshotName(dv);
+  const existing = await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, source.namespace);
+  if (existing) return existing;
+  const same = source.namespace === dv.metadata.namespace;
+  const snap: VolumeSnapshot = {
+    apiVersion: 'snapshot.storage.k8s.io/v1',
+    kind: 'VolumeSnapshot',
+    metadata: {
+      name,
+      namespace: source.namespace,
+      labels: { [Label.app]: Label.appValue },
+      annotations: { [Ann.ownerRef]: `${dv.metadata.namespace}/${dv.metadata.name}` },
+      ...(same
+        ? {
+            ownerReferences: [dvOwnerRef(dv)],
+          }
+        : {}),
+    },
+    spec: {
+      source: { persistentVolumeClaimName: source.name },
+      ...(profile?.status?.snapshotClass ? { volumeSnapshotClassName: profile.status.snapshotClass } : {}),
+    },
+  };
+  try {
+    const made = await d.kube.create<VolumeSnapshot>(Res.volumeSnapshot, snap);
+    d.log.info('created snapshot for a smart clone', { namespace: source.namespace, snapshot: name });
+    return made;
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+    return (await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, source.namespace)) ?? snap;
+  }
+}
+
+/**
+ * Moves the volume of the temporary claim beside the source to the target PVC: Retain, the target PVC pre-bound to
+ * the volume, the volume's claimRef to the target; the PV controller binds them, and the next reconcile (target
+ * Bound) removes the temporaries.
+ */
+async function rebind(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  source: CloneSource,
+  target: Pvc | undefined,
+): Promise<void> {
+  const key = `${dv.metadata.namespace}/${dv.metadata.name}`;
+  const strategy = anns(dv)[Ann.cloneType] ?? CloneStrategy.Snapshot;
+  const tmp = await d.kube.get<Pvc>(Res.pvc, tmpClaimName(dv), source.namespace);
+  const pvName = target?.spec?.volumeName || tmp?.spec?.volumeName;
+  if (!tmp || tmp.status?.phase !== 'Bound' || !pvName) {
+    if (!tmp && !target)
+      throw new Error(
+        `the temporary claim ${source.namespace}/${tmpClaimName(dv)} is gone before its volume was moved: delete and recreate the DataVolume ${key}`,
+      );
+    return status(d, dv, target, progressPhase(strategy, source), undefined);
+  }
+  const pv = await d.kube.get<Pv>(Res.pv, pvName);
+  if (!pv) throw new Error(`volume ${pvName} of ${source.namespace}/${tmpClaimName(dv)} does not exist`);
+  if (pv.spec?.persistentVolumeReclaimPolicy !== 'Retain') {
+    await d.kube.mergePatch(Res.pv, pvName, undefined, {
+      metadata: {
+        resourceVersion: pv.metadata?.resourceVersion,
+        annotations: { [AnnRebindReclaimPolicy]: pv.spec?.persistentVolumeReclaimPolicy ?? 'Delete' },
+      },
+      spec: { persistentVolumeReclaimPolicy: 'Retain' },
+    });
+    return;
+  }
+  let pvc = target;
+  if (!pvc) {
+    const desired: Pvc = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: {
+        name: dv.metadata.name,
+        namespace: dv.metadata.namespace,
+        labels: { ...(tmp.metadata?.labels ?? {}), ...(dv.metadata.labels ?? {}) },
+        annotations: { [Ann.createdForDataVolume]: dv.metadata.uid ?? '', [Ann.cloneType]: strategy },
+        ownerReferences: [dvOwnerRef(dv)],
+      },
+      spec: {
+        ...(tmp.spec?.accessModes ? { accessModes: tmp.spec.accessModes } : {}),
+        ...(tmp.spec?.resources ? { resources: tmp.spec.resources } : {}),
+        ...(tmp.spec?.volumeMode ? { volumeMode: tmp.spec.volumeMode } : {}),
+        storageClassName: tmp.spec?.storageClassName ?? '',
+        volumeName: pvName,
+      },
+    };
+    pvc = await createOrGet(d.kube, desired);
+  }
+  const ref = pv.spec?.claimRef;
+  if (ref?.uid !== pvc.metadata?.uid) {
+    await d.kube.mergePatch(Res.pv, pvName, undefined, {
+      metadata: { resourceVersion: pv.metadata?.resourceVersion },
+      spec: {
+        claimRef: {
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          namespace: pvc.metadata?.namespace,
+          name: pvc.metadata?.name,
+          uid: pvc.metadata?.uid,
+          resourceVersion: null,
+        },
+      },
+    });
+    d.log.info('moved a cloned volume to its target claim', {
+      pv: pvName,
+      from: `${source.namespace}/${tmpClaimName(dv)}`,
+      to: key,
+    });
+  }
+  return status(d, dv, pvc, Phase.RebindInProgress, undefined);
+}
+
+/**
+ * The temporaries of a smart clone: the snapshot, the claim beside a source in another namespace, the Retain of a
+ * moved volume; then the finalizer. True when nothing is left.
+ */
+async function removeTemporaries(d: CloneDvDeps, dv: DataVolume, source: CloneSource): Promise<boolean> {
+  const strategy = anns(dv)[Ann.cloneType];
+  if (strategy === CloneStrategy.Snapshot && source.kind === 'pvc')
+    await d.kube.delete(Res.volumeSnapshot, tmpSnapshotName(dv), source.namespace).catch((e: unknown) => {
+      if ((e as { code?: number }).code !== 404) throw e;
+    });
+  if (source.namespace !== dv.metadata.namespace) {
+    const tmp = await d.kube.get<Pvc>(Res.pvc, tmpClaimName(dv), source.namespace);
+    const target = await d.kube.get<Pvc>(Res.pvc, dv.metadata.name ?? '', dv.metadata.namespace);
+    const pvName = target?.spec?.volumeName || tmp?.spec?.volumeName;
+    if (tmp) await d.kube.delete(Res.pvc, tmpClaimName(dv), source.namespace, tmp.metadata?.uid);
+    if (pvName) {
+      const pv = await d.kube.get<Pv>(Res.pv, pvName);
+      const before = pv ? anns(pv)[AnnRebindReclaimPolicy] : undefined;
+      if (pv && before) {
+        await d.kube.mergePatch(Res.pv, pvName, undefined, {
+          metadata: {
+            resourceVersion: pv.metadata?.resourceVersion,
+            annotations: { [AnnRebindReclaimPolicy]: null },
+          },
+          spec: { persistentVolumeReclaimPolicy: before },
+        });
+        return false; // the next reconcile sees the restored volume
+      }
+    }
+  }
+  const finalizers = dv.metadata.finalizers ?? [];
+  if (finalizers.includes(Finalizer.cloneTemporaries)) {
+    await d.kube.mergePatch(Res.dataVolume, dv.metadata.name ?? '', dv.metadata.namespace, {
+      metadata: {
+        resourceVersion: dv.metadata.resourceVersion,
+        finalizers: finalizers.filter((f) => f !== Finalizer.cloneTemporaries),
+      },
+    });
+    return false;
+  }
+  return true;
+}

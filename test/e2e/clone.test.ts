@@ -1,0 +1,472 @@
+// Clones end to end on the full cluster: the deployed cdi-controller (clone controllers), real upload server and
+// cloner pods from the local registry, the CSI hostpath driver's snapshots and clones, the deployed cdi-apiserver's
+// clone webhooks as the operator registers them, and a verifier pod that checks the md5 on each target.
+// Holds the cluster lock: `flock -o /work/cluster-tests.lock bash -c 'bash hack/images/build.sh && node --test
+// test/e2e/clone.test.ts'`.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import type { DataVolume } from '../../src/controller/shared/types.ts';
+import {
+  Resources,
+  type KubeClient,
+  type KubeObject,
+  type PersistentVolumeClaim,
+  type Resource,
+} from '../../src/kube/index.ts';
+import { startFileServer, type FileServer } from '../support/fileserver.ts';
+import {
+  clusterClient,
+  createNamespace,
+  eventually,
+  kubeconfigPath,
+  kubectl,
+} from '../integration/kube/cluster.ts';
+import { deleteIfExists, R } from '../integration/upload/support.ts';
+import {
+  NODE_IP,
+  STORAGE_CLASS,
+  deployCdi,
+  makeFixtures,
+  md5OnVolume,
+  requireFullCluster,
+  type Fixtures,
+} from './harness.ts';
+
+const A = 'cdi.kubevirt.io/';
+const CSI_CLASS = `cdi-e2e-csiclone-${randomBytes(2).toString('hex')}`;
+const res = (group: string, kind: string, plural: string, namespaced: boolean, version = 'v1'): Resource => ({
+  group,
+  version,
+  kind,
+  plural,
+  namespaced,
+});
+const VolumeSnapshot = res('snapshot.storage.k8s.io', 'VolumeSnapshot', 'volumesnapshots', true);
+const StorageClass = Resources.StorageClass;
+const CDI = Resources.CDI;
+const ServiceAccount = res('', 'ServiceAccount', 'serviceaccounts', true);
+
+let client: KubeClient;
+let golden: string;
+let alice: string;
+let fx: Fixtures;
+let http: FileServer;
+let sa: string;
+const cleanups: (() => Promise<void>)[] = [];
+
+const getDv = (ns: string, name: string): Promise<(DataVolume & KubeObject) | undefined> =>
+  client.getOrUndefined<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
+
+async function waitDv(ns: string, name: string, phase: string, limitMs = 300_000): Promise<DataVolume> {
+  return eventually(
+    `DataVolume ${ns}/${name} ${phase}`,
+    async () => {
+      const dv = await getDv(ns, name);
+      if (phase !== 'Failed' && dv?.status?.phase === 'Failed')
+        throw new Error(`DataVolume ${name} Failed: ${JSON.stringify(dv.status.conditions)}`);
+      return dv?.status?.phase === phase ? dv : undefined;
+    },
+    limitMs,
+    1000,
+  );
+}
+
+function cloneSpec(
+  srcNs: string,
+  src: string,
+  o: { kind?: 'pvc' | 'snapshot'; volumeMode?: string; size?: string; storageClassName?: string } = {},
+): DataVolume['spec'] {
+  return {
+    source: { [o.kind ?? 'pvc']: { namespace: srcNs, name: src } },
+    storage: {
+      storageClassName: o.storageClassName ?? STORAGE_CLASS,
+      ...(o.volumeMode ? { volumeMode: o.volumeMode } : {}),
+      ...(o.size ? { resources: { requests: { storage: o.size } } } : {}),
+    },
+  };
+}
+
+async function createDv(ns: string, name: string, spec: DataVolume['spec']): Promise<void> {
+  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name, namespace: ns },
+    spec,
+  });
+}
+
+async function importSource(name: string, volumeMode: 'Filesystem' | 'Block'): Promise<void> {
+  await createDv(golden, name, {
+    source: { http: { url: `${http.url}/disk.raw` } },
+    storage: {
+      storageClassName: STORAGE_CLASS,
+      volumeMode,
+      resources: { requests: { storage: '64Mi' } },
+    },
+  });
+}
+
+const md5Of = (ns: string, pvc: string, block = false): Promise<string> =>
+  md5OnVolume(client, ns, pvc, { block, bytes: fx.rawSize });
+
+async function events(ns: string, name: string): Promise<{ reason?: string; message?: string }[]> {
+  const l = await client.list<KubeObject & { reason?: string; message?: string }>(Resources.Event, {
+    namespace: ns,
+    fieldSelector: `involvedObject.name=${name}`,
+  });
+  return l.items;
+}
+
+/** What a clone may leave behind, by name, in both namespaces: nothing, once it is done or deleted. */
+async function leftovers(dv: DataVolume, srcNs: string): Promise<string[]> {
+  const uid = dv.metadata.uid ?? '';
+  const out: string[] = [];
+  const pods = await client.list<KubeObject>(Resources.Pod, { namespace: srcNs });
+  for (const p of pods.items)
+    if (p.metadata?.name?.startsWith(uid)) out.push(`pod ${srcNs}/${p.metadata.name}`);
+  const tgtPods = await client.list<KubeObject>(Resources.Pod, { namespace: dv.metadata.namespace ?? '' });
+  for (const p of tgtPods.items)
+    if (p.metadata?.name === `cdi-upload-${dv.metadata.name}`) out.push(`pod ${p.metadata.name}`);
+  if (await client.getOrUndefined(Resources.PersistentVolumeClaim, `tmp-pvc-${uid}`, srcNs))
+    out.push(`pvc ${srcNs}/tmp-pvc-${uid}`);
+  if (await client.getOrUndefined(VolumeSnapshot, `tmp-snapshot-${uid}`, srcNs))
+    out.push(`snapshot ${srcNs}/tmp-snapshot-${uid}`);
+  return out;
+}
+
+/** Sets CDI.spec.cloneStrategyOverride (the CR is made if missing); the cleanup puts back what was there. */
+let overrideRestore: (() => Promise<void>) | undefined;
+async function setOverride(strategy: string | undefined): Promise<void> {
+  const existing = await client.getOrUndefined<KubeObject & { spec?: Record<string, unknown> }>(CDI, 'cdi');
+  if (!existing) {
+    await client.create(CDI, { metadata: { name: 'cdi' }, spec: {} });
+    cleanups.push(() => deleteIfExists(client, CDI, 'cdi'));
+  } else if (!overrideRestore) {
+    const before = existing.spec?.['cloneStrategyOverride'] ?? null;
+    overrideRestore = () =>
+      client.mergePatch(CDI, 'cdi', { spec: { cloneStrategyOverride: before } }).then(() => undefined);
+    cleanups.push(overrideRestore);
+  }
+  await client.mergePatch(CDI, 'cdi', { spec: { cloneStrategyOverride: strategy ?? null } });
+}
+
+before(async () => {
+  client = clusterClient();
+  await requireFullCluster(client);
+  const undeploy = await deployCdi(client);
+  cleanups.push(undeploy);
+  const g = await createNamespace(client, 'e2e-golden');
+  const a = await createNamespace(client, 'e2e-alice');
+  golden = g.name;
+  alice = a.name;
+  cleanups.push(g.cleanup, a.cleanup);
+
+  // the clone webhooks are the deployed cdi-apiserver's (datavolume-mutate, datavolume-validate, pvc-clone-mutate),
+  // registered by the operator for every namespace, signing clone tokens with cdi-api-signing-key
+
+  // alice's ServiceAccount: DataVolumes, PVCs and pods in her own namespace, nothing in golden
+  await client.create(ServiceAccount, { metadata: { name: 'vm-owner', namespace: alice } });
+  sa = `system:serviceaccount:${alice}:vm-owner`;
+  await client.create(R.Role, {
+    metadata: { name: 'vm-owner', namespace: alice },
+    rules: [
+      { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['create', 'get'] },
+      { apiGroups: [''], resources: ['persistentvolumeclaims', 'pods'], verbs: ['create', 'get'] },
+    ],
+  } as KubeObject);
+  await client.create(R.RoleBinding, {
+    metadata: { name: 'vm-owner', namespace: alice },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'vm-owner' },
+    subjects: [{ kind: 'ServiceAccount', name: 'vm-owner', namespace: alice }],
+  } as KubeObject);
+
+  // a class of the same driver whose profile asks for CSI clones
+  const base = await client.get<KubeObject & Record<string, unknown>>(StorageClass, STORAGE_CLASS);
+  await client.create(StorageClass, {
+    metadata: {
+      name: CSI_CLASS,
+      annotations: {
+        [`${A}clone-strategy`]: 'csi-clone',
+        [`${A}claim-property-sets`]: (base.metadata?.annotations ?? {})[`${A}claim-property-sets`] ?? '',
+      },
+    },
+    provisioner: base['provisioner'],
+    reclaimPolicy: 'Delete',
+    volumeBindingMode: 'Immediate',
+    allowVolumeExpansion: true,
+  } as KubeObject);
+  cleanups.push(() => deleteIfExists(client, StorageClass, CSI_CLASS));
+
+  fx = await makeFixtures();
+  http = await startFileServer({ root: fx.dir, host: NODE_IP });
+  cleanups.push(
+    () => http.close(),
+    () => fx.cleanup(),
+  );
+  await importSource('src-fs', 'Filesystem');
+  await importSource('src-block', 'Block');
+  await waitDv(golden, 'src-fs', 'Succeeded');
+  await waitDv(golden, 'src-block', 'Succeeded');
+});
+
+after(async () => {
+  // the controller removes its finalizers: DataVolumes and clone PVCs go while it still runs
+  for (const ns of [alice, golden].filter(Boolean)) {
+    await kubectl('-n', ns, 'delete', 'datavolumes,pvc', '--all', '--wait=true', '--timeout=120s');
+  }
+  for (const c of cleanups.reverse()) await c().catch((e: unknown) => console.error(String(e)));
+  for (const ns of [alice, golden].filter(Boolean))
+    await eventually(
+      `namespace ${ns} gone`,
+      async () => !(await client.getOrUndefined(Resources.Namespace, ns)),
+      180_000,
+      1000,
+    );
+});
+
+void test('copy within a namespace (cloneStrategyOverride: copy): Succeeded, the bytes match, the pods are gone', async () => {
+  await setOverride('copy');
+  await createDv(golden, 'copy-same', cloneSpec(golden, 'src-fs'));
+  const dv = await waitDv(golden, 'copy-same', 'Succeeded');
+  assert.equal(dv.metadata.annotations?.[`${A}cloneType`], 'copy');
+  assert.equal(dv.status?.progress, '100.0%');
+  const pvc = await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'copy-same', golden);
+  assert.equal(pvc.metadata?.annotations?.['k8s.io/CloneOf'], 'true');
+  assert.equal(await md5Of(golden, 'copy-same'), fx.rawMd5);
+  await eventually('the clone pods gone', async () => (await leftovers(dv, golden)).length === 0);
+});
+
+void test('copy across namespaces: the webhook grants it, the controller mints the long-term token, the bytes match', async () => {
+  await setOverride('copy');
+  await createDv(alice, 'copy-cross', cloneSpec(golden, 'src-fs'));
+  const dv = await waitDv(alice, 'copy-cross', 'Succeeded');
+  assert.ok(
+    dv.metadata.annotations?.[`${A}storage.extended.clone.token`],
+    'long-term token on the DataVolume',
+  );
+  assert.equal(dv.metadata.annotations?.[`${A}storage.clone.token`], undefined);
+  assert.equal(await md5Of(alice, 'copy-cross'), fx.rawMd5);
+  await eventually(
+    'nothing left in either namespace',
+    async () => (await leftovers(dv, golden)).length === 0,
+  );
+});
+
+void test('Filesystem → Block and Block → Filesystem: host-assisted with the fallback reason, the bytes match', async () => {
+  await setOverride(undefined);
+  await createDv(alice, 'fs-to-block', cloneSpec(golden, 'src-fs', { volumeMode: 'Block', size: '64Mi' }));
+  await createDv(
+    alice,
+    'block-to-fs',
+    cloneSpec(golden, 'src-block', { volumeMode: 'Filesystem', size: '64Mi' }),
+  );
+  const a = await waitDv(alice, 'fs-to-block', 'Succeeded');
+  const b = await waitDv(alice, 'block-to-fs', 'Succeeded');
+  for (const dv of [a, b]) {
+    assert.equal(dv.metadata.annotations?.[`${A}cloneType`], 'copy');
+    assert.equal(
+      dv.metadata.annotations?.[`${A}cloneFallbackReason`],
+      'The volume modes of source and target are incompatible',
+    );
+  }
+  assert.ok((await events(alice, 'fs-to-block')).some((e) => e.reason === 'IncompatibleVolumeModes'));
+  assert.equal(await md5Of(alice, 'fs-to-block', true), fx.rawMd5);
+  assert.equal(await md5Of(alice, 'block-to-fs'), fx.rawMd5);
+});
+
+void test('snapshot clone within and across namespaces: restored from a temporary snapshot, nothing left behind', async () => {
+  await setOverride(undefined);
+  await createDv(golden, 'snap-same', cloneSpec(golden, 'src-fs'));
+  await createDv(alice, 'snap-cross', cloneSpec(golden, 'src-fs'));
+  for (const [ns, name] of [
+    [golden, 'snap-same'],
+    [alice, 'snap-cross'],
+  ] as const) {
+    const dv = await waitDv(ns, name, 'Succeeded');
+    assert.equal(dv.metadata.annotations?.[`${A}cloneType`], 'snapshot');
+    assert.equal(await md5Of(ns, name), fx.rawMd5);
+    assert.deepEqual(await leftovers(dv, golden), []);
+    assert.deepEqual(dv.metadata.finalizers ?? [], []);
+  }
+  // the moved volume is the target's, with its class's reclaim policy again
+  const pvc = await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'snap-cross', alice);
+  const pv = await client.get<KubeObject & { spec?: { persistentVolumeReclaimPolicy?: string } }>(
+    Resources.PersistentVolume,
+    pvc.spec?.volumeName ?? '',
+  );
+  assert.equal(pv.spec?.persistentVolumeReclaimPolicy, 'Delete');
+});
+
+void test('CSI clone within and across namespaces (profile cloneStrategy csi-clone)', async () => {
+  await setOverride(undefined);
+  await createDv(golden, 'csi-same', cloneSpec(golden, 'src-fs', { storageClassName: CSI_CLASS }));
+  await createDv(alice, 'csi-cross', cloneSpec(golden, 'src-fs', { storageClassName: CSI_CLASS }));
+  for (const [ns, name] of [
+    [golden, 'csi-same'],
+    [alice, 'csi-cross'],
+  ] as const) {
+    const dv = await waitDv(ns, name, 'Succeeded');
+    assert.equal(dv.metadata.annotations?.[`${A}cloneType`], 'csi-clone');
+    assert.equal(await md5Of(ns, name), fx.rawMd5);
+    assert.deepEqual(await leftovers(dv, golden), []);
+  }
+});
+
+void test('a user without permission in the source namespace is refused with it named; with clone-sourcer bound it clones', async () => {
+  await setOverride('copy');
+  const yaml = JSON.stringify({
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    metadata: { name: 'as-alice', namespace: alice },
+    spec: cloneSpec(golden, 'src-fs'),
+  });
+  const refused = await kubectlStdin(yaml, 'create', '-f', '-', `--as=${sa}`);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /insufficient permissions in clone source namespace/);
+  assert.match(refused.stderr, /datavolumes\/source/);
+  assert.match(refused.stderr, /cdi\.kubevirt\.io:clone-sourcer/);
+  await client.create(R.RoleBinding, {
+    metadata: { name: 'alice-clones-golden', namespace: golden },
+    roleRef: {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: 'cdi.kubevirt.io:clone-sourcer',
+    },
+    subjects: [{ kind: 'ServiceAccount', name: 'vm-owner', namespace: alice }],
+  } as KubeObject);
+  await eventually('the binding to take effect', async () => {
+    const r = await kubectlStdin(yaml, 'create', '-f', '-', `--as=${sa}`);
+    return r.code === 0;
+  });
+  await waitDv(alice, 'as-alice', 'Succeeded');
+  assert.equal(await md5Of(alice, 'as-alice'), fx.rawMd5);
+});
+
+void test('seed 003: a PVC annotated k8s.io/CloneRequest across namespaces is cloned and marked k8s.io/CloneOf', async () => {
+  await client.create(Resources.PersistentVolumeClaim, {
+    metadata: {
+      name: 'legacy',
+      namespace: alice,
+      annotations: { 'k8s.io/CloneRequest': `${golden}/src-fs` },
+    },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: STORAGE_CLASS,
+      resources: { requests: { storage: '128Mi' } },
+    },
+  } as KubeObject);
+  await eventually(
+    'k8s.io/CloneOf on the PVC',
+    async () =>
+      (await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'legacy', alice)).metadata
+        ?.annotations?.['k8s.io/CloneOf'] === 'true',
+    300_000,
+    1000,
+  );
+  assert.equal(await md5Of(alice, 'legacy'), fx.rawMd5);
+});
+
+void test('a source in use: the clone waits (CloneSourceInUse), then proceeds when the pod is gone', async () => {
+  await setOverride('copy');
+  await client.create(Resources.Pod, {
+    metadata: { name: 'user-of-src', namespace: golden },
+    spec: {
+      containers: [
+        {
+          name: 'c',
+          image: 'localhost:5000/busybox:1.35.0',
+          command: ['sleep', '3600'],
+          volumeMounts: [{ name: 'v', mountPath: '/v' }],
+        },
+      ],
+      volumes: [{ name: 'v', persistentVolumeClaim: { claimName: 'src-fs' } }],
+    },
+  } as KubeObject);
+  await eventually(
+    'the user pod running',
+    async () => {
+      const p = await client.get<KubeObject & { status?: { phase?: string } }>(
+        Resources.Pod,
+        'user-of-src',
+        golden,
+      );
+      return p.status?.phase === 'Running';
+    },
+    120_000,
+    1000,
+  );
+  await createDv(alice, 'in-use', cloneSpec(golden, 'src-fs'));
+  await eventually(
+    'CloneSourceInUse',
+    async () => (await events(alice, 'in-use')).some((e) => e.reason === 'CloneSourceInUse'),
+    120_000,
+    1000,
+  );
+  assert.notEqual((await getDv(alice, 'in-use'))?.status?.phase, 'Succeeded');
+  await client.delete(Resources.Pod, 'user-of-src', { namespace: golden });
+  await waitDv(alice, 'in-use', 'Succeeded');
+  assert.equal(await md5Of(alice, 'in-use'), fx.rawMd5);
+});
+
+void test('three parallel clones of one source succeed', async () => {
+  await setOverride('copy');
+  const names = ['par-1', 'par-2', 'par-3'];
+  for (const n of names) await createDv(alice, n, cloneSpec(golden, 'src-fs'));
+  for (const n of names) await waitDv(alice, n, 'Succeeded');
+  for (const n of names) assert.equal(await md5Of(alice, n), fx.rawMd5);
+});
+
+void test('deleting DataVolumes mid-clone leaves no temporary claim, snapshot, pod or finalizer behind', async () => {
+  await setOverride(undefined);
+  const mid: [string, DataVolume['spec']][] = [
+    ['del-copy', cloneSpec(golden, 'src-fs', { volumeMode: 'Block', size: '64Mi' })],
+    ['del-snap', cloneSpec(golden, 'src-fs')],
+    ['del-csi', cloneSpec(golden, 'src-fs', { storageClassName: CSI_CLASS })],
+  ];
+  const made: DataVolume[] = [];
+  for (const [n, spec] of mid) {
+    await createDv(alice, n, spec);
+    // deleted once the clone has started making things (a strategy chosen)
+    made.push(
+      await eventually(
+        `${n} started`,
+        async () => {
+          const dv = await getDv(alice, n);
+          return dv?.metadata.annotations?.[`${A}cloneType`] ? dv : undefined;
+        },
+        120_000,
+        200,
+      ),
+    );
+    await client.delete(Resources.DataVolume, n, { namespace: alice });
+  }
+  for (const dv of made) {
+    await eventually(
+      `${dv.metadata.name} gone`,
+      async () => !(await getDv(alice, dv.metadata.name ?? '')),
+      120_000,
+      1000,
+    );
+    await eventually(
+      `nothing of ${dv.metadata.name} left`,
+      async () => (await leftovers(dv, golden)).length === 0,
+      120_000,
+      1000,
+    );
+    assert.equal(
+      await client.getOrUndefined(Resources.PersistentVolumeClaim, dv.metadata.name ?? '', alice),
+      undefined,
+    );
+  }
+});
+
+/** kubectl with the object on stdin (as a user would pipe it). */
+function kubectlStdin(input: string, ...args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('kubectl', ['--kubeconfig', kubeconfigPath, ...args]);
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    p.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+    p.stdin.end(input);
+  });
+}

@@ -28,12 +28,17 @@ import { isImportPvc, registerCdiCache } from './shared/indexes.ts';
 import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
+import { reconcileDataSource } from './datasource/controller.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
 import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/controller.ts';
 import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
+import { OptionalWatch } from './shared/optional-watch.ts';
 import {
+  dataSourcesForClaim,
+  dataSourcesForDataSource,
+  dataSourcesForSnapshot,
   dvsForConfig,
   dvsForStorageClass,
   dvsForStorageProfile,
@@ -123,6 +128,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const configs = cache.informerOf(Res.cdiConfig);
   const pvcEvents = cache.informerOf(Res.event);
   const pvs = cache.informerOf(Res.pv);
+  const dataSources = cache.informerOf(Res.dataSource);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -187,6 +193,22 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
     .watch(configs, () => dvsForConfig(cache));
 
+  const dataSource = controller('datasource-controller', workers, (kube, key) =>
+    reconcileDataSource({ kube, log: log('datasource-controller') }, key),
+  )
+    .watch(dataSources, (ds) => dataSourcesForDataSource(cache, ds))
+    .watch(pvcs, (p) => dataSourcesForClaim(cache, p))
+    .watch(dvs, (dv) => dataSourcesForClaim(cache, dv));
+  // VolumeSnapshots are read from the API server (not cached: the kind may not be served); their changes still wake
+  const snapshots = new OptionalWatch({
+    client: o.client,
+    resource: Res.volumeSnapshot,
+    logger: log('datasource-controller'),
+    onChange: (s) => {
+      for (const k of dataSourcesForSnapshot(cache, s)) dataSource.enqueue(k);
+    },
+  });
+
   const scraper = new ProgressScraper({
     kube: base,
     onChange: (key) => datavolume.enqueue(key),
@@ -205,12 +227,13 @@ export function buildManager(o: ManagerOptions): Manager {
     async run(signal: AbortSignal): Promise<void> {
       cache.start();
       snapshotClasses.start();
+      snapshots.start();
       // the config must exist even before anything changes
       config.enqueue(CDIConfigName);
       try {
         await Promise.all([...controllers.map((c) => c.run(signal)), scraper.run(signal)]);
       } finally {
-        await Promise.all([cache.stop(), snapshotClasses.stop()]);
+        await Promise.all([cache.stop(), snapshotClasses.stop(), snapshots.stop()]);
         await recorder.flush();
       }
     },

@@ -13,6 +13,9 @@ import { Res } from './shared/client.ts';
 import { Ann } from './shared/constants.ts';
 import {
   Active,
+  DsDataSourceIndex,
+  DsPvcIndex,
+  DsSnapshotIndex,
   DvActiveIndex,
   DvClassIndex,
   ImportPvcIndex,
@@ -80,4 +83,22 @@ export function importPvcForEvent(cache: Cache, event: KubeObject): string | und
   if (!inv?.name || !inv.namespace) return undefined;
   const pvc = cache.get<Pvc>(Res.pvc, inv.name, inv.namespace);
   return pvc && isImportPvc(pvc) && pvc.status?.phase === 'Pending' ? keyOf(pvc) : undefined;
+}
+
+/** A PVC or DataVolume wakes the DataSources that name it (source.pvc names both, as upstream). */
+export function dataSourcesForClaim(cache: Cache, o: KubeObject): string[] {
+  return keys(cache.list(Res.dataSource, { index: { name: DsPvcIndex, value: keyOf(o) } }));
+}
+
+/** A DataSource wakes itself and the DataSources that point to it. */
+export function dataSourcesForDataSource(cache: Cache, ds: KubeObject): string[] {
+  return [
+    keyOf(ds),
+    ...keys(cache.list(Res.dataSource, { index: { name: DsDataSourceIndex, value: keyOf(ds) } })),
+  ];
+}
+
+/** A VolumeSnapshot wakes the DataSources that name it. */
+export function dataSourcesForSnapshot(cache: Cache, snap: KubeObject): string[] {
+  return keys(cache.list(Res.dataSource, { index: { name: DsSnapshotIndex, value: keyOf(snap) } }));
 }

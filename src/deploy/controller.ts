@@ -60,6 +60,8 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
+ * - datasources: resolve them and write Ready (the whole object: the CRD has no status subresource); volumesnapshots:
+ *   read (a DataSource's snapshot source)
  */
 export function clusterRules(): Obj[] {
   return [
@@ -83,6 +85,8 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch'] },
   ];
 }
 

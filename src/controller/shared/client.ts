@@ -37,6 +37,14 @@ export const Res = {
   dataVolume: Resources.DataVolume,
   cdiConfig: Resources.CDIConfig,
   storageProfile: Resources.StorageProfile,
+  dataSource: Resources.DataSource,
+  dataImportCron: Resources.DataImportCron,
+  volumeImportSource: Resources.VolumeImportSource,
+  volumeUploadSource: Resources.VolumeUploadSource,
+  volumeCloneSource: Resources.VolumeCloneSource,
+  volumeSnapshot: Resources.VolumeSnapshot,
+  cronJob: Resources.CronJob,
+  job: Resources.Job,
 } as const;
 
 export interface ListOptions {

@@ -14,7 +14,7 @@ import {
 } from '../../kube/index.ts';
 import { Ann, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
-import type { DataVolume } from './types.ts';
+import type { DataSource, DataSourceSource, DataVolume } from './types.ts';
 
 export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
 
@@ -25,6 +25,39 @@ export const DvActiveIndex = 'dv-active';
 /** PVCs with an import that has not finished (no pod phase Succeeded, no fatal error), under "active". */
 export const ImportPvcIndex = 'import-pvc-active';
 export const Active = 'active';
+/** DataSources by the "ns/name" of the PVC (and DataVolume), snapshot or DataSource their spec.source names. */
+export const DsPvcIndex = 'datasource-pvc';
+export const DsSnapshotIndex = 'datasource-snapshot';
+export const DsDataSourceIndex = 'datasource-datasource';
+/** "ns/name" of what a source names (namespace defaulted to the DataSource's), for the cache's indexes. */
+export function sourceKeys(ds: { metadata?: { namespace?: string }; spec?: { source?: DataSourceSource } }): {
+  pvc?: string;
+  snapshot?: string;
+  dataSource?: string;
+} {
+  const own = ds.metadata?.namespace ?? '';
+  const s = ds.spec?.source ?? {};
+  const key = (r: { namespace?: string; name: string } | undefined): string | undefined =>
+    r ? `${r.namespace || own}/${r.name}` : undefined;
+  const pvc = key(s.pvc);
+  const snapshot = key(s.snapshot);
+  const dataSource = key(s.dataSource);
+  return {
+    ...(pvc ? { pvc } : {}),
+    ...(snapshot ? { snapshot } : {}),
+    ...(dataSource ? { dataSource } : {}),
+  };
+}
+
+/** DataVolumes by the "ns/name" of the DataSource their sourceRef names. */
+export const DvSourceRefIndex = 'dv-sourceref';
+
+/** "ns/name" of the DataSource a DataVolume's sourceRef names (its namespace defaults to the DataVolume's). */
+export function dvSourceRefKey(dv: DataVolume): string | undefined {
+  const ref = dv.spec?.sourceRef;
+  if (!ref || ref.kind !== 'DataSource' || !ref.name) return undefined;
+  return `${ref.namespace || dv.metadata?.namespace || ''}/${ref.name}`;
+}
 
 const finished = (dv: DataVolume): boolean =>
   dv.status?.phase === Phase.Succeeded || dv.status?.phase === Phase.Failed;
@@ -133,6 +166,7 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.storageClass);
   cache.informer(Res.storageProfile);
   cache.informer(Res.cdiConfig);
+  cache.informer(Res.dataSource);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
 
@@ -145,4 +179,16 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
     finished(dv) ? [] : [dvRequestedClass(dv)],
   );
   cache.addIndex<DataVolume>(Res.dataVolume, DvActiveIndex, (dv) => (finished(dv) ? [] : [Active]));
+  cache.addIndex<DataVolume>(Res.dataVolume, DvSourceRefIndex, (dv) => {
+    const k = dvSourceRefKey(dv);
+    return k ? [k] : [];
+  });
+  const byKey = (k: string | undefined): string[] => (k ? [k] : []);
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsPvcIndex, (ds) => byKey(sourceKeys(ds).pvc));
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsSnapshotIndex, (ds) =>
+    byKey(sourceKeys(ds).snapshot),
+  );
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsDataSourceIndex, (ds) =>
+    byKey(sourceKeys(ds).dataSource),
+  );
 }

@@ -111,7 +111,7 @@ export async function reconcileDataSource(d: DataSourceDeps, key: string): Promi
   if (!ds || ds.metadata.deletionTimestamp) return;
   const { verdict, source } = await computeDataSource(d.kube, ds);
 
-  const next = structuredClone(ds) as DataSource;
+  const next: DataSource = structuredClone(ds);
   if (verdict.ready && verdict.labels) {
     const labels = { ...(next.metadata.labels ?? {}) };
     for (const l of verdict.labels) copyAllowedLabels(l, labels);

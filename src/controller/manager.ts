@@ -40,6 +40,7 @@ import {
   dataSourcesForDataSource,
   dataSourcesForSnapshot,
   dvsForConfig,
+  dvsForDataSource,
   dvsForStorageClass,
   dvsForStorageProfile,
   importPvcForEvent,
@@ -191,7 +192,8 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(pvcs, (p) => ownerKey(p, 'DataVolume'))
     .watch(classes, (sc, old) => dvsForStorageClass(cache, sc, old))
     .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
-    .watch(configs, () => dvsForConfig(cache));
+    .watch(configs, () => dvsForConfig(cache))
+    .watch(dataSources, (ds) => dvsForDataSource(cache, ds));
 
   const dataSource = controller('datasource-controller', workers, (kube, key) =>
     reconcileDataSource({ kube, log: log('datasource-controller') }, key),

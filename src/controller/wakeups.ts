@@ -17,6 +17,7 @@ import {
   DsPvcIndex,
   DsSnapshotIndex,
   DvActiveIndex,
+  DvSourceRefIndex,
   DvClassIndex,
   ImportPvcIndex,
   importInFlight,
@@ -101,4 +102,9 @@ export function dataSourcesForDataSource(cache: Cache, ds: KubeObject): string[]
 /** A VolumeSnapshot wakes the DataSources that name it. */
 export function dataSourcesForSnapshot(cache: Cache, snap: KubeObject): string[] {
   return keys(cache.list(Res.dataSource, { index: { name: DsSnapshotIndex, value: keyOf(snap) } }));
+}
+
+/** A DataSource wakes the DataVolumes in flight whose sourceRef names it. */
+export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
+  return keys(cache.list(Res.dataVolume, { index: { name: DvSourceRefIndex, value: keyOf(ds) } }));
 }

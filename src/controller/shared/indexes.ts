@@ -49,7 +49,7 @@ export function sourceKeys(ds: { metadata?: { namespace?: string }; spec?: { sou
   };
 }
 
-/** DataVolumes by the "ns/name" of the DataSource their sourceRef names. */
+/** DataVolumes in flight by the "ns/name" of the DataSource their sourceRef names. */
 export const DvSourceRefIndex = 'dv-sourceref';
 
 /** "ns/name" of the DataSource a DataVolume's sourceRef names (its namespace defaults to the DataVolume's). */
@@ -181,7 +181,7 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.addIndex<DataVolume>(Res.dataVolume, DvActiveIndex, (dv) => (finished(dv) ? [] : [Active]));
   cache.addIndex<DataVolume>(Res.dataVolume, DvSourceRefIndex, (dv) => {
     const k = dvSourceRefKey(dv);
-    return k ? [k] : [];
+    return k && !finished(dv) ? [k] : [];
   });
   const byKey = (k: string | undefined): string[] => (k ? [k] : []);
   cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsPvcIndex, (ds) => byKey(sourceKeys(ds).pvc));

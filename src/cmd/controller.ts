@@ -24,6 +24,7 @@ import {
   RuntimeMetrics,
 } from '../kube/index.ts';
 import { buildManager, type Manager } from '../controller/manager.ts';
+import { ControllerMetrics } from '../monitoring/metrics.ts';
 
 const LEASE_NAME = 'cdi-controller-leader-election-helper';
 /** An informer failing (or unsynced) for this long makes /healthz fail, so kubelet restarts the process. */
@@ -91,6 +92,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const metrics = new RuntimeMetrics(registry);
+  const cdiMetrics = new ControllerMetrics(registry);
 
   let manager: Manager | undefined;
   const stop = new AbortController();
@@ -113,6 +115,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         cdiNamespace: namespace,
         reads: readMode,
         metrics,
+        cdiMetrics,
         ...(workloadNodeSelector ? { workloadNodeSelector } : {}),
       });
       await manager.run(signal);

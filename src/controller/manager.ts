@@ -28,7 +28,9 @@ import { isImportPvc, registerCdiCache } from './shared/indexes.ts';
 import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
+import { reconcileDataImportCron } from './dataimportcron/controller.ts';
 import { reconcileDataSource } from './datasource/controller.ts';
+import type { ControllerMetrics } from '../monitoring/metrics.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
 import { reconcileImport } from './import/controller.ts';
@@ -36,6 +38,7 @@ import { profileKeyOfVolume, reconcileStorageProfile } from './storageprofile/co
 import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 import { OptionalWatch } from './shared/optional-watch.ts';
 import {
+  cronOf,
   dataSourcesForClaim,
   dataSourcesForDataSource,
   dataSourcesForSnapshot,
@@ -66,6 +69,8 @@ export interface ManagerOptions {
   reads?: Reads;
   clock?: Clock;
   metrics?: RuntimeMetrics;
+  /** CDI's gauges (kubevirt_cdi_dataimportcron_outdated, ...). */
+  cdiMetrics?: ControllerMetrics;
   /** Told about every reconcile of every controller (tracing, tests). */
   onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
   /** The importer metrics GET (tests may wrap it); the default is fetchMetrics with its limits. */
@@ -130,6 +135,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const pvcEvents = cache.informerOf(Res.event);
   const pvs = cache.informerOf(Res.pv);
   const dataSources = cache.informerOf(Res.dataSource);
+  const crons = cache.informerOf(Res.dataImportCron);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -201,6 +207,28 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(dataSources, (ds) => dataSourcesForDataSource(cache, ds))
     .watch(pvcs, (p) => dataSourcesForClaim(cache, p))
     .watch(dvs, (dv) => dataSourcesForClaim(cache, dv));
+  controller('dataimportcron-controller', workers, (kube, key) =>
+    reconcileDataImportCron(
+      {
+        kube,
+        recorder: events,
+        log: log('dataimportcron-controller'),
+        poller: {
+          image: o.importerImage,
+          pullPolicy: o.pullPolicy,
+          cdiNamespace: o.cdiNamespace ?? 'cdi',
+          ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
+        },
+        ...(o.cdiMetrics ? { metrics: o.cdiMetrics } : {}),
+      },
+      key,
+    ),
+  )
+    .watch(crons)
+    .watch(dvs, cronOf)
+    .watch(pvcs, cronOf)
+    .watch(dataSources, cronOf);
+
   // VolumeSnapshots are read from the API server (not cached: the kind may not be served); their changes still wake
   const snapshots = new OptionalWatch({
     client: o.client,

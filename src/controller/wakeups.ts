@@ -108,3 +108,9 @@ export function dataSourcesForSnapshot(cache: Cache, snap: KubeObject): string[]
 export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
   return keys(cache.list(Res.dataVolume, { index: { name: DvSourceRefIndex, value: keyOf(ds) } }));
 }
+
+/** What a DataImportCron made (its DataVolumes, their PVCs, its DataSource) wakes it, by its label. */
+export function cronOf(o: KubeObject): string | undefined {
+  const cron = o.metadata?.labels?.['cdi.kubevirt.io/dataImportCron'];
+  return cron && o.metadata?.namespace ? `${o.metadata.namespace}/${cron}` : undefined;
+}

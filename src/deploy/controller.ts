@@ -60,12 +60,16 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
  * - leases (own namespace only, see the Role): the leader election
- * - datasources: resolve them and write Ready (the whole object: the CRD has no status subresource); volumesnapshots:
- *   read (a DataSource's snapshot source)
+ * - datasources: resolve them and write Ready (the whole object: the CRD has no status subresource); a
+ *   DataImportCron's managed DataSource is created, pointed at its newest import, deleted with retentionPolicy None;
+ *   volumesnapshots: read (a DataSource's snapshot source)
+ * - dataimportcrons: watch, write status (the whole object); their imports: create DataVolumes, delete the outdated
+ *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports)
+ * - cronjobs, jobs (CDI's namespace only, see the Role): the digest pollers
  */
 export function clusterRules(): Obj[] {
   return [
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/status'], verbs: ['patch'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/finalizers'], verbs: ['update'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
@@ -75,7 +79,7 @@ export function clusterRules(): Obj[] {
       verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
     },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['storageprofiles/status'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
     { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
@@ -85,7 +89,8 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['events'], verbs: ['list', 'watch', 'create', 'patch'] },
     // the per-PVC copy of CDIConfig's trusted proxy CA (import-proxy-cm-<pvc>), owned by the importer pod
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'list', 'watch', 'update'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch'] },
   ];
 }
@@ -111,6 +116,7 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       rules: [
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
         { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+        { apiGroups: ['batch'], resources: ['cronjobs', 'jobs'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
       ],
     },
     {
@@ -119,6 +125,21 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
       metadata: { name: 'cdi-controller', namespace: ns, labels },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cdi-controller' },
       subjects: [{ kind: 'ServiceAccount', name: 'cdi-sa', namespace: ns }],
+    },
+    // the DataImportCron digest pollers' identity (upstream cdi-cronjob): read a cron, annotate it with the digest
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cdi-cronjob', namespace: ns, labels } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: 'cdi-cronjob', labels },
+      rules: [{ apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'patch'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'cdi-cronjob', labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cdi-cronjob' },
+      subjects: [{ kind: 'ServiceAccount', name: 'cdi-cronjob', namespace: ns }],
     },
     {
       apiVersion: 'apps/v1',

@@ -6,6 +6,7 @@
  */
 import type { KubeClient } from '../../kube/index.ts';
 import type { Admitter } from '../admission.ts';
+import { dataImportCronValidate, DataImportCronValidatePath } from './dataimportcron-validate.ts';
 
 export interface WebhookDeps {
   kube: KubeClient;
@@ -19,5 +20,5 @@ export interface WebhookRoute {
 }
 
 export function webhooks(_deps: WebhookDeps): WebhookRoute[] {
-  return [];
+  return [{ path: DataImportCronValidatePath, admit: dataImportCronValidate() }];
 }

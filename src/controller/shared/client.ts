@@ -220,6 +220,8 @@ export class ClusterKube implements Kube {
       deleted = await this.client.delete(r, name, {
         ...(namespace ? { namespace } : {}),
         ...(target ? { uid: target } : {}),
+        // dependents are collected (a Job's pods too: batch/v1 would orphan them by default)
+        propagationPolicy: 'Background',
         ...(this.signal ? { signal: this.signal } : {}),
       });
     } catch (e) {

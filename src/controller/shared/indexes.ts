@@ -167,6 +167,7 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.storageProfile);
   cache.informer(Res.cdiConfig);
   cache.informer(Res.dataSource);
+  cache.informer(Res.dataImportCron);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
 

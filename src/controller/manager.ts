@@ -30,6 +30,7 @@ import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataImportCron } from './dataimportcron/controller.ts';
 import { reconcileDataSource } from './datasource/controller.ts';
+import { reconcileImportPopulator, VolumeImportSourceKind } from './populators/import.ts';
 import type { ControllerMetrics } from '../monitoring/metrics.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
@@ -50,6 +51,8 @@ import {
   importPvcsForConfig,
   importPvcsForPod,
   ownerKey,
+  populatorTargetOf,
+  pvcsForPopulatorSource,
 } from './wakeups.ts';
 
 export interface ManagerOptions {
@@ -136,6 +139,7 @@ export function buildManager(o: ManagerOptions): Manager {
   const pvs = cache.informerOf(Res.pv);
   const dataSources = cache.informerOf(Res.dataSource);
   const crons = cache.informerOf(Res.dataImportCron);
+  const importSources = cache.informerOf(Res.volumeImportSource);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -228,6 +232,12 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(dvs, cronOf)
     .watch(pvcs, cronOf)
     .watch(dataSources, cronOf);
+
+  controller('import-populator', workers, (kube, key) =>
+    reconcileImportPopulator({ kube, recorder: events, log: log('import-populator') }, key),
+  )
+    .watch(pvcs, (p) => populatorTargetOf(p, VolumeImportSourceKind))
+    .watch(importSources, (s) => pvcsForPopulatorSource(cache, VolumeImportSourceKind, s));
 
   // VolumeSnapshots are read from the API server (not cached: the kind may not be served); their changes still wake
   const snapshots = new OptionalWatch({

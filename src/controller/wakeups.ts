@@ -20,6 +20,7 @@ import {
   DvSourceRefIndex,
   DvClassIndex,
   ImportPvcIndex,
+  PvcPopulatorSourceIndex,
   importInFlight,
   isCdiPod,
   isImportPvc,
@@ -113,4 +114,20 @@ export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
 export function cronOf(o: KubeObject): string | undefined {
   const cron = o.metadata?.labels?.['cdi.kubevirt.io/dataImportCron'];
   return cron && o.metadata?.namespace ? `${o.metadata.namespace}/${cron}` : undefined;
+}
+
+/** A populator source (VolumeImportSource, ...) wakes the PVCs whose dataSourceRef names it. */
+export function pvcsForPopulatorSource(cache: Cache, kind: string, source: KubeObject): string[] {
+  const value = `cdi.kubevirt.io/${kind}/${source.metadata?.namespace ?? ''}/${source.metadata?.name ?? ''}`;
+  return keys(cache.list(Res.pvc, { index: { name: PvcPopulatorSourceIndex, value } }));
+}
+
+/** A populated PVC wakes itself; its prime (annotated with the populator kind) wakes the target that owns it. */
+export function populatorTargetOf(pvc: Pvc, kind: string): string | undefined {
+  const ref = (pvc.spec as { dataSourceRef?: { apiGroup?: string; kind?: string } } | undefined)
+    ?.dataSourceRef;
+  if (ref?.apiGroup === 'cdi.kubevirt.io' && ref.kind === kind) return keyOf(pvc);
+  if (pvc.metadata?.annotations?.['cdi.kubevirt.io/storage.populator.kind'] === kind)
+    return ownerKey(pvc, 'PersistentVolumeClaim');
+  return undefined;
 }

@@ -66,6 +66,8 @@ const labels = { 'app.kubernetes.io/component': 'storage', 'app.kubernetes.io/ma
  * - dataimportcrons: watch, write status (the whole object); their imports: create DataVolumes, delete the outdated
  *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports)
  * - cronjobs, jobs (CDI's namespace only, see the Role): the digest pollers
+ * - volumeimportsources: read; a PVC naming one gets a prime claim, whose PV is then handed to it (persistentvolumes
+ *   update: the claimRef), and the prime deleted (persistentvolumeclaims delete)
  */
 export function clusterRules(): Obj[] {
   return [
@@ -82,7 +84,8 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['list', 'watch'] },
+    // update: the populators hand a filled volume from its prime claim to the target (the PV's claimRef)
+    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'update'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotclasses'], verbs: ['list', 'watch'] },
     // list/watch: the cache of PVC events (a Pending claim's latest event becomes its Bound condition)
@@ -91,6 +94,7 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'list', 'watch', 'update'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['volumeimportsources'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch'] },
   ];
 }

@@ -49,6 +49,17 @@ export function sourceKeys(ds: { metadata?: { namespace?: string }; spec?: { sou
   };
 }
 
+/** PVCs by the "<group>/<kind>/<ns>/<name>" of the CDI populator source their spec.dataSourceRef names. */
+export const PvcPopulatorSourceIndex = 'pvc-populator-source';
+
+export function populatorSourceKey(pvc: Pvc): string | undefined {
+  const r = (
+    pvc.spec as { dataSourceRef?: { apiGroup?: string; kind?: string; name?: string; namespace?: string } }
+  )?.dataSourceRef;
+  if (!r?.kind || !r.name || r.apiGroup !== 'cdi.kubevirt.io') return undefined;
+  return `${r.apiGroup}/${r.kind}/${r.namespace || pvc.metadata?.namespace || ''}/${r.name}`;
+}
+
 /** DataVolumes in flight by the "ns/name" of the DataSource their sourceRef names. */
 export const DvSourceRefIndex = 'dv-sourceref';
 
@@ -168,12 +179,17 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.cdiConfig);
   cache.informer(Res.dataSource);
   cache.informer(Res.dataImportCron);
+  cache.informer(Res.volumeImportSource);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
 
   cache.addIndex(Res.pod, ControllerUidIndex, controllerUid);
   cache.addIndex(Res.pod, PodClaimIndex, podClaims);
   cache.addIndex(Res.pvc, ControllerUidIndex, controllerUid);
+  cache.addIndex<Pvc>(Res.pvc, PvcPopulatorSourceIndex, (p) => {
+    const k = populatorSourceKey(p);
+    return k ? [k] : [];
+  });
   cache.addIndex<Pvc>(Res.pvc, ImportPvcIndex, (p) => (importInFlight(p) ? [Active] : []));
   cache.addIndex(Res.event, InvolvedUidIndex, involvedUid);
   cache.addIndex<DataVolume>(Res.dataVolume, DvClassIndex, (dv) =>

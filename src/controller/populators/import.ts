@@ -62,7 +62,7 @@ export function isPopulatedBy(pvc: Pvc, kind: string): boolean {
 }
 
 const involved = (pvc: Pvc): KubeObject =>
-  ({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' }) as KubeObject;
+  ({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' });
 
 /** upstream claimReadyForPopulation: the class is known and usable, and for WaitForFirstConsumer a node is chosen. */
 async function readyForPopulation(
@@ -139,7 +139,7 @@ function newPrime(
       ...(pvc.spec?.storageClassName !== undefined ? { storageClassName: pvc.spec.storageClassName } : {}),
       ...(pvc.spec?.volumeMode ? { volumeMode: pvc.spec.volumeMode } : {}),
     },
-  } as Pvc;
+  };
 }
 
 export async function reconcileImportPopulator(d: PopulatorDeps, key: string): Promise<Result | void> {

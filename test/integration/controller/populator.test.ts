@@ -52,14 +52,16 @@ const target = (name: string, sc: string, src: string, annotations: Record<strin
       resources: { requests: { storage: '1Gi' } },
       dataSourceRef: { apiGroup: 'cdi.kubevirt.io', kind: 'VolumeImportSource', name: src },
     },
-  } as KubeObject);
+  });
 
 /** The populator looked at this claim (and decided, e.g. to wait). */
 const reconciled = (name: string) =>
-  eventually(`import-populator reconciled ${name}`, async () =>
-    suite.mgr.reconciles.some((r) => r.controller === 'import-populator' && r.key === `${ns}/${name}`)
-      ? true
-      : undefined,
+  eventually(`import-populator reconciled ${name}`, () =>
+    Promise.resolve(
+      suite.mgr.reconciles.some((r) => r.controller === 'import-populator' && r.key === `${ns}/${name}`)
+        ? true
+        : undefined,
+    ),
   );
 
 void test('a bare PVC with dataSourceRef to a VolumeImportSource is filled through prime-<uid>, which is gone afterwards', async () => {

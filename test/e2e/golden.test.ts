@@ -11,8 +11,6 @@
 //     h/clone: without it, skipped, saying so).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
@@ -23,7 +21,7 @@ import {
 } from '../../src/kube/index.ts';
 import type { DataImportCron, DataSource, DataVolume } from '../../src/controller/shared/types.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
-import { buildLayout, skopeoPush } from '../support/oci.ts';
+import { pushContainerDisk } from '../support/oci.ts';
 import { clusterClient, createNamespace, eventually, kubectl } from '../integration/kube/cluster.ts';
 import {
   NODE_IP,
@@ -130,23 +128,7 @@ void test('WaitForFirstConsumer: the consumer pod makes the scheduler pick a nod
   );
 });
 
-/** Pushes a container disk (the qcow2 fixture, or the raw one) under :latest; returns the registry's digest. */
-async function push(file: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cdi-golden-'));
-  try {
-    const layout = await buildLayout(dir, 'latest', [
-      { layers: [{ compression: 'gzip', files: { 'disk/disk.img': join(fx.dir, file) } }] },
-    ]);
-    await skopeoPush(layout, `docker://localhost:5000/${repo}:latest`, { tlsVerify: false });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-  const res = await fetch(`http://localhost:5000/v2/${repo}/manifests/latest`, {
-    method: 'HEAD',
-    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-  });
-  return res.headers.get('docker-content-digest') ?? '';
-}
+const push = (file: string): Promise<string> => pushContainerDisk(join(fx.dir, file), repo);
 
 const getCron = () => client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'fedora', ns);
 const desiredDigest = async () =>

@@ -13,7 +13,7 @@ import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import type { StorageClass } from '../shared/types.ts';
-import type { KubeObject, PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
+import { controllerRef, type KubeObject, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import type { VolumeImportSource } from '../../api/populators.ts';
 import { importSourceAnnotations } from '../datavolume/render.ts';
 import { copyAllowedLabels } from '../datasource/controller.ts';
@@ -61,8 +61,7 @@ export function isPopulatedBy(pvc: Pvc, kind: string): boolean {
   return r?.apiGroup === 'cdi.kubevirt.io' && r.kind === kind && Boolean(r.name);
 }
 
-const involved = (pvc: Pvc): KubeObject =>
-  ({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' });
+const involved = (pvc: Pvc): KubeObject => ({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' });
 
 /** upstream claimReadyForPopulation: the class is known and usable, and for WaitForFirstConsumer a node is chosen. */
 async function readyForPopulation(
@@ -122,16 +121,7 @@ function newPrime(
       namespace: pvc.metadata?.namespace,
       labels: { [Label.app]: Label.appValue, [ApiLabel.ExcludeFromVeleroBackup]: 'true', ...ManagedLabels },
       annotations,
-      ownerReferences: [
-        {
-          apiVersion: 'v1',
-          kind: 'PersistentVolumeClaim',
-          name: pvc.metadata?.name ?? '',
-          uid: pvc.metadata?.uid ?? '',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [controllerRef(pvc, Res.pvc)],
     },
     spec: {
       ...(pvc.spec?.accessModes ? { accessModes: pvc.spec.accessModes } : {}),

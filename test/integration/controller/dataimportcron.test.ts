@@ -15,7 +15,7 @@ import { Resources, type KubeClient, type KubeObject } from '../../../src/kube/i
 import { ControllerMetrics } from '../../../src/monitoring/metrics.ts';
 import type { DataImportCron, DataSource, DataVolume } from '../../../src/controller/shared/types.ts';
 import { poll } from '../../../src/cmd/source-update-poller.ts';
-import { buildLayout, skopeoPush } from '../../support/oci.ts';
+import { pushContainerDisk } from '../../support/oci.ts';
 import { seededBytes } from '../../support/images.ts';
 import { eventually, kubeconfigPath } from '../kube/cluster.ts';
 import { eventsFor, useControllerSuite } from './harness.ts';
@@ -39,18 +39,10 @@ async function push(seed: string): Promise<string> {
   try {
     const disk = join(dir, 'disk.img');
     await writeFile(disk, seededBytes(seed, 1 << 20));
-    const layout = await buildLayout(dir, 'latest', [
-      { layers: [{ compression: 'gzip', files: { 'disk/disk.img': disk } }] },
-    ]);
-    await skopeoPush(layout, `docker://localhost:5000/${repo}:latest`, { tlsVerify: false });
+    return await pushContainerDisk(disk, repo);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const res = await fetch(`http://localhost:5000/v2/${repo}/manifests/latest`, {
-    method: 'HEAD',
-    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-  });
-  return res.headers.get('docker-content-digest') ?? '';
 }
 
 const getCron = (name: string) =>

@@ -148,10 +148,14 @@ void test('a DataImportCron imports each new digest, points its DataSource at th
   assert.equal(dv1.spec.source?.registry?.url, `docker://localhost:5000/${repo}@${d1}`);
   assert.equal(dv1.metadata.labels?.['cdi.kubevirt.io/dataImportCron'], 'fedora-cron');
   assert.equal(dv1.metadata.annotations?.['cdi.kubevirt.io/storage.bind.immediate.requested'], 'true');
-  const importing = await eventually('UpToDate False Outdated', async () => {
+  // Outdated lasts until the import is recorded; then the import is in progress (the DataVolume's phase is said)
+  const importing = await eventually('UpToDate False: ImportProgressing', async () => {
     const c = await getCron('fedora-cron');
-    return cond(c, 'UpToDate')?.reason === 'Outdated' && c?.status?.currentImports?.length ? c : undefined;
+    return cond(c, 'UpToDate')?.reason === 'ImportProgressing' ? c : undefined;
   });
+  assert.equal(cond(importing, 'UpToDate')?.status, 'False');
+  assert.equal(cond(importing, 'UpToDate')?.message, 'Import is progressing');
+  assert.match(cond(importing, 'Progressing')?.message ?? '', /^Import DataVolume phase /);
   assert.deepEqual(importing.status?.currentImports, [{ DataVolumeName: first, Digest: d1 }]);
   assert.equal(
     importing.status?.lastExecutionTimestamp,
@@ -187,8 +191,11 @@ void test('a DataImportCron imports each new digest, points its DataSource at th
   assert.equal(await runPoller('fedora-cron'), d2);
   const second = `fedora-${d2.slice(7, 19)}`;
   await eventually(`DataVolume ${second}`, () => kube.getOrUndefined(Resources.DataVolume, second, ns));
-  const outdated = await getCron('fedora-cron');
-  assert.equal(cond(outdated, 'UpToDate')?.reason, 'Outdated');
+  const outdated = await eventually('the second import recorded', async () => {
+    const c = await getCron('fedora-cron');
+    return c?.status?.currentImports?.[0]?.DataVolumeName === second ? c : undefined;
+  });
+  assert.equal(cond(outdated, 'UpToDate')?.status, 'False');
   assert.equal(
     (await kube.get<DataSource & KubeObject>(Resources.DataSource, 'fedora', ns)).spec.source.pvc?.name,
     first,

@@ -37,6 +37,9 @@ import {
 import type { Result } from './shared/runtime.ts';
 import type { DataVolume, StorageClass } from './shared/types.ts';
 import { reconcileConfig } from './config/controller.ts';
+import { reconcileDataImportCron } from './dataimportcron/controller.ts';
+import { reconcileDataSource } from './datasource/controller.ts';
+import { reconcileImportPopulator, VolumeImportSourceKind } from './populators/import.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { PendingDataVolumes } from './datavolume/pending.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
@@ -57,7 +60,12 @@ import {
   hostCloneForDv,
   hostClonesForPod,
   hostClonesForPvc,
+  cronOf,
+  dataSourcesForClaim,
+  dataSourcesForDataSource,
+  dataSourcesForSnapshot,
   dvsForConfig,
+  dvsForDataSource,
   dvsForStorageClass,
   dvsForStorageProfile,
   importPvcForEvent,
@@ -66,6 +74,8 @@ import {
   ownerKey,
   uploadPvcForEvent,
   uploadPvcsForPod,
+  populatorTargetOf,
+  pvcsForPopulatorSource,
 } from './wakeups.ts';
 import type { ControllerMetrics } from '../monitoring/metrics.ts';
 
@@ -164,6 +174,9 @@ export function buildManager(o: ManagerOptions): Manager {
   const pvcEvents = cache.informerOf(Res.event);
   const pvs = cache.informerOf(Res.pv);
   const services = cache.informerOf(Res.service);
+  const dataSources = cache.informerOf(Res.dataSource);
+  const crons = cache.informerOf(Res.dataImportCron);
+  const importSources = cache.informerOf(Res.volumeImportSource);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -246,7 +259,8 @@ export function buildManager(o: ManagerOptions): Manager {
       .watch(pvcs, (p) => ownerKey(p, 'DataVolume'))
       .watch(classes, (sc, old) => dvsForStorageClass(cache, sc, old))
       .watch(profiles, (sp) => dvsForStorageProfile(cache, sp))
-      .watch(configs, () => dvsForConfig(cache));
+      .watch(configs, () => dvsForConfig(cache))
+      .watch(dataSources, (ds) => dvsForDataSource(cache, ds));
   const datavolume = dvController('datavolume-import-controller', 'import');
 
   const certs = new UploadCertificates({
@@ -291,19 +305,11 @@ export function buildManager(o: ManagerOptions): Manager {
       key,
     ),
   )
-    .watch(dvs, (dv) => (cloneSourceKey(dv) ? keyOf(dv) : undefined))
+    .watch(dvs, (dv) => (cloneSourceKey(dv) || dv.spec?.sourceRef ? keyOf(dv) : undefined))
+    .watch(dataSources, (ds) => dvsForDataSource(cache, ds))
     .watch(pvcs, (p) => cloneDvsForPvc(cache, p))
     .watch(pods, (p) => cloneDvsForPod(cache, p))
     .watch(pvs, (pv) => cloneDvsForPv(cache, pv));
-  const snapshots = new OptionalWatch<KubeObject>({
-    client: o.client,
-    resource: Res.volumeSnapshot,
-    logger: log('datavolume-clone-controller'),
-    notServed: 'VolumeSnapshots are not served (no CSI snapshotter): snapshot clones wait for one',
-    changed: (snap) => {
-      for (const k of cloneDvsForSnapshot(cache, snap)) cloneDv.enqueue(k);
-    },
-  });
   controller('clone-controller', workers, (kube, key) =>
     reconcileHostClone(
       {
@@ -324,6 +330,54 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(pvcs, (p) => hostClonesForPvc(cache, p))
     .watch(pods, (p) => hostClonesForPod(cache, p))
     .watch(dvs, (dv) => hostCloneForDv(cache, dv));
+
+  // golden images: DataSources, the DataImportCron poller, the import populator
+  const dataSource = controller('datasource-controller', workers, (kube, key) =>
+    reconcileDataSource({ kube, log: log('datasource-controller') }, key),
+  )
+    .watch(dataSources, (ds) => dataSourcesForDataSource(cache, ds))
+    .watch(pvcs, (p) => dataSourcesForClaim(cache, p))
+    .watch(dvs, (dv) => dataSourcesForClaim(cache, dv));
+  controller('dataimportcron-controller', workers, (kube, key) =>
+    reconcileDataImportCron(
+      {
+        kube,
+        recorder: events,
+        log: log('dataimportcron-controller'),
+        poller: {
+          image: o.importerImage,
+          pullPolicy: o.pullPolicy,
+          cdiNamespace,
+          ...(o.workloadNodeSelector ? { nodeSelector: o.workloadNodeSelector } : {}),
+        },
+        ...(o.gauges ? { metrics: o.gauges } : {}),
+      },
+      key,
+    ),
+  )
+    .watch(crons)
+    .watch(dvs, cronOf)
+    .watch(pvcs, cronOf)
+    .watch(dataSources, cronOf);
+  controller('import-populator', workers, (kube, key) =>
+    reconcileImportPopulator({ kube, recorder: events, log: log('import-populator') }, key),
+  )
+    .watch(pvcs, (p) => populatorTargetOf(p, VolumeImportSourceKind))
+    .watch(importSources, (s) => pvcsForPopulatorSource(cache, VolumeImportSourceKind, s));
+
+  // VolumeSnapshots are not cached (the kind may not be served): one optional watch wakes the snapshot clones and
+  // the DataSources of snapshots
+  const snapshots = new OptionalWatch<KubeObject>({
+    client: o.client,
+    resource: Res.volumeSnapshot,
+    logger: log('datavolume-clone-controller'),
+    notServed:
+      'VolumeSnapshots are not served (no CSI snapshotter): snapshot clones wait for one, DataSources of snapshots are not Ready',
+    changed: (snap) => {
+      for (const k of cloneDvsForSnapshot(cache, snap)) cloneDv.enqueue(k);
+      for (const k of dataSourcesForSnapshot(cache, snap)) dataSource.enqueue(k);
+    },
+  });
 
   const scraper = new ProgressScraper({
     kube: base,

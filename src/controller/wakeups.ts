@@ -13,11 +13,16 @@ import { Res } from './shared/client.ts';
 import { Ann } from './shared/constants.ts';
 import {
   Active,
+  DsDataSourceIndex,
+  DsPvcIndex,
+  DsSnapshotIndex,
   DvActiveIndex,
+  DvSourceRefIndex,
   DvClassIndex,
   DvCloneSourceIndex,
   HostCloneSourceIndex,
   ImportPvcIndex,
+  PvcPopulatorSourceIndex,
   importInFlight,
   isCdiPod,
   isHostClonePvc,
@@ -174,4 +179,49 @@ export function hostClonesForPvc(cache: Cache, pvc: Pvc): string[] {
 export function hostCloneForDv(cache: Cache, dv: KubeObject): string | undefined {
   const pvc = cache.get<Pvc>(Res.pvc, dv.metadata?.name ?? '', dv.metadata?.namespace);
   return pvc && isHostClonePvc(pvc) ? keyOf(pvc) : undefined;
+}
+
+/** A PVC or DataVolume wakes the DataSources that name it (source.pvc names both, as upstream). */
+export function dataSourcesForClaim(cache: Cache, o: KubeObject): string[] {
+  return keys(cache.list(Res.dataSource, { index: { name: DsPvcIndex, value: keyOf(o) } }));
+}
+
+/** A DataSource wakes itself and the DataSources that point to it. */
+export function dataSourcesForDataSource(cache: Cache, ds: KubeObject): string[] {
+  return [
+    keyOf(ds),
+    ...keys(cache.list(Res.dataSource, { index: { name: DsDataSourceIndex, value: keyOf(ds) } })),
+  ];
+}
+
+/** A VolumeSnapshot wakes the DataSources that name it. */
+export function dataSourcesForSnapshot(cache: Cache, snap: KubeObject): string[] {
+  return keys(cache.list(Res.dataSource, { index: { name: DsSnapshotIndex, value: keyOf(snap) } }));
+}
+
+/** A DataSource wakes the DataVolumes in flight whose sourceRef names it. */
+export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
+  return keys(cache.list(Res.dataVolume, { index: { name: DvSourceRefIndex, value: keyOf(ds) } }));
+}
+
+/** What a DataImportCron made (its DataVolumes, their PVCs, its DataSource) wakes it, by its label. */
+export function cronOf(o: KubeObject): string | undefined {
+  const cron = o.metadata?.labels?.['cdi.kubevirt.io/dataImportCron'];
+  return cron && o.metadata?.namespace ? `${o.metadata.namespace}/${cron}` : undefined;
+}
+
+/** A populator source (VolumeImportSource, ...) wakes the PVCs whose dataSourceRef names it. */
+export function pvcsForPopulatorSource(cache: Cache, kind: string, source: KubeObject): string[] {
+  const value = `cdi.kubevirt.io/${kind}/${source.metadata?.namespace ?? ''}/${source.metadata?.name ?? ''}`;
+  return keys(cache.list(Res.pvc, { index: { name: PvcPopulatorSourceIndex, value } }));
+}
+
+/** A populated PVC wakes itself; its prime (annotated with the populator kind) wakes the target that owns it. */
+export function populatorTargetOf(pvc: Pvc, kind: string): string | undefined {
+  const ref = (pvc.spec as { dataSourceRef?: { apiGroup?: string; kind?: string } } | undefined)
+    ?.dataSourceRef;
+  if (ref?.apiGroup === 'cdi.kubevirt.io' && ref.kind === kind) return keyOf(pvc);
+  if (pvc.metadata?.annotations?.['cdi.kubevirt.io/storage.populator.kind'] === kind)
+    return ownerKey(pvc, 'PersistentVolumeClaim');
+  return undefined;
 }

@@ -30,6 +30,8 @@ export const ControllerClusterRole = 'cdi';
 export const MetricsService = 'cdi-prometheus-metrics';
 /** upstream common.MetricsReaderServiceAccountName: the ServiceAccount (and ClusterRole) that may scrape /metrics */
 export const MetricsReader = 'cdi-metrics-reader';
+/** upstream's cdi-cronjob: the ServiceAccount of the DataImportCron digest pollers */
+export const CronJobServiceAccount = 'cdi-cronjob';
 /** The controller's metrics serving certificate (ADR 0040 §3; ours, upstream has none), issued by the operator. */
 export const MetricsCertSecret = 'cdi-metrics-server-cert';
 
@@ -102,10 +104,18 @@ export function imagesFrom(
  *   upload server's TLS material and Service, a clone source pod's client certificate; the CAs and the token
  *   signing key read in CDI's namespace); VolumeSnapshots (smart clones' temporary ones; a snapshot source and its
  *   content read); CDI read for cloneStrategyOverride
+ * - datasources: resolve them and write Ready (the whole object: the CRD has no status subresource); a
+ *   DataImportCron's managed DataSource is created, pointed at its newest import, deleted with retentionPolicy None;
+ *   volumesnapshots: read (a DataSource's snapshot source)
+ * - dataimportcrons: watch, write status (the whole object); their imports: create DataVolumes, delete the outdated
+ *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports)
+ * - cronjobs, jobs (CDI's namespace only, see the Role): the digest pollers
+ * - volumeimportsources: read; a PVC naming one gets a prime claim, whose PV is then handed to it (persistentvolumes
+ *   update: the claimRef), and the prime deleted (persistentvolumeclaims delete)
  */
 export function clusterRules(): Obj[] {
   return [
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/status'], verbs: ['patch'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes/finalizers'], verbs: ['update'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
@@ -118,7 +128,9 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims/finalizers', 'pods/finalizers'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'patch'] },
+    // patch: a cloned volume moves to its target (Retain, claimRef); update: the populators hand a filled volume
+    // from its prime claim to the target (the claimRef)
+    { apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'patch', 'update'] },
     // the upload server's Service cdi-upload-<pvc> (uploads and clone targets; ADR 0044)
     { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     // made and removed, never read outside CDI's namespace (the Role reads the CAs and the signing key there)
@@ -137,6 +149,9 @@ export function clusterRules(): Obj[] {
     // the metrics endpoint's delegated authentication and authorization
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'list', 'watch', 'update'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['volumeimportsources'], verbs: ['get', 'list', 'watch'] },
   ];
 }
 
@@ -147,6 +162,8 @@ export function namespacedRules(): Obj[] {
     { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
     // the upload path's CAs and bundles, which the operator keeps (the controller issues upload server leaves)
     { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
+    // the DataImportCron digest pollers
+    { apiGroups: ['batch'], resources: ['cronjobs', 'jobs'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
   ];
 }
 
@@ -193,6 +210,12 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
     serviceAccount(ns, MetricsReader),
     clusterRole(MetricsReader, [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]),
     clusterRoleBinding(MetricsReader, MetricsReader, { name: MetricsReader, namespace: ns }),
+    // the DataImportCron digest pollers' identity (upstream cdi-cronjob): read a cron, annotate it with the digest
+    serviceAccount(ns, CronJobServiceAccount),
+    clusterRole(CronJobServiceAccount, [
+      { apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'patch'] },
+    ]),
+    clusterRoleBinding(CronJobServiceAccount, CronJobServiceAccount, { name: CronJobServiceAccount, namespace: ns }),
     componentDeployment(o, {
       name: ControllerName,
       serviceAccount: ControllerServiceAccount,

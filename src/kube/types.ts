@@ -131,6 +131,50 @@ export const Resources = {
     namespaced: false,
   },
   CDI: { group: 'cdi.kubevirt.io', version: 'v1beta1', kind: 'CDI', plural: 'cdis', namespaced: false },
+  DataSource: {
+    group: 'cdi.kubevirt.io',
+    version: 'v1beta1',
+    kind: 'DataSource',
+    plural: 'datasources',
+    namespaced: true,
+  },
+  DataImportCron: {
+    group: 'cdi.kubevirt.io',
+    version: 'v1beta1',
+    kind: 'DataImportCron',
+    plural: 'dataimportcrons',
+    namespaced: true,
+  },
+  VolumeImportSource: {
+    group: 'cdi.kubevirt.io',
+    version: 'v1beta1',
+    kind: 'VolumeImportSource',
+    plural: 'volumeimportsources',
+    namespaced: true,
+  },
+  VolumeUploadSource: {
+    group: 'cdi.kubevirt.io',
+    version: 'v1beta1',
+    kind: 'VolumeUploadSource',
+    plural: 'volumeuploadsources',
+    namespaced: true,
+  },
+  VolumeCloneSource: {
+    group: 'cdi.kubevirt.io',
+    version: 'v1beta1',
+    kind: 'VolumeCloneSource',
+    plural: 'volumeclonesources',
+    namespaced: true,
+  },
+  VolumeSnapshot: {
+    group: 'snapshot.storage.k8s.io',
+    version: 'v1',
+    kind: 'VolumeSnapshot',
+    plural: 'volumesnapshots',
+    namespaced: true,
+  },
+  CronJob: { group: 'batch', version: 'v1', kind: 'CronJob', plural: 'cronjobs', namespaced: true },
+  Job: { group: 'batch', version: 'v1', kind: 'Job', plural: 'jobs', namespaced: true },
 } as const satisfies Record<string, Resource>;
 
 export function apiVersionOf(r: Resource): string {

@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -247,4 +248,30 @@ export async function httpPush(
     });
     if (r.status !== 201) throw new Error(`manifest ${ref}: HTTP ${r.status} ${await r.text()}`);
   }
+}
+
+/**
+ * A container disk (`disk/disk.img` = `file`, one gzip layer) pushed to the plain-HTTP registry on `registry` as
+ * `<repo>:<tag>`; returns the digest the registry now names for the tag (what a DataImportCron's poller reads).
+ */
+export async function pushContainerDisk(
+  file: string,
+  repo: string,
+  tag = 'latest',
+  registry = 'localhost:5000',
+): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cdi-disk-'));
+  try {
+    const layout = await buildLayout(dir, tag, [
+      { layers: [{ compression: 'gzip', files: { 'disk/disk.img': file } }] },
+    ]);
+    await skopeoPush(layout, `docker://${registry}/${repo}:${tag}`, { tlsVerify: false });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const res = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  return res.headers.get('docker-content-digest') ?? '';
 }

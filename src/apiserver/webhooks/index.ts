@@ -10,6 +10,7 @@ import type { KubeClient } from '../../kube/index.ts';
 import type { TokenGenerator } from '../../token/token.ts';
 import type { Admitter } from '../admission.ts';
 import { cdiValidate } from './cdi-validate.ts';
+import { dataImportCronValidate, DataImportCronValidatePath } from './dataimportcron-validate.ts';
 import { dataVolumeMutate, DataVolumeMutatePath } from './datavolume-mutate.ts';
 import { dataVolumeValidate } from './datavolume-validate.ts';
 import { pvcCloneMutate, PvcCloneMutatePath } from './pvc-clone-mutate.ts';
@@ -35,5 +36,6 @@ export function webhooks(deps: WebhookDeps): WebhookRoute[] {
     { path: '/pvc-mutate', admit: pvcMutate(deps) },
     { path: DataVolumeMutatePath, admit: dataVolumeMutate(deps) },
     { path: PvcCloneMutatePath, admit: pvcCloneMutate(deps) },
+    { path: DataImportCronValidatePath, admit: dataImportCronValidate() },
   ];
 }

@@ -36,6 +36,7 @@ import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../sha
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
 import type { TokenSource } from '../clone/tokens.ts';
 import { writeStatus } from './controller.ts';
+import { resolveSourceRef } from './sourceref.ts';
 import { ClaimNotValidError, dvOwnerRef, newPvcForDataVolume, renderPvcSpec } from './render.ts';
 import { checkSource, SourceController } from './sources.ts';
 import type { DvEvent } from './status.ts';
@@ -88,8 +89,13 @@ function cloneSourceOf(dv: DataVolume): CloneSource | undefined {
 
 export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const dv = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
-  if (!dv) return;
+  const stored = await d.kube.get<DataVolume>(Res.dataVolume, name, namespace);
+  if (!stored) return;
+  // sourceRef → the DataSource's pvc or snapshot (the import reconciler says why when it cannot be resolved); only
+  // metadata and status are written below, so the resolved source never reaches the stored spec
+  const ref = await resolveSourceRef(d.kube, stored);
+  if (!ref.ok) return;
+  const dv = ref.dv;
   let served = false;
   try {
     parseDataVolume(dv);

@@ -24,6 +24,7 @@ import {
   specEditNotice,
   type SourceCheck,
 } from './sources.ts';
+import { resolveSourceRef } from './sourceref.ts';
 import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
 
 export interface DvDeps {
@@ -51,11 +52,26 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
   }
   let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
 
+  // sourceRef → the DataSource's pvc or snapshot, so that what follows sees a plain clone source.
+  const ref = await resolveSourceRef(d.kube, dv);
+  if (!ref.ok) {
+    // Made from an earlier resolution: the DataSource moved on or went away since, which changes nothing here.
+    // Said once, by the import reconciler (as for every refusal).
+    if (pvc || dv.status?.phase === Phase.Succeeded || (d.serves ?? 'import') !== 'import') return;
+    d.progress?.untrack(key);
+    await writeStatus(d, dv, { ...(dv.status ?? {}), phase: dv.status?.phase || RefusedPhase }, undefined, {
+      type: 'Warning',
+      reason: ref.reason,
+      message: ref.message,
+    });
+    return;
+  }
+
   // The edge: what upstream's webhook would refuse, or a source this build does not serve, is said on the DV.
   let check: SourceCheck;
   try {
     parseDataVolume(dv);
-    check = checkSource(dv);
+    check = checkSource(ref.dv);
   } catch (e) {
     check = { ok: false, reason: InvalidReason.invalid, message: (e as Error).message };
   }

@@ -156,8 +156,14 @@ function renderSize(spec: V1PersistentVolumeClaimSpec, isClone: boolean, w: Rend
 
 /** The import annotations for the DV's source (upstream UpdateHTTPAnnotations and friends). */
 export function sourceAnnotations(dv: DataVolume): Record<string, string> {
+  return importSourceAnnotations(dv.spec.source ?? {});
+}
+
+/** The import annotations of a source (a DataVolume's, or a VolumeImportSource's, which has the same shape). */
+export function importSourceAnnotations(
+  src: NonNullable<DataVolume['spec']['source']>,
+): Record<string, string> {
   const a: Record<string, string> = {};
-  const src = dv.spec.source ?? {};
   if (src.http) {
     const h = src.http;
     a[Ann.endpoint] = h.url;

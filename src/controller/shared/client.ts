@@ -33,13 +33,6 @@ export const Res = {
   configMap: Resources.ConfigMap,
   secret: Resources.Secret,
   service: Resources.Service,
-  volumeSnapshot: {
-    group: 'snapshot.storage.k8s.io',
-    version: 'v1',
-    kind: 'VolumeSnapshot',
-    plural: 'volumesnapshots',
-    namespaced: true,
-  },
   volumeSnapshotContent: {
     group: 'snapshot.storage.k8s.io',
     version: 'v1',
@@ -54,6 +47,14 @@ export const Res = {
   dataVolume: Resources.DataVolume,
   cdiConfig: Resources.CDIConfig,
   storageProfile: Resources.StorageProfile,
+  dataSource: Resources.DataSource,
+  dataImportCron: Resources.DataImportCron,
+  volumeImportSource: Resources.VolumeImportSource,
+  volumeUploadSource: Resources.VolumeUploadSource,
+  volumeCloneSource: Resources.VolumeCloneSource,
+  volumeSnapshot: Resources.VolumeSnapshot,
+  cronJob: Resources.CronJob,
+  job: Resources.Job,
 } as const;
 
 export interface ListOptions {
@@ -229,6 +230,8 @@ export class ClusterKube implements Kube {
       deleted = await this.client.delete(r, name, {
         ...(namespace ? { namespace } : {}),
         ...(target ? { uid: target } : {}),
+        // dependents are collected (a Job's pods too: batch/v1 would orphan them by default)
+        propagationPolicy: 'Background',
         ...(this.signal ? { signal: this.signal } : {}),
       });
     } catch (e) {

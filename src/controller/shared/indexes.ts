@@ -14,7 +14,7 @@ import {
 } from '../../kube/index.ts';
 import { Ann, Finalizer, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
-import type { DataVolume } from './types.ts';
+import type { DataSource, DataSourceSource, DataVolume } from './types.ts';
 import { isMultiStageInProgress } from './checkpoints.ts';
 
 export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
@@ -32,6 +32,50 @@ export const Active = 'active';
 export const DvCloneSourceIndex = 'dv-clone-source';
 /** Host-assisted clone PVCs in flight by their source `<ns>/<pvc>` (the k8s.io/CloneRequest value). */
 export const HostCloneSourceIndex = 'host-clone-source';
+/** DataSources by the "ns/name" of the PVC (and DataVolume), snapshot or DataSource their spec.source names. */
+export const DsPvcIndex = 'datasource-pvc';
+export const DsSnapshotIndex = 'datasource-snapshot';
+export const DsDataSourceIndex = 'datasource-datasource';
+/** "ns/name" of what a source names (namespace defaulted to the DataSource's), for the cache's indexes. */
+export function sourceKeys(ds: { metadata?: { namespace?: string }; spec?: { source?: DataSourceSource } }): {
+  pvc?: string;
+  snapshot?: string;
+  dataSource?: string;
+} {
+  const own = ds.metadata?.namespace ?? '';
+  const s = ds.spec?.source ?? {};
+  const key = (r: { namespace?: string; name: string } | undefined): string | undefined =>
+    r ? `${r.namespace || own}/${r.name}` : undefined;
+  const pvc = key(s.pvc);
+  const snapshot = key(s.snapshot);
+  const dataSource = key(s.dataSource);
+  return {
+    ...(pvc ? { pvc } : {}),
+    ...(snapshot ? { snapshot } : {}),
+    ...(dataSource ? { dataSource } : {}),
+  };
+}
+
+/** PVCs by the "<group>/<kind>/<ns>/<name>" of the CDI populator source their spec.dataSourceRef names. */
+export const PvcPopulatorSourceIndex = 'pvc-populator-source';
+
+export function populatorSourceKey(pvc: Pvc): string | undefined {
+  const r = (
+    pvc.spec as { dataSourceRef?: { apiGroup?: string; kind?: string; name?: string; namespace?: string } }
+  )?.dataSourceRef;
+  if (!r?.kind || !r.name || r.apiGroup !== 'cdi.kubevirt.io') return undefined;
+  return `${r.apiGroup}/${r.kind}/${r.namespace || pvc.metadata?.namespace || ''}/${r.name}`;
+}
+
+/** DataVolumes in flight by the "ns/name" of the DataSource their sourceRef names. */
+export const DvSourceRefIndex = 'dv-sourceref';
+
+/** "ns/name" of the DataSource a DataVolume's sourceRef names (its namespace defaults to the DataVolume's). */
+export function dvSourceRefKey(dv: DataVolume): string | undefined {
+  const ref = dv.spec?.sourceRef;
+  if (!ref || ref.kind !== 'DataSource' || !ref.name) return undefined;
+  return `${ref.namespace || dv.metadata?.namespace || ''}/${ref.name}`;
+}
 
 const finished = (dv: DataVolume): boolean =>
   dv.status?.phase === Phase.Succeeded || dv.status?.phase === Phase.Failed;
@@ -189,6 +233,9 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.storageClass);
   cache.informer(Res.storageProfile);
   cache.informer(Res.cdiConfig);
+  cache.informer(Res.dataSource);
+  cache.informer(Res.dataImportCron);
+  cache.informer(Res.volumeImportSource);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
   cache.informer(Res.service, { transform: trimService }); // the upload controller's Services
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });
@@ -196,6 +243,10 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.addIndex(Res.pod, ControllerUidIndex, controllerUid);
   cache.addIndex(Res.pod, PodClaimIndex, podClaims);
   cache.addIndex(Res.pvc, ControllerUidIndex, controllerUid);
+  cache.addIndex<Pvc>(Res.pvc, PvcPopulatorSourceIndex, (p) => {
+    const k = populatorSourceKey(p);
+    return k ? [k] : [];
+  });
   cache.addIndex<Pvc>(Res.pvc, ImportPvcIndex, (p) => (importInFlight(p) ? [Active] : []));
   cache.addIndex<Pvc>(Res.pvc, UploadPvcIndex, (p) => (uploadInFlight(p) ? [Active] : []));
   cache.addIndex(Res.event, InvolvedUidIndex, involvedUid);
@@ -209,5 +260,17 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   });
   cache.addIndex<Pvc>(Res.pvc, HostCloneSourceIndex, (p) =>
     hostCloneInFlight(p) ? [p.metadata?.annotations?.[Ann.cloneRequest] ?? ''] : [],
+  );
+  cache.addIndex<DataVolume>(Res.dataVolume, DvSourceRefIndex, (dv) => {
+    const k = dvSourceRefKey(dv);
+    return k && !finished(dv) ? [k] : [];
+  });
+  const byKey = (k: string | undefined): string[] => (k ? [k] : []);
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsPvcIndex, (ds) => byKey(sourceKeys(ds).pvc));
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsSnapshotIndex, (ds) =>
+    byKey(sourceKeys(ds).snapshot),
+  );
+  cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsDataSourceIndex, (ds) =>
+    byKey(sourceKeys(ds).dataSource),
   );
 }

@@ -2,6 +2,8 @@
 // TypeBox types (one definition each), with the metadata the API server always sets.
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import type { CDIConfig as ApiCDIConfig } from '../../api/cdiconfig.ts';
+import type { DataImportCron as ApiDataImportCron } from '../../api/dataimportcron.ts';
+import type { DataSource as ApiDataSource } from '../../api/datasource.ts';
 import type { DataVolume as ApiDataVolume } from '../../api/datavolume.ts';
 import type { StorageProfile as ApiStorageProfile } from '../../api/storageprofile.ts';
 
@@ -37,3 +39,22 @@ export type StorageProfile = Omit<ApiStorageProfile, 'metadata' | 'spec'> & {
   metadata: Meta;
   spec?: ApiStorageProfile['spec'];
 };
+
+export type { DataSourceSource } from '../../api/datasource.ts';
+
+/** A DataSource as the API server sends it: metadata is always there. */
+export type DataSource = Omit<ApiDataSource, 'metadata'> & { metadata: Meta };
+
+/** A DataImportCron as the API server sends it: metadata is always there. */
+export type DataImportCron = Omit<ApiDataImportCron, 'metadata'> & {
+  metadata: Meta;
+};
+
+/** The VolumeSnapshot fields CDI reads (snapshot.storage.k8s.io/v1). */
+export interface VolumeSnapshot {
+  apiVersion?: string;
+  kind?: string;
+  metadata: Meta;
+  spec?: { source?: { persistentVolumeClaimName?: string; volumeSnapshotContentName?: string } };
+  status?: { readyToUse?: boolean; restoreSize?: string; error?: { message?: string } };
+}

@@ -1,0 +1,174 @@
+// The digest poller of a DataImportCron with a registry URL source (upstream InitPollerPod / initCronJob): a CronJob
+// in CDI's namespace, on the cron's schedule, whose pod runs the importer image's cdi-source-update-poller
+// (src/cmd/source-update-poller.ts). The pod reads the manifest digest of the URL and annotates the DataImportCron
+// with it (storage.import.sourceDesiredDigest, and lastCronTime); that annotation change wakes the controller. An
+// initial Job of the same template polls at once when the CronJob is first made.
+import { resourceName } from '../../api/naming.ts';
+import type { KubeObject } from '../../kube/index.ts';
+import { ManagedLabels, Pod } from '../shared/constants.ts';
+import type { CDIConfig, DataImportCron } from '../shared/types.ts';
+
+export const CronLabel = {
+  cron: 'cdi.kubevirt.io/dataImportCron',
+  cronNamespace: 'cdi.kubevirt.io/dataImportCronNs',
+  poller: 'cdi.kubevirt.io/dataImportCronPoller',
+  cleanup: 'cdi.kubevirt.io/dataImportCron.cleanup',
+} as const;
+
+/** upstream CronJobServiceAccountName: the poller's identity (may get and patch DataImportCrons, nothing else). */
+export const CronJobServiceAccount = 'cdi-cronjob';
+export const PollerContainer = 'cdi-source-update-poller';
+/** Where the poller entry point lives in the importer image (upstream: /usr/bin/cdi-source-update-poller). */
+export const PollerCommand = ['/usr/local/bin/node', '/app/src/cmd/source-update-poller.ts'];
+
+export interface PollerOptions {
+  image: string;
+  pullPolicy: string;
+  cdiNamespace: string;
+  nodeSelector?: Record<string, string>;
+}
+
+export interface CronJob extends KubeObject {
+  spec: {
+    schedule: string;
+    concurrencyPolicy?: string;
+    successfulJobsHistoryLimit?: number;
+    failedJobsHistoryLimit?: number;
+    jobTemplate: { spec: JobSpec };
+  };
+}
+interface JobSpec {
+  backoffLimit?: number;
+  ttlSecondsAfterFinished?: number;
+  template: { metadata?: { labels?: Record<string, string> }; spec: Record<string, unknown> };
+}
+
+export const cronJobName = (cron: DataImportCron): string =>
+  resourceName(cron.metadata.name ?? '', (cron.metadata.uid ?? '').slice(0, 8));
+export const initialJobName = (cron: DataImportCron): string =>
+  resourceName('initial-job', cronJobName(cron));
+
+export function isUrlSource(cron: DataImportCron): boolean {
+  return Boolean(cron.spec.template.spec?.source?.registry?.url);
+}
+
+/** upstream IsInsecureTLS: the registry's host is listed in CDIConfig spec.insecureRegistries. */
+export function insecureRegistry(url: string, config: CDIConfig | undefined): boolean {
+  try {
+    return (config?.spec?.insecureRegistries ?? []).includes(new URL(url).host);
+  } catch {
+    return false;
+  }
+}
+
+export function pollerLabels(cron: DataImportCron): Record<string, string> {
+  return {
+    ...ManagedLabels,
+    [CronLabel.cronNamespace]: cron.metadata.namespace ?? '',
+    [CronLabel.cron]: cron.metadata.name ?? '',
+  };
+}
+
+function jobSpec(cron: DataImportCron, o: PollerOptions, config: CDIConfig | undefined): JobSpec {
+  const reg = cron.spec.template.spec?.source?.registry ?? {};
+  const url = reg.url ?? '';
+  const command = [
+    ...PollerCommand,
+    '-ns',
+    cron.metadata.namespace ?? '',
+    '-cron',
+    cron.metadata.name ?? '',
+    '-url',
+    url,
+  ];
+  const volumes: unknown[] = [];
+  const mounts: unknown[] = [];
+  if (reg.certConfigMap) {
+    volumes.push({ name: Pod.certVolName, configMap: { name: reg.certConfigMap } });
+    mounts.push({ name: Pod.certVolName, mountPath: Pod.certDir });
+    command.push('-certdir', Pod.certDir);
+  }
+  const env: unknown[] = [];
+  if (reg.secretRef) {
+    for (const [name, key] of [
+      ['IMPORTER_ACCESS_KEY_ID', Pod.keyAccess],
+      ['IMPORTER_SECRET_KEY', Pod.keySecret],
+    ] as const)
+      env.push({ name, valueFrom: { secretKeyRef: { name: reg.secretRef, key } } });
+  }
+  if (insecureRegistry(url, config)) env.push({ name: 'INSECURE_TLS', value: 'true' });
+  return {
+    backoffLimit: 2,
+    ttlSecondsAfterFinished: 10,
+    template: {
+      metadata: { labels: { [CronLabel.poller]: '' } },
+      spec: {
+        restartPolicy: 'Never',
+        terminationGracePeriodSeconds: 0,
+        serviceAccountName: CronJobServiceAccount,
+        securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+        ...(o.nodeSelector ? { nodeSelector: o.nodeSelector } : {}),
+        containers: [
+          {
+            name: PollerContainer,
+            image: o.image,
+            imagePullPolicy: o.pullPolicy,
+            command,
+            ...(env.length ? { env } : {}),
+            ...(mounts.length ? { volumeMounts: mounts } : {}),
+            terminationMessagePolicy: 'FallbackToLogsOnError',
+            securityContext: {
+              allowPrivilegeEscalation: false,
+              capabilities: { drop: ['ALL'] },
+              runAsNonRoot: true,
+            },
+          },
+        ],
+        ...(volumes.length ? { volumes } : {}),
+      },
+    },
+  };
+}
+
+export function desiredCronJob(
+  cron: DataImportCron,
+  o: PollerOptions,
+  config: CDIConfig | undefined,
+): CronJob {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'CronJob',
+    metadata: { name: cronJobName(cron), namespace: o.cdiNamespace, labels: pollerLabels(cron) },
+    spec: {
+      schedule: cron.spec.schedule,
+      concurrencyPolicy: 'Forbid',
+      successfulJobsHistoryLimit: 1,
+      failedJobsHistoryLimit: 1,
+      jobTemplate: { spec: jobSpec(cron, o, config) },
+    },
+  };
+}
+
+export function initialJob(cronJob: CronJob, cron: DataImportCron): KubeObject {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: initialJobName(cron),
+      namespace: cronJob.metadata?.namespace ?? '',
+      labels: pollerLabels(cron),
+    },
+    spec: cronJob.spec.jobTemplate.spec,
+  } as KubeObject;
+}
+
+/** What the controller keeps equal between the desired and the existing CronJob (the API server defaults the rest). */
+export function cronJobDrift(existing: CronJob, desired: CronJob): boolean {
+  const c = (j: CronJob) => {
+    const ct = (
+      j.spec.jobTemplate.spec.template.spec['containers'] as Record<string, unknown>[] | undefined
+    )?.[0];
+    return JSON.stringify([j.spec.schedule, ct?.['image'], ct?.['command'], ct?.['env'] ?? []]);
+  };
+  return c(existing) !== c(desired);
+}

@@ -8,7 +8,14 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
+import {
+  Informer,
+  Resources,
+  type KubeClient,
+  type KubeObject,
+  type Resource,
+} from '../../src/kube/index.ts';
+import type { DataVolume, DataVolumeSource } from '../../src/controller/shared/types.ts';
 import { controllerManifests, defaultDeployOptions } from '../../src/deploy/controller.ts';
 import { eventually, installCrds, kubectl, repoRoot } from '../integration/kube/cluster.ts';
 
@@ -230,4 +237,99 @@ export async function md5OnVolume(
   const logs = await kubectl('-n', ns, 'logs', name);
   await client.delete(Resources.Pod, name, { namespace: ns });
   return logs.stdout.trim().split(/\s+/)[0] ?? '';
+}
+
+/** Creates a DataVolume (the `storage` API unless `pvc` is given: then that PVC spec verbatim). */
+export async function createDataVolume(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  source: DataVolumeSource,
+  opts: {
+    size?: string;
+    volumeMode?: string;
+    contentType?: 'kubevirt' | 'archive';
+    storageClass?: string;
+    pvc?: Record<string, unknown>;
+  } = {},
+): Promise<void> {
+  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name, namespace: ns },
+    spec: {
+      source,
+      ...(opts.contentType ? { contentType: opts.contentType } : {}),
+      ...(opts.pvc
+        ? { pvc: opts.pvc }
+        : {
+            storage: {
+              storageClassName: opts.storageClass ?? STORAGE_CLASS,
+              ...(opts.volumeMode ? { volumeMode: opts.volumeMode } : {}),
+              resources: { requests: { storage: opts.size ?? '64Mi' } },
+            },
+          }),
+    },
+  });
+}
+
+/** Waits for a DataVolume's phase; fails at once when it Failed instead (unless Failed is what is awaited). */
+export async function waitForDataVolume(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  phase: string,
+  limitMs = 300_000,
+): Promise<DataVolume> {
+  return eventually(
+    `DataVolume ${name} ${phase}`,
+    async () => {
+      const dv = await client.getOrUndefined<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
+      if (phase !== 'Failed' && dv?.status?.phase === 'Failed')
+        throw new Error(`DataVolume ${name} Failed: ${JSON.stringify(dv.status.conditions)}`);
+      return dv?.status?.phase === phase ? dv : undefined;
+    },
+    limitMs,
+    1000,
+  );
+}
+
+export interface ImporterPodWatch {
+  /** The most importer pods that existed at one moment for each PVC (terminating ones count). */
+  peak: Map<string, number>;
+  /** Importer pods seen per PVC (distinct uids): a restart by a new pod shows here. */
+  seen: Map<string, Set<string>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Watches a namespace's importer pods (list+watch through the informer, which reconnects across an API server
+ * restart and resumes from its resourceVersion, so no pod is missed) and records, per PVC, how many existed at once.
+ */
+export async function watchImporterPods(client: KubeClient, ns: string): Promise<ImporterPodWatch> {
+  const inf = new Informer<KubeObject>(client, Resources.Pod, {
+    namespace: ns,
+    labelSelector: 'cdi.kubevirt.io=importer',
+    watchTimeoutSeconds: 60,
+    backoff: { initialMs: 200, maxMs: 2000 },
+  });
+  const peak = new Map<string, number>();
+  const seen = new Map<string, Set<string>>();
+  const owner = (p: KubeObject): string =>
+    p.metadata?.ownerReferences?.find((o) => o.kind === 'PersistentVolumeClaim')?.name ?? '?';
+  const count = (pvc: string): void => {
+    const n = inf.list(ns).filter((p) => owner(p) === pvc).length;
+    peak.set(pvc, Math.max(peak.get(pvc) ?? 0, n));
+  };
+  const add = (p: KubeObject): void => {
+    const pvc = owner(p);
+    const s = seen.get(pvc) ?? new Set<string>();
+    s.add(p.metadata?.uid ?? '');
+    seen.set(pvc, s);
+    count(pvc);
+  };
+  inf.onAdd(add);
+  inf.onUpdate((_o, p) => add(p));
+  inf.onDelete((p) => count(owner(p)));
+  inf.start();
+  await inf.waitForSync();
+  return { peak, seen, stop: () => inf.stop() };
 }

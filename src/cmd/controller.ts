@@ -91,6 +91,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const metrics = new RuntimeMetrics(registry);
+  kube.onResponse = (method, code) => metrics.restRequests.inc({ method, code });
 
   let manager: Manager | undefined;
   const stop = new AbortController();

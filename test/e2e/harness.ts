@@ -81,7 +81,10 @@ const kinds: Record<string, Resource> = {
  * Returns an undo: when no controller was deployed before, it is removed again, so that other suites running on the
  * same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
  */
-export async function deployCdi(client: KubeClient): Promise<() => Promise<void>> {
+export async function deployCdi(
+  client: KubeClient,
+  opts: { env?: Record<string, string> } = {},
+): Promise<() => Promise<void>> {
   await installCrds(client);
   const existed =
     (await client.getOrUndefined(
@@ -97,6 +100,7 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
     pullPolicy: 'IfNotPresent',
   });
   for (const o of objs) {
+    if (o['kind'] === 'Deployment' && opts.env) withEnv(o, opts.env);
     const r = kinds[String(o['kind'])];
     if (!r) throw new Error(`no resource for kind ${String(o['kind'])}`);
     await client.apply(r, o, { fieldManager: 'cdi-ts-e2e', force: true });
@@ -118,6 +122,13 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
         namespace: defaultDeployOptions.namespace,
       });
   };
+}
+
+/** Adds environment variables to every container of a Deployment manifest (e.g. CDI_READS=api for the scale bench). */
+function withEnv(deployment: Record<string, unknown>, env: Record<string, string>): void {
+  const spec = deployment['spec'] as { template: { spec: { containers: { env?: unknown[] }[] } } };
+  for (const c of spec.template.spec.containers)
+    c.env = [...(c.env ?? []), ...Object.entries(env).map(([name, value]) => ({ name, value }))];
 }
 
 export interface Fixtures {

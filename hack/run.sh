@@ -3,7 +3,8 @@
 #   hack/run.sh test   the whole test suite (what .ci/run runs)
 #   hack/run.sh demo   the end-to-end demo
 #   hack/run.sh bench  the benchmarks (as root: each case also runs in a cgroup limited to 0.75 CPU / 600M)
-#   hack/run.sh bench:scale  the controller scale bench (not built yet)
+#   hack/run.sh bench:scale  the scale bench on the local full cluster (bench/scale.ts; deploys the images pushed last:
+#                            npm run cluster:sync first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib/ensure.sh
@@ -46,8 +47,10 @@ case "$cmd" in
     node bench/run.ts "$@"
     ;;
   bench:scale)
-    echo "bench:scale: not built yet: comes with the controller work" >&2
-    exit 2
+    ensure_node_modules
+    ensure_debs "${DATA_PATH_DEBS[@]}"
+    bash hack/cluster/cluster.sh status >/dev/null || { echo "bench:scale needs the full cluster: npm run cluster:up" >&2; exit 1; }
+    node bench/scale.ts "$@"
     ;;
   *)
     echo "usage: hack/run.sh test|demo|bench|bench:scale" >&2

@@ -5,6 +5,8 @@
 #   hack/cluster/cluster.sh status                             print each component's health; non-zero if one is down
 #   hack/cluster/cluster.sh sync                               rebuild the project's images, push them, redeploy
 #   hack/cluster/cluster.sh memory                             resident memory of every cluster process
+#   hack/cluster/cluster.sh restart-apiserver                  stop kube-apiserver and start it again, nothing else
+#                                                              (the fault tests; only while holding the cluster lock)
 # Kubeconfig: .cluster/kubeconfig. Logs: .cluster/logs/. See docs/development.md.
 set -euo pipefail
 HACK_CLUSTER=$(cd "$(dirname "$0")" && pwd)
@@ -111,10 +113,18 @@ cmd_memory() {
     }' | sort -n
 }
 
+# The API server going away and coming back (an upgrade, a crash): etcd keeps the state, every client reconnects.
+cmd_restart_apiserver() {
+  [ "$(current_profile)" != "" ] || die "cluster: not running"
+  stop_daemon kube-apiserver
+  start_apiserver
+  log "kube-apiserver restarted"
+}
+
 cmd=${1:-}
 shift || true
 # One cluster per machine (fixed ports and interfaces): up, down and sync take turns.
-if [ "$cmd" = up ] || [ "$cmd" = down ] || [ "$cmd" = sync ]; then
+if [ "$cmd" = up ] || [ "$cmd" = down ] || [ "$cmd" = sync ] || [ "$cmd" = restart-apiserver ]; then
   mkdir -p /run/cdi-dev
   exec 8>/run/cdi-dev/cluster.lock
   flock -w 1200 8 || die "another cluster:up/down/sync has held /run/cdi-dev/cluster.lock for 20 minutes"
@@ -125,5 +135,6 @@ case "$cmd" in
   status) cmd_status ;;
   sync) cmd_sync "$@" ;;
   memory) cmd_memory ;;
-  *) echo "usage: hack/cluster/cluster.sh up [--profile control-plane|full] | down | status | sync" >&2; exit 2 ;;
+  restart-apiserver) cmd_restart_apiserver ;;
+  *) echo "usage: hack/cluster/cluster.sh up [--profile control-plane|full] | down | status | sync | memory | restart-apiserver" >&2; exit 2 ;;
 esac

@@ -117,6 +117,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   client.collectDefaultMetrics({ register: registry });
   const metrics = new RuntimeMetrics(registry);
   const gauges = new ControllerMetrics(registry);
+  kube.onResponse = (method, code) => metrics.restRequests.inc({ method, code });
 
   let manager: Manager | undefined;
   const stop = new AbortController();

@@ -19,6 +19,9 @@ export const ObjectStoreEnvNames = [
   'STORAGE_EMULATOR_HOST',
 ] as const;
 
+/** What cdi-operator hands on from its own environment to cdi-controller: the above, and CDI_READS (the scale bench). */
+export const ControllerPassThroughEnv = [...ObjectStoreEnvNames, 'CDI_READS'] as const;
+
 /** Where pods go: upstream's sdkapi.NodePlacement (CDI.spec.infra and CDI.spec.workload). */
 export interface Placement {
   nodeSelector?: Record<string, string>;

@@ -156,3 +156,25 @@ void test('requests share one connection pool (no new connection per request)', 
     await new Promise((r) => server.close(r));
   }
 });
+
+void test('onResponse sees every request with its status code, and "error" when no answer came', async () => {
+  await withServer(
+    (req, res) => {
+      if (req.url?.includes('missing')) return void res.writeHead(404).end('{}');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"metadata":{"name":"x"}}');
+    },
+    async (client) => {
+      const calls: string[] = [];
+      client.onResponse = (method, code) => calls.push(`${method} ${code}`);
+      await client.get(Resources.ConfigMap, 'x', 'ns');
+      assert.equal(await client.getOrUndefined(Resources.ConfigMap, 'missing', 'ns'), undefined);
+      await client.delete(Resources.ConfigMap, 'x', { namespace: 'ns' });
+      assert.deepEqual(calls, ['GET 200', 'GET 404', 'DELETE 200']);
+    },
+  );
+  const closed = new KubeClient(loopbackKubeConfig(1));
+  const calls: string[] = [];
+  closed.onResponse = (method, code) => calls.push(`${method} ${code}`);
+  await assert.rejects(closed.get(Resources.ConfigMap, 'x', 'ns'));
+  assert.deepEqual(calls, ['GET error']);
+});

@@ -105,6 +105,11 @@ export class KubeClient {
    * refreshed on every request.
    */
   private dispatcher: Dispatcher | undefined | null = null;
+  /**
+   * Sees every request sent (watches included) with its HTTP status, or 'error' when no answer came: the process's
+   * own count of what it asks of the API server (client-go's rest_client_requests_total).
+   */
+  onResponse: ((method: string, code: string) => void) | undefined;
 
   /** requestTimeoutMs bounds every request except watches, so a hung connection cannot stall a reconcile. */
   constructor(kubeConfig: KubeConfig, opts: { requestTimeoutMs?: number } = {}) {
@@ -157,13 +162,25 @@ export class KubeClient {
     }
     if (this.dispatcher === null) this.dispatcher = ctx.getDispatcher();
     const dispatcher = this.dispatcher;
-    return fetch(url, {
+    const answer = fetch(url, {
       method,
       headers,
       body,
       signal: opts.signal ?? null,
       ...(dispatcher ? { dispatcher } : {}),
     });
+    const observe = this.onResponse;
+    if (!observe) return answer;
+    return answer.then(
+      (res) => {
+        observe(method, String(res.status));
+        return res;
+      },
+      (e: unknown) => {
+        observe(method, 'error');
+        throw e;
+      },
+    );
   }
 
   get<T extends KubeObject>(r: Resource, name: string, namespace?: string, signal?: AbortSignal): Promise<T> {

@@ -11,6 +11,7 @@ export class RuntimeMetrics {
   readonly queueAdds: Counter<'name'>;
   readonly queueRetries: Counter<'name'>;
   readonly leader: Gauge<'name'>;
+  readonly restRequests: Counter<'method' | 'code'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -61,6 +62,12 @@ export class RuntimeMetrics {
       name: 'leader_election_master_status',
       help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master',
       labelNames: ['name'],
+      registers,
+    });
+    this.restRequests = new Counter({
+      name: 'rest_client_requests_total',
+      help: 'Number of HTTP requests sent to the API server, partitioned by method and status code',
+      labelNames: ['method', 'code'],
       registers,
     });
   }

@@ -2,7 +2,7 @@
 // IMPORTER_IMAGE, APISERVER_IMAGE, UPLOAD_PROXY_IMAGE, UPLOAD_SERVER_IMAGE, PULL_POLICY, VERBOSITY), parsed once at
 // the edge with one clear line per mistake. A newer cdi-operator.yaml changes these values; the operator restarts
 // with them and rolls the components (the upgrade).
-import { ObjectStoreEnvNames, PullPolicies, type PullPolicy } from '../deploy/common.ts';
+import { ControllerPassThroughEnv, PullPolicies, type PullPolicy } from '../deploy/common.ts';
 
 export interface OperatorImages {
   controller: string;
@@ -22,7 +22,7 @@ export interface OperatorConfig {
   pullPolicy: PullPolicy;
   /** The default verbosity; CDI.spec.config.logVerbosity overrides it. */
   verbosity: string;
-  /** Handed on to cdi-controller as they are: where s3:// and gs:// URLs go (ObjectStoreEnvNames). */
+  /** Handed on to cdi-controller as they are (ControllerPassThroughEnv): where s3:// and gs:// URLs go, CDI_READS. */
   controllerEnv?: Record<string, string>;
 }
 
@@ -56,7 +56,7 @@ export function operatorConfigFromEnv(env: Env): OperatorConfig {
     images,
     pullPolicy: pullPolicy as PullPolicy,
     verbosity,
-    controllerEnv: Object.fromEntries(ObjectStoreEnvNames.flatMap((n) => (env[n] ? [[n, env[n]]] : []))),
+    controllerEnv: Object.fromEntries(ControllerPassThroughEnv.flatMap((n) => (env[n] ? [[n, env[n]]] : []))),
   };
 }
 

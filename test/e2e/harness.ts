@@ -8,7 +8,8 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Resources, type KubeClient, type KubeObject } from '../../src/kube/index.ts';
+import { Informer, Resources, type KubeClient, type KubeObject } from '../../src/kube/index.ts';
+import type { DataVolume, DataVolumeSource } from '../../src/controller/shared/types.ts';
 import { eventually, kubectl, repoRoot } from '../integration/kube/cluster.ts';
 import { getCdi, installCdi, releaseFor, uninstallCdi, waitAvailable } from './operator-install.ts';
 
@@ -51,12 +52,15 @@ export async function requireFullCluster(client: KubeClient): Promise<void> {
  * not installed before, it is removed again (the CDI resource, then the operator), so that other suites running on
  * the same cluster later (API tests writing DataVolume status, for one) do not meet a controller they did not ask for.
  */
-export async function deployCdi(client: KubeClient): Promise<() => Promise<void>> {
+export async function deployCdi(
+  client: KubeClient,
+  opts: { controllerEnv?: Record<string, string> } = {},
+): Promise<() => Promise<void>> {
   const release = releaseFor(imagesEnv()['CDI_IMAGE_TAG'] ?? 'dev');
   const existing = await getCdi(client);
   if (existing) {
     await waitAvailable(client, existing.status?.targetVersion ?? release.version);
-    return async () => {};
+    return withControllerEnv(client, opts.controllerEnv, async () => {});
   }
   try {
     await installCdi(client, release);
@@ -65,8 +69,67 @@ export async function deployCdi(client: KubeClient): Promise<() => Promise<void>
     await uninstallCdi(client, release).catch((u: unknown) => console.error(`cleanup: ${String(u)}`));
     throw e;
   }
-  return () => uninstallCdi(client, release);
+  return withControllerEnv(client, opts.controllerEnv, () => uninstallCdi(client, release));
 }
+
+/**
+ * Sets `env` on cdi-operator, which hands it on to the controller it renders (ControllerPassThroughEnv, e.g.
+ * CDI_READS=api for the scale bench), and waits until the controller runs with it; the undo takes it off again
+ * (then runs `undo`).
+ */
+async function withControllerEnv(
+  client: KubeClient,
+  env: Record<string, string> | undefined,
+  undo: () => Promise<void>,
+): Promise<() => Promise<void>> {
+  if (!env || Object.keys(env).length === 0) return undo;
+  const setEnv = async (args: string[], want: (e: Record<string, string>) => boolean): Promise<void> => {
+    const r = await kubectl('-n', 'cdi', 'set', 'env', 'deployment/cdi-operator', ...args);
+    if (r.code !== 0) throw new Error(`kubectl set env on cdi-operator failed: ${r.stderr.trim()}`);
+    await eventually(
+      'cdi-deployment rolled out with the environment asked for',
+      async () => {
+        const d = await client.get<
+          KubeObject & {
+            metadata: { generation?: number };
+            spec: { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } };
+            status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number };
+          }
+        >(Deployment, 'cdi-deployment', 'cdi');
+        const e = Object.fromEntries(
+          (d.spec.template.spec.containers[0]?.env ?? []).map((v) => [v.name, v.value ?? '']),
+        );
+        return (
+          want(e) &&
+          d.status?.observedGeneration === d.metadata.generation &&
+          (d.status?.updatedReplicas ?? 0) >= 1 &&
+          (d.status?.availableReplicas ?? 0) >= 1
+        );
+      },
+      180_000,
+      1000,
+    );
+  };
+  await setEnv(
+    Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    (e) => Object.entries(env).every(([k, v]) => e[k] === v),
+  );
+  return async () => {
+    await setEnv(
+      Object.keys(env).map((k) => `${k}-`),
+      (e) => Object.keys(env).every((k) => !(k in e)),
+    );
+    await undo();
+  };
+}
+
+const Deployment = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  plural: 'deployments',
+  namespaced: true,
+} as const;
 
 export interface Fixtures {
   dir: string;
@@ -185,4 +248,99 @@ export async function md5OnVolume(
   const logs = await kubectl('-n', ns, 'logs', name);
   await client.delete(Resources.Pod, name, { namespace: ns });
   return logs.stdout.trim().split(/\s+/)[0] ?? '';
+}
+
+/** Creates a DataVolume (the `storage` API unless `pvc` is given: then that PVC spec verbatim). */
+export async function createDataVolume(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  source: DataVolumeSource,
+  opts: {
+    size?: string;
+    volumeMode?: string;
+    contentType?: 'kubevirt' | 'archive';
+    storageClass?: string;
+    pvc?: Record<string, unknown>;
+  } = {},
+): Promise<void> {
+  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name, namespace: ns },
+    spec: {
+      source,
+      ...(opts.contentType ? { contentType: opts.contentType } : {}),
+      ...(opts.pvc
+        ? { pvc: opts.pvc }
+        : {
+            storage: {
+              storageClassName: opts.storageClass ?? STORAGE_CLASS,
+              ...(opts.volumeMode ? { volumeMode: opts.volumeMode } : {}),
+              resources: { requests: { storage: opts.size ?? '64Mi' } },
+            },
+          }),
+    },
+  });
+}
+
+/** Waits for a DataVolume's phase; fails at once when it Failed instead (unless Failed is what is awaited). */
+export async function waitForDataVolume(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  phase: string,
+  limitMs = 300_000,
+): Promise<DataVolume> {
+  return eventually(
+    `DataVolume ${name} ${phase}`,
+    async () => {
+      const dv = await client.getOrUndefined<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
+      if (phase !== 'Failed' && dv?.status?.phase === 'Failed')
+        throw new Error(`DataVolume ${name} Failed: ${JSON.stringify(dv.status.conditions)}`);
+      return dv?.status?.phase === phase ? dv : undefined;
+    },
+    limitMs,
+    1000,
+  );
+}
+
+export interface ImporterPodWatch {
+  /** The most importer pods that existed at one moment for each PVC (terminating ones count). */
+  peak: Map<string, number>;
+  /** Importer pods seen per PVC (distinct uids): a restart by a new pod shows here. */
+  seen: Map<string, Set<string>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Watches a namespace's importer pods (list+watch through the informer, which reconnects across an API server
+ * restart and resumes from its resourceVersion, so no pod is missed) and records, per PVC, how many existed at once.
+ */
+export async function watchImporterPods(client: KubeClient, ns: string): Promise<ImporterPodWatch> {
+  const inf = new Informer<KubeObject>(client, Resources.Pod, {
+    namespace: ns,
+    labelSelector: 'cdi.kubevirt.io=importer',
+    watchTimeoutSeconds: 60,
+    backoff: { initialMs: 200, maxMs: 2000 },
+  });
+  const peak = new Map<string, number>();
+  const seen = new Map<string, Set<string>>();
+  const owner = (p: KubeObject): string =>
+    p.metadata?.ownerReferences?.find((o) => o.kind === 'PersistentVolumeClaim')?.name ?? '?';
+  const count = (pvc: string): void => {
+    const n = inf.list(ns).filter((p) => owner(p) === pvc).length;
+    peak.set(pvc, Math.max(peak.get(pvc) ?? 0, n));
+  };
+  const add = (p: KubeObject): void => {
+    const pvc = owner(p);
+    const s = seen.get(pvc) ?? new Set<string>();
+    s.add(p.metadata?.uid ?? '');
+    seen.set(pvc, s);
+    count(pvc);
+  };
+  inf.onAdd(add);
+  inf.onUpdate((_o, p) => add(p));
+  inf.onDelete((p) => count(owner(p)));
+  inf.start();
+  await inf.waitForSync();
+  return { peak, seen, stop: () => inf.stop() };
 }

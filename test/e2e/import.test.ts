@@ -16,10 +16,12 @@ import { clusterClient, createNamespace, eventually, kubectl } from '../integrat
 import {
   NODE_IP,
   STORAGE_CLASS,
+  createDataVolume,
   deployCdi,
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
+  waitForDataVolume,
   type Fixtures,
 } from './harness.ts';
 
@@ -63,38 +65,14 @@ after(async () => {
 const getDv = (name: string): Promise<DataVolume | undefined> =>
   client.getOrUndefined<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
 
-async function importDv(
+const importDv = (
   name: string,
   source: DataVolumeSource,
   opts: { size?: string; volumeMode?: string; contentType?: 'kubevirt' | 'archive' } = {},
-): Promise<void> {
-  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
-    metadata: { name, namespace: ns },
-    spec: {
-      source,
-      ...(opts.contentType ? { contentType: opts.contentType } : {}),
-      storage: {
-        storageClassName: STORAGE_CLASS,
-        ...(opts.volumeMode ? { volumeMode: opts.volumeMode } : {}),
-        resources: { requests: { storage: opts.size ?? '64Mi' } },
-      },
-    },
-  });
-}
+): Promise<void> => createDataVolume(client, ns, name, source, opts);
 
-async function waitDv(name: string, phase: string): Promise<DataVolume> {
-  return eventually(
-    `DataVolume ${name} ${phase}`,
-    async () => {
-      const dv = await getDv(name);
-      if (phase !== 'Failed' && dv?.status?.phase === 'Failed')
-        throw new Error(`DataVolume ${name} Failed: ${JSON.stringify(dv.status.conditions)}`);
-      return dv?.status?.phase === phase ? dv : undefined;
-    },
-    300_000,
-    1000,
-  );
-}
+const waitDv = (name: string, phase: string): Promise<DataVolume> =>
+  waitForDataVolume(client, ns, name, phase);
 
 const formats = [
   ['qcow2', () => fx.files.qcow2],

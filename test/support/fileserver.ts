@@ -27,6 +27,8 @@
  *   onDrop               called just before a connection is cut (a test can change the file in between)
  *   etag                 send a strong ETag (from size and mtime, like nginx); If-Range is honoured either way
  *                        (against the ETag or the Last-Modified date: a mismatch serves the whole file with 200)
+ *   valve                a Valve (below): bodies pass only as far as the test has opened it, so "mid-import" is a
+ *                        byte count the test chose, not a moment it hoped for (one valve may serve several servers)
  *
  * `srv.requests[i].bytes` counts the body bytes written for each request, `srv.bytesSent()` all of them.
  *
@@ -61,6 +63,7 @@ export interface FileServerOptions {
   dropTimes?: number;
   onDrop?: () => void;
   etag?: boolean;
+  valve?: Valve;
 }
 
 export interface RequestRecord {
@@ -144,6 +147,77 @@ class Dropper extends Transform {
     // Never call cb again: the body stalls (it must not end cleanly), and after a moment for the pushed bytes to
     // reach the socket, the connection is cut.
     setTimeout(this.onDrop, 20);
+  }
+}
+
+/**
+ * A gate on the body bytes of one or more servers, counted together: bytes pass until `limit` have passed in all,
+ * then the bodies stall (the connections stay open) until the test opens it further.
+ *
+ *   const valve = new Valve(1 << 20);          // the first MiB, then hold
+ *   await valve.reached(1 << 20);              // the client is mid-body now
+ *   valve.open();                              // the rest (or open(n): up to n bytes in all)
+ */
+export class Valve {
+  private limit: number;
+  private count = 0;
+  private blocked: (() => void)[] = [];
+  private watchers: { at: number; done: () => void }[] = [];
+  constructor(limit = Infinity) {
+    this.limit = limit;
+  }
+  /** Bytes that have passed, over all bodies. */
+  get passed(): number {
+    return this.count;
+  }
+  /** Lets bodies pass until `limit` bytes have passed in all (default: everything). */
+  open(limit = Infinity): void {
+    this.limit = limit;
+    for (const w of this.blocked.splice(0)) w();
+  }
+  /** Resolves once `n` bytes have passed. */
+  reached(n: number): Promise<void> {
+    if (this.count >= n) return Promise.resolve();
+    return new Promise((done) => this.watchers.push({ at: n, done }));
+  }
+  /** A stream stage for one body. */
+  stage(): Transform {
+    return new ValveStage(this);
+  }
+  /** Takes up to `want` bytes if the valve is open; otherwise waits for `open` and answers 0. */
+  take(want: number, wake: () => void): number {
+    const room = this.limit - this.count;
+    if (room <= 0) {
+      this.blocked.push(wake);
+      return 0;
+    }
+    const n = Math.min(want, room);
+    this.count += n;
+    this.notify();
+    return n;
+  }
+  private notify(): void {
+    const ready = this.watchers.filter((w) => this.count >= w.at);
+    this.watchers = this.watchers.filter((w) => this.count < w.at);
+    for (const w of ready) w.done();
+  }
+}
+
+class ValveStage extends Transform {
+  private readonly valve: Valve;
+  constructor(valve: Valve) {
+    super();
+    this.valve = valve;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const step = (rest: Buffer): void => {
+      if (rest.length === 0) return cb();
+      const n = this.valve.take(rest.length, () => step(rest));
+      if (n === 0) return;
+      this.push(rest.subarray(0, n));
+      step(rest.subarray(n));
+    };
+    step(chunk);
   }
 }
 
@@ -259,6 +333,7 @@ export async function startFileServer(opts: FileServerOptions): Promise<FileServ
         }),
       );
     }
+    if (opts.valve) stages.push(opts.valve.stage());
     if (opts.throttleBytesPerSec) stages.push(new Throttle(new Link(opts.throttleBytesPerSec)));
     if (link) stages.push(new Throttle(link));
     // Counted last: what went to the socket, after any pacing.

@@ -56,6 +56,15 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
     timeoutSeconds: 30,
   },
   {
+    configuration: 'cdi-api-dataimportcron-validate',
+    type: 'Validating',
+    name: 'dataimportcron-validate.cdi.kubevirt.io',
+    path: '/dataimportcron-validate',
+    rules: [cdiRule(['dataimportcrons'], ['CREATE', 'UPDATE'])],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+  },
+  {
     configuration: 'cdi-api-datavolume-mutate',
     type: 'Mutating',
     name: 'datavolume-mutate.cdi.kubevirt.io',

@@ -131,6 +131,36 @@ const Deployment = {
   namespaced: true,
 } as const;
 
+/**
+ * Adds `registries` to the insecure registries, as an administrator does: in CDI.spec.config, which the operator copies
+ * into CDIConfig `config` (its authority, as upstream: an edit of CDIConfig itself is put back). Waits until CDIConfig
+ * shows them; the undo puts back the list there was.
+ */
+export async function addInsecureRegistries(
+  client: KubeClient,
+  registries: string[],
+): Promise<() => Promise<void>> {
+  type Cdi = KubeObject & { spec?: { config?: { insecureRegistries?: string[] } } };
+  type Cfg = KubeObject & { spec?: { insecureRegistries?: string[] } };
+  const before = (await client.get<Cdi>(Resources.CDI, 'cdi')).spec?.config?.insecureRegistries;
+  const set = async (list: string[] | null): Promise<void> => {
+    await client.mergePatch(Resources.CDI, 'cdi', { spec: { config: { insecureRegistries: list } } });
+    await eventually(
+      'CDIConfig config shows the insecure registries of CDI.spec.config',
+      async () => {
+        const now = (await client.get<Cfg>(Resources.CDIConfig, 'config')).spec?.insecureRegistries ?? [];
+        return JSON.stringify(now) === JSON.stringify(list ?? []);
+      },
+      60_000,
+      500,
+    );
+  };
+  const missing = registries.filter((r) => !(before ?? []).includes(r));
+  if (missing.length === 0) return async () => {};
+  await set([...(before ?? []), ...missing]);
+  return () => set(before ?? null);
+}
+
 export interface Fixtures {
   dir: string;
   /** md5 and size of the raw disk every image holds */

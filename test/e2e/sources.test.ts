@@ -17,7 +17,7 @@ import {
   type KubeObject,
   type PersistentVolumeClaim,
 } from '../../src/kube/index.ts';
-import type { CDIConfig, DataVolume, DataVolumeSource } from '../../src/controller/shared/types.ts';
+import type { DataVolume, DataVolumeSource } from '../../src/controller/shared/types.ts';
 import { buildLayout, skopeoPush } from '../support/oci.ts';
 import { startOAuthServer, type OAuthServer } from '../support/servers.ts';
 import { clusterClient, createNamespace, eventually, repoRoot } from '../integration/kube/cluster.ts';
@@ -29,6 +29,7 @@ import {
   md5OnVolume,
   requireFullCluster,
   type Fixtures,
+  addInsecureRegistries,
 } from './harness.ts';
 
 const run = promisify(execFile);
@@ -140,17 +141,8 @@ before(async () => {
     metadata: { name: 'test-ca', namespace: ns },
     data: { 'ca.crt': await readFile(servers.caCertPath, 'utf8') },
   } as KubeObject);
-  // the plain-HTTP registries are insecure registries in CDIConfig (upstream's cdi-insecure-registries)
-  const cfg = await client.get<CDIConfig & KubeObject>(Resources.CDIConfig, 'config');
-  const before = cfg.spec?.insecureRegistries;
-  await client.mergePatch(Resources.CDIConfig, 'config', {
-    spec: { insecureRegistries: [...(before ?? []), servers.registry.plain, servers.registry.auth.host] },
-  });
-  restoreConfig = async () => {
-    await client.mergePatch(Resources.CDIConfig, 'config', {
-      spec: { insecureRegistries: before ?? null },
-    });
-  };
+  // the plain-HTTP registries are insecure registries (upstream's cdi-insecure-registries), through CDI.spec.config
+  restoreConfig = await addInsecureRegistries(client, [servers.registry.plain, servers.registry.auth.host]);
 });
 
 after(async () => {

@@ -29,13 +29,14 @@ import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import { Ann, CDIConfigName, Finalizer, GroupVersion, Label, Phase, Reason } from '../shared/constants.ts';
 import type { Recorder } from '../shared/events.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
-import { parseQuantity } from '../shared/quantity.ts';
+import { parseOverhead, parseQuantity, usableSpace } from '../shared/quantity.ts';
+import { filesystemOverheadFor } from '../shared/storage.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
 import type { TokenSource } from '../clone/tokens.ts';
-import { writeStatus } from './controller.ts';
+import { QuotaRetryMs, quotaRefusal, writeStatus } from './controller.ts';
 import { resolveSourceRef } from './sourceref.ts';
 import { ClaimNotValidError, dvOwnerRef, newPvcForDataVolume, renderPvcSpec } from './render.ts';
 import { checkSource, SourceController } from './sources.ts';
@@ -110,7 +111,7 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
     await removeTemporaries(d, dv, source);
     return;
   }
-  let pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
   if (pvc && !controlledBy(pvc, dv)) {
     return status(d, dv, undefined, Phase.Pending, {
       type: 'Warning',
@@ -199,7 +200,11 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
     if (def?.metadata.name) spec.storageClassName = def.metadata.name;
   }
   const request = parseQuantity(String(spec.resources?.requests?.['storage']));
-  if (sourceSize !== undefined && request < sourceSize && anns(dv)[Ann.permissiveClone] === undefined) {
+  if (
+    sourceSize !== undefined &&
+    anns(dv)[Ann.permissiveClone] === undefined &&
+    tooSmall(dv, src, sourceSize, spec, request, config, classes)
+  ) {
     return status(d, dv, undefined, Phase.Pending, {
       type: 'Warning',
       reason: Reason.ErrIncompatiblePVC,
@@ -283,8 +288,9 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   const a = desired.metadata!.annotations!;
   if (choice.strategy === CloneStrategy.Copy) {
     a[Ann.cloneRequest] = `${source.namespace}/${source.name}`;
-    pvc = await createOrGet(d.kube, desired);
-    return hostStatus(d, dv, pvc);
+    const made = await createTarget(d, dv, desired);
+    if (!made) return { requeueAfterMs: QuotaRetryMs };
+    return hostStatus(d, dv, made);
   }
 
   // smart: into the target here, or into a temporary claim beside the source
@@ -319,8 +325,9 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
     : { apiGroup: '', kind: 'PersistentVolumeClaim', name: source.name };
   if (source.namespace === namespace) {
     desired.spec = { ...desired.spec, dataSource };
-    pvc = await createOrGet(d.kube, desired);
-    return status(d, dv, pvc, progressPhase(choice.strategy, source), undefined);
+    const made = await createTarget(d, dv, desired);
+    if (!made) return { requeueAfterMs: QuotaRetryMs };
+    return status(d, dv, made, progressPhase(choice.strategy, source), undefined);
   }
   const tmp: Pvc = {
     apiVersion: 'v1',
@@ -345,6 +352,18 @@ function progressPhase(strategy: string, source: CloneSource): string {
 
 const controlledBy = (pvc: Pvc, dv: DataVolume): boolean =>
   (pvc.metadata?.ownerReferences ?? []).some((o) => o.controller === true && o.uid === dv.metadata.uid);
+
+/** The target claim; undefined when a ResourceQuota refused it (said on the DataVolume, tried again later). */
+async function createTarget(d: CloneDvDeps, dv: DataVolume, obj: Pvc): Promise<Pvc | undefined> {
+  try {
+    return await createOrGet(d.kube, obj);
+  } catch (e) {
+    const quota = quotaRefusal(e);
+    if (!quota) throw e;
+    await status(d, dv, undefined, Phase.Pending, quota);
+    return undefined;
+  }
+}
 
 async function createOrGet(kube: Kube, obj: Pvc): Promise<Pvc> {
   try {
@@ -509,6 +528,31 @@ function sourceNotReady(src: ReadSource): string | undefined {
   if (Ann.cloneRequest in a && a[Ann.cloneOf] !== 'true')
     return `the source claim ${where} is itself still being cloned`;
   return undefined;
+}
+
+/**
+ * Is the target too small for the source? As upstream: the explicit `pvc` API and Block sources compare the requests
+ * (ValidateRequestedCloneSize); otherwise the usable space of each side (the request less its class's filesystem
+ * overhead where it is a Filesystem volume: the host-assisted clone controller's rule), so that a Filesystem source
+ * of 64Mi (requested with its overhead) fits a Block target of 64Mi.
+ */
+function tooSmall(
+  dv: DataVolume,
+  src: ReadSource,
+  sourceSize: bigint,
+  target: V1PersistentVolumeClaimSpec,
+  request: bigint,
+  config: CDIConfig | undefined,
+  classes: StorageClass[],
+): boolean {
+  const sourceMode = src.kind === 'pvc' ? src.pvc.spec?.volumeMode : src.content?.spec?.sourceVolumeMode;
+  if (dv.spec.pvc || sourceMode === 'Block') return request < sourceSize;
+  const usable = (size: bigint, sc: string | undefined, mode: string | undefined): bigint =>
+    usableSpace(parseOverhead(filesystemOverheadFor(config, classes, sc, mode ?? 'Filesystem')), size);
+  const sourceClass = src.kind === 'pvc' ? (src.pvc.spec?.storageClassName ?? undefined) : undefined;
+  return (
+    usable(sourceSize, sourceClass, sourceMode) > usable(request, target.storageClassName, target.volumeMode)
+  );
 }
 
 async function ensureSnapshot(

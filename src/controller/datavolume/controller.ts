@@ -6,7 +6,7 @@ import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { Ann, CDIConfigName, GroupVersion, Phase, Reason, Source } from '../shared/constants.ts';
 import { checkpointArgs, isMultiStageInProgress, multiStageSucceeded } from '../shared/checkpoints.ts';
-import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { isAlreadyExists, isForbidden, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
@@ -26,6 +26,23 @@ import {
 } from './sources.ts';
 import { resolveSourceRef } from './sourceref.ts';
 import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
+
+/** How often a claim a ResourceQuota refused is tried again (the quota may be raised, or claims freed). */
+export const QuotaRetryMs = 30_000;
+
+/**
+ * A claim the API server refused for a ResourceQuota (upstream: ErrExceededQuota): the event that says so, with the
+ * API server's words (they name the quota and the resource) and what to do.
+ */
+export function quotaRefusal(e: unknown): DvEvent | undefined {
+  const msg = (e as Error | undefined)?.message ?? '';
+  if (!isForbidden(e) || !msg.includes('exceeded quota')) return undefined;
+  return {
+    type: 'Warning',
+    reason: Reason.ErrExceededQuota,
+    message: `${msg}. A ResourceQuota of the namespace does not allow this claim: ask its administrator to raise it, or use a storage class it allows`,
+  };
+}
 
 export interface DvDeps {
   kube: Kube;
@@ -146,10 +163,17 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
       });
     } catch (e) {
       if (!isAlreadyExists(e)) {
-        const msg = (e as Error).message;
-        if (msg.includes('exceeded quota'))
-          await d.recorder.record(involved(dv), 'Warning', Reason.ErrExceededQuota, msg);
-        throw e;
+        const quota = quotaRefusal(e);
+        if (!quota) throw e;
+        // said on the DataVolume (Bound False with the quota's words), and tried again now and then
+        await writeStatus(
+          d,
+          dv,
+          { ...(dv.status ?? {}), phase: dv.status?.phase || Phase.Pending },
+          undefined,
+          quota,
+        );
+        return { requeueAfterMs: QuotaRetryMs };
       }
       pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
       if (!pvc) throw e;

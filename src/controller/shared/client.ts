@@ -22,7 +22,7 @@ import {
   type Resource,
 } from '../../kube/index.ts';
 
-export { isAlreadyExists, isConflict, isNotFound } from '../../kube/index.ts';
+export { isAlreadyExists, isConflict, isForbidden, isNotFound } from '../../kube/index.ts';
 export type { Resource };
 
 export const Res = {

@@ -167,19 +167,22 @@ void test('a DataVolume with sourceRef waits for its DataSource, then clones wha
   });
   assert.equal(empty.message, "Empty source field in 'later'. DataSource may not be ready yet");
 
-  // it gets a PVC: the DataVolume is now a clone of that PVC, served by the clone controller (not on this branch:
-  // until it lands, the pvc source is reported as not supported, which is what proves the resolution here)
+  // it gets a PVC: the DataVolume is now a clone of that PVC, taken up by the clone reconciler (it picks a strategy,
+  // or says why the clone waits), and no longer waits for its DataSource
   await client.mergePatch(
     Resources.DataSource,
     'later',
     { spec: { source: { pvc: { name: 'fedora', namespace: ns } } } },
     { namespace: ns },
   );
-  const resolved = await eventually('the pvc source', async () => {
+  const cloning = await eventually('the clone reconciler takes the DataVolume up', async () => {
+    const dv = await suite.getDv('vm-disk');
     const c = await cond('vm-disk', 'Bound');
-    return c?.reason === 'UnsupportedSource' ? c : undefined;
+    const strategy = dv?.metadata?.annotations?.['cdi.kubevirt.io/cloneType'];
+    return strategy || c?.reason?.startsWith('Clone') ? { strategy, reason: c?.reason } : undefined;
   });
-  assert.equal(resolved.message, 'the pvc source is not supported yet');
+  assert.notEqual(cloning.reason, 'DataSourceNotReady');
+  assert.notEqual(cloning.reason, 'UnsupportedSource');
 
   await suite.createDv('bad-ref', {
     source: undefined,

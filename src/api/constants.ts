@@ -108,6 +108,11 @@ export const Ann = {
   LastCronTime: `${g}storage.import.lastCronTime`,
   NextCronTime: `${g}storage.import.nextCronTime`,
   LastUseTime: `${g}storage.import.lastUseTime`,
+  ImportStorageClass: `${g}storage.import.storageClass`,
+  // upload server pods, their Service and Secret (upstream annCreatedByUpload)
+  CreatedByUpload: `${g}storage.createdByUploadController`,
+  /** upstream AnnUploadClientName: the CN a host-assisted clone target's upload server accepts */
+  UploadClientName: `${g}uploadClientName`,
 
   // copied from a DataVolume to its worker pods
   PodNetwork: 'k8s.v1.cni.cncf.io/networks',

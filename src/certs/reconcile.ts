@@ -13,6 +13,7 @@
 import { X509Certificate } from 'node:crypto';
 import {
   isNotFound,
+  kubeTime,
   Resources,
   type ConfigMap,
   type KubeClient,
@@ -181,8 +182,8 @@ async function writeTlsSecret(
     labels: { ...existing?.metadata?.labels, ...w.labels },
     annotations: {
       ...existing?.metadata?.annotations,
-      [CertAnn.NotAfter]: new Date(cert.validTo).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      [CertAnn.NotBefore]: new Date(cert.validFrom).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      [CertAnn.NotAfter]: kubeTime(new Date(cert.validTo)),
+      [CertAnn.NotBefore]: kubeTime(new Date(cert.validFrom)),
       [CertAnn.Issuer]: commonName(cert.issuer) ?? cert.issuer,
       ...annotations,
     },

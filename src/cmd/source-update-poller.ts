@@ -7,11 +7,12 @@
 //   INSECURE_TLS=true                              the registry is in CDIConfig's insecureRegistries
 //   KUBECONFIG or --kubeconfig                     out of cluster; otherwise the pod's service account (cdi-cronjob)
 import { imageDigest } from '../importer/source/registry/digest.ts';
-import { KubeClient, Resources, errorMessage } from '../kube/index.ts';
+import { Ann } from '../api/constants.ts';
+import { KubeClient, Resources, errorMessage, kubeTime } from '../kube/index.ts';
 import { processKubeConfig } from './kubeconfig.ts';
 
-const DesiredDigest = 'cdi.kubevirt.io/storage.import.sourceDesiredDigest';
-const LastCronTime = 'cdi.kubevirt.io/storage.import.lastCronTime';
+const DesiredDigest = Ann.SourceDesiredDigest;
+const LastCronTime = Ann.LastCronTime;
 
 function flag(argv: string[], name: string): string | undefined {
   const i = argv.findIndex((a) => a === `-${name}` || a === `--${name}`);
@@ -40,7 +41,7 @@ export async function poll(argv: string[], env: Record<string, string | undefine
     ns,
   );
   const annotations: Record<string, string> = {
-    [LastCronTime]: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    [LastCronTime]: kubeTime(new Date()),
   };
   if (current.metadata?.annotations?.[DesiredDigest] !== digest) annotations[DesiredDigest] = digest;
   await kube.mergePatch(Resources.DataImportCron, cron, { metadata: { annotations } }, { namespace: ns });

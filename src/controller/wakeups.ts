@@ -10,6 +10,7 @@ import {
   type PersistentVolumeClaim as Pvc,
 } from '../kube/index.ts';
 import { Res } from './shared/client.ts';
+import { Ann as ApiAnn, Label as ApiLabel } from '../api/constants.ts';
 import { Ann } from './shared/constants.ts';
 import {
   Active,
@@ -206,7 +207,7 @@ export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
 
 /** What a DataImportCron made (its DataVolumes, their PVCs, its DataSource) wakes it, by its label. */
 export function cronOf(o: KubeObject): string | undefined {
-  const cron = o.metadata?.labels?.['cdi.kubevirt.io/dataImportCron'];
+  const cron = o.metadata?.labels?.[ApiLabel.DataImportCron];
   return cron && o.metadata?.namespace ? `${o.metadata.namespace}/${cron}` : undefined;
 }
 
@@ -221,7 +222,7 @@ export function populatorTargetOf(pvc: Pvc, kind: string): string | undefined {
   const ref = (pvc.spec as { dataSourceRef?: { apiGroup?: string; kind?: string } } | undefined)
     ?.dataSourceRef;
   if (ref?.apiGroup === 'cdi.kubevirt.io' && ref.kind === kind) return keyOf(pvc);
-  if (pvc.metadata?.annotations?.['cdi.kubevirt.io/storage.populator.kind'] === kind)
+  if (pvc.metadata?.annotations?.[ApiAnn.PopulatorKind] === kind)
     return ownerKey(pvc, 'PersistentVolumeClaim');
   return undefined;
 }

@@ -10,7 +10,13 @@
 // cron's own changes (the poller's annotation), its DataVolumes and PVCs, and its DataSource wake it.
 import { isDeepStrictEqual } from 'node:util';
 import { resourceName } from '../../api/naming.ts';
-import { setCondition, type KubeObject, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
+import {
+  kubeTime,
+  setCondition,
+  type KubeObject,
+  type PersistentVolumeClaim as Pvc,
+} from '../../kube/index.ts';
+import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { ControllerMetrics } from '../../monitoring/metrics.ts';
 import { Ann, GroupVersion, ManagedLabels, Phase } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
@@ -31,10 +37,10 @@ import {
 } from './poller.ts';
 
 export const CronAnn = {
-  desiredDigest: 'cdi.kubevirt.io/storage.import.sourceDesiredDigest',
-  lastCronTime: 'cdi.kubevirt.io/storage.import.lastCronTime',
-  lastUseTime: 'cdi.kubevirt.io/storage.import.lastUseTime',
-  storageClass: 'cdi.kubevirt.io/storage.import.storageClass',
+  desiredDigest: ApiAnn.SourceDesiredDigest,
+  lastCronTime: ApiAnn.LastCronTime,
+  lastUseTime: ApiAnn.LastUseTime,
+  storageClass: ApiAnn.ImportStorageClass,
 } as const;
 
 export const CronReason = {
@@ -156,7 +162,7 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     const last = { namespace, name: current! };
     if (!isDeepStrictEqual(status.lastImportedPVC, last)) {
       status.lastImportedPVC = last;
-      status.lastImportTimestamp = now.toISOString().replace(/\.\d+Z$/, 'Z');
+      status.lastImportTimestamp = kubeTime(now);
     }
     cond(Progressing, false, 'No current import', CronReason.noImport);
     await garbageCollect(d, next);

@@ -83,7 +83,7 @@ export const Ann = {
   /** upstream AnnOwnerRef: "<namespace>/<name>" of the target a clone's pod or temporary object works for. */
   ownerRef: `${G}/storage.ownerRef`,
   /** upstream AnnUploadClientName: the CN the target's upload server accepts. */
-  uploadClientName: `${G}/uploadClientName`,
+  uploadClientName: ApiAnn.UploadClientName,
   // storage classes
   defaultStorageClass: ApiAnn.DefaultStorageClass,
   defaultVirtStorageClass: ApiAnn.DefaultVirtStorageClass,

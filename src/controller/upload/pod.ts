@@ -4,6 +4,7 @@
 // bundle, mounted at /etc/tls/. Pure: the reconciler decides when, these decide what.
 import {
   controllerRef,
+  kubeTime,
   Resources,
   type PersistentVolumeClaim as Pvc,
   type Pod as PodObj,
@@ -32,9 +33,9 @@ export const UploadPod = {
   serverKeyFile: '/etc/tls/tls.key',
   clientCertFile: '/etc/tls/ca.crt',
   /** upstream annCreatedByUpload, on the pod, the Service and the Secret */
-  createdByUpload: 'cdi.kubevirt.io/storage.createdByUploadController',
+  createdByUpload: ApiAnn.CreatedByUpload,
   /** upstream AnnUploadClientName (host-assisted clone targets name their source here) */
-  clientNameAnn: 'cdi.kubevirt.io/uploadClientName',
+  clientNameAnn: ApiAnn.UploadClientName,
   /** The CN of the client certificate an upload server accepts (upstream uploadServerClientName). */
   clientName: 'client.upload-server.cdi.kubevirt.io',
   /** the label the Service selects its pod by (upstream UploadServerServiceLabel) */
@@ -100,8 +101,7 @@ export function uploadEnv(pvc: Pvc, args: UploadPodArgs): { name: string; value:
     { name: 'CLIENT_NAME', value: args.clientName },
     { name: 'PREALLOCATION', value: String(args.preallocation) },
   ];
-  if (args.deadline)
-    env.push({ name: 'DEADLINE', value: args.deadline.toISOString().replace(/\.\d{3}Z$/, 'Z') });
+  if (args.deadline) env.push({ name: 'DEADLINE', value: kubeTime(args.deadline) });
   if (getVolumeMode(pvc) === 'Block') env.push({ name: 'DESTINATION', value: Pod.blockPath });
   return env;
 }

@@ -13,7 +13,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { reconcileCertificates } from '../../src/certs/reconcile.ts';
 import type { DataVolume } from '../../src/controller/shared/types.ts';
 import { Resources, type KubeObject, type PersistentVolumeClaim } from '../../src/kube/index.ts';
 import { startFileServer } from '../support/fileserver.ts';
@@ -40,7 +39,6 @@ try {
   const http = await startFileServer({ root: dir, host: NODE_IP });
   undo.push(() => http.close());
   undo.push(await deployCdi(client));
-  await reconcileCertificates(client, { namespace: 'cdi' });
   const { name: ns, cleanup } = await createNamespace(client, 'measure-clone');
   undo.push(async () => {
     await kubectl('-n', ns, 'delete', 'datavolumes,pvc', '--all', '--wait=true', '--timeout=180s');

@@ -132,33 +132,48 @@ const Deployment = {
 } as const;
 
 /**
- * Adds `registries` to the insecure registries, as an administrator does: in CDI.spec.config, which the operator copies
- * into CDIConfig `config` (its authority, as upstream: an edit of CDIConfig itself is put back). Waits until CDIConfig
- * shows them; the undo puts back the list there was.
+ * Sets fields of CDIConfig's spec as an administrator does: in CDI.spec.config, which the operator copies into
+ * CDIConfig `config` (its authority, as upstream: an edit of CDIConfig itself is put back). Waits until CDIConfig
+ * shows them; the undo puts back what CDI.spec.config had (and waits for that too).
  */
-export async function addInsecureRegistries(
+export async function setCdiConfig(
   client: KubeClient,
-  registries: string[],
+  fields: Record<string, unknown>,
 ): Promise<() => Promise<void>> {
-  type Cdi = KubeObject & { spec?: { config?: { insecureRegistries?: string[] } } };
-  type Cfg = KubeObject & { spec?: { insecureRegistries?: string[] } };
-  const before = (await client.get<Cdi>(Resources.CDI, 'cdi')).spec?.config?.insecureRegistries;
-  const set = async (list: string[] | null): Promise<void> => {
-    await client.mergePatch(Resources.CDI, 'cdi', { spec: { config: { insecureRegistries: list } } });
+  type Cdi = KubeObject & { spec?: { config?: Record<string, unknown> } };
+  type Cfg = KubeObject & { spec?: Record<string, unknown> };
+  const had = (await client.get<Cdi>(Resources.CDI, 'cdi')).spec?.config ?? {};
+  const set = async (values: Record<string, unknown>): Promise<void> => {
+    await client.mergePatch(Resources.CDI, 'cdi', { spec: { config: values } });
     await eventually(
-      'CDIConfig config shows the insecure registries of CDI.spec.config',
+      `CDIConfig config shows ${Object.keys(values).join(', ')} of CDI.spec.config`,
       async () => {
-        const now = (await client.get<Cfg>(Resources.CDIConfig, 'config')).spec?.insecureRegistries ?? [];
-        return JSON.stringify(now) === JSON.stringify(list ?? []);
+        const spec = (await client.get<Cfg>(Resources.CDIConfig, 'config')).spec ?? {};
+        return Object.entries(values).every(
+          ([k, v]) => JSON.stringify(spec[k] ?? null) === JSON.stringify(v ?? null),
+        );
       },
       60_000,
       500,
     );
   };
-  const missing = registries.filter((r) => !(before ?? []).includes(r));
+  await set(fields);
+  return () => set(Object.fromEntries(Object.keys(fields).map((k) => [k, had[k] ?? null])));
+}
+
+/** Adds `registries` to CDI.spec.config.insecureRegistries (setCdiConfig); the undo puts back the list there was. */
+export async function addInsecureRegistries(
+  client: KubeClient,
+  registries: string[],
+): Promise<() => Promise<void>> {
+  const cdi = await client.get<KubeObject & { spec?: { config?: { insecureRegistries?: string[] } } }>(
+    Resources.CDI,
+    'cdi',
+  );
+  const before = cdi.spec?.config?.insecureRegistries ?? [];
+  const missing = registries.filter((r) => !before.includes(r));
   if (missing.length === 0) return async () => {};
-  await set([...(before ?? []), ...missing]);
-  return () => set(before ?? null);
+  return setCdiConfig(client, { insecureRegistries: [...before, ...missing] });
 }
 
 export interface Fixtures {

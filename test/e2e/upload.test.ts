@@ -33,6 +33,7 @@ import { cutRelay, makeMarkupTar, runCdi } from '../support/upload.ts';
 import {
   STORAGE_CLASS,
   deployCdi,
+  setCdiConfig,
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
@@ -49,7 +50,6 @@ let cleanupNs: () => Promise<void> = async () => {};
 let fx: Fixtures;
 let proxyIp: string;
 let proxyUrl: string;
-let previousOverride: string | undefined;
 const undo: (() => Promise<void>)[] = [];
 
 before(async () => {
@@ -61,17 +61,12 @@ before(async () => {
   const svc = await client.get<Service>(Resources.Service, 'cdi-uploadproxy', 'cdi');
   proxyIp = svc.spec?.clusterIP ?? '';
   proxyUrl = `https://${proxyIp}`;
-  // the CLI's default comes from CDIConfig, as upstream's virtctl
-  const config = await client.get<CDIConfig & KubeObject>(Resources.CDIConfig, 'config');
-  previousOverride = config.spec?.uploadProxyURLOverride;
-  await client.mergePatch(Resources.CDIConfig, 'config', { spec: { uploadProxyURLOverride: proxyUrl } });
+  // the CLI's default comes from CDIConfig, as upstream's virtctl; set through CDI.spec.config (the operator's)
+  undo.push(await setCdiConfig(client, { uploadProxyURLOverride: proxyUrl }));
 });
 
 after(async () => {
   await cleanupNs();
-  await client
-    .mergePatch(Resources.CDIConfig, 'config', { spec: { uploadProxyURLOverride: previousOverride ?? null } })
-    .catch(() => undefined);
   for (const u of undo.reverse()) await u();
   await fx?.cleanup();
 });
@@ -189,7 +184,6 @@ const rawMd5 = (): string => fx.rawMd5;
 
 void describe('upload end to end', () => {
   void it('cdi upload dv of a qcow2: CDIConfig URL, UploadScheduled → UploadReady → Succeeded with events, md5, cleanup', async () => {
-    await client.mergePatch(Resources.CDIConfig, 'config', { spec: { uploadProxyURLOverride: proxyUrl } });
     await eventually(
       'CDIConfig status.uploadProxyURL',
       async () =>

@@ -210,7 +210,8 @@ void test("the webhooks: datavolume-validate refuses with upstream's message, pv
   assert.notEqual(refused.code, 0);
   assert.match(
     refused.stderr,
-    /admission webhook "datavolume-validate.cdi.kubevirt.io" denied the request: Storage size is missing/,
+    // upstream's answer: 422 Invalid with the field as its cause, which kubectl prints as such
+    /The request is invalid: spec\.Storage\.resources\.requests\.size: Storage size is missing/,
   );
   const scheme = await kubectlFile(
     ['create'],
@@ -596,7 +597,7 @@ void test('certificates rotate under a short certConfig (CA and leaves) while we
       ]);
       calls++;
       const at = since(t0);
-      if (!/denied the request: Storage size is missing/.test(refused.stderr))
+      if (!/spec\.Storage\.resources\.requests\.size: Storage size is missing/.test(refused.stderr))
         failures.push(`${at} datavolume-validate: ${refused.stderr}`);
       if (accepted.code !== 0) failures.push(`${at} valid DataVolume (dry run): ${accepted.stderr}`);
       if (utr.code !== 0) failures.push(`${at} UploadTokenRequest: ${utr.stderr}`);

@@ -1,5 +1,6 @@
 // The controllers against the real API server (control-plane profile): the PVCs, pods, annotations, events and
 // DataVolume status they produce through a whole import, driven by a fake kubelet (see harness.ts).
+import https from 'node:https';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -11,6 +12,7 @@ import {
 } from '../../../src/kube/index.ts';
 import type { CDIConfig, DataVolume, StorageProfile } from '../../../src/controller/shared/types.ts';
 import { eventually } from '../kube/cluster.ts';
+import { createMetricsReaders, serviceAccountToken } from '../../support/metrics-auth.ts';
 import {
   NO_NODE,
   eventsFor,
@@ -590,13 +592,36 @@ void test('retainAfterCompletion keeps the importer pod after success', async ()
 void test('the cdi-controller process: leader on a Lease, health, readiness, metrics, reconciles, graceful SIGTERM', async () => {
   await mgr.stop(); // the process under test is now the only controller
   const port = await freePort();
-  const proc = spawnController(ns, port, 'cdi-controller-under-test');
+  const metricsPort = await freePort();
+  const proc = spawnController(ns, port, 'cdi-controller-under-test', metricsPort);
   const exited = proc.exited;
+  // /metrics is HTTPS with delegated authentication: a ServiceAccount token allowed to get /metrics
+  const readers = await createMetricsReaders(client, ns);
+  const token = await serviceAccountToken(client, ns, readers.reader);
   try {
     const get = async (path: string): Promise<{ status: number; text: string }> => {
       const res = await fetch(`http://127.0.0.1:${port}${path}`);
       return { status: res.status, text: await res.text() };
     };
+    const getMetrics = (): Promise<{ status: number; text: string }> =>
+      new Promise((resolve, reject) => {
+        https
+          .get(
+            {
+              host: '127.0.0.1',
+              port: metricsPort,
+              path: '/metrics',
+              headers: { authorization: `Bearer ${token}` },
+              rejectUnauthorized: false, // the process's own certificate, made at start
+            },
+            (res) => {
+              let text = '';
+              res.on('data', (d: Buffer) => (text += d.toString()));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+            },
+          )
+          .on('error', reject);
+      });
     await eventually('/healthz', async () => (await get('/healthz')).status === 200);
     const lease = await eventually('the lease held by the process', async () => {
       const l = await client.getOrUndefined<KubeObject & { spec?: { holderIdentity?: string } }>(
@@ -611,7 +636,7 @@ void test('the cdi-controller process: leader on a Lease, health, readiness, met
     await pvFor('dv-proc');
     await createDv('dv-proc');
     await eventually('the process creates the importer pod', () => getPod('importer-dv-proc'));
-    const m = await get('/metrics');
+    const m = await getMetrics();
     assert.equal(m.status, 200);
     assert.match(
       m.text,
@@ -633,5 +658,6 @@ void test('the cdi-controller process: leader on a Lease, health, readiness, met
     assert.ok(!released.spec?.holderIdentity, 'the lease is released on shutdown');
   } finally {
     proc.kill('SIGKILL');
+    await readers.cleanup();
   }
 });

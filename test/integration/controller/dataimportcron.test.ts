@@ -26,7 +26,7 @@ let kube: KubeClient;
 let ns: string;
 const suite = useControllerSuite(
   'ctl-dic',
-  { manager: (namespace) => ({ cdiNamespace: namespace, cdiMetrics: gauges }) },
+  { manager: (namespace) => ({ cdiNamespace: namespace, gauges }) },
   (s) => ({ client: kube, ns } = s),
 );
 

@@ -317,7 +317,7 @@ void test('a StorageClass or CDIConfig change wakes only the DataVolumes and imp
 void test('a process whose lease is taken stops at once and exits 1, saying who holds it now', async () => {
   await mgr.stop(); // the process under test is now the only controller
   const port = await freePort();
-  const proc = spawnController(ns, port, 'cdi-controller-lease-loser');
+  const proc = spawnController(ns, port, 'cdi-controller-lease-loser', await freePort());
   const leaseName = 'cdi-controller-leader-election-helper';
   try {
     await eventually('the process to lead', async () => {

@@ -301,12 +301,15 @@ export function spawnController(
   ns: string,
   port: number,
   identity: string,
+  /** /metrics (HTTPS, TokenReview + SubjectAccessReview); its default 8443 may be taken on the host */
+  metricsPort: number,
 ): { exited: Promise<number | null>; stderr: () => string; kill: (sig?: NodeJS.Signals) => void } {
   const child = spawn(process.execPath, [join(repoRoot, 'src', 'cmd', 'controller.ts')], {
     env: {
       ...process.env,
       KUBECONFIG: kubeconfigPath,
       HEALTH_PORT: String(port),
+      METRICS_PORT: String(metricsPort),
       POD_NAMESPACE: ns, // the lease lives in the test namespace, away from a deployed controller's
       POD_NAME: identity,
       IMPORTER_IMAGE: IMAGE,

@@ -254,6 +254,8 @@ export const EventReason = {
   UploadTargetInUse: 'UploadTargetInUse',
   CloneSourceInUse: 'CloneSourceInUse',
   ErrExceededQuota: 'ErrExceededQuota',
+  ExternalPopulationSucceeded: 'ExternalPopulationSucceeded',
+  NoCSIDriverForExternalPopulation: 'NoCSIDriverForExternalPopulation',
   ErrClaimNotValid: 'ErrClaimNotValid',
   ErrIncompatiblePVC: 'ErrIncompatiblePVC',
   ErrStartingPod: 'ErrStartingPod',

@@ -93,7 +93,7 @@ export function imagesFrom(
  * - cdiconfigs: create the singleton, update it (its status lives in the object: the CRD has no status subresource)
  * - events: create and, for repeats, patch (aggregation); list/watch PVC events for the Bound condition
  * - configmaps: create the per-PVC copy of the trusted proxy CA; read its source in CDI's namespace only (the Role)
- * - csidrivers: get one (the storage profile gauge: is csi-clone smart?)
+ * - csidrivers: get one (the storage profile gauge: is csi-clone smart?; external population: is there a CSI driver?)
  * - tokenreviews, subjectaccessreviews: create; who scrapes /metrics and whether they may (ADR 0040)
  * - leases (own namespace only, see the Role): the leader election
  * - services: watch; create the upload server's Service cdi-upload-<pvc> (owned by the PVC), delete it after the

@@ -1,4 +1,4 @@
-// The DataVolume controller (import sources, legacy non-populator flow): renders and owns the target PVC, then maps
+// The DataVolume controller (import sources, legacy non-populator flow, and external population): renders and owns the target PVC, then maps
 // the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
 // Everything it reads comes from the cache; nothing here polls: PVC changes (the import controller copies the pod's
 // state onto the PVC) and progress changes (ProgressScraper) queue the DataVolume.
@@ -25,7 +25,13 @@ import {
   type SourceCheck,
 } from './sources.ts';
 import { resolveSourceRef } from './sourceref.ts';
-import { computePhase, conditionEvents, updateConditions, type DvEvent } from './status.ts';
+import {
+  computePhase,
+  conditionEvents,
+  populatedFromVolume,
+  updateConditions,
+  type DvEvent,
+} from './status.ts';
 
 /** How often a claim a ResourceQuota refused is tried again (the quota may be raised, or claims freed). */
 export const QuotaRetryMs = 30_000;
@@ -133,8 +139,11 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     return;
   }
 
+  // External population (upstream's external-population controller): the claim carries the dataSourceRef, someone
+  // else's populator fills it, and the DataVolume is done once the claim is Bound.
+  const external = check.ok && check.kind === 'external';
   // This controller implements the legacy flow; record that on the DV as upstream does for its decision.
-  if (dv.metadata.annotations?.[Ann.usePopulator] !== 'false') {
+  if (!external && dv.metadata.annotations?.[Ann.usePopulator] !== 'false') {
     dv = await d.kube.mergePatch<DataVolume>(Res.dataVolume, name, namespace, {
       metadata: { annotations: { [Ann.usePopulator]: 'false' } },
     });
@@ -153,7 +162,12 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
       return;
     }
   } else {
-    const desired = newPvcForDataVolume(dv, spec, config?.status?.preallocation ?? false);
+    const desired = newPvcForDataVolume(
+      dv,
+      spec,
+      config?.status?.preallocation ?? false,
+      external ? { [Ann.externalPopulation]: 'true' } : undefined,
+    );
     try {
       pvc = await d.kube.create(Res.pvc, desired);
       d.log.info('created PVC for DataVolume', {
@@ -187,7 +201,15 @@ export async function reconcileDataVolume(d: DvDeps, key: string): Promise<Resul
     honorWaitForFirstConsumer(config) &&
     isWaitForFirstConsumer(classes, pvc.spec?.storageClassName) &&
     pvc.status?.phase === 'Pending';
-  const { status, event } = computePhase(dv, pvc, { waitForFirstConsumer: wffc, work: serves });
+  const populationSupported =
+    external && pvc.status?.phase === 'Bound' && dv.status?.phase !== Phase.Succeeded
+      ? await externalPopulationSupported(d, classes, pvc)
+      : undefined;
+  const { status, event } = computePhase(dv, pvc, {
+    waitForFirstConsumer: wffc,
+    work: external ? 'external' : serves,
+    ...(populationSupported !== undefined ? { populationSupported } : {}),
+  });
 
   // Progress is read while the importer runs (upstream: only then); the scrape itself happens elsewhere.
   if (status.phase === Phase.ImportInProgress && pvc.metadata?.annotations?.[Ann.podPhase] === 'Running') {
@@ -217,6 +239,19 @@ async function advanceCheckpoints(d: DvDeps, dv: DataVolume, pvc: Pvc): Promise<
   return d.kube.mergePatch<Pvc>(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
     metadata: { annotations: changes, resourceVersion: pvc.metadata?.resourceVersion },
   });
+}
+
+/**
+ * upstream checkPopulationRequirements: a populator's claim needs a CSI driver behind its class (the CSIDriver object
+ * named after the provisioner); a claim made from a PVC or a snapshot does not. Read from the API server, once per
+ * bound claim.
+ */
+async function externalPopulationSupported(d: DvDeps, classes: StorageClass[], pvc: Pvc): Promise<boolean> {
+  if (populatedFromVolume(pvc)) return true;
+  const name = pvc.spec?.storageClassName;
+  const sc = classes.find((c) => c.metadata?.name === name);
+  if (!sc?.provisioner) return false;
+  return (await d.kube.get(Res.csiDriver, sc.provisioner)) !== undefined;
 }
 
 /** upstream setVddkAnnotations: the VDDK version and ESX host the importer reported, on the DataVolume too. */

@@ -91,7 +91,18 @@ void test("registry, s3 and gcs specs upstream's webhook refuses are refused wit
   });
 });
 
-void test('every other source says it is not supported yet, by name', () => {
+void test('a DataVolume with no source whose claim names a populator is externally populated; with a source it is refused', () => {
+  const ref = { apiGroup: 'populator.example.test', kind: 'Sample', name: 'hello' };
+  assert.deepEqual(checkSource(dv({ storage: { dataSourceRef: ref } })), { ok: true, kind: 'external' });
+  assert.deepEqual(checkSource(dv({ pvc: { dataSource: ref } })), { ok: true, kind: 'external' });
+  assert.deepEqual(checkSource(dv({ source: { blank: {} }, storage: { dataSourceRef: ref } })), {
+    ok: false,
+    reason: 'ErrInvalidDataVolume',
+    message: 'External population is incompatible with Source and SourceRef',
+  });
+});
+
+void test('an unresolved sourceRef has no controller of its own (the reconcilers resolve it first)', () => {
   assert.deepEqual(checkSource(dv({ sourceRef: { kind: 'DataSource', name: 'fedora' } })), {
     ok: false,
     kind: 'sourceRef',

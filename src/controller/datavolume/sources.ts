@@ -1,10 +1,12 @@
 // Which DataVolume sources this build serves, and the checks upstream's validating webhook makes on a DataVolume
-// (pkg/apiserver/webhooks/datavolume-validate.go, util.go). Until cdi-apiserver exists the controller makes them and
-// says what is wrong in the DataVolume's conditions and events, instead of admitting nothing or crash-looping.
+// (pkg/apiserver/webhooks/datavolume-validate.go, util.go). cdi-apiserver's webhook refuses these at admission; the
+// controller makes the same checks for DataVolumes that reached it anyway (the webhook not registered yet, or
+// failurePolicy bypassed) and says what is wrong in the DataVolume's conditions and events.
 //
-// SourceController is the one list of supported sources: a source is served by the controller named there, and
-// "not supported yet" while it has none. Adding a source (registry, s3, gcs, upload, clone) is flipping its entry
-// here once its controller and importer support land.
+// SourceController is the one list of sources: each is served by the controller named there ("not supported yet"
+// while a kind has none). `sourceRef` has none of its own: both reconcilers resolve it through the DataSource first
+// (sourceref.ts), and what it resolves to is served. `external` is a DataVolume with no source whose claim names a
+// populator in dataSourceRef/dataSource (upstream's external-population controller).
 import { Phase } from '../shared/constants.ts';
 import type { DataVolume } from '../shared/types.ts';
 import { isMultiStage } from '../shared/checkpoints.ts';
@@ -21,7 +23,7 @@ export const SourceKinds = [
   'vddk',
   'snapshot',
 ] as const;
-export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef';
+export type SourceKind = (typeof SourceKinds)[number] | 'sourceRef' | 'external';
 
 /** The DataVolume controller that serves each source; undefined: not supported yet. */
 export const SourceController: Record<SourceKind, 'import' | 'upload' | 'clone' | undefined> = {
@@ -36,6 +38,7 @@ export const SourceController: Record<SourceKind, 'import' | 'upload' | 'clone' 
   snapshot: 'clone',
   upload: 'upload',
   sourceRef: undefined,
+  external: 'import',
 };
 
 export const InvalidReason = {
@@ -108,15 +111,12 @@ export function checkSource(dv: DataVolume): SourceCheck {
     spec.storage?.dataSourceRef ??
     spec.storage?.dataSource,
   );
-  if (!src && !hasRef) {
-    if (external)
-      return {
-        ok: false,
-        reason: InvalidReason.unsupported,
-        message: 'the externally populated (dataSourceRef) source is not supported yet',
-      };
-    return invalid('Data volume should have either Source or SourceRef, or be externally populated');
+  if (external) {
+    if (src || hasRef) return invalid('External population is incompatible with Source and SourceRef');
+    return { ok: true, kind: 'external' };
   }
+  if (!src && !hasRef)
+    return invalid('Data volume should have either Source or SourceRef, or be externally populated');
   if (src && hasRef)
     return invalid('Data volume should have either Source or SourceRef, or be externally populated');
   if (spec.pvc && spec.storage)

@@ -1,7 +1,7 @@
 import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { computePhase, conditionEvents, updateConditions } from './status.ts';
+import { computePhase, conditionEvents, populatedFromVolume, updateConditions } from './status.ts';
 import type { DataVolume } from '../shared/types.ts';
 
 const dv = (phase?: string): DataVolume => ({
@@ -73,6 +73,46 @@ void test('upload DataVolumes: UploadScheduled, UploadReady once the pod is read
   );
   // an import PVC's annotations mean nothing to the upload phases, and the other way round
   assert.equal(computePhase(dv('PVCBound'), pvc('Bound', withPod('Running')), ctx).status.phase, 'PVCBound');
+});
+
+void test('external population: Pending while the populator works, Succeeded once bound, a warning without a CSI driver', () => {
+  const claim = (phase: string, ref: { apiGroup?: string; kind: string; name: string }): Pvc => ({
+    ...pvc(phase, { 'cdi.kubevirt.io/externalPopulation': 'true' }),
+    spec: { dataSourceRef: ref, dataSource: ref },
+  });
+  const sample = { apiGroup: 'populator.example.test', kind: 'Sample', name: 'hello' };
+  const ctx = { waitForFirstConsumer: false, work: 'external' as const };
+  assert.equal(computePhase(dv('Pending'), claim('Pending', sample), ctx).status.phase, 'Pending');
+  assert.equal(
+    computePhase(dv('Pending'), claim('Pending', sample), { ...ctx, waitForFirstConsumer: true }).status
+      .phase,
+    'WaitForFirstConsumer',
+  );
+  const done = computePhase(dv('Pending'), claim('Bound', sample), { ...ctx, populationSupported: true });
+  assert.equal(done.status.phase, 'Succeeded');
+  assert.deepEqual(done.event, {
+    type: 'Normal',
+    reason: 'ExternalPopulationSucceeded',
+    message: 'PVC disk successfully populated by hello',
+  });
+  const noDriver = computePhase(dv('Pending'), claim('Bound', sample), {
+    ...ctx,
+    populationSupported: false,
+  });
+  assert.equal(noDriver.status.phase, 'PVCBound');
+  assert.deepEqual(noDriver.event, {
+    type: 'Warning',
+    reason: 'NoCSIDriverForExternalPopulation',
+    message: 'No CSI drivers were found: External population not supported',
+  });
+  assert.equal(populatedFromVolume(claim('Bound', sample)), false);
+  assert.equal(populatedFromVolume(claim('Bound', { kind: 'PersistentVolumeClaim', name: 'src' })), true);
+  assert.equal(
+    populatedFromVolume(
+      claim('Bound', { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: 's' }),
+    ),
+    true,
+  );
 });
 
 void test('a failed pod fails the DV only when the error is fatal', () => {

@@ -14,8 +14,13 @@ export interface DvEvent {
 export interface PhaseContext {
   /** The claim's class binds on first consumer and HonorWaitForFirstConsumer is on. */
   waitForFirstConsumer: boolean;
-  /** Which worker fills the claim (upstream: the import or the upload reconciler's updateStatusPhase). */
-  work?: 'import' | 'upload';
+  /** Which worker fills the claim (upstream: the import, upload or external-population reconciler's updateStatusPhase). */
+  work?: 'import' | 'upload' | 'external';
+  /**
+   * External population: the claim's provisioner has a CSIDriver, or the claim is made from a PVC or a snapshot
+   * (upstream checkPopulationRequirements). Asked only once the claim is Bound.
+   */
+  populationSupported?: boolean;
 }
 
 const anns = (pvc: Pvc): Record<string, string> => pvc.metadata?.annotations ?? {};
@@ -90,6 +95,30 @@ function uploadPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEven
   }
 }
 
+/** upstream PopulatorReconciler.updateStatusPhase: a bound claim that someone else's populator filled is done. */
+function externalPhase(pvc: Pvc, status: DataVolumeStatus, supported: boolean): DvEvent | undefined {
+  const name = pvc.metadata?.name ?? '';
+  if (!supported)
+    return {
+      type: 'Warning',
+      reason: Reason.NoCSIDriverForExternalPopulation,
+      message: Message.noCSIDriverForExternalPopulation,
+    };
+  status.phase = Phase.Succeeded;
+  const ref = pvc.spec?.dataSourceRef ?? pvc.spec?.dataSource;
+  return {
+    type: 'Normal',
+    reason: Reason.ExternalPopulationSucceeded,
+    message: Message.externalPopulationSucceeded(name, ref?.name ?? ''),
+  };
+}
+
+/** Whether an externally populated claim names a PVC or a VolumeSnapshot (no populator: no CSIDriver needed). */
+export function populatedFromVolume(pvc: Pvc): boolean {
+  const kinds = [pvc.spec?.dataSource?.kind, pvc.spec?.dataSourceRef?.kind];
+  return kinds.includes('PersistentVolumeClaim') || kinds.includes('VolumeSnapshot');
+}
+
 /**
  * Phase, claimName and restartCount (upstream updateStatus without the progress scrape and conditions).
  * Returns the event to emit if the phase changes.
@@ -109,7 +138,12 @@ export function computePhase(
   if (pvc.metadata?.deletionTimestamp) return { status };
   status.claimName = pvc.metadata?.name;
   const requiresWork = pvcRequiresWork(pvc, dv);
-  const workPhase = ctx.work === 'upload' ? uploadPhase : importPhase;
+  const workPhase =
+    ctx.work === 'upload'
+      ? uploadPhase
+      : ctx.work === 'external'
+        ? (p: Pvc, s: DataVolumeStatus) => externalPhase(p, s, ctx.populationSupported ?? false)
+        : importPhase;
   if (anns(pvc)[Ann.podPhase] === 'Succeeded' && requiresWork) {
     event = workPhase(pvc, status, dv);
   } else {

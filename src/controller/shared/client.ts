@@ -40,6 +40,14 @@ export const Res = {
     plural: 'volumesnapshotcontents',
     namespaced: false,
   },
+  /** Not cached: asked for a csi-clone profile (is the clone smart?) and an externally populated claim. */
+  csiDriver: {
+    group: 'storage.k8s.io',
+    version: 'v1',
+    kind: 'CSIDriver',
+    plural: 'csidrivers',
+    namespaced: false,
+  },
   cdi: Resources.CDI,
   namespace: Resources.Namespace,
   storageClass: Resources.StorageClass,

@@ -163,6 +163,9 @@ export const Message = {
   uploadReady: (pvc: string): string => `Upload into ${pvc} ready`,
   uploadFailed: (pvc: string): string => `Upload into ${pvc} failed`,
   uploadSucceeded: (pvc: string): string => `Successfully uploaded into ${pvc}`,
+  externalPopulationSucceeded: (pvc: string, populator: string): string =>
+    `PVC ${pvc} successfully populated by ${populator}`,
+  noCSIDriverForExternalPopulation: 'No CSI drivers were found: External population not supported',
   podRunning: 'Pod is running',
   scratchSpaceRequired: 'scratch space required and none found',
   imagePullFailure: 'failed to pull image',

@@ -44,15 +44,6 @@ export interface ProfileDeps {
   gauges?: Pick<ControllerMetrics, 'setStorageProfileInfo' | 'deleteStorageProfileInfo'>;
 }
 
-/** CSIDrivers: only asked for a profile whose clone strategy is csi-clone (is the clone smart?). */
-const CSIDriverResource = {
-  group: 'storage.k8s.io',
-  version: 'v1',
-  kind: 'CSIDriver',
-  plural: 'csidrivers',
-  namespaced: false,
-} as const;
-
 type ProfileStatus = NonNullable<StorageProfile['status']>;
 
 /** What a profile's computation reads besides the class and the profile. */
@@ -383,7 +374,7 @@ async function setProfileGauge(
   const provisioner = profile.status?.provisioner;
   const driver =
     profile.status?.cloneStrategy === 'csi-clone' && provisioner
-      ? await d.kube.get(CSIDriverResource, provisioner)
+      ? await d.kube.get(Res.csiDriver, provisioner)
       : undefined;
   const info = storageProfileInfo(profile, sc, {
     snapshotClasses: world.snapshotClasses,

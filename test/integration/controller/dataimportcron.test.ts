@@ -2,8 +2,8 @@
 // point run in this process (the CronJob's pod, which kube-controller-manager would start, cannot run here: the
 // harness pins worker pods to a node that does not exist). A first digest makes the first import; a new push under
 // the same tag makes a second, the DataSource switches to it, and importsToKeep: 1 deletes the first.
-// Registry imports by DataVolume are served by another branch (h/sources-ctl); until then this test plays the
-// DataVolume controller's verdict by writing `Succeeded` to the import's status, which is all the cron reads of it.
+// The imports are real DataVolumes served by the real import controller; the test plays the volume (a static PV) and
+// the kubelet (the importer pod's exit), as the other suites of this harness do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { poll } from '../../../src/cmd/source-update-poller.ts';
 import { pushContainerDisk } from '../../support/oci.ts';
 import { seededBytes } from '../../support/images.ts';
 import { eventually, kubeconfigPath } from '../kube/cluster.ts';
-import { eventsFor, useControllerSuite } from './harness.ts';
+import { eventsFor, kubelet, useControllerSuite } from './harness.ts';
 
 const registry = new client.Registry();
 const gauges = new ControllerMetrics(registry);
@@ -51,25 +51,13 @@ const cond = (c: DataImportCron | undefined, type: string) =>
   c?.status?.conditions?.find((x) => x.type === type);
 const runPoller = (cron: string) =>
   poll(['-ns', ns, '-cron', cron, '-url', hostUrl], { KUBECONFIG: kubeconfigPath, INSECURE_TLS: 'true' });
-/** What the DataVolume controller writes once a registry import completed (see the header). */
-const succeed = (dv: string) =>
-  eventually(`${dv} Succeeded`, async () => {
-    const cur = await kube.get<DataVolume & KubeObject>(Resources.DataVolume, dv, ns);
-    if (cur.status?.phase === 'Succeeded') return true;
-    // conditional on what was read: the DataVolume controller may write its own verdict in between (then again)
-    await kube
-      .mergePatch(
-        Resources.DataVolume,
-        dv,
-        {
-          metadata: { resourceVersion: cur.metadata.resourceVersion },
-          status: { phase: 'Succeeded', progress: '100.0%' },
-        },
-        { namespace: ns, subresource: 'status' },
-      )
-      .catch(() => undefined);
-    return undefined;
-  });
+/** Plays the volume and the kubelet for an import (see the header): the claim binds, the importer pod exits 0. */
+async function succeed(dv: string): Promise<void> {
+  await suite.pvFor(dv);
+  await eventually(`importer-${dv}`, () => suite.getPod(`importer-${dv}`));
+  await kubelet.setStatus(kube, ns, `importer-${dv}`, kubelet.terminated(0, '{"message":"Import Complete"}'));
+  await suite.waitPhase(dv, 'Succeeded');
+}
 const gauge = async (name: string): Promise<number | undefined> =>
   (await registry.getSingleMetric('kubevirt_cdi_dataimportcron_outdated')?.get())?.values.find(
     (v) => v.labels['cron_name'] === name && v.labels['namespace'] === ns,

@@ -1,10 +1,12 @@
-// What the controllers say when something is wrong, on the real API server (fake kubelet, see harness.ts): refused
-// and unsupported DataVolume sources, spec edits, a claim that cannot be provisioned, CDIConfig settings that cannot
-// be applied, an import that warns, an importer that runs out of memory twice, and the trusted proxy CA.
+// What the controllers say when something is wrong, on the real API server (fake kubelet, see harness.ts): external
+// population with and without a CSI driver, refused DataVolume sources, spec edits, a claim that cannot be
+// provisioned, CDIConfig settings that cannot be applied, an import that warns, an importer that runs out of memory
+// twice, and the trusted proxy CA.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resources, type ConfigMap, type KubeClient, type KubeObject } from '../../../src/kube/index.ts';
 import type { CDIConfig, DataVolume } from '../../../src/controller/shared/types.ts';
+import { Res } from '../../../src/controller/shared/client.ts';
 import { eventually } from '../kube/cluster.ts';
 import { eventsFor, kubelet, useControllerSuite } from './harness.ts';
 
@@ -28,24 +30,66 @@ async function patchConfig(spec: Record<string, unknown>): Promise<void> {
   await client.mergePatch(Resources.CDIConfig, 'config', { spec });
 }
 
-void test('a DataVolume whose source is not supported yet says so, by name, and gets no PVC', async () => {
-  for (const [name, source] of [
-    ['dv-snapshot', { snapshot: { namespace: 'golden', name: 'fedora-snap' } }],
-    ['dv-clone', { pvc: { namespace: 'golden', name: 'fedora' } }],
-    ['dv-upload', { upload: {} }],
-  ] as const) {
-    await suite.createDv(name, { source });
-    const kind = Object.keys(source)[0];
-    const ev = await warning('DataVolume', name, 'UnsupportedSource');
-    assert.equal(ev.message, `the ${kind} source is not supported yet`);
-    const dv = await eventually(`${name} conditions`, async () => {
-      const d = await suite.getDv(name);
-      return cond(d, 'Bound')?.reason === 'UnsupportedSource' ? d : undefined;
+void test('a DataVolume with no source whose claim names a populator is populated by it (external population)', async () => {
+  const ref = { apiGroup: 'populator.example.test', kind: 'Sample', name: 'hello' };
+  // a class whose provisioner has no CSIDriver: the populator cannot have filled it; bound, the DV says so
+  await suite.createDv('dv-ext', {
+    source: undefined,
+    storage: { storageClassName: suite.sc, dataSourceRef: ref, resources: { requests: { storage: '1Gi' } } },
+  });
+  const pvc = await eventually('the claim of dv-ext', () => suite.getPvc('dv-ext'));
+  assert.deepEqual(pvc.spec?.dataSourceRef, ref);
+  assert.equal(pvc.metadata?.annotations?.['cdi.kubevirt.io/externalPopulation'], 'true');
+  assert.equal(
+    pvc.metadata?.annotations?.['cdi.kubevirt.io/storage.import.source'],
+    undefined,
+    'not an import',
+  );
+  await suite.waitPhase('dv-ext', 'Pending');
+  await suite.pvFor('dv-ext');
+  const ev = await warning('DataVolume', 'dv-ext', 'NoCSIDriverForExternalPopulation');
+  assert.equal(ev.message, 'No CSI drivers were found: External population not supported');
+  const bound = await suite.waitPhase('dv-ext', 'PVCBound');
+  assert.equal(cond(bound, 'Ready')?.status, 'False');
+  assert.equal(await suite.getPod('importer-dv-ext'), undefined, 'no importer for a populated claim');
+
+  // a class of a CSI driver: once the populator bound the claim, the DataVolume has Succeeded
+  const driver = `csi-${suite.suffix}.cdi-test.example.test`;
+  const sc = `ctl-hard-csi-${suite.suffix}`;
+  await client.create(Res.csiDriver, {
+    metadata: { name: driver, labels: { 'cdi-ts-test': 'controller' } },
+    spec: { attachRequired: false },
+  } as KubeObject);
+  await client.create(Resources.StorageClass, {
+    metadata: { name: sc, labels: { 'cdi-ts-test': 'controller' } },
+    provisioner: driver,
+    volumeBindingMode: 'Immediate',
+  } as KubeObject);
+  try {
+    await suite.createDv('dv-ext-csi', {
+      source: undefined,
+      storage: undefined,
+      pvc: {
+        storageClassName: sc,
+        accessModes: ['ReadWriteOnce'],
+        dataSourceRef: ref,
+        resources: { requests: { storage: '1Gi' } },
+      },
     });
-    assert.equal(cond(dv, 'Bound')?.message, `the ${kind} source is not supported yet`);
-    assert.equal(cond(dv, 'Ready')?.status, 'False');
-    assert.equal(dv.status?.phase, 'Pending');
-    assert.equal(await suite.getPvc(name), undefined);
+    await eventually('the claim of dv-ext-csi', () => suite.getPvc('dv-ext-csi'));
+    await suite.pvFor('dv-ext-csi', sc);
+    const done = await suite.waitPhase('dv-ext-csi', 'Succeeded');
+    assert.equal(cond(done, 'Ready')?.status, 'True');
+    const ok = await eventually('an ExternalPopulationSucceeded event', async () =>
+      (await eventsFor(client, ns, 'DataVolume', 'dv-ext-csi')).find(
+        (e) => e.reason === 'ExternalPopulationSucceeded',
+      ),
+    );
+    assert.equal(ok.type, 'Normal');
+    assert.equal(ok.message, 'PVC dv-ext-csi successfully populated by hello');
+  } finally {
+    await client.delete(Resources.StorageClass, sc).catch(() => undefined);
+    await client.delete(Res.csiDriver, driver).catch(() => undefined);
   }
 });
 

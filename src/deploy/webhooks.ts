@@ -65,6 +65,15 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
     timeoutSeconds: 30,
   },
   {
+    configuration: 'cdi-api-populator-validate',
+    type: 'Validating',
+    name: 'populator-validate.cdi.kubevirt.io',
+    path: '/populator-validate',
+    rules: [cdiRule(['volumeimportsources', 'volumeuploadsources'], ['CREATE', 'UPDATE'])],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+  },
+  {
     configuration: 'cdi-api-datavolume-mutate',
     type: 'Mutating',
     name: 'datavolume-mutate.cdi.kubevirt.io',

@@ -2,7 +2,8 @@
 // the cluster registry (pushed to from the host at localhost:5000, read by pods at 10.99.0.1:5000) and a verifier pod
 // that checks the md5 of what landed on the volume.
 //   - a bare PVC whose dataSourceRef names a VolumeImportSource is filled (Immediate and WaitForFirstConsumer, the
-//     verifier being the consumer) and its prime-<uid> claim is gone afterwards;
+//     verifier being the consumer) and its prime-<uid> claim is gone afterwards; the operator's populator-validate
+//     webhook refuses a VolumeImportSource with two sources and a spec edit;
 //   - a DataImportCron's CronJob runs the poller in CDI's namespace (as cdi-cronjob), which finds the tag's digest;
 //     the cron imports it; a new push under the same tag gives a second import, the DataSource switches to it and
 //     importsToKeep: 1 deletes the first.
@@ -94,6 +95,29 @@ void test('a bare PVC with dataSourceRef to a VolumeImportSource is filled; its 
     (await client.getOrUndefined(Resources.PersistentVolumeClaim, `prime-${pvc.metadata?.uid ?? ''}`, ns))
       ? undefined
       : true,
+  );
+});
+
+void test("cdi-apiserver's populator-validate refuses a VolumeImportSource with two sources, and a spec edit, in upstream's words", async () => {
+  await assert.rejects(
+    client.create(Resources.VolumeImportSource, {
+      metadata: { name: 'two-sources', namespace: ns },
+      spec: { source: { http: { url: `${http.url}/${fx.files.qcow2}` }, blank: {} } },
+    } as KubeObject),
+    /populator-validate\.cdi\.kubevirt\.io.*Multiple VolumeImport sources/s,
+  );
+  await client.create(Resources.VolumeImportSource, {
+    metadata: { name: 'fixed', namespace: ns },
+    spec: { source: { blank: {} } },
+  } as KubeObject);
+  await assert.rejects(
+    client.mergePatch(
+      Resources.VolumeImportSource,
+      'fixed',
+      { spec: { source: { blank: null, http: { url: `${http.url}/${fx.files.qcow2}` } } } },
+      { namespace: ns },
+    ),
+    /Cannot update VolumeImportSource Spec/,
   );
 });
 

@@ -106,8 +106,7 @@ before(async () => {
   undeploy = await deployCdi(client);
   ({ name: ns, cleanup: cleanupNs } = await createNamespace(client, 'e2e-src'));
   fx = await makeFixtures();
-  // container disks: the compressed raw disk in a gzip layer, the qcow2 in an uncompressed one (skopeo gzips it on
-  // the way to the registry)
+  // container disks: the compressed raw disk and the qcow2, each in a gzip layer
   for (const [tag, file] of [
     ['rawgz', fx.files.rawGz],
     ['qcow2', fx.files.qcow2],

@@ -13,6 +13,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { DataImportCron } from '../../api/dataimportcron.ts';
 import { parseSchedule } from '../../api/schedule.ts';
 import { allowed, denied, errored, type Admitter } from '../admission.ts';
+import { nameLength } from './datavolume-validate.ts';
 
 export const DataImportCronValidatePath = '/dataimportcron-validate';
 
@@ -27,11 +28,10 @@ export interface DataImportCronValidateOptions {
   validateTemplate?: (spec: NonNullable<DataImportCron['spec']['template']['spec']>) => Cause[];
 }
 
-function nameLength(name: string | undefined): Cause[] {
-  return (name ?? '').length > DNS1035LabelMax
-    ? invalid('', `Name cannot be longer than ${DNS1035LabelMax} characters`)
-    : [];
-}
+const labelLength = (name: string | undefined): Cause[] => {
+  const c = nameLength(name, DNS1035LabelMax);
+  return c ? [c] : [];
+};
 
 export function validateDataImportCronSpec(
   spec: DataImportCron['spec'],
@@ -58,7 +58,7 @@ export function validateDataImportCronSpec(
   )
     return invalid('spec.GarbageCollect', 'Illegal GarbageCollect value');
   if (!spec.managedDataSource) return invalid('spec.ManagedDataSource', 'Illegal ManagedDataSource value');
-  return nameLength(spec.managedDataSource);
+  return labelLength(spec.managedDataSource);
 }
 
 export function dataImportCronValidate(o: DataImportCronValidateOptions = {}): Admitter {
@@ -67,7 +67,7 @@ export function dataImportCronValidate(o: DataImportCronValidateOptions = {}): A
       return errored(`unexpected resource: ${r.resource.resource}`);
     const cron = r.object as DataImportCron | undefined;
     if (!cron || typeof cron !== 'object' || !cron.spec) return errored('the request has no DataImportCron');
-    const name = nameLength(cron.metadata?.name ?? r.name);
+    const name = labelLength(cron.metadata?.name ?? r.name);
     if (name.length > 0) return denied(name);
     if (r.operation === 'UPDATE') {
       const old = r.oldObject as DataImportCron | undefined;

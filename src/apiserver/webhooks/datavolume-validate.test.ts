@@ -201,11 +201,14 @@ void test("checksums as upstream's ParseAndValidate", () => {
   );
 });
 
-void test('every webhook the operator registers is served by cdi-apiserver', () => {
+void test('every webhook the operator registers is served by cdi-apiserver, and every one served is registered', () => {
   const served = new Set(
     webhooks({ kube: {} as KubeClient, namespace: 'cdi', cloneTokens: {} as TokenGenerator }).map(
       (w) => w.path,
     ),
   );
   for (const r of WebhookRegistrations) assert.ok(served.has(r.path), `${r.configuration} → ${r.path}`);
+  const registered = new Set(WebhookRegistrations.map((r) => r.path));
+  for (const p of served)
+    assert.ok(registered.has(p), `${p} is served but the operator registers nothing for it`);
 });

@@ -48,13 +48,10 @@ type Storage = {
 };
 type Ref = { apiGroup?: string; kind?: string; name?: string };
 
-function nameLength(name: string | undefined): Cause | undefined {
-  return (name ?? '').length > DNS1123SubdomainMaxLength
-    ? {
-        message: `Name cannot be longer than ${DNS1123SubdomainMaxLength} characters`,
-        field: '',
-        reason: 'FieldValueInvalid',
-      }
+/** upstream validateNameLength (a DataVolume's name: a DNS-1123 subdomain; a DataImportCron's or a populator source's: a label). */
+export function nameLength(name: string | undefined, max = DNS1123SubdomainMaxLength): Cause | undefined {
+  return (name ?? '').length > max
+    ? { message: `Name cannot be longer than ${max} characters`, field: '', reason: 'FieldValueInvalid' }
     : undefined;
 }
 
@@ -213,11 +210,19 @@ function registryCauses(
   return undefined;
 }
 
-function sourceCauses(spec: DataVolumeSpec, f: string): Cause[] {
+/**
+ * The source's rules (upstream validateNumberOfSources and the validate*Source functions); `kind` names it in the
+ * count messages ("Data volume", or "VolumeImport" for a VolumeImportSource, which has the same source shape).
+ */
+export function sourceCauses(
+  spec: Pick<DataVolumeSpec, 'source' | 'contentType'>,
+  f: string,
+  kind = 'Data volume',
+): Cause[] {
   const src = spec.source ?? {};
   const n = Object.values(src).filter((v) => v !== undefined && v !== null).length;
-  if (n === 0) return invalid('Missing Data volume source', `${f}.source`);
-  if (n > 1) return invalid('Multiple Data volume sources', `${f}.source`);
+  if (n === 0) return invalid(`Missing ${kind} source`, `${f}.source`);
+  if (n > 1) return invalid(`Multiple ${kind} sources`, `${f}.source`);
   const ct = spec.contentType ?? '';
   if (ct !== '' && ct !== 'kubevirt' && ct !== 'archive')
     return invalid('ContentType not one of: kubevirt, archive', `${f}.contentType`);

@@ -2,8 +2,8 @@
  * The admission webhooks cdi-apiserver serves, by path. A webhook is one file here exporting an Admitter (see
  * ../admission.ts); add it to the list and its registration to src/deploy/webhooks.ts (the operator renders the
  * (Validating|Mutating)WebhookConfiguration from it; a test checks that every registered path is served). Upstream's
- * set, for the issues that bring them: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate,
- * /dataimportcron-validate, /populator-validate, /objecttransfer-validate; and ours: /pvc-clone-mutate (the older
+ * set: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate, /dataimportcron-validate,
+ * /populator-validate (not /objecttransfer-validate: ObjectTransfer is served as a CRD only); and ours: /pvc-clone-mutate (the older
  * PVC clone API, secured). The configuration entries each needs are in docs/clone.md.
  */
 import type { KubeClient } from '../../kube/index.ts';
@@ -12,7 +12,8 @@ import type { Admitter } from '../admission.ts';
 import { cdiValidate } from './cdi-validate.ts';
 import { dataImportCronValidate, DataImportCronValidatePath } from './dataimportcron-validate.ts';
 import { dataVolumeMutate, DataVolumeMutatePath } from './datavolume-mutate.ts';
-import { dataVolumeValidate } from './datavolume-validate.ts';
+import { dataVolumeValidate, validateDataVolumeSpec } from './datavolume-validate.ts';
+import { populatorValidate, PopulatorValidatePath } from './populator-validate.ts';
 import { pvcCloneMutate, PvcCloneMutatePath } from './pvc-clone-mutate.ts';
 import { pvcMutate } from './pvc-mutate.ts';
 
@@ -36,6 +37,11 @@ export function webhooks(deps: WebhookDeps): WebhookRoute[] {
     { path: '/pvc-mutate', admit: pvcMutate(deps) },
     { path: DataVolumeMutatePath, admit: dataVolumeMutate(deps) },
     { path: PvcCloneMutatePath, admit: pvcCloneMutate(deps) },
-    { path: DataImportCronValidatePath, admit: dataImportCronValidate() },
+    {
+      path: DataImportCronValidatePath,
+      // upstream validates the template as a DataVolume spec, its fields under `Template`
+      admit: dataImportCronValidate({ validateTemplate: (spec) => validateDataVolumeSpec(spec, 'Template') }),
+    },
+    { path: PopulatorValidatePath, admit: populatorValidate() },
   ];
 }

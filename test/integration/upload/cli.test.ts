@@ -1,7 +1,8 @@
 /**
  * `cdi upload` end to end short of the upload controller: the real kube-apiserver (PVCs, DataVolumes, and the upload
  * token through the aggregation layer to cdi-apiserver on the host), cdi-uploadproxy and the upload server pod
- * entrypoint on loopback with real TLS. The upload controller does not exist yet; a stand-in in this file plays its
+ * entrypoint on loopback with real TLS. These suites run every server on the host, with no kubelet to start the pods
+ * the real upload controller makes (that one is tested in test/e2e/upload.test.ts); a stand-in in this file plays its
  * part (it starts an upload server for each upload PVC, marks the PVC ready, and Succeeded when the server exits 0),
  * and the proxy's URL resolver points at those servers. A TCP relay in front of the proxy cuts one connection to
  * prove that a broken upload resumes. Holds the cluster lock: `flock /work/cluster-tests.lock node --test ...`.

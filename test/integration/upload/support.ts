@@ -235,7 +235,8 @@ export interface UploadStack {
  * cdi-uploadproxy on loopback in front of upload server pods that a stand-in for the upload controller starts: for
  * every upload PVC in `ns` it starts the upload server entrypoint, sets the annotations the controller would
  * (pod ready, phase Running), and Succeeded when the server exits 0 (restarts and the message otherwise). The real
- * controller comes with the next step; the proxy's URL resolver points at these servers.
+ * controller starts pods, which need a kubelet; it is tested on the full cluster (test/e2e/upload.test.ts). The
+ * proxy's URL resolver points at these servers.
  */
 export async function startUploadStack(
   kube: KubeClient,

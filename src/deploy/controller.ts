@@ -232,9 +232,25 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
           { name: 'metrics', containerPort: MetricsPort, protocol: 'TCP' },
           { name: 'health', containerPort: HealthPort, protocol: 'TCP' },
         ],
-        livenessProbe: { httpGet: { path: '/healthz', port: 'health' }, initialDelaySeconds: 10, periodSeconds: 10 },
-        readinessProbe: { httpGet: { path: '/readyz', port: 'health' }, initialDelaySeconds: 2, periodSeconds: 5 },
-        resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '512Mi' } },
+        // Liveness catches a process that is wedged, not one that is slow: on a node saturated by importer pods (500
+        // DataVolumes at once on 2 cores) a 1 s probe timeout killed a working controller, whose restart only added
+        // load. A minute without an answer (6 × 10 s, 5 s each) is past the lease (15 s), which a stuck leader loses
+        // and exits for anyway. Upstream's controller has no liveness probe at all.
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: 'health' },
+          initialDelaySeconds: 10,
+          periodSeconds: 10,
+          timeoutSeconds: 5,
+          failureThreshold: 6,
+        },
+        readinessProbe: {
+          httpGet: { path: '/readyz', port: 'health' },
+          initialDelaySeconds: 2,
+          periodSeconds: 5,
+          timeoutSeconds: 5,
+        },
+        // upstream's requests: the CPU share the controller keeps beside importer pods (100m each by default)
+        resources: { requests: { cpu: '100m', memory: '150Mi' }, limits: { memory: '512Mi' } },
         volumeMounts: [{ name: 'metrics-cert', mountPath: MetricsCertDir, readOnly: true }],
       },
       // optional: the controller makes a throwaway certificate until the operator has issued this one

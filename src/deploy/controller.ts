@@ -232,22 +232,29 @@ export function controllerManifests(o: ControllerDeployOptions = defaultDeployOp
           { name: 'metrics', containerPort: MetricsPort, protocol: 'TCP' },
           { name: 'health', containerPort: HealthPort, protocol: 'TCP' },
         ],
-        // Liveness catches a process that is wedged, not one that is slow: on a node saturated by importer pods (500
-        // DataVolumes at once on 2 cores) a 1 s probe timeout killed a working controller, whose restart only added
-        // load. A minute without an answer (6 × 10 s, 5 s each) is past the lease (15 s), which a stuck leader loses
-        // and exits for anyway. Upstream's controller has no liveness probe at all.
+        // Liveness catches a process that is wedged, not one that is slow. On a node saturated by importer pods (500
+        // DataVolumes at once on 2 cores) the controller gets a few percent of a CPU: a 1 s probe killed a working
+        // controller, and a restarted one took 90 s to list 500 DataVolumes, their claims, pods and events, so each
+        // restart failed its probes again. The startup probe gives the first sync 5 minutes; after it, 6 probes of
+        // 10 s must fail, which is well past the lease (15 s) that a stuck leader loses and exits for anyway.
+        // Upstream's controller has no liveness probe at all.
+        startupProbe: {
+          httpGet: { path: '/healthz', port: 'health' },
+          periodSeconds: 10,
+          timeoutSeconds: 10,
+          failureThreshold: 30,
+        },
         livenessProbe: {
           httpGet: { path: '/healthz', port: 'health' },
-          initialDelaySeconds: 10,
           periodSeconds: 10,
-          timeoutSeconds: 5,
+          timeoutSeconds: 10,
           failureThreshold: 6,
         },
         readinessProbe: {
           httpGet: { path: '/readyz', port: 'health' },
           initialDelaySeconds: 2,
           periodSeconds: 5,
-          timeoutSeconds: 5,
+          timeoutSeconds: 10,
         },
         // upstream's requests: the CPU share the controller keeps beside importer pods (100m each by default)
         resources: { requests: { cpu: '100m', memory: '150Mi' }, limits: { memory: '512Mi' } },

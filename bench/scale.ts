@@ -16,6 +16,7 @@
  *            of the pod cgroup's anonymous memory (total_rss, sampled every 100 ms: page cache excluded) and the
  *            largest VmHWM of its processes.
  * Options: --cases blank,http,1g,rss (default all)  --dvs <N>  --imports <M>  --limit <s> (per case, default 900)
+ * --reads cache,api (the blank case's modes; both by default, which adds the ratio rows)
  * --prepare (make the cached fixtures only, no cluster: ~/.cache/cdi-dev/bench-scale/)
  * Needs root (cgroups, /proc of the pods' processes) and the full cluster; run it holding the cluster lock if you
  * share the cluster.
@@ -49,6 +50,8 @@ const arg = (name: string, dflt: string): string => {
   return i >= 0 ? (argv[i + 1] ?? dflt) : dflt;
 };
 const CASES = arg('--cases', 'blank,http,1g,rss').split(',');
+/** The blank case's read modes (--reads cache,api): both by default, for the ratio. */
+const READS = arg('--reads', 'cache,api').split(',');
 const DVS = Number(arg('--dvs', '500'));
 const IMPORTS = Number(arg('--imports', '50'));
 /** How long one case may take before it is reported as unfinished (--limit <seconds>). */
@@ -256,20 +259,26 @@ async function dropNamespace(client: KubeClient, ns: string): Promise<void> {
   );
 }
 
-/** Deletes the controller's Deployment and waits for its pods to be gone (the next case starts a fresh process). */
+/**
+ * Undoes the case's deployment (CDI removed if the case installed it, its controller environment taken off) and waits
+ * until no cdi-controller pod is on its way out: the next case measures one process. Where CDI was installed before
+ * the bench, the controller stays (a ready pod, none terminating).
+ */
 async function undeployController(client: KubeClient, undo: () => Promise<void>): Promise<void> {
   await undo();
   await eventually(
-    'cdi-controller pods gone',
-    async () =>
-      (
-        await client.list(Resources.Pod, {
+    'no cdi-controller pod terminating',
+    async () => {
+      const pods = (
+        await client.list<PodLike>(Resources.Pod, {
           namespace: 'cdi',
           labelSelector: 'cdi.kubevirt.io=cdi-deployment',
         })
-      ).items.length === 0,
-    180_000,
-    500,
+      ).items;
+      return pods.every((p) => !p.metadata?.deletionTimestamp);
+    },
+    600_000,
+    1000,
   );
 }
 
@@ -630,8 +639,9 @@ async function main(): Promise<void> {
   try {
     if (CASES.includes('blank'))
       await attempt('blank', async () => {
-        const cache = await blank(client, 'cache');
-        const api = await blank(client, 'api');
+        const cache = READS.includes('cache') ? await blank(client, 'cache') : undefined;
+        const api = READS.includes('api') ? await blank(client, 'api') : undefined;
+        if (!cache || !api) return;
         const c = cmdFor('blank', ` --dvs ${DVS}`);
         row(
           `blank ×${DVS} controller requests/s, api reads ÷ cache reads`,

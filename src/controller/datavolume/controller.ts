@@ -1,5 +1,6 @@
-// The DataVolume controller (import sources, legacy non-populator flow, and external population): renders and owns the target PVC, then maps
-// the PVC's annotations and the importer's progress into DataVolume.status (upstream pkg/controller/datavolume).
+// The DataVolume controller (import sources, legacy non-populator flow, and external population): renders and owns
+// the target PVC, then maps the PVC's annotations and the importer's progress into DataVolume.status (upstream
+// pkg/controller/datavolume).
 // Everything it reads comes from the cache; nothing here polls: PVC changes (the import controller copies the pod's
 // state onto the PVC) and progress changes (ProgressScraper) queue the DataVolume.
 import type { PersistentVolumeClaim as Pvc } from '../../kube/index.ts';

@@ -19,7 +19,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Resources, type KubeObject, type Service } from '../src/kube/index.ts';
 import type { DataVolume } from '../src/controller/shared/types.ts';
-import { clusterClient, createNamespace, eventually, kubectl } from '../test/integration/kube/cluster.ts';
+import {
+  clusterClient,
+  createNamespace,
+  eventually,
+  kubeconfigPath,
+  kubectl,
+} from '../test/integration/kube/cluster.ts';
 import { STORAGE_CLASS, deployCdi, md5OnVolume, requireFullCluster } from '../test/e2e/harness.ts';
 
 const run = promisify(execFile);
@@ -119,6 +125,8 @@ export async function benchUploads(o: {
         'upload',
         'dv',
         a,
+        '--kubeconfig',
+        kubeconfigPath,
         '-n',
         n.name,
         '--no-create',

@@ -9,10 +9,12 @@
  * again; x-cdi-upload-target names the PVC, so a token for another one is refused by the proxy.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { HttpMethod, KubeConfig } from '@kubernetes/client-node';
 import { Ann, ContentType, Phase } from '../api/constants.ts';
 import { UploadHeader, UploadPath, UploadApiVersion, type UploadTokenRequest } from '../api/upload.ts';
@@ -134,6 +136,11 @@ function checksumFlag(v: string): Checksum {
 function kubeConfig(f: UploadFlags): KubeConfig {
   const path = f.kubeconfig ?? process.env.KUBECONFIG;
   if (path) return loadKubeConfig(path.split(':')[0]!);
+  // client-node's loadFromDefault falls back to http://localhost:8080 when there is no ~/.kube/config and no
+  // in-cluster service account, which then fails with a TLS message that names neither: say what is missing.
+  const home = join(homedir(), '.kube', 'config');
+  if (!existsSync(home) && !process.env.KUBERNETES_SERVICE_HOST)
+    throw new UploadCliError(`no kubeconfig: ${home} does not exist; pass --kubeconfig or set KUBECONFIG`);
   const kc = new KubeConfig();
   try {
     kc.loadFromDefault();

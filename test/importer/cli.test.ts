@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../support/images.ts';
 
@@ -217,4 +217,38 @@ void describe('cdi inspect', () => {
       /accepted: +no: virtual image size 4194304 is larger than the reported available storage 1048576\. A larger PVC is required/,
     );
   });
+});
+
+void test('cdi upload without any kubeconfig says which file is missing and what to pass', async () => {
+  const home = await mkdtemp(path.join(tmpdir(), 'cdi-nohome-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
+    delete env['KUBECONFIG'];
+    delete env['KUBERNETES_SERVICE_HOST'];
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'upload',
+        'dv',
+        'disk',
+        '--no-create',
+        '--image-path',
+        BIN,
+        '--uploadproxy-url',
+        'https://127.0.0.1:1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    assert.notEqual(code, 0);
+    assert.equal(
+      stderr.trim(),
+      `cdi: error: no kubeconfig: ${path.join(home, '.kube', 'config')} does not exist; pass --kubeconfig or set KUBECONFIG`,
+    );
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });

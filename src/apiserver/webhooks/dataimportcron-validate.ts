@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { DataImportCron } from '../../api/dataimportcron.ts';
 import { parseSchedule } from '../../api/schedule.ts';
 import { allowed, denied, errored, type Admitter } from '../admission.ts';
-import { nameLength } from './datavolume-validate.ts';
+import { DNS1035LabelMaxLength, nameLength } from './datavolume-validate.ts';
 
 export const DataImportCronValidatePath = '/dataimportcron-validate';
 
@@ -21,7 +21,6 @@ type Cause = { field?: string; message: string; reason?: string };
 const invalid = (field: string, message: string): Cause[] => [
   { field, message, reason: 'FieldValueInvalid' },
 ];
-const DNS1035LabelMax = 63;
 
 export interface DataImportCronValidateOptions {
   /** The DataVolume webhook's spec checks, applied to spec.template.spec (field prefix `Template`). */
@@ -29,7 +28,7 @@ export interface DataImportCronValidateOptions {
 }
 
 const labelLength = (name: string | undefined): Cause[] => {
-  const c = nameLength(name, DNS1035LabelMax);
+  const c = nameLength(name, DNS1035LabelMaxLength);
   return c ? [c] : [];
 };
 

@@ -35,6 +35,8 @@ const invalid = (message: string, field: string): Cause[] => [
 
 const MiB = 1n << 20n;
 const DNS1123SubdomainMaxLength = 253;
+/** A DataImportCron's and a populator source's name: a DNS-1035 label. */
+export const DNS1035LabelMaxLength = 63;
 const AccessModes = ['ReadWriteOnce', 'ReadOnlyMany', 'ReadWriteMany', 'ReadWriteOncePod'];
 const unsupportedMode = (m: string): string =>
   `Unsupported value: "${m}": supported values: "ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"`;
@@ -210,6 +212,18 @@ function registryCauses(
   return undefined;
 }
 
+/** How many sources are set (upstream validateNumberOfSources counts the non-nil fields). */
+export const sourceCount = (src: object): number =>
+  Object.values(src).filter((v) => v !== undefined && v !== null).length;
+
+/** upstream validateContentType: empty (kubevirt), kubevirt or archive. */
+export function contentTypeCauses(contentType: string | undefined, f: string): Cause[] | undefined {
+  const ct = contentType ?? '';
+  return ct !== '' && ct !== 'kubevirt' && ct !== 'archive'
+    ? invalid('ContentType not one of: kubevirt, archive', `${f}.contentType`)
+    : undefined;
+}
+
 /**
  * The source's rules (upstream validateNumberOfSources and the validate*Source functions); `kind` names it in the
  * count messages ("Data volume", or "VolumeImport" for a VolumeImportSource, which has the same source shape).
@@ -220,12 +234,12 @@ export function sourceCauses(
   kind = 'Data volume',
 ): Cause[] {
   const src = spec.source ?? {};
-  const n = Object.values(src).filter((v) => v !== undefined && v !== null).length;
+  const n = sourceCount(src);
   if (n === 0) return invalid(`Missing ${kind} source`, `${f}.source`);
   if (n > 1) return invalid(`Multiple ${kind} sources`, `${f}.source`);
+  const ctCauses = contentTypeCauses(spec.contentType, f);
+  if (ctCauses) return ctCauses;
   const ct = spec.contentType ?? '';
-  if (ct !== '' && ct !== 'kubevirt' && ct !== 'archive')
-    return invalid('ContentType not one of: kubevirt, archive', `${f}.contentType`);
   if (src.http) {
     const c = [
       ...(checkUrl(src.http.url, 'HTTP', f) ?? []),
@@ -324,12 +338,29 @@ export function validateDataVolumeSpec(spec: DataVolumeSpec, f = 'spec'): Cause[
 }
 
 /** upstream: only checkpoints (and finalCheckpoint) of a multi-stage imageio/vddk import may change. */
-function specChangeAllowed(spec: DataVolumeSpec, old: DataVolumeSpec): boolean {
+/** A spec with the fields a multi-stage (warm) import has: a DataVolume's or a VolumeImportSource's. */
+interface MultiStageSpec {
+  source?: { vddk?: unknown; imageio?: unknown } | undefined;
+  checkpoints?: unknown[] | undefined;
+  finalCheckpoint?: boolean | undefined;
+}
+
+/** upstream isMultiStageImport: checkpoints on a vddk or imageio source. */
+export const isMultiStageSpec = (spec: MultiStageSpec): boolean =>
+  !!spec.source && (spec.checkpoints?.length ?? 0) > 0 && (!!spec.source.vddk || !!spec.source.imageio);
+
+/**
+ * upstream's update rule for DataVolumes and VolumeImportSources: the spec is immutable, except that a multi-stage
+ * (vddk or imageio with checkpoints) import may change its checkpoints and finalCheckpoint: that is how it advances.
+ */
+export function specChangeAllowed<T extends MultiStageSpec>(spec: T, old: T): boolean {
   if (isDeepStrictEqual(spec, old)) return true;
-  const multiStage =
-    !!spec.source && (spec.checkpoints?.length ?? 0) > 0 && (!!spec.source.vddk || !!spec.source.imageio);
-  if (!multiStage) return false;
-  const strip = ({ checkpoints: _c, finalCheckpoint: _f, ...rest }: DataVolumeSpec): DataVolumeSpec => rest;
+  if (!isMultiStageSpec(spec)) return false;
+  const strip = ({
+    checkpoints: _c,
+    finalCheckpoint: _f,
+    ...rest
+  }: T): Omit<T, 'checkpoints' | 'finalCheckpoint'> => rest;
   return isDeepStrictEqual(strip(spec), strip(old));
 }
 

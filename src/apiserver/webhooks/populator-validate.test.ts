@@ -13,13 +13,18 @@ const route = (path: string) => {
   return w.admit;
 };
 const admit = route('/populator-validate');
+const Kinds = {
+  volumeimportsources: 'VolumeImportSource',
+  volumeuploadsources: 'VolumeUploadSource',
+  dataimportcrons: 'DataImportCron',
+} as const;
 const req = (
-  resource: 'volumeimportsources' | 'volumeuploadsources',
+  resource: keyof typeof Kinds,
   spec: unknown,
   o: Partial<AdmissionRequest> = {},
 ): AdmissionRequest => ({
   uid: 'u',
-  kind: { group: 'cdi.kubevirt.io', version: 'v1beta1', kind: 'VolumeImportSource' },
+  kind: { group: 'cdi.kubevirt.io', version: 'v1beta1', kind: Kinds[resource] },
   resource: { group: 'cdi.kubevirt.io', version: 'v1beta1', resource },
   name: 'src',
   namespace: 'ns',
@@ -139,28 +144,18 @@ void test('populator-validate: the spec is immutable, except the checkpoints of 
 
 void test('dataimportcron-validate as cdi-apiserver serves it checks the template as a DataVolume spec', async () => {
   const cron = route('/dataimportcron-validate');
-  const r = await cron({
-    uid: 'u',
-    kind: { group: 'cdi.kubevirt.io', version: 'v1beta1', kind: 'DataImportCron' },
-    resource: { group: 'cdi.kubevirt.io', version: 'v1beta1', resource: 'dataimportcrons' },
-    name: 'c',
-    namespace: 'ns',
-    operation: 'CREATE',
-    userInfo: { username: 'admin' },
-    object: {
-      metadata: { name: 'c', namespace: 'ns' },
-      spec: {
-        schedule: '',
-        managedDataSource: 'fedora',
-        template: {
-          spec: {
-            source: { registry: { url: 'docker://quay.io/x:1' } },
-            storage: { resources: { requests: { storage: '0' } } },
-          },
+  const r = await cron(
+    req('dataimportcrons', {
+      schedule: '',
+      managedDataSource: 'fedora',
+      template: {
+        spec: {
+          source: { registry: { url: 'docker://quay.io/x:1' } },
+          storage: { resources: { requests: { storage: '0' } } },
         },
       },
-    },
-  });
+    }),
+  );
   assert.equal(r.allowed, false);
   assert.equal(r.status?.message, "Storage size can't be equal or less than zero");
   assert.match(String(r.status?.details?.causes?.[0]?.field), /^Template\./);

@@ -9,37 +9,28 @@
  *   ValidatingWebhookConfiguration cdi-api-populator-validate: webhook populator-validate.cdi.kubevirt.io, path
  *   /populator-validate, volumeimportsources and volumeuploadsources (cdi.kubevirt.io/v1beta1) CREATE and UPDATE.
  */
-import { isDeepStrictEqual } from 'node:util';
 import type { VolumeImportSource, VolumeUploadSource } from '../../api/populators.ts';
 import { allowed, denied, errored, type Admitter } from '../admission.ts';
-import { nameLength, sourceCauses } from './datavolume-validate.ts';
+import {
+  contentTypeCauses,
+  DNS1035LabelMaxLength,
+  isMultiStageSpec,
+  nameLength,
+  sourceCauses,
+  sourceCount,
+  specChangeAllowed,
+} from './datavolume-validate.ts';
 
 export const PopulatorValidatePath = '/populator-validate';
 
-type Cause = { field?: string; message: string; reason?: string };
 type ImportSpec = VolumeImportSource['spec'];
-const DNS1035LabelMax = 63;
 
-const contentTypeCauses = (contentType: string | undefined): Cause[] =>
-  contentType && contentType !== 'kubevirt' && contentType !== 'archive'
-    ? [
-        {
-          field: 'spec.contentType',
-          message: 'ContentType not one of: kubevirt, archive',
-          reason: 'FieldValueInvalid',
-        },
-      ]
-    : [];
-
-const isMultiStageImport = (spec: ImportSpec): boolean =>
-  (spec.checkpoints?.length ?? 0) > 0 && Boolean(spec.source?.vddk ?? spec.source?.imageio);
-
-export function validateVolumeImportSourceSpec(spec: ImportSpec): Cause[] {
-  const ct = contentTypeCauses(spec.contentType);
-  if (ct.length > 0) return ct;
+/** upstream validateVolumeImportSourceSpec, in its order: content type, one source, targetClaim, the source's rules. */
+export function validateVolumeImportSourceSpec(spec: ImportSpec): ReturnType<typeof sourceCauses> {
+  const ct = contentTypeCauses(spec.contentType, 'spec');
+  if (ct) return ct;
   const src = spec.source ?? {};
-  const n = Object.values(src).filter((v) => v !== undefined && v !== null).length;
-  if (n === 1 && isMultiStageImport(spec) && !spec.targetClaim)
+  if (sourceCount(src) === 1 && isMultiStageSpec(spec) && !spec.targetClaim)
     return [
       {
         field: 'spec.targetClaim',
@@ -52,13 +43,6 @@ export function validateVolumeImportSourceSpec(spec: ImportSpec): Cause[] {
     'spec',
     'VolumeImport',
   );
-}
-
-/** The spec without what a multi-stage import may change. */
-function fixedPart(spec: ImportSpec): ImportSpec {
-  if (!isMultiStageImport(spec)) return spec;
-  const { checkpoints: _c, finalCheckpoint: _f, ...rest } = spec;
-  return rest;
 }
 
 export function populatorValidate(): Admitter {
@@ -75,21 +59,18 @@ export function populatorValidate(): Admitter {
     const spec = (obj.spec ?? {}) as ImportSpec;
     if (r.operation === 'UPDATE') {
       const old = (r.oldObject as { spec?: ImportSpec } | undefined)?.spec ?? {};
-      const changed =
-        kind === 'VolumeImportSource'
-          ? !isDeepStrictEqual(fixedPart(old), fixedPart(spec))
-          : !isDeepStrictEqual(old, spec);
-      if (changed)
+      // an upload source has no checkpoints, so only an import source can have a multi-stage change allowed
+      if (!specChangeAllowed(spec, old))
         return denied([
           { field: `${kind}.Spec`, message: `Cannot update ${kind} Spec`, reason: 'FieldValueDuplicate' },
         ]);
     }
-    const long = nameLength(obj.metadata?.name ?? r.name, DNS1035LabelMax);
+    const long = nameLength(obj.metadata?.name ?? r.name, DNS1035LabelMaxLength);
     if (long) return denied([long]);
     const causes =
       kind === 'VolumeImportSource'
         ? validateVolumeImportSourceSpec(spec)
-        : contentTypeCauses(spec.contentType);
+        : (contentTypeCauses(spec.contentType, 'spec') ?? []);
     return causes.length > 0 ? denied(causes) : allowed();
   };
 }

@@ -356,11 +356,21 @@ export const kubelet = {
       await new Promise((r) => setTimeout(r, 100));
       pod = await client.get<Pod>(Resources.Pod, name, ns);
     }
-    await client.replace(
-      Resources.Pod,
-      { ...pod, status: { ...status, conditions: pod.status?.conditions ?? [] } },
-      { subresource: 'status' },
-    );
+    // The scheduler and the controller write the pod too; on a conflict read it again and retry, as kubelet's status
+    // manager does.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.replace(
+          Resources.Pod,
+          { ...pod, status: { ...status, conditions: pod.status?.conditions ?? [] } },
+          { subresource: 'status' },
+        );
+        return;
+      } catch (e) {
+        if ((e as { code?: number }).code !== 409 || attempt >= 10) throw e;
+        pod = await client.get<Pod>(Resources.Pod, name, ns);
+      }
+    }
   },
   running(podIP: string, restartCount = 0): NonNullable<Pod['status']> {
     const now = kubeTime(new Date());

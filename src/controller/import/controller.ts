@@ -169,10 +169,14 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
     }
     if (Ann.importPod in a) await createImporterPod(d, pvc, config);
     else {
-      // First sight: record the pod name (and whether scratch is needed) before creating anything, as upstream does.
+      // First sight: record the pod name (and whether scratch is needed) before creating anything, as upstream does,
+      // then go on with the written claim in the same pass. Upstream waits for the update to come back through the
+      // queue; with hundreds of new claims that second trip through a deep queue delayed every pod by minutes. The
+      // pod's name is deterministic, so a retry after a stale read meets AlreadyExists, never a second pod.
       const annotations: Record<string, string> = { [Ann.importPod]: importPodName(pvc) };
       if (requiresScratch(pvc)) annotations[Ann.requiresScratch] = 'true';
-      await d.kube.mergePatch(Res.pvc, name, namespace, { metadata: { annotations } });
+      const written = await d.kube.mergePatch<Pvc>(Res.pvc, name, namespace, { metadata: { annotations } });
+      await createImporterPod(d, written, config);
     }
   } else if (pvc.metadata?.deletionTimestamp) {
     await d.kube.delete(Res.pod, podName, namespace, pod.metadata?.uid);

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -119,6 +119,19 @@ before(async () => {
     ]);
     await skopeoPush(layout, `docker://localhost:5000/${repo}:${tag}`, { tlsVerify: false });
   }
+  // a two-platform index: the disk is in the arm64 image, the amd64 one (the node's) holds a different disk
+  const decoy = path.join(fx.dir, 'decoy.raw');
+  await writeFile(decoy, Buffer.alloc(1 << 20, 0x5a));
+  const multi = await buildLayout(fx.dir, 'multiarch', [
+    { arch: 'amd64', layers: [{ compression: 'gzip', files: { 'disk/decoy.raw': decoy } }] },
+    {
+      arch: 'arm64',
+      layers: [
+        { compression: 'gzip', files: { [`disk/${fx.files.rawGz}`]: path.join(fx.dir, fx.files.rawGz) } },
+      ],
+    },
+  ]);
+  await skopeoPush(multi, `docker://localhost:5000/${repo}:multiarch`, { tlsVerify: false });
   await putObjects();
   const saJson = await serviceAccount();
   for (const [name, data] of [
@@ -270,6 +283,23 @@ void test('S3: qcow2 from an http endpoint URL with credentials from a Secret', 
     s3: { url: `${servers.s3.endpoint}/${servers.s3.bucket}/${objects.qcow2}`, secretRef: 's3-creds' },
   });
   await succeeded('s3-qcow2');
+});
+
+void test("registry, platform.architecture arm64 picks the arm64 image of an index (not the node's amd64)", async () => {
+  await importDv('reg-arm64', {
+    registry: {
+      url: `docker://${servers.registry.plain}/${repo}:multiarch`,
+      platform: { architecture: 'arm64' },
+    },
+  });
+  await succeeded('reg-arm64');
+});
+
+void test("S3: a DataVolume with an s3:// URL (the endpoint from the controller's AWS_ENDPOINT_URL_S3), raw.gz", async () => {
+  await importDv('s3-url', {
+    s3: { url: `s3://${servers.s3.bucket}/${objects.rawGz}`, secretRef: 's3-creds' },
+  });
+  await succeeded('s3-url');
 });
 
 void test('S3 with a wrong secret key: the condition says to check the Secret', async () => {

@@ -126,10 +126,12 @@ function rbac(o: UploadDeployOptions, name: string, clusterRules: Obj[], nsRules
  * What cdi-apiserver does, rule by rule:
  * - subjectaccessreviews: may the user create the PVC an upload token is asked for; may a DataVolume's user clone
  *   its source (datavolume-mutate, pvc-clone-mutate)
- * - persistentvolumeclaims get: datavolume-validate refuses a DataVolume whose claim exists already
+ * - persistentvolumeclaims get: datavolume-validate refuses a DataVolume whose claim exists already, and
+ *   objecttransfer-validate a transfer whose target PVC exists
  * - namespaces get: the clone webhooks check that a clone source's namespace exists
  * - datasources get: a sourceRef's clone source (datavolume-mutate)
- * - datavolumes list: cdi-validate counts them (BlockUninstallIfWorkloadsExist)
+ * - datavolumes list: cdi-validate counts them (BlockUninstallIfWorkloadsExist); get: objecttransfer-validate refuses
+ *   a transfer whose target DataVolume exists
  * - cdiconfigs get: the feature gates (claim adoption), pvc-mutate's filesystem overhead
  * - storageprofiles, storageclasses get/list: pvc-mutate completes a PVC from its StorageProfile
  * - secrets in its namespace: its token signing key (created on first start)
@@ -140,7 +142,7 @@ export function apiServerClusterRules(): Obj[] {
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
     { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['get'] },
     { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['list'] },
+    { apiGroups: ['cdi.kubevirt.io'], resources: ['datavolumes'], verbs: ['list', 'get'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdiconfigs', 'storageprofiles'], verbs: ['get', 'list'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list'] },

@@ -74,6 +74,16 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
     timeoutSeconds: 30,
   },
   {
+    // upstream's name breaks the cdi-api- pattern of the others (pkg/operator/resources/cluster/apiserver.go)
+    configuration: 'objecttransfer-api-validate',
+    type: 'Validating',
+    name: 'objecttransfer-validate.cdi.kubevirt.io',
+    path: '/objecttransfer-validate',
+    rules: [cdiRule(['objecttransfers'], ['CREATE', 'UPDATE'])],
+    failurePolicy: 'Fail',
+    timeoutSeconds: 30,
+  },
+  {
     configuration: 'cdi-api-datavolume-mutate',
     type: 'Mutating',
     name: 'datavolume-mutate.cdi.kubevirt.io',

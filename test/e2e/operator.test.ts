@@ -142,6 +142,7 @@ void test('kubectl create -f cdi-operator.yaml and cdi-cr.yaml: CDI Available wi
     'MutatingWebhookConfiguration/cdi-api-pvc-mutate',
     'ValidatingWebhookConfiguration/cdi-api-dataimportcron-validate',
     'ValidatingWebhookConfiguration/cdi-api-populator-validate',
+    'ValidatingWebhookConfiguration/objecttransfer-api-validate',
     'MutatingWebhookConfiguration/cdi-api-datavolume-mutate',
     'Secret/cdi-apiserver-signer',
     'Secret/cdi-apiserver-server-cert',
@@ -239,6 +240,26 @@ void test("the webhooks: datavolume-validate refuses with upstream's message, pv
     '{"spec":{"contentType":"archive"}}',
   );
   assert.match(upd.stderr, /Cannot update DataVolume Spec/);
+
+  // objecttransfer-validate: a transfer onto a DataVolume that exists is refused; one onto a free name is admitted
+  // with the deprecation warning (nothing runs ObjectTransfers here: it is deleted at once)
+  const transfer = (name: string, target: string) =>
+    JSON.stringify({
+      apiVersion: 'cdi.kubevirt.io/v1beta1',
+      kind: 'ObjectTransfer',
+      metadata: { name },
+      spec: {
+        source: { kind: 'DataVolume', namespace: ns, name: 'after-install' },
+        target: { name: target },
+      },
+    });
+  const onto = await kubectlFile(['create'], transfer(`${ns}-taken`, 'after-install'));
+  assert.notEqual(onto.code, 0);
+  assert.match(onto.stderr, new RegExp(`ObjectTransfer target "${ns}/after-install" already exists`));
+  const free = await kubectlFile(['create'], transfer(`${ns}-free`, 'moved'));
+  assert.equal(free.code, 0, free.stderr);
+  assert.match(free.stderr, /Warning: ObjectTransfer feature is deprecated, and will be deleted soon/);
+  await kubectl('delete', 'objecttransfer', `${ns}-free`, '--wait=false');
 
   // a claim labelled applyStorageProfile=true gets its access mode, volume mode and size from the StorageProfile
   await client.create(Resources.PersistentVolumeClaim, {

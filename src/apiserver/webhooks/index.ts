@@ -3,8 +3,8 @@
  * ../admission.ts); add it to the list and its registration to src/deploy/webhooks.ts (the operator renders the
  * (Validating|Mutating)WebhookConfiguration from it; a test checks that every registered path is served). Upstream's
  * set: /datavolume-validate, /datavolume-mutate, /pvc-mutate, /cdi-validate, /dataimportcron-validate,
- * /populator-validate (not /objecttransfer-validate: ObjectTransfer is served as a CRD only); and ours: /pvc-clone-mutate (the older
- * PVC clone API, secured). The configuration entries each needs are in docs/clone.md.
+ * /populator-validate, /objecttransfer-validate (ObjectTransfer is deprecated upstream but v1.66 still validates it); and
+ * ours: /pvc-clone-mutate (the older PVC clone API, secured). The configuration entries each needs are in docs/clone.md.
  */
 import type { KubeClient } from '../../kube/index.ts';
 import type { TokenGenerator } from '../../token/token.ts';
@@ -13,6 +13,7 @@ import { cdiValidate } from './cdi-validate.ts';
 import { dataImportCronValidate, DataImportCronValidatePath } from './dataimportcron-validate.ts';
 import { dataVolumeMutate, DataVolumeMutatePath } from './datavolume-mutate.ts';
 import { dataVolumeValidate, validateDataVolumeSpec } from './datavolume-validate.ts';
+import { objectTransferValidate, ObjectTransferValidatePath } from './objecttransfer-validate.ts';
 import { populatorValidate, PopulatorValidatePath } from './populator-validate.ts';
 import { pvcCloneMutate, PvcCloneMutatePath } from './pvc-clone-mutate.ts';
 import { pvcMutate } from './pvc-mutate.ts';
@@ -43,5 +44,6 @@ export function webhooks(deps: WebhookDeps): WebhookRoute[] {
       admit: dataImportCronValidate({ validateTemplate: (spec) => validateDataVolumeSpec(spec, 'Template') }),
     },
     { path: PopulatorValidatePath, admit: populatorValidate() },
+    { path: ObjectTransferValidatePath, admit: objectTransferValidate(deps) },
   ];
 }

@@ -9,6 +9,7 @@
 //   POD_NAMESPACE / POD_NAME            the CDI namespace (default "cdi") and the lease identity
 //   HEALTH_PORT, METRICS_PORT           ports of /healthz and /readyz (default 8080), of /metrics (default 8443)
 //   TLS_MIN_VERSION, TLS_CIPHERS        the metrics server's TLS floor and ciphers
+//   DUMP_INSTALL_STRATEGY               true: write ConfigMap cdi-install-strategy (src/operator/install-strategy.ts)
 import os from 'node:os';
 import client from 'prom-client';
 import { errorMessage, jsonLogger, KubeClient } from '../kube/index.ts';

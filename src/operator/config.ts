@@ -3,6 +3,7 @@
 // the edge with one clear line per mistake. A newer cdi-operator.yaml changes these values; the operator restarts
 // with them and rolls the components (the upgrade).
 import { ControllerPassThroughEnv, PullPolicies, type PullPolicy } from '../deploy/common.ts';
+import { DumpInstallStrategyEnv, parseGoBool } from './install-strategy.ts';
 
 export interface OperatorImages {
   controller: string;
@@ -24,6 +25,8 @@ export interface OperatorConfig {
   verbosity: string;
   /** Handed on to cdi-controller as they are (ControllerPassThroughEnv): where s3:// and gs:// URLs go, CDI_READS. */
   controllerEnv?: Record<string, string>;
+  /** DUMP_INSTALL_STRATEGY=true: write ConfigMap cdi-install-strategy (install-strategy.ts); absent when off. */
+  dumpInstallStrategy?: true;
 }
 
 type Env = Record<string, string | undefined>;
@@ -50,6 +53,9 @@ export function operatorConfigFromEnv(env: Env): OperatorConfig {
   const images = Object.fromEntries(
     Object.entries(imageEnv).map(([k, name]) => [k, env[name] as string]),
   ) as unknown as OperatorImages;
+  const dump = env[DumpInstallStrategyEnv]
+    ? parseGoBool(env[DumpInstallStrategyEnv], DumpInstallStrategyEnv)
+    : false;
   return {
     namespace: env['POD_NAMESPACE'] || 'cdi',
     version: env['OPERATOR_VERSION'] as string,
@@ -57,6 +63,7 @@ export function operatorConfigFromEnv(env: Env): OperatorConfig {
     pullPolicy: pullPolicy as PullPolicy,
     verbosity,
     controllerEnv: Object.fromEntries(ControllerPassThroughEnv.flatMap((n) => (env[n] ? [[n, env[n]]] : []))),
+    ...(dump ? { dumpInstallStrategy: true as const } : {}),
   };
 }
 

@@ -38,6 +38,7 @@ import {
 import type { OwnedCache } from './cache.ts';
 import type { OperatorConfig } from './config.ts';
 import { OperatorConfigMap } from './extras.ts';
+import { installStrategyConfigMap } from './install-strategy.ts';
 import { renderAll, type ClusterFacts } from './render.ts';
 import { Kinds } from './resources.ts';
 import {
@@ -173,6 +174,9 @@ export class CdiReconciler {
     let desired: Obj[];
     try {
       desired = renderAll({ cr, config: this.d.config, facts });
+      // applied and kept with the rest; without the variable the cleanup deletes one an earlier run wrote
+      if (this.d.config.dumpInstallStrategy)
+        desired.push(installStrategyConfigMap(this.d.config.namespace, desired));
     } catch (e) {
       // a customization that cannot be applied, a bad field: the user must fix the CDI resource
       status = {

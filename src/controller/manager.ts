@@ -40,6 +40,8 @@ import { reconcileConfig } from './config/controller.ts';
 import { reconcileDataImportCron } from './dataimportcron/controller.ts';
 import { reconcileDataSource } from './datasource/controller.ts';
 import { reconcileImportPopulator, VolumeImportSourceKind } from './populators/import.ts';
+import { reconcileUploadPopulator, VolumeUploadSourceKind } from './populators/upload.ts';
+import { reconcileClonePopulator, VolumeCloneSourceKind } from './populators/clone.ts';
 import { reconcileDataVolume } from './datavolume/controller.ts';
 import { PendingDataVolumes } from './datavolume/pending.ts';
 import { ProgressScraper, type FetchLimits } from './datavolume/progress.ts';
@@ -76,6 +78,9 @@ import {
   uploadPvcsForPod,
   populatorTargetOf,
   pvcsForPopulatorSource,
+  clonePopulatorTargetsForPvc,
+  clonePopulatorTargetsForSnapshot,
+  clonePopulatorTargetsForPod,
 } from './wakeups.ts';
 import type { ControllerMetrics } from '../monitoring/metrics.ts';
 
@@ -180,6 +185,8 @@ export function buildManager(o: ManagerOptions): Manager {
   const dataSources = cache.informerOf(Res.dataSource);
   const crons = cache.informerOf(Res.dataImportCron);
   const importSources = cache.informerOf(Res.volumeImportSource);
+  const uploadSources = cache.informerOf(Res.volumeUploadSource);
+  const cloneSources = cache.informerOf(Res.volumeCloneSource);
 
   const config = controller('config-controller', 1, (kube, key) =>
     reconcileConfig(
@@ -367,6 +374,18 @@ export function buildManager(o: ManagerOptions): Manager {
   )
     .watch(pvcs, (p) => populatorTargetOf(p, VolumeImportSourceKind))
     .watch(importSources, (s) => pvcsForPopulatorSource(cache, VolumeImportSourceKind, s));
+  controller('upload-populator', workers, (kube, key) =>
+    reconcileUploadPopulator({ kube, recorder: events, log: log('upload-populator') }, key),
+  )
+    .watch(pvcs, (p) => populatorTargetOf(p, VolumeUploadSourceKind))
+    .watch(uploadSources, (s) => pvcsForPopulatorSource(cache, VolumeUploadSourceKind, s));
+  // the clone populator also wakes when its source claim changes (bound, no longer in use) or a snapshot is ready
+  const clonePopulator = controller('clone-populator', workers, (kube, key) =>
+    reconcileClonePopulator({ kube, recorder: events, log: log('clone-populator') }, key),
+  )
+    .watch(pvcs, (p) => clonePopulatorTargetsForPvc(cache, p, VolumeCloneSourceKind))
+    .watch(pods, (p) => clonePopulatorTargetsForPod(cache, p, VolumeCloneSourceKind))
+    .watch(cloneSources, (s) => pvcsForPopulatorSource(cache, VolumeCloneSourceKind, s));
 
   // VolumeSnapshots are not cached (the kind may not be served): one optional watch wakes the snapshot clones and
   // the DataSources of snapshots
@@ -379,6 +398,8 @@ export function buildManager(o: ManagerOptions): Manager {
     changed: (snap) => {
       for (const k of cloneDvsForSnapshot(cache, snap)) cloneDv.enqueue(k);
       for (const k of dataSourcesForSnapshot(cache, snap)) dataSource.enqueue(k);
+      for (const k of clonePopulatorTargetsForSnapshot(cache, snap, VolumeCloneSourceKind))
+        clonePopulator.enqueue(k);
     },
   });
 

@@ -226,3 +226,45 @@ export function populatorTargetOf(pvc: Pvc, kind: string): string | undefined {
     return ownerKey(pvc, 'PersistentVolumeClaim');
   return undefined;
 }
+
+/** The clone populator's targets whose VolumeCloneSource names this source (a PersistentVolumeClaim or VolumeSnapshot). */
+function cloneTargetsOfSource(
+  cache: Cache,
+  kind: string,
+  sourceKind: string,
+  ns: string,
+  name: string,
+): string[] {
+  const out: string[] = [];
+  for (const vcs of cache.list<KubeObject & { spec?: { source?: { kind?: string; name?: string } } }>(
+    Res.volumeCloneSource,
+    { namespace: ns },
+  ))
+    if (vcs.spec?.source?.kind === sourceKind && vcs.spec.source.name === name)
+      out.push(...pvcsForPopulatorSource(cache, kind, vcs));
+  return out;
+}
+
+/** A clone-populated PVC and its tmp-pvc wake the target; a claim named as a clone source wakes the targets. */
+export function clonePopulatorTargetsForPvc(cache: Cache, pvc: Pvc, kind: string): string[] {
+  const own = populatorTargetOf(pvc, kind);
+  const ns = pvc.metadata?.namespace ?? '';
+  const asSource = cloneTargetsOfSource(cache, kind, 'PersistentVolumeClaim', ns, pvc.metadata?.name ?? '');
+  return own ? [own, ...asSource] : asSource;
+}
+
+/** A pod using a clone source (smart clones wait for it to go) wakes the targets. */
+export function clonePopulatorTargetsForPod(cache: Cache, pod: Pod, kind: string): string[] {
+  return podClaims(pod).flatMap((k) => {
+    const [ns = '', name = ''] = k.split('/');
+    return cloneTargetsOfSource(cache, kind, 'PersistentVolumeClaim', ns, name);
+  });
+}
+
+/** A snapshot named as a clone source, or a clone's tmp-snapshot (owned by its target), wakes the targets. */
+export function clonePopulatorTargetsForSnapshot(cache: Cache, snap: KubeObject, kind: string): string[] {
+  const owner = ownerKey(snap, 'PersistentVolumeClaim');
+  const ns = snap.metadata?.namespace ?? '';
+  const asSource = cloneTargetsOfSource(cache, kind, 'VolumeSnapshot', ns, snap.metadata?.name ?? '');
+  return owner ? [owner, ...asSource] : asSource;
+}

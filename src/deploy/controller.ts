@@ -110,8 +110,9 @@ export function imagesFrom(
  * - dataimportcrons: watch, write status (the whole object); their imports: create DataVolumes, delete the outdated
  *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports)
  * - cronjobs, jobs (CDI's namespace only, see the Role): the digest pollers
- * - volumeimportsources: read; a PVC naming one gets a prime claim, whose PV is then handed to it (persistentvolumes
- *   update: the claimRef), and the prime deleted (persistentvolumeclaims delete)
+ * - volumeimportsources, volumeuploadsources, volumeclonesources: read; a PVC naming one gets a claim that is filled
+ *   (prime-<uid>, or tmp-pvc-<uid> for a clone, with tmp-snapshot-<uid> for a snapshot clone), whose PV is then handed
+ *   to it (persistentvolumes update: the claimRef), and that claim deleted (persistentvolumeclaims delete)
  */
 export function clusterRules(): Obj[] {
   return [
@@ -151,7 +152,11 @@ export function clusterRules(): Obj[] {
     { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['datasources'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['dataimportcrons'], verbs: ['get', 'list', 'watch', 'update'] },
-    { apiGroups: ['cdi.kubevirt.io'], resources: ['volumeimportsources'], verbs: ['get', 'list', 'watch'] },
+    {
+      apiGroups: ['cdi.kubevirt.io'],
+      resources: ['volumeimportsources', 'volumeuploadsources', 'volumeclonesources'],
+      verbs: ['get', 'list', 'watch'],
+    },
   ];
 }
 

@@ -236,6 +236,8 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.informer(Res.dataSource);
   cache.informer(Res.dataImportCron);
   cache.informer(Res.volumeImportSource);
+  cache.informer(Res.volumeUploadSource);
+  cache.informer(Res.volumeCloneSource);
   cache.informer(Res.pv); // the StorageProfile controller's claim property sets of no-provisioner classes
   cache.informer(Res.service, { transform: trimService }); // the upload controller's Services
   cache.informer(Res.event, { fieldSelector: PvcEventsSelector(ownComponent), transform: trimEvent });

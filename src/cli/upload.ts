@@ -238,6 +238,13 @@ async function ensureTarget(kube: KubeClient, ns: string, p: Plan, f: UploadFlag
     if (a[Ann.PodPhase] === 'Succeeded') {
       throw new UploadCliError(`PVC ${p.name} already successfully imported/cloned/updated`);
     }
+    const ref = pvc.spec?.dataSourceRef;
+    if (ref?.apiGroup === 'cdi.kubevirt.io' && ref.kind === 'VolumeUploadSource') {
+      // the upload populator's target: the upload goes to its prime claim (the proxy follows it there), and the
+      // target mirrors the prime's readiness and phase; it must not become an upload target itself
+      say(`Using existing PVC ${ns}/${p.name} (populated from VolumeUploadSource ${ref.name})`);
+      return;
+    }
     if (f.create && !(Ann.UploadRequest in a))
       throw new UploadCliError(`PVC ${p.name} not available for upload`);
     if (p.archive && a[Ann.ContentType] !== ContentType.Archive) {

@@ -271,6 +271,38 @@ void describe('upload proxy', () => {
     assert.equal(await md5File(path.join(pod.data, 'disk.img')), disk.md5);
   });
 
+  void it('sends an upload for a VolumeUploadSource-populated PVC to its prime (the token names the target)', async () => {
+    const prime = await uploadPvc();
+    const pod = await serverFor(prime);
+    const target = `pop-${randomBytes(3).toString('hex')}`;
+    // no VolumeUploadSource of that name exists, so a deployed populator leaves these claims alone
+    await kube.create(Resources.PersistentVolumeClaim, {
+      metadata: { name: target, namespace: ns, annotations: { [Ann.PVCPrimeName]: prime } },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: '8Mi' } },
+        dataSourceRef: { apiGroup: 'cdi.kubevirt.io', kind: 'VolumeUploadSource', name: `${target}-src` },
+      },
+    });
+    const r = await toProxy('/v1beta1/upload', { body: disk.path, headers: await bearer(target) });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(await pod.exited, 0);
+    assert.equal(await md5File(path.join(pod.data, 'disk.img')), disk.md5);
+    // the prime the target names does not exist (yet): 503 with upstream's words
+    const gone = `pop-${randomBytes(3).toString('hex')}`;
+    await kube.create(Resources.PersistentVolumeClaim, {
+      metadata: { name: gone, namespace: ns, annotations: { [Ann.PVCPrimeName]: `${gone}-prime` } },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: '8Mi' } },
+        dataSourceRef: { apiGroup: 'cdi.kubevirt.io', kind: 'VolumeUploadSource', name: `${gone}-src` },
+      },
+    });
+    const g = await toProxy('/v1beta1/upload', { body: Buffer.alloc(16), headers: await bearer(gone) });
+    assert.equal(g.status, 503);
+    assert.equal(g.body, `rejecting Upload Request for PVC ${gone}, PVC&#39; wasn&#39;t created yet`);
+  });
+
   void it('HTML-escapes what it echoes: a <script> content type, and an upload server error', async () => {
     const xss = '<script>Bad stuff here...</script>';
     const pvc = await uploadPvc({ [Ann.ContentType]: xss });

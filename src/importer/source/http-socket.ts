@@ -39,12 +39,22 @@ export interface SocketGetOptions {
    * without a body.
    */
   range?: { offset: number; length: number; into?: Buffer };
+  /**
+   * Read the body of an error answer (not 2xx, not a redirect) too, when it has a Content-Length of at most
+   * ERROR_BODY bytes: an object store names the error there (S3's `<Code>NoSuchKey</Code>`).
+   */
+  errorBody?: boolean;
 }
 
 /** An answer read on the socket: the head, and for a plain 2xx a body. */
 export interface SocketAnswer extends ResponseHead {
   body?: Readable;
+  /** With `errorBody`: the error answer's body (latin1), when it came whole. */
+  errorText?: string;
 }
+
+/** The largest error body `errorBody` reads. */
+const ERROR_BODY = 64 << 10;
 
 /** What the user hears when a server sends nothing for `ms` (both HTTP paths). */
 export function idleMessage(description: string, ms: number): string {
@@ -132,6 +142,8 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
     // Returning false from onread stops the handle's reads without marking the stream paused: our own flag.
     let paused = false;
     let out: Readable | undefined;
+    /** An error answer whose body (`expected` bytes after the head) is being read (`errorBody`). */
+    let errHead: ResponseHead | undefined;
 
     const giveUp = (): void => {
       sock.destroy();
@@ -160,6 +172,15 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
       start = fill;
       waiting = false;
       return out.push(piece);
+    };
+    /** More of an error answer's body arrived: done once it is all there. */
+    const errorRest = (): boolean => {
+      const h = errHead!;
+      if (fill - h.length < expected) return true;
+      sock.destroy();
+      settled = true;
+      resolve({ ...h, errorText: cur.toString('latin1', h.length, h.length + expected) });
+      return false;
     };
     /** `n` more body bytes arrived at [fill - n, fill). */
     const body = (n: number): boolean => {
@@ -195,6 +216,18 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
       const h = head.headers;
       const cl = h.get('content-length');
       if (head.status < 200 || head.status > 299) {
+        if (
+          o.errorBody &&
+          head.status >= 400 &&
+          cl !== undefined &&
+          /^\d+$/.test(cl) &&
+          Number(cl) <= ERROR_BODY &&
+          !h.has('transfer-encoding')
+        ) {
+          errHead = head;
+          expected = Number(cl);
+          return errorRest();
+        }
         headOnly(head);
         return false;
       }
@@ -252,7 +285,7 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
         buffer: () => cur.subarray(fill, fill + READ),
         callback: (n: number) => {
           fill += n;
-          return out ? body(n) : onHeader();
+          return errHead ? errorRest() : out ? body(n) : onHeader();
         },
       },
     });
@@ -269,9 +302,12 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
               { cause: err },
             ),
           )
-        : giveUp(),
+        : errHead
+          ? headOnly(errHead)
+          : giveUp(),
     );
     sock.on('close', () => {
+      if (errHead && !settled) return headOnly(errHead); // the error's body did not come whole: its head says enough
       if (!out) return giveUp();
       if (got < expected && !out.destroyed)
         out.destroy(

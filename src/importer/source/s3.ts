@@ -1,22 +1,31 @@
 /**
- * S3 source on @aws-sdk/client-s3 with path-style addressing, as upstream (pkg/importer/s3-datasource.go):
- *   s3://bucket/key                          AWS itself; the region from AWS_REGION, else us-east-1
+ * S3 source, path-style addressing as upstream (pkg/importer/s3-datasource.go):
+ *   s3://bucket/key                          AWS itself, or the store AWS_ENDPOINT_URL_S3 (else AWS_ENDPOINT_URL)
+ *                                            names (the AWS SDKs' variables; cdi-controller hands them to the pod,
+ *                                            ADR 0045); the region from AWS_REGION, else us-east-1
  *   http(s)://endpoint[:port]/bucket/key     any S3-compatible store; the region from an `s3.<region>.amazonaws.com`
  *                                            host, else us-east-1 (upstream takes the host's first label, which
  *                                            names no region for anything but AWS)
  * Credentials are the Secret's accessKeyId/secretKey (unsigned requests without them); extra CAs from the cert dir.
+ *
+ * Every request is a GET we sign ourselves (sigv4.ts, `x-amz-content-sha256: UNSIGNED-PAYLOAD`) and send on the HTTP
+ * source's transports: plain http on a bare socket that reads into slabs (http-socket.ts), TLS and proxies
+ * (HTTP(S)_PROXY/NO_PROXY) through undici. @aws-sdk/client-s3 cost about eight times curl's CPU for the same bytes
+ * under the pod's CPU limit (docs/adr/0031-object-store-sources.md "Measured").
+ *
  * Objects are read by range too, so qcow2 and friends go by the same extent copy as over HTTP (no scratch), and a
  * body that breaks is continued from where it broke: open(offset, validator) asks for `bytes=<offset>-` with
  * `If-Match: <ETag>`, so a changed object (412, another ETag or size) is CannotResume, never spliced
- * (docs/adr/0009-resumable-downloads.md).
+ * (docs/adr/0009-resumable-downloads.md). A request that fails before its answer (a refused connection, a 5xx,
+ * S3's 503 SlowDown) is tried 3 times in all, as the SDK did.
  */
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
 import { CannotResume, ErrorKind, ImportError } from '../errors.ts';
-import { collectRange, guardBody, proxied, readCaDir } from './http.ts';
+import { socketGet, type SocketGetOptions } from './http-socket.ts';
+import { collectRange, guardBody, proxied, undiciDispatcher } from './http.ts';
+import { sign, encodePath, UNSIGNED_PAYLOAD } from './sigv4.ts';
 import type { ImportSource, SourceInfo } from './source.ts';
 
 export interface S3SourceOptions {
@@ -51,7 +60,13 @@ export function parseS3Url(url: string, env: Record<string, string | undefined> 
   if (u.protocol === 's3:') {
     if (!u.hostname) throw bad('no bucket');
     if (!path) throw bad('no object key');
-    return { region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', bucket: u.hostname, key: path };
+    const endpoint = (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL)?.replace(/\/+$/, '');
+    return {
+      ...(endpoint ? { endpoint } : {}),
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+      bucket: u.hostname,
+      key: path,
+    };
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw bad(`unsupported scheme "${u.protocol}"`);
   const slash = path.indexOf('/');
@@ -65,12 +80,27 @@ export function parseS3Url(url: string, env: Record<string, string | undefined> 
   };
 }
 
-interface SdkError {
-  name?: string;
+/** One answer, from either transport. */
+interface Answer {
+  status: number;
+  header(name: string): string | undefined;
+  /** For 2xx answers: the body. */
+  body?: Readable;
+  /** For errors: S3's error code (`NoSuchKey`) and message, from the XML body. */
   code?: string;
   message?: string;
-  $metadata?: { httpStatusCode?: number };
-  cause?: { code?: string; message?: string };
+}
+
+const ATTEMPTS = 3;
+const RETRY_STATUS = new Set([500, 502, 503, 504]);
+/** Error bodies are small XML documents; one larger than this is not S3's. */
+const ERROR_BODY = 64 << 10;
+
+/** `<Code>…</Code>` and `<Message>…</Message>` of an S3 error document. */
+function errorFields(xml: string | undefined): { code?: string; message?: string } {
+  const code = /<Code>([^<]{1,200})<\/Code>/.exec(xml ?? '')?.[1];
+  const message = /<Message>([^<]{1,500})<\/Message>/.exec(xml ?? '')?.[1];
+  return { ...(code ? { code } : {}), ...(message ? { message } : {}) };
 }
 
 export class S3Source implements ImportSource {
@@ -78,86 +108,123 @@ export class S3Source implements ImportSource {
   readonly resumable = true;
   private readonly o: S3SourceOptions;
   private readonly loc: S3Location;
-  private client: S3Client | undefined;
+  /** The object's URL (path-style, the key encoded as it is signed). */
+  private readonly url: URL;
+  private dispatcher: Dispatcher | undefined;
   private cached: SourceInfo | undefined;
   private body: Readable | undefined;
+  /** Requests sent (every attempt): for tests and logs. */
+  requests = 0;
 
   constructor(o: S3SourceOptions) {
     this.o = o;
     this.loc = parseS3Url(o.url);
-    this.description = this.loc.endpoint
-      ? `${this.loc.endpoint}/${this.loc.bucket}/${this.loc.key}`
-      : `s3://${this.loc.bucket}/${this.loc.key}`;
+    this.description = o.url.startsWith('s3:')
+      ? `s3://${this.loc.bucket}/${this.loc.key}`
+      : `${this.loc.endpoint}/${this.loc.bucket}/${this.loc.key}`;
+    const endpoint = this.loc.endpoint ?? `https://s3.${this.loc.region}.amazonaws.com`;
+    this.url = new URL(encodePath(`/${this.loc.bucket}/${this.loc.key}`), endpoint);
   }
 
-  private async s3(): Promise<S3Client> {
-    if (this.client) return this.client;
-    const pems: string[] = [];
-    for (const d of this.o.caDirs ?? []) pems.push(...(await readCaDir(d)).pems);
-    const { S3Client } = await import('@aws-sdk/client-s3');
-    const anonymous = !this.o.accessKeyId;
-    this.client = new S3Client({
-      region: this.loc.region,
-      ...(this.loc.endpoint ? { endpoint: this.loc.endpoint } : {}),
-      forcePathStyle: true,
-      credentials: { accessKeyId: this.o.accessKeyId ?? '', secretAccessKey: this.o.secretKey ?? '' },
-      // No credentials: public objects, unsigned requests.
-      ...(anonymous ? { signer: { sign: (r) => Promise.resolve(r) } } : {}),
-      // Whole-object response checksums would be computed in JS on every byte; the import checks its own.
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      maxAttempts: 3,
-      // HTTP(S)_PROXY/NO_PROXY (CDIConfig importProxy) through Node's own agent proxy support, as upstream's Go
-      // client honours them.
-      requestHandler: {
-        httpsAgent: new HttpsAgent({
-          ...(proxied() ? { proxyEnv: process.env } : {}),
-          keepAlive: true,
-          maxSockets: 8,
-          rejectUnauthorized: !this.o.insecureSkipVerify,
-          minVersion: 'TLSv1.2',
-          ...(pems.length > 0 ? { ca: [...rootCertificates, ...pems] } : {}),
-        }),
-        httpAgent: new HttpAgent({
-          keepAlive: true,
-          maxSockets: 8,
-          ...(proxied() ? { proxyEnv: process.env } : {}),
-        }),
-        requestTimeout: this.o.idleTimeoutMs ?? 10 * 60 * 1000,
-      },
+  private idleMs(): number {
+    return this.o.idleTimeoutMs ?? 10 * 60 * 1000;
+  }
+
+  private async agent(): Promise<Dispatcher> {
+    this.dispatcher ??= await undiciDispatcher({
+      caDirs: this.o.caDirs ?? [],
+      insecureSkipVerify: this.o.insecureSkipVerify ?? false,
+      idleMs: this.idleMs(),
     });
-    return this.client;
+    return this.dispatcher;
   }
 
-  private error(err: unknown, action: string): ImportError {
+  /** The request's headers, signed when there are credentials (no credentials: public objects, unsigned). */
+  private headers(extra: Record<string, string>): Record<string, string> {
+    const h: Record<string, string> = { 'user-agent': 'cdi-ts-importer' };
+    if (!this.o.accessKeyId) return { ...h, ...extra };
+    const signed = sign({
+      method: 'GET',
+      host: this.url.host,
+      path: `/${this.loc.bucket}/${this.loc.key}`,
+      headers: { ...extra, 'x-amz-content-sha256': UNSIGNED_PAYLOAD },
+      payloadHash: UNSIGNED_PAYLOAD,
+      credentials: { accessKeyId: this.o.accessKeyId, secretAccessKey: this.o.secretKey ?? '' },
+      region: this.loc.region,
+      service: 's3',
+      date: new Date(),
+    });
+    // Both transports send the Host header from the URL (the same value that was signed).
+    delete signed.headers.host;
+    return { ...h, ...signed.headers };
+  }
+
+  /** One attempt: on a bare socket when it can (plain http, no proxy), else undici. */
+  private async once(extra: Record<string, string>, range?: SocketGetOptions['range']): Promise<Answer> {
+    const headers = this.headers(extra);
+    this.requests++;
+    if (!proxied()) {
+      const a = await socketGet({
+        url: this.url.toString(),
+        headers,
+        description: this.description,
+        idleTimeoutMs: this.idleMs(),
+        errorBody: true,
+        ...(range ? { range } : {}),
+      });
+      if (a)
+        return {
+          status: a.status,
+          header: (k) => a.headers.get(k),
+          ...(a.body ? { body: a.body } : {}),
+          ...errorFields(a.errorText),
+        };
+    }
+    const dispatcher = await this.agent();
+    const { request } = await import('undici');
+    const res = await request(this.url, { method: 'GET', headers, dispatcher });
+    const header = (k: string): string | undefined => {
+      const v = res.headers[k];
+      return typeof v === 'string' ? v : undefined;
+    };
+    if (res.statusCode >= 200 && res.statusCode <= 299) {
+      const cl = header('content-length');
+      const expected = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      return { status: res.statusCode, header, body: guardBody(res.body, this.description, expected) };
+    }
+    let xml = '';
+    for await (const c of res.body as AsyncIterable<Buffer>) {
+      if (xml.length < ERROR_BODY) xml += c.toString('latin1');
+    }
+    return { status: res.statusCode, header, ...errorFields(xml) };
+  }
+
+  /** A request, tried again when it fails before an answer or with a server error (ATTEMPTS in all). */
+  private async send(
+    action: string,
+    extra: Record<string, string>,
+    range?: SocketGetOptions['range'],
+  ): Promise<Answer> {
+    for (let attempt = 1; ; attempt++) {
+      let a: Answer;
+      try {
+        a = await this.once(extra, range);
+      } catch (err) {
+        if (attempt >= ATTEMPTS || err instanceof ImportError) throw this.networkError(err, action);
+        await sleep(100 * 2 ** attempt);
+        continue;
+      }
+      if (!RETRY_STATUS.has(a.status) || attempt >= ATTEMPTS) return a;
+      a.body?.destroy();
+      await sleep(100 * 2 ** attempt);
+    }
+  }
+
+  private networkError(err: unknown, action: string): ImportError {
     if (err instanceof ImportError) return err;
-    const e = err as SdkError;
-    const status = e.$metadata?.httpStatusCode;
-    const name = e.name === 'Unknown' || e.name === 'UnknownError' ? '' : (e.name ?? '');
-    const where = `${this.description}`;
+    const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
     const code = e.cause?.code ?? e.code ?? '';
     const msg = e.cause?.message ?? e.message ?? String(err);
-    // versitygw answers an unknown access key with 404 XAdminUserNotFound: a credentials problem all the same.
-    const badKey = /InvalidAccessKeyId|UserNotFound|SignatureDoesNotMatch/.test(name);
-    if (!badKey && (status === 404 || /NoSuchKey|NoSuchBucket|NotFound/.test(name))) {
-      return new ImportError(
-        ErrorKind.Transfer,
-        `${action} ${where}: not found (HTTP 404${name && name !== 'NotFound' ? ` ${name}` : ''}): check the bucket and the object key`,
-        { cause: err },
-      );
-    }
-    if (
-      badKey ||
-      status === 401 ||
-      status === 403 ||
-      /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden/.test(name)
-    ) {
-      return new ImportError(
-        ErrorKind.Transfer,
-        `${action} ${where}: access denied (HTTP ${status ?? 403}${name && name !== 'Forbidden' ? ` ${name}` : ''}): ${this.o.accessKeyId ? "check the access key ID and secret key (the Secret's accessKeyId and secretKey; cdi: --user, --password-file)" : 'the object is not public: give credentials with a secretRef (accessKeyId, secretKey; cdi: --user, --password-file)'}`,
-        { cause: err },
-      );
-    }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) || /certificate/i.test(msg)) {
       return new ImportError(
         ErrorKind.Transfer,
@@ -165,10 +232,48 @@ export class S3Source implements ImportSource {
         { cause: err },
       );
     }
+    const hint =
+      code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+        ? ' (the host name does not resolve: check the endpoint URL)'
+        : code === 'ECONNREFUSED'
+          ? ' (nothing accepts connections there: check the endpoint URL and that the server runs)'
+          : '';
     return new ImportError(
       ErrorKind.Transfer,
-      `${action} ${where}: ${status ? `HTTP ${status} ` : ''}${code ? `${code} ` : ''}${name && !msg.includes(name) ? `${name}: ` : ''}${msg}`,
+      `${action} ${this.description}: ${code && !msg.includes(code) ? `${code} ` : ''}${msg}${hint}`,
       { cause: err },
+    );
+  }
+
+  /** What the user hears for an answer that is not the one asked for. */
+  private statusError(a: Answer, action: string): ImportError {
+    const where = this.description;
+    const name = a.code ?? '';
+    const status = a.status;
+    // versitygw answers an unknown access key with 404 XAdminUserNotFound: a credentials problem all the same.
+    const badKey = /InvalidAccessKeyId|UserNotFound|SignatureDoesNotMatch/.test(name);
+    if (!badKey && (status === 404 || /NoSuchKey|NoSuchBucket|NotFound/.test(name))) {
+      return new ImportError(
+        ErrorKind.Transfer,
+        `${action} ${where}: not found (HTTP 404${name && name !== 'NotFound' ? ` ${name}` : ''}): check the bucket and the object key`,
+      );
+    }
+    if (badKey || status === 401 || status === 403) {
+      return new ImportError(
+        ErrorKind.Transfer,
+        `${action} ${where}: access denied (HTTP ${status}${name && name !== 'Forbidden' ? ` ${name}` : ''}): ${this.o.accessKeyId ? "check the access key ID and secret key (the Secret's accessKeyId and secretKey; cdi: --user, --password-file)" : 'the object is not public: give credentials with a secretRef (accessKeyId, secretKey; cdi: --user, --password-file)'}`,
+      );
+    }
+    if (status >= 300 && status < 400) {
+      const region = a.header('x-amz-bucket-region');
+      return new ImportError(
+        ErrorKind.Transfer,
+        `${action} ${where}: HTTP ${status}${name ? ` ${name}` : ''}: ${region ? `the bucket is in region ${region}: use the endpoint https://s3.${region}.amazonaws.com (or set AWS_REGION)` : 'the bucket is elsewhere: use its own endpoint URL'}`,
+      );
+    }
+    return new ImportError(
+      ErrorKind.Transfer,
+      `${action} ${where}: HTTP ${status}${name ? ` ${name}` : ''}${a.message ? `: ${a.message}` : ''}`,
     );
   }
 
@@ -178,63 +283,29 @@ export class S3Source implements ImportSource {
    */
   async info(): Promise<SourceInfo> {
     if (this.cached) return this.cached;
-    try {
-      const r = await this.get('bytes=0-0');
-      r.body.destroy();
-      const total = /\/(\d+)$/.exec(r.contentRange ?? '');
-      this.cached = {
-        ranges: true,
-        ...(total ? { size: Number(total[1]) } : r.length !== undefined ? { size: r.length } : {}),
-        ...(r.contentType ? { contentType: r.contentType } : {}),
-        // S3 ETags are strong (an MD5, or a multipart upload's digest of digests): they name this object version.
-        ...(r.etag ? { validator: r.etag } : {}),
-      };
-    } catch (err) {
-      if (
-        (err as ImportError).cause &&
-        /InvalidRange/.test(((err as ImportError).cause as SdkError).name ?? '')
-      )
-        this.cached = { ranges: true, size: 0 };
-      else throw err;
+    const a = await this.send('cannot read', { range: 'bytes=0-0' });
+    a.body?.destroy();
+    if (a.status === 416 || a.code === 'InvalidRange') {
+      this.cached = { ranges: true, size: 0 };
+      return this.cached;
     }
+    if (a.status !== 200 && a.status !== 206) throw this.statusError(a, 'cannot read');
+    const total = /\/(\d+)$/.exec(a.header('content-range') ?? '');
+    const cl = a.header('content-length');
+    const ct = a.header('content-type');
+    const etag = a.header('etag');
+    this.cached = {
+      ranges: true,
+      ...(total
+        ? { size: Number(total[1]) }
+        : cl !== undefined && a.status === 200
+          ? { size: Number(cl) }
+          : {}),
+      ...(ct ? { contentType: ct } : {}),
+      // S3 ETags are strong (an MD5, or a multipart upload's digest of digests): they name this object version.
+      ...(etag ? { validator: etag } : {}),
+    };
     return this.cached;
-  }
-
-  private async get(
-    range?: string,
-    ifMatch?: string,
-  ): Promise<{
-    body: Readable;
-    length?: number;
-    contentRange?: string;
-    contentType?: string;
-    etag?: string;
-  }> {
-    const { GetObjectCommand } = await import('@aws-sdk/client-s3');
-    const client = await this.s3();
-    try {
-      const r = await client.send(
-        new GetObjectCommand({
-          Bucket: this.loc.bucket,
-          Key: this.loc.key,
-          ...(range ? { Range: range } : {}),
-          ...(ifMatch ? { IfMatch: ifMatch } : {}),
-        }),
-      );
-      if (!(r.Body instanceof Readable)) throw new Error('the S3 client returned no body stream');
-      return {
-        body: r.Body,
-        ...(r.ContentLength !== undefined ? { length: r.ContentLength } : {}),
-        ...(r.ContentRange ? { contentRange: r.ContentRange } : {}),
-        ...(r.ContentType ? { contentType: r.ContentType } : {}),
-        ...(r.ETag ? { etag: r.ETag } : {}),
-      };
-    } catch (err) {
-      const e = err as SdkError;
-      if (ifMatch && (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed'))
-        throw new CannotResume(`${this.description} changed (its ETag is no longer ${ifMatch})`);
-      throw this.error(err, 'cannot read');
-    }
   }
 
   /**
@@ -243,56 +314,95 @@ export class S3Source implements ImportSource {
    */
   async open(offset = 0, validator?: string): Promise<Readable> {
     this.body?.destroy();
+    this.body = undefined;
     if (offset === 0) {
-      const r = await this.get();
-      this.body = r.body;
+      const a = await this.send('cannot read', {});
+      if (a.status !== 200 || !a.body) {
+        a.body?.destroy();
+        throw this.statusError(a, 'cannot read');
+      }
+      this.body = a.body;
+      const cl = a.header('content-length');
+      const ct = a.header('content-type');
+      const etag = a.header('etag');
       // What this answer says is what info() says from now on (the object may have been replaced since).
       this.cached = {
         ranges: true,
-        ...(r.length !== undefined ? { size: r.length } : {}),
-        ...(r.contentType ? { contentType: r.contentType } : {}),
-        ...(r.etag ? { validator: r.etag } : {}),
+        ...(cl !== undefined && /^\d+$/.test(cl) ? { size: Number(cl) } : {}),
+        ...(ct ? { contentType: ct } : {}),
+        ...(etag ? { validator: etag } : {}),
       };
-      return guardBody(r.body, this.description, r.length);
+      return a.body;
     }
-    const r = await this.get(`bytes=${offset}-`, validator);
-    this.body = r.body;
-    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(r.contentRange ?? '');
+    const a = await this.send('cannot read', {
+      range: `bytes=${offset}-`,
+      ...(validator ? { 'if-match': validator } : {}),
+    });
+    if (validator && a.status === 412)
+      throw new CannotResume(`${this.description} changed (its ETag is no longer ${validator})`);
+    if (a.status !== 206 || !a.body) {
+      a.body?.destroy();
+      if (a.status === 200)
+        throw new CannotResume(
+          `${this.description} cannot continue from byte ${offset}: it sent the whole object instead of the rest`,
+        );
+      throw this.statusError(a, 'cannot read');
+    }
+    const cr = a.header('content-range');
+    const etag = a.header('etag');
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(cr ?? '');
     const known = this.cached?.size;
     const why =
       !m || Number(m[1]) !== offset
-        ? `it answered ${r.contentRange ?? 'no Content-Range'}`
-        : validator && r.etag && r.etag !== validator
-          ? `it changed (${validator} is now ${r.etag})`
+        ? `it answered ${cr ?? 'no Content-Range'}`
+        : validator && etag && etag !== validator
+          ? `it changed (${validator} is now ${etag})`
           : known !== undefined && m[3] !== '*' && Number(m[3]) !== known
             ? `its size changed from ${known} to ${m[3]} bytes`
             : undefined;
     if (why) {
-      r.body.destroy();
+      a.body.destroy();
       throw new CannotResume(`${this.description} cannot continue from byte ${offset}: ${why}`);
     }
+    this.body = a.body;
     if (!this.cached && m) {
-      const v = r.etag ?? validator;
+      const v = etag ?? validator;
+      const ct = a.header('content-type');
       this.cached = {
         ranges: true,
         ...(m[3] !== '*' ? { size: Number(m[3]) } : {}),
-        ...(r.contentType ? { contentType: r.contentType } : {}),
+        ...(ct ? { contentType: ct } : {}),
         ...(v ? { validator: v } : {}),
       };
     }
-    return guardBody(r.body, this.description, r.length);
+    return a.body;
   }
 
-  async readRange(offset: number, length: number): Promise<Buffer[]> {
+  async readRange(offset: number, length: number, into?: Buffer): Promise<Buffer[]> {
     const want = `bytes=${offset}-${offset + length - 1}`;
-    const { body } = await this.get(want);
-    return collectRange(body, this.description, want, length);
+    const a = await this.send('cannot read', { range: want }, { offset, length, ...(into ? { into } : {}) });
+    const cr = /^bytes (\d+)-(\d+)\//.exec(a.header('content-range') ?? '');
+    if (
+      a.status !== 206 ||
+      !a.body ||
+      Number(cr?.[1]) !== offset ||
+      Number(cr?.[2]) !== offset + length - 1
+    ) {
+      a.body?.destroy();
+      if (a.status === 200 || a.status === 206)
+        throw new ImportError(
+          ErrorKind.Transfer,
+          `range ${want} of ${this.description}: the server answered ${a.header('content-range') ?? 'the whole object'}`,
+        );
+      throw this.statusError(a, `cannot read range ${want} of`);
+    }
+    return collectRange(a.body, this.description, want, length);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.body?.destroy();
-    this.client?.destroy();
-    this.client = undefined;
-    return Promise.resolve();
+    this.body = undefined;
+    await this.dispatcher?.destroy().catch(() => undefined);
+    this.dispatcher = undefined;
   }
 }

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -77,6 +79,13 @@ void describe('S3 source', () => {
       key: 'dir/disk.img',
     });
     assert.deepEqual(parseS3Url('s3://b/k', { AWS_REGION: 'eu-west-3' }).region, 'eu-west-3');
+    // Where the controller says s3:// goes (ADR 0045): the AWS SDKs' variables, the service-specific one first.
+    assert.equal(
+      parseS3Url('s3://b/k', { AWS_ENDPOINT_URL_S3: 'http://s3.local:9000/', AWS_ENDPOINT_URL: 'http://x' })
+        .endpoint,
+      'http://s3.local:9000',
+    );
+    assert.equal(parseS3Url('s3://b/k', { AWS_ENDPOINT_URL: 'https://store' }).endpoint, 'https://store');
     assert.deepEqual(parseS3Url('https://s3.us-west-2.amazonaws.com/b/k.qcow2'), {
       endpoint: 'https://s3.us-west-2.amazonaws.com',
       region: 'us-west-2',
@@ -89,12 +98,62 @@ void describe('S3 source', () => {
 
   void it('imports every disk format, md5 verified; qcow2 and friends by ranged reads (no scratch copy)', async () => {
     for (const f of FORMATS) {
+      // Our own SigV4 signatures on the bare-socket transport: versitygw checks every one.
       const { r, out } = await importTo({ url: `${s3.url}/images/nested/${file(f)}` });
       assert.equal(await md5File(out, SIZE), disk.md5, f);
       if (f === 'qcow2' || f === 'vmdk' || f === 'vdi' || f === 'vhd')
         assert.equal(r.path, 'extents', `${f}: ${r.path}`);
       if (f === 'vhdx') assert.equal(r.path, 'nbd');
       if (f === 'raw' || f === 'gz' || f === 'xz' || f === 'zst') assert.equal(r.path, 'direct');
+    }
+  });
+
+  void it('signs keys with spaces, non-ASCII and reserved characters as S3 canonicalizes them', async () => {
+    const key = 'dir x/ü+(1)=&;,$@~.raw';
+    await mkdir(path.join(s3.root, 'images', 'dir x'), { recursive: true });
+    await copyFile(disk.path, path.join(s3.root, 'images', key));
+    const url = `${s3.url}/images/${key.split('/').map(encodeURIComponent).join('/')}`;
+    const { out } = await importTo({ url });
+    assert.equal(await md5File(out, SIZE), disk.md5);
+  });
+
+  void it('a server error (503 SlowDown) is tried again; one that stays names S3’s code after 3 attempts', async () => {
+    // A loopback front for versitygw that answers SlowDown to the first `fail` requests and passes the rest on with
+    // their headers verbatim (so the signatures stay valid).
+    let seen = 0;
+    let fail = 1;
+    const to = new URL(s3.url);
+    const front = http.createServer((req, res) => {
+      if (seen++ < fail) {
+        const xml =
+          '<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
+        res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(xml) });
+        res.end(xml);
+        return;
+      }
+      const up = http.request(
+        { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
+        (u) => {
+          res.writeHead(u.statusCode ?? 502, u.headers);
+          u.pipe(res);
+        },
+      );
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    try {
+      const { out } = await importTo({ url: `${base}/images/nested/disk.raw` });
+      assert.equal(await md5File(out, SIZE), disk.md5);
+      seen = 0;
+      fail = 100;
+      await fails(
+        { ...CREDS, url: `${base}/images/nested/disk.raw` },
+        /disk\.raw: HTTP 503 SlowDown: Please reduce your request rate\./,
+      );
+      assert.equal(seen, 3, 'three attempts');
+    } finally {
+      await new Promise<void>((r) => front.close(() => r()));
     }
   });
 

@@ -44,6 +44,11 @@ export interface SocketGetOptions {
    * ERROR_BODY bytes: an object store names the error there (S3's `<Code>NoSuchKey</Code>`).
    */
   errorBody?: boolean;
+  /**
+   * The body is the stored bytes whatever its Content-Encoding says: for an object store that header is the object's
+   * metadata (S3 serves an object put with `aws-chunked` or `gzip` verbatim), not a coding applied on the wire.
+   */
+  verbatim?: boolean;
 }
 
 /** An answer read on the socket: the head, and for a plain 2xx a body. */
@@ -245,7 +250,7 @@ export function socketGet(o: SocketGetOptions): Promise<SocketAnswer | undefined
         cl === undefined ||
         !/^\d+$/.test(cl) ||
         h.has('transfer-encoding') ||
-        (h.get('content-encoding') ?? 'identity') !== 'identity'
+        (!o.verbatim && (h.get('content-encoding') ?? 'identity') !== 'identity')
       ) {
         giveUp();
         return false;

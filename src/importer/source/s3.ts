@@ -170,6 +170,7 @@ export class S3Source implements ImportSource {
         description: this.description,
         idleTimeoutMs: this.idleMs(),
         errorBody: true,
+        verbatim: true,
         ...(range ? { range } : {}),
       });
       if (a)

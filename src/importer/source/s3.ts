@@ -115,6 +115,8 @@ export class S3Source implements ImportSource {
   private body: Readable | undefined;
   /** Requests sent (every attempt): for tests and logs. */
   requests = 0;
+  /** How the last answer came: a bare socket (plain http, http-socket.ts) or undici (TLS, proxies). */
+  transport: 'socket' | 'undici' | undefined;
 
   constructor(o: S3SourceOptions) {
     this.o = o;
@@ -173,6 +175,7 @@ export class S3Source implements ImportSource {
         verbatim: true,
         ...(range ? { range } : {}),
       });
+      this.transport = 'socket';
       if (a)
         return {
           status: a.status,
@@ -181,6 +184,7 @@ export class S3Source implements ImportSource {
           ...errorFields(a.errorText),
         };
     }
+    this.transport = 'undici';
     const dispatcher = await this.agent();
     const { request } = await import('undici');
     const res = await request(this.url, { method: 'GET', headers, dispatcher });

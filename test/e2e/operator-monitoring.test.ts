@@ -144,10 +144,14 @@ void test('with the Prometheus Operator CRDs served, the operator creates promet
   assert.equal(ServiceMonitorName, 'service-monitor-cdi');
   assert.deepEqual(monitor.spec, rendered('ServiceMonitor')['spec']);
   assert.equal(monitor.metadata?.ownerReferences?.[0]?.kind, 'CDI');
-  // what the ServiceMonitor scrapes with, and what lets prometheus-k8s discover the endpoints
-  assert.ok(await client.getOrUndefined(Resources.Secret, 'cdi-metrics-reader-token', ns));
-  assert.ok(await client.getOrUndefined(Kinds.Role, 'cdi-monitoring', ns));
-  assert.ok(await client.getOrUndefined(Kinds.RoleBinding, 'cdi-monitoring', ns));
+  // what the ServiceMonitor scrapes with, and what lets prometheus-k8s discover the endpoints (applied after the
+  // ServiceMonitor in the same reconcile: waited for)
+  for (const [r, name] of [
+    [Resources.Secret, 'cdi-metrics-reader-token'],
+    [Kinds.Role, 'cdi-monitoring'],
+    [Kinds.RoleBinding, 'cdi-monitoring'],
+  ] as const)
+    await eventually(`${r.kind} ${ns}/${name}`, () => client.getOrUndefined(r, name, ns), 60_000, 500);
 });
 
 void test('deleting the CDI resource removes the PrometheusRule and the ServiceMonitor', async () => {

@@ -33,7 +33,14 @@ import { parseOverhead, parseQuantity, usableSpace } from '../shared/quantity.ts
 import { filesystemOverheadFor } from '../shared/storage.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
-import type { CDIConfig, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
+import type {
+  CDIConfig,
+  DataVolume,
+  StorageClass,
+  StorageProfile,
+  VolumeSnapshot,
+  VolumeSnapshotContent,
+} from '../shared/types.ts';
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
 import type { TokenSource } from '../clone/tokens.ts';
 import { QuotaRetryMs, quotaRefusal, writeStatus } from './controller.ts';
@@ -51,23 +58,6 @@ export interface CloneDvDeps {
   log: Logger;
   tokens: TokenSource;
   now?: () => Date;
-}
-
-interface VolumeSnapshot extends KubeObject {
-  spec?: {
-    source?: { persistentVolumeClaimName?: string; volumeSnapshotContentName?: string };
-    volumeSnapshotClassName?: string;
-  };
-  status?: {
-    readyToUse?: boolean;
-    restoreSize?: string | number;
-    boundVolumeSnapshotContentName?: string;
-    error?: { message?: string };
-  };
-}
-
-interface VolumeSnapshotContent extends KubeObject {
-  spec?: { driver?: string; sourceVolumeMode?: 'Filesystem' | 'Block' };
 }
 
 /** The PV's reclaim policy before a rebind set it to Retain (ours; removed when restored). */

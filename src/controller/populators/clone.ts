@@ -25,7 +25,7 @@ import { podsUsingClaim } from '../shared/claims.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
-import type { StorageClass, StorageProfile } from '../shared/types.ts';
+import type { StorageClass, StorageProfile, VolumeSnapshot, VolumeSnapshotContent } from '../shared/types.ts';
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
 import {
   involved,
@@ -58,17 +58,6 @@ export const ClonePhase = {
 export const AnnCloneError = 'cdi.kubevirt.io/cloneError';
 
 type Source = VolumeCloneSource & KubeObject;
-interface VolumeSnapshot extends KubeObject {
-  status?: {
-    readyToUse?: boolean;
-    restoreSize?: string | number;
-    boundVolumeSnapshotContentName?: string;
-    error?: { message?: string };
-  };
-}
-interface VolumeSnapshotContent extends KubeObject {
-  spec?: { driver?: string; sourceVolumeMode?: 'Filesystem' | 'Block' };
-}
 
 const anns = (
   o: { metadata?: { annotations?: Record<string, string> } } | undefined,

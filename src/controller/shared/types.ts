@@ -55,6 +55,22 @@ export interface VolumeSnapshot {
   apiVersion?: string;
   kind?: string;
   metadata: Meta;
-  spec?: { source?: { persistentVolumeClaimName?: string; volumeSnapshotContentName?: string } };
-  status?: { readyToUse?: boolean; restoreSize?: string; error?: { message?: string } };
+  spec?: {
+    source?: { persistentVolumeClaimName?: string; volumeSnapshotContentName?: string };
+    volumeSnapshotClassName?: string;
+  };
+  status?: {
+    readyToUse?: boolean;
+    restoreSize?: string | number;
+    boundVolumeSnapshotContentName?: string;
+    error?: { message?: string };
+  };
+}
+
+/** The VolumeSnapshotContent fields CDI reads: the driver and the volume mode of the snapshotted claim. */
+export interface VolumeSnapshotContent {
+  apiVersion?: string;
+  kind?: string;
+  metadata: Meta;
+  spec?: { driver?: string; sourceVolumeMode?: 'Filesystem' | 'Block' };
 }

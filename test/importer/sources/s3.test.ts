@@ -110,13 +110,8 @@ void describe('S3 source', () => {
   });
 
   void it('reads on the bare socket, also an object whose stored Content-Encoding is aws-chunked (the SDK put it so)', async () => {
-    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({
-      region: 'us-east-1',
-      endpoint: s3.url,
-      forcePathStyle: true,
-      credentials: { accessKeyId: CREDS.accessKeyId, secretAccessKey: CREDS.secretKey },
-    });
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = await sdkClient();
     try {
       // A stream body: the SDK sends it aws-chunked with a trailing checksum, and versitygw keeps that encoding.
       await client.send(
@@ -213,15 +208,21 @@ void describe('S3 source', () => {
     );
   });
 
-  /** An object stored through the S3 API (it gets an ETag; the posix backend's own files have none). */
-  async function put(key: string, file: string): Promise<string> {
-    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({
+  /** The SDK's client for the test server, path-style, with the suite's credentials (tests put objects with it). */
+  async function sdkClient(): Promise<import('@aws-sdk/client-s3').S3Client> {
+    const { S3Client } = await import('@aws-sdk/client-s3');
+    return new S3Client({
       region: 'us-east-1',
       endpoint: s3.url,
       forcePathStyle: true,
       credentials: { accessKeyId: CREDS.accessKeyId, secretAccessKey: CREDS.secretKey },
     });
+  }
+
+  /** An object stored through the S3 API (it gets an ETag; the posix backend's own files have none). */
+  async function put(key: string, file: string): Promise<string> {
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = await sdkClient();
     try {
       const r = await client.send(
         new PutObjectCommand({ Bucket: 'images', Key: key, Body: await readFile(file) }),

@@ -24,6 +24,7 @@ import {
   Source,
 } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { retryUnschedulablePod } from '../shared/pods.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
 import type { Recorder } from '../shared/events.ts';
 import { InvolvedUidIndex, isImportPvc, PvcEventsSelector } from '../shared/indexes.ts';
@@ -183,6 +184,7 @@ export async function reconcileImport(d: ImportDeps, key: string): Promise<Resul
   } else {
     await ensureProxyCa(d, pvc, pod, config);
     await updatePvcFromPod(d, pvc, pod, config);
+    return retryUnschedulablePod(d.kube, pod);
   }
 }
 

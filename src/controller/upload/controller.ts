@@ -19,6 +19,7 @@ import { Ann, CDIConfigName, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
+import { retryUnschedulablePod } from '../shared/pods.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { filesystemOverheadFor, honorWaitForFirstConsumer } from '../shared/storage.ts';
@@ -141,8 +142,9 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
     delete next[Ann.boundConditionReason];
   }
 
+  const retry = await retryUnschedulablePod(d.kube, pod);
   const before = anns(pvc);
-  if (isDeepStrictEqual(next, before)) return;
+  if (isDeepStrictEqual(next, before)) return retry;
   const patch: Record<string, string | null> = { ...next };
   for (const k of Object.keys(before)) if (!(k in next)) patch[k] = null;
   await d.kube.mergePatch(Res.pvc, name, namespace, {
@@ -152,6 +154,7 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
     d.log.info('upload succeeded', { namespace, pvc: name });
     await d.recorder.record(pvcRef(pvc), 'Normal', Reason.UploadSucceeded, 'Upload Successful');
   }
+  return retry;
 }
 
 /** upstream cleanup: the Service goes; the pod too, unless the PVC asks to retain it. */

@@ -15,6 +15,7 @@ import { eventually } from '../kube/cluster.ts';
 import { createMetricsReaders, serviceAccountToken } from '../../support/metrics-auth.ts';
 import {
   NO_NODE,
+  schedulerPresent,
   eventsFor,
   freePort,
   kubelet,
@@ -368,6 +369,19 @@ void test('scratch space: the importer asks, the pod is recreated with <pvc>-scr
       (await getPvc('dv-scratch'))?.metadata?.annotations?.[`${A}storage.import.requiresScratch`] === 'false',
   );
 
+  if (await schedulerPresent(client)) {
+    // kube-scheduler leaves the pod Unschedulable (no node matches its selector); once both of its claims are bound,
+    // the controller asks the scheduler again with an update of the scratch PVC (kube-scheduler's PVC cache race)
+    await pvFor('dv-scratch-scratch');
+    await eventually(
+      'a scheduling retry asked on the bound scratch PVC',
+      async () =>
+        (await getPvc('dv-scratch-scratch'))?.metadata?.annotations?.[
+          `${A}storage.scheduling.retryRequested`
+        ],
+      30_000,
+    );
+  }
   await kubelet.setStatus(
     client,
     ns,

@@ -42,7 +42,7 @@ import {
 
 let nodes: boolean | undefined;
 /** The full profile has a node (and kube-scheduler); the control-plane profile has neither. */
-async function schedulerPresent(client: KubeClient): Promise<boolean> {
+export async function schedulerPresent(client: KubeClient): Promise<boolean> {
   nodes ??=
     (await client.list({ group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false })).items
       .length > 0;

@@ -19,7 +19,10 @@ const pvc = (
   spec: bound ? { volumeName: `pv-${name}` } : {},
 });
 
-const pod = (scheduled: { status: string; reason?: string; since: number }): Pod => ({
+const UNBOUND =
+  '0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.';
+
+const pod = (scheduled: { status: string; reason?: string; message?: string; since: number }): Pod => ({
   metadata: { name: 'cdi-upload-t', namespace: 'ns' },
   spec: {
     containers: [],
@@ -35,6 +38,7 @@ const pod = (scheduled: { status: string; reason?: string; since: number }): Pod
         type: 'PodScheduled',
         status: scheduled.status,
         ...(scheduled.reason ? { reason: scheduled.reason } : {}),
+        ...(scheduled.reason === 'Unschedulable' ? { message: scheduled.message ?? UNBOUND } : {}),
         lastTransitionTime: ago(scheduled.since),
       },
     ],
@@ -88,4 +92,30 @@ void test('nothing for a scheduled pod, one not yet tried, or one running', asyn
   const running = { ...pod({ status: 'True', since: 1 }), status: { phase: 'Running' } };
   assert.equal(await retryUnschedulablePod(k, running, now), undefined);
   assert.deepEqual(k.patches, []);
+});
+
+void test('nothing for a pod the scheduler refused for its own reasons (node selector, resources)', async () => {
+  const k = kubeOf([pvc('t', true), pvc('t-scratch', true)]);
+  const message = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
+  assert.equal(
+    await retryUnschedulablePod(
+      k,
+      pod({ status: 'False', reason: 'Unschedulable', message, since: 10_000 }),
+      now,
+    ),
+    undefined,
+  );
+  const missing = 'persistentvolumeclaim "t-scratch" not found';
+  assert.deepEqual(
+    await retryUnschedulablePod(
+      k,
+      pod({ status: 'False', reason: 'Unschedulable', message: missing, since: 10_000 }),
+      now,
+    ),
+    { requeueAfterMs: 30_000 },
+  );
+  assert.deepEqual(
+    k.patches.map((p) => p.name),
+    ['t-scratch'],
+  );
 });

@@ -28,6 +28,11 @@ const BindCompletedAnn = 'pv.kubernetes.io/bind-completed';
 const SchedulingGraceMs = 3_000;
 /** How often a pod that stays unschedulable (with bound claims) is retried, and checked. */
 const SchedulingRetryMs = 30_000;
+/**
+ * What kube-scheduler's VolumeBinding PreFilter writes when it finds a claim unbound or missing in its cache; any
+ * other reason (no node matches, no resources) is the scheduler's own answer and not retried.
+ */
+const StaleClaimMessage = /unbound immediate PersistentVolumeClaims|persistentvolumeclaim "[^"]+" not found/;
 
 /**
  * kube-scheduler (v1.34) can park a worker pod as Unschedulable ("pod has unbound immediate PersistentVolumeClaims")
@@ -35,7 +40,7 @@ const SchedulingRetryMs = 30_000;
  * plugin's PVC cache are two handlers of one informer, and when the event that binds the scratch PVC reaches the
  * queue first, the retry reads the stale cache and nothing queues the pod again. A worker pod is created before its
  * scratch PVC (the PVC is the pod's), so this race is ours to meet. When our own cache shows every claim of a Pending,
- * Unschedulable pod fully bound, an annotation on one of its claims is a PVC update, which makes the scheduler retry
+ * Unschedulable pod (for a claim, by its message) fully bound, an annotation on one of its claims is a PVC update, which makes the scheduler retry
  * the pod. Returns when to look again while the pod stays unplaced.
  */
 export async function retryUnschedulablePod(
@@ -47,6 +52,7 @@ export async function retryUnschedulablePod(
     return undefined;
   const cond = (pod.status.conditions ?? []).find((c) => c.type === 'PodScheduled');
   if (cond?.status !== 'False' || cond.reason !== 'Unschedulable') return undefined;
+  if (!StaleClaimMessage.test(cond.message ?? '')) return undefined;
   const ns = pod.metadata?.namespace;
   const vols = (pod.spec?.volumes ?? []).flatMap((v) =>
     v.persistentVolumeClaim?.claimName ? [{ vol: v.name, claim: v.persistentVolumeClaim.claimName }] : [],

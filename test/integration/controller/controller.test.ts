@@ -15,7 +15,7 @@ import { eventually } from '../kube/cluster.ts';
 import { createMetricsReaders, serviceAccountToken } from '../../support/metrics-auth.ts';
 import {
   NO_NODE,
-  schedulerPresent,
+  schedulerRefused,
   eventsFor,
   freePort,
   kubelet,
@@ -369,19 +369,23 @@ void test('scratch space: the importer asks, the pod is recreated with <pvc>-scr
       (await getPvc('dv-scratch'))?.metadata?.annotations?.[`${A}storage.import.requiresScratch`] === 'false',
   );
 
-  if (await schedulerPresent(client)) {
-    // kube-scheduler leaves the pod Unschedulable (no node matches its selector); once both of its claims are bound,
-    // the controller asks the scheduler again with an update of the scratch PVC (kube-scheduler's PVC cache race)
-    await pvFor('dv-scratch-scratch');
-    await eventually(
-      'a scheduling retry asked on the bound scratch PVC',
-      async () =>
-        (await getPvc('dv-scratch-scratch'))?.metadata?.annotations?.[
-          `${A}storage.scheduling.retryRequested`
-        ],
-      30_000,
-    );
-  }
+  // kube-scheduler's PVC cache race: the pod was tried while its new scratch PVC was unbound in the scheduler's cache,
+  // and parked although the claim is bound by now. The controller asks the scheduler again with an update of the
+  // scratch PVC.
+  await pvFor('dv-scratch-scratch');
+  await eventually('scratch PVC bound', async () => (await getPvc('dv-scratch-scratch'))?.spec?.volumeName);
+  await schedulerRefused(
+    client,
+    ns,
+    'importer-dv-scratch',
+    '0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.',
+    10_000,
+  );
+  await eventually(
+    'a scheduling retry asked on the bound scratch PVC',
+    async () =>
+      (await getPvc('dv-scratch-scratch'))?.metadata?.annotations?.[`${A}storage.scheduling.retryRequested`],
+  );
   await kubelet.setStatus(
     client,
     ns,

@@ -335,6 +335,58 @@ function importerStatus(
   return { name: 'importer', image: IMAGE, imageID: '', ready: false, started: false, ...o };
 }
 
+/**
+ * Writes a pod's status from what is there: the scheduler and the controller write the pod too, so on a conflict it
+ * reads the pod again and retries, as kubelet's status manager does.
+ */
+async function replacePodStatus(
+  client: KubeClient,
+  first: Pod,
+  next: (pod: Pod) => NonNullable<Pod['status']>,
+): Promise<void> {
+  let pod = first;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.replace(Resources.Pod, { ...pod, status: next(pod) }, { subresource: 'status' });
+      return;
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409 || attempt >= 10) throw e;
+      pod = await client.get<Pod>(Resources.Pod, pod.metadata?.name ?? '', pod.metadata?.namespace);
+    }
+  }
+}
+
+/**
+ * What kube-scheduler writes on a pod it could not place (PodScheduled False, Unschedulable, with its message),
+ * `agoMs` in the past. Written by the test where the real scheduler's answer cannot be had on demand (its PVC cache
+ * race); on the full profile the real scheduler's own first answer lands first.
+ */
+export async function schedulerRefused(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  message: string,
+  agoMs: number,
+): Promise<void> {
+  await eventually('the scheduler has tried the pod', async () => {
+    const p = await client.get<Pod>(Resources.Pod, name, ns);
+    return !(await schedulerPresent(client)) || p.status?.conditions?.some((c) => c.type === 'PodScheduled');
+  });
+  const pod = await client.get<Pod>(Resources.Pod, name, ns);
+  const condition = {
+    type: 'PodScheduled',
+    status: 'False',
+    reason: 'Unschedulable',
+    message,
+    lastTransitionTime: kubeTime(new Date(Date.now() - agoMs)),
+  };
+  await replacePodStatus(client, pod, (p) => ({
+    ...p.status,
+    phase: 'Pending',
+    conditions: [...(p.status?.conditions ?? []).filter((c) => c.type !== 'PodScheduled'), condition],
+  }));
+}
+
 /** A fake kubelet's view of the importer container, written to pods/status. */
 export const kubelet = {
   async setStatus(
@@ -356,21 +408,7 @@ export const kubelet = {
       await new Promise((r) => setTimeout(r, 100));
       pod = await client.get<Pod>(Resources.Pod, name, ns);
     }
-    // The scheduler and the controller write the pod too; on a conflict read it again and retry, as kubelet's status
-    // manager does.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await client.replace(
-          Resources.Pod,
-          { ...pod, status: { ...status, conditions: pod.status?.conditions ?? [] } },
-          { subresource: 'status' },
-        );
-        return;
-      } catch (e) {
-        if ((e as { code?: number }).code !== 409 || attempt >= 10) throw e;
-        pod = await client.get<Pod>(Resources.Pod, name, ns);
-      }
-    }
+    await replacePodStatus(client, pod, (p) => ({ ...status, conditions: p.status?.conditions ?? [] }));
   },
   running(podIP: string, restartCount = 0): NonNullable<Pod['status']> {
     const now = kubeTime(new Date());

@@ -71,7 +71,7 @@ async function mustKubectlFile(args: string[], yaml: string): Promise<void> {
  * namespace an older harness kept) make it fail with AlreadyExists, and are then taken over by a server-side apply
  * of the same file.
  */
-async function createOrTakeOver(yaml: string): Promise<void> {
+export async function createOrTakeOver(yaml: string): Promise<void> {
   const r = await kubectlFile(['create'], yaml);
   if (r.code === 0) return;
   const other = r.stderr.split('\n').filter((l) => l.trim() !== '' && !/\(AlreadyExists\)/.test(l));
@@ -108,6 +108,16 @@ export async function waitAvailable(
   );
 }
 
+/** Waits until the CRD of the CDI resource (in cdi-operator.yaml) is Established, so cdi-cr.yaml can be created. */
+export async function waitCdiCrd(client: KubeClient): Promise<void> {
+  await eventually('CRD cdis.cdi.kubevirt.io Established', async () => {
+    const crd = await client.get<
+      KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
+    >(Resources.CustomResourceDefinition, 'cdis.cdi.kubevirt.io');
+    return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+  });
+}
+
 /** kubectl create -f cdi-operator.yaml; kubectl create -f cdi-cr.yaml; wait for Available. */
 export async function installCdi(
   client: KubeClient,
@@ -116,12 +126,7 @@ export async function installCdi(
 ): Promise<CdiObject> {
   const files = renderReleaseFiles(release);
   await createOrTakeOver(files['cdi-operator.yaml'] ?? '');
-  await eventually('CRD cdis.cdi.kubevirt.io Established', async () => {
-    const crd = await client.get<
-      KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
-    >(Resources.CustomResourceDefinition, 'cdis.cdi.kubevirt.io');
-    return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-  });
+  await waitCdiCrd(client);
   await mustKubectlFile(['create'], JSON.stringify(cr));
   try {
     return await waitAvailable(client, release.version);

@@ -32,12 +32,14 @@ import {
   type Fixtures,
 } from './harness.ts';
 import {
+  createOrTakeOver,
   diagnose,
   getCdi,
   kubectlFile,
   releaseFor,
   uninstallCdi,
   waitAvailable,
+  waitCdiCrd,
 } from './operator-install.ts';
 
 const run = promisify(execFile);
@@ -162,17 +164,11 @@ void test('the previous commit installed, an import running: applying this cdi-o
   const oldRelease = (f: string): Promise<string> => readFile(join(oldTree, 'out', 'release', f), 'utf8');
   t.diagnostic(`from ${from.slice(0, 12)} (${oldVersion}) to ${release.version}`);
 
-  for (const f of ['cdi-operator.yaml', 'cdi-cr.yaml']) {
-    const r = await kubectlFile(['create'], await oldRelease(f));
-    assert.equal(r.code, 0, `kubectl create -f ${f} (old): ${r.stderr}`);
-    if (f === 'cdi-operator.yaml')
-      await eventually('CRD cdis.cdi.kubevirt.io Established', async () => {
-        const crd = await client.get<
-          KubeObject & { status?: { conditions?: { type: string; status: string }[] } }
-        >(Resources.CustomResourceDefinition, 'cdis.cdi.kubevirt.io');
-        return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-      });
-  }
+  // (the CRDs integration suites leave on the shared cluster are taken over, as in every e2e install)
+  await createOrTakeOver(await oldRelease('cdi-operator.yaml'));
+  await waitCdiCrd(client);
+  const created = await kubectlFile(['create'], await oldRelease('cdi-cr.yaml'));
+  assert.equal(created.code, 0, `kubectl create -f cdi-cr.yaml (old): ${created.stderr}`);
   await waitAvailable(client, oldVersion).catch(async (e: unknown) => {
     throw new Error(`${String(e)}\n${await diagnose('cdi')}`);
   });

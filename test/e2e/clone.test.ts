@@ -128,11 +128,32 @@ async function leftovers(dv: DataVolume, srcNs: string): Promise<string[]> {
   const tgtPods = await client.list<KubeObject>(Resources.Pod, { namespace: dv.metadata.namespace ?? '' });
   for (const p of tgtPods.items)
     if (p.metadata?.name === `cdi-upload-${dv.metadata.name}`) out.push(`pod ${p.metadata.name}`);
-  if (await client.getOrUndefined(Resources.PersistentVolumeClaim, `tmp-pvc-${uid}`, srcNs))
-    out.push(`pvc ${srcNs}/tmp-pvc-${uid}`);
-  if (await client.getOrUndefined(VolumeSnapshot, `tmp-snapshot-${uid}`, srcNs))
-    out.push(`snapshot ${srcNs}/tmp-snapshot-${uid}`);
+  const tmp = await client.getOrUndefined<PersistentVolumeClaim>(
+    Resources.PersistentVolumeClaim,
+    `tmp-pvc-${uid}`,
+    srcNs,
+  );
+  if (tmp) out.push(`pvc ${srcNs}/tmp-pvc-${uid} (${stateOf(tmp, tmp.status?.phase ?? 'no phase')})`);
+  const snap = await client.getOrUndefined<KubeObject & { status?: { readyToUse?: boolean } }>(
+    VolumeSnapshot,
+    `tmp-snapshot-${uid}`,
+    srcNs,
+  );
+  if (snap)
+    out.push(
+      `snapshot ${srcNs}/tmp-snapshot-${uid} (${stateOf(snap, `readyToUse ${String(snap.status?.readyToUse)}`)})`,
+    );
   return out;
+}
+
+/** What a leftover looks like, for the failure message: its state, whether it is being deleted, its finalizers. */
+function stateOf(o: KubeObject, state: string): string {
+  const m = o.metadata;
+  return [
+    state,
+    ...(m?.deletionTimestamp ? [`deleting since ${m.deletionTimestamp}`] : []),
+    `finalizers [${(m?.finalizers ?? []).join(' ')}]`,
+  ].join('; ');
 }
 
 /** Sets CDI.spec.cloneStrategyOverride (the CR is made if missing); the cleanup puts back what was there. */
@@ -595,7 +616,11 @@ void test('deleting DataVolumes mid-clone leaves no temporary claim, snapshot, p
     );
     await eventually(
       `nothing of ${dv.metadata.name} left`,
-      async () => (await leftovers(dv, golden)).length === 0,
+      async () => {
+        const left = await leftovers(dv, golden);
+        if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
+        return true;
+      },
       120_000,
       1000,
     );

@@ -73,4 +73,5 @@ export interface VolumeSnapshotContent {
   kind?: string;
   metadata: Meta;
   spec?: { driver?: string; sourceVolumeMode?: 'Filesystem' | 'Block' };
+  status?: { readyToUse?: boolean; error?: { message?: string } };
 }

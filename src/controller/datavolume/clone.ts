@@ -676,9 +676,9 @@ export const SnapshotCutWaitMs = 120_000;
  * a VolumeSnapshotContent deleted while the csi-snapshotter sidecar waits for CreateSnapshot is not deleted until the
  * sidecar's next resync (15 minutes by default; kubernetes-csi/external-snapshotter#1258, up to v8.7), and meanwhile
  * the snapshot, and with it the source namespace, stays Terminating. True while the snapshot has no content yet, or
- * its content is not cut yet or still carries the sidecar's mark; never once SnapshotCutWaitMs have passed since the deletion (a
- * CreateSnapshot that hangs must not keep the DataVolume for ever), nor for a snapshot or content that failed or is
- * going.
+ * its content is not cut yet or still carries the sidecar's mark; never once SnapshotCutWaitMs have passed since the
+ * deletion (a CreateSnapshot that hangs must not keep the DataVolume for ever), nor for a snapshot or content that
+ * failed or is going.
  */
 export function snapshotCutPending(
   dv: DataVolume,

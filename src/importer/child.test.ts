@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { outOfMemory, prlimitArgv, TextHead, TextTail } from './child.ts';
+import { BoundedLines, outOfMemory, prlimitArgv, TextHead, TextTail } from './child.ts';
 
 void describe('TextTail', () => {
   void it('keeps the end of a flood, so the last line survives', () => {
@@ -23,6 +23,24 @@ void describe('TextHead', () => {
     h.add('901');
     assert.equal(h.overflowed, true);
     assert.equal(h.toString(), '');
+  });
+});
+
+void describe('BoundedLines', () => {
+  void it('splits lines across chunks', () => {
+    const l = new BoundedLines(100);
+    assert.deepEqual(l.add('one\ntw'), ['one']);
+    assert.deepEqual(l.add('o\nthree'), ['two']);
+    assert.deepEqual(l.add('\n'), ['three']);
+  });
+
+  void it('cuts a line at the cap, drops its rest, and holds nothing of a line that never ends', () => {
+    const l = new BoundedLines(8);
+    assert.deepEqual(l.add('12345'), []);
+    assert.deepEqual(l.add('6789abc'), ['12345678']);
+    for (let i = 0; i < 10_000; i++) assert.deepEqual(l.add('x'.repeat(1000)), []);
+    assert.deepEqual(l.add('yy\nnext\n'), ['next']);
+    assert.deepEqual(l.add('exactly8\n'), ['exactly8']);
   });
 });
 

@@ -82,6 +82,40 @@ export class TextHead {
   }
 }
 
+/**
+ * A text stream split into lines, each at most `max` characters (the rest of a longer line is dropped), so a child
+ * that never ends a line holds no more than `max` of our memory.
+ */
+export class BoundedLines {
+  private partial = '';
+  private skipping = false;
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  /** The lines this chunk completed (without their newlines). */
+  add(chunk: string): string[] {
+    const pieces = chunk.split('\n');
+    const out: string[] = [];
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      const ended = i < pieces.length - 1;
+      if (!this.skipping) this.partial += piece.slice(0, this.max - this.partial.length);
+      if (ended) {
+        if (!this.skipping) out.push(this.partial);
+        this.partial = '';
+        this.skipping = false;
+      } else if (this.partial.length >= this.max) {
+        // a full line's worth came without an end: hand it on now, drop the rest of it
+        if (!this.skipping) out.push(this.partial);
+        this.partial = '';
+        this.skipping = true;
+      }
+    }
+    return out;
+  }
+}
+
 const MEMORY_FAILURE =
   /Cannot allocate memory|Memory usage limit reached|failed to allocate|out of memory|too much memory/i;
 

@@ -21,6 +21,7 @@ import { describe } from '../importer/errors.ts';
 import { parseBool, podPaths, terminationJson, writeTermination } from '../importer/pod.ts';
 import { parseSize } from '../importer/size.ts';
 import { UploadServer, type UploadServerConfig } from './server.ts';
+import { cgroupMemoryLimit, describeLimits, limitsFor } from '../importer/memory.ts';
 import { targetPaths } from './target.ts';
 
 type Env = Record<string, string | undefined>;
@@ -58,6 +59,10 @@ export async function configFromEnv(env: Env, log: (l: string) => void): Promise
     throw new Error('CDI_UPLOAD_RESUME_WINDOW must be a positive number of seconds');
   if (!env.CLIENT_NAME)
     throw new Error('CLIENT_NAME is not set: the CN the upload proxy client certificate must have');
+  // As the importer pod: every child's memory is sized from the pod's limit, so no child gets the pod OOM-killed.
+  const memory = await cgroupMemoryLimit();
+  const limits = limitsFor(memory?.bytes);
+  log(describeLimits(memory, limits));
   return {
     bindAddress: env.LISTEN_ADDRESS ?? '0.0.0.0',
     port,
@@ -69,6 +74,7 @@ export async function configFromEnv(env: Env, log: (l: string) => void): Promise
     preallocation: parseBool('PREALLOCATION', env.PREALLOCATION, false),
     ...(deadline ? { deadline } : {}),
     ...(window !== undefined ? { resumeWindowMs: window * 1000 } : {}),
+    limits,
     log,
   };
 }

@@ -34,6 +34,7 @@ import {
 import { parseChecksum, type Checksum } from '../importer/checksum.ts';
 import { describe, ErrorKind, ImportError } from '../importer/errors.ts';
 import { ContentType, runImport, type ImportResult } from '../importer/import.ts';
+import type { Limits } from '../importer/image/run.ts';
 import { StreamSource } from '../importer/source/stream.ts';
 import { UploadBody } from './body.ts';
 import { BadCloneStream, receiveClone } from './clone.ts';
@@ -61,6 +62,8 @@ export interface UploadServerConfig {
   deadline?: Date;
   /** How long a cut-off resumable upload waits for its continuation. */
   resumeWindowMs?: number;
+  /** The children's limits (qemu-img, xz), sized from the pod's memory limit; DEFAULT_LIMITS when unset. */
+  limits?: Limits;
   log?: (line: string) => void;
 }
 
@@ -548,6 +551,7 @@ export class UploadServer {
       preallocate: this.cfg.preallocation,
       ...(target.scratchDir ? { scratchDir: target.scratchDir } : {}),
       cache: 'writeback',
+      ...(this.cfg.limits ? { limits: this.cfg.limits } : {}),
     });
   }
 

@@ -21,7 +21,10 @@ import { cgroupMemoryLimit, limitsFor } from '../../src/importer/memory.ts';
 import { FileSource } from '../../src/importer/source/file.ts';
 import { HttpSource } from '../../src/importer/source/http.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
+import { eventually } from '../integration/kube/cluster.ts';
 import { md5File } from '../support/images.ts';
+import { freePort } from '../support/servers.ts';
+import { makeUploadPki, request, uploadPodFiles, UPLOAD_SERVER_ENTRY } from '../support/upload.ts';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -139,6 +142,7 @@ async function inCgroup(
   t: TestContext,
   env: Record<string, string>,
   argv: string[],
+  signal?: AbortSignal,
 ): Promise<CgroupRun | undefined> {
   const problem = cgroupProblem();
   if (problem) {
@@ -146,7 +150,7 @@ async function inCgroup(
     return undefined;
   }
   const vars = Object.entries({ PATH: process.env.PATH ?? '', ...env }).map(([k, v]) => `${k}=${v}`);
-  return runInCgroup(['env', '-i', ...vars, ...argv], { memoryBytes: 600 * MiB });
+  return runInCgroup(['env', '-i', ...vars, ...argv], { memoryBytes: 600 * MiB }, signal ? { signal } : {});
 }
 
 void describe('in a real memory cgroup of 600 MiB', () => {
@@ -185,6 +189,36 @@ void describe('in a real memory cgroup of 600 MiB', () => {
       /^Unable to process data: the vdi image needs more memory than the 344 MiB a child process of the importer may use .*raise the importer pod's memory limit/,
     );
     assert.equal(r.oomKills, 0, 'something in the pod was OOM-killed');
+  });
+
+  void it('the upload server pod sizes its children from its limit too, and refuses the same image', async (t) => {
+    const problem = cgroupProblem();
+    if (problem) return t.skip(problem);
+    const bomb = path.join(dir, 'srv', 'upload-bomb.vdi');
+    await vdiBomb(bomb);
+    const pki = await makeUploadPki();
+    const port = await freePort();
+    const pod = await uploadPodFiles(dir, pki, { LISTEN_PORT: String(port) });
+    const stop = new AbortController();
+    const running = inCgroup(t, pod.env, [process.execPath, UPLOAD_SERVER_ENTRY], stop.signal);
+    try {
+      await eventually('the upload server listens', () =>
+        request(port, '/healthz', { method: 'GET', cert: pki.client }),
+      );
+      const r = await request(port, '/v1beta1/upload', { body: bomb, cert: pki.client });
+      assert.equal(r.status, 500, r.body);
+      assert.match(
+        r.body,
+        // (the body is HTML-escaped, as everything the server echoes)
+        /the vdi image needs more memory than the 344 MiB a child process of the importer may use .*raise the importer pod&#39;s memory limit/,
+      );
+    } finally {
+      stop.abort();
+    }
+    const done = await running;
+    assert.ok(done);
+    assert.match(done.stderr, /memory limit 600 MiB \(.*\): each qemu-img\/xz child gets at most 344 MiB/);
+    assert.equal(done.oomKills, 0, 'something in the pod was OOM-killed');
   });
 });
 

@@ -64,7 +64,8 @@ export interface UploadPod {
   kill: () => void;
 }
 
-const ENTRY = path.resolve(import.meta.dirname, '../../src/cmd/uploadserver.ts');
+/** The upload server entrypoint, as the pod runs it. */
+export const UPLOAD_SERVER_ENTRY = path.resolve(import.meta.dirname, '../../src/cmd/uploadserver.ts');
 const running = new Set<() => void>();
 
 /** Kills every pod still running (call from `after`, so a failed test leaves no process behind). */
@@ -72,13 +73,16 @@ export function killUploadPods(): void {
   for (const k of running) k();
 }
 
-/** Starts the upload server pod entrypoint; resolves once it listens. `env` adds or overrides variables. */
-export async function startUploadPod(
+/**
+ * A pod's directories and TLS files under `dir`, and the environment the entrypoint runs with (`env` adds or
+ * overrides variables).
+ */
+export async function uploadPodFiles(
   dir: string,
   pki: UploadPki,
   env: Record<string, string> = {},
   opts: { scratch?: boolean } = {},
-): Promise<UploadPod> {
+): Promise<{ root: string; data: string; scratch: string; env: Record<string, string> }> {
   const root = await mkdtemp(path.join(dir, 'pod-'));
   const data = path.join(root, 'data');
   const scratch = path.join(root, 'scratch');
@@ -88,7 +92,10 @@ export async function startUploadPod(
   await writeFile(f('tls.crt'), pki.server.certPem);
   await writeFile(f('tls.key'), pki.server.keyPem);
   await writeFile(f('ca.crt'), pki.clientCa.certPem);
-  const child = spawn(process.execPath, [ENTRY], {
+  return {
+    root,
+    data,
+    scratch,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       LISTEN_ADDRESS: '127.0.0.1',
@@ -103,6 +110,20 @@ export async function startUploadPod(
       CDI_IMPORTER_TERMINATION_LOG: f('termination-log'),
       ...env,
     },
+  };
+}
+
+/** Starts the upload server pod entrypoint; resolves once it listens. `env` adds or overrides variables. */
+export async function startUploadPod(
+  dir: string,
+  pki: UploadPki,
+  env: Record<string, string> = {},
+  opts: { scratch?: boolean } = {},
+): Promise<UploadPod> {
+  const { root, data, scratch, env: podEnv } = await uploadPodFiles(dir, pki, env, opts);
+  const f = (n: string): string => path.join(root, n);
+  const child = spawn(process.execPath, [UPLOAD_SERVER_ENTRY], {
+    env: podEnv,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

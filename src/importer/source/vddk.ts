@@ -17,6 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { BoundedLines } from '../child.ts';
 import { ErrorKind, ImportError } from '../errors.ts';
 import { NbdClient, STATE_ZERO } from '../image/nbd-client.ts';
 import type { DiskExtent, DiskMap, ImportSource, SourceInfo } from './source.ts';
@@ -55,6 +56,8 @@ const MAX_READ_ESX = 23 << 20;
 const MAX_READ_VC = 2 << 20;
 /** Changed areas smaller than this are copied as data without asking for block status (upstream does the same). */
 const SMALL_AREA = 1 << 20;
+/** nbdkit's log lines are read up to this length; the rest of a longer line is dropped. */
+const MAX_LOG_LINE = 16 << 10;
 /** "52 de c0 d9 b9 43 9d 10-61 d5 4c 1b e9 7b 65 63/81": upstream's pattern for a CBT change ID. */
 const CHANGE_ID = /([0-9a-fA-F]{2}\s?)*-([0-9a-fA-F]{2}\s?)*\/([0-9a-fA-F]*)/;
 
@@ -80,8 +83,9 @@ export class VddkSource implements ImportSource {
   private map: DiskMap | undefined;
   private maxRead = MAX_READ_ESX;
   private readonly logTail: string[] = [];
-  /** nbdkit's error lines, oldest first. */
-  private readonly errors: string[] = [];
+  /** How many error lines nbdkit wrote, and the last one (nothing of its output is kept unbounded). */
+  private errorCount = 0;
+  private lastError: string | undefined;
   private version = '';
   private host = '';
 
@@ -328,6 +332,9 @@ export class VddkSource implements ImportSource {
       `file=${file}`,
       ...(o.retries !== undefined ? [`retries=${o.retries}`] : []),
     ];
+    // No prlimit here, unlike qemu-img and xz: nbdkit runs VMware's closed VDDK library, whose address-space needs
+    // (thread stacks, its own caches) cannot be measured on this machine; the pod's memory cgroup bounds it. What we
+    // read of its output is bounded (MAX_LOG_LINE, logTail, the last error only).
     const child = spawn('nbdkit', args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     this.nbdkit = child;
     const pw = child.stdio[3] as NodeJS.WritableStream;
@@ -343,11 +350,10 @@ export class VddkSource implements ImportSource {
         resolve();
       });
     });
-    let partial = '';
+    // nbdkit's output is read line by line, each line bounded: a child that never ends a line holds no memory
+    const lines = new BoundedLines(MAX_LOG_LINE);
     const onData = (d: Buffer): void => {
-      const lines = (partial + d.toString('utf8')).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) this.watch(line);
+      for (const line of lines.add(d.toString('utf8'))) this.watch(line);
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
@@ -373,7 +379,10 @@ export class VddkSource implements ImportSource {
     if (line.includes('vddk: config key=password')) return;
     this.logTail.push(line);
     if (this.logTail.length > 200) this.logTail.shift();
-    if (/error:/.test(line)) this.errors.push(line.replace(/^nbdkit: (vddk\[\d+\]: )?error: /, ''));
+    if (/error:/.test(line)) {
+      this.errorCount++;
+      this.lastError = line.replace(/^nbdkit: (vddk\[\d+\]: )?error: /, '');
+    }
     const v = /^nbdkit: debug: VMware VixDiskLib \((.*)\).*build-(.*)/.exec(line);
     if (v) this.version = v[1]!;
     const h = /^nbdkit: vddk\[\d+\]: debug: DISKLIB-LINK\s+: Opened '.*@(.*):.*' \(0x/.exec(line);
@@ -382,12 +391,12 @@ export class VddkSource implements ImportSource {
 
   /** The plugin's error reaches nbdkit's log a moment after the failed request: wait for it (at most a second). */
   private async errorAfter(seen: number): Promise<void> {
-    for (let w = 0; w < 50 && this.errors.length <= seen && this.nbdkit?.exitCode === null; w++)
+    for (let w = 0; w < 50 && this.errorCount <= seen && this.nbdkit?.exitCode === null; w++)
       await new Promise((r) => setTimeout(r, 20));
   }
 
   private nbdkitError(what: string, doing = `could not open ${this.o.backingFile}`, seen = 0): ImportError {
-    const last = this.errors.length > seen ? this.errors.at(-1) : undefined;
+    const last = this.errorCount > seen ? this.lastError : undefined;
     if (last && /cannot open plugin|nbdkit-vddk-plugin/.test(last)) {
       return new ImportError(
         ErrorKind.Internal,
@@ -407,7 +416,7 @@ export class VddkSource implements ImportSource {
     const nbd = this.nbd;
     if (!nbd) throw new ImportError(ErrorKind.Internal, 'nbdkit is not running');
     const out: Buffer[] = [];
-    const seen = this.errors.length;
+    const seen = this.errorCount;
     for (let o = 0; o < length; o += this.maxRead) {
       const n = Math.min(this.maxRead, length - o);
       try {

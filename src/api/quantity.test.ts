@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MaxQuantity, QuantityError, parseByteSize, parseQuantity } from './quantity.ts';
+import { MaxQuantity, QuantityError, parseByteSize, parseMilliQuantity, parseQuantity } from './quantity.ts';
 
 const Ki = 1024n;
 const Gi = 1024n ** 3n;
@@ -112,4 +112,18 @@ void test('parseByteSize names the field and refuses negative sizes', () => {
     (e: unknown) =>
       e instanceof QuantityError && e.message.startsWith('invalid image size "ten": expected a number'),
   );
+});
+
+void test('parseMilliQuantity is Quantity.MilliValue(): CPU quantities in every valid form', () => {
+  for (const [input, want] of [
+    ['100m', 100n],
+    ['1', 1000n],
+    ['1.5', 1500n],
+    ['1e3', 1000000n],
+    ['0.0001', 1n], // rounded away from zero, as MilliValue()
+    ['2k', 2000000n],
+    ['1Ki', 1024000n],
+  ] as const)
+    assert.equal(parseMilliQuantity(input), want, input);
+  assert.throws(() => parseMilliQuantity('lots'), QuantityError);
 });

@@ -31,13 +31,23 @@ const hint =
  * int-or-string form of `storage: 1073741824`) are accepted too. Throws QuantityError naming the input.
  */
 export function parseQuantity(input: string | number): bigint {
+  return parseScaled(input, 0);
+}
+
+/** The quantity in thousandths, rounded away from zero, as Quantity.MilliValue() (CPU: `100m` is 100, `1.5` 1500). */
+export function parseMilliQuantity(input: string | number): bigint {
+  return parseScaled(input, 3);
+}
+
+/** The whole value of input × 10^scale10. */
+function parseScaled(input: string | number, scale10: number): bigint {
   const text = typeof input === 'number' ? numberText(input) : input.trim();
   const m = pattern.exec(text);
   if (!m) throw new QuantityError(`invalid quantity "${String(input)}": ${hint}`);
   const [, sign, whole = '', frac1 = '', frac2 = '', bin, dec, exp] = m;
   const frac = frac1 || frac2;
   let digits = BigInt(`${whole}${frac}` || '0');
-  let exp10 = -frac.length;
+  let exp10 = scale10 - frac.length;
   if (bin) digits <<= binaryShift[bin] ?? 0n;
   else if (dec) exp10 += decimalExp[dec] ?? 0;
   else if (exp !== undefined) {

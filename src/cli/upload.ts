@@ -16,7 +16,7 @@ import https from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { HttpMethod, KubeConfig } from '@kubernetes/client-node';
-import { Ann, ContentType, Phase } from '../api/constants.ts';
+import { Ann, ContentType, Label, Phase } from '../api/constants.ts';
 import { UploadHeader, UploadPath, UploadApiVersion, type UploadTokenRequest } from '../api/upload.ts';
 import { parseChecksum, type Checksum } from '../importer/checksum.ts';
 import { Progress } from '../importer/progress.ts';
@@ -305,7 +305,7 @@ async function create(kube: KubeClient, ns: string, p: Plan, f: UploadFlags): Pr
       name: p.name,
       namespace: ns,
       annotations: { [Ann.UploadRequest]: '', [Ann.ContentType]: contentType, ...bind },
-      labels: { 'cdi.kubevirt.io/applyStorageProfile': 'true' },
+      labels: { [Label.ApplyStorageProfile]: 'true' },
     },
     spec: {
       accessModes: [f.accessMode ?? 'ReadWriteOnce'],

@@ -5,6 +5,7 @@
 // A new webhook is one entry here and one handler file there (a test checks that every path has a handler).
 // Ours beside upstream's: pvc-clone-mutate (the older k8s.io/CloneRequest PVC API, secured; docs/clone.md), which
 // selects its PVCs with a matchCondition so that only PVCs asking for a clone depend on cdi-apiserver being up.
+import { Label } from '../api/constants.ts';
 import type { Obj } from './common.ts';
 import { labelsOf } from './common.ts';
 
@@ -123,7 +124,7 @@ export const WebhookRegistrations: readonly WebhookRegistration[] = [
     rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['persistentvolumeclaims'], scope: '*' }],
     failurePolicy: 'Fail',
     timeoutSeconds: 10,
-    objectSelector: { matchLabels: { 'cdi.kubevirt.io/applyStorageProfile': 'true' } },
+    objectSelector: { matchLabels: { [Label.ApplyStorageProfile]: 'true' } },
     reviewVersions: ['v1'],
     // upstream IsWebhookPvcRenderingEnabled: on unless CDIConfig says Disabled
     enabled: (config) => config?.webhookPvcRendering !== 'Disabled',

@@ -64,9 +64,6 @@ export function connectError(kind: string, detail: string, cause?: unknown): Imp
   );
 }
 
-/** Upstream's text, kept so controllers and users that match on it keep working. */
-export const SCRATCH_SPACE_REQUIRED = 'scratch space required and none found';
-
 export function largerPvcRequired(virtualSize: number, available: number): ImportError {
   return new ImportError(
     ErrorKind.Invalid,

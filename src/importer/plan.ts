@@ -20,7 +20,8 @@
  * ³ decided from the offer alone: the guest's bytes are never examined (a guest disk may well start with a qcow2
  *   header), so there is no content to look at and open() is never called.
  */
-import { ErrorKind, ImportError, SCRATCH_SPACE_REQUIRED } from './errors.ts';
+import { Message } from '../api/constants.ts';
+import { ErrorKind, ImportError } from './errors.ts';
 import type { DiskFormat, Layer } from './format/sniff.ts';
 import { planExtents, type ExtentPlan } from './image/extents.ts';
 import type { ImageFacts } from './image/validate.ts';
@@ -278,7 +279,7 @@ export function planTransfer(offer: SourceOffer, req: PlanRequest, content?: Con
         : `a ${format} image read by range: qemu-img would convert it over NBD (no scratch copy${req.target.kind === 'block' ? '; a block device gets every block written' : ''}${req.preallocate ? '; preallocated' : ''})`,
     );
   }
-  if (!req.scratch) throw new ImportError(ErrorKind.ScratchRequired, SCRATCH_SPACE_REQUIRED);
+  if (!req.scratch) throw new ImportError(ErrorKind.ScratchRequired, Message.ScratchSpaceRequired);
   const why =
     layers.length > 0
       ? `${format}${under}`

@@ -3,7 +3,7 @@
  * mutual TLS with a per-clone client certificate, through a TCP relay that counts the bytes on the wire:
  * Filesystem→Filesystem (a tree), Block→Block, Filesystem→Block, Block→Filesystem (loop devices), a larger target,
  * zero blocks and holes left off the wire and out of the target, a refused client, a target too small, a stream cut
- * off and taken again. Block cases need root and loop devices; they are skipped (with the reason) without them.
+ * off and taken again. Block cases need root and loop devices; without them they fail, saying why (never a silent skip).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -67,6 +67,24 @@ void test('settings that cannot be applied fall back to the default and each say
   ]);
 });
 
+void test('CPU requests and limits compare in every quantity form (1e3 is above 500m; 0.5 is not above 500m)', () => {
+  const check = (request: string, limit: string) =>
+    computeConfigStatus(
+      {
+        metadata: { name: 'config' },
+        spec: { podResourceRequirements: { requests: { cpu: request }, limits: { cpu: limit } } },
+      },
+      classes,
+    ).problems.filter((p) => p.includes('requests.cpu'));
+  assert.deepEqual(check('1e3', '500m'), [
+    'spec.podResourceRequirements: requests.cpu 1e3 is larger than limits.cpu 500m: the API server will refuse every importer pod',
+  ]);
+  assert.deepEqual(check('0.5', '500m'), []);
+  assert.deepEqual(check('1500m', '1.2'), [
+    'spec.podResourceRequirements: requests.cpu 1500m is larger than limits.cpu 1.2: the API server will refuse every importer pod',
+  ]);
+});
+
 void test('status.uploadProxyURL is spec.uploadProxyURLOverride (as upstream), and goes when the override goes', () => {
   const set = computeConfigStatus(
     { metadata: { name: 'config' }, spec: { uploadProxyURLOverride: 'https://10.96.0.9' } },

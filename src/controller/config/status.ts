@@ -4,7 +4,7 @@
 // A spec setting that cannot be applied as written falls back to upstream's default (as upstream does, silently);
 // here each one is also a problem, which the controller shows as the Valid condition and a Warning event.
 import { DefaultGlobalOverhead, DefaultPodResources } from '../shared/constants.ts';
-import { parseQuantity } from '../shared/quantity.ts';
+import { parseMilliQuantity, parseQuantity } from '../shared/quantity.ts';
 import type { CDIConfig, StorageClass } from '../shared/types.ts';
 
 const validOverhead = (s: string | undefined): boolean => s !== undefined && /^(0(?:\.\d{1,3})?|1)$/.test(s);
@@ -37,12 +37,6 @@ function quantity(
 }
 
 /** CPU in millicores ("100m", "0.5", "2"); NaN for anything else (then nothing is compared). */
-function cpuMillis(q: string): number {
-  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(q);
-  if (!m) return Number.NaN;
-  return m[2] === 'm' ? Number(m[1]) : Number(m[1]) * 1000;
-}
-
 function proxyUrlProblem(field: string, v: string | undefined): string | undefined {
   if (!v) return undefined;
   try {
@@ -91,7 +85,7 @@ export function computeConfigStatus(config: CDIConfig, classes: StorageClass[]):
   for (const res of ['cpu', 'memory'] as const) {
     const lim = String(resolved.limits?.[res]);
     const req = String(resolved.requests?.[res]);
-    const size = res === 'cpu' ? cpuMillis : (q: string): number => Number(parseQuantity(q));
+    const size = res === 'cpu' ? parseMilliQuantity : parseQuantity;
     if (size(req) > size(lim))
       problems.push(
         `spec.podResourceRequirements: requests.${res} ${req} is larger than limits.${res} ${lim}: the API server will refuse every importer pod`,

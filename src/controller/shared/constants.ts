@@ -10,6 +10,7 @@ import {
   Group as G,
   ImportSource,
   Label as ApiLabel,
+  Message as ApiMessage,
   Phase,
   Reason as ApiReason,
 } from '../../api/constants.ts';
@@ -125,18 +126,6 @@ export const ManagedLabels = {
   [ApiLabel.ManagedBy]: Component,
 } as const;
 
-/**
- * The labels of the controller's own pods, as upstream's operator gives cdi-deployment's pods (resources/namespaced
- * controller.go): its selector is `cdi.kubevirt.io: cdi-deployment`. src/deploy renders the Deployment from these.
- */
-export const ControllerPodLabels = {
-  [ApiLabel.App]: 'containerized-data-importer',
-  [G]: 'cdi-deployment',
-  [ApiLabel.KubernetesComponent]: 'storage',
-  [ApiLabel.ManagedBy]: 'cdi-operator',
-  [ApiLabel.Prometheus]: 'true',
-} as const;
-
 // Phases and reasons are upstream's strings as src/api defines them (condition reasons and event reasons in one map).
 export { Phase };
 export type DataVolumePhase = (typeof Phase)[keyof typeof Phase];
@@ -167,10 +156,10 @@ export const Message = {
     `PVC ${pvc} successfully populated by ${populator}`,
   noCSIDriverForExternalPopulation: 'No CSI drivers were found: External population not supported',
   podRunning: 'Pod is running',
-  scratchSpaceRequired: 'scratch space required and none found',
+  scratchSpaceRequired: ApiMessage.ScratchSpaceRequired,
   imagePullFailure: 'failed to pull image',
-  importComplete: 'Import Complete',
-  cloneComplete: 'Clone Complete',
+  importComplete: ApiMessage.ImportComplete,
+  cloneComplete: ApiMessage.CloneComplete,
   storageClassNotFound: 'DataVolume.storage spec is missing accessMode and no storageClass to choose profile',
 } as const;
 

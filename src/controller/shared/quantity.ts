@@ -2,7 +2,7 @@
 // Sizes are bigint: a 64-bit volume size must not round through a float on its way to the API server.
 
 // One parser for the whole project (Kubernetes resource.Quantity semantics): src/api/quantity.ts.
-export { parseQuantity } from '../../api/quantity.ts';
+export { parseMilliQuantity, parseQuantity } from '../../api/quantity.ts';
 
 export const MiB = 1n << 20n;
 

@@ -106,6 +106,9 @@ void test('names are upstream\'s: cdi-sa, ClusterRole cdi bound by cdi-sa, Role 
   const dep = controllerManifests().find((o) => o['kind'] === 'Deployment') as { spec: { selector: unknown; template: { metadata: { labels: Record<string, string> } } } };
   assert.deepEqual(dep.spec.selector, { matchLabels: { 'cdi.kubevirt.io': 'cdi-deployment' } });
   assert.equal(dep.spec.template.metadata.labels['app.kubernetes.io/managed-by'], 'cdi-operator');
+  // what upstream's tooling selects the controller's pods by (`kubectl get pods -l app=containerized-data-importer`)
+  assert.equal(dep.spec.template.metadata.labels['app'], 'containerized-data-importer');
+  assert.equal(dep.spec.template.metadata.labels['cdi.kubevirt.io'], 'cdi-deployment');
 });
 
 void test('infra placement, priority class, pull secrets and workload placement reach the Deployment', () => {

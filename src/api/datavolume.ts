@@ -24,6 +24,18 @@ const certConfigMap = Type.Optional(
 const insecureSkipVerify = Type.Optional(
   Type.Boolean({ description: 'Skip verification of the server certificate (not recommended).' }),
 );
+/**
+ * `checksum` on the s3, gcs and registry sources: an extension beyond upstream v1.66, which has it on http only.
+ * Additive (upstream's clients never send it); the same annotation, cdi.kubevirt.io/storage.import.checksum,
+ * carries it to the importer, which verifies it for every source that streams its bytes (docs/api.md,
+ * docs/importer.md "Checksums").
+ */
+const extensionChecksum = (what: string) =>
+  Type.Optional(
+    Type.String({
+      description: `The expected digest of ${what}, as "md5|sha1|sha256|sha512:<hex>"; the import fails when it differs. Not in upstream CDI (which has it for http only).`,
+    }),
+  );
 const namespacedName = (what: string) =>
   Type.Object(
     {
@@ -65,6 +77,7 @@ export const DataVolumeSourceS3 = Type.Object(
     }),
     secretRef: secretRef('keys accessKeyId and secretKey'),
     certConfigMap,
+    checksum: extensionChecksum('the object as stored (before any decompression)'),
   },
   { description: 'Import an image from an S3 (path-style) object store.' },
 );
@@ -73,6 +86,7 @@ export const DataVolumeSourceGCS = Type.Object(
   {
     url: Type.String({ description: 'The object, as gs://bucket/object or an https URL.' }),
     secretRef: secretRef('a Google service-account key file; anonymous access when unset'),
+    checksum: extensionChecksum('the object as stored (before any decompression)'),
   },
   { description: 'Import an image from Google Cloud Storage.' },
 );
@@ -109,6 +123,9 @@ export const DataVolumeSourceRegistry = Type.Object(
         },
         { description: 'Which platform variant of the image to import.' },
       ),
+    ),
+    checksum: extensionChecksum(
+      'the disk file under /disk/ as stored in the image (out of its layer, before the file itself is decompressed: the digest of disk.img.xz, not of the disk)',
     ),
   },
   { description: 'Import a disk from a container image (the single file under /disk/).' },

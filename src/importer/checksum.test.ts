@@ -12,7 +12,18 @@ void describe('checksums', () => {
       algorithm: 'sha256',
       hex: 'ab'.repeat(32),
     });
-    for (const bad of ['md5:123', 'crc32:deadbeef', 'sha1', 'sha512:' + 'z'.repeat(128)]) {
+    // what the webhook (upstream's ParseAndValidate) admits: both sides trimmed and lower-cased
+    assert.deepEqual(parseChecksum(' MD5 : ' + 'F'.repeat(32) + ' '), {
+      algorithm: 'md5',
+      hex: 'f'.repeat(32),
+    });
+    for (const bad of [
+      'md5:123',
+      'crc32:deadbeef',
+      'sha1',
+      'sha512:' + 'z'.repeat(128),
+      ':' + 'a'.repeat(32),
+    ]) {
       assert.throws(() => parseChecksum(bad), ImportError, bad);
     }
   });

@@ -10,15 +10,24 @@ export interface Checksum {
   hex: string;
 }
 
+/**
+ * Reads what upstream's checksum.ParseAndValidate (and so the DataVolume webhook) admits: both sides of the first
+ * colon trimmed and lower-cased, so `MD5: ABC…` on a DataVolume is not admitted only to be refused in the pod.
+ */
 export function parseChecksum(text: string): Checksum {
-  const m = /^(md5|sha1|sha256|sha512):([0-9a-fA-F]+)$/.exec(text.trim());
-  if (!m || m[2]!.length !== LENGTHS[m[1]!]) {
+  const i = text.indexOf(':');
+  const algorithm = text.slice(0, Math.max(i, 0)).trim().toLowerCase();
+  const hex = text
+    .slice(i + 1)
+    .trim()
+    .toLowerCase();
+  if (i < 0 || !/^[0-9a-f]+$/.test(hex) || hex.length !== LENGTHS[algorithm]) {
     throw new ImportError(
       ErrorKind.Invalid,
       `invalid checksum "${text}": use md5|sha1|sha256|sha512:<hex> with the full-length hex digest`,
     );
   }
-  return { algorithm: m[1]!, hex: m[2]!.toLowerCase() };
+  return { algorithm, hex };
 }
 
 export class ChecksumTap {

@@ -6,12 +6,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
+  ApiError,
   Resources,
   type KubeClient,
   type KubeObject,
@@ -350,4 +352,103 @@ void test('the annotated-PVC API with an s3:// endpoint', async () => {
     1000,
   );
   assert.equal(await md5OnVolume(client, ns, 's3-golden', { bytes: fx.rawSize }), fx.rawMd5);
+});
+
+/** `algorithm:hex` of a fixture file as stored (what a checksum on s3, gcs or registry covers). */
+const digestOf = async (algorithm: string, file: string): Promise<string> =>
+  `${algorithm}:${createHash(algorithm)
+    .update(await readFile(path.join(fx.dir, file)))
+    .digest('hex')}`;
+
+async function checksumFailed(name: string): Promise<void> {
+  const dv = await eventually(
+    `DataVolume ${name} Failed`,
+    async () => {
+      const d = await getDv(name);
+      if (d?.status?.phase === 'Succeeded')
+        throw new Error(`DataVolume ${name} Succeeded despite a wrong checksum`);
+      return d?.status?.phase === 'Failed' ? d : undefined;
+    },
+    300_000,
+    1000,
+  );
+  const c = dv.status?.conditions?.find((x) => x.type === 'Running');
+  assert.equal(c?.reason, 'ChecksumError', JSON.stringify(c));
+  assert.match(
+    c?.message ?? '',
+    /checksum validation failed: checksum mismatch: expected md5:0{32}, calculated md5:/,
+  );
+}
+
+void test('checksum (ours) on s3, gcs and registry: the right digest of the stored file imports, bytes match', async () => {
+  // a qcow2 read by range without a checksum: with one it is read whole through scratch (asked for, then used)
+  await importDv('sum-s3', {
+    s3: {
+      url: `${servers.s3.endpoint}/${servers.s3.bucket}/${objects.qcow2}`,
+      secretRef: 's3-creds',
+      checksum: await digestOf('md5', fx.files.qcow2),
+    },
+  });
+  await importDv('sum-gcs', {
+    gcs: {
+      url: `gs://${servers.gcs.bucket}/${objects.rawGz}`,
+      checksum: await digestOf('sha256', fx.files.rawGz),
+    },
+  });
+  // the disk file as stored in the layer: the raw.gz's digest, not the disk's
+  await importDv('sum-reg', {
+    registry: {
+      url: `docker://${servers.registry.plain}/${repo}:rawgz`,
+      checksum: await digestOf('sha512', fx.files.rawGz),
+    },
+  });
+  for (const name of ['sum-s3', 'sum-gcs', 'sum-reg']) {
+    await succeeded(name);
+    assert.match((await pvcAnnotations(name))[`${A}storage.import.checksum`] ?? '', /^(md5|sha256|sha512):/);
+  }
+  assert.equal((await pvcAnnotations('sum-s3'))[`${A}storage.import.requiresScratch`], 'false');
+});
+
+void test('checksum (ours) on s3, gcs and registry (pod and node pull): a wrong digest fails the DataVolume with ChecksumError', async () => {
+  const wrong = `md5:${'0'.repeat(32)}`;
+  await importDv('badsum-s3', {
+    s3: {
+      url: `${servers.s3.endpoint}/${servers.s3.bucket}/${objects.rawGz}`,
+      secretRef: 's3-creds',
+      checksum: wrong,
+    },
+  });
+  await importDv('badsum-gcs', {
+    gcs: { url: `gs://${servers.gcs.bucket}/${objects.qcow2}`, checksum: wrong },
+  });
+  await importDv('badsum-reg', {
+    registry: { url: `docker://${servers.registry.plain}/${repo}:qcow2`, checksum: wrong },
+  });
+  await importDv('badsum-node', {
+    registry: { url: `docker://localhost:5000/${repo}:rawgz`, pullMethod: 'node', checksum: wrong },
+  });
+  for (const name of ['badsum-s3', 'badsum-gcs', 'badsum-reg', 'badsum-node']) await checksumFailed(name);
+});
+
+void test("checksum (ours): a malformed one on s3, gcs or registry is refused by datavolume-validate with http's message", async () => {
+  for (const [name, source, field] of [
+    ['malsum-s3', { s3: { url: `${servers.s3.endpoint}/b/k`, checksum: 'md5:abc' } }, 'S3'],
+    ['malsum-gcs', { gcs: { url: 'gs://b/k', checksum: 'crc32:00' } }, 'GCS'],
+    [
+      'malsum-reg',
+      { registry: { url: `docker://${servers.registry.plain}/x:1`, checksum: 'sha256' } },
+      'Registry',
+    ],
+  ] as const) {
+    await assert.rejects(importDv(name, source), (e: Error) => {
+      assert.match(e.message, /Invalid checksum format: /);
+      const causes = e instanceof ApiError ? (e.status?.details?.causes ?? []) : [];
+      assert.ok(
+        causes.some((c) => c.field === `spec.source.${field}.checksum`),
+        `${e.message} ${JSON.stringify(causes)}`,
+      );
+      return true;
+    });
+    assert.equal(await getDv(name), undefined);
+  }
 });

@@ -201,6 +201,62 @@ void test("checksums as upstream's ParseAndValidate", () => {
   );
 });
 
+void test("s3, gcs and registry checksums (ours: upstream has http only) are checked as http's, same message", () => {
+  const md5 = 'md5:' + 'a'.repeat(32);
+  const sources: [string, Record<string, unknown>][] = [
+    ['S3', { s3: { url: 'https://s3.example.org/b/k.qcow2' } }],
+    ['S3', { s3: { url: 'http://minio.local:9000/b/k.img.xz' } }],
+    ['GCS', { gcs: { url: 'gs://b/k.qcow2' } }],
+    ['Registry', { registry: { url: 'docker://quay.io/x/y:1' } }],
+    ['Registry', { registry: { url: 'oci-archive:///images/x.tar' } }],
+    ['Registry', { registry: { imageStream: 'fedora', pullMethod: 'node' } }],
+  ];
+  for (const [field, source] of sources) {
+    const [kind, value] = Object.entries(source)[0] as [string, Record<string, unknown>];
+    const withSum = (checksum: string): Record<string, unknown> => ({
+      source: { [kind]: { ...value, checksum } },
+      storage: size('1Gi'),
+    });
+    for (const ok of [md5, 'SHA1: ' + 'B'.repeat(40), 'sha512:' + 'c'.repeat(128)])
+      assert.deepEqual(validateDataVolumeSpec(spec(withSum(ok))), [], `${kind} ${ok}`);
+    for (const [bad, message] of [
+      ['md5:abc', 'Invalid checksum format: invalid md5 hash length: expected 32 hex characters, got 3'],
+      [
+        'crc32:00',
+        "Invalid checksum format: unsupported hash algorithm 'crc32': supported algorithms are: md5, sha1, sha256, sha512",
+      ],
+      ['sha256', "Invalid checksum format: invalid checksum format: expected 'algorithm:hash', got 'sha256'"],
+    ] as const) {
+      assert.deepEqual(
+        validateDataVolumeSpec(spec(withSum(bad))),
+        [{ message, field: `spec.source.${field}.checksum`, reason: 'FieldValueInvalid' }],
+        `${kind} ${bad}`,
+      );
+    }
+  }
+  // the source's own rules still answer first, as http's URL rule does
+  assert.equal(
+    first({ source: { registry: { url: 'https://x/y', checksum: 'md5:1' } }, storage: size('1Gi') })?.message,
+    'Illegal registry source URL scheme https://x/y',
+  );
+  // http's rule is unchanged: the URL's cause and the checksum's together
+  assert.deepEqual(
+    validateDataVolumeSpec(
+      spec({ source: http('ftp://x/y', { checksum: 'md5:1' }), storage: size('1Gi') }),
+    ).map((c) => c.field),
+    ['spec.source.HTTP.url', 'spec.source.HTTP.checksum'],
+  );
+  // a DataImportCron's template is checked by the same rules (the field path under Template)
+  const template = {
+    source: { registry: { url: 'docker://q/x:1', checksum: 'md5:zz' } },
+    storage: size('1Gi'),
+  };
+  assert.equal(
+    validateDataVolumeSpec(spec(template), 'Template')[0]?.field,
+    'Template.source.Registry.checksum',
+  );
+});
+
 void test('every webhook the operator registers is served by cdi-apiserver, and every one served is registered', () => {
   const served = new Set(
     webhooks({ kube: {} as KubeClient, namespace: 'cdi', cloneTokens: {} as TokenGenerator }).map(

@@ -10,7 +10,8 @@
  *   - external population (dataSource/dataSourceRef) excludes source and sourceRef
  *   - exactly one of source and sourceRef; sourceRef only of kind DataSource, with a name
  *   - exactly one source; contentType kubevirt or archive; blank and registry not archive
- *   - http/s3/gcs/imageio/vddk URLs http(s) (or gs); the checksum algorithm:hash well formed
+ *   - http/s3/gcs/imageio/vddk URLs http(s) (or gs); the checksum algorithm:hash well formed (http as upstream;
+ *     s3, gcs and registry, which have a checksum only here, with the same message)
  *   - registry: url or imageStream (not both), docker:// or oci-archive://, imageStream needs pullMethod node
  *   - imageio needs secretRef, diskId and certConfigMap or insecureSkipVerify; vddk secretRef, uuid, backingFile,
  *     thumbprint; pvc and snapshot clones a namespace and a name
@@ -155,6 +156,12 @@ function checkUrl(url: string | undefined, sourceType: string, f: string): Cause
   return e ? invalid(`${f}.source ${e}`, `${f}.source.${sourceType}.url`) : undefined;
 }
 
+/** upstream's http checksum rule (`Invalid checksum format: …`), for every source that has a checksum. */
+function checksumCauses(sum: string | undefined, sourceType: string, f: string): Cause[] {
+  const e = sum ? checksumError(sum) : undefined;
+  return e ? invalid(`Invalid checksum format: ${e}`, `${f}.source.${sourceType}.checksum`) : [];
+}
+
 const Hash: Record<string, number> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
 
 /** upstream checksum.ParseAndValidate */
@@ -241,31 +248,25 @@ export function sourceCauses(
   if (ctCauses) return ctCauses;
   const ct = spec.contentType ?? '';
   if (src.http) {
-    const c = [
-      ...(checkUrl(src.http.url, 'HTTP', f) ?? []),
-      ...(src.http.checksum
-        ? ((e) => (e ? invalid(`Invalid checksum format: ${e}`, `${f}.source.HTTP.checksum`) : []))(
-            checksumError(src.http.checksum),
-          )
-        : []),
-    ];
+    const c = [...(checkUrl(src.http.url, 'HTTP', f) ?? []), ...checksumCauses(src.http.checksum, 'HTTP', f)];
     if (c.length) return c;
   }
+  // s3, gcs and registry checksums are ours (upstream: http only), refused with http's message
   if (src.s3) {
-    const c = checkUrl(src.s3.url, 'S3', f);
-    if (c) return c;
+    const c = [...(checkUrl(src.s3.url, 'S3', f) ?? []), ...checksumCauses(src.s3.checksum, 'S3', f)];
+    if (c.length) return c;
   }
   if (src.gcs) {
-    const c = checkUrl(src.gcs.url, 'GCS', f);
-    if (c) return c;
+    const c = [...(checkUrl(src.gcs.url, 'GCS', f) ?? []), ...checksumCauses(src.gcs.checksum, 'GCS', f)];
+    if (c.length) return c;
   }
   if (src.blank && ct === 'archive')
     return invalid('SourceType cannot be blank and the contentType be archive', `${f}.contentType`);
   if (src.registry) {
     if (ct !== '' && ct !== 'kubevirt')
       return invalid('ContentType must be kubevirt when Source is Registry', `${f}.contentType`);
-    const c = registryCauses(src.registry, f);
-    if (c) return c;
+    const c = registryCauses(src.registry, f) ?? checksumCauses(src.registry.checksum, 'Registry', f);
+    if (c.length) return c;
   }
   if (src.imageio) {
     const io = src.imageio;

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newPvcForDataVolume, renderPvcSpec, type RenderWorld } from './render.ts';
+import { buildImportEnv, makeImportEnv } from '../import/pod.ts';
+import { newPvcForDataVolume, renderPvcSpec, sourceAnnotations, type RenderWorld } from './render.ts';
 import type { DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
 
 const sc = (
@@ -188,4 +189,41 @@ void test('the PVC: same name, owned by the DV, import annotations, DV labels an
     'cdi.kubevirt.io/storage.import.extraHeaders.0': 'A: 1',
     'cdi.kubevirt.io/storage.import.secretExtraHeaders.0': 'hs',
   });
+});
+
+void test('an s3, gcs or registry checksum (ours: upstream has http only) becomes the checksum annotation, then IMPORTER_CHECKSUM', () => {
+  const sum = 'sha256:' + 'ab'.repeat(32);
+  const cases: [NonNullable<DataVolume['spec']['source']>, string, string][] = [
+    [{ s3: { url: 'http://minio:9000/b/disk.qcow2', secretRef: 's3-creds', checksum: sum } }, 's3', 's3'],
+    [{ gcs: { url: 'gs://b/disk.img.xz', checksum: sum } }, 'gcs', 'gcs'],
+    [{ registry: { url: 'docker://quay.io/x/disk:1', checksum: sum } }, 'registry', 'registry'],
+    // node pull: the importer reads the image's own server over http, and still gets the checksum
+    [
+      { registry: { url: 'docker://quay.io/x/disk:1', pullMethod: 'node', checksum: sum } },
+      'registry',
+      'http',
+    ],
+  ];
+  for (const [source, annotated, podSource] of cases) {
+    const d = dv({ storage: { resources: { requests: { storage: '1Gi' } } }, source });
+    const pvc = newPvcForDataVolume(d, renderPvcSpec(d, undefined, world()), false);
+    const a = pvc.metadata?.annotations ?? {};
+    assert.equal(a['cdi.kubevirt.io/storage.import.source'], annotated, JSON.stringify(source));
+    assert.equal(a['cdi.kubevirt.io/storage.import.checksum'], sum, JSON.stringify(source));
+    const env = makeImportEnv(
+      buildImportEnv({ ...pvc, metadata: { ...pvc.metadata, uid: 'u' } }, undefined, '0'),
+    );
+    const value = (n: string): string | undefined => env.find((e) => e.name === n)?.value;
+    assert.equal(value('IMPORTER_SOURCE'), podSource, JSON.stringify(source));
+    assert.equal(value('IMPORTER_CHECKSUM'), sum, JSON.stringify(source));
+  }
+  // without one, no annotation (and an empty IMPORTER_CHECKSUM, as for http)
+  for (const source of [
+    { s3: { url: 'http://m/b/k' } },
+    { gcs: { url: 'gs://b/k' } },
+    { registry: { url: 'docker://q/x' } },
+  ]) {
+    const a = sourceAnnotations(dv({ storage: {}, source }));
+    assert.equal(a['cdi.kubevirt.io/storage.import.checksum'], undefined, JSON.stringify(source));
+  }
 });

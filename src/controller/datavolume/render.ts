@@ -179,10 +179,13 @@ export function importSourceAnnotations(
     a[Ann.source] = Source.s3;
     if (src.s3.secretRef) a[Ann.secretName] = src.s3.secretRef;
     if (src.s3.certConfigMap) a[Ann.certConfigMap] = src.s3.certConfigMap;
+    // s3, gcs and registry checksums are ours (upstream: http only); the importer verifies them all alike
+    if (src.s3.checksum) a[Ann.checksum] = src.s3.checksum;
   } else if (src.gcs) {
     a[Ann.endpoint] = src.gcs.url;
     a[Ann.source] = Source.gcs;
     if (src.gcs.secretRef) a[Ann.secretName] = src.gcs.secretRef;
+    if (src.gcs.checksum) a[Ann.checksum] = src.gcs.checksum;
   } else if (src.registry) {
     const r = src.registry;
     a[Ann.source] = Source.registry;
@@ -196,6 +199,7 @@ export function importSourceAnnotations(
     if (r.secretRef) a[Ann.secretName] = r.secretRef;
     if (r.certConfigMap) a[Ann.certConfigMap] = r.certConfigMap;
     if (r.platform?.architecture) a[Ann.registryImageArchitecture] = r.platform.architecture;
+    if (r.checksum) a[Ann.checksum] = r.checksum;
   } else if (src.imageio) {
     const i = src.imageio;
     a[Ann.endpoint] = i.url;

@@ -74,6 +74,25 @@ void test('upstream-style manifests are accepted unchanged (server-side dry run,
   }
 });
 
+void test('a checksum on s3, gcs and registry (ours: upstream has it on http only) is kept, not pruned', async () => {
+  const checksum = 'sha256:' + 'ab'.repeat(32);
+  for (const source of [
+    { s3: { url: 'http://minio.example:9000/b/disk.qcow2', checksum } },
+    { gcs: { url: 'gs://b/disk.img.xz', checksum } },
+    { registry: { url: 'docker://quay.io/x/disk:1', pullMethod: 'node', checksum } },
+  ]) {
+    const created = await client.create<KubeObject & { spec: DataVolume['spec'] }>(
+      Resources.DataVolume,
+      {
+        metadata: { name: 'sum', namespace: ns },
+        spec: { source, storage: { resources: { requests: { storage: '1Gi' } } } },
+      },
+      { dryRun: true },
+    );
+    assert.deepEqual(created.spec.source, source, JSON.stringify(source));
+  }
+});
+
 void test('kubectl explain datavolume.spec.source.http shows our descriptions', async () => {
   const out = await eventually('the CRD schema to be published in OpenAPI', async () => {
     const r = await kubectl('explain', 'datavolume.spec.source.http');

@@ -109,6 +109,10 @@ export const Ann = {
   NextCronTime: `${g}storage.import.nextCronTime`,
   LastUseTime: `${g}storage.import.lastUseTime`,
   ImportStorageClass: `${g}storage.import.storageClass`,
+  /** upstream AnnSourceVolumeMode: the volume mode of the claim a DataImportCron's snapshot was cut from */
+  SourceVolumeMode: `${g}storage.import.sourceVolumeMode`,
+  /** upstream AnnAdvisedRestoreSize: the size to restore a DataImportCron's snapshot at */
+  AdvisedRestoreSize: `${g}storage.import.advisedRestoreSize`,
   // upload server pods, their Service and Secret (upstream annCreatedByUpload)
   CreatedByUpload: `${g}storage.createdByUploadController`,
   /** upstream AnnUploadClientName: the CN a host-assisted clone target's upload server accepts */

@@ -63,6 +63,8 @@ import {
   hostClonesForPod,
   hostClonesForPvc,
   cronOf,
+  cronsForStorageClass,
+  cronsForStorageProfile,
   dataSourcesForClaim,
   dataSourcesForDataSource,
   dataSourcesForSnapshot,
@@ -348,7 +350,7 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(dataSources, (ds) => dataSourcesForDataSource(cache, ds))
     .watch(pvcs, (p) => dataSourcesForClaim(cache, p))
     .watch(dvs, (dv) => dataSourcesForClaim(cache, dv));
-  controller('dataimportcron-controller', workers, (kube, key) =>
+  const dataImportCron = controller('dataimportcron-controller', workers, (kube, key) =>
     reconcileDataImportCron(
       {
         kube,
@@ -368,9 +370,15 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(crons)
     .watch(dvs, cronOf)
     .watch(pvcs, cronOf)
-    .watch(dataSources, cronOf);
-  controller('import-populator', workers, (kube, key) =>
-    reconcileImportPopulator({ kube, recorder: events, log: log('import-populator') }, key),
+    .watch(dataSources, cronOf)
+    .watch(profiles, (sp, old) => cronsForStorageProfile(cache, sp, old))
+    .watch(classes, (sc, old) => cronsForStorageClass(cache, sc, old));
+  // the populators' running progress comes from the DataVolumes' scraper, each in a scope of its own (made below)
+  const importPopulator = controller('import-populator', workers, (kube, key) =>
+    reconcileImportPopulator(
+      { kube, recorder: events, log: log('import-populator'), progress: importPopulatorProgress },
+      key,
+    ),
   )
     .watch(pvcs, (p) => populatorTargetOf(p, VolumeImportSourceKind))
     .watch(importSources, (s) => pvcsForPopulatorSource(cache, VolumeImportSourceKind, s));
@@ -381,14 +389,17 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(uploadSources, (s) => pvcsForPopulatorSource(cache, VolumeUploadSourceKind, s));
   // the clone populator also wakes when its source claim changes (bound, no longer in use) or a snapshot is ready
   const clonePopulator = controller('clone-populator', workers, (kube, key) =>
-    reconcileClonePopulator({ kube, recorder: events, log: log('clone-populator') }, key),
+    reconcileClonePopulator(
+      { kube, recorder: events, log: log('clone-populator'), progress: clonePopulatorProgress },
+      key,
+    ),
   )
     .watch(pvcs, (p) => clonePopulatorTargetsForPvc(cache, p, VolumeCloneSourceKind))
     .watch(pods, (p) => clonePopulatorTargetsForPod(cache, p, VolumeCloneSourceKind))
     .watch(cloneSources, (s) => pvcsForPopulatorSource(cache, VolumeCloneSourceKind, s));
 
-  // VolumeSnapshots are not cached (the kind may not be served): one optional watch wakes the snapshot clones and
-  // the DataSources of snapshots
+  // VolumeSnapshots are not cached (the kind may not be served): one optional watch wakes the snapshot clones, the
+  // DataSources of snapshots and the DataImportCrons of their snapshot imports
   const snapshots = new OptionalWatch<KubeObject>({
     client: o.client,
     resource: Res.volumeSnapshot,
@@ -398,6 +409,8 @@ export function buildManager(o: ManagerOptions): Manager {
     changed: (snap) => {
       for (const k of cloneDvsForSnapshot(cache, snap)) cloneDv.enqueue(k);
       for (const k of dataSourcesForSnapshot(cache, snap)) dataSource.enqueue(k);
+      const cron = cronOf(snap);
+      if (cron) dataImportCron.enqueue(cron);
       for (const k of clonePopulatorTargetsForSnapshot(cache, snap, VolumeCloneSourceKind))
         clonePopulator.enqueue(k);
     },
@@ -414,6 +427,8 @@ export function buildManager(o: ManagerOptions): Manager {
     ...(o.scrapeConcurrency ? { concurrency: o.scrapeConcurrency } : {}),
     ...(o.scrapeFetch ? { fetch: o.scrapeFetch } : {}),
   });
+  const importPopulatorProgress = scraper.scoped('import-populator:', (k) => importPopulator.enqueue(k));
+  const clonePopulatorProgress = scraper.scoped('clone-populator:', (k) => clonePopulator.enqueue(k));
 
   return {
     cache,

@@ -14,6 +14,7 @@ import { Ann as ApiAnn, Label as ApiLabel } from '../api/constants.ts';
 import { Ann } from './shared/constants.ts';
 import {
   Active,
+  CronClassIndex,
   DsDataSourceIndex,
   DsPvcIndex,
   DsSnapshotIndex,
@@ -31,7 +32,8 @@ import {
   isUploadPvc,
   uploadInFlight,
 } from './shared/indexes.ts';
-import type { StorageClass } from './shared/types.ts';
+import type { StorageClass, StorageProfile } from './shared/types.ts';
+import { LabelOwnedByUID } from './populators/clone.ts';
 
 const keys = (items: KubeObject[]): string[] => items.map((x) => keyOf(x));
 
@@ -205,10 +207,44 @@ export function dvsForDataSource(cache: Cache, ds: KubeObject): string[] {
   return keys(cache.list(Res.dataVolume, { index: { name: DvSourceRefIndex, value: keyOf(ds) } }));
 }
 
-/** What a DataImportCron made (its DataVolumes, their PVCs, its DataSource) wakes it, by its label. */
+/** What a DataImportCron made (its DataVolumes, their PVCs, its snapshots, its DataSource) wakes it, by its label. */
 export function cronOf(o: KubeObject): string | undefined {
   const cron = o.metadata?.labels?.[ApiLabel.DataImportCron];
   return cron && o.metadata?.namespace ? `${o.metadata.namespace}/${cron}` : undefined;
+}
+
+const cronsByClass = (cache: Cache, sc: string): string[] =>
+  keys(cache.list(Res.dataImportCron, { index: { name: CronClassIndex, value: sc } }));
+
+/**
+ * A StorageProfile wakes the DataImportCrons importing to its class (those naming it, and when it is the default
+ * those naming none): when it appears, and when what the cron reads of it changes (upstream
+ * dicRelevantFieldsChanged: the source format, the cron snapshot class; and the snapshot class).
+ */
+export function cronsForStorageProfile(cache: Cache, sp: KubeObject, old?: KubeObject): string[] {
+  const cronReads = (o: KubeObject): unknown[] => {
+    const p = o as Partial<StorageProfile>;
+    return [
+      p.status?.dataImportCronSourceFormat,
+      p.status?.snapshotClass,
+      o.metadata?.annotations?.[ApiAnn.SnapshotClassForDataImportCron],
+      o.metadata?.annotations?.[ApiAnn.UseReadWriteOnceForDataImportCron],
+    ];
+  };
+  if (old && cronReads(old).every((v, i) => v === cronReads(sp)[i])) return [];
+  const name = sp.metadata?.name ?? '';
+  const sc = cache.get<StorageClass & KubeObject>(Res.storageClass, name);
+  return [...cronsByClass(cache, name), ...(isDefaultClass(sc) ? cronsByClass(cache, '') : [])];
+}
+
+/** A default class appearing, going or moving wakes the DataImportCrons that name no class (the default decides). */
+export function cronsForStorageClass(cache: Cache, sc: StorageClass, old?: StorageClass): string[] {
+  const defaults = (c: StorageClass | undefined): unknown[] => [
+    c?.metadata?.annotations?.[Ann.defaultStorageClass],
+    c?.metadata?.annotations?.[Ann.defaultVirtStorageClass],
+  ];
+  const moved = old ? defaults(old).some((v, i) => v !== defaults(sc)[i]) : isDefaultClass(sc);
+  return moved ? cronsByClass(cache, '') : [];
 }
 
 /** A populator source (VolumeImportSource, ...) wakes the PVCs whose dataSourceRef names it. */
@@ -261,10 +297,17 @@ export function clonePopulatorTargetsForPod(cache: Cache, pod: Pod, kind: string
   });
 }
 
-/** A snapshot named as a clone source, or a clone's tmp-snapshot (owned by its target), wakes the targets. */
+/**
+ * A snapshot named as a clone source, or a clone's tmp-snapshot (labelled with its target's uid; owned by it when made
+ * before the populator's finalizer), wakes the targets.
+ */
 export function clonePopulatorTargetsForSnapshot(cache: Cache, snap: KubeObject, kind: string): string[] {
-  const owner = ownerKey(snap, 'PersistentVolumeClaim');
   const ns = snap.metadata?.namespace ?? '';
+  const uid = snap.metadata?.labels?.[LabelOwnedByUID];
+  const labelled = uid
+    ? cache.list<Pvc>(Res.pvc, { namespace: ns }).find((p) => p.metadata?.uid === uid)
+    : undefined;
+  const owner = labelled ? keyOf(labelled) : ownerKey(snap, 'PersistentVolumeClaim');
   const asSource = cloneTargetsOfSource(cache, kind, 'VolumeSnapshot', ns, snap.metadata?.name ?? '');
   return owner ? [owner, ...asSource] : asSource;
 }

@@ -108,7 +108,9 @@ export function imagesFrom(
  *   DataImportCron's managed DataSource is created, pointed at its newest import, deleted with retentionPolicy None;
  *   volumesnapshots: read (a DataSource's snapshot source)
  * - dataimportcrons: watch, write status (the whole object); their imports: create DataVolumes, delete the outdated
- *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports)
+ *   ones (garbage collection, as upstream: the only user data the controller deletes, and only its own imports);
+ *   with the snapshot source format, VolumeSnapshots of the imports: create, patch (labels, lastUseTime), list and
+ *   delete (garbage collection; the DataVolume and PVC once the snapshot is ready)
  * - cronjobs, jobs (CDI's namespace only, see the Role): the digest pollers
  * - volumeimportsources, volumeuploadsources, volumeclonesources: read; a PVC naming one gets a claim that is filled
  *   (prime-<uid>, or tmp-pvc-<uid> for a clone, with tmp-snapshot-<uid> for a snapshot clone), whose PV is then handed
@@ -136,7 +138,7 @@ export function clusterRules(): Obj[] {
     { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     // made and removed, never read outside CDI's namespace (the Role reads the CAs and the signing key there)
     { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
-    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+    { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
     { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshotcontents'], verbs: ['get'] },
     { apiGroups: ['cdi.kubevirt.io'], resources: ['cdis'], verbs: ['list'] },
     { apiGroups: ['storage.k8s.io'], resources: ['storageclasses'], verbs: ['get', 'list', 'watch'] },

@@ -33,6 +33,7 @@ import {
   requireFullCluster,
   type Fixtures,
 } from './harness.ts';
+import { cloneLeftovers } from './leftovers.ts';
 
 const A = 'cdi.kubevirt.io/';
 const CSI_CLASS = `cdi-e2e-csiclone-${randomBytes(2).toString('hex')}`;
@@ -119,42 +120,13 @@ async function events(ns: string, name: string): Promise<{ reason?: string; mess
 }
 
 /** What a clone may leave behind, by name, in both namespaces: nothing, once it is done or deleted. */
-async function leftovers(dv: DataVolume, srcNs: string): Promise<string[]> {
-  const uid = dv.metadata.uid ?? '';
-  const out: string[] = [];
-  const pods = await client.list<KubeObject>(Resources.Pod, { namespace: srcNs });
-  for (const p of pods.items)
-    if (p.metadata?.name?.startsWith(uid)) out.push(`pod ${srcNs}/${p.metadata.name}`);
-  const tgtPods = await client.list<KubeObject>(Resources.Pod, { namespace: dv.metadata.namespace ?? '' });
-  for (const p of tgtPods.items)
-    if (p.metadata?.name === `cdi-upload-${dv.metadata.name}`) out.push(`pod ${p.metadata.name}`);
-  const tmp = await client.getOrUndefined<PersistentVolumeClaim>(
-    Resources.PersistentVolumeClaim,
-    `tmp-pvc-${uid}`,
+const leftovers = (dv: DataVolume, srcNs: string): Promise<string[]> =>
+  cloneLeftovers(client, {
+    uid: dv.metadata.uid ?? '',
     srcNs,
-  );
-  if (tmp) out.push(`pvc ${srcNs}/tmp-pvc-${uid} (${stateOf(tmp, tmp.status?.phase ?? 'no phase')})`);
-  const snap = await client.getOrUndefined<KubeObject & { status?: { readyToUse?: boolean } }>(
-    VolumeSnapshot,
-    `tmp-snapshot-${uid}`,
-    srcNs,
-  );
-  if (snap)
-    out.push(
-      `snapshot ${srcNs}/tmp-snapshot-${uid} (${stateOf(snap, `readyToUse ${String(snap.status?.readyToUse)}`)})`,
-    );
-  return out;
-}
-
-/** What a leftover looks like, for the failure message: its state, whether it is being deleted, its finalizers. */
-function stateOf(o: KubeObject, state: string): string {
-  const m = o.metadata;
-  return [
-    state,
-    ...(m?.deletionTimestamp ? [`deleting since ${m.deletionTimestamp}`] : []),
-    `finalizers [${(m?.finalizers ?? []).join(' ')}]`,
-  ].join('; ');
-}
+    targetNs: dv.metadata.namespace ?? '',
+    targetName: dv.metadata.name ?? '',
+  });
 
 /** Sets CDI.spec.cloneStrategyOverride (the CR is made if missing); the cleanup puts back what was there. */
 let overrideRestore: (() => Promise<void>) | undefined;

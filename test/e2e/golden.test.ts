@@ -6,7 +6,10 @@
 //     webhook refuses a VolumeImportSource with two sources and a spec edit;
 //   - a DataImportCron's CronJob runs the poller in CDI's namespace (as cdi-cronjob), which finds the tag's digest;
 //     the cron imports it; a new push under the same tag gives a second import, the DataSource switches to it and
-//     importsToKeep: 1 deletes the first.
+//     importsToKeep: 1 deletes the first;
+//   - with the class's StorageProfile set to `dataImportCronSourceFormat: snapshot`, each import becomes a VolumeSnapshot
+//     (its DataVolume and PVC deleted once it is ready), the DataSource names it, a DataVolume with sourceRef is
+//     restored from it, importsToKeep: 1 deletes the older snapshot, and back on `pvc` the snapshot gives way to a PVC.
 // A DataVolume with sourceRef in another namespace (and one refused without clone permission) is in clone.test.ts.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +21,13 @@ import {
   type KubeObject,
   type PersistentVolumeClaim,
 } from '../../src/kube/index.ts';
-import type { DataImportCron, DataSource, DataVolume } from '../../src/controller/shared/types.ts';
+import type {
+  DataImportCron,
+  DataSource,
+  DataVolume,
+  StorageProfile,
+  VolumeSnapshot,
+} from '../../src/controller/shared/types.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { pushContainerDisk } from '../support/oci.ts';
 import { clusterClient, createNamespace, eventually, kubectl } from '../integration/kube/cluster.ts';
@@ -138,7 +147,32 @@ void test('WaitForFirstConsumer: the consumer pod makes the scheduler pick a nod
   );
 });
 
-const push = (file: string): Promise<string> => pushContainerDisk(join(fx.dir, file), repo);
+const push = (file: string, to = repo): Promise<string> => pushContainerDisk(join(fx.dir, file), to);
+
+/** What an administrator does to poll now instead of waiting for the schedule: a Job from the cron's CronJob. */
+async function pollNow(cron: string): Promise<void> {
+  const cronJob = (
+    await kubectl(
+      '-n',
+      'cdi',
+      'get',
+      'cronjobs',
+      '-l',
+      `cdi.kubevirt.io/dataImportCron=${cron},cdi.kubevirt.io/dataImportCronNs=${ns}`,
+      '-o',
+      'name',
+    )
+  ).stdout.trim();
+  assert.ok(cronJob, `the CronJob of ${cron} in CDI namespace`);
+  await kubectl(
+    '-n',
+    'cdi',
+    'create',
+    'job',
+    `poll-now-${randomBytes(2).toString('hex')}`,
+    `--from=${cronJob}`,
+  );
+}
 
 const getCron = () => client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'fedora', ns);
 const desiredDigest = async () =>
@@ -203,27 +237,7 @@ void test('a DataImportCron keeps the DataSource on the newest digest of a tag, 
   // a new image under the same tag; the administrator runs the poll now instead of waiting for 03:00
   const d2 = await push('disk.raw');
   assert.notEqual(d2, d1);
-  const cronJob = (
-    await kubectl(
-      '-n',
-      'cdi',
-      'get',
-      'cronjobs',
-      '-l',
-      `cdi.kubevirt.io/dataImportCron=fedora,cdi.kubevirt.io/dataImportCronNs=${ns}`,
-      '-o',
-      'name',
-    )
-  ).stdout.trim();
-  assert.ok(cronJob, 'the CronJob in CDI namespace');
-  await kubectl(
-    '-n',
-    'cdi',
-    'create',
-    'job',
-    `poll-now-${randomBytes(2).toString('hex')}`,
-    `--from=${cronJob}`,
-  );
+  await pollNow('fedora');
   await eventually(
     'the poller found the second digest',
     async () => ((await desiredDigest()) === d2 ? true : undefined),
@@ -249,4 +263,154 @@ void test('a DataImportCron keeps the DataSource on the newest digest of a tag, 
   assert.equal(await md5OnVolume(client, ns, second, { bytes: fx.rawSize }), fx.rawMd5);
   const cron = await getCron();
   assert.equal(cron.status?.conditions?.find((c) => c.type === 'UpToDate')?.status, 'True');
+});
+
+void test('sourceFormat snapshot: each import becomes a ready VolumeSnapshot the DataSource names, a sourceRef DataVolume is restored from it, old snapshots are collected, back on pvc the snapshot goes', async () => {
+  // only this test's cron follows the profile: the pvc cron of the test before would follow it too
+  await client.delete(Resources.DataImportCron, 'fedora', { namespace: ns }).catch(() => undefined);
+  const snapRepo = `${repo}-snap`;
+  const getSnap = (name: string) =>
+    client.getOrUndefined<VolumeSnapshot & KubeObject>(Resources.VolumeSnapshot, name, ns);
+  const getDs = () => client.get<DataSource & KubeObject>(Resources.DataSource, 'centos', ns);
+  const getCentos = () => client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'centos', ns);
+  const ready = (ds: DataSource) => ds.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+  const gone = async (name: string) =>
+    !(await client.getOrUndefined(Resources.DataVolume, name, ns)) &&
+    !(await client.getOrUndefined(Resources.PersistentVolumeClaim, name, ns));
+  const setFormat = (format: string | null) =>
+    client.mergePatch(Resources.StorageProfile, STORAGE_CLASS, {
+      spec: { dataImportCronSourceFormat: format },
+    });
+  const profileFormat = async () =>
+    (await client.get<StorageProfile & KubeObject>(Resources.StorageProfile, STORAGE_CLASS)).status
+      ?.dataImportCronSourceFormat;
+  const had =
+    (await client.get<StorageProfile & KubeObject>(Resources.StorageProfile, STORAGE_CLASS)).spec
+      ?.dataImportCronSourceFormat ?? null;
+  /** A DataVolume from the DataSource, as a VM's would be; the bytes it got. */
+  const fromGolden = async (name: string): Promise<string> => {
+    await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+      metadata: { name, namespace: ns },
+      spec: {
+        sourceRef: { kind: 'DataSource', name: 'centos' },
+        storage: {
+          storageClassName: STORAGE_CLASS,
+          volumeMode: 'Filesystem',
+          resources: { requests: { storage: '64Mi' } },
+        },
+      },
+    });
+    await eventually(
+      `${name} Succeeded`,
+      async () => {
+        const dv = await client.get<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
+        if (dv.status?.phase === 'Failed') throw new Error(`${name} Failed: ${JSON.stringify(dv.status)}`);
+        return dv.status?.phase === 'Succeeded' ? dv : undefined;
+      },
+      300_000,
+      1000,
+    );
+    return md5OnVolume(client, ns, name, { bytes: fx.rawSize });
+  };
+
+  // the administrator keeps this class's golden images as snapshots
+  await setFormat('snapshot');
+  try {
+    await eventually(
+      'the profile says snapshot',
+      async () => (await profileFormat()) === 'snapshot',
+      60_000,
+      500,
+    );
+    const d1 = await push(fx.files.qcow2, snapRepo);
+    await client.create(Resources.DataImportCron, {
+      metadata: { name: 'centos', namespace: ns },
+      spec: {
+        schedule: '0 3 * * *',
+        managedDataSource: 'centos',
+        importsToKeep: 1,
+        template: {
+          spec: {
+            source: { registry: { url: `docker://${REGISTRY_FROM_PODS}/${snapRepo}:latest` } },
+            storage: {
+              storageClassName: STORAGE_CLASS,
+              volumeMode: 'Filesystem',
+              resources: { requests: { storage: '64Mi' } },
+            },
+          },
+        },
+      },
+    } as KubeObject);
+    const first = `centos-${d1.slice(7, 19)}`;
+    await eventually(
+      `DataSource → snapshot ${first}, Ready`,
+      async () => {
+        const ds = await getDs();
+        return ds.spec.source.snapshot?.name === first && ready(ds) ? ds : undefined;
+      },
+      300_000,
+      1000,
+    );
+    const snap1 = await getSnap(first);
+    assert.equal(snap1?.status?.readyToUse, true);
+    assert.equal(snap1.metadata.labels?.['cdi.kubevirt.io/dataImportCron'], 'centos');
+    assert.equal(
+      snap1.metadata.annotations?.['cdi.kubevirt.io/storage.import.sourceVolumeMode'],
+      'Filesystem',
+    );
+    assert.equal(snap1.spec?.source?.persistentVolumeClaimName, first);
+    await eventually(
+      'the cron up to date, in the snapshot format',
+      async () => {
+        const c = await getCentos();
+        const upToDate = c.status?.conditions?.find((x) => x.type === 'UpToDate')?.status === 'True';
+        return c.status?.sourceFormat === 'snapshot' && upToDate ? c : undefined;
+      },
+      60_000,
+      500,
+    );
+    await eventually(`the import DataVolume and PVC ${first} deleted`, () => gone(first), 120_000, 1000);
+    assert.equal(await fromGolden('from-snapshot-1'), fx.rawMd5);
+
+    // a new image under the same tag: a second snapshot, the DataSource follows, the first snapshot goes
+    const d2 = await push('disk.raw', snapRepo);
+    assert.notEqual(d2, d1);
+    await pollNow('centos');
+    const second = `centos-${d2.slice(7, 19)}`;
+    await eventually(
+      `DataSource → snapshot ${second}, Ready`,
+      async () => {
+        const ds = await getDs();
+        return ds.spec.source.snapshot?.name === second && ready(ds) ? ds : undefined;
+      },
+      300_000,
+      1000,
+    );
+    await eventually(
+      `the first snapshot ${first} deleted (importsToKeep: 1)`,
+      async () => !(await getSnap(first)),
+      120_000,
+      1000,
+    );
+    await eventually(`the import DataVolume and PVC ${second} deleted`, () => gone(second), 120_000, 1000);
+    assert.equal(await fromGolden('from-snapshot-2'), fx.rawMd5);
+
+    // back on pvc: the snapshot gives way to a PVC import of the same digest
+    await setFormat('pvc');
+    await eventually('the profile says pvc', async () => (await profileFormat()) === 'pvc', 60_000, 500);
+    await eventually(
+      `DataSource → PVC ${second}, Ready`,
+      async () => {
+        const ds = await getDs();
+        return ds.spec.source.pvc?.name === second && ready(ds) ? ds : undefined;
+      },
+      300_000,
+      1000,
+    );
+    assert.equal(await getSnap(second), undefined, 'the snapshot of the pvc-format import is gone');
+    assert.equal(await md5OnVolume(client, ns, second, { bytes: fx.rawSize }), fx.rawMd5);
+    assert.equal((await getCentos()).status?.sourceFormat, 'pvc');
+  } finally {
+    await setFormat(had);
+  }
 });

@@ -5,10 +5,16 @@
 //   - a bare PVC naming a VolumeUploadSource: `cdi upload pvc <target> --no-create` uploads naming the TARGET, the
 //     proxy sends it to prime-<uid>'s server; the target gets the volume (md5) and prime-<uid> is gone;
 //   - bare PVCs naming a VolumeCloneSource of that PVC: one on the e2e class (its profile's strategy: a snapshot) and
-//     one on a class whose profile says copy (host-assisted); each gets the bytes (md5) and tmp-pvc-<uid> is gone.
+//     one on a class whose profile says copy (host-assisted); each gets the bytes (md5) and tmp-pvc-<uid> is gone;
+//   - targets deleted right after their tmp-snapshot-<uid> appears (as kubectl deletes, and in the foreground) leave
+//     no snapshot, VolumeSnapshotContent, tmp-pvc or PV behind (the populator's finalizer waits for the storage's
+//     answer before it deletes the snapshot: kubernetes-csi/external-snapshotter#1258);
+//   - a VolumeImportSource's running import shows its progress on the target: the file server's valve holds the
+//     body at half, so the target must say something strictly between 0% and 100% before it says 100.0%.
 // Holds the cluster lock: `flock /work/cluster-tests.lock node --test test/e2e/populators.test.ts`.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
@@ -20,8 +26,11 @@ import {
 } from '../../src/kube/index.ts';
 import { clusterClient, createNamespace, eventually, kubeconfigPath } from '../integration/kube/cluster.ts';
 import { deleteIfExists } from '../integration/upload/support.ts';
+import { startFileServer, Valve } from '../support/fileserver.ts';
 import { runCdi } from '../support/upload.ts';
+import { cloneLeftovers, VolumeSnapshot } from './leftovers.ts';
 import {
+  NODE_IP,
   STORAGE_CLASS,
   deployCdi,
   makeFixtures,
@@ -159,4 +168,78 @@ void test('VolumeCloneSource: a snapshot clone on the e2e class and a host-assis
     await gone(`tmp-pvc-${pvc.metadata?.uid ?? ''}`);
     assert.equal(await md5OnVolume(client, ns, name, { bytes: fx.rawSize }), fx.rawMd5, name);
   }
+});
+
+void test('VolumeCloneSource: targets deleted right after their tmp-snapshot appears leave no snapshot, content, tmp-pvc or PV', async () => {
+  await bound('uploaded');
+  await client.create(Resources.VolumeCloneSource, {
+    metadata: { name: 'clone-src-del', namespace: ns },
+    spec: { source: { kind: 'PersistentVolumeClaim', name: 'uploaded' } },
+  } as KubeObject);
+  // the default (background) deletion, and a foreground one, which deletes what the target owns before the target
+  for (const [name, propagationPolicy] of [
+    ['del-bg', undefined],
+    ['del-fg', 'Foreground'],
+  ] as const) {
+    const pvc = await populated(name, STORAGE_CLASS, 'VolumeCloneSource', 'clone-src-del');
+    const uid = pvc.metadata?.uid ?? '';
+    await eventually(
+      `tmp-snapshot-${uid} of ${name}`,
+      async () =>
+        (await client.getOrUndefined(VolumeSnapshot, `tmp-snapshot-${uid}`, ns)) ? true : undefined,
+      120_000,
+      100,
+    );
+    await client.delete(Resources.PersistentVolumeClaim, name, {
+      namespace: ns,
+      ...(propagationPolicy ? { propagationPolicy } : {}),
+    });
+    // at most the populator's 2-minute wait for the cut, then the deletions
+    await eventually(`${name} deleted`, async () => ((await getPvc(name)) ? undefined : true), 180_000, 1000);
+    await eventually(
+      `nothing of ${name} left`,
+      async () => {
+        const left = await cloneLeftovers(client, {
+          uid,
+          srcNs: ns,
+          targetNs: ns,
+          targetName: name,
+          storage: true,
+        });
+        if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
+        return true;
+      },
+      120_000,
+      1000,
+    );
+  }
+});
+
+void test("VolumeImportSource: the running import's progress is on the target (strictly between 0% and 100%) before 100.0%", async () => {
+  // the valve lets half the body through and holds the rest: the import cannot end before the test opens it
+  const size = (await stat(path.join(fx.dir, fx.files.rawGz))).size;
+  const half = Math.floor(size / 2);
+  const valve = new Valve(half);
+  const srv = await startFileServer({ root: fx.dir, host: NODE_IP, valve });
+  undo.push(() => srv.close());
+  await client.create(Resources.VolumeImportSource, {
+    metadata: { name: 'gz-held', namespace: ns },
+    spec: { source: { http: { url: `${srv.url}/${fx.files.rawGz}` } } },
+  } as KubeObject);
+  await populated('imported', STORAGE_CLASS, 'VolumeImportSource', 'gz-held');
+  const running = await eventually(
+    'a running progress on the target',
+    async () => {
+      const p = (await getPvc('imported'))?.metadata?.annotations?.[`${A}storage.populator.progress`];
+      const m = /^(\d{1,3}\.\d{2})%$/.exec(p ?? '');
+      return m && Number(m[1]) > 0 ? p : undefined;
+    },
+    240_000,
+    500,
+  );
+  assert.ok(Number.parseFloat(running) < 100, `running progress ${running}`);
+  valve.open();
+  const done = await bound('imported');
+  assert.equal(done.metadata?.annotations?.[`${A}storage.populator.progress`], '100.0%');
+  assert.equal(await md5OnVolume(client, ns, 'imported', { bytes: fx.rawSize }), fx.rawMd5);
 });

@@ -52,6 +52,7 @@ import {
 } from '../shared/uploadserver.ts';
 import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
 import type { TokenSource } from './tokens.ts';
+import { Ann as ApiAnn } from '../../api/constants.ts';
 
 export interface HostCloneDeps {
   kube: Kube;
@@ -395,7 +396,11 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
             { name: 'CLIENT_CERT', valueFrom: fromSecret('tls.crt') },
             { name: 'CLIENT_KEY', valueFrom: fromSecret('tls.key') },
             { name: 'SERVER_CA_CERT', valueFrom: fromSecret('ca.crt') },
-            { name: 'OWNER_UID', value: a[Ann.createdForDataVolume] || (target.metadata?.uid ?? '') },
+            // upstream: the DataVolume's uid, else cdi.kubevirt.io/ownerUID (the clone populator's target)
+            {
+              name: 'OWNER_UID',
+              value: a[Ann.createdForDataVolume] || a[ApiAnn.OwnerUID] || (target.metadata?.uid ?? ''),
+            },
             { name: 'PREALLOCATION', value: String(a[Ann.preallocationRequested] === 'true') },
           ],
           ports: [{ name: 'metrics', containerPort: Pod.metricsPort, protocol: 'TCP' }],

@@ -6,8 +6,14 @@
 // cron) points to it, and garbage collection (garbageCollect Outdated, the default) keeps the newest importsToKeep
 // (default 3) imports by their lastUseTime. Conditions Progressing and UpToDate with upstream's reasons, and the
 // kubevirt_cdi_dataimportcron_outdated gauge. The cron has no status subresource (as upstream's CRD): the whole object
-// is PUT with the resourceVersion read, so a write from a stale copy is refused and recomputed. Nothing polls: the
-// cron's own changes (the poller's annotation), its DataVolumes and PVCs, and its DataSource wake it.
+// is PUT with the resourceVersion read, so a write from a stale copy is refused and recomputed.
+// The format (upstream getSourceFormat) is the StorageProfile's status.dataImportCronSourceFormat of the class the
+// imports go to (the template's, else the default): with `snapshot`, a succeeded import is snapshotted under the same
+// name, the DataVolume and PVC are deleted once the snapshot is readyToUse, and the DataSource names the snapshot.
+// The class is recorded in the storage.import.storageClass annotation; when it changes (the default moved) the
+// newest import on the old class is deleted and imported again on the new one (upstream handleStorageClassChange).
+// Nothing polls: the cron's own changes (the poller's annotation), its DataVolumes, PVCs and VolumeSnapshots, its
+// DataSource, its class's StorageProfile and a move of the default class wake it.
 import { isDeepStrictEqual } from 'node:util';
 import { resourceName } from '../../api/naming.ts';
 import {
@@ -18,12 +24,23 @@ import {
 } from '../../kube/index.ts';
 import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { ControllerMetrics } from '../../monitoring/metrics.ts';
-import { Ann, GroupVersion, ManagedLabels, Phase } from '../shared/constants.ts';
-import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
+import { Ann, ContentType, GroupVersion, Label, ManagedLabels, Phase } from '../shared/constants.ts';
+import { isAlreadyExists, isNotFound, Res, type Kube, type Resource } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
+import { parseQuantity } from '../shared/quantity.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
-import type { CDIConfig, DataImportCron, DataSource, DataVolume } from '../shared/types.ts';
+import { storageClassByName } from '../shared/storage.ts';
+import type {
+  CDIConfig,
+  DataImportCron,
+  DataSource,
+  DataSourceSource,
+  DataVolume,
+  StorageClass,
+  StorageProfile,
+  VolumeSnapshot,
+} from '../shared/types.ts';
 import { copyAllowedLabels } from '../datasource/controller.ts';
 import {
   CronLabel,
@@ -41,7 +58,11 @@ export const CronAnn = {
   lastCronTime: ApiAnn.LastCronTime,
   lastUseTime: ApiAnn.LastUseTime,
   storageClass: ApiAnn.ImportStorageClass,
+  sourceVolumeMode: ApiAnn.SourceVolumeMode,
+  advisedRestoreSize: ApiAnn.AdvisedRestoreSize,
 } as const;
+
+export type SourceFormat = 'pvc' | 'snapshot';
 
 export const CronReason = {
   noDigest: 'NoDigest',
@@ -71,6 +92,127 @@ export function importName(managedDataSource: string, digest: string): string | 
   const prefix = digest.startsWith('sha256:') ? 'sha256:' : digest.startsWith('uid:') ? 'uid:' : undefined;
   if (!prefix || digest.length < prefix.length + 12) return undefined;
   return resourceName(managedDataSource, digest.slice(prefix.length, prefix.length + 12));
+}
+
+/**
+ * The class the imports go to (upstream GetStorageClassByNameWithVirtFallback): the template's, else the default
+ * (the default virt class first, unless the content is an archive). Undefined when there is none.
+ */
+export function cronStorageClass(
+  cron: Pick<DataImportCron, 'spec'>,
+  classes: StorageClass[],
+): StorageClass | undefined {
+  const spec = cron.spec.template.spec;
+  const named = (spec?.storage ?? spec?.pvc)?.storageClassName ?? undefined;
+  const content = spec?.contentType === ContentType.archive ? ContentType.archive : ContentType.kubevirt;
+  return storageClassByName(classes, named, content);
+}
+
+/** upstream getSourceFormat: what the class's StorageProfile says; pvc without a class or a verdict. */
+export function sourceFormatOf(profile: StorageProfile | undefined): SourceFormat {
+  return profile?.status?.dataImportCronSourceFormat === 'snapshot' ? 'snapshot' : 'pvc';
+}
+
+/** upstream populateDataSource: the last import, as a PVC or as the snapshot of the same name. */
+export function dataSourceSource(
+  format: SourceFormat,
+  last: { namespace: string; name: string } | undefined,
+): DataSourceSource | undefined {
+  if (!last) return undefined;
+  return format === 'snapshot'
+    ? { snapshot: { namespace: last.namespace, name: last.name } }
+    : { pvc: { namespace: last.namespace, name: last.name } };
+}
+
+/** upstream getSnapshotClassForDataImportCron: the profile's snapshotClassForDataImportCron, else its snapshot class. */
+export function cronSnapshotClass(profile: StorageProfile | undefined): string | undefined {
+  return (
+    profile?.metadata.annotations?.[ApiAnn.SnapshotClassForDataImportCron] || profile?.status?.snapshotClass
+  );
+}
+
+const bytes = (q: string | number | undefined): bigint | undefined => {
+  if (q === undefined || q === '') return undefined;
+  try {
+    return parseQuantity(String(q));
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * upstream inferAdvisedRestoreSizeForSnapshot: the template's requested size, or `fallback` (the PVC's) when it asks
+ * none, or the snapshot's restoreSize when that is larger. Undefined rather than upstream's "0" when nothing is known.
+ */
+export function advisedRestoreSize(
+  cron: Pick<DataImportCron, 'spec'>,
+  restoreSize: string | number | undefined,
+  fallback?: string,
+): string | undefined {
+  const spec = cron.spec.template.spec;
+  const asked = (spec?.storage ?? spec?.pvc)?.resources?.requests?.['storage'];
+  const askedBytes = bytes(asked) ?? 0n;
+  if (askedBytes === 0n && fallback) return fallback;
+  const restore = bytes(restoreSize);
+  if (restore !== undefined && askedBytes < restore) return String(restoreSize);
+  return askedBytes > 0n ? String(asked) : undefined;
+}
+
+/**
+ * upstream inferVolumeModeForSnapshot, for a snapshot made before it was annotated: the template's volume mode, else
+ * what rendering would pick from the profile (its first claim property set offering the template's access modes).
+ */
+export function inferredVolumeMode(
+  cron: Pick<DataImportCron, 'spec'>,
+  profile: StorageProfile | undefined,
+): string | undefined {
+  const spec = cron.spec.template.spec;
+  const storage = spec?.storage ?? spec?.pvc;
+  if (storage?.volumeMode) return storage.volumeMode;
+  const modes = storage?.accessModes ?? [];
+  return profile?.status?.claimPropertySets?.find((s) =>
+    modes.every((m) => s.accessModes?.includes(m as never)),
+  )?.volumeMode;
+}
+
+/**
+ * upstream handleSnapshot's desired VolumeSnapshot of an import's PVC: the same name, CDI's labels and the cron's,
+ * the PVC's allowed labels, lastUseTime, advisedRestoreSize and the source's volume mode, the cron snapshot class.
+ */
+export function desiredSnapshot(
+  cron: DataImportCron,
+  pvc: Pvc,
+  profile: StorageProfile | undefined,
+  now: Date,
+): VolumeSnapshot {
+  const name = pvc.metadata?.name ?? '';
+  const labels = cronLabels(cron, { [Label.app]: Label.appValue, [Label.component]: '' });
+  for (const [k, v] of Object.entries(copyAllowedLabels(pvc.metadata?.labels, {}))) labels[k] ??= v;
+  const annotations: Record<string, string> = { [CronAnn.lastUseTime]: now.toISOString() };
+  const requested = pvc.spec?.resources?.requests?.['storage'];
+  const size = advisedRestoreSize(cron, undefined, requested === undefined ? undefined : String(requested));
+  if (size) annotations[CronAnn.advisedRestoreSize] = size;
+  if (pvc.spec?.volumeMode) annotations[CronAnn.sourceVolumeMode] = pvc.spec.volumeMode;
+  const snapshotClass = cronSnapshotClass(profile);
+  return {
+    apiVersion: 'snapshot.storage.k8s.io/v1',
+    kind: 'VolumeSnapshot',
+    metadata: { name, namespace: cron.metadata.namespace ?? '', labels, annotations },
+    spec: {
+      source: { persistentVolumeClaimName: name },
+      ...(snapshotClass ? { volumeSnapshotClassName: snapshotClass } : {}),
+    },
+  };
+}
+
+/** A VolumeSnapshot, or undefined when it does not exist or the kind is not served (no CSI snapshotter). */
+async function getSnapshot(d: CronDeps, name: string, ns: string): Promise<VolumeSnapshot | undefined> {
+  try {
+    return await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, ns);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
 }
 
 /** upstream untagDigestedDockerURL: `docker://host/repo:tag` + `@digest` → `docker://host/repo@digest`. */
@@ -135,12 +277,32 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
   };
   let imports = status.currentImports ?? [];
   const current = imports[0]?.DataVolumeName;
-  const [dv, pvc] = current
+  const [dv, pvc, snapshot] = current
     ? await Promise.all([
         d.kube.get<DataVolume>(Res.dataVolume, current, namespace),
         d.kube.get<Pvc>(Res.pvc, current, namespace),
+        getSnapshot(d, current, namespace),
       ])
-    : [undefined, undefined];
+    : [undefined, undefined, undefined];
+
+  const sc = cronStorageClass(cron, (await d.kube.list<StorageClass>(Res.storageClass)).items);
+  const profile = sc
+    ? await d.kube.get<StorageProfile>(Res.storageProfile, sc.metadata.name ?? '')
+    : undefined;
+  if (sc && !profile) {
+    // the storageprofile-controller makes one per class; its creation wakes the cron
+    d.log.info('waiting for the StorageProfile of the import class', { cron: key, class: sc.metadata.name });
+    return;
+  }
+  if (sc) {
+    const desiredClass = sc.metadata.name ?? '';
+    if (await deleteOutdatedPendingPvc(d, cron, pvc, desiredClass)) return;
+    const recorded = cron.metadata.annotations?.[CronAnn.storageClass];
+    if (recorded !== undefined && recorded !== desiredClass)
+      return handleStorageClassChange(d, next, recorded, desiredClass);
+    (next.metadata.annotations ??= {})[CronAnn.storageClass] = desiredClass;
+  }
+  const format = sourceFormatOf(profile);
 
   let succeeded = false;
   if (dv) {
@@ -152,13 +314,29 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
       cond(Progressing, true, 'Import is progressing', CronReason.inProgress);
     else cond(Progressing, false, `Import DataVolume phase ${phase}`, phase);
   } else if (pvc && pvc.status?.phase === 'Bound') succeeded = true;
-  else {
+  else if (snapshot) {
+    if (format === 'pvc') {
+      // the profile went back to pvc: the snapshot goes, and its deletion wakes the cron to import again
+      d.log.info('deleting a snapshot import: the source format is pvc now', {
+        cron: key,
+        snapshot: current,
+      });
+      await d.kube.delete(Res.volumeSnapshot, current!, namespace, snapshot.metadata.uid);
+      return;
+    }
+    if (await snapshotClassChanged(d, snapshot, profile)) return;
+    await touchSnapshot(d, next, snapshot, ds, profile, now);
+    succeeded = true;
+  } else {
     if (imports.length > 0) imports = status.currentImports = imports.slice(1);
     cond(Progressing, false, 'No current import', CronReason.noImport);
   }
 
   if (succeeded) {
-    if (pvc) await touchSource(d, cron, pvc, now);
+    if (pvc) {
+      await touchSource(d, cron, Res.pvc, pvc, now);
+      if (format === 'snapshot' && sc) await snapshotImport(d, next, pvc, sc, profile, now);
+    }
     const last = { namespace, name: current! };
     if (!isDeepStrictEqual(status.lastImportedPVC, last)) {
       status.lastImportedPVC = last;
@@ -168,7 +346,7 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     await garbageCollect(d, next);
   }
 
-  await updateDataSource(d, next, ds);
+  await updateDataSource(d, next, ds, format);
 
   const desired = next.metadata.annotations?.[CronAnn.desiredDigest] ?? '';
   const digestUpdated = desired !== '' && (imports.length === 0 || desired !== imports[0]?.Digest);
@@ -177,8 +355,12 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     if (dv && (await deleteErroneous(d, dv))) status.currentImports = imports = [];
     if (succeeded || imports.length === 0) await createImport(d, next, desired, now);
   } else if (succeeded) {
-    status.sourceFormat = 'pvc';
-    cond(UpToDate, true, 'Latest import is up to date', CronReason.upToDate);
+    status.sourceFormat = format;
+    // upstream updateDataImportCronSuccessCondition: a snapshot import is up to date once the snapshot is ready
+    if (format === 'pvc' || snapshot?.status?.readyToUse)
+      cond(UpToDate, true, 'Latest import is up to date', CronReason.upToDate);
+    else if (snapshot)
+      cond(UpToDate, false, 'Snapshot of imported data is progressing', CronReason.inProgress);
   } else if (imports.length > 0) cond(UpToDate, false, 'Import is progressing', CronReason.inProgress);
   else cond(UpToDate, false, 'No source digest', CronReason.noDigest);
 
@@ -196,6 +378,148 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
 
   if (isDeepStrictEqual(next, cron)) return;
   await d.kube.update(Res.dataImportCron, next);
+}
+
+/**
+ * upstream deleteOutdatedPendingPvc: an import's PVC still Pending on a class that is no longer the one imports go
+ * to (the default moved before it bound) is deleted, so that its DataVolume renders it again on the new class.
+ */
+async function deleteOutdatedPendingPvc(
+  d: CronDeps,
+  cron: DataImportCron,
+  pvc: Pvc | undefined,
+  desiredClass: string,
+): Promise<boolean> {
+  if (pvc?.status?.phase !== 'Pending' || pvc.metadata?.labels?.[CronLabel.cron] !== cron.metadata.name)
+    return false;
+  const sc = pvc.spec?.storageClassName;
+  if (!sc || sc === desiredClass) return false;
+  d.log.info('deleting a pending import on the previous class', { pvc: pvc.metadata?.name, class: sc });
+  await d.kube.delete(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, pvc.metadata?.uid);
+  return true;
+}
+
+/**
+ * upstream handleStorageClassChange: the import of the desired digest (snapshot, DataVolume, PVC) on the previous
+ * class is deleted; once all are gone the new class is recorded, and the next reconcile imports again on it.
+ */
+async function handleStorageClassChange(
+  d: CronDeps,
+  next: DataImportCron,
+  recorded: string,
+  desiredClass: string,
+): Promise<void> {
+  const ns = next.metadata.namespace ?? '';
+  const digest = next.metadata.annotations?.[CronAnn.desiredDigest];
+  const n = digest ? importName(next.spec.managedDataSource, digest) : undefined;
+  if (n) {
+    d.log.info('the import class changed: deleting the newest import on the previous one', {
+      cron: next.metadata.name,
+      from: recorded,
+      to: desiredClass,
+      name: n,
+    });
+    const kinds = [Res.volumeSnapshot, Res.dataVolume, Res.pvc];
+    for (const r of kinds)
+      await d.kube.delete(r, n, ns).catch((e: unknown) => {
+        if (!isNotFound(e)) throw e;
+      });
+    const left = await Promise.all([
+      getSnapshot(d, n, ns),
+      d.kube.get(Res.dataVolume, n, ns),
+      d.kube.get(Res.pvc, n, ns),
+    ]);
+    // their deletion wakes the cron (it watches what carries its label)
+    if (left.some((o) => o !== undefined)) return;
+  }
+  (next.metadata.annotations ??= {})[CronAnn.storageClass] = desiredClass;
+  await d.kube.update(Res.dataImportCron, next);
+}
+
+/** upstream handleSnapshotClassChange: a snapshot of another class than the profile's cron class is deleted. */
+async function snapshotClassChanged(
+  d: CronDeps,
+  snap: VolumeSnapshot,
+  profile: StorageProfile | undefined,
+): Promise<boolean> {
+  const want = cronSnapshotClass(profile);
+  const have = snap.spec?.volumeSnapshotClassName ?? '';
+  if (!want || want === have) return false;
+  d.log.info('the snapshot class changed: deleting the snapshot import', {
+    snapshot: snap.metadata.name,
+    from: have,
+    to: want,
+  });
+  await d.kube.delete(
+    Res.volumeSnapshot,
+    snap.metadata.name ?? '',
+    snap.metadata.namespace,
+    snap.metadata.uid,
+  );
+  return true;
+}
+
+/**
+ * upstream handleSnapshot: a succeeded import on the desired class is snapshotted under its name; once the snapshot
+ * is readyToUse, the DataVolume (which owns the PVC) or the PVC is deleted.
+ */
+async function snapshotImport(
+  d: CronDeps,
+  cron: DataImportCron,
+  pvc: Pvc,
+  sc: StorageClass,
+  profile: StorageProfile | undefined,
+  now: Date,
+): Promise<void> {
+  const name = pvc.metadata?.name ?? '';
+  const ns = cron.metadata.namespace ?? '';
+  const pvcClass = pvc.spec?.storageClassName;
+  if (pvcClass && pvcClass !== sc.metadata.name) {
+    d.log.info('not snapshotting an import on the previous class', { pvc: name, class: pvcClass });
+    return;
+  }
+  const have = await getSnapshot(d, name, ns);
+  if (!have) {
+    try {
+      await d.kube.create(Res.volumeSnapshot, desiredSnapshot(cron, pvc, profile, now));
+      d.log.info('created the snapshot of an import', { cron: cron.metadata.name, snapshot: name });
+    } catch (e) {
+      if (!isAlreadyExists(e)) throw e;
+    }
+    return;
+  }
+  if (!have.status?.readyToUse) return; // its readiness wakes the cron
+  d.log.info('the snapshot is ready: deleting the import it was cut from', { snapshot: name });
+  if (!(await d.kube.delete(Res.dataVolume, name, ns)))
+    await d.kube.delete(Res.pvc, name, ns, pvc.metadata?.uid);
+}
+
+/**
+ * upstream's snapshot branch of update(): a snapshot import carries the cron's labels (and the DataSource's allowed
+ * ones), a lastUseTime, and the volume mode and advised restore size when it was made without them.
+ */
+async function touchSnapshot(
+  d: CronDeps,
+  cron: DataImportCron,
+  snap: VolumeSnapshot,
+  ds: DataSource | undefined,
+  profile: StorageProfile | undefined,
+  now: Date,
+): Promise<void> {
+  const have = snap.metadata.annotations ?? {};
+  const annotations: Record<string, string> = {};
+  if (have[CronAnn.sourceVolumeMode] === undefined) {
+    const mode = inferredVolumeMode(cron, profile);
+    if (mode) annotations[CronAnn.sourceVolumeMode] = mode;
+  }
+  if (have[CronAnn.advisedRestoreSize] === undefined) {
+    const size = advisedRestoreSize(cron, snap.status?.restoreSize);
+    if (size) annotations[CronAnn.advisedRestoreSize] = size;
+  }
+  // the DataSource's instance-type labels, onto a snapshot made before they were copied (upgrades)
+  const ours = ds !== undefined && ds.metadata.labels?.[CronLabel.cron] === cron.metadata.name;
+  const extraLabels = ours ? copyAllowedLabels(ds.metadata.labels, {}) : {};
+  await touchSource(d, cron, Res.volumeSnapshot, snap, now, false, { labels: extraLabels, annotations });
 }
 
 /** The CronJob exists with the desired schedule and pod; when it is first made, an initial Job polls at once. */
@@ -230,23 +554,31 @@ async function ensurePoller(d: CronDeps, cron: DataImportCron): Promise<void> {
   });
 }
 
-/** upstream updateSource: the import's PVC carries the cron's labels and a lastUseTime (garbage collection's order). */
+/**
+ * upstream updateSource: the import's PVC (or snapshot) carries the cron's labels and a lastUseTime (garbage
+ * collection's order). Upstream stamps the time at every reconcile; here it is kept once set, so a second reconcile
+ * writes nothing.
+ */
 async function touchSource(
   d: CronDeps,
   cron: DataImportCron,
-  pvc: Pvc,
+  r: Resource,
+  o: KubeObject,
   now: Date,
   /** In use again (its digest came back): it becomes the newest for garbage collection. */
   refresh = false,
+  extra: { labels?: Record<string, string>; annotations?: Record<string, string> } = {},
 ): Promise<void> {
-  const labels = cronLabels(cron, { ...(pvc.metadata?.labels ?? {}) });
-  const has = refresh ? undefined : pvc.metadata?.annotations?.[CronAnn.lastUseTime];
-  if (has && isDeepStrictEqual(labels, pvc.metadata?.labels ?? {})) return;
-  await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+  const labels = cronLabels(cron, { ...(o.metadata?.labels ?? {}), ...extra.labels });
+  const has = refresh ? undefined : o.metadata?.annotations?.[CronAnn.lastUseTime];
+  const annotations = extra.annotations ?? {};
+  if (has && isDeepStrictEqual(labels, o.metadata?.labels ?? {}) && Object.keys(annotations).length === 0)
+    return;
+  await d.kube.mergePatch(r, o.metadata?.name ?? '', o.metadata?.namespace, {
     metadata: {
-      resourceVersion: pvc.metadata?.resourceVersion,
+      resourceVersion: o.metadata?.resourceVersion,
       labels,
-      annotations: { [CronAnn.lastUseTime]: has ?? now.toISOString() },
+      annotations: { ...annotations, [CronAnn.lastUseTime]: has ?? now.toISOString() },
     },
   });
 }
@@ -272,10 +604,11 @@ async function createImport(d: CronDeps, cron: DataImportCron, digest: string, n
     d.log.warn('the poller wrote a digest without sha256: or uid:', { cron: cron.metadata.name, digest });
     return;
   }
-  const pvc = await d.kube.get<Pvc>(Res.pvc, name, ns);
-  if (pvc) {
-    // imported before (the digest went back): use it again
-    await touchSource(d, cron, pvc, now, true);
+  // imported before (the digest went back): its snapshot or PVC is used again (upstream createImportDataVolume)
+  const snap = await getSnapshot(d, name, ns);
+  const pvc = snap ? undefined : await d.kube.get<Pvc>(Res.pvc, name, ns);
+  if (snap || pvc) {
+    await touchSource(d, cron, snap ? Res.volumeSnapshot : Res.pvc, (snap ?? pvc) as KubeObject, now, true);
     status.currentImports = [{ DataVolumeName: name, Digest: digest }];
     return;
   }
@@ -304,21 +637,25 @@ async function createImport(d: CronDeps, cron: DataImportCron, digest: string, n
   status.currentImports = [{ DataVolumeName: name, Digest: digest }];
 }
 
-/** upstream updateDataSource: created if missing; points to the last import once there is one. */
+/**
+ * upstream updateDataSource: created if missing; points to the last import once there is one, as `pvc` or, for the
+ * snapshot format, `snapshot`.
+ */
 async function updateDataSource(
   d: CronDeps,
   cron: DataImportCron,
   ds: DataSource | undefined,
+  format: SourceFormat,
 ): Promise<void> {
   const ns = cron.metadata.namespace ?? '';
   const name = cron.spec.managedDataSource;
-  const last = cron.status?.lastImportedPVC;
+  const source = dataSourceSource(format, cron.status?.lastImportedPVC);
   if (!ds) {
     const created: DataSource = {
       apiVersion: GroupVersion,
       kind: 'DataSource',
       metadata: { name, namespace: ns, labels: cronLabels(cron, {}) },
-      spec: { source: last ? { pvc: { ...last } } : {} },
+      spec: { source: source ?? {} },
     };
     try {
       await d.kube.create(Res.dataSource, created);
@@ -330,14 +667,14 @@ async function updateDataSource(
   if (ds.metadata.labels?.[CronLabel.cron] !== cron.metadata.name) return; // not ours (upstream ErrNotManagedByCron)
   const next: DataSource = structuredClone(ds);
   next.metadata.labels = cronLabels(cron, { ...(ds.metadata.labels ?? {}) });
-  if (last) next.spec.source = { pvc: { ...last } };
+  if (source) next.spec.source = source;
   if (!isDeepStrictEqual(next, ds)) await d.kube.update(Res.dataSource, next);
 }
 
 /**
- * upstream garbageCollectPVCs: keep the importsToKeep newest imports (by lastUseTime), delete the rest. An import is
- * a DataVolume labelled with the cron and its PVC, or a PVC whose DataVolume is gone; deleting the DataVolume deletes
- * its PVC (it owns it).
+ * upstream garbageCollectPVCs and garbageCollectSnapshots: keep the importsToKeep newest imports (by lastUseTime),
+ * delete the rest. An import is a DataVolume labelled with the cron and its PVC, or a PVC whose DataVolume is gone
+ * (deleting the DataVolume deletes its PVC: it owns it); snapshots labelled with the cron are counted on their own.
  */
 async function garbageCollect(d: CronDeps, cron: DataImportCron): Promise<void> {
   if (cron.spec.garbageCollect && cron.spec.garbageCollect !== 'Outdated') return;
@@ -345,6 +682,7 @@ async function garbageCollect(d: CronDeps, cron: DataImportCron): Promise<void> 
     cron.spec.importsToKeep !== undefined && cron.spec.importsToKeep >= 0
       ? cron.spec.importsToKeep
       : DefaultImportsToKeep;
+  await garbageCollectSnapshots(d, cron, keep);
   const ns = cron.metadata.namespace ?? '';
   const labelSelector = `${CronLabel.cron}=${cron.metadata.name ?? ''}`;
   const [dvs, pvcs] = await Promise.all([
@@ -352,8 +690,6 @@ async function garbageCollect(d: CronDeps, cron: DataImportCron): Promise<void> 
     d.kube.list<Pvc>(Res.pvc, { namespace: ns, labelSelector }),
   ]);
   const imports = new Map<string, { used: string; dv?: DataVolume; pvc?: Pvc }>();
-  const used = (o: KubeObject): string =>
-    o.metadata?.annotations?.[CronAnn.lastUseTime] ?? o.metadata?.creationTimestamp ?? '';
   for (const dv of dvs.items) imports.set(dv.metadata.name ?? '', { used: used(dv), dv });
   for (const pvc of pvcs.items) {
     const n = pvc.metadata?.name ?? '';
@@ -374,6 +710,34 @@ async function garbageCollect(d: CronDeps, cron: DataImportCron): Promise<void> 
   }
 }
 
+const used = (o: KubeObject): string =>
+  o.metadata?.annotations?.[CronAnn.lastUseTime] ?? o.metadata?.creationTimestamp ?? '';
+
+async function garbageCollectSnapshots(d: CronDeps, cron: DataImportCron, keep: number): Promise<void> {
+  const ns = cron.metadata.namespace ?? '';
+  const labelSelector = `${CronLabel.cron}=${cron.metadata.name ?? ''}`;
+  let snaps: VolumeSnapshot[];
+  try {
+    snaps = (await d.kube.list<VolumeSnapshot>(Res.volumeSnapshot, { namespace: ns, labelSelector })).items;
+  } catch (e) {
+    if (isNotFound(e)) return; // not served: no snapshots
+    throw e;
+  }
+  if (snaps.length <= keep) return;
+  const current = cron.status?.lastImportedPVC?.name;
+  const old = [...snaps]
+    .sort((a, b) => (used(a) < used(b) ? 1 : used(a) > used(b) ? -1 : 0))
+    .slice(keep)
+    .filter((s) => s.metadata.name !== current && !s.metadata.deletionTimestamp);
+  for (const s of old) {
+    d.log.info('garbage-collecting an old snapshot import', {
+      cron: cron.metadata.name,
+      name: s.metadata.name,
+    });
+    await d.kube.delete(Res.volumeSnapshot, s.metadata.name ?? '', ns, s.metadata.uid);
+  }
+}
+
 /** The cron is gone: its poller goes, its gauge goes, and with retentionPolicy None what it made. */
 async function cleanup(d: CronDeps, namespace: string, name: string): Promise<void> {
   d.metrics?.deleteDataImportCronOutdated(namespace, name);
@@ -390,8 +754,11 @@ async function cleanup(d: CronDeps, namespace: string, name: string): Promise<vo
       await d.kube.delete(r, o.metadata?.name ?? '', d.poller.cdiNamespace, o.metadata?.uid);
   }
   const sel = `${CronLabel.cron}=${name},${CronLabel.cleanup}=true`;
-  for (const r of [Res.dataSource, Res.dataVolume, Res.pvc]) {
-    const l = await d.kube.list<KubeObject>(r, { namespace, labelSelector: sel });
+  for (const r of [Res.dataSource, Res.dataVolume, Res.pvc, Res.volumeSnapshot]) {
+    const l = await d.kube.list<KubeObject>(r, { namespace, labelSelector: sel }).catch((e: unknown) => {
+      if (r === Res.volumeSnapshot && isNotFound(e)) return { items: [] }; // not served: none to delete
+      throw e;
+    });
     for (const o of l.items) await d.kube.delete(r, o.metadata?.name ?? '', namespace, o.metadata?.uid);
   }
 }

@@ -42,6 +42,7 @@ import type {
   VolumeSnapshotContent,
 } from '../shared/types.ts';
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
+import { snapshotCutPending, SnapshotCutPollMs } from '../clone/snapshotcut.ts';
 import type { TokenSource } from '../clone/tokens.ts';
 import { QuotaRetryMs, quotaRefusal, writeStatus } from './controller.ts';
 import { resolveSourceRef } from './sourceref.ts';
@@ -665,39 +666,6 @@ async function rebind(
   return status(d, dv, pvc, Phase.RebindInProgress, undefined);
 }
 
-/** The csi-snapshotter sidecar's mark on a VolumeSnapshotContent while its CreateSnapshot call is outstanding. */
-export const AnnSnapshotBeingCreated = 'snapshot.storage.kubernetes.io/volumesnapshot-being-created';
-const SnapshotCutPollMs = 1000;
-/** How long a deleted DataVolume waits for its snapshot to be cut before deleting it anyway. */
-export const SnapshotCutWaitMs = 120_000;
-
-/**
- * Whether a deleted DataVolume's temporary snapshot is still being cut, so that deleting it now would leave it stuck:
- * a VolumeSnapshotContent deleted while the csi-snapshotter sidecar waits for CreateSnapshot is not deleted until the
- * sidecar's next resync (15 minutes by default; kubernetes-csi/external-snapshotter#1258, up to v8.7), and meanwhile
- * the snapshot, and with it the source namespace, stays Terminating. True while the snapshot has no content yet, or
- * its content is not cut yet or still carries the sidecar's mark; never once SnapshotCutWaitMs have passed since the
- * deletion (a CreateSnapshot that hangs must not keep the DataVolume for ever), nor for a snapshot or content that
- * failed or is going.
- */
-export function snapshotCutPending(
-  dv: DataVolume,
-  snap: VolumeSnapshot | undefined,
-  content: VolumeSnapshotContent | undefined,
-  now: Date,
-): boolean {
-  const deleted = Date.parse(dv.metadata.deletionTimestamp ?? '');
-  if (Number.isFinite(deleted) && now.getTime() - deleted > SnapshotCutWaitMs) return false;
-  if (!snap || snap.metadata.deletionTimestamp || snap.status?.error) return false;
-  if (!snap.status?.boundVolumeSnapshotContentName) return true; // the snapshot controller is making the content
-  if (!content || content.status?.error) return false;
-  // not cut yet (the sidecar may be about to call CreateSnapshot), or cut and the sidecar's mark not yet taken off
-  return (
-    content.status?.readyToUse !== true ||
-    content.metadata.annotations?.[AnnSnapshotBeingCreated] !== undefined
-  );
-}
-
 async function snapshotBeingCut(d: CloneDvDeps, dv: DataVolume, source: CloneSource): Promise<boolean> {
   if (anns(dv)[Ann.cloneType] !== CloneStrategy.Snapshot || source.kind !== 'pvc') return false;
   const snap = await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, tmpSnapshotName(dv), source.namespace);
@@ -705,7 +673,7 @@ async function snapshotBeingCut(d: CloneDvDeps, dv: DataVolume, source: CloneSou
   const content = contentName
     ? await d.kube.get<VolumeSnapshotContent>(Res.volumeSnapshotContent, contentName)
     : undefined;
-  return snapshotCutPending(dv, snap, content, d.now?.() ?? new Date());
+  return snapshotCutPending(dv.metadata.deletionTimestamp, snap, content, d.now?.() ?? new Date());
 }
 
 /**

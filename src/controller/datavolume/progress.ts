@@ -11,6 +11,10 @@
 // the pod the PVC names in storage.import.importPodName, controlled by that PVC, carrying the importer's labels, on
 // the importer's port; and a server that trickles bytes, never ends, or sends megabytes costs one pool slot for at
 // most the deadline.
+//
+// The volume populators use the same pool for their targets (a prime's importer, a tmp-pvc's source pod) through
+// scoped views (ProgressScraper.scoped), one per populator: their keys, PVC keys, live apart from the DataVolume keys
+// and from each other's, and a change wakes the scope's own controller, not the DataVolume controllers.
 import https from 'node:https';
 import {
   errorMessage,
@@ -149,13 +153,14 @@ export function fetchMetrics(url: string, limits: FetchLimits = {}): Promise<str
   });
 }
 
-/** One DataVolume whose importer is running. */
+/** One DataVolume (or populator target) whose importer or clone source pod is running. */
 export interface ScrapeTarget {
-  /** The DataVolume's key, queued when its progress changes. */
+  /** The DataVolume's key (a populator target's, in its scope), queued when its progress changes. */
   key: string;
-  /** The DataVolume's uid: the ownerUID label of the importer's metric. */
+  /** The ownerUID label of the metric: the DataVolume's uid, a populator target's. */
   ownerUID: string;
   namespace: string;
+  /** The PVC the pod works for: the DataVolume's, a prime, a tmp-pvc. */
   pvcName: string;
 }
 
@@ -196,6 +201,7 @@ export class ProgressScraper implements ProgressSource {
   private readonly clock: Clock;
   private readonly targets = new Map<string, Tracked>();
   private readonly waiting: string[] = [];
+  private readonly scopes = new Map<string, (key: string) => void>();
   private active = 0;
   private stopped: AbortSignal | undefined;
   private idle: (() => void)[] = [];
@@ -225,6 +231,19 @@ export class ProgressScraper implements ProgressSource {
 
   progress(key: string): number | undefined {
     return this.targets.get(key)?.value;
+  }
+
+  /**
+   * The scraper for keys of their own (`<scope><key>` here; a scope has no `/`, so no DataVolume key starts with it):
+   * a change calls `onChange` with the key, not the scraper's.
+   */
+  scoped(scope: string, onChange: (key: string) => void): ProgressSource {
+    this.scopes.set(scope, onChange);
+    return {
+      track: (t) => this.track({ ...t, key: scope + t.key }),
+      untrack: (key) => this.untrack(scope + key),
+      progress: (key) => this.progress(scope + key),
+    };
   }
 
   /** Number of DataVolumes being scraped (metrics, tests). */
@@ -268,6 +287,12 @@ export class ProgressScraper implements ProgressSource {
     }
   }
 
+  private changed(key: string): void {
+    for (const [scope, onChange] of this.scopes)
+      if (key.startsWith(scope)) return onChange(key.slice(scope.length));
+    this.o.onChange(key);
+  }
+
   private async scrape(t: Tracked): Promise<void> {
     const { namespace, pvcName, ownerUID, key } = t.target;
     let problem = '';
@@ -295,14 +320,14 @@ export class ProgressScraper implements ProgressSource {
         const v = body === undefined ? undefined : parseProgress(body, ownerUID);
         if (v !== undefined && v !== t.value && this.targets.get(key) === t) {
           t.value = v;
-          this.o.onChange(key);
+          this.changed(key);
         }
       }
     } catch (e) {
       problem = errorMessage(e);
     }
     if (problem && problem !== t.lastProblem)
-      this.o.log.info('no progress from the importer', { dataVolume: key, why: problem });
+      this.o.log.info('no progress from the importer', { key, why: problem });
     t.lastProblem = problem;
   }
 }

@@ -20,6 +20,7 @@ import { splitKey } from '../shared/runtime.ts';
 import type { StorageClass } from '../shared/types.ts';
 import { controllerRef, type KubeObject, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { copyAllowedLabels } from '../datasource/controller.ts';
+import { formatProgress, type ProgressSource } from '../datavolume/progress.ts';
 import { isDeepStrictEqual } from 'node:util';
 
 export const primeName = (pvc: Pvc): string => `prime-${pvc.metadata?.uid ?? ''}`;
@@ -50,6 +51,12 @@ export interface PopulatorDeps {
   kube: Kube;
   recorder: Recorder;
   log: Logger;
+  /**
+   * The running import's or host-assisted copy's progress, scraped beside the reconcilers (the DataVolumes'
+   * ProgressScraper, in a key space of its own); without it the target shows progress only at the end.
+   */
+  progress?: ProgressSource;
+  now?: () => Date;
 }
 
 export type DataSourceRef = { apiGroup?: string; kind?: string; name?: string; namespace?: string };
@@ -147,6 +154,11 @@ export interface PrimeKind<S extends KubeObject> {
   primeAnnotations: (source: S, preallocation: boolean) => Record<string, string>;
   /** upstream updateUploadAnnotations: the upload populator drops storage.populator.pvcPrime once done. */
   dropPrimeNameWhenDone?: boolean;
+  /**
+   * upstream updateImportProgress: the running pod's progress goes onto the target. Only the import populator's: the
+   * upload server serves no progress metric, and upstream's upload populator reports none.
+   */
+  runningProgress?: boolean;
   failed: { reason: string; message: (pvc: string) => string };
   succeeded: { reason: string; message: (pvc: string) => string };
 }
@@ -159,10 +171,22 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
 ): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
   const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  if (!pvc || pvc.metadata?.deletionTimestamp || !isPopulatedBy(pvc, k.kind)) return;
-  const ref = refOf(pvc)!;
+  const ref = pvc ? refOf(pvc) : undefined;
+  const prime =
+    pvc && !pvc.metadata?.deletionTimestamp && isPopulatedBy(pvc, k.kind)
+      ? await d.kube.get<Pvc>(Res.pvc, primeName(pvc), namespace)
+      : undefined;
+  if (k.runningProgress && prime && anns(prime)[Ann.podPhase] === 'Running')
+    // the importer pod's metric is labelled with the prime's owner: the target
+    d.progress?.track({
+      key,
+      ownerUID: pvc?.metadata?.uid ?? '',
+      namespace: namespace ?? '',
+      pvcName: prime.metadata?.name ?? '',
+    });
+  else d.progress?.untrack(key);
+  if (!pvc || pvc.metadata?.deletionTimestamp || !isPopulatedBy(pvc, k.kind) || !ref) return;
   if (ref.namespace && ref.namespace !== namespace) return; // upstream: cross-namespace dataSourceRef not supported yet
-  const prime = await d.kube.get<Pvc>(Res.pvc, primeName(pvc), namespace);
   if (!prime) return startPopulation(d, k, pvc, ref.name ?? '');
 
   // the target mirrors the prime's state
@@ -177,8 +201,13 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
   const succeeded = phase === 'Succeeded';
   const primeRef = succeeded && k.dropPrimeNameWhenDone ? undefined : prime.metadata?.name;
   if (have[ApiAnn.PVCPrimeName] !== primeRef) annotations[ApiAnn.PVCPrimeName] = primeRef ?? null;
-  if (succeeded && have[ApiAnn.PopulatorProgress] !== '100.0%')
-    annotations[ApiAnn.PopulatorProgress] = '100.0%';
+  const progress = k.runningProgress
+    ? primeProgress(have[ApiAnn.PopulatorProgress], prime, d.progress?.progress(key))
+    : succeeded
+      ? ProgressDone
+      : have[ApiAnn.PopulatorProgress];
+  if (progress !== undefined && have[ApiAnn.PopulatorProgress] !== progress)
+    annotations[ApiAnn.PopulatorProgress] = progress;
   const bound = pvc.status?.phase === 'Bound';
   const labels =
     succeeded && !bound
@@ -198,6 +227,25 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
 
   if (succeeded && !bound) return rebind(d, prime, pvc);
   if (succeeded && bound) await removeLostClaim(d, prime, pvc);
+}
+
+/** upstream cc.ProgressDone */
+export const ProgressDone = '100.0%';
+
+/**
+ * The target's storage.populator.progress while its prime is filled (upstream updateImportProgress): 100.0% once the
+ * pod Succeeded; the running pod's scraped value as NN.NN%, except 100 (it does not count the conversion and resize
+ * that follow, so it waits for Succeeded); N/A once the prime is Bound and nothing was reported yet; else as it is.
+ */
+export function primeProgress(
+  current: string | undefined,
+  prime: Pvc,
+  scraped: number | undefined,
+): string | undefined {
+  if (anns(prime)[Ann.podPhase] === 'Succeeded') return ProgressDone;
+  if (scraped !== undefined && scraped < 100) return formatProgress(scraped);
+  if (current === undefined && prime.status?.phase === 'Bound') return 'N/A';
+  return current;
 }
 
 async function startPopulation<S extends KubeObject>(

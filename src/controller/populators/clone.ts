@@ -13,12 +13,21 @@
 // the target (cdi.kubevirt.io/cloneType, cdi.kubevirt.io/cloneFallbackReason). Then tmp-pvc's PV is handed to the
 // target (base.ts rebind), and once the target is Bound it says Succeeded, the Lost tmp-pvc and the snapshot are
 // deleted. The target carries upstream's cdi.kubevirt.io/clonePhase (Pending, HostClone, Snapshot, SnapshotClone,
-// CSIClone, Rebind, Succeeded, Error), cdi.kubevirt.io/cloneError in Error, and storage.populator.progress 100.0%
-// when done. What we make is owned by the target, so deleting the target mid-clone removes it (no finalizer needed,
-// unlike upstream, whose temporaries are matched by a label).
+// CSIClone, Rebind, Succeeded, Error), cdi.kubevirt.io/cloneError in Error, and storage.populator.progress: the
+// host-assisted copy's percentage while it runs (the source pod's metric, scraped off the reconcile path), 100.0% when
+// done.
+//
+// Teardown (upstream's finalizer cdi.kubevirt.io/clonePopulator, put on the target with the strategy): tmp-pvc is
+// owned by the target, the snapshot is not (label cdi.kubevirt.io/OwnedByUID, as upstream's planner labels it), so
+// that neither the garbage collector nor a foreground deletion of the target deletes it behind our back while the
+// storage is still cutting it: a VolumeSnapshotContent deleted during CreateSnapshot is left alone by csi-snapshotter
+// (up to v8.7) until its 15-minute resync (kubernetes-csi/external-snapshotter#1258), and the snapshot stays
+// Terminating. A deleted target waits for the storage's answer (../clone/snapshotcut.ts, the DataVolumes' rule: at
+// most 2 minutes), then deletes the snapshot and tmp-pvc and lets go. On success the finalizer goes with the
+// temporaries; retainAfterCompletion keeps them, and the finalizer, until the target is deleted.
 import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { VolumeCloneSource } from '../../api/populators.ts';
-import { controllerRef, type KubeObject, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
+import type { KubeObject, PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { isAlreadyExists, Res } from '../shared/client.ts';
 import { Ann, Reason } from '../shared/constants.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
@@ -27,6 +36,8 @@ import type { Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import type { StorageClass, StorageProfile, VolumeSnapshot, VolumeSnapshotContent } from '../shared/types.ts';
 import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
+import { snapshotCutPending, SnapshotCutPollMs } from '../clone/snapshotcut.ts';
+import { formatProgress } from '../datavolume/progress.ts';
 import {
   involved,
   isPopulatedBy,
@@ -56,6 +67,10 @@ export const ClonePhase = {
 
 /** upstream AnnCloneError */
 export const AnnCloneError = 'cdi.kubevirt.io/cloneError';
+/** upstream cloneFinalizer: on the target from the strategy's choice until its temporaries are gone. */
+export const ClonePopulatorFinalizer = 'cdi.kubevirt.io/clonePopulator';
+/** upstream LabelOwnedByUID: the target's uid on the temporary snapshot, which the target does not own. */
+export const LabelOwnedByUID = 'cdi.kubevirt.io/OwnedByUID';
 
 type Source = VolumeCloneSource & KubeObject;
 
@@ -65,10 +80,15 @@ const anns = (
 
 export async function reconcileClonePopulator(d: PopulatorDeps, key: string): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  if (!pvc || pvc.metadata?.deletionTimestamp || !isPopulatedBy(pvc, VolumeCloneSourceKind)) return;
+  const found = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  const pvc = found && isPopulatedBy(found, VolumeCloneSourceKind) ? found : undefined;
+  const tmp = pvc ? await d.kube.get<Pvc>(Res.pvc, tmpClaimName(pvc), namespace) : undefined;
+  const copying = pvc ? hostCopyRunning(pvc, tmp) : undefined;
+  if (copying) d.progress?.track({ key, namespace: namespace ?? '', ...copying });
+  else d.progress?.untrack(key);
+  if (!pvc) return;
+  if (pvc.metadata?.deletionTimestamp) return release(d, pvc, tmp);
   const a = anns(pvc);
-  const tmp = await d.kube.get<Pvc>(Res.pvc, tmpClaimName(pvc), namespace);
   if (a[ApiAnn.ClonePhase] === ClonePhase.Succeeded) return cleanup(d, pvc, tmp);
   if (pvc.status?.phase === 'Bound') {
     // the volume is here: upstream desiredCloneAnnotations come along from the filled claim
@@ -111,6 +131,8 @@ export async function reconcileClonePopulator(d: PopulatorDeps, key: string): Pr
     strategy !== CloneStrategy.CsiClone
   )
     return choose(d, pvc, kind, sourceName);
+  // a target whose strategy was chosen before the finalizer existed gets it before anything more is made
+  if (!hasFinalizer(pvc)) return addFinalizer(d, pvc);
 
   if (
     tmp?.status?.phase === 'Bound' &&
@@ -131,13 +153,21 @@ export async function reconcileClonePopulator(d: PopulatorDeps, key: string): Pr
         secondClaim(pvc, tmpClaimName(pvc), node, {
           [ApiAnn.PopulatorKind]: VolumeCloneSourceKind,
           [Ann.cloneRequest]: `${namespace}/${sourceName}`,
+          // upstream's host-clone phase: the source pod's progress metric is labelled with the target's uid
+          [ApiAnn.OwnerUID]: pvc.metadata?.uid ?? '',
           ...(vcs.spec.preallocation !== undefined
             ? { [Ann.preallocationRequested]: String(vcs.spec.preallocation) }
             : {}),
           ...(vcs.spec.priorityClassName ? { [Ann.priorityClassName]: vcs.spec.priorityClassName } : {}),
         }),
       );
-    return setPhase(d, pvc, ClonePhase.HostClone);
+    const v = d.progress?.progress(key);
+    return setPhase(
+      d,
+      pvc,
+      ClonePhase.HostClone,
+      v !== undefined ? { [ApiAnn.PopulatorProgress]: formatProgress(v) } : {},
+    );
   }
 
   let snapshot = kind === 'VolumeSnapshot' ? sourceName : undefined;
@@ -249,6 +279,7 @@ async function choose(
   await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', namespace, {
     metadata: {
       resourceVersion: pvc.metadata?.resourceVersion,
+      finalizers: withFinalizer(pvc),
       annotations: {
         [Ann.cloneType]: choice.strategy,
         [ApiAnn.ClonePhase]: anns(pvc)[ApiAnn.ClonePhase] || ClonePhase.Pending,
@@ -309,8 +340,8 @@ async function ensureSnapshot(d: PopulatorDeps, pvc: Pvc, sourceName: string): P
     metadata: {
       name,
       namespace,
-      labels: { app: 'containerized-data-importer' },
-      ownerReferences: [controllerRef(pvc, Res.pvc)],
+      // not owned by the target: the finalizer deletes it once the storage has answered (header)
+      labels: { app: 'containerized-data-importer', [LabelOwnedByUID]: pvc.metadata?.uid ?? '' },
     },
     spec: {
       source: { persistentVolumeClaimName: sourceName },
@@ -325,13 +356,134 @@ async function ensureSnapshot(d: PopulatorDeps, pvc: Pvc, sourceName: string): P
   }
 }
 
-/** upstream reconcileDone: the Lost tmp-pvc and the snapshot go (unless retainAfterCompletion keeps them). */
+/** upstream reconcileDone: the Lost tmp-pvc and the snapshot go (unless retainAfterCompletion keeps them), then the finalizer. */
 async function cleanup(d: PopulatorDeps, pvc: Pvc, tmp: Pvc | undefined): Promise<void> {
   if (tmp && !(await removeLostClaim(d, tmp, pvc))) return;
+  // kept for debugging: the finalizer stays, so that deleting the target still deletes the unowned snapshot
   if (anns(pvc)[Ann.retainAfterCompletion] === 'true') return;
-  if (anns(pvc)[Ann.cloneType] !== CloneStrategy.Snapshot) return;
-  const ns = pvc.metadata?.namespace;
-  const snap = await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, tmpSnapshotName(pvc), ns);
-  if (snap && !snap.metadata?.deletionTimestamp)
-    await d.kube.delete(Res.volumeSnapshot, tmpSnapshotName(pvc), ns, snap.metadata?.uid);
+  // done already (or a target from before the finalizer, whose temporaries it owns)
+  if (!hasFinalizer(pvc)) return;
+  const snap = await getTmpSnapshot(d, pvc);
+  if (snap && !snap.metadata.deletionTimestamp) await deleteTmpSnapshot(d, pvc, snap);
+  await dropFinalizer(d, pvc);
+}
+
+/** What a deleted target does with its finalizer (upstream reconcileDone on deletion, with the snapshot-cut wait). */
+export type Teardown =
+  | { step: 'none' }
+  | { step: 'waitForCut' }
+  | { step: 'release'; deleteSnapshot: boolean; deleteClaim: boolean };
+
+/**
+ * The deleted target's next step: nothing without the finalizer; wait while its temporary snapshot is still being cut
+ * (snapshotCutPending, at most SnapshotCutWaitMs after the deletion); else delete what is left of the snapshot and
+ * tmp-pvc (retainAfterCompletion does not keep them past the target) and let go.
+ */
+export function teardown(
+  pvc: Pvc,
+  tmp: Pvc | undefined,
+  snap: VolumeSnapshot | undefined,
+  content: VolumeSnapshotContent | undefined,
+  now: Date,
+): Teardown {
+  if (!hasFinalizer(pvc)) return { step: 'none' };
+  if (snapshotCutPending(pvc.metadata?.deletionTimestamp, snap, content, now)) return { step: 'waitForCut' };
+  return {
+    step: 'release',
+    deleteSnapshot: snap !== undefined && !snap.metadata.deletionTimestamp,
+    deleteClaim: tmp !== undefined && !tmp.metadata?.deletionTimestamp,
+  };
+}
+
+async function release(d: PopulatorDeps, pvc: Pvc, tmp: Pvc | undefined): Promise<Result | void> {
+  if (!hasFinalizer(pvc)) return;
+  const snap = await getTmpSnapshot(d, pvc);
+  const contentName = snap?.status?.boundVolumeSnapshotContentName;
+  const content = contentName
+    ? await d.kube.get<VolumeSnapshotContent>(Res.volumeSnapshotContent, contentName)
+    : undefined;
+  const t = teardown(pvc, tmp, snap, content, d.now?.() ?? new Date());
+  if (t.step === 'none') return;
+  if (t.step === 'waitForCut') return { requeueAfterMs: SnapshotCutPollMs }; // the content's changes wake nothing
+  if (t.deleteSnapshot && snap) await deleteTmpSnapshot(d, pvc, snap);
+  if (t.deleteClaim && tmp) await deleteIgnoringGone(d, Res.pvc, tmp);
+  await dropFinalizer(d, pvc);
+}
+
+/** The target's tmp-snapshot, when its strategy made one (snapshots are read from the API server, not cached). */
+async function getTmpSnapshot(d: PopulatorDeps, pvc: Pvc): Promise<VolumeSnapshot | undefined> {
+  if (anns(pvc)[Ann.cloneType] !== CloneStrategy.Snapshot) return undefined;
+  const snap = await d.kube
+    .get<VolumeSnapshot>(Res.volumeSnapshot, tmpSnapshotName(pvc), pvc.metadata?.namespace)
+    .catch((e: unknown) => {
+      if ((e as { code?: number }).code === 404) return undefined; // the kind is not served: there is none
+      throw e;
+    });
+  // ours: named by and labelled with the target's uid
+  return snap?.metadata.labels?.[LabelOwnedByUID] === pvc.metadata?.uid || isOwnedBy(snap, pvc)
+    ? snap
+    : undefined;
+}
+
+const isOwnedBy = (o: VolumeSnapshot | undefined, pvc: Pvc): boolean =>
+  (o?.metadata.ownerReferences ?? []).some((r) => r.uid === pvc.metadata?.uid);
+
+async function deleteTmpSnapshot(d: PopulatorDeps, pvc: Pvc, snap: VolumeSnapshot): Promise<void> {
+  await deleteIgnoringGone(d, Res.volumeSnapshot, snap);
+  d.log.info('deleted the temporary snapshot of a clone', {
+    namespace: pvc.metadata?.namespace,
+    snapshot: snap.metadata.name,
+    target: pvc.metadata?.name,
+  });
+}
+
+async function deleteIgnoringGone(
+  d: PopulatorDeps,
+  r: (typeof Res)[keyof typeof Res],
+  o: { metadata?: { name?: string; namespace?: string; uid?: string } },
+): Promise<void> {
+  await d.kube
+    .delete(r, o.metadata?.name ?? '', o.metadata?.namespace, o.metadata?.uid)
+    .catch((e: unknown) => {
+      if ((e as { code?: number }).code !== 404) throw e;
+    });
+}
+
+const hasFinalizer = (pvc: Pvc): boolean =>
+  (pvc.metadata?.finalizers ?? []).includes(ClonePopulatorFinalizer);
+const withFinalizer = (pvc: Pvc): string[] => [
+  ...(pvc.metadata?.finalizers ?? []).filter((f) => f !== ClonePopulatorFinalizer),
+  ClonePopulatorFinalizer,
+];
+
+async function addFinalizer(d: PopulatorDeps, pvc: Pvc): Promise<void> {
+  await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+    metadata: { resourceVersion: pvc.metadata?.resourceVersion, finalizers: withFinalizer(pvc) },
+  });
+}
+
+async function dropFinalizer(d: PopulatorDeps, pvc: Pvc): Promise<void> {
+  await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
+    metadata: {
+      resourceVersion: pvc.metadata?.resourceVersion,
+      finalizers: (pvc.metadata?.finalizers ?? []).filter((f) => f !== ClonePopulatorFinalizer),
+    },
+  });
+}
+
+/**
+ * The host-assisted copy into tmp-pvc, while it runs: what the progress scraper reads (the source pod
+ * `<tmp uid>-source-pod` of tmp-pvc, its metric labelled with the OWNER_UID the clone controller gave it: the target's
+ * uid from cdi.kubevirt.io/ownerUID, or tmp-pvc's own for a claim made before it carried one).
+ */
+export function hostCopyRunning(
+  pvc: Pvc,
+  tmp: Pvc | undefined,
+): { ownerUID: string; pvcName: string } | undefined {
+  const a = anns(pvc);
+  if (pvc.metadata?.deletionTimestamp || a[ApiAnn.ClonePhase] === ClonePhase.Succeeded) return undefined;
+  if (a[Ann.cloneType] !== CloneStrategy.Copy || !tmp || tmp.metadata?.deletionTimestamp) return undefined;
+  const ta = anns(tmp);
+  if (!ta[Ann.cloneRequest] || ta[Ann.cloneOf] === 'true') return undefined;
+  return { ownerUID: ta[ApiAnn.OwnerUID] || (tmp.metadata?.uid ?? ''), pvcName: tmp.metadata?.name ?? '' };
 }

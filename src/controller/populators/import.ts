@@ -2,7 +2,8 @@
 // a VolumeImportSource is filled through `prime-<pvc uid>`, which carries the import annotations of the source; the
 // import controller imports into it like into any annotated PVC. Once the prime's import Succeeded, its PV is rebound
 // to the target and the Lost prime deleted; the target keeps the import's annotations (pod phase, restarts, running
-// condition, preallocation) and `storage.populator.progress` 100.0%. The loop is base.ts's.
+// condition, preallocation) and `storage.populator.progress`: the running importer's percentage (scraped off the
+// reconcile path, as for DataVolumes), 100.0% when done. The loop is base.ts's.
 import { Ann } from '../shared/constants.ts';
 import { Res } from '../shared/client.ts';
 import type { Result } from '../shared/runtime.ts';
@@ -28,6 +29,7 @@ export const ImportPopulator: PrimeKind<VolumeImportSource & KubeObject> = {
     if (!a[Ann.source]) a[Ann.source] = 'none';
     return a;
   },
+  runningProgress: true,
   failed: { reason: 'ImportFailed', message: (pvc) => `Failed to import into PVC ${pvc}` },
   succeeded: { reason: 'ImportSucceeded', message: (pvc) => `Successfully imported into PVC ${pvc}` },
 };

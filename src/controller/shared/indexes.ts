@@ -14,7 +14,7 @@ import {
 } from '../../kube/index.ts';
 import { Ann, Finalizer, Label, Phase } from './constants.ts';
 import { Res } from './client.ts';
-import type { DataSource, DataSourceSource, DataVolume } from './types.ts';
+import type { DataImportCron, DataSource, DataSourceSource, DataVolume } from './types.ts';
 import { isMultiStageInProgress } from './checkpoints.ts';
 
 export { ControllerUidIndex, InvolvedUidIndex, PodClaimIndex };
@@ -36,6 +36,8 @@ export const HostCloneSourceIndex = 'host-clone-source';
 export const DsPvcIndex = 'datasource-pvc';
 export const DsSnapshotIndex = 'datasource-snapshot';
 export const DsDataSourceIndex = 'datasource-datasource';
+/** DataImportCrons by the storage class their template names ("" = the default class). */
+export const CronClassIndex = 'dataimportcron-storage-class';
 /** "ns/name" of what a source names (namespace defaulted to the DataSource's), for the cache's indexes. */
 export function sourceKeys(ds: { metadata?: { namespace?: string }; spec?: { source?: DataSourceSource } }): {
   pvc?: string;
@@ -275,4 +277,8 @@ export function registerCdiCache(cache: Cache, ownComponent: string): void {
   cache.addIndex<DataSource & KubeObject>(Res.dataSource, DsDataSourceIndex, (ds) =>
     byKey(sourceKeys(ds).dataSource),
   );
+  cache.addIndex<DataImportCron & KubeObject>(Res.dataImportCron, CronClassIndex, (c) => {
+    const spec = c.spec?.template?.spec;
+    return [(spec?.storage ?? spec?.pvc)?.storageClassName ?? ''];
+  });
 }

@@ -1,18 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DataVolume, VolumeSnapshot, VolumeSnapshotContent } from '../shared/types.ts';
-import { AnnSnapshotBeingCreated, snapshotCutPending, SnapshotCutWaitMs } from './clone.ts';
+import type { VolumeSnapshot, VolumeSnapshotContent } from '../shared/types.ts';
+import { AnnSnapshotBeingCreated, snapshotCutPending, SnapshotCutWaitMs } from './snapshotcut.ts';
 
 const now = new Date('2026-12-03T12:00:00Z');
-const dv = (deletedMsAgo: number): DataVolume => ({
-  metadata: {
-    name: 'd',
-    namespace: 'alice',
-    uid: 'u1',
-    deletionTimestamp: new Date(now.getTime() - deletedMsAgo).toISOString(),
-  },
-  spec: { source: { pvc: { namespace: 'golden', name: 'src' } } },
-});
+/** The deletion time of the snapshot's owner (a DataVolume, a clone populator's target PVC). */
+const deletedAt = (msAgo: number): string => new Date(now.getTime() - msAgo).toISOString();
 const bound = { boundVolumeSnapshotContentName: 'snapcontent-1' };
 const snap = (status: VolumeSnapshot['status'], deleting = false): VolumeSnapshot => ({
   metadata: {
@@ -31,9 +24,9 @@ const content = (marked: boolean, status?: VolumeSnapshotContent['status']): Vol
   ...(status ? { status } : {}),
 });
 const pending = (s: VolumeSnapshot | undefined, c?: VolumeSnapshotContent, deletedMsAgo = 1000): boolean =>
-  snapshotCutPending(dv(deletedMsAgo), s, c, now);
+  snapshotCutPending(deletedAt(deletedMsAgo), s, c, now);
 
-void test('a deleted clone waits while its snapshot is still being cut', () => {
+void test('a deleted owner waits while its snapshot is still being cut', () => {
   assert.equal(pending(snap(undefined)), true, 'no status yet');
   assert.equal(pending(snap({ readyToUse: false })), true, 'no content yet');
   assert.equal(pending(snap({ ...bound, readyToUse: false }), content(false)), true, 'content not cut yet');

@@ -155,6 +155,10 @@ export const Label = {
   ApplyStorageProfile: `${g}applyStorageProfile`,
   UploadTarget: `${g}uploadTarget`,
   DataImportCron: `${g}dataImportCron`,
+  /** upstream DataImportCronNsLabel, DataImportCronPollerLabel, DataImportCronCleanupLabel */
+  DataImportCronNamespace: `${g}dataImportCronNs`,
+  DataImportCronPoller: `${g}dataImportCronPoller`,
+  DataImportCronCleanup: `${g}dataImportCron.cleanup`,
   KubePersistentVolumeFillingUp: 'alerts.k8s.io/KubePersistentVolumeFillingUp',
   ExcludeFromVeleroBackup: 'velero.io/exclude-from-backup',
 } as const;

@@ -11,6 +11,7 @@
 //   cdi-deployment to the importers' metrics; egress for DataImportCron pollers. Because the egress policies
 //   isolate their pods, cdi-allow-access-cluster-services (not upstream's: KubeVirt ships the equivalent) lets pods
 //   labelled np.kubevirt.io/allow-access-cluster-services reach DNS and the API server.
+import { Label } from '../api/constants.ts';
 import {
   AllowClusterServicesLabel,
   CDILabel,
@@ -86,7 +87,7 @@ export function networkPolicies(namespace: string): Obj[] {
       ],
     }),
     policy(namespace, 'cdi-allow-egress-from-poller', {
-      podSelector: { matchLabels: { 'cdi.kubevirt.io/dataImportCronPoller': '' } },
+      podSelector: { matchLabels: { [Label.DataImportCronPoller]: '' } },
       policyTypes: ['Egress'],
       egress: [{}],
     }),

@@ -3,16 +3,17 @@
 // (src/cmd/source-update-poller.ts). The pod reads the manifest digest of the URL and annotates the DataImportCron
 // with it (storage.import.sourceDesiredDigest, and lastCronTime); that annotation change wakes the controller. An
 // initial Job of the same template polls at once when the CronJob is first made.
+import { Label } from '../../api/constants.ts';
 import { resourceName } from '../../api/naming.ts';
 import type { KubeObject } from '../../kube/index.ts';
 import { ManagedLabels, Pod } from '../shared/constants.ts';
 import type { CDIConfig, DataImportCron } from '../shared/types.ts';
 
 export const CronLabel = {
-  cron: 'cdi.kubevirt.io/dataImportCron',
-  cronNamespace: 'cdi.kubevirt.io/dataImportCronNs',
-  poller: 'cdi.kubevirt.io/dataImportCronPoller',
-  cleanup: 'cdi.kubevirt.io/dataImportCron.cleanup',
+  cron: Label.DataImportCron,
+  cronNamespace: Label.DataImportCronNamespace,
+  poller: Label.DataImportCronPoller,
+  cleanup: Label.DataImportCronCleanup,
 } as const;
 
 /** upstream CronJobServiceAccountName: the poller's identity (may get and patch DataImportCrons, nothing else). */

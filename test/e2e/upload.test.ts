@@ -275,6 +275,34 @@ void describe('upload end to end', () => {
     assert.equal(await md5OnVolume(client, ns, 'up-block', { block: true, bytes: fx.rawSize }), rawMd5());
   });
 
+  void it('a WaitForFirstConsumer class: the DataVolume waits for a consumer and the CLI says to --force-bind; with it the upload completes', async () => {
+    const wffc = `${STORAGE_CLASS}-wffc`;
+    const waiting = await uploadDv('up-wffc', [
+      '--storage-class',
+      wffc,
+      '--image-path',
+      file(fx.files.qcow2),
+    ]);
+    assert.notEqual(waiting.code, 0, waiting.stdout);
+    assert.match(
+      waiting.stderr,
+      /cannot upload to DataVolume in WaitForFirstConsumer phase, make sure the PVC is Bound, or use --force-bind/,
+    );
+    assert.equal((await getDv('up-wffc')).status?.phase, 'WaitForFirstConsumer');
+    assert.equal((await getPvc('up-wffc')).status?.phase, 'Pending');
+
+    const bound = await uploadDv('up-wffc-bound', [
+      '--storage-class',
+      wffc,
+      '--force-bind',
+      '--image-path',
+      file(fx.files.qcow2),
+    ]);
+    assert.equal(bound.code, 0, bound.stderr);
+    assert.equal((await getDv('up-wffc-bound')).status?.phase, 'Succeeded');
+    assert.equal(await md5OnVolume(client, ns, 'up-wffc-bound', { bytes: fx.rawSize }), rawMd5());
+  });
+
   void it('the legacy annotated PVC, with curl and a token from kubectl create -f; after success the proxy refuses', async () => {
     await client.create<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, {
       metadata: { name: 'legacy', namespace: ns, annotations: { [`${A}storage.upload.target`]: '' } },

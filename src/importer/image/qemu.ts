@@ -53,7 +53,8 @@ export async function info(format: DiskFormat, loc: ImageLocation, limits: Limit
     throw new ImportError(
       ErrorKind.Invalid,
       memoryFailure(format, r, limits) ??
-        `not a valid ${format} image: ${lastLine(r.stderr) || `qemu-img info exit ${r.code}`}`,
+        // upstream's words (pkg/image/exec.go: "<cmd> execution failed: <stderr>: <exit>"), then what it means
+        `qemu-img execution failed: ${lastLine(r.stderr) || '(nothing on stderr)'}: ${r.code === null ? 'signal: killed' : `exit status ${r.code}`} (not a valid ${format} image)`,
     );
   }
   try {

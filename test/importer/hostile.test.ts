@@ -320,7 +320,10 @@ void describe('images that name host files or endpoints in other places', () => 
     const s = await sentinel('vhdx-parent');
     await vhdxDifferencing(path.join(src, 'diff.vhdx'), s.path);
     for (const w of WHERE)
-      assert.match((await attempt('diff.vhdx', w)).err.message, /^qemu-img execution failed: .*not supported.*: exit status 1 \(not a valid vhdx image\)$/);
+      assert.match(
+        (await attempt('diff.vhdx', w)).err.message,
+        /^qemu-img execution failed: .*not supported.*: exit status 1 \(not a valid vhdx image\)$/,
+      );
     assert.equal(await s.wasOpened(), false);
   });
 

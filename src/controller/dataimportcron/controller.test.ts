@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PersistentVolumeClaim } from '../../kube/index.ts';
-import type { DataImportCron, StorageClass, StorageProfile } from '../shared/types.ts';
+import type { DataImportCron, DataVolume, StorageClass, StorageProfile } from '../shared/types.ts';
 import {
   advisedRestoreSize,
+  applyReadWriteOnceDefault,
   cronSnapshotClass,
   cronStorageClass,
   dataSourceSource,
@@ -179,4 +180,25 @@ void test("an import's snapshot: its name, CDI's and the cron's labels, the PVC'
     spec: { source: { persistentVolumeClaimName: 'fedora-0123456789ab' }, volumeSnapshotClassName: 'plain' },
   });
   assert.equal(desiredSnapshot(cron, pvc, profile({}), now).spec?.volumeSnapshotClassName, undefined);
+});
+
+void test('useReadWriteOnceForDataImportCron: a storage template without access modes imports ReadWriteOnce; others stay as written', () => {
+  const rwo = {
+    metadata: { name: 'c', annotations: { 'cdi.kubevirt.io/useReadWriteOnceForDataImportCron': 'true' } },
+  } as StorageProfile;
+  const spec = (s: NonNullable<DataVolume['spec']>): NonNullable<DataVolume['spec']> => structuredClone(s);
+  const bare = spec({ storage: { storageClassName: 'c' } });
+  applyReadWriteOnceDefault(bare, rwo);
+  assert.deepEqual(bare.storage?.accessModes, ['ReadWriteOnce']);
+  const named = spec({ storage: { accessModes: ['ReadWriteMany'] } });
+  applyReadWriteOnceDefault(named, rwo);
+  assert.deepEqual(named.storage?.accessModes, ['ReadWriteMany']);
+  const pvcApi = spec({ pvc: { accessModes: [] } });
+  applyReadWriteOnceDefault(pvcApi, rwo);
+  assert.deepEqual(pvcApi.pvc?.accessModes, []);
+  const without = spec({ storage: {} });
+  applyReadWriteOnceDefault(without, { metadata: { name: 'c' } });
+  assert.equal(without.storage?.accessModes, undefined);
+  applyReadWriteOnceDefault(without, undefined);
+  assert.equal(without.storage?.accessModes, undefined);
 });

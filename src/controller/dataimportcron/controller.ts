@@ -124,6 +124,19 @@ export function dataSourceSource(
     : { pvc: { namespace: last.namespace, name: last.name } };
 }
 
+/**
+ * upstream newSourceDataVolume: a profile annotated `cdi.kubevirt.io/useReadWriteOnceForDataImportCron: "true"` makes
+ * the cron's imports ReadWriteOnce, where the template's `storage` names no access modes (a `pvc` template, or one
+ * that names them, is left as written).
+ */
+export function applyReadWriteOnceDefault(
+  spec: NonNullable<DataVolume['spec']>,
+  profile: StorageProfile | undefined,
+): void {
+  if (profile?.metadata.annotations?.[ApiAnn.UseReadWriteOnceForDataImportCron] !== 'true') return;
+  if (spec.storage && !spec.storage.accessModes?.length) spec.storage.accessModes = ['ReadWriteOnce'];
+}
+
 /** upstream getSnapshotClassForDataImportCron: the profile's snapshotClassForDataImportCron, else its snapshot class. */
 export function cronSnapshotClass(profile: StorageProfile | undefined): string | undefined {
   return (
@@ -353,7 +366,7 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
   if (digestUpdated) {
     cond(UpToDate, false, 'Source digest updated since last import', CronReason.outdated);
     if (dv && (await deleteErroneous(d, dv))) status.currentImports = imports = [];
-    if (succeeded || imports.length === 0) await createImport(d, next, desired, now);
+    if (succeeded || imports.length === 0) await createImport(d, next, desired, profile, now);
   } else if (succeeded) {
     status.sourceFormat = format;
     // upstream updateDataImportCronSuccessCondition: a snapshot import is up to date once the snapshot is ready
@@ -596,7 +609,13 @@ async function deleteErroneous(d: CronDeps, dv: DataVolume): Promise<boolean> {
   return true;
 }
 
-async function createImport(d: CronDeps, cron: DataImportCron, digest: string, now: Date): Promise<void> {
+async function createImport(
+  d: CronDeps,
+  cron: DataImportCron,
+  digest: string,
+  profile: StorageProfile | undefined,
+  now: Date,
+): Promise<void> {
   const ns = cron.metadata.namespace ?? '';
   const status = (cron.status ??= {});
   const name = importName(cron.spec.managedDataSource, digest);
@@ -616,6 +635,7 @@ async function createImport(d: CronDeps, cron: DataImportCron, digest: string, n
   const spec = tpl.spec ?? {};
   const reg = spec.source?.registry;
   if (reg?.url) reg.url = digestedUrl(reg.url, digest);
+  applyReadWriteOnceDefault(spec, profile);
   const annotations: Record<string, string> = {
     [Ann.immediateBinding]: 'true',
     [CronAnn.lastUseTime]: now.toISOString(),

@@ -10,6 +10,11 @@ import tls from 'node:tls';
 import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
 import { Kinds, type KindName } from '../../src/operator/resources.ts';
 import { OwnedSelector } from '../../src/operator/cache.ts';
+import {
+  DumpInstallStrategyEnv,
+  InstallStrategyConfigMap,
+  InstallStrategyKey,
+} from '../../src/operator/install-strategy.ts';
 import type { ReleaseOptions } from '../../src/operator/release.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
 import { clusterClient, createNamespace, eventually, kubectl } from '../integration/kube/cluster.ts';
@@ -557,6 +562,53 @@ async function bundleIn(configMap: string): Promise<string> {
   );
   return cm.data?.['ca-bundle.crt'] ?? '';
 }
+
+void test('DUMP_INSTALL_STRATEGY=true on cdi-operator writes cdi-install-strategy with the whole install; without it the ConfigMap goes', async () => {
+  assert.ok(installed.length > 0, 'CDI was installed by the first test');
+  const strategy = (): Promise<(KubeObject & { data?: Record<string, string> }) | undefined> =>
+    client.getOrUndefined(Resources.ConfigMap, InstallStrategyConfigMap, 'cdi');
+  assert.equal(await strategy(), undefined, 'off by default, as upstream');
+  const setEnv = (v: string): Promise<unknown> =>
+    kubectl('-n', 'cdi', 'set', 'env', 'deployment/cdi-operator', `${DumpInstallStrategyEnv}${v}`);
+  try {
+    await setEnv('=true');
+    const cm = await eventually(
+      'cdi-install-strategy written',
+      async () => {
+        const c = await strategy();
+        return c?.data?.[InstallStrategyKey] ? c : undefined;
+      },
+      180_000,
+      1000,
+    );
+    const manifests = cm.data?.[InstallStrategyKey] ?? '';
+    // one YAML document per object, with the components upstream's names
+    assert.match(manifests, /^---\n/);
+    const docs = manifests.split(/^---\n/m).filter((d) => d.trim() !== '');
+    for (const [kind, name] of [
+      ['Deployment', 'cdi-deployment'],
+      ['Deployment', 'cdi-apiserver'],
+      ['Deployment', 'cdi-uploadproxy'],
+      ['CustomResourceDefinition', 'datavolumes.cdi.kubevirt.io'],
+      ['APIService', 'v1beta1.upload.cdi.kubevirt.io'],
+    ] as const)
+      assert.ok(
+        docs.some((d) => d.includes(`\nkind: ${kind}\n`) && d.includes(`\n  name: ${name}\n`)),
+        `${kind} ${name} in the install strategy`,
+      );
+    assert.doesNotMatch(manifests, /kind: Secret\n/, 'no Secrets in it, as upstream');
+  } finally {
+    await setEnv('-');
+  }
+  await eventually(
+    'cdi-install-strategy gone without the variable',
+    async () => (await strategy()) === undefined,
+    180_000,
+    1000,
+  );
+  await kubectl('-n', 'cdi', 'rollout', 'status', 'deployment/cdi-operator', '--timeout=180s');
+  await waitAvailable(client, release.version);
+});
 
 void test('certificates rotate under a short certConfig (CA and leaves) while webhook calls, the upload API and upload-proxy connections go on: none fails', async (t) => {
   assert.ok(ns, 'the first test made the namespace');

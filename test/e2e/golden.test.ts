@@ -38,6 +38,7 @@ import {
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
+  waitForDataVolume,
   type Fixtures,
   addInsecureRegistries,
 } from './harness.ts';
@@ -211,16 +212,7 @@ void test('a DataImportCron keeps the DataSource on the newest digest of a tag, 
   assert.equal(dv1.spec.source?.registry?.url, `docker://${REGISTRY_FROM_PODS}/${repo}@${d1}`);
   assert.equal(dv1.metadata.labels?.['cdi.kubevirt.io/dataImportCron'], 'fedora');
 
-  await eventually(
-    `${first} Succeeded`,
-    async () => {
-      const dv = await client.get<DataVolume & KubeObject>(Resources.DataVolume, first, ns);
-      if (dv.status?.phase === 'Failed') throw new Error(`${first} Failed: ${JSON.stringify(dv.status)}`);
-      return dv.status?.phase === 'Succeeded' ? dv : undefined;
-    },
-    300_000,
-    1000,
-  );
+  await waitForDataVolume(client, ns, first, 'Succeeded');
   await eventually(
     'DataSource → first, Ready',
     async () => {
@@ -300,16 +292,7 @@ void test('sourceFormat snapshot: each import becomes a ready VolumeSnapshot the
         },
       },
     });
-    await eventually(
-      `${name} Succeeded`,
-      async () => {
-        const dv = await client.get<DataVolume & KubeObject>(Resources.DataVolume, name, ns);
-        if (dv.status?.phase === 'Failed') throw new Error(`${name} Failed: ${JSON.stringify(dv.status)}`);
-        return dv.status?.phase === 'Succeeded' ? dv : undefined;
-      },
-      300_000,
-      1000,
-    );
+    await waitForDataVolume(client, ns, name, 'Succeeded');
     return md5OnVolume(client, ns, name, { bytes: fx.rawSize });
   };
 

@@ -25,7 +25,7 @@ import {
 import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { ControllerMetrics } from '../../monitoring/metrics.ts';
 import { Ann, ContentType, GroupVersion, Label, ManagedLabels, Phase } from '../shared/constants.ts';
-import { isAlreadyExists, isNotFound, Res, type Kube, type Resource } from '../shared/client.ts';
+import { isAlreadyExists, listOrNone, Res, type Kube, type Resource } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
@@ -218,16 +218,6 @@ export function desiredSnapshot(
   };
 }
 
-/** A VolumeSnapshot, or undefined when it does not exist or the kind is not served (no CSI snapshotter). */
-async function getSnapshot(d: CronDeps, name: string, ns: string): Promise<VolumeSnapshot | undefined> {
-  try {
-    return await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, ns);
-  } catch (e) {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  }
-}
-
 /** upstream untagDigestedDockerURL: `docker://host/repo:tag` + `@digest` → `docker://host/repo@digest`. */
 export function digestedUrl(url: string, digest: string): string {
   const m = /^([a-z-]+:\/\/)?(.*)$/.exec(url.split('@')[0]!)!;
@@ -294,7 +284,7 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     ? await Promise.all([
         d.kube.get<DataVolume>(Res.dataVolume, current, namespace),
         d.kube.get<Pvc>(Res.pvc, current, namespace),
-        getSnapshot(d, current, namespace),
+        d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, current, namespace),
       ])
     : [undefined, undefined, undefined];
 
@@ -433,12 +423,9 @@ async function handleStorageClassChange(
       name: n,
     });
     const kinds = [Res.volumeSnapshot, Res.dataVolume, Res.pvc];
-    for (const r of kinds)
-      await d.kube.delete(r, n, ns).catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+    for (const r of kinds) await d.kube.delete(r, n, ns); // false when already gone
     const left = await Promise.all([
-      getSnapshot(d, n, ns),
+      d.kube.get(Res.volumeSnapshot, n, ns),
       d.kube.get(Res.dataVolume, n, ns),
       d.kube.get(Res.pvc, n, ns),
     ]);
@@ -491,7 +478,7 @@ async function snapshotImport(
     d.log.info('not snapshotting an import on the previous class', { pvc: name, class: pvcClass });
     return;
   }
-  const have = await getSnapshot(d, name, ns);
+  const have = await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, ns);
   if (!have) {
     try {
       await d.kube.create(Res.volumeSnapshot, desiredSnapshot(cron, pvc, profile, now));
@@ -624,7 +611,8 @@ async function createImport(
     return;
   }
   // imported before (the digest went back): its snapshot or PVC is used again (upstream createImportDataVolume)
-  const snap = await getSnapshot(d, name, ns);
+  // (a 404, also for a kind not served, reads as none)
+  const snap = await d.kube.get<VolumeSnapshot>(Res.volumeSnapshot, name, ns);
   const pvc = snap ? undefined : await d.kube.get<Pvc>(Res.pvc, name, ns);
   if (snap || pvc) {
     await touchSource(d, cron, snap ? Res.volumeSnapshot : Res.pvc, (snap ?? pvc) as KubeObject, now, true);
@@ -736,13 +724,10 @@ const used = (o: KubeObject): string =>
 async function garbageCollectSnapshots(d: CronDeps, cron: DataImportCron, keep: number): Promise<void> {
   const ns = cron.metadata.namespace ?? '';
   const labelSelector = `${CronLabel.cron}=${cron.metadata.name ?? ''}`;
-  let snaps: VolumeSnapshot[];
-  try {
-    snaps = (await d.kube.list<VolumeSnapshot>(Res.volumeSnapshot, { namespace: ns, labelSelector })).items;
-  } catch (e) {
-    if (isNotFound(e)) return; // not served: no snapshots
-    throw e;
-  }
+  const snaps = await listOrNone<VolumeSnapshot>(d.kube, Res.volumeSnapshot, {
+    namespace: ns,
+    labelSelector,
+  });
   if (snaps.length <= keep) return;
   const current = cron.status?.lastImportedPVC?.name;
   const old = [...snaps]
@@ -775,10 +760,11 @@ async function cleanup(d: CronDeps, namespace: string, name: string): Promise<vo
   }
   const sel = `${CronLabel.cron}=${name},${CronLabel.cleanup}=true`;
   for (const r of [Res.dataSource, Res.dataVolume, Res.pvc, Res.volumeSnapshot]) {
-    const l = await d.kube.list<KubeObject>(r, { namespace, labelSelector: sel }).catch((e: unknown) => {
-      if (r === Res.volumeSnapshot && isNotFound(e)) return { items: [] }; // not served: none to delete
-      throw e;
-    });
-    for (const o of l.items) await d.kube.delete(r, o.metadata?.name ?? '', namespace, o.metadata?.uid);
+    // VolumeSnapshots may not be served (no CSI snapshotter): then there are none
+    const items =
+      r === Res.volumeSnapshot
+        ? await listOrNone<KubeObject>(d.kube, r, { namespace, labelSelector: sel })
+        : (await d.kube.list<KubeObject>(r, { namespace, labelSelector: sel })).items;
+    for (const o of items) await d.kube.delete(r, o.metadata?.name ?? '', namespace, o.metadata?.uid);
   }
 }

@@ -26,7 +26,16 @@ import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
 import { parseDataVolume } from '../../api/parse.ts';
 import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../token/clone.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
-import { Ann, CDIConfigName, Finalizer, GroupVersion, Label, Phase, Reason } from '../shared/constants.ts';
+import {
+  Ann,
+  CDIConfigName,
+  Finalizer,
+  GroupVersion,
+  Label,
+  Phase,
+  ProgressDone,
+  Reason,
+} from '../shared/constants.ts';
 import type { Recorder } from '../shared/events.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
 import { parseOverhead, parseQuantity, usableSpace } from '../shared/quantity.ts';
@@ -379,7 +388,7 @@ async function status(
   const next = structuredClone(dv.status ?? {});
   next.phase = phase;
   if (pvc) next.claimName = pvc.metadata?.name;
-  if (phase === Phase.Succeeded) next.progress = '100.0%';
+  if (phase === Phase.Succeeded) next.progress = ProgressDone;
   else if (progress !== undefined) next.progress = formatProgress(progress);
   else if (!next.progress) next.progress = 'N/A';
   const restarts = Number.parseInt(anns(pvc ?? {})[Ann.podRestarts] ?? '', 10);

@@ -1,7 +1,7 @@
 // DataVolume status from the PVC's annotations (upstream controller-base.go updateStatus, import-controller.go
 // updateStatusPhase, conditions.go). Pure: the caller fetches, this decides, the caller writes.
 import { setCondition, type PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
-import { Ann, Message, Phase, Reason } from '../shared/constants.ts';
+import { Ann, Message, Phase, ProgressDone, Reason } from '../shared/constants.ts';
 import type { DataVolume, DataVolumeCondition, DataVolumeStatus } from '../shared/types.ts';
 import { isMultiStageInProgress } from '../shared/checkpoints.ts';
 
@@ -61,7 +61,7 @@ function importPhase(pvc: Pvc, status: DataVolumeStatus, dv: DataVolume): DvEven
         return { type: 'Normal', reason: Reason.ImportPaused, message: Message.importPaused(name) };
       }
       status.phase = Phase.Succeeded;
-      status.progress = '100.0%';
+      status.progress = ProgressDone;
       return { type: 'Normal', reason: Reason.ImportSucceeded, message: Message.importSucceeded(name) };
     default:
       return undefined;

@@ -12,7 +12,7 @@
 // WaitForFirstConsumer: nothing starts until the scheduler chose a node for the target
 // (volume.kubernetes.io/selected-node), which the second claim takes over, unless immediate binding is requested.
 import { Ann as ApiAnn, Label as ApiLabel } from '../../api/constants.ts';
-import { Ann, Label, ManagedLabels } from '../shared/constants.ts';
+import { Ann, Label, ManagedLabels, ProgressDone } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
@@ -170,22 +170,21 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
   key: string,
 ): Promise<Result | void> {
   const { namespace, name } = splitKey(key);
-  const pvc = await d.kube.get<Pvc>(Res.pvc, name, namespace);
-  const ref = pvc ? refOf(pvc) : undefined;
-  const prime =
-    pvc && !pvc.metadata?.deletionTimestamp && isPopulatedBy(pvc, k.kind)
-      ? await d.kube.get<Pvc>(Res.pvc, primeName(pvc), namespace)
-      : undefined;
-  if (k.runningProgress && prime && anns(prime)[Ann.podPhase] === 'Running')
+  const found = await d.kube.get<Pvc>(Res.pvc, name, namespace);
+  // a live target of this kind; anything else only stops being scraped
+  const pvc = found && !found.metadata?.deletionTimestamp && isPopulatedBy(found, k.kind) ? found : undefined;
+  const prime = pvc ? await d.kube.get<Pvc>(Res.pvc, primeName(pvc), namespace) : undefined;
+  if (k.runningProgress && pvc && prime && anns(prime)[Ann.podPhase] === 'Running')
     // the importer pod's metric is labelled with the prime's owner: the target
     d.progress?.track({
       key,
-      ownerUID: pvc?.metadata?.uid ?? '',
+      ownerUID: pvc.metadata?.uid ?? '',
       namespace: namespace ?? '',
       pvcName: prime.metadata?.name ?? '',
     });
   else d.progress?.untrack(key);
-  if (!pvc || pvc.metadata?.deletionTimestamp || !isPopulatedBy(pvc, k.kind) || !ref) return;
+  const ref = pvc ? refOf(pvc) : undefined;
+  if (!pvc || !ref) return;
   if (ref.namespace && ref.namespace !== namespace) return; // upstream: cross-namespace dataSourceRef not supported yet
   if (!prime) return startPopulation(d, k, pvc, ref.name ?? '');
 
@@ -228,9 +227,6 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
   if (succeeded && !bound) return rebind(d, prime, pvc);
   if (succeeded && bound) await removeLostClaim(d, prime, pvc);
 }
-
-/** upstream cc.ProgressDone */
-export const ProgressDone = '100.0%';
 
 /**
  * The target's storage.populator.progress while its prime is filled (upstream updateImportProgress): 100.0% once the

@@ -29,7 +29,7 @@ import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { VolumeCloneSource } from '../../api/populators.ts';
 import type { KubeObject, PersistentVolumeClaim as Pvc } from '../../kube/index.ts';
 import { isAlreadyExists, Res } from '../shared/client.ts';
-import { Ann, Reason } from '../shared/constants.ts';
+import { Ann, ProgressDone, Reason } from '../shared/constants.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Result } from '../shared/runtime.ts';
@@ -94,7 +94,7 @@ export async function reconcileClonePopulator(d: PopulatorDeps, key: string): Pr
     // the volume is here: upstream desiredCloneAnnotations come along from the filled claim
     const ta = anns(tmp);
     return setPhase(d, pvc, ClonePhase.Succeeded, {
-      [ApiAnn.PopulatorProgress]: '100.0%',
+      [ApiAnn.PopulatorProgress]: ProgressDone,
       ...(ta[Ann.preallocationApplied] ? { [Ann.preallocationApplied]: ta[Ann.preallocationApplied] } : {}),
       ...(ta[Ann.cloneOf] ? { [Ann.cloneOf]: ta[Ann.cloneOf] } : {}),
     });
@@ -406,19 +406,20 @@ async function release(d: PopulatorDeps, pvc: Pvc, tmp: Pvc | undefined): Promis
   if (t.step === 'none') return;
   if (t.step === 'waitForCut') return { requeueAfterMs: SnapshotCutPollMs }; // the content's changes wake nothing
   if (t.deleteSnapshot && snap) await deleteTmpSnapshot(d, pvc, snap);
-  if (t.deleteClaim && tmp) await deleteIgnoringGone(d, Res.pvc, tmp);
+  if (t.deleteClaim && tmp)
+    await d.kube.delete(Res.pvc, tmp.metadata?.name ?? '', tmp.metadata?.namespace, tmp.metadata?.uid);
   await dropFinalizer(d, pvc);
 }
 
 /** The target's tmp-snapshot, when its strategy made one (snapshots are read from the API server, not cached). */
 async function getTmpSnapshot(d: PopulatorDeps, pvc: Pvc): Promise<VolumeSnapshot | undefined> {
   if (anns(pvc)[Ann.cloneType] !== CloneStrategy.Snapshot) return undefined;
-  const snap = await d.kube
-    .get<VolumeSnapshot>(Res.volumeSnapshot, tmpSnapshotName(pvc), pvc.metadata?.namespace)
-    .catch((e: unknown) => {
-      if ((e as { code?: number }).code === 404) return undefined; // the kind is not served: there is none
-      throw e;
-    });
+  // (a 404, also for a kind not served, reads as none)
+  const snap = await d.kube.get<VolumeSnapshot>(
+    Res.volumeSnapshot,
+    tmpSnapshotName(pvc),
+    pvc.metadata?.namespace,
+  );
   // ours: named by and labelled with the target's uid
   return snap?.metadata.labels?.[LabelOwnedByUID] === pvc.metadata?.uid || isOwnedBy(snap, pvc)
     ? snap
@@ -429,24 +430,17 @@ const isOwnedBy = (o: VolumeSnapshot | undefined, pvc: Pvc): boolean =>
   (o?.metadata.ownerReferences ?? []).some((r) => r.uid === pvc.metadata?.uid);
 
 async function deleteTmpSnapshot(d: PopulatorDeps, pvc: Pvc, snap: VolumeSnapshot): Promise<void> {
-  await deleteIgnoringGone(d, Res.volumeSnapshot, snap);
+  await d.kube.delete(
+    Res.volumeSnapshot,
+    snap.metadata.name ?? '',
+    snap.metadata.namespace,
+    snap.metadata.uid,
+  );
   d.log.info('deleted the temporary snapshot of a clone', {
     namespace: pvc.metadata?.namespace,
     snapshot: snap.metadata.name,
     target: pvc.metadata?.name,
   });
-}
-
-async function deleteIgnoringGone(
-  d: PopulatorDeps,
-  r: (typeof Res)[keyof typeof Res],
-  o: { metadata?: { name?: string; namespace?: string; uid?: string } },
-): Promise<void> {
-  await d.kube
-    .delete(r, o.metadata?.name ?? '', o.metadata?.namespace, o.metadata?.uid)
-    .catch((e: unknown) => {
-      if ((e as { code?: number }).code !== 404) throw e;
-    });
 }
 
 const hasFinalizer = (pvc: Pvc): boolean =>

@@ -14,6 +14,7 @@ import {
   deepFreeze,
   isAlreadyExists,
   isConflict,
+  isNotFound,
   keyOf,
   Resources,
   type Cache,
@@ -90,6 +91,19 @@ export interface Kube {
   ): Promise<T>;
   /** false when it was already gone. With `uid`, only that incarnation is deleted (a newer one is left alone). */
   delete(r: Resource, name: string, namespace?: string, uid?: string): Promise<boolean>;
+}
+
+/**
+ * The items of a list, or none when the kind is not served (a 404 for the whole list: no CSI snapshotter installed,
+ * so no VolumeSnapshots or VolumeSnapshotClasses).
+ */
+export async function listOrNone<T>(kube: Kube, r: Resource, opts?: ListOptions): Promise<T[]> {
+  try {
+    return (await kube.list<T>(r, opts)).items;
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
+  }
 }
 
 /** A write refused because the object changed since it was read; the key is retried once the cache shows the change. */

@@ -214,4 +214,7 @@ export const DefaultPodResources = {
   requests: { cpu: '100m', memory: '60M' },
 } as const;
 
+/** The progress a finished import, upload or clone shows (upstream cc.ProgressDone). */
+export const ProgressDone = '100.0%';
+
 export const GroupVersion = 'cdi.kubevirt.io/v1beta1';

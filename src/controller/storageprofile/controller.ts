@@ -14,7 +14,7 @@ import {
 import { Ann as ApiAnn, ConditionType } from '../../api/constants.ts';
 import { setCondition } from '../../kube/index.ts';
 import { GroupVersion, ManagedLabels } from '../shared/constants.ts';
-import { isAlreadyExists, isNotFound, Res, type Kube } from '../shared/client.ts';
+import { isAlreadyExists, listOrNone, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import type { ClaimPropertySet, StorageClass, StorageProfile, VolumeSnapshotClass } from '../shared/types.ts';
@@ -302,16 +302,6 @@ export function computeProfile(
   );
   status.conditions = conditions;
   return { status, annotations: profileAnnotations(sc, profile, w), problems };
-}
-
-async function listOrNone<T>(kube: Kube, r: Parameters<Kube['list']>[0]): Promise<T[]> {
-  try {
-    return (await kube.list<T>(r)).items;
-  } catch (e) {
-    // the kind is not served (no CSI snapshotter installed): there are none
-    if (isNotFound(e)) return [];
-    throw e;
-  }
 }
 
 export async function reconcileStorageProfile(d: ProfileDeps, key: string): Promise<Result | void> {

@@ -6,6 +6,7 @@ import {
   DefaultCertConfig,
   leafSignerReason,
   mergeBundle,
+  parseGoDuration,
   refreshAt,
   renewalReason,
 } from './rotation.ts';
@@ -74,4 +75,17 @@ void describe('rotation', () => {
     assert.equal(goDuration(90_000), '1m30s');
     assert.equal(goDuration(5000), '5s');
   });
+});
+
+void it('Go durations as metav1.Duration takes them', () => {
+  assert.equal(parseGoDuration('48h', 'f'), 48 * 3600_000);
+  assert.equal(parseGoDuration('1h30m', 'f'), 5400_000);
+  assert.equal(parseGoDuration('10m0s', 'f'), 600_000);
+  assert.equal(parseGoDuration('1.5h', 'f'), 5400_000);
+  assert.equal(parseGoDuration('250ms', 'f'), 250);
+  assert.throws(
+    () => parseGoDuration('2 days', 'certConfig.ca.duration'),
+    /certConfig.ca.duration: "2 days" is not a duration/,
+  );
+  assert.throws(() => parseGoDuration('', 'f'), /not a duration/);
 });

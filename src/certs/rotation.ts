@@ -6,6 +6,7 @@
  * leaves signed by a previous CA stay trusted until they are replaced.
  */
 import type { X509Certificate } from 'node:crypto';
+import type { CDI } from '../api/index.ts';
 import { commonName } from './pki.ts';
 
 /** {duration, renewBefore} in milliseconds. */
@@ -101,3 +102,57 @@ export function mergeBundle(
 export function bundlePem(certs: X509Certificate[]): string {
   return certs.map((c) => c.toString().trim() + '\n').join('');
 }
+
+const units: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/**
+ * A Go time.Duration string ("48h", "1h30m", "90s", "1.5h", "10m0s") in milliseconds, as metav1.Duration accepts
+ * it in CDI.spec.certConfig. Throws one line naming the field.
+ */
+export function parseGoDuration(text: string, field: string): number {
+  const s = text.trim();
+  if (s === '0') return 0;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(s); m; m = re.exec(s)) {
+    total += Number(m[1]) * (units[m[2] as string] as number);
+    matched = re.lastIndex;
+  }
+  if (s === '' || matched !== s.length)
+    throw new Error(`${field}: "${text}" is not a duration; write it as Go does, e.g. 48h, 1h30m or 90s`);
+  return total;
+}
+
+type Spec = { duration?: string; renewBefore?: string } | undefined;
+
+/**
+ * CDI.spec.certConfig → {duration, renewBefore} in ms, upstream's GetCertConfigWithDefaults: a part without both
+ * fields gets the defaults. Throws one line naming the field.
+ */
+export function certsConfigOf(cr: Pick<CDI, 'spec'>): CertsConfig {
+  const c = cr.spec?.certConfig;
+  const one = (s: Spec, field: string, d: CertConfig): CertConfig =>
+    s?.duration && s.renewBefore
+      ? {
+          duration: parseGoDuration(s.duration, `spec.certConfig.${field}.duration`),
+          renewBefore: parseGoDuration(s.renewBefore, `spec.certConfig.${field}.renewBefore`),
+        }
+      : { ...d };
+  return {
+    ca: one(c?.ca, 'ca', DefaultCertConfig.ca),
+    server: one(c?.server, 'server', DefaultCertConfig.server),
+    client: one(c?.client, 'client', DefaultCertConfig.client),
+  };
+}
+
+/** How long leaves keep a rotated CA's signature: a tenth of the CA lifetime, at least 30 s, at most 5 min. */
+export const leafGraceFor = (ca: CertConfig): number => Math.min(300_000, Math.max(30_000, ca.duration / 10));

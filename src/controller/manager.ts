@@ -22,8 +22,10 @@ import {
   type Reconciler,
   type RuntimeMetrics,
 } from '../kube/index.ts';
+import type { CDI } from '../api/index.ts';
 import { siblingImage } from '../api/naming.ts';
-import { ClusterKube, Res, type Kube, type Reads } from './shared/client.ts';
+import { ClusterKube, listOrNone, Res, type Kube, type Reads } from './shared/client.ts';
+import { certsConfigOf, DefaultCertConfig } from '../certs/rotation.ts';
 import { CDIConfigName, Component } from './shared/constants.ts';
 import type { Recorder } from './shared/events.ts';
 import {
@@ -281,6 +283,15 @@ export function buildManager(o: ManagerOptions): Manager {
     log: o.log.child({ component: 'certificates' }),
     clock,
     mode: o.certificates ?? 'read',
+    // the operator makes them with CDI.spec.certConfig (upstream: GetCertConfigWithDefaults for each upload pod)
+    ...((o.certificates ?? 'read') === 'read'
+      ? {
+          configFrom: async () => {
+            const [cdi] = await listOrNone<CDI>(base, Res.cdi);
+            return cdi ? certsConfigOf(cdi) : DefaultCertConfig;
+          },
+        }
+      : {}),
     onReady: () => {
       for (const p of cache.list<Pvc>(Res.pvc, { index: { name: UploadPvcIndex, value: Active } }))
         upload.enqueue(keyOf(p));

@@ -17,11 +17,10 @@ import {
   type CertChange,
   type CertDefinition,
 } from '../certs/reconcile.ts';
-import { DefaultCertConfig, type CertConfig, type CertsConfig } from '../certs/rotation.ts';
+import { certsConfigOf, leafGraceFor } from '../certs/rotation.ts';
 import { controllerRef, type KubeClient, type KubeObject, type Logger } from '../kube/index.ts';
 import { labelsOf } from '../deploy/common.ts';
 import { MetricsCertSecret, MetricsService } from '../deploy/controller.ts';
-import { parseGoDuration } from './config.ts';
 import { Kinds } from './resources.ts';
 import type { Owner } from './apply.ts';
 
@@ -51,31 +50,6 @@ export function certificateObjects(
     ...(d.target ? [{ kind: 'Secret' as const, name: d.target.secret, namespace }] : []),
   ]);
 }
-
-type Spec = { duration?: string; renewBefore?: string } | undefined;
-
-/**
- * CDI.spec.certConfig → {duration, renewBefore} in ms, upstream's GetCertConfigWithDefaults: a part without both
- * fields gets the defaults. Throws one line naming the field.
- */
-export function certsConfigOf(cr: Pick<CDI, 'spec'>): CertsConfig {
-  const c = cr.spec?.certConfig;
-  const one = (s: Spec, field: string, d: CertConfig): CertConfig =>
-    s?.duration && s.renewBefore
-      ? {
-          duration: parseGoDuration(s.duration, `spec.certConfig.${field}.duration`),
-          renewBefore: parseGoDuration(s.renewBefore, `spec.certConfig.${field}.renewBefore`),
-        }
-      : { ...d };
-  return {
-    ca: one(c?.ca, 'ca', DefaultCertConfig.ca),
-    server: one(c?.server, 'server', DefaultCertConfig.server),
-    client: one(c?.client, 'client', DefaultCertConfig.client),
-  };
-}
-
-/** How long leaves keep a rotated CA's signature: a tenth of the CA lifetime, at least 30 s, at most 5 min. */
-export const leafGraceFor = (ca: CertConfig): number => Math.min(300_000, Math.max(30_000, ca.duration / 10));
 
 const MaxIntervalMs = 60_000;
 

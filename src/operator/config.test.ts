@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { operatorConfigFromEnv, parseGoDuration } from './config.ts';
+import { operatorConfigFromEnv } from './config.ts';
 
 const env = {
   OPERATOR_VERSION: 'v1',
@@ -29,17 +29,4 @@ void test("the operator reads upstream's environment and names what is missing",
     () => operatorConfigFromEnv({ ...env, PULL_POLICY: 'Sometimes' }),
     /PULL_POLICY must be one of/,
   );
-});
-
-void test('Go durations as metav1.Duration takes them', () => {
-  assert.equal(parseGoDuration('48h', 'f'), 48 * 3600_000);
-  assert.equal(parseGoDuration('1h30m', 'f'), 5400_000);
-  assert.equal(parseGoDuration('10m0s', 'f'), 600_000);
-  assert.equal(parseGoDuration('1.5h', 'f'), 5400_000);
-  assert.equal(parseGoDuration('250ms', 'f'), 250);
-  assert.throws(
-    () => parseGoDuration('2 days', 'certConfig.ca.duration'),
-    /certConfig.ca.duration: "2 days" is not a duration/,
-  );
-  assert.throws(() => parseGoDuration('', 'f'), /not a duration/);
 });

@@ -66,32 +66,3 @@ export function operatorConfigFromEnv(env: Env): OperatorConfig {
     ...(dump ? { dumpInstallStrategy: true as const } : {}),
   };
 }
-
-const units: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/**
- * A Go time.Duration string ("48h", "1h30m", "90s", "1.5h", "10m0s") in milliseconds, as metav1.Duration accepts
- * it in CDI.spec.certConfig. Throws one line naming the field.
- */
-export function parseGoDuration(text: string, field: string): number {
-  const s = text.trim();
-  if (s === '0') return 0;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let matched = 0;
-  for (let m = re.exec(s); m; m = re.exec(s)) {
-    total += Number(m[1]) * (units[m[2] as string] as number);
-    matched = re.lastIndex;
-  }
-  if (s === '' || matched !== s.length)
-    throw new Error(`${field}: "${text}" is not a duration; write it as Go does, e.g. 48h, 1h30m or 90s`);
-  return total;
-}

@@ -2,9 +2,9 @@
 // src/certs/reconcile.ts; same Secret and ConfigMap names as upstream, so the operator takes the objects over as they
 // are). Runs beside the reconcilers on the leader: once at start, then again when the earliest certificate is due for
 // its refresh (at most an hour later, so that a Secret someone deleted comes back), and on failure with back-off.
-// Mode "read" (the operator owns them) only reads. Either way it keeps the upload server CA and the client CA bundle
-// in memory: the upload controller issues one server certificate per upload pod from them without reading a Secret
-// per reconcile. The APIService is not the controller's: an APIService whose Service is missing makes discovery fail
+// Mode "read" (the operator owns them) only reads. Either way it tells the upload controller when the CA and the client
+// CA bundle exist; for each upload pod it reads them again (a CA the operator rotated, or made anew for a changed
+// certConfig, is used at once) with the CDI resource's certConfig, as upstream's createUploadPodForPvc does. The APIService is not the controller's: an APIService whose Service is missing makes discovery fail
 // for every client of the cluster, so it is applied by whoever installs cdi-apiserver (the operator; the e2e harness).
 import { X509Certificate } from 'node:crypto';
 import {
@@ -14,8 +14,8 @@ import {
   loadSigner,
   reconcileCertificates,
 } from '../../certs/reconcile.ts';
-import type { KeyPair, Signer } from '../../certs/pki.ts';
-import { DefaultCertConfig, refreshAt, type CertsConfig } from '../../certs/rotation.ts';
+import { parseBundle, type KeyPair, type Signer } from '../../certs/pki.ts';
+import { DefaultCertConfig, leafGraceFor, refreshAt, type CertsConfig } from '../../certs/rotation.ts';
 import {
   Backoff,
   errorMessage,
@@ -39,14 +39,45 @@ const Watched: { secret: string; config: keyof CertsConfig }[] = CertDefinitions
 ]);
 const MaxIntervalMs = 3600_000;
 
+/** What an upload server pod is started with. */
+export interface UploadPodCerts {
+  /** Its serving certificate, from the upload server CA. */
+  pair: KeyPair;
+  /** The CA bundle client certificates must chain to (the upload proxy's client CA). */
+  clientCa: string;
+  /** When it should stop (uploadPodDeadline). */
+  deadline: Date;
+}
+
 /** What the upload controller needs to start an upload server pod. */
 export interface UploadCertSource {
-  /** A serving certificate for Service `service` in `namespace`, from the upload server CA. */
-  serverCert(service: string, namespace: string): Promise<KeyPair>;
-  /** The CA bundle client certificates must chain to (the upload proxy's client CA). */
-  clientCaBundle(): string;
-  /** When a pod started now should stop (upstream: the shorter of the server and client refresh intervals). */
-  deadline(): Date;
+  /** The certificates and deadline of a pod serving Service `service` in `namespace`, started now. */
+  forPod(service: string, namespace: string): Promise<UploadPodCerts>;
+}
+
+/** A cap closer than this is not applied (a rotation the operator is late with must not make pods churn). */
+const MinPodLifeMs = 10_000;
+
+/**
+ * When an upload pod started at `now` stops. Upstream: after the shorter of the server and client leaf refresh
+ * intervals. Beyond upstream, never after its fixed trust can break: the pod is given the client CA bundle once, so it
+ * stops before the proxy's client certificate can be signed by a CA it does not know (the newest client CA's refresh
+ * plus the operator's leaf grace), and before the CA of its own certificate expires. A cap less than 10 s away is left
+ * out: the rotation it waits for is late, and the leaf grace covers the pod until then.
+ */
+export function uploadPodDeadline(
+  now: number,
+  config: CertsConfig,
+  serverCa: X509Certificate,
+  clientCa: X509Certificate | undefined,
+): Date {
+  const s = config.server;
+  const c = config.client;
+  let at = now + Math.min(s.duration - s.renewBefore, c.duration - c.renewBefore);
+  const caps = [new Date(serverCa.validTo).getTime()];
+  if (clientCa) caps.push(refreshAt(clientCa, config.ca).getTime() + leafGraceFor(config.ca));
+  for (const cap of caps) if (cap >= now + MinPodLifeMs) at = Math.min(at, cap);
+  return new Date(at);
 }
 
 export class NotReadyError extends Error {
@@ -58,7 +89,8 @@ export class UploadCertificates implements UploadCertSource {
   private readonly namespace: string;
   private readonly log: Logger;
   private readonly clock: Clock;
-  private readonly config: CertsConfig;
+  private config: CertsConfig;
+  private readonly configFrom: (() => Promise<CertsConfig>) | undefined;
   private signer: Signer | undefined;
   private clientCa = '';
   private readonly onReady: () => void;
@@ -70,6 +102,8 @@ export class UploadCertificates implements UploadCertSource {
     log: Logger;
     clock?: Clock;
     config?: CertsConfig;
+    /** Mode "read": the lifetimes the operator makes them with (CDI.spec.certConfig), read for every pod. */
+    configFrom?: () => Promise<CertsConfig>;
     /** "reconcile" creates and rotates them (until the operator does); "read" only reads them. */
     mode?: 'reconcile' | 'read';
     /** Called after every successful run (the upload PVCs waiting for a CA are queued again). */
@@ -80,6 +114,7 @@ export class UploadCertificates implements UploadCertSource {
     this.log = o.log;
     this.clock = o.clock ?? realClock;
     this.config = o.config ?? DefaultCertConfig;
+    this.configFrom = o.configFrom;
     this.onReady = o.onReady ?? (() => {});
     this.mode = o.mode ?? 'reconcile';
   }
@@ -88,39 +123,33 @@ export class UploadCertificates implements UploadCertSource {
     return this.signer !== undefined && this.clientCa !== '';
   }
 
-  serverCert(service: string, namespace: string): Promise<KeyPair> {
+  async forPod(service: string, namespace: string): Promise<UploadPodCerts> {
     if (!this.signer)
-      return Promise.reject(
-        new NotReadyError(
-          `the upload server CA (Secret ${this.namespace}/${UploadServerSigner}) is not reconciled yet`,
-        ),
+      throw new NotReadyError(
+        `the upload server CA (Secret ${this.namespace}/${UploadServerSigner}) is not reconciled yet`,
       );
-    return issueUploadServerCert(
-      this.signer,
-      service,
-      namespace,
-      this.config.server,
-      new Date(this.clock.now()),
-    );
-  }
-
-  clientCaBundle(): string {
     if (!this.clientCa)
       throw new NotReadyError(
         `the upload client CA bundle (ConfigMap ${this.namespace}/${UploadServerClientBundle}) is not reconciled yet`,
       );
-    return this.clientCa;
-  }
-
-  deadline(): Date {
-    const s = this.config.server;
-    const c = this.config.client;
-    return new Date(this.clock.now() + Math.min(s.duration - s.renewBefore, c.duration - c.renewBefore));
+    const [signer, clientCa, config] = await Promise.all([
+      loadSigner(this.kube, this.namespace, UploadServerSigner),
+      loadBundle(this.kube, this.namespace, UploadServerClientBundle),
+      this.configFrom ? this.configFrom() : this.config,
+    ]);
+    const now = this.clock.now();
+    const pair = await issueUploadServerCert(signer, service, namespace, config.server, new Date(now));
+    return {
+      pair,
+      clientCa,
+      deadline: uploadPodDeadline(now, config, signer.cert, parseBundle(clientCa)[0]),
+    };
   }
 
   /** One run: the certificates, the in-memory CA; returns ms until the next is due. */
   async syncOnce(): Promise<number> {
     const now = (): Date => new Date(this.clock.now());
+    if (this.configFrom) this.config = await this.configFrom();
     const changes =
       this.mode === 'reconcile'
         ? await reconcileCertificates(this.kube, { namespace: this.namespace, config: this.config, now })

@@ -179,8 +179,7 @@ async function cleanup(d: UploadDeps, pvc: Pvc): Promise<void> {
 async function createUploadPod(d: UploadDeps, pvc: Pvc, podName: string, config: CDIConfig): Promise<PodObj> {
   const ns = pvc.metadata?.namespace ?? '';
   const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
-  const pair = await d.certs.serverCert(serviceName(podName), ns);
-  const clientCa = d.certs.clientCaBundle();
+  const { pair, clientCa, deadline } = await d.certs.forPod(serviceName(podName), ns);
   const desired = makeUploadPod(
     pvc,
     {
@@ -193,7 +192,7 @@ async function createUploadPod(d: UploadDeps, pvc: Pvc, podName: string, config:
         getVolumeMode(pvc),
       ),
       preallocation: anns(pvc)[Ann.preallocationRequested] === 'true',
-      deadline: d.certs.deadline(),
+      deadline,
       scratchName: uploadScratchName(pvc),
     },
     {

@@ -18,12 +18,13 @@
  * one link between connections or delay each answer).
  * Also measures xz decompression in a child process vs the in-process WASM decoder (docs/adr/0002-xz-decoder.md),
  * and (cases upload-raw, upload-qcow2; by default when the local cluster exists) uploads through `cdi upload` →
- * cdi-uploadproxy → upload server on the cluster against curl --data-binary to nginx (bench/upload.ts; they hold
- * the cluster while they run: take its lock).
+ * cdi-uploadproxy → upload server on the cluster against curl --data-binary to nginx (bench/upload.ts), and (case
+ * clone, the same rule) host-assisted, snapshot and CSI clones of a 1 GiB volume half full against cp --sparse=always
+ * of its backing file (bench/clone.ts); the cluster cases hold the cluster while they run: take its lock.
  * Fixtures are cached in ~/.cache/cdi-dev/bench-<size>m/. Options:
  *   --size <MiB>          image size (default 1024)
  *   --runs <n>            runs of each command per mode, interleaved ours/baseline (default 1): best wall and CPU
- *   --cases <list>        comma-separated: qcow2,qcow2-nbd,qcow2-scratch,raw,gz,xz,zst,xzdec (default all; --only too)
+ *   --cases <list>        comma-separated, of the CASES below (default all; --only too)
  *   --confined-only       only the 0.75 CPU / 600M runs;  --unconfined-only: only the unconfined runs
  *   --cpu <n>             the confined CPU limit (default 0.75);  --memory <MB>: its memory limit in 10^6 bytes (600)
  *   --link <MiB/s>        the server's whole output shares one link of that rate (Node test server)
@@ -52,6 +53,7 @@ import {
 import { atExit } from './cleanup.ts';
 import { startNginx } from './nginx.ts';
 import { benchUploads, uploadTable, type UploadCase, type UploadRow } from './upload.ts';
+import { benchClone, cloneTable } from './clone.ts';
 
 const run = promisify(execFile);
 const argv = process.argv.slice(2);
@@ -84,6 +86,7 @@ const CASES = [
   'xzdec',
   'upload-raw',
   'upload-qcow2',
+  'clone',
 ];
 const casesArg = str('--cases', '--only');
 for (const c of casesArg.split(',').filter(Boolean))
@@ -92,8 +95,10 @@ for (const c of casesArg.split(',').filter(Boolean))
     process.exit(2);
   }
 const clusterHere = existsSync(path.resolve(import.meta.dirname, '..', '.cluster', 'kubeconfig'));
+/** The cases that need the local cluster run by default only when it exists. */
+const onCluster = (c: string): boolean => c.startsWith('upload-') || c === 'clone';
 const want = (c: string): boolean =>
-  casesArg === '' ? !c.startsWith('upload-') || clusterHere : casesArg.split(',').includes(c);
+  casesArg === '' ? !onCluster(c) || clusterHere : casesArg.split(',').includes(c);
 const MODES: { label: string; limits: CgroupLimits }[] = [];
 if (!argv.includes('--confined-only')) MODES.push({ label: 'unconfined', limits: {} });
 if (!argv.includes('--unconfined-only'))
@@ -470,6 +475,7 @@ try {
       log: (l) => process.stderr.write(`${l}\n`),
     });
   }
+  const clone = want('clone') ? await benchClone((l) => process.stderr.write(`${l}\n`)) : undefined;
   const sizes = await Promise.all(
     ['disk.qcow2', 'disk.raw.gz', 'disk.raw.xz', 'disk.raw.zst'].map(
       async (f) => `${f} ${((await stat(path.join(cache, f))).size / 2 ** 20).toFixed(0)} MiB`,
@@ -483,6 +489,7 @@ try {
     if (rs.length > 0) process.stdout.write(`\n${table(mode.label, rs)}`);
   }
   if (uploads.length > 0) process.stdout.write(`\n${uploadTable(uploads)}`);
+  if (clone) process.stdout.write(`\n${cloneTable(clone)}`);
   if (xz)
     process.stdout.write(
       `\nxz decoding of disk.raw.xz to /dev/null (unconfined): xz -T0 child ${xz.child.toFixed(2)} s, xz -T1 child ${xz.child1.toFixed(2)} s, xz-decompress (WASM, in-process) ${xz.wasm.toFixed(2)} s\n`,

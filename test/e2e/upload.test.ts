@@ -7,10 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import {
   Resources,
@@ -30,6 +28,7 @@ import {
   kubectl,
 } from '../integration/kube/cluster.ts';
 import { cutRelay, makeMarkupTar, runCdi } from '../support/upload.ts';
+import { virtctlBinary } from '../support/virtctl.ts';
 import {
   STORAGE_CLASS,
   deployCdi,
@@ -41,8 +40,7 @@ import {
 } from './harness.ts';
 
 const A = 'cdi.kubevirt.io/';
-const VIRTCTL =
-  process.env['CDI_VIRTCTL'] ?? path.join(homedir(), '.cache', 'cdi-dev', 'virtctl-v1.8.4', 'virtctl');
+const virtctl = await virtctlBinary();
 
 let client: KubeClient;
 let ns: string;
@@ -336,31 +334,28 @@ void describe('upload end to end', () => {
     assert.equal(await md5OnVolume(client, ns, 'legacy', { bytes: fx.rawSize }), rawMd5());
   });
 
-  void it(
-    'virtctl image-upload v1.8.4, unchanged',
-    { skip: existsSync(VIRTCTL) ? false : `no ${VIRTCTL}` },
-    async () => {
-      const r = await run(VIRTCTL, [
-        '--kubeconfig',
-        kubeconfigPath,
-        'image-upload',
-        'dv',
-        'up-virtctl',
-        '-n',
-        ns,
-        '--size=64Mi',
-        `--storage-class=${STORAGE_CLASS}`,
-        `--image-path=${file(fx.files.qcow2)}`,
-        `--uploadproxy-url=${proxyUrl}`,
-        '--insecure',
-        '--wait-secs=180',
-      ]);
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.match(r.stdout + r.stderr, /Processing completed successfully/);
-      assert.equal((await getDv('up-virtctl')).status?.phase, 'Succeeded');
-      assert.equal(await md5OnVolume(client, ns, 'up-virtctl', { bytes: fx.rawSize }), rawMd5());
-    },
-  );
+  void it('virtctl image-upload v1.8.4, unchanged', { skip: virtctl.skip }, async () => {
+    assert.ok('path' in virtctl);
+    const r = await run(virtctl.path, [
+      '--kubeconfig',
+      kubeconfigPath,
+      'image-upload',
+      'dv',
+      'up-virtctl',
+      '-n',
+      ns,
+      '--size=64Mi',
+      `--storage-class=${STORAGE_CLASS}`,
+      `--image-path=${file(fx.files.qcow2)}`,
+      `--uploadproxy-url=${proxyUrl}`,
+      '--insecure',
+      '--wait-secs=180',
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /Processing completed successfully/);
+    assert.equal((await getDv('up-virtctl')).status?.phase, 'Succeeded');
+    assert.equal(await md5OnVolume(client, ns, 'up-virtctl', { bytes: fx.rawSize }), rawMd5());
+  });
 
   void it('a forged, an expired and another PVC’s token get 401', async () => {
     await createUploadDv('tokens');

@@ -1,31 +1,26 @@
 /**
  * Upstream's own client, unchanged: `virtctl image-upload` (KubeVirt v1.8.4, built from the Go module proxy by
  * hack/tools/build-virtctl.sh) against our cdi-apiserver (token through the real aggregation layer),
- * cdi-uploadproxy and upload server, with the stand-in for the upload controller of support.ts. Skipped, with the
- * reason, when the virtctl binary has not been built (set CDI_VIRTCTL or run the script).
+ * cdi-uploadproxy and upload server, with the stand-in for the upload controller of support.ts. `npm test` builds
+ * virtctl in the background and this file waits for it (test/support/virtctl.ts); run alone without the binary, it
+ * skips, saying why.
  * Holds the cluster lock: `flock /work/cluster-tests.lock node --test ...`.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Ann } from '../../../src/api/constants.ts';
 import { Resources, type PersistentVolumeClaim } from '../../../src/kube/index.ts';
 import { makeSeededDisk, makeVariant, md5File, type SeededDisk } from '../../support/images.ts';
 import { kubeconfigPath } from '../kube/cluster.ts';
+import { virtctlBinary } from '../../support/virtctl.ts';
 import { useUploadEnv } from './support.ts';
 
-const VIRTCTL =
-  process.env.CDI_VIRTCTL ??
-  path.join(
-    process.env.CDI_DEV_CACHE ?? path.join(homedir(), '.cache', 'cdi-dev'),
-    'virtctl-v1.8.4',
-    'virtctl',
-  );
-const missing = existsSync(VIRTCTL) ? false : `no virtctl at ${VIRTCTL}: run hack/tools/build-virtctl.sh`;
+const found = await virtctlBinary();
+const missing = found.skip;
+const VIRTCTL = 'path' in found ? found.path : '';
 
 let disk: SeededDisk;
 const env = useUploadEnv('cdi-test-virtctl', {

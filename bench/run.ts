@@ -471,7 +471,6 @@ try {
       cdi: CDI,
       md5: fx.md5,
       size: SIZE_MIB << 20,
-      workDir: work,
       log: (l) => process.stderr.write(`${l}\n`),
     });
   }

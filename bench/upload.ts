@@ -14,7 +14,6 @@
  * --cases upload-raw,upload-qcow2
  */
 import { execFile, spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Resources, type KubeObject, type Service } from '../src/kube/index.ts';
@@ -24,9 +23,14 @@ import {
   createNamespace,
   eventually,
   kubeconfigPath,
-  kubectl,
 } from '../test/integration/kube/cluster.ts';
-import { STORAGE_CLASS, deployCdi, md5OnVolume, requireFullCluster } from '../test/e2e/harness.ts';
+import {
+  STORAGE_CLASS,
+  deployCdi,
+  md5OnVolume,
+  requireFullCluster,
+  uploadToken,
+} from '../test/e2e/harness.ts';
 
 const run = promisify(execFile);
 
@@ -66,7 +70,6 @@ export async function benchUploads(o: {
   cdi: string;
   md5: string;
   size: number;
-  workDir: string;
   log: (l: string) => void;
 }): Promise<UploadRow[]> {
   const client = clusterClient();
@@ -145,14 +148,7 @@ export async function benchUploads(o: {
       o.log(`==> ${c.id}: curl to the proxy`);
       const b = `bench-curl-${kind}`;
       await dv(b);
-      const f = path.join(o.workDir, `utr-${b}.yaml`);
-      await writeFile(
-        f,
-        `apiVersion: upload.cdi.kubevirt.io/v1beta1\nkind: UploadTokenRequest\nmetadata:\n  name: ${b}\n  namespace: ${n.name}\nspec:\n  pvcName: ${b}\n`,
-      );
-      const utr = await kubectl('create', '-f', f, '-o', 'json');
-      const token = (JSON.parse(utr.stdout) as { status?: { token?: string } }).status?.token;
-      if (!token) throw new Error(`no upload token: ${utr.stderr}`);
+      const token = await uploadToken(n.name, b, b);
       await run('sync');
       const viaCurl = await timed('curl', [
         '-sS',

@@ -176,6 +176,25 @@ export async function addInsecureRegistries(
   return setCdiConfig(client, { insecureRegistries: [...before, ...missing] });
 }
 
+/** An upload token the way a user gets one: `kubectl create -f` of an UploadTokenRequest for `pvc` (named `name`). */
+export async function uploadToken(ns: string, pvc: string, name = `utr-${pvc}`): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cdi-utr-'));
+  try {
+    const f = join(dir, 'utr.yaml');
+    await writeFile(
+      f,
+      `apiVersion: upload.cdi.kubevirt.io/v1beta1\nkind: UploadTokenRequest\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n  pvcName: ${pvc}\n`,
+    );
+    const r = await kubectl('create', '-f', f, '-o', 'json');
+    if (r.code !== 0) throw new Error(`kubectl create UploadTokenRequest ${ns}/${name}: ${r.stderr}`);
+    const t = (JSON.parse(r.stdout) as { status?: { token?: string } }).status?.token;
+    if (!t) throw new Error(`UploadTokenRequest ${ns}/${name} came back without a token: ${r.stdout}`);
+    return t;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export interface Fixtures {
   dir: string;
   /** md5 and size of the raw disk every image holds */

@@ -49,13 +49,16 @@ export function releaseFor(tag: string, overrides: Partial<ReleaseOptions> = {})
 }
 
 /** `kubectl <args> -f <file>` on YAML text (through a temporary file, as an administrator would). */
-export async function kubectlFile(args: string[], yaml: string): Promise<{ code: number; stderr: string }> {
+export async function kubectlFile(
+  args: string[],
+  yaml: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'cdi-release-'));
   try {
     const file = join(dir, 'manifest.yaml');
     await writeFile(file, yaml);
     const r = await kubectl(...args, '-f', file);
-    return { code: r.code, stderr: r.stderr.trim() || r.stdout.trim() };
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr.trim() || r.stdout.trim() };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -7,6 +7,9 @@ import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
+import https from 'node:https';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Resources, type KubeClient, type KubeObject, type Resource } from '../../src/kube/index.ts';
 import { Kinds, type KindName } from '../../src/operator/resources.ts';
 import { OwnedSelector } from '../../src/operator/cache.ts';
@@ -17,7 +20,14 @@ import {
 } from '../../src/operator/install-strategy.ts';
 import type { ReleaseOptions } from '../../src/operator/release.ts';
 import { startFileServer, type FileServer } from '../support/fileserver.ts';
-import { clusterClient, createNamespace, eventually, kubectl } from '../integration/kube/cluster.ts';
+import {
+  clusterClient,
+  createNamespace,
+  eventually,
+  kubeconfigPath,
+  kubectl,
+} from '../integration/kube/cluster.ts';
+import { runCdi } from '../support/upload.ts';
 import {
   NODE_IP,
   STORAGE_CLASS,
@@ -25,6 +35,8 @@ import {
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
+  uploadToken,
+  waitForDataVolume,
   type Fixtures,
 } from './harness.ts';
 import {
@@ -610,9 +622,106 @@ void test('DUMP_INSTALL_STRATEGY=true on cdi-operator writes cdi-install-strateg
   await waitAvailable(client, release.version);
 });
 
-void test('certificates rotate under a short certConfig (CA and leaves) while webhook calls, the upload API and upload-proxy connections go on: none fails', async (t) => {
+/** The upload PVC's server pod, ready, with at least `aheadMs` before its DEADLINE (pods live one leaf refresh here). */
+async function freshUploadPod(dv: string, aheadMs: number): Promise<void> {
+  await eventually(
+    `a ready upload pod for ${dv} with ${aheadMs / 1000} s ahead of it`,
+    async () => {
+      const d = await client.getOrUndefined<KubeObject & { status?: { phase?: string } }>(
+        Resources.DataVolume,
+        dv,
+        ns,
+      );
+      if (d?.status?.phase !== 'UploadReady') return false;
+      const pod = await client.getOrUndefined<PodObject>(Resources.Pod, `cdi-upload-${dv}`, ns);
+      if (pod?.metadata?.deletionTimestamp) return false;
+      const ready = pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      const deadline = pod?.spec?.containers?.[0]?.env?.find((e) => e.name === 'DEADLINE')?.value;
+      return ready === true && deadline !== undefined && Date.parse(deadline) - Date.now() >= aheadMs;
+    },
+    240_000,
+    500,
+  );
+}
+
+type PodObject = KubeObject & {
+  spec?: { containers?: { env?: { name: string; value?: string }[] }[] };
+  status?: { conditions?: { type: string; status: string }[] };
+};
+
+async function createUploadDv(name: string): Promise<void> {
+  await client.create(Resources.DataVolume, {
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    metadata: { name, namespace: ns },
+    spec: {
+      source: { upload: {} },
+      storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
+    },
+  });
+}
+
+/**
+ * An upload through cdi-uploadproxy whose body is held: half of the raw disk at once, then 4 KiB every half second
+ * (a slow link) until `finish()` sends the rest. The proxy is checked against its published bundle.
+ */
+async function heldUpload(
+  pvc: string,
+  body: Buffer,
+): Promise<{ early: () => string | undefined; finish: () => Promise<{ status: number; body: string }> }> {
+  const [svc, bundle, token] = await Promise.all([
+    client.get<KubeObject & { spec: { clusterIP: string } }>(Resources.Service, 'cdi-uploadproxy', 'cdi'),
+    bundleIn('cdi-uploadproxy-signer-bundle'),
+    uploadToken(ns, pvc),
+  ]);
+  const req = https.request({
+    host: svc.spec.clusterIP,
+    port: 443,
+    servername: 'cdi-uploadproxy.cdi.svc',
+    ca: bundle,
+    path: '/v1beta1/upload',
+    method: 'POST',
+    agent: false,
+    headers: { authorization: `Bearer ${token}`, 'content-length': String(body.length) },
+  });
+  let answer: { status: number; body: string } | undefined;
+  const answered = new Promise<{ status: number; body: string }>((resolve) => {
+    req.on('response', (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => (b += d.toString()));
+      res.on('end', () => resolve((answer = { status: res.statusCode ?? 0, body: b })));
+    });
+    req.on('error', (e) => resolve((answer = { status: 0, body: String(e) })));
+  });
+  let sent = body.length >> 1;
+  req.write(body.subarray(0, sent));
+  const trickle = setInterval(() => {
+    if (sent + 4096 >= body.length) return;
+    req.write(body.subarray(sent, sent + 4096));
+    sent += 4096;
+  }, 500);
+  return {
+    early: () => (answer ? `${answer.status} ${answer.body}` : undefined),
+    finish: async () => {
+      clearInterval(trickle);
+      req.end(body.subarray(sent));
+      return answered;
+    },
+  };
+}
+
+void test('certificates rotate under a short certConfig (CA and leaves) while webhook calls, the upload API, upload-proxy connections and an upload body in flight go on: none fails; an upload started after the rotation succeeds', async (t) => {
   assert.ok(ns, 'the first test made the namespace');
   const t0 = Date.now();
+  const raw = await readFile(path.join(fx.dir, 'disk.raw'));
+  const uploadDvs = ['rotation-held', 'rotation-after'];
+  // the four CAs of the upload path and the API: the servers' and the upload pods' (server and client)
+  const Signers = [
+    'cdi-apiserver-signer',
+    'cdi-uploadproxy-signer',
+    'cdi-uploadserver-signer',
+    'cdi-uploadserver-client-signer',
+  ] as const;
   // CA: 4 min, rotated at half-life (the old one stays in the bundle for the other 2 min: the leaves' 30 s grace, the
   // kubelet's Secret volume refresh and the servers' 10 s re-read fit); leaves: 3 min, renewed every minute
   await client.mergePatch(Resources.CDI, 'cdi', {
@@ -623,109 +732,167 @@ void test('certificates rotate under a short certConfig (CA and leaves) while we
       },
     },
   });
-  // the new config makes new CAs at once: those are the ones that must rotate while the calls run
-  const firstCa = await eventually('new CAs for the short certConfig', async () => {
-    const [api, proxy] = await Promise.all([
-      certIn('cdi-apiserver-signer'),
-      certIn('cdi-uploadproxy-signer'),
-    ]);
-    const short = (c: X509Certificate): boolean =>
-      new Date(c.validTo).getTime() - new Date(c.validFrom).getTime() <= 5 * 60_000;
-    return short(api) && short(proxy) ? { api: api.fingerprint256, proxy: proxy.fingerprint256 } : undefined;
-  });
-  t.diagnostic(`short-lived CAs issued after ${since(t0)}`);
-
-  const failures: string[] = [];
-  let calls = 0;
-  let done = false;
-  const bad = {
-    apiVersion: 'cdi.kubevirt.io/v1beta1',
-    kind: 'DataVolume',
-    metadata: { name: 'rotation-no-size', namespace: ns },
-    spec: { source: { http: { url: `${http.url}/${fx.files.qcow2}` } }, storage: {} },
-  };
-  const good = {
-    ...bad,
-    metadata: { name: 'rotation-ok', namespace: ns },
-    spec: { ...bad.spec, storage: { resources: { requests: { storage: '32Mi' } } } },
-  };
-  const token = {
-    apiVersion: 'upload.cdi.kubevirt.io/v1beta1',
-    kind: 'UploadTokenRequest',
-    metadata: { name: 'rotation', namespace: ns },
-    spec: { pvcName: 'after-install' },
-  };
-  const calling = (async () => {
-    while (!done) {
-      const [refused, accepted, utr, proxy] = await Promise.all([
-        // the API server calls datavolume-validate with the caBundle of the webhook configuration
-        kubectlFile(['create', '--dry-run=server'], JSON.stringify(bad)),
-        kubectlFile(['create', '--dry-run=server'], JSON.stringify(good)),
-        // the aggregated upload API, through the APIService's caBundle
-        kubectlFile(['create', '-o', 'name'], JSON.stringify(token)),
-        // a client of cdi-uploadproxy holding the bundle as published now
-        bundleIn('cdi-uploadproxy-signer-bundle')
-          .then((b) => servedBy('cdi-uploadproxy', b))
-          .then(
-            () => '',
-            (e: unknown) => String(e),
-          ),
-      ]);
-      calls++;
-      const at = since(t0);
-      if (!/spec\.Storage\.resources\.requests\.size: Storage size is missing/.test(refused.stderr))
-        failures.push(`${at} datavolume-validate: ${refused.stderr}`);
-      if (accepted.code !== 0) failures.push(`${at} valid DataVolume (dry run): ${accepted.stderr}`);
-      if (utr.code !== 0) failures.push(`${at} UploadTokenRequest: ${utr.stderr}`);
-      if (proxy) failures.push(`${at} cdi-uploadproxy TLS: ${proxy}`);
-    }
-  })();
   try {
-    // each CA rotated, and each server serving a leaf of the new CA (the old one expires after its leaves)
+    // the new config makes new CAs at once: those are the ones that must rotate while the calls run
+    const firstCa = await eventually('new CAs for the short certConfig', async () => {
+      const cas = await Promise.all(Signers.map((s) => certIn(s)));
+      const short = (c: X509Certificate): boolean =>
+        new Date(c.validTo).getTime() - new Date(c.validFrom).getTime() <= 5 * 60_000;
+      return cas.every(short) ? cas.map((c) => c.fingerprint256) : undefined;
+    });
+    t.diagnostic(`short-lived CAs issued after ${since(t0)}`);
+
+    // an upload whose body is in flight through every rotation below, started on a pod made under the new CAs
+    await createUploadDv('rotation-held');
+    await freshUploadPod('rotation-held', 40_000);
+    const held = await heldUpload('rotation-held', raw);
+    t.diagnostic(`held upload started after ${since(t0)}`);
+
+    const failures: string[] = [];
+    let calls = 0;
+    let done = false;
+    const bad = {
+      apiVersion: 'cdi.kubevirt.io/v1beta1',
+      kind: 'DataVolume',
+      metadata: { name: 'rotation-no-size', namespace: ns },
+      spec: { source: { http: { url: `${http.url}/${fx.files.qcow2}` } }, storage: {} },
+    };
+    const good = {
+      ...bad,
+      metadata: { name: 'rotation-ok', namespace: ns },
+      spec: { ...bad.spec, storage: { resources: { requests: { storage: '32Mi' } } } },
+    };
+    const token = {
+      apiVersion: 'upload.cdi.kubevirt.io/v1beta1',
+      kind: 'UploadTokenRequest',
+      metadata: { name: 'rotation', namespace: ns },
+      spec: { pvcName: 'after-install' },
+    };
+    const calling = (async () => {
+      while (!done) {
+        const [refused, accepted, utr, proxy] = await Promise.all([
+          // the API server calls datavolume-validate with the caBundle of the webhook configuration
+          kubectlFile(['create', '--dry-run=server'], JSON.stringify(bad)),
+          kubectlFile(['create', '--dry-run=server'], JSON.stringify(good)),
+          // the aggregated upload API, through the APIService's caBundle
+          kubectlFile(['create', '-o', 'name'], JSON.stringify(token)),
+          // a client of cdi-uploadproxy holding the bundle as published now
+          bundleIn('cdi-uploadproxy-signer-bundle')
+            .then((b) => servedBy('cdi-uploadproxy', b))
+            .then(
+              () => '',
+              (e: unknown) => String(e),
+            ),
+        ]);
+        calls++;
+        const at = since(t0);
+        if (!/spec\.Storage\.resources\.requests\.size: Storage size is missing/.test(refused.stderr))
+          failures.push(`${at} datavolume-validate: ${refused.stderr}`);
+        if (accepted.code !== 0) failures.push(`${at} valid DataVolume (dry run): ${accepted.stderr}`);
+        if (utr.code !== 0) failures.push(`${at} UploadTokenRequest: ${utr.stderr}`);
+        if (proxy) failures.push(`${at} cdi-uploadproxy TLS: ${proxy}`);
+        const early = held.early();
+        if (early) {
+          failures.push(`${at} the held upload was answered before its body ended: ${early}`);
+          break;
+        }
+      }
+    })();
+    try {
+      // each CA rotated; cdi-apiserver and cdi-uploadproxy serving leaves of the new CAs; the proxy's client
+      // certificate for the upload pods signed by the new client CA (the old ones expire after their leaves)
+      await eventually(
+        'the CAs rotated, the servers and the upload client certificate on leaves of the new CAs',
+        async () => {
+          const cas = await Promise.all(Signers.map((s) => certIn(s)));
+          if (cas.some((c, i) => c.fingerprint256 === firstCa[i])) return false;
+          for (const [svc, bundle, ca] of [
+            ['cdi-api', 'cdi-apiserver-signer-bundle', cas[0]],
+            ['cdi-uploadproxy', 'cdi-uploadproxy-signer-bundle', cas[1]],
+          ] as const) {
+            const served = await servedBy(svc, await bundleIn(bundle));
+            if (served.issuer !== ca?.subject) return false;
+          }
+          const clientLeaf = await certIn('cdi-uploadserver-client-cert');
+          return cas[3] !== undefined && clientLeaf.checkIssued(cas[3]);
+        },
+        420_000,
+        2000,
+      );
+    } finally {
+      done = true;
+      await calling;
+    }
+    t.diagnostic(`rotated after ${since(t0)}; ${calls} rounds of calls`);
+    assert.ok(calls > 10, `calls ran throughout (${calls} rounds)`);
+    assert.deepEqual(failures, []);
+
+    // the held body ends: the upload that was in flight through every rotation succeeds
+    const answer = await held.finish();
+    assert.equal(answer.status, 200, `the held upload: ${answer.body}`);
+    await waitForDataVolume(client, ns, 'rotation-held', 'Succeeded');
+    assert.equal(await md5OnVolume(client, ns, 'rotation-held', { bytes: fx.rawSize }), fx.rawMd5);
+    t.diagnostic(`held upload done after ${since(t0)}`);
+
+    // a new upload through the rotated CAs with `cdi upload`: its pod is made with a leaf of the new upload server
+    // CA and trusts the new client CA (--insecure: the host reaches the proxy at its cluster IP, not the name in its
+    // certificate; the proxy's certificate is checked by the calls above)
+    await createUploadDv('rotation-after');
+    await freshUploadPod('rotation-after', 30_000);
+    const proxyIp = (
+      await client.get<KubeObject & { spec: { clusterIP: string } }>(
+        Resources.Service,
+        'cdi-uploadproxy',
+        'cdi',
+      )
+    ).spec.clusterIP;
+    const up = await runCdi(
+      kubeconfigPath,
+      'upload',
+      'dv',
+      'rotation-after',
+      '-n',
+      ns,
+      '--no-create',
+      '--image-path',
+      path.join(fx.dir, fx.files.qcow2),
+      '--uploadproxy-url',
+      `https://${proxyIp}`,
+      '--insecure',
+      '--wait-secs',
+      '180',
+      '--no-progress',
+    );
+    assert.equal(up.code, 0, `cdi upload after the rotation: ${up.stderr}`);
+    assert.equal(await md5OnVolume(client, ns, 'rotation-after', { bytes: fx.rawSize }), fx.rawMd5);
+  } finally {
+    // the uninstall test counts the DataVolumes left (only after-install), and later suites need the defaults
+    for (const dv of uploadDvs)
+      await client.delete(Resources.DataVolume, dv, { namespace: ns }).catch(() => {});
+    await eventually('the rotation uploads’ DataVolumes gone', async () => {
+      for (const dv of uploadDvs) if (await client.getOrUndefined(Resources.DataVolume, dv, ns)) return false;
+      return true;
+    });
+    // back to the defaults; the servers pick the new leaves up before the next test relies on cdi-validate
+    await client.jsonPatch(Resources.CDI, 'cdi', [{ op: 'remove', path: '/spec/certConfig' }]);
     await eventually(
-      'the CAs rotated and cdi-apiserver, cdi-uploadproxy serving leaves of the new CAs',
+      'the default-lifetime certificates served again',
       async () => {
-        for (const [svc, signer, bundle, first] of [
-          ['cdi-api', 'cdi-apiserver-signer', 'cdi-apiserver-signer-bundle', firstCa.api],
-          ['cdi-uploadproxy', 'cdi-uploadproxy-signer', 'cdi-uploadproxy-signer-bundle', firstCa.proxy],
+        for (const [svc, secret, bundle] of [
+          ['cdi-api', 'cdi-apiserver-server-cert', 'cdi-apiserver-signer-bundle'],
+          ['cdi-uploadproxy', 'cdi-uploadproxy-server-cert', 'cdi-uploadproxy-signer-bundle'],
         ] as const) {
-          const ca = await certIn(signer);
-          if (ca.fingerprint256 === first) return false;
-          const served = await servedBy(svc, await bundleIn(bundle));
-          if (served.issuer !== ca.subject) return false;
+          const leaf = await certIn(secret);
+          if (new Date(leaf.validTo).getTime() - Date.now() < 3600_000) return false;
+          const served = await servedBy(svc, await bundleIn(bundle)).catch(() => undefined);
+          if (served?.fingerprint !== leaf.fingerprint256) return false;
         }
         return true;
       },
-      420_000,
+      240_000,
       2000,
     );
-  } finally {
-    done = true;
-    await calling;
   }
-  t.diagnostic(`rotated after ${since(t0)}; ${calls} rounds of calls`);
-  assert.ok(calls > 10, `calls ran throughout (${calls} rounds)`);
-  assert.deepEqual(failures, []);
-
-  // back to the defaults; the servers pick the new leaves up before the next test relies on cdi-validate
-  await client.jsonPatch(Resources.CDI, 'cdi', [{ op: 'remove', path: '/spec/certConfig' }]);
-  await eventually(
-    'the default-lifetime certificates served again',
-    async () => {
-      for (const [svc, secret, bundle] of [
-        ['cdi-api', 'cdi-apiserver-server-cert', 'cdi-apiserver-signer-bundle'],
-        ['cdi-uploadproxy', 'cdi-uploadproxy-server-cert', 'cdi-uploadproxy-signer-bundle'],
-      ] as const) {
-        const leaf = await certIn(secret);
-        if (new Date(leaf.validTo).getTime() - Date.now() < 3600_000) return false;
-        const served = await servedBy(svc, await bundleIn(bundle)).catch(() => undefined);
-        if (served?.fingerprint !== leaf.fingerprint256) return false;
-      }
-      return true;
-    },
-    240_000,
-    2000,
-  );
 });
 
 void test('BlockUninstallIfWorkloadsExist: cdi-validate refuses the removal while a DataVolume exists, then allows it', async (t) => {

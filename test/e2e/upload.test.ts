@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import {
@@ -20,13 +20,7 @@ import {
 } from '../../src/kube/index.ts';
 import type { CDIConfig, DataVolume } from '../../src/controller/shared/types.ts';
 import { Operation, TokenGenerator, UploadTokenIssuer } from '../../src/token/token.ts';
-import {
-  clusterClient,
-  createNamespace,
-  eventually,
-  kubeconfigPath,
-  kubectl,
-} from '../integration/kube/cluster.ts';
+import { clusterClient, createNamespace, eventually, kubeconfigPath } from '../integration/kube/cluster.ts';
 import { cutRelay, makeMarkupTar, runCdi } from '../support/upload.ts';
 import { virtctlBinary } from '../support/virtctl.ts';
 import {
@@ -36,6 +30,7 @@ import {
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
+  uploadToken,
   type Fixtures,
 } from './harness.ts';
 
@@ -107,19 +102,7 @@ function run(cmd: string, args: string[]): Promise<Run> {
   });
 }
 
-/** A token the way a user gets one: `kubectl create -f` of an UploadTokenRequest. */
-async function token(pvc: string): Promise<string> {
-  const f = path.join(fx.dir, `utr-${pvc}.yaml`);
-  await writeFile(
-    f,
-    `apiVersion: upload.cdi.kubevirt.io/v1beta1\nkind: UploadTokenRequest\nmetadata:\n  name: utr-${pvc}\n  namespace: ${ns}\nspec:\n  pvcName: ${pvc}\n`,
-  );
-  const r = await kubectl('create', '-f', f, '-o', 'json');
-  assert.equal(r.code, 0, r.stderr);
-  const t = (JSON.parse(r.stdout) as { status?: { token?: string } }).status?.token;
-  assert.ok(t, r.stdout);
-  return t;
-}
+const token = (pvc: string): Promise<string> => uploadToken(ns, pvc);
 
 /** curl to the proxy (certificate not verified: it names the Service, the host reaches its IP): status and body. */
 async function curl(

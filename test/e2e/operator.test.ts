@@ -1,6 +1,7 @@
 // The operator end to end on the full cluster, from a cluster without CDI: `kubectl create -f cdi-operator.yaml` and
 // `kubectl create -f cdi-cr.yaml` (the release rendered for this build's images) bring the CDI resource to Available
-// with upstream's names, a DataVolume import succeeds, drift of every kind the operator owns is undone, the
+// with upstream's names, a DataVolume import succeeds, drift of every kind the operator owns is undone, certificates
+// rotate under a short certConfig while webhook calls, the upload API and an upload's body go on, the
 // BlockUninstallIfWorkloadsExist strategy holds a removal while DataVolumes exist, and deleting the CDI resource
 // removes every object the operator made (listed after the install, checked one by one after the removal).
 import { after, before, test, type TestContext } from 'node:test';

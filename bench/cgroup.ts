@@ -193,7 +193,7 @@ export function cgroupProblem(): string | undefined {
 export async function runInCgroup(
   argv: readonly string[],
   limits: CgroupLimits = {},
-  opts: { cwd?: string; signal?: AbortSignal } = {},
+  opts: { cwd?: string; signal?: AbortSignal; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CgroupRun> {
   const base = hierarchies();
   const name = `${PREFIX}${process.pid}-${++seq}`;
@@ -223,6 +223,7 @@ export async function runInCgroup(
     const child = spawn('sh', ['-c', `${join} && exec "$@"`, 'sh', ...argv], {
       stdio: ['ignore', 'ignore', 'pipe'],
       cwd: opts.cwd,
+      ...(opts.env ? { env: opts.env } : {}),
     });
     const onAbort = (): void => {
       child.kill('SIGKILL');

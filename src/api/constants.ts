@@ -72,6 +72,8 @@ export const Ann = {
   CloneSourcePod: `${g}storage.sourceClonePodName`,
   PermissiveClone: `${g}permissiveClone`,
   OwnerUID: `${g}ownerUID`,
+  /** upstream AnnOwnedByDataVolume: "<namespace>/<name>" of the DataVolume a claim in another namespace works for. */
+  OwnedByDataVolume: `${g}ownedByDataVolume`,
 
   // written by the controllers: the status protocol
   CreatedBy: `${g}storage.createdByController`,
@@ -170,6 +172,8 @@ export const LabelValue = {
   UploadServer: 'cdi-upload-server',
   Cloning: 'host-assisted-cloning',
   SmartClone: 'cdi-smart-clone',
+  /** upstream CloneFromSnapshotFallbackPVCCDILabel: the claim a snapshot is restored into for a host-assisted copy. */
+  CloneFromSnapshotFallbackPvc: 'cdi-clone-from-snapshot-source-host-assisted-fallback-pvc',
 } as const;
 
 /** DataVolume.status.phase values (exact strings). */
@@ -250,6 +254,7 @@ export const EventReason = {
   ImportPVCNotReady: 'ImportPVCNotReady',
   CloneScheduled: 'CloneScheduled',
   CloneInProgress: 'CloneInProgress',
+  CloneFromSnapshotSourceInProgress: 'CloneFromSnapshotSourceInProgress',
   CloneSucceeded: 'CloneSucceeded',
   CloneFailed: 'CloneFailed',
   CloneValidationFailed: 'CloneValidationFailed',

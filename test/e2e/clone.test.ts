@@ -385,6 +385,114 @@ void test('source.snapshot: a DataVolume from a VolumeSnapshot, in its namespace
   assert.ok(await client.getOrUndefined(VolumeSnapshot, 'golden-snap', golden));
 });
 
+void test('source.snapshot into a Block target: restored into a temporary claim, copied host-assisted, nothing left behind', async () => {
+  await setOverride(undefined);
+  // the snapshot of a Filesystem claim cannot be restored as a Block volume (upstream IncompatibleVolumeModes): the
+  // controller restores it beside itself and copies that claim's disk.img onto the target's device
+  await client.create(VolumeSnapshot, {
+    metadata: { name: 'fs-snap', namespace: golden },
+    spec: { source: { persistentVolumeClaimName: 'src-fs' } },
+  } as KubeObject);
+  cleanups.push(() => deleteIfExists(client, VolumeSnapshot, 'fs-snap', golden));
+  await eventually(
+    'the snapshot ready to use',
+    async () =>
+      (
+        await client.get<KubeObject & { status?: { readyToUse?: boolean } }>(
+          VolumeSnapshot,
+          'fs-snap',
+          golden,
+        )
+      ).status?.readyToUse === true,
+    120_000,
+    1000,
+  );
+  // 80Mi: a size the restored claim's usable space (its restore size less the file system's overhead) surely fits
+  const spec = cloneSpec(golden, 'fs-snap', { kind: 'snapshot', volumeMode: 'Block', size: '80Mi' });
+  const watch = watchPhases(alice, 'snap-copy-x');
+  await createDv(golden, 'snap-copy', spec);
+  await createDv(alice, 'snap-copy-x', spec);
+  for (const [ns, name] of [
+    [golden, 'snap-copy'],
+    [alice, 'snap-copy-x'],
+  ] as const) {
+    const dv = await waitDv(ns, name, 'Succeeded');
+    assert.equal(dv.metadata.annotations?.[`${A}cloneType`], 'copy');
+    assert.equal(
+      dv.metadata.annotations?.[`${A}cloneFallbackReason`],
+      'The volume modes of source and target are incompatible',
+    );
+    assert.ok((await events(ns, name)).some((e) => e.reason === 'IncompatibleVolumeModes'));
+    const pvc = await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, ns);
+    assert.equal(
+      pvc.metadata?.annotations?.['k8s.io/CloneRequest'],
+      `${golden}/${dv.metadata.uid}-host-assisted-source-pvc`,
+    );
+    assert.equal(await md5Of(ns, name, true), fx.rawMd5);
+    // the restored claim, its volume, the source and upload pods: all go once the copy is done
+    await eventually(
+      `nothing of ${name} left`,
+      async () => {
+        const left = await leftovers(dv, golden);
+        if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
+        return true;
+      },
+      120_000,
+      1000,
+    );
+    assert.deepEqual((await getDv(ns, name))?.metadata.finalizers ?? [], []);
+  }
+  const phases = await watch.stop();
+  assert.deepEqual(
+    phases.slice(phases.indexOf('CloneFromSnapshotSourceInProgress')),
+    ['CloneFromSnapshotSourceInProgress', 'CloneScheduled', 'CloneInProgress', 'Succeeded'],
+    `phases seen: ${phases.join(' → ')}`,
+  );
+  assert.ok(await client.getOrUndefined(VolumeSnapshot, 'fs-snap', golden), "the user's snapshot stays");
+
+  // deleted while the snapshot is restored or copied: the restored claim and its volume go with the DataVolume
+  await createDv(alice, 'snap-copy-del', spec);
+  const started = await eventually(
+    'the restored claim made',
+    async () => {
+      const dv = await getDv(alice, 'snap-copy-del');
+      const uid = dv?.metadata.uid ?? '';
+      const tmp =
+        uid &&
+        (await client.getOrUndefined(
+          Resources.PersistentVolumeClaim,
+          `${uid}-host-assisted-source-pvc`,
+          golden,
+        ));
+      return tmp ? dv : undefined;
+    },
+    120_000,
+    200,
+  );
+  await client.delete(Resources.DataVolume, 'snap-copy-del', { namespace: alice });
+  await eventually('snap-copy-del gone', async () => !(await getDv(alice, 'snap-copy-del')), 120_000, 1000);
+  await eventually(
+    'nothing of snap-copy-del left',
+    async () => {
+      const left = await cloneLeftovers(client, {
+        uid: started.metadata.uid ?? '',
+        srcNs: golden,
+        targetNs: alice,
+        targetName: 'snap-copy-del',
+        storage: true,
+      });
+      if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
+      return true;
+    },
+    120_000,
+    1000,
+  );
+  assert.equal(
+    await client.getOrUndefined(Resources.PersistentVolumeClaim, 'snap-copy-del', alice),
+    undefined,
+  );
+});
+
 void test('sourceRef: a DataVolume names a DataSource in another namespace; refused without clone permission, else the golden bytes', async () => {
   await setOverride('copy');
   await client.create(Resources.DataSource, {

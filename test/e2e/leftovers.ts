@@ -15,6 +15,7 @@ const snapshotResource = (kind: string, plural: string, namespaced: boolean): Re
   plural,
   namespaced,
 });
+const OwnerRef = 'cdi.kubevirt.io/storage.ownerRef';
 export const VolumeSnapshot = snapshotResource('VolumeSnapshot', 'volumesnapshots', true);
 export const VolumeSnapshotContent = snapshotResource(
   'VolumeSnapshotContent',
@@ -42,8 +43,11 @@ export async function cloneLeftovers(client: KubeClient, c: CloneOf): Promise<st
   const { uid, srcNs } = c;
   const out: string[] = [];
   const pods = await client.list<KubeObject>(Resources.Pod, { namespace: srcNs });
+  // a host-assisted copy's source pod is named by the target PVC's uid; it names its target in storage.ownerRef
+  const target = `${c.targetNs}/${c.targetName}`;
   for (const p of pods.items)
-    if (p.metadata?.name?.startsWith(uid)) out.push(`pod ${srcNs}/${p.metadata.name}`);
+    if (p.metadata?.name?.startsWith(uid) || p.metadata?.annotations?.[OwnerRef] === target)
+      out.push(`pod ${srcNs}/${p.metadata?.name}`);
   const tgtPods = await client.list<KubeObject>(Resources.Pod, { namespace: c.targetNs });
   for (const p of tgtPods.items)
     if (p.metadata?.name === `cdi-upload-${c.targetName}`) out.push(`pod ${p.metadata.name}`);
@@ -53,6 +57,15 @@ export async function cloneLeftovers(client: KubeClient, c: CloneOf): Promise<st
     srcNs,
   );
   if (tmp) out.push(`pvc ${srcNs}/tmp-pvc-${uid} (${stateOf(tmp, tmp.status?.phase ?? 'no phase')})`);
+  // a snapshot's host-assisted copy: the claim the snapshot was restored into, and its volume
+  const restored = `${uid}-host-assisted-source-pvc`;
+  const src = await client.getOrUndefined<PersistentVolumeClaim>(
+    Resources.PersistentVolumeClaim,
+    restored,
+    srcNs,
+  );
+  if (src) out.push(`pvc ${srcNs}/${restored} (${stateOf(src, src.status?.phase ?? 'no phase')})`);
+  out.push(...(await volumesOf(client, new Set([`${srcNs}/${restored}`]))));
   const snap = await client.getOrUndefined<KubeObject & { status?: { readyToUse?: boolean } }>(
     VolumeSnapshot,
     `tmp-snapshot-${uid}`,
@@ -79,11 +92,19 @@ async function storageLeftovers(client: KubeClient, c: CloneOf): Promise<string[
         `volumesnapshotcontent ${vsc.metadata?.name} (${stateOf(vsc, `readyToUse ${String(vsc.status?.readyToUse)}`)})`,
       );
   }
+  out.push(
+    ...(await volumesOf(client, new Set([`${c.targetNs}/${c.targetName}`, `${c.srcNs}/tmp-pvc-${c.uid}`]))),
+  );
+  return out;
+}
+
+/** The PVs whose claimRef is one of `claims` (<namespace>/<name>). */
+async function volumesOf(client: KubeClient, claims: Set<string>): Promise<string[]> {
   type Pv = KubeObject & {
     spec?: { claimRef?: { name?: string; namespace?: string } };
     status?: { phase?: string };
   };
-  const claims = new Set([`${c.targetNs}/${c.targetName}`, `${c.srcNs}/tmp-pvc-${c.uid}`]);
+  const out: string[] = [];
   for (const pv of (await client.list<Pv>(Resources.PersistentVolume)).items) {
     const ref = pv.spec?.claimRef;
     if (ref && claims.has(`${ref.namespace}/${ref.name}`))

@@ -52,7 +52,7 @@ import {
 } from '../shared/uploadserver.ts';
 import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
 import type { TokenSource } from './tokens.ts';
-import { Ann as ApiAnn } from '../../api/constants.ts';
+import { Ann as ApiAnn, LabelValue } from '../../api/constants.ts';
 
 export interface HostCloneDeps {
   kube: Kube;
@@ -114,12 +114,12 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
   }
 
   // who may clone: same namespace, or a token the webhook gave the creator (then a long-term one bound to this PVC)
+  const src = await d.kube.get<Pvc>(Res.pvc, source.name, source.namespace);
   if (source.namespace !== namespace) {
-    const granted = await checkGrant(d, pvc, { kind: 'pvc', ...source });
+    const granted = await checkGrant(d, pvc, grantedSource(source, src));
     if (!granted) return;
   }
 
-  const src = await d.kube.get<Pvc>(Res.pvc, source.name, source.namespace);
   if (!src) {
     return say(
       d,
@@ -231,6 +231,21 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
         `Successfully cloned from ${source.namespace}/${source.name} into ${namespace}/${name}`,
       );
   }
+}
+
+/**
+ * What the grant must name: the source claim, or, for the claim a snapshot was restored into for this copy, the
+ * snapshot (upstream getTokenResourceNamePvc and getSourceNamePvc: the token was given for the snapshot).
+ */
+function grantedSource(source: { namespace: string; name: string }, src: Pvc | undefined): CloneSource {
+  const ref = src?.spec?.dataSourceRef ?? src?.spec?.dataSource;
+  if (
+    src?.metadata?.labels?.[Label.component] === LabelValue.CloneFromSnapshotFallbackPvc &&
+    ref?.kind === 'VolumeSnapshot' &&
+    ref.name
+  )
+    return { kind: 'snapshot', namespace: source.namespace, name: ref.name };
+  return { kind: 'pvc', ...source };
 }
 
 function isReady(p: PodObj | undefined): boolean {

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { StorageClass, StorageProfile } from '../shared/types.ts';
-import { chooseStrategy, CloneStrategy, Fallback, type StrategyInput } from './strategy.ts';
+import {
+  chooseStrategy,
+  CloneStrategy,
+  Fallback,
+  planTempSourceClaim,
+  tempSourceClaimName,
+  type StrategyInput,
+} from './strategy.ts';
 
 const sc = (name: string, provisioner: string, allowVolumeExpansion = true): StorageClass => ({
   metadata: { name },
@@ -92,4 +99,79 @@ void test('a snapshot source is restored where its driver and volume mode allow,
     ).fallback,
     Fallback.IncompatibleVolumeModes,
   );
+});
+
+void test('a snapshot copy restores the snapshot first: a class of its driver, its volume mode, its restore size', () => {
+  const target = { storageClassName: 'other', volumeMode: 'Block', request: 2n * GiB } as const;
+  const classes = [
+    sc('zz-a', 'csi.a'),
+    sc('b-other', 'csi.b'),
+    { ...sc('aa-a-wffc', 'csi.a'), volumeBindingMode: 'WaitForFirstConsumer' },
+    sc('mm-a', 'csi.a'),
+  ];
+  // the first class of the driver by name that binds at once (a waiting one would never bind: no consumer)
+  assert.deepEqual(
+    planTempSourceClaim({
+      classes,
+      driver: 'csi.a',
+      sourceVolumeMode: 'Filesystem',
+      restoreSize: GiB,
+      target,
+    }),
+    { ok: true, storageClassName: 'mm-a', volumeMode: 'Filesystem', request: GiB },
+  );
+  // the volume mode not recorded: the target's; a restore size of 0: the target's request (upstream)
+  assert.deepEqual(planTempSourceClaim({ classes, driver: 'csi.a', restoreSize: 0n, target }), {
+    ok: true,
+    storageClassName: 'mm-a',
+    volumeMode: 'Block',
+    request: 2n * GiB,
+  });
+});
+
+void test('a snapshot copy that no class can restore says what to create', () => {
+  const target = { storageClassName: 'fast', volumeMode: 'Filesystem', request: GiB } as const;
+  const none = planTempSourceClaim({ classes: [sc('fast', 'csi.a')], driver: 'csi.x', target });
+  assert.equal(none.ok, false);
+  assert.match(!none.ok ? none.message : '', /no StorageClass has the snapshot's driver csi\.x.*create one/);
+  const waiting = planTempSourceClaim({
+    classes: [{ ...sc('late', 'csi.a'), volumeBindingMode: 'WaitForFirstConsumer' }],
+    driver: 'csi.a',
+    target,
+  });
+  assert.match(!waiting.ok ? waiting.message : '', /\(late\) all wait for a first consumer.*Immediate/);
+  const unbound = planTempSourceClaim({ classes: [sc('fast', 'csi.a')], target });
+  assert.match(!unbound.ok ? unbound.message : '', /wait for the snapshot to be ready/);
+});
+
+void test('a snapshot source copies when the restore cannot be: each upstream reason, in upstream order', () => {
+  const snap = {
+    kind: 'snapshot',
+    driver: 'csi.a',
+    volumeMode: 'Filesystem',
+    restoreSize: 2n * GiB,
+  } as const;
+  const block = { storageClassName: 'fast', volumeMode: 'Block', request: GiB } as const;
+  // another driver wins over the volume mode; no content (driver unknown) is no match either
+  assert.deepEqual(chooseStrategy(base({ source: { ...snap, driver: 'csi.b' }, target: block })), {
+    strategy: 'copy',
+    fallback: Fallback.NoProvisionerMatch,
+  });
+  assert.equal(chooseStrategy(base({ source: { kind: 'snapshot' } })).fallback, Fallback.NoProvisionerMatch);
+  // a target larger than the restore size on a class that cannot expand
+  assert.equal(
+    chooseStrategy(
+      base({
+        source: snap,
+        target: { storageClassName: 'fixed', volumeMode: 'Filesystem', request: 3n * GiB },
+      }),
+    ).fallback,
+    Fallback.NoVolumeExpansion,
+  );
+  // the mode not recorded on the content is Filesystem (upstream ResolveVolumeMode)
+  assert.equal(
+    chooseStrategy(base({ source: { kind: 'snapshot', driver: 'csi.a' }, target: block })).fallback,
+    Fallback.IncompatibleVolumeModes,
+  );
+  assert.equal(tempSourceClaimName('1234'), '1234-host-assisted-source-pvc');
 });

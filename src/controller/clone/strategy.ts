@@ -106,3 +106,62 @@ export function chooseStrategy(i: StrategyInput): StrategyChoice {
   if (src.capacity < i.target.request && !canExpand) return copy(Fallback.NoVolumeExpansion);
   return { strategy };
 }
+
+/**
+ * A snapshot that cannot be restored into the target (copy chosen for a snapshot source) is restored into a claim
+ * beside it first, and that claim is copied host-assisted into the target (upstream's legacy
+ * snapshot-clone-controller; its planner does the same through tmp-source-pvc-<uid> on the populator path).
+ */
+export const tempSourceClaimName = (dvUid: string): string => `${dvUid}-host-assisted-source-pvc`;
+
+export interface TempSourceClaimInput {
+  classes: readonly StorageClass[];
+  /** The VolumeSnapshotContent's driver. */
+  driver?: string | undefined;
+  /** The snapshotted claim's volume mode: VolumeSnapshotContent.spec.sourceVolumeMode, else the snapshot's annotation. */
+  sourceVolumeMode?: 'Filesystem' | 'Block' | undefined;
+  /** status.restoreSize, in bytes. */
+  restoreSize?: bigint | undefined;
+  target: TargetClaim;
+}
+
+export type TempSourceClaim =
+  | { ok: true; storageClassName: string; volumeMode: 'Filesystem' | 'Block'; request: bigint }
+  | { ok: false; message: string };
+
+/**
+ * The claim the snapshot is restored into, as upstream's createTempSourceClaim makes it: a class of the snapshot's
+ * driver (the first by name), the snapshotted claim's volume mode (the target's where it is not recorded), the restore
+ * size (the target's request where the driver reports 0). Of the driver's classes one that binds at once is taken
+ * before one that waits for a consumer: nothing but the copy's source pod ever consumes this claim, and that pod is
+ * placed on the target's node, which a WaitForFirstConsumer claim nobody has selected a node for never binds to.
+ */
+export function planTempSourceClaim(i: TempSourceClaimInput): TempSourceClaim {
+  const driver = i.driver;
+  if (!driver)
+    return {
+      ok: false,
+      message:
+        'the snapshot has no bound VolumeSnapshotContent with a driver yet, so no class can restore it: wait for the snapshot to be ready',
+    };
+  const ofDriver = i.classes
+    .filter((c) => c.provisioner === driver)
+    .map((c) => ({ name: c.metadata.name ?? '', wffc: c.volumeBindingMode === 'WaitForFirstConsumer' }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const chosen = ofDriver.find((c) => !c.wffc);
+  if (!chosen)
+    return {
+      ok: false,
+      message:
+        ofDriver.length === 0
+          ? `no StorageClass has the snapshot's driver ${driver} as its provisioner, and the host-assisted copy restores the snapshot through such a class first: create one (volumeBindingMode Immediate)`
+          : `the StorageClasses of the snapshot's driver ${driver} (${ofDriver.map((c) => c.name).join(', ')}) all wait for a first consumer, and the claim restored from the snapshot for the host-assisted copy would not bind: create one of that provisioner with volumeBindingMode Immediate`,
+    };
+  const request = i.restoreSize !== undefined && i.restoreSize > 0n ? i.restoreSize : i.target.request;
+  return {
+    ok: true,
+    storageClassName: chosen.name,
+    volumeMode: i.sourceVolumeMode ?? i.target.volumeMode,
+    request,
+  };
+}

@@ -14,6 +14,11 @@
 // cdi.kubevirt.io/cloneTemporaries on the DataVolume keeps it until the temporaries in the other namespace are gone,
 // on success and on deletion alike.
 //
+// A snapshot that cannot be restored into the target (another driver, volume mode, no expansion) is copied: restored
+// beside itself into <dv uid>-host-assisted-source-pvc (upstream's legacy snapshot-clone-controller), which, once
+// bound, is the CloneRequest source of the target; the same finalizer deletes it once the copy is done or the
+// DataVolume deleted.
+//
 // The strategy is decided once and recorded on the DataVolume (cdi.kubevirt.io/cloneType, and
 // cdi.kubevirt.io/cloneFallbackReason with a Warning event when copy replaces what the profile asked for).
 import {
@@ -24,6 +29,7 @@ import {
 } from '../../kube/index.ts';
 import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
 import { parseDataVolume } from '../../api/parse.ts';
+import { Ann as ApiAnn, LabelValue } from '../../api/constants.ts';
 import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../token/clone.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import {
@@ -32,6 +38,7 @@ import {
   Finalizer,
   GroupVersion,
   Label,
+  ManagedLabels,
   Phase,
   ProgressDone,
   Reason,
@@ -50,7 +57,13 @@ import type {
   VolumeSnapshot,
   VolumeSnapshotContent,
 } from '../shared/types.ts';
-import { chooseStrategy, CloneStrategy, type StrategyChoice } from '../clone/strategy.ts';
+import {
+  chooseStrategy,
+  CloneStrategy,
+  planTempSourceClaim,
+  tempSourceClaimName,
+  type StrategyChoice,
+} from '../clone/strategy.ts';
 import { snapshotCutPending, SnapshotCutPollMs } from '../clone/snapshotcut.ts';
 import type { TokenSource } from '../clone/tokens.ts';
 import { QuotaRetryMs, quotaRefusal, writeStatus } from './controller.ts';
@@ -124,7 +137,16 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   if (source.namespace !== namespace && !(await granted(d, dv, source))) return;
 
   const strategy = anns(dv)[Ann.cloneType];
-  if (pvc && strategy === CloneStrategy.Copy) return hostStatus(d, dv, pvc);
+  if (pvc && strategy === CloneStrategy.Copy) {
+    // a snapshot's copy is done once its target is: the claim it was restored into goes before Succeeded is said
+    if (
+      source.kind === 'snapshot' &&
+      anns(pvc)[Ann.cloneOf] === 'true' &&
+      !(await removeTemporaries(d, dv, source))
+    )
+      return;
+    return hostStatus(d, dv, pvc, source);
+  }
   if (pvc && (strategy === CloneStrategy.Snapshot || strategy === CloneStrategy.CsiClone)) {
     if (pvc.status?.phase === 'Bound') {
       if (!(await removeTemporaries(d, dv, source))) return;
@@ -249,13 +271,6 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
         request,
       },
     });
-    if (choice.strategy === CloneStrategy.Copy && source.kind === 'snapshot') {
-      return status(d, dv, undefined, Phase.Pending, {
-        type: 'Warning',
-        reason: Reason.CloneValidationFailed,
-        message: `the snapshot ${source.namespace}/${source.name} cannot be restored into this target (${choice.fallback?.message ?? 'copy'}), and a host-assisted copy of a snapshot is not supported yet: use a StorageClass of the snapshot's driver and its volume mode`,
-      });
-    }
     await d.kube.mergePatch(Res.dataVolume, name, namespace, {
       metadata: {
         resourceVersion: dv.metadata.resourceVersion,
@@ -264,7 +279,9 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
           [Ann.usePopulator]: 'false',
           ...(choice.fallback ? { [Ann.cloneFallbackReason]: choice.fallback.message } : {}),
         },
-        ...(source.namespace !== namespace && choice.strategy !== CloneStrategy.Copy
+        // temporaries beside the source: a smart clone's from another namespace, a snapshot copy's restored claim
+        ...((source.namespace !== namespace && choice.strategy !== CloneStrategy.Copy) ||
+        (source.kind === 'snapshot' && choice.strategy === CloneStrategy.Copy)
           ? { finalizers: [...(dv.metadata.finalizers ?? []), Finalizer.cloneTemporaries] }
           : {}),
       },
@@ -288,10 +305,23 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   const desired = newPvcForDataVolume(dv, spec, config?.status?.preallocation ?? false, {});
   const a = desired.metadata!.annotations!;
   if (choice.strategy === CloneStrategy.Copy) {
-    a[Ann.cloneRequest] = `${source.namespace}/${source.name}`;
+    let from = source.name;
+    if (src.kind === 'snapshot') {
+      // the snapshot is restored beside itself first; the copy's source is that claim once it is bound
+      const tmp = await ensureTempSourceClaim(d, dv, source, src, classes, spec, request);
+      if (!tmp) return { requeueAfterMs: QuotaRetryMs };
+      if (tmp.status?.phase !== 'Bound')
+        return status(d, dv, undefined, Phase.CloneFromSnapshotSourceInProgress, {
+          type: 'Normal',
+          reason: Reason.CloneFromSnapshotSourceInProgress,
+          message: `Creating PVC from snapshot source is in progress (for snapshot ${source.namespace}/${source.name})`,
+        });
+      from = tempSourceClaimName(dv.metadata.uid ?? '');
+    }
+    a[Ann.cloneRequest] = `${source.namespace}/${from}`;
     const made = await createTarget(d, dv, desired);
     if (!made) return { requeueAfterMs: QuotaRetryMs };
-    return hostStatus(d, dv, made);
+    return hostStatus(d, dv, made, source);
   }
 
   // smart: into the target here, or into a temporary claim beside the source
@@ -402,12 +432,15 @@ async function status(
   );
 }
 
-/** The host-assisted clone's state (copied onto the PVC by ../clone/host.ts) as the DataVolume's phase. */
-async function hostStatus(d: CloneDvDeps, dv: DataVolume, pvc: Pvc): Promise<void> {
+/**
+ * The host-assisted clone's state (copied onto the PVC by ../clone/host.ts) as the DataVolume's phase. Its events name
+ * the DataVolume's source (a snapshot's, not the claim it was restored into), as upstream's.
+ */
+async function hostStatus(d: CloneDvDeps, dv: DataVolume, pvc: Pvc, source: CloneSource): Promise<void> {
   const a = anns(pvc);
   const name = pvc.metadata?.name ?? '';
   const key = `${dv.metadata.namespace}/${dv.metadata.name}`;
-  const what = `from ${a[Ann.cloneRequest]} into ${pvc.metadata?.namespace}/${name}`;
+  const what = `from ${source.namespace}/${source.name} into ${pvc.metadata?.namespace}/${name}`;
   if (a[Ann.podPhase] === 'Running' && a[Ann.cloneOf] !== 'true') {
     // the source pod's kubevirt_cdi_clone_progress_total, read beside the reconcilers
     d.progress?.track({
@@ -596,6 +629,92 @@ async function ensureSnapshot(
 }
 
 /**
+ * The claim a snapshot that cannot be restored into its target is restored into, beside the snapshot, for the
+ * host-assisted copy (upstream's legacy createTempHostAssistedSourcePvc, with its planner's class, volume mode,
+ * access mode and size: ../clone/strategy.ts planTempSourceClaim). No owner reference, as upstream: the DataVolume's
+ * finalizer cdi.kubevirt.io/cloneTemporaries removes it, on success and on deletion. Undefined, with the reason on the
+ * DataVolume, when it cannot be made (no class of the driver, a ResourceQuota).
+ */
+async function ensureTempSourceClaim(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  source: CloneSource,
+  src: Extract<ReadSource, { kind: 'snapshot' }>,
+  classes: StorageClass[],
+  target: V1PersistentVolumeClaimSpec,
+  request: bigint,
+): Promise<Pvc | undefined> {
+  const name = tempSourceClaimName(dv.metadata.uid ?? '');
+  const existing = await d.kube.get<Pvc>(Res.pvc, name, source.namespace);
+  if (existing) return existing;
+  const annotated = anns(src.snapshot)[ApiAnn.SourceVolumeMode];
+  const plan = planTempSourceClaim({
+    classes,
+    driver: src.content?.spec?.driver,
+    sourceVolumeMode:
+      src.content?.spec?.sourceVolumeMode ??
+      (annotated === 'Block' || annotated === 'Filesystem' ? annotated : undefined),
+    restoreSize: src.size,
+    target: {
+      storageClassName: target.storageClassName ?? '',
+      volumeMode: target.volumeMode === 'Block' ? 'Block' : 'Filesystem',
+      request,
+    },
+  });
+  if (!plan.ok) {
+    await status(d, dv, undefined, Phase.Pending, {
+      type: 'Warning',
+      reason: Reason.CloneValidationFailed,
+      message: `The clone doesn't meet the validation requirements: ${plan.message}`,
+    });
+    return undefined;
+  }
+  const tmp: Pvc = {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: {
+      name,
+      namespace: source.namespace,
+      labels: {
+        ...ManagedLabels,
+        [Label.app]: Label.appValue,
+        [Label.component]: LabelValue.CloneFromSnapshotFallbackPvc,
+        [Label.excludeFromVelero]: 'true',
+        ...(plan.volumeMode === 'Filesystem' ? { [Label.fillingUp]: Label.fillingUpValue } : {}),
+      },
+      annotations: {
+        [ApiAnn.OwnedByDataVolume]: `${dv.metadata.namespace}/${dv.metadata.name}`,
+        [ApiAnn.OwnerUID]: dv.metadata.uid ?? '',
+        [Ann.ownerRef]: `${dv.metadata.namespace}/${dv.metadata.name}`,
+      },
+    },
+    spec: {
+      storageClassName: plan.storageClassName,
+      // upstream: ReadWriteOnce is what every CSI driver offers, and some refuse a read-only Block claim
+      accessModes: ['ReadWriteOnce'],
+      volumeMode: plan.volumeMode,
+      resources: { requests: { storage: plan.request.toString() } },
+      dataSource: { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: source.name },
+    },
+  };
+  try {
+    const made = await createOrGet(d.kube, tmp);
+    d.log.info('restoring a snapshot into a claim for a host-assisted copy', {
+      namespace: source.namespace,
+      snapshot: source.name,
+      claim: name,
+      storageClass: plan.storageClassName,
+    });
+    return made;
+  } catch (e) {
+    const quota = quotaRefusal(e);
+    if (!quota) throw e;
+    await status(d, dv, undefined, Phase.Pending, quota);
+    return undefined;
+  }
+}
+
+/**
  * Moves the volume of the temporary claim beside the source to the target PVC: Retain, the target PVC pre-bound to
  * the volume, the volume's claimRef to the target; the PV controller binds them, and the next reconcile (target
  * Bound) removes the temporaries.
@@ -687,10 +806,17 @@ async function snapshotBeingCut(d: CloneDvDeps, dv: DataVolume, source: CloneSou
 
 /**
  * The temporaries of a smart clone: the snapshot, the claim beside a source in another namespace, the Retain of a
- * moved volume; then the finalizer. True when nothing is left.
+ * moved volume; of a snapshot's copy: the claim it was restored into; then the finalizer. True when nothing is left.
  */
 async function removeTemporaries(d: CloneDvDeps, dv: DataVolume, source: CloneSource): Promise<boolean> {
   const strategy = anns(dv)[Ann.cloneType];
+  if (strategy === CloneStrategy.Copy && source.kind === 'snapshot') {
+    const name = tempSourceClaimName(dv.metadata.uid ?? '');
+    const tmp = await d.kube.get<Pvc>(Res.pvc, name, source.namespace);
+    // only the claim made for this DataVolume (upstream cleanupHostAssistedSnapshotClone checks the same)
+    if (tmp && anns(tmp)[ApiAnn.OwnerUID] === dv.metadata.uid && !tmp.metadata?.deletionTimestamp)
+      await d.kube.delete(Res.pvc, name, source.namespace, tmp.metadata?.uid);
+  }
   if (strategy === CloneStrategy.Snapshot && source.kind === 'pvc')
     await d.kube.delete(Res.volumeSnapshot, tmpSnapshotName(dv), source.namespace).catch((e: unknown) => {
       if ((e as { code?: number }).code !== 404) throw e;

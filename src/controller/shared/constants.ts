@@ -110,7 +110,10 @@ export const Label = {
 export const Finalizer = {
   /** upstream cloneSourcePodFinalizer: the target PVC of a host-assisted clone (its source pod lives elsewhere). */
   cloneSource: `${G}/cloneSource`,
-  /** The DataVolume of a smart or CSI clone from another namespace (temporary claim and snapshot there). */
+  /**
+   * The DataVolume of a smart or CSI clone from another namespace (temporary claim and snapshot there), and of a
+   * snapshot's host-assisted copy (the claim the snapshot was restored into).
+   */
   cloneTemporaries: `${G}/cloneTemporaries`,
 } as const;
 

@@ -25,12 +25,12 @@ import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
 import { cloneClientCert } from '../test/support/clone.ts';
 import { makeUploadPki, uploadPodFiles } from '../test/support/upload.ts';
+import { accepts, freePort } from '../test/support/servers.ts';
 import { atExit } from './cleanup.ts';
 import {
   cgroupProblem,
@@ -104,25 +104,6 @@ async function md5Head(file: string, bytes: number): Promise<string> {
   const h = createHash('md5');
   for await (const c of createReadStream(file, { start: 0, end: bytes - 1 })) h.update(c as Buffer);
   return h.digest('hex');
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
-async function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
 }
 
 /** Empties the target volume (lost+found stays), so every run writes into the same fresh state. */

@@ -128,6 +128,19 @@ const leftovers = (dv: DataVolume, srcNs: string): Promise<string[]> =>
     targetName: dv.metadata.name ?? '',
   });
 
+/** Waits until `find` reports nothing left of `what`; the last list it reported is the failure. */
+const nothingLeft = (what: string, find: () => Promise<string[]>): Promise<unknown> =>
+  eventually(
+    `nothing of ${what} left`,
+    async () => {
+      const left = await find();
+      if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
+      return true;
+    },
+    120_000,
+    1000,
+  );
+
 /** Sets CDI.spec.cloneStrategyOverride (the CR is made if missing); the cleanup puts back what was there. */
 let overrideRestore: (() => Promise<void>) | undefined;
 async function setOverride(strategy: string | undefined): Promise<void> {
@@ -351,26 +364,26 @@ void test('CSI clone within and across namespaces (profile cloneStrategy csi-clo
   }
 });
 
-void test('source.snapshot: a DataVolume from a VolumeSnapshot, in its namespace and in another', async () => {
-  await setOverride(undefined);
+/** A VolumeSnapshot of golden/src-fs (the default class: cdi-hostpath-snapclass), ready to use; removed at the end. */
+async function snapshotOfSource(name: string): Promise<void> {
   await client.create(VolumeSnapshot, {
-    metadata: { name: 'golden-snap', namespace: golden },
-    spec: { source: { persistentVolumeClaimName: 'src-fs' } }, // the default class: cdi-hostpath-snapclass
+    metadata: { name, namespace: golden },
+    spec: { source: { persistentVolumeClaimName: 'src-fs' } },
   } as KubeObject);
-  cleanups.push(() => deleteIfExists(client, VolumeSnapshot, 'golden-snap', golden));
+  cleanups.push(() => deleteIfExists(client, VolumeSnapshot, name, golden));
   await eventually(
-    'the snapshot ready to use',
+    `the snapshot ${name} ready to use`,
     async () =>
-      (
-        await client.get<KubeObject & { status?: { readyToUse?: boolean } }>(
-          VolumeSnapshot,
-          'golden-snap',
-          golden,
-        )
-      ).status?.readyToUse === true,
+      (await client.get<KubeObject & { status?: { readyToUse?: boolean } }>(VolumeSnapshot, name, golden))
+        .status?.readyToUse === true,
     120_000,
     1000,
   );
+}
+
+void test('source.snapshot: a DataVolume from a VolumeSnapshot, in its namespace and in another', async () => {
+  await setOverride(undefined);
+  await snapshotOfSource('golden-snap');
   await createDv(golden, 'from-snap', cloneSpec(golden, 'golden-snap', { kind: 'snapshot', size: '64Mi' }));
   await createDv(alice, 'from-snap-x', cloneSpec(golden, 'golden-snap', { kind: 'snapshot', size: '64Mi' }));
   for (const [ns, name] of [
@@ -389,24 +402,7 @@ void test('source.snapshot into a Block target: restored into a temporary claim,
   await setOverride(undefined);
   // the snapshot of a Filesystem claim cannot be restored as a Block volume (upstream IncompatibleVolumeModes): the
   // controller restores it beside itself and copies that claim's disk.img onto the target's device
-  await client.create(VolumeSnapshot, {
-    metadata: { name: 'fs-snap', namespace: golden },
-    spec: { source: { persistentVolumeClaimName: 'src-fs' } },
-  } as KubeObject);
-  cleanups.push(() => deleteIfExists(client, VolumeSnapshot, 'fs-snap', golden));
-  await eventually(
-    'the snapshot ready to use',
-    async () =>
-      (
-        await client.get<KubeObject & { status?: { readyToUse?: boolean } }>(
-          VolumeSnapshot,
-          'fs-snap',
-          golden,
-        )
-      ).status?.readyToUse === true,
-    120_000,
-    1000,
-  );
+  await snapshotOfSource('fs-snap');
   // 80Mi: a size the restored claim's usable space (its restore size less the file system's overhead) surely fits
   const spec = cloneSpec(golden, 'fs-snap', { kind: 'snapshot', volumeMode: 'Block', size: '80Mi' });
   const watch = watchPhases(alice, 'snap-copy-x');
@@ -430,16 +426,7 @@ void test('source.snapshot into a Block target: restored into a temporary claim,
     );
     assert.equal(await md5Of(ns, name, true), fx.rawMd5);
     // the restored claim, its volume, the source and upload pods: all go once the copy is done
-    await eventually(
-      `nothing of ${name} left`,
-      async () => {
-        const left = await leftovers(dv, golden);
-        if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
-        return true;
-      },
-      120_000,
-      1000,
-    );
+    await nothingLeft(name, () => leftovers(dv, golden));
     assert.deepEqual((await getDv(ns, name))?.metadata.finalizers ?? [], []);
   }
   const phases = await watch.stop();
@@ -471,21 +458,14 @@ void test('source.snapshot into a Block target: restored into a temporary claim,
   );
   await client.delete(Resources.DataVolume, 'snap-copy-del', { namespace: alice });
   await eventually('snap-copy-del gone', async () => !(await getDv(alice, 'snap-copy-del')), 120_000, 1000);
-  await eventually(
-    'nothing of snap-copy-del left',
-    async () => {
-      const left = await cloneLeftovers(client, {
-        uid: started.metadata.uid ?? '',
-        srcNs: golden,
-        targetNs: alice,
-        targetName: 'snap-copy-del',
-        storage: true,
-      });
-      if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
-      return true;
-    },
-    120_000,
-    1000,
+  await nothingLeft('snap-copy-del', () =>
+    cloneLeftovers(client, {
+      uid: started.metadata.uid ?? '',
+      srcNs: golden,
+      targetNs: alice,
+      targetName: 'snap-copy-del',
+      storage: true,
+    }),
   );
   assert.equal(
     await client.getOrUndefined(Resources.PersistentVolumeClaim, 'snap-copy-del', alice),
@@ -694,16 +674,7 @@ void test('deleting DataVolumes mid-clone leaves no temporary claim, snapshot, p
       120_000,
       1000,
     );
-    await eventually(
-      `nothing of ${dv.metadata.name} left`,
-      async () => {
-        const left = await leftovers(dv, golden);
-        if (left.length > 0) throw new Error(`left: ${left.join(', ')}`);
-        return true;
-      },
-      120_000,
-      1000,
-    );
+    await nothingLeft(dv.metadata.name ?? '', () => leftovers(dv, golden));
     assert.equal(
       await client.getOrUndefined(Resources.PersistentVolumeClaim, dv.metadata.name ?? '', alice),
       undefined,

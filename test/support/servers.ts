@@ -36,6 +36,18 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export async function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
 let bins: Promise<{ s3: string; gcs: string }> | undefined;
 export function testServerBins(): Promise<{ s3: string; gcs: string }> {
   bins ??= run('bash', [path.join(REPO, 'hack/cluster/test-server-bins.sh')], { maxBuffer: 1 << 24 }).then(

@@ -8,7 +8,7 @@
  *   const r = await runCloner({ VOLUME_MODE: 'filesystem', MOUNT_POINT: dir, UPLOAD_URL: relay.url }, pki, client);
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -71,11 +71,11 @@ export async function startCloner(
     for (const w of waiters) w();
   });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  const done = exited.then(async (code) => ({
-    code,
-    log,
-    termination: await readFile(term, 'utf8').catch(() => ''),
-  }));
+  const done = exited.then(async (code) => {
+    const termination = await readFile(term, 'utf8').catch(() => '');
+    await rm(dir, { recursive: true, force: true });
+    return { code, log, termination };
+  });
   const waitFor = (re: RegExp): Promise<RegExpExecArray> =>
     new Promise((resolve, reject) => {
       const check = (): void => {

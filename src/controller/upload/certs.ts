@@ -2,10 +2,11 @@
 // src/certs/reconcile.ts; same Secret and ConfigMap names as upstream, so the operator takes the objects over as they
 // are). Runs beside the reconcilers on the leader: once at start, then again when the earliest certificate is due for
 // its refresh (at most an hour later, so that a Secret someone deleted comes back), and on failure with back-off.
-// Mode "read" (the operator owns them) only reads. Either way it tells the upload controller when the CA and the client
-// CA bundle exist; for each upload pod it reads them again (a CA the operator rotated, or made anew for a changed
-// certConfig, is used at once) with the CDI resource's certConfig, as upstream's createUploadPodForPvc does. The APIService is not the controller's: an APIService whose Service is missing makes discovery fail
-// for every client of the cluster, so it is applied by whoever installs cdi-apiserver (the operator; the e2e harness).
+// Mode "read" (the operator owns them) only reads. Either way a run that finds the CA and the client CA bundle queues
+// the upload PVCs again; for each upload pod they are read afresh (a CA the operator rotated, or made anew for a
+// changed certConfig, is used at once) with the CDI resource's certConfig, as upstream's createUploadPodForPvc does.
+// The APIService is not the controller's: an APIService whose Service is missing makes discovery fail for every
+// client of the cluster, so it is applied by whoever installs cdi-apiserver (the operator; the e2e harness).
 import { X509Certificate } from 'node:crypto';
 import {
   CertDefinitions,
@@ -14,7 +15,7 @@ import {
   loadSigner,
   reconcileCertificates,
 } from '../../certs/reconcile.ts';
-import { parseBundle, type KeyPair, type Signer } from '../../certs/pki.ts';
+import { parseBundle, type KeyPair } from '../../certs/pki.ts';
 import { DefaultCertConfig, leafGraceFor, refreshAt, type CertsConfig } from '../../certs/rotation.ts';
 import {
   Backoff,
@@ -80,10 +81,6 @@ export function uploadPodDeadline(
   return new Date(at);
 }
 
-export class NotReadyError extends Error {
-  override name = 'NotReadyError';
-}
-
 export class UploadCertificates implements UploadCertSource {
   private readonly kube: KubeClient;
   private readonly namespace: string;
@@ -91,8 +88,6 @@ export class UploadCertificates implements UploadCertSource {
   private readonly clock: Clock;
   private config: CertsConfig;
   private readonly configFrom: (() => Promise<CertsConfig>) | undefined;
-  private signer: Signer | undefined;
-  private clientCa = '';
   private readonly onReady: () => void;
   private readonly mode: 'reconcile' | 'read';
 
@@ -119,19 +114,8 @@ export class UploadCertificates implements UploadCertSource {
     this.mode = o.mode ?? 'reconcile';
   }
 
-  get ready(): boolean {
-    return this.signer !== undefined && this.clientCa !== '';
-  }
-
+  /** Reads the CA and the client bundle now: a missing one fails with loadSigner's or loadBundle's message. */
   async forPod(service: string, namespace: string): Promise<UploadPodCerts> {
-    if (!this.signer)
-      throw new NotReadyError(
-        `the upload server CA (Secret ${this.namespace}/${UploadServerSigner}) is not reconciled yet`,
-      );
-    if (!this.clientCa)
-      throw new NotReadyError(
-        `the upload client CA bundle (ConfigMap ${this.namespace}/${UploadServerClientBundle}) is not reconciled yet`,
-      );
     const [signer, clientCa, config] = await Promise.all([
       loadSigner(this.kube, this.namespace, UploadServerSigner),
       loadBundle(this.kube, this.namespace, UploadServerClientBundle),
@@ -146,7 +130,7 @@ export class UploadCertificates implements UploadCertSource {
     };
   }
 
-  /** One run: the certificates, the in-memory CA; returns ms until the next is due. */
+  /** One run: the certificates (checked to be usable); returns ms until the next is due. */
   async syncOnce(): Promise<number> {
     const now = (): Date => new Date(this.clock.now());
     if (this.configFrom) this.config = await this.configFrom();
@@ -156,8 +140,9 @@ export class UploadCertificates implements UploadCertSource {
         : [];
     for (const c of changes)
       this.log.info(`certificate ${c.action}: ${c.kind} ${this.namespace}/${c.name}`, { reason: c.reason });
-    this.signer = await loadSigner(this.kube, this.namespace, UploadServerSigner);
-    this.clientCa = await loadBundle(this.kube, this.namespace, UploadServerClientBundle);
+    // usable before onReady queues the PVCs waiting for them
+    await loadSigner(this.kube, this.namespace, UploadServerSigner);
+    await loadBundle(this.kube, this.namespace, UploadServerClientBundle);
     let next = this.clock.now() + MaxIntervalMs;
     for (const w of Watched) {
       const s = await this.kube.getOrUndefined<Secret>(Resources.Secret, w.secret, this.namespace);

@@ -22,13 +22,12 @@
  * each pod under `perf record -g`.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
 import { cloneClientCert } from '../test/support/clone.ts';
+import { md5File } from '../test/support/images.ts';
 import { makeUploadPki, uploadPodFiles } from '../test/support/upload.ts';
 import { accepts, freePort } from '../test/support/servers.ts';
 import { atExit } from './cleanup.ts';
@@ -100,12 +99,6 @@ async function volume(name: string, mib: number): Promise<string> {
   return mnt;
 }
 
-async function md5Head(file: string, bytes: number): Promise<string> {
-  const h = createHash('md5');
-  for await (const c of createReadStream(file, { start: 0, end: bytes - 1 })) h.update(c as Buffer);
-  return h.digest('hex');
-}
-
 /** Empties the target volume (lost+found stays), so every run writes into the same fresh state. */
 async function emptyTarget(mnt: string): Promise<void> {
   for (const n of await readdir(mnt))
@@ -126,7 +119,7 @@ await run('bash', [
   `head -c ${dataBytes} /dev/urandom > '${disk}' && truncate -s ${diskBytes} '${disk}'`,
 ]);
 await run('sync');
-const want = await md5Head(disk, diskBytes);
+const want = await md5File(disk, diskBytes);
 
 const pki = await makeUploadPki();
 const client = await cloneClientCert(pki, CLIENT_NAME);
@@ -206,7 +199,7 @@ async function cloneOnce(root = ROOT): Promise<CloneSample> {
     );
   const m = /clone done: .* in ([\d.]+)s/.exec(target.stderr);
   if (!m) throw new Error(`no "clone done" line in the upload server's log:\n${target.stderr}`);
-  const got = await md5Head(path.join(dst, 'disk.img'), diskBytes);
+  const got = await md5File(path.join(dst, 'disk.img'), diskBytes);
   if (got !== want) throw new Error(`the target's disk.img has md5 ${got}, the source's ${want}`);
   if (process.env.BENCH_VERBOSE) process.stderr.write(source.stderr + target.stderr);
   const srcStart = await startupCpu('src/cmd/cloner.ts');

@@ -12,8 +12,6 @@
  * Needs the full cluster and its lock (test/e2e's rule): flock /work/cluster-tests.lock npm run bench -- --cases clone
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +19,7 @@ import { promisify } from 'node:util';
 import type { DataVolume } from '../src/controller/shared/types.ts';
 import { Resources, type KubeObject, type PersistentVolumeClaim } from '../src/kube/index.ts';
 import { startFileServer } from '../test/support/fileserver.ts';
+import { md5File } from '../test/support/images.ts';
 import { clusterClient, createNamespace, eventually, kubectl } from '../test/integration/kube/cluster.ts';
 import { NODE_IP, STORAGE_CLASS, deployCdi, md5OnVolume, requireFullCluster } from '../test/e2e/harness.ts';
 
@@ -39,12 +38,6 @@ export interface CloneResult {
   csi: number;
 }
 
-async function md5Head(path: string, bytes: number): Promise<string> {
-  const h = createHash('md5');
-  for await (const c of createReadStream(path, { start: 0, end: bytes - 1 })) h.update(c as Buffer);
-  return h.digest('hex');
-}
-
 export async function benchClone(log: (l: string) => void): Promise<CloneResult> {
   const client = clusterClient();
   await requireFullCluster(client);
@@ -52,7 +45,7 @@ export async function benchClone(log: (l: string) => void): Promise<CloneResult>
   const undo: (() => Promise<unknown>)[] = [];
   try {
     await run('sh', ['-c', '(head -c 512M /dev/urandom; head -c 512M /dev/zero) > disk.raw'], { cwd: dir });
-    const want = await md5Head(join(dir, 'disk.raw'), GiB);
+    const want = await md5File(join(dir, 'disk.raw'), GiB);
     const http = await startFileServer({ root: dir, host: NODE_IP });
     undo.push(() => http.close());
     log('==> clone: deploying CDI from this tree');

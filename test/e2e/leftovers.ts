@@ -51,21 +51,17 @@ export async function cloneLeftovers(client: KubeClient, c: CloneOf): Promise<st
   const tgtPods = await client.list<KubeObject>(Resources.Pod, { namespace: c.targetNs });
   for (const p of tgtPods.items)
     if (p.metadata?.name === `cdi-upload-${c.targetName}`) out.push(`pod ${p.metadata.name}`);
-  const tmp = await client.getOrUndefined<PersistentVolumeClaim>(
-    Resources.PersistentVolumeClaim,
-    `tmp-pvc-${uid}`,
-    srcNs,
-  );
-  if (tmp) out.push(`pvc ${srcNs}/tmp-pvc-${uid} (${stateOf(tmp, tmp.status?.phase ?? 'no phase')})`);
-  // a snapshot's host-assisted copy: the claim the snapshot was restored into, and its volume
+  // the claims a clone makes beside its source: a smart clone's across namespaces, and the one a snapshot is restored
+  // into for a host-assisted copy
   const restored = `${uid}-host-assisted-source-pvc`;
-  const src = await client.getOrUndefined<PersistentVolumeClaim>(
-    Resources.PersistentVolumeClaim,
-    restored,
-    srcNs,
-  );
-  if (src) out.push(`pvc ${srcNs}/${restored} (${stateOf(src, src.status?.phase ?? 'no phase')})`);
-  out.push(...(await volumesOf(client, new Set([`${srcNs}/${restored}`]))));
+  for (const name of [`tmp-pvc-${uid}`, restored]) {
+    const pvc = await client.getOrUndefined<PersistentVolumeClaim>(
+      Resources.PersistentVolumeClaim,
+      name,
+      srcNs,
+    );
+    if (pvc) out.push(`pvc ${srcNs}/${name} (${stateOf(pvc, pvc.status?.phase ?? 'no phase')})`);
+  }
   const snap = await client.getOrUndefined<KubeObject & { status?: { readyToUse?: boolean } }>(
     VolumeSnapshot,
     `tmp-snapshot-${uid}`,
@@ -75,11 +71,17 @@ export async function cloneLeftovers(client: KubeClient, c: CloneOf): Promise<st
     out.push(
       `snapshot ${srcNs}/tmp-snapshot-${uid} (${stateOf(snap, `readyToUse ${String(snap.status?.readyToUse)}`)})`,
     );
-  if (c.storage) out.push(...(await storageLeftovers(client, c)));
+  // volumes: the restored claim's always; with storage, the target's and tmp-pvc's too
+  const claims = new Set([
+    `${srcNs}/${restored}`,
+    ...(c.storage ? [`${c.targetNs}/${c.targetName}`, `${srcNs}/tmp-pvc-${uid}`] : []),
+  ]);
+  out.push(...(await volumesOf(client, claims)));
+  if (c.storage) out.push(...(await contentLeftovers(client, c)));
   return out;
 }
 
-async function storageLeftovers(client: KubeClient, c: CloneOf): Promise<string[]> {
+async function contentLeftovers(client: KubeClient, c: CloneOf): Promise<string[]> {
   const out: string[] = [];
   type Content = KubeObject & {
     spec?: { volumeSnapshotRef?: { name?: string; namespace?: string } };
@@ -92,9 +94,6 @@ async function storageLeftovers(client: KubeClient, c: CloneOf): Promise<string[
         `volumesnapshotcontent ${vsc.metadata?.name} (${stateOf(vsc, `readyToUse ${String(vsc.status?.readyToUse)}`)})`,
       );
   }
-  out.push(
-    ...(await volumesOf(client, new Set([`${c.targetNs}/${c.targetName}`, `${c.srcNs}/tmp-pvc-${c.uid}`]))),
-  );
   return out;
 }
 

@@ -25,11 +25,11 @@ import {
   kubeconfigPath,
 } from '../test/integration/kube/cluster.ts';
 import {
-  STORAGE_CLASS,
   deployCdi,
   md5OnVolume,
   requireFullCluster,
   uploadToken,
+  createUploadDataVolume,
 } from '../test/e2e/harness.ts';
 
 const run = promisify(execFile);
@@ -85,13 +85,7 @@ export async function benchUploads(o: {
     const proxy = `https://${svc.spec?.clusterIP ?? ''}`;
     const size = `${Math.ceil(((o.size / 0.94) * 1.06) / 2 ** 20)}Mi`;
     const dv = async (name: string): Promise<void> => {
-      await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
-        metadata: { name, namespace: n.name },
-        spec: {
-          source: { upload: {} },
-          storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: size } } },
-        },
-      });
+      await createUploadDataVolume(client, n.name, name, { size });
       await eventually(
         `DataVolume ${name} UploadReady`,
         async () =>

@@ -176,6 +176,23 @@ export async function addInsecureRegistries(
   return setCdiConfig(client, { insecureRegistries: [...before, ...missing] });
 }
 
+/** A DataVolume with `source: upload` on the e2e class (64Mi unless `size` says otherwise). */
+export async function createUploadDataVolume(
+  client: KubeClient,
+  ns: string,
+  name: string,
+  o: { contentType?: 'archive'; size?: string } = {},
+): Promise<void> {
+  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+    metadata: { name, namespace: ns },
+    spec: {
+      source: { upload: {} },
+      ...(o.contentType ? { contentType: o.contentType } : {}),
+      storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: o.size ?? '64Mi' } } },
+    },
+  });
+}
+
 /** An upload token the way a user gets one: `kubectl create -f` of an UploadTokenRequest for `pvc` (named `name`). */
 export async function uploadToken(ns: string, pvc: string, name = `utr-${pvc}`): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cdi-utr-'));

@@ -37,6 +37,7 @@ import {
   md5OnVolume,
   requireFullCluster,
   uploadToken,
+  createUploadDataVolume,
   waitForDataVolume,
   type Fixtures,
 } from './harness.ts';
@@ -650,17 +651,7 @@ type PodObject = KubeObject & {
   status?: { conditions?: { type: string; status: string }[] };
 };
 
-async function createUploadDv(name: string): Promise<void> {
-  await client.create(Resources.DataVolume, {
-    apiVersion: 'cdi.kubevirt.io/v1beta1',
-    kind: 'DataVolume',
-    metadata: { name, namespace: ns },
-    spec: {
-      source: { upload: {} },
-      storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
-    },
-  });
-}
+const createUploadDv = (name: string): Promise<void> => createUploadDataVolume(client, ns, name);
 
 /**
  * An upload through cdi-uploadproxy whose body is held: half of the raw disk at once, then 4 KiB every half second

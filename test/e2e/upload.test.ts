@@ -31,6 +31,7 @@ import {
   md5OnVolume,
   requireFullCluster,
   uploadToken,
+  createUploadDataVolume,
   type Fixtures,
 } from './harness.ts';
 
@@ -134,16 +135,8 @@ const getDv = (name: string): Promise<DataVolume & KubeObject> =>
 const getPvc = (name: string): Promise<PersistentVolumeClaim> =>
   client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, ns);
 
-async function createUploadDv(name: string, opts: { contentType?: 'archive' } = {}): Promise<void> {
-  await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
-    metadata: { name, namespace: ns },
-    spec: {
-      source: { upload: {} },
-      ...(opts.contentType ? { contentType: opts.contentType } : {}),
-      storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
-    },
-  });
-}
+const createUploadDv = (name: string, opts: { contentType?: 'archive' } = {}): Promise<void> =>
+  createUploadDataVolume(client, ns, name, opts);
 
 const phaseIs = (name: string, phase: string): Promise<true> =>
   eventually(

@@ -277,6 +277,7 @@ export function buildManager(o: ManagerOptions): Manager {
       .watch(dataSources, (ds) => dvsForDataSource(cache, ds));
   const datavolume = dvController('datavolume-import-controller', 'import');
 
+  const uploadServerImage = o.uploadServerImage ?? siblingImage(o.importerImage, 'cdi-uploadserver');
   const certs = new UploadCertificates({
     client: o.client,
     namespace: o.cdiNamespace ?? 'cdi',
@@ -306,7 +307,7 @@ export function buildManager(o: ManagerOptions): Manager {
         certs,
         pod: {
           ...podOptions,
-          image: o.uploadServerImage ?? o.importerImage.replace(/cdi-importer(?=[:@]|$)/, 'cdi-uploadserver'),
+          image: uploadServerImage,
         },
       },
       key,
@@ -340,8 +341,8 @@ export function buildManager(o: ManagerOptions): Manager {
         recorder: events,
         log: log('clone-controller'),
         tokens,
-        cdiNamespace,
-        uploadServerImage: o.uploadServerImage ?? siblingImage(o.importerImage, 'cdi-uploadserver'),
+        certs,
+        uploadServerImage,
         clonerImage: o.clonerImage ?? siblingImage(o.importerImage, 'cdi-cloner'),
         pullPolicy: o.pullPolicy,
         ...(o.verbose ? { verbose: o.verbose } : {}),

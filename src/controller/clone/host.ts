@@ -1,8 +1,9 @@
 // The host-assisted clone of a PVC annotated `k8s.io/CloneRequest: <ns>/<name>` (upstream's clone-controller.go and the
 // clone half of upload-controller.go; the annotation is put there by the DataVolume clone controller, or by a user on
-// a bare PVC, seed 003's API). The target gets its upload server `cdi-upload-<pvc>` (shared/uploadserver.ts); once
-// that is ready, the source pod `<target-uid>-source-pod` in the source's namespace streams the source to it over
-// mutual TLS with a client certificate made for this clone (its CN is the only one the server accepts). The upload
+// a bare PVC, seed 003's API). The target gets its upload server `cdi-upload-<pvc>` (the upload controller's pod,
+// Service and Secret, without scratch); once that is ready, the source pod `<target-uid>-source-pod` in the source's
+// namespace streams the source to it over mutual TLS with a client certificate made for this clone (its CN is the only
+// one the server accepts), issued with the server's from one reading of the CAs (UploadCertSource.forClone). The upload
 // pod's state is copied onto the target PVC (the status protocol the DataVolume reads); when it has taken the whole
 // stream the PVC gets `k8s.io/CloneOf: "true"` and both pods go.
 //
@@ -17,7 +18,6 @@ import {
   type Secret,
 } from '../../kube/index.ts';
 import { isDeepStrictEqual } from 'node:util';
-import { issueClientCert, validityFrom } from '../../certs/pki.ts';
 import { extendCloneToken, verifyCloneGrant, type CloneSource } from '../../token/clone.ts';
 import { TokenError } from '../../token/token.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
@@ -36,21 +36,21 @@ import { isHostClonePvc } from '../shared/indexes.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
 import { workerSecurityContext } from '../shared/pods.ts';
 import { parseQuantity } from '../shared/quantity.ts';
+import { serviceName } from '../../api/naming.ts';
+import { uploadServerUrl } from '../../api/upload.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
-import { filesystemOverheadFor } from '../shared/storage.ts';
-import type { CDIConfig, DataVolume, StorageClass } from '../shared/types.ts';
+import type { CDIConfig, DataVolume } from '../shared/types.ts';
+import type { CloneSourceCerts, UploadCertSource } from '../upload/certs.ts';
 import {
-  deleteUploadServer,
-  ensureUploadServer,
-  readBundle,
-  readSigner,
-  uploadServerName,
-  uploadServerUrl,
-  UploadServerClientSigner,
-  UploadServerSignerBundle,
-} from '../shared/uploadserver.ts';
-import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
+  createUploadPod,
+  ensureUploadService,
+  removeUploadServer,
+  replaceAtDeadline,
+  uploadTermination,
+} from '../upload/controller.ts';
+import { uploadResourceName } from '../upload/pod.ts';
+import { setAnnotationsFromPod } from '../import/termination.ts';
 import type { TokenSource } from './tokens.ts';
 import { Ann as ApiAnn, LabelValue } from '../../api/constants.ts';
 
@@ -59,7 +59,8 @@ export interface HostCloneDeps {
   recorder: Recorder;
   log: Logger;
   tokens: TokenSource;
-  cdiNamespace: string;
+  /** The upload server's certificates and the source pod's (the upload controller's source of them). */
+  certs: UploadCertSource;
   uploadServerImage: string;
   clonerImage: string;
   pullPolicy: string;
@@ -70,8 +71,6 @@ export interface HostCloneDeps {
 
 /** Where the cloner finds the source (upstream's cdi-cloner). */
 const SourceMount = '/var/run/cdi/clone/source';
-/** The per-clone client certificate: it only has to outlive one transfer. */
-const ClientCertLifetimeMs = 24 * 3600_000;
 
 const anns = (o: { metadata?: { annotations?: Record<string, string> } }): Record<string, string> =>
   o.metadata?.annotations ?? {};
@@ -100,7 +99,7 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
   const a = anns(pvc);
   const done = a[Ann.cloneOf] === 'true';
   if (pvc.metadata?.deletionTimestamp || done) {
-    await finish(d, pvc, done);
+    await finish(d, pvc);
     return;
   }
   const source = parseCloneRequest(a[Ann.cloneRequest]);
@@ -142,24 +141,19 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
     return; // the change queues this PVC again
   }
 
-  const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
-  const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
-  const volumeMode = pvc.spec?.volumeMode === 'Block' ? 'Block' : 'Filesystem';
-  const upload = await ensureUploadServer(d.kube, pvc, {
-    image: d.uploadServerImage,
-    pullPolicy: d.pullPolicy,
-    ...(d.verbose ? { verbose: d.verbose } : {}),
-    clientName: cloneClientName(pvc),
-    cdiNamespace: d.cdiNamespace,
-    filesystemOverhead: filesystemOverheadFor(config, classes, pvc.spec?.storageClassName, volumeMode),
-    preallocation: a[Ann.preallocationRequested] === 'true',
-    resources: config?.status?.defaultPodResourceRequirements,
-    ...(d.nodeSelector ? { nodeSelector: d.nodeSelector } : {}),
-  });
-  if (!isControlledBy(upload, pvc))
-    throw new Error(
-      `pod ${namespace}/${upload.metadata?.name} exists and is not owned by PVC ${name}: delete it`,
-    );
+  const podName = uploadResourceName(pvc);
+  let upload = await d.kube.get<PodObj>(Res.pod, podName, namespace);
+  if (upload && !isControlledBy(upload, pvc))
+    throw new Error(`pod ${namespace}/${podName} exists and is not owned by PVC ${name}: delete it`);
+  if (upload?.metadata?.deletionTimestamp) return; // its deletion queues the PVC; the successor waits for the name
+  if (!upload) upload = await startUploadServer(d, pvc, source.namespace, podName);
+  await ensureUploadService(uploadDeps(d), pvc, serviceName(podName));
+  const termination = uploadTermination(upload);
+  if (termination?.deadlinePassed) {
+    // no stream came before its deadline (the source waited): a new server, and a new certificate for the source
+    await replaceAtDeadline(d, upload);
+    return;
+  }
 
   const sourcePod = await d.kube.get<PodObj>(Res.pod, sourcePodName(pvc), source.namespace);
   const next = { ...a };
@@ -167,7 +161,7 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
   next[Ann.cloneSourcePod] = sourcePodName(pvc);
   next[Ann.podPhase] = upload.status?.phase ?? 'Pending';
   next[Ann.podReady] = String(isReady(upload));
-  setAnnotationsFromPod(next, upload, safeTermination(upload));
+  setAnnotationsFromPod(next, upload, termination);
   // the source side says why a stream failed; its message is more use than the server's "connection reset"
   const srcFailure = lastFailure(sourcePod);
   if (srcFailure && next[Ann.runningCondition] !== 'false' && upload.status?.phase !== 'Succeeded') {
@@ -250,14 +244,6 @@ function grantedSource(source: { namespace: string; name: string }, src: Pvc | u
 
 function isReady(p: PodObj | undefined): boolean {
   return (p?.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-}
-
-function safeTermination(p: PodObj): ReturnType<typeof parseTerminationMessage> {
-  try {
-    return parseTerminationMessage(p);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The source pod's last "Clone failed: …" (its termination message), if it failed. */
@@ -356,33 +342,61 @@ async function checkGrant(d: HostCloneDeps, pvc: Pvc, source: CloneSource): Prom
   }
 }
 
+/** The upload controller's view of these deps: its pod builders serve the clone target. */
+function uploadDeps(d: HostCloneDeps): Parameters<typeof createUploadPod>[0] {
+  return {
+    kube: d.kube,
+    recorder: d.recorder,
+    log: d.log,
+    pod: {
+      image: d.uploadServerImage,
+      pullPolicy: d.pullPolicy,
+      ...(d.verbose ? { verbose: d.verbose } : {}),
+      ...(d.nodeSelector ? { nodeSelector: d.nodeSelector } : {}),
+    },
+  };
+}
+
+/**
+ * The target's upload server, and the source pod's Secret with the client certificate that server accepts (issued
+ * together; a Secret left by an earlier server is replaced). The Secret is created, never read: the controller may
+ * not read Secrets outside CDI's namespace.
+ */
+async function startUploadServer(d: HostCloneDeps, pvc: Pvc, sourceNs: string, podName: string): Promise<PodObj> {
+  const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
+  if (!config) throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
+  const ns = pvc.metadata?.namespace ?? '';
+  const certs = await d.certs.forClone(serviceName(podName), ns, cloneClientName(pvc));
+  await writeSourceSecret(d, pvc, sourceNs, certs.source);
+  return createUploadPod(uploadDeps(d), pvc, podName, config, {
+    clientName: cloneClientName(pvc),
+    certs: certs.server,
+  });
+}
+
+async function writeSourceSecret(d: HostCloneDeps, target: Pvc, ns: string, c: CloneSourceCerts): Promise<void> {
+  const name = sourcePodName(target);
+  await d.kube.delete(Res.secret, name, ns);
+  await d.kube.create<Secret>(Res.secret, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name,
+      namespace: ns,
+      labels: sourceLabels,
+      annotations: { [Ann.ownerRef]: `${target.metadata?.namespace}/${target.metadata?.name}` },
+    },
+    stringData: { 'tls.crt': c.pair.certPem, 'tls.key': c.pair.keyPem, 'ca.crt': c.serverCa },
+  });
+}
+
+const sourceLabels = { ...ManagedLabels, [Label.app]: Label.appValue, [Label.component]: Label.cloneSourceValue };
+
 async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: PodObj): Promise<void> {
   const ns = src.metadata?.namespace ?? '';
   const name = sourcePodName(target);
   const owner = `${target.metadata?.namespace}/${target.metadata?.name}`;
-  const labels = { ...ManagedLabels, [Label.app]: Label.appValue, [Label.component]: Label.cloneSourceValue };
-  {
-    // created, never read (the controller may not read Secrets outside CDI's namespace): AlreadyExists is success
-    const signer = await readSigner(d.kube, d.cdiNamespace, UploadServerClientSigner);
-    const pair = await issueClientCert(
-      signer,
-      cloneClientName(target),
-      [],
-      validityFrom(d.now?.() ?? new Date(), ClientCertLifetimeMs),
-    );
-    const serverCa = await readBundle(d.kube, d.cdiNamespace, UploadServerSignerBundle);
-    try {
-      await d.kube.create<Secret>(Res.secret, {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'Opaque',
-        metadata: { name, namespace: ns, labels, annotations: { [Ann.ownerRef]: owner } },
-        stringData: { 'tls.crt': pair.certPem, 'tls.key': pair.keyPem, 'ca.crt': serverCa },
-      });
-    } catch (e) {
-      if (!isAlreadyExists(e)) throw e;
-    }
-  }
   const block = src.spec?.volumeMode === 'Block';
   const fromSecret = (key: string): { secretKeyRef: { name: string; key: string } } => ({
     secretKeyRef: { name, key },
@@ -394,7 +408,7 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
     metadata: {
       name,
       namespace: ns,
-      labels: { ...labels, [Label.prometheus]: Label.prometheusValue },
+      labels: { ...sourceLabels, [Label.prometheus]: Label.prometheusValue },
       annotations: { [Ann.createdBy]: 'yes', [Ann.ownerRef]: owner },
     },
     spec: {
@@ -407,7 +421,10 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
           env: [
             { name: 'VOLUME_MODE', value: block ? 'block' : 'filesystem' },
             { name: 'MOUNT_POINT', value: block ? Pod.blockPath : SourceMount },
-            { name: 'UPLOAD_URL', value: uploadServerUrl(target) },
+            {
+              name: 'UPLOAD_URL',
+              value: uploadServerUrl(target.metadata?.namespace ?? '', target.metadata?.name ?? '', '/v1beta1/upload'),
+            },
             { name: 'CLIENT_CERT', valueFrom: fromSecret('tls.crt') },
             { name: 'CLIENT_KEY', valueFrom: fromSecret('tls.key') },
             { name: 'SERVER_CA_CERT', valueFrom: fromSecret('ca.crt') },
@@ -450,7 +467,7 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
 }
 
 /** Done or deleted: the source pod and its Secret go, then the upload server, then the finalizer. */
-async function finish(d: HostCloneDeps, pvc: Pvc, done: boolean): Promise<void> {
+async function finish(d: HostCloneDeps, pvc: Pvc): Promise<void> {
   const source = parseCloneRequest(anns(pvc)[Ann.cloneRequest]);
   const finalizers = pvc.metadata?.finalizers ?? [];
   if (source && finalizers.includes(Finalizer.cloneSource)) {
@@ -458,15 +475,7 @@ async function finish(d: HostCloneDeps, pvc: Pvc, done: boolean): Promise<void> 
     await d.kube.delete(Res.pod, name, source.namespace);
     await d.kube.delete(Res.secret, name, source.namespace);
   }
-  const retain = anns(pvc)[Ann.retainAfterCompletion] === 'true';
-  if (!pvc.metadata?.deletionTimestamp && !(done && retain)) {
-    const upload = await d.kube.get<PodObj>(
-      Res.pod,
-      uploadServerName(pvc.metadata?.name ?? ''),
-      pvc.metadata?.namespace,
-    );
-    if (upload && isControlledBy(upload, pvc)) await deleteUploadServer(d.kube, pvc);
-  }
+  if (!pvc.metadata?.deletionTimestamp) await removeUploadServer(d, pvc);
   if (finalizers.includes(Finalizer.cloneSource)) {
     await d.kube.mergePatch(Res.pvc, pvc.metadata?.name ?? '', pvc.metadata?.namespace, {
       metadata: {

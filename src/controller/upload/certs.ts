@@ -15,7 +15,7 @@ import {
   loadSigner,
   reconcileCertificates,
 } from '../../certs/reconcile.ts';
-import { parseBundle, type KeyPair } from '../../certs/pki.ts';
+import { issueClientCert, parseBundle, validityFrom, type KeyPair, type Signer } from '../../certs/pki.ts';
 import { DefaultCertConfig, leafGraceFor, refreshAt, type CertsConfig } from '../../certs/rotation.ts';
 import {
   Backoff,
@@ -31,6 +31,8 @@ import {
 
 export const UploadServerSigner = 'cdi-uploadserver-signer';
 export const UploadServerClientBundle = 'cdi-uploadserver-client-signer-bundle';
+export const UploadServerClientSigner = 'cdi-uploadserver-client-signer';
+export const UploadServerBundle = 'cdi-uploadserver-signer-bundle';
 /** The Secrets whose certificates decide when the next run is due, with the config each was made with. */
 const Watched: { secret: string; config: keyof CertsConfig }[] = CertDefinitions.flatMap((d) => [
   { secret: d.signerSecret, config: 'ca' as const },
@@ -50,10 +52,33 @@ export interface UploadPodCerts {
   deadline: Date;
 }
 
-/** What the upload controller needs to start an upload server pod. */
+/** What the source pod of a host-assisted clone is started with. */
+export interface CloneSourceCerts {
+  /** Its client certificate (CN: the name the target's server accepts), from the upload server client CA. */
+  pair: KeyPair;
+  /** The CA bundle the target's server certificate chains to. */
+  serverCa: string;
+}
+
+/** What the upload and clone controllers need to start an upload server pod (and a clone's source pod). */
 export interface UploadCertSource {
   /** The certificates and deadline of a pod serving Service `service` in `namespace`, started now. */
   forPod(service: string, namespace: string): Promise<UploadPodCerts>;
+  /**
+   * A host-assisted clone's pair, from one reading of the CAs: the target's server pod, and the source pod's client
+   * certificate (CN `clientName`), which chains to a CA in the bundle that server is given (and the server's to one in
+   * the source's). Issued together, so a client CA rotated between the server's start and the source's cannot split
+   * them; the server's deadline (uploadPodDeadline) comes before the client certificate's refresh, and a new server
+   * comes with a new source certificate.
+   */
+  forClone(service: string, namespace: string, clientName: string): Promise<{ server: UploadPodCerts; source: CloneSourceCerts }>;
+}
+
+/** The bundle holds the signer's certificate (the operator writes a rotated CA's Secret before its bundle). */
+function checkInBundle(bundle: string, signer: Signer, what: string): void {
+  const fp = signer.cert.fingerprint256;
+  if (!parseBundle(bundle).some((c) => c.fingerprint256 === fp))
+    throw new Error(`the bundle of CA ${what} does not hold its current certificate yet (just rotated); retrying`);
 }
 
 /** A cap closer than this is not applied (a rotation the operator is late with must not make pods churn). */
@@ -119,8 +144,22 @@ export class UploadCertificates implements UploadCertSource {
     const [signer, clientCa, config] = await Promise.all([
       loadSigner(this.kube, this.namespace, UploadServerSigner),
       loadBundle(this.kube, this.namespace, UploadServerClientBundle),
-      this.configFrom ? this.configFrom() : this.config,
+      this.certsConfig(),
     ]);
+    return this.issuePod(signer, clientCa, config, service, namespace);
+  }
+
+  private certsConfig(): Promise<CertsConfig> {
+    return this.configFrom ? this.configFrom() : Promise.resolve(this.config);
+  }
+
+  private async issuePod(
+    signer: Signer,
+    clientCa: string,
+    config: CertsConfig,
+    service: string,
+    namespace: string,
+  ): Promise<UploadPodCerts> {
     const now = this.clock.now();
     const pair = await issueUploadServerCert(signer, service, namespace, config.server, new Date(now));
     return {
@@ -128,6 +167,30 @@ export class UploadCertificates implements UploadCertSource {
       clientCa,
       deadline: uploadPodDeadline(now, config, signer.cert, parseBundle(clientCa)[0]),
     };
+  }
+
+  async forClone(
+    service: string,
+    namespace: string,
+    clientName: string,
+  ): Promise<{ server: UploadPodCerts; source: CloneSourceCerts }> {
+    const [serverSigner, clientCa, clientSigner, serverCa, config] = await Promise.all([
+      loadSigner(this.kube, this.namespace, UploadServerSigner),
+      loadBundle(this.kube, this.namespace, UploadServerClientBundle),
+      loadSigner(this.kube, this.namespace, UploadServerClientSigner),
+      loadBundle(this.kube, this.namespace, UploadServerBundle),
+      this.certsConfig(),
+    ]);
+    checkInBundle(clientCa, clientSigner, UploadServerClientSigner);
+    checkInBundle(serverCa, serverSigner, UploadServerSigner);
+    const server = await this.issuePod(serverSigner, clientCa, config, service, namespace);
+    const pair = await issueClientCert(
+      clientSigner,
+      clientName,
+      [],
+      validityFrom(new Date(this.clock.now()), config.client.duration),
+    );
+    return { server, source: { pair, serverCa } };
   }
 
   /** One run: the certificates (checked to be usable); returns ms until the next is due. */

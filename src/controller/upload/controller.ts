@@ -28,7 +28,7 @@ import { boundConditionFromEvents } from '../import/controller.ts';
 import { getVolumeMode } from '../import/pod.ts';
 import { createScratchPvc } from '../import/scratch.ts';
 import { parseTerminationMessage, setAnnotationsFromPod } from '../import/termination.ts';
-import type { UploadCertSource } from './certs.ts';
+import type { UploadCertSource, UploadPodCerts } from './certs.ts';
 import {
   isPodReady,
   isUploadPvc,
@@ -76,7 +76,7 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
     anns(pvc)[Ann.podPhase] === 'Succeeded' ||
     pvc.metadata?.deletionTimestamp
   ) {
-    await cleanup(d, pvc);
+    await removeUploadServer(d, pvc);
     return;
   }
 
@@ -107,28 +107,22 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
     }
     if (!config)
       throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
-    pod = await createUploadPod(d, pvc, podName, config);
+    pod = await createUploadPod(d, pvc, podName, config, {
+      clientName: anns(pvc)[UploadPod.clientNameAnn] || UploadPod.clientName,
+      certs: await d.certs.forPod(serviceName(podName), pvc.metadata?.namespace ?? ""),
+      scratchName: uploadScratchName(pvc),
+    });
   }
 
   const next: Record<string, string> = { ...anns(pvc) };
   const scratch = (pod.spec?.volumes ?? []).find((v) => v.name === 'cdi-scratch-vol')?.persistentVolumeClaim
     ?.claimName;
   if (scratch) await ensureScratch(d, pvc, pod, scratch, config, next);
-  await ensureService(d, pvc, serviceName(podName));
+  await ensureUploadService(d, pvc, serviceName(podName));
 
-  let termMsg;
-  try {
-    termMsg = parseTerminationMessage(pod);
-  } catch {
-    termMsg = undefined;
-  }
+  const termMsg = uploadTermination(pod);
   if (termMsg?.deadlinePassed) {
-    // the server stopped before its certificate is due; a new pod gets a fresh one
-    if (!pod.metadata?.deletionTimestamp) {
-      d.log.info('upload server reached its deadline; replacing the pod', { namespace, pod: podName });
-      await d.kube.delete(Res.pod, podName, namespace, pod.metadata?.uid);
-      await d.kube.delete(Res.secret, podName, namespace);
-    }
+    await replaceAtDeadline(d, pod);
     next[Ann.podPhase] = '';
     next[Ann.podReady] = 'false';
   } else {
@@ -157,8 +151,26 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
   return retry;
 }
 
+/** The upload server pod's termination message, if it has a readable one. */
+export function uploadTermination(pod: PodObj): ReturnType<typeof parseTerminationMessage> {
+  try {
+    return parseTerminationMessage(pod);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The server stopped at its deadline, before its certificate is due: it goes, and its successor gets fresh ones. */
+export async function replaceAtDeadline(d: Pick<UploadDeps, 'kube' | 'log'>, pod: PodObj): Promise<void> {
+  if (pod.metadata?.deletionTimestamp) return;
+  const { name, namespace } = pod.metadata ?? {};
+  d.log.info('upload server reached its deadline; replacing the pod', { namespace, pod: name });
+  await d.kube.delete(Res.pod, name ?? '', namespace, pod.metadata?.uid);
+  await d.kube.delete(Res.secret, name ?? '', namespace);
+}
+
 /** upstream cleanup: the Service goes; the pod too, unless the PVC asks to retain it. */
-async function cleanup(d: UploadDeps, pvc: Pvc): Promise<void> {
+export async function removeUploadServer(d: Pick<UploadDeps, 'kube'>, pvc: Pvc): Promise<void> {
   const ns = pvc.metadata?.namespace;
   const podName = uploadResourceName(pvc);
   const svcName = serviceName(podName);
@@ -175,16 +187,25 @@ async function cleanup(d: UploadDeps, pvc: Pvc): Promise<void> {
     await d.kube.delete(Res.pod, podName, ns, pod.metadata?.uid);
 }
 
-/** upstream createUploadPodForPvc: a fresh server certificate, the pod, then its Secret (owned by the pod). */
-async function createUploadPod(d: UploadDeps, pvc: Pvc, podName: string, config: CDIConfig): Promise<PodObj> {
+/**
+ * upstream createUploadPodForPvc: the pod with its server certificate `certs` (fresh, from UploadCertSource), then its
+ * Secret (owned by the pod). For upload targets (a scratch claim) and host-assisted clone targets (none).
+ */
+export async function createUploadPod(
+  d: Pick<UploadDeps, 'kube' | 'recorder' | 'log' | 'pod'>,
+  pvc: Pvc,
+  podName: string,
+  config: CDIConfig,
+  o: { clientName: string; certs: UploadPodCerts; scratchName?: string },
+): Promise<PodObj> {
   const ns = pvc.metadata?.namespace ?? '';
   const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
-  const { pair, clientCa, deadline } = await d.certs.forPod(serviceName(podName), ns);
+  const { pair, clientCa, deadline } = o.certs;
   const desired = makeUploadPod(
     pvc,
     {
       name: podName,
-      clientName: anns(pvc)[UploadPod.clientNameAnn] || UploadPod.clientName,
+      clientName: o.clientName,
       filesystemOverhead: filesystemOverheadFor(
         config,
         classes,
@@ -193,7 +214,7 @@ async function createUploadPod(d: UploadDeps, pvc: Pvc, podName: string, config:
       ),
       preallocation: anns(pvc)[Ann.preallocationRequested] === 'true',
       deadline,
-      scratchName: uploadScratchName(pvc),
+      ...(o.scratchName ? { scratchName: o.scratchName } : {}),
     },
     {
       ...d.pod,
@@ -232,7 +253,11 @@ async function createUploadPod(d: UploadDeps, pvc: Pvc, podName: string, config:
   return pod;
 }
 
-async function ensureService(d: UploadDeps, pvc: Pvc, name: string): Promise<void> {
+export async function ensureUploadService(
+  d: Pick<UploadDeps, 'kube' | 'log'>,
+  pvc: Pvc,
+  name: string,
+): Promise<void> {
   const ns = pvc.metadata?.namespace;
   const svc = await d.kube.get<Service>(Res.service, name, ns);
   if (svc) {

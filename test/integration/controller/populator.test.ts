@@ -12,7 +12,7 @@ import {
 } from '../../../src/kube/index.ts';
 import { deleteIfExists, eventually } from '../kube/cluster.ts';
 import { eventsFor, kubelet, staticPv, useControllerSuite } from './harness.ts';
-import { uploadServerName } from '../../../src/controller/shared/uploadserver.ts';
+import { uploadPodName } from '../../../src/api/upload.ts';
 
 const A = 'cdi.kubevirt.io/';
 let client: KubeClient;
@@ -210,7 +210,7 @@ void test('VolumeUploadSource: prime-<uid> is an upload target, the target mirro
 
   // the upload controller serves the prime; the proxy finds it through the target's pvcPrime annotation
   const pvName = await pvFor(primeName);
-  const pod = uploadServerName(primeName);
+  const pod = uploadPodName(primeName);
   await eventually(pod, () => suite.getPod(pod));
   await kubelet.setStatus(client, ns, pod, kubelet.running('127.0.0.1'));
   const waiting = await eventually('the target mirrors the prime', async () => {
@@ -282,7 +282,7 @@ void test('VolumeCloneSource, host-assisted: tmp-pvc-<uid> is cloned by the clon
   const pvName = await pvFor(tmpName);
 
   // the host-assisted clone: the target side's upload server, then the source pod; the server takes the stream
-  const server = uploadServerName(tmpName);
+  const server = uploadPodName(tmpName);
   await eventually(server, () => suite.getPod(server));
   await kubelet.setStatus(client, ns, server, kubelet.running('127.0.0.1'));
   const running = await client.get<KubeObject & { status: { conditions?: unknown[] } }>(

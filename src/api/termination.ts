@@ -3,7 +3,7 @@
 // (src/importer/pod.ts), the import controller reads it (src/controller/import/termination.ts); both take the shape
 // from here. `warnings` is our addition (upstream's parser ignores unknown fields): what a successful import wants
 // the user to know, e.g. "Unexpected content type 'text/html'. Content might not be a KubeVirt image.", which the
-// controller turns into Warning events on the DataVolume.
+// controller turns into Warning events on the DataVolume; `fatalReason` too: a request refused for good.
 
 export interface TerminationMessage {
   scratchSpaceRequired?: boolean;
@@ -14,6 +14,12 @@ export interface TerminationMessage {
   labels?: Record<string, string>;
   /** Warnings of a successful import (absent when there are none). */
   warnings?: string[];
+  /**
+   * Ours, like `warnings`: set when the importer refused the request for good (a checksum for an imageio or vddk
+   * source). Fatal like a checksum mismatch: the controller fails the import with this as the Running condition's
+   * reason and `message` as its message, instead of the pod being restarted.
+   */
+  fatalReason?: string;
   message?: string;
 }
 
@@ -38,6 +44,7 @@ export function parseTerminationJson(text: string): TerminationMessage {
     if (typeof o[k] === 'boolean') msg[k] = o[k];
   }
   if (typeof o['message'] === 'string') msg.message = o['message'];
+  if (typeof o['fatalReason'] === 'string' && o['fatalReason'] !== '') msg.fatalReason = o['fatalReason'];
   const v = o['vddkInfo'];
   if (typeof v === 'object' && v !== null) {
     const vi = v as Record<string, unknown>;

@@ -12,6 +12,12 @@ export const ErrorKind = {
   Connect: 'connect',
   /** The source bytes do not match the requested checksum (upstream: fatal, pod exits 0). */
   Checksum: 'checksum',
+  /**
+   * The request itself can never succeed as given, whatever the source serves (a checksum for a disk read by its
+   * extents): fatal like a checksum mismatch. The pod exits 0 with the reason in the termination message's
+   * `fatalReason`, so that kubelet does not restart it and the controller fails the import (RefusedRequest).
+   */
+  Refused: 'refused',
   /** The import needs a scratch directory and none is available (upstream: exit 0, scratchSpaceRequired). */
   ScratchRequired: 'scratch-required',
   /** Anything else (local I/O, a tool failing). */
@@ -27,6 +33,22 @@ export class ImportError extends Error {
     this.name = 'ImportError';
   }
 }
+
+/** A request refused for good (ErrorKind.Refused); `reason` becomes the Running condition's reason. */
+export class RefusedRequest extends ImportError {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(ErrorKind.Refused, message);
+    this.reason = reason;
+    this.name = 'RefusedRequest';
+  }
+}
+
+/** The reasons of RefusedRequest (Running condition reasons on the PVC and the DataVolume). */
+export const RefusedReason = {
+  /** A checksum was asked for a source whose disk is read by its data extents (imageio, vddk). */
+  ChecksumUnsupported: 'ChecksumUnsupported',
+} as const;
 
 /**
  * open(offset, validator) cannot continue the content from `offset`: it changed (another ETag), or the source no

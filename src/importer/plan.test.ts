@@ -143,10 +143,10 @@ void describe('planTransfer', () => {
     const archive = refusal(() => planTransfer(disk, req({ contentType: 'archive', target: dir })));
     assert.equal(archive.kind, ErrorKind.Invalid);
     assert.match(archive.message, /^Unsupported content type archive for a VM disk read by its extents/);
-    assert.match(
-      refusal(() => planTransfer(disk, req({ checksum: true }))).message,
-      /^a checksum cannot be verified for a VM disk read by its extents/,
-    );
+    // refused for good: the pod reports it as fatal (exit 0, fatalReason) instead of being restarted
+    const sum = refusal(() => planTransfer(disk, req({ checksum: true })));
+    assert.equal(sum.kind, ErrorKind.Refused);
+    assert.match(sum.message, /^a checksum cannot be verified for a VM disk read by its extents/);
     // Any other source needs its content examined first.
     assert.equal(refusal(() => planTransfer(offer(ranged), req())).kind, ErrorKind.Internal);
   });

@@ -21,7 +21,7 @@
  *   header), so there is no content to look at and open() is never called.
  */
 import { Message } from '../api/constants.ts';
-import { ErrorKind, ImportError } from './errors.ts';
+import { ErrorKind, ImportError, RefusedReason, RefusedRequest } from './errors.ts';
 import type { DiskFormat, Layer } from './format/sniff.ts';
 import { planExtents, type ExtentPlan } from './image/extents.ts';
 import type { ImageFacts } from './image/validate.ts';
@@ -170,9 +170,9 @@ function diskPlan(req: PlanRequest): TransferPlan {
     );
   }
   if (req.checksum) {
-    throw new ImportError(
-      ErrorKind.Invalid,
-      'a checksum cannot be verified for a VM disk read by its extents: only its data extents are read, never every byte in one stream',
+    throw new RefusedRequest(
+      RefusedReason.ChecksumUnsupported,
+      'a checksum cannot be verified for a VM disk read by its extents: only its data extents are read, never every byte in one stream; import it without a checksum',
     );
   }
   return {

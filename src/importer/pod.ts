@@ -6,6 +6,8 @@
  *   scratch needed:    JSON {"scratchSpaceRequired":true,…}, exit 0 (the controller recreates the pod with scratch)
  *   checksum mismatch: JSON {"message":"Unable to process data: checksum validation failed: checksum mismatch: …"},
  *                      exit 0 (fatal, no retry)
+ *   refused for good:  JSON {"fatalReason":"ChecksumUnsupported","message":"Unable to process data: …"}, exit 0
+ *                      (fatal, no retry: a request that can never succeed, e.g. a checksum for imageio or vddk)
  *   unreachable:       plain text "Unable to connect to <kind> data source: …", exit 1 (the pod restarts)
  *   other errors:      plain text "Unable to process data: …", exit 1 (the pod restarts)
  * A success may carry `warnings` (upstream's content-type warning; our addition, which upstream's parser ignores) and
@@ -18,7 +20,7 @@
 import { stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseChecksum } from './checksum.ts';
-import { describe, ErrorKind, ImportError } from './errors.ts';
+import { describe, ErrorKind, ImportError, RefusedReason, RefusedRequest } from './errors.ts';
 import { ContentType, runImport, type CacheMode } from './import.ts';
 import { cgroupMemoryLimit, describeLimits, limitsFor } from './memory.ts';
 import { startProgressMetrics, type MetricsServer } from './metrics.ts';
@@ -34,9 +36,13 @@ import { RegistrySource } from './source/registry.ts';
 import { S3Source } from './source/s3.ts';
 import type { ImportSource } from './source/source.ts';
 import { VddkSource } from './source/vddk.ts';
+import { Ann } from '../api/constants.ts';
 import type { TerminationMessage } from '../api/termination.ts';
 
 type Env = Record<string, string | undefined>;
+
+/** Sources whose disk is read by its data extents (ImportSource.disk()). */
+const DISK_SOURCES = ['imageio', 'vddk'];
 
 /** Sources that import content type kubevirt only (upstream: registry and imageio). */
 const KUBEVIRT_ONLY = ['registry', 'imageio', 'vddk'];
@@ -221,6 +227,15 @@ export async function runPodImporter(
       );
     }
     const checksum = env.IMPORTER_CHECKSUM ? parseChecksum(env.IMPORTER_CHECKSUM) : undefined;
+    // A disk read by its data extents is never read whole, so no digest of it is ever computed (plan.ts diskPlan):
+    // refused for good before the source is asked anything (no image transfer opened, no VM snapshot taken).
+    const sourceKind = env.IMPORTER_SOURCE ?? '';
+    if (checksum && DISK_SOURCES.includes(sourceKind)) {
+      throw new RefusedRequest(
+        RefusedReason.ChecksumUnsupported,
+        `a checksum (${Ann.Checksum}) cannot be verified when importing from ${sourceKind}: its disk is read by its data extents, never every byte in one stream, so no digest of the whole disk is ever computed. Remove the annotation and create the DataVolume (or PVC) again`,
+      );
+    }
     const block = await exists(p.blockPath);
     // Upstream mounts the trusted proxy CA (ConfigMap key ca.crt) at /proxycerts/ and trusts it besides the cert dir.
     const proxyCerts = env.CDI_IMPORTER_PROXY_CERT_DIR ?? '/proxycerts';
@@ -327,6 +342,14 @@ export async function runPodImporter(
     }
     if (err instanceof ImportError && err.kind === ErrorKind.Checksum) {
       await writeTermination(p, terminationJson({ message: `Unable to process data: ${text}` }));
+      return 0;
+    }
+    // fatal as a mismatch is, but upstream's controller knows only that one: the reason says it to ours
+    if (err instanceof RefusedRequest) {
+      await writeTermination(
+        p,
+        terminationJson({ fatalReason: err.reason, message: `Unable to process data: ${text}` }),
+      );
       return 0;
     }
     // Upstream writes a source it cannot reach as "Unable to connect to <kind> data source: …" (the error's text).

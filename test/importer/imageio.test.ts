@@ -314,4 +314,44 @@ void describe('imageio source (oVirt engine + imageio stand-in)', { timeout: 120
     );
     assertNothingLeftOpen();
   });
+
+  void it('the importer pod with a checksum: refused for good (exit 0, fatalReason), the engine never asked', async () => {
+    const data = path.join(dir, 'pod-sum-data');
+    await mkdir(data);
+    const term = path.join(dir, 'termination-log-sum');
+    const transfers = ovirt.transfers.length;
+    const lines: string[] = [];
+    const code = await runPodImporter(
+      {
+        IMPORTER_SOURCE: 'imageio',
+        IMPORTER_ENDPOINT: ovirt.url,
+        IMPORTER_ACCESS_KEY_ID: ovirt.user,
+        IMPORTER_SECRET_KEY: ovirt.password,
+        IMPORTER_CERT_DIR: caDir,
+        IMPORTER_DISK_ID: DISK,
+        IMPORTER_CONTENTTYPE: 'kubevirt',
+        IMPORTER_IMAGE_SIZE: String(SIZE),
+        IMPORTER_CHECKSUM: `md5:${want[3]}`,
+        CDI_IMPORTER_DATA_DIR: data,
+        CDI_IMPORTER_BLOCK_PATH: path.join(dir, 'no-block'),
+        CDI_IMPORTER_SCRATCH_DIR: path.join(dir, 'no-scratch'),
+        CDI_IMPORTER_TERMINATION_LOG: term,
+        CDI_IMPORTER_PROXY_CERT_DIR: path.join(dir, 'no-proxy-certs'),
+        CDI_IMPORTER_METRICS_PORT: 'off',
+      },
+      (l) => lines.push(l),
+    );
+    // exit 0 so that kubelet does not restart it; the controller reads fatalReason and fails the import
+    assert.equal(code, 0, lines.join('\n'));
+    const msg = JSON.parse(await readFile(term, 'utf8')) as Record<string, unknown>;
+    assert.equal(msg['fatalReason'], 'ChecksumUnsupported');
+    assert.match(
+      String(msg['message']),
+      /^Unable to process data: a checksum \(cdi\.kubevirt\.io\/storage\.import\.checksum\) cannot be verified when importing from imageio: its disk is read by its data extents.* Remove the annotation and create the DataVolume \(or PVC\) again$/,
+    );
+    assert.equal(msg['scratchSpaceRequired'], undefined, 'not a success');
+    assert.equal(ovirt.transfers.length, transfers, 'no image transfer opened');
+    assert.equal(ovirt.liveTokens(), 0);
+    await assert.rejects(readFile(path.join(data, 'disk.img')), { code: 'ENOENT' });
+  });
 });

@@ -313,5 +313,23 @@ void describe('vddk source (vCenter simulator + VDDK stand-in, real nbdkit)', { 
       await readFile(term, 'utf8'),
       /^Unable to process data: the VDDK library is not in .*no-lib: the importer pod needs the VDDK init image \(ConfigMap v2v-vmware key vddk-init-image, or the DataVolume's vddk\.initImageURL\)/,
     );
+    // a checksum: refused for good before vCenter or nbdkit is asked anything (exit 0, fatalReason, no disk.img)
+    const sumData = path.join(dir, 'pod-sum-data');
+    await mkdir(sumData);
+    assert.equal(
+      await runPodImporter(
+        { ...env, IMPORTER_CHECKSUM: `md5:${want[3]}`, CDI_IMPORTER_DATA_DIR: sumData },
+        (l) => lines.push(l),
+      ),
+      0,
+    );
+    const msg = JSON.parse(await readFile(term, 'utf8')) as Record<string, unknown>;
+    assert.equal(msg['fatalReason'], 'ChecksumUnsupported');
+    assert.match(
+      String(msg['message']),
+      /^Unable to process data: a checksum \(cdi\.kubevirt\.io\/storage\.import\.checksum\) cannot be verified when importing from vddk: .* Remove the annotation and create the DataVolume \(or PVC\) again$/,
+    );
+    assert.equal(msg['vddkInfo'], undefined, 'nbdkit never ran');
+    await assert.rejects(readFile(path.join(sumData, 'disk.img')), { code: 'ENOENT' });
   });
 });

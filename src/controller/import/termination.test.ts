@@ -94,6 +94,24 @@ void test('checksum mismatch is fatal: phase Failed, fatalError, reason Checksum
   );
 });
 
+void test('a request refused for good (fatalReason) is fatal: phase Failed, its reason and message, a warning event', () => {
+  const message =
+    'Unable to process data: a checksum (cdi.kubevirt.io/storage.import.checksum) cannot be verified when importing from vddk: …';
+  const u = podToPvcUpdate(
+    { 'cdi.kubevirt.io/storage.pod.phase': 'Running' },
+    {},
+    pod('Succeeded', terminated(0, JSON.stringify({ fatalReason: 'ChecksumUnsupported', message }))),
+  );
+  assert.equal(u.fatal, true);
+  assert.equal(u.complete, false, 'exit 0, yet nothing was imported');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.pod.phase'], 'Failed');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.import.fatalError'], 'true');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.condition.running'], 'false');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.condition.running.reason'], 'ChecksumUnsupported');
+  assert.equal(u.annotations['cdi.kubevirt.io/storage.condition.running.message'], message);
+  assert.deepEqual(u.events, [{ type: 'Warning', reason: 'ErrImportFailed', message }]);
+});
+
 void test('a retryable failure (exit 1, plain text) is not fatal; the message survives CrashLoopBackOff', () => {
   const failed = podToPvcUpdate(
     {},

@@ -124,7 +124,8 @@ export interface PodUpdate {
 
 /**
  * The PVC annotations and labels after looking at the pod (upstream updatePvcFromPod, minus the API calls).
- * Fatal: only a checksum mismatch, reported by the importer with exit code 0 so that kubelet does not retry it.
+ * Fatal: a checksum mismatch (upstream's only one), and a request the importer refused for good (termination message
+ * `fatalReason`, ours), both reported by the importer with exit code 0 so that kubelet does not retry them.
  * Everything else that fails (unreachable URL, image too large, bad format) exits non-zero and kubelet retries it.
  */
 export function podToPvcUpdate(
@@ -154,6 +155,17 @@ export function podToPvcUpdate(
       reason: Reason.ErrImportFailed,
       message: simplifyKnownMessage(termMsg.message),
     });
+  }
+
+  // a request the importer refused for good (a checksum for imageio or vddk): fatal as a mismatch, with its reason
+  if (termMsg?.fatalReason) {
+    const message = termMsg.message ?? termMsg.fatalReason;
+    anno[Ann.podPhase] = 'Failed';
+    anno[Ann.fatalError] = 'true';
+    anno[Ann.runningCondition] = 'false';
+    anno[Ann.runningConditionMessage] = message;
+    anno[Ann.runningConditionReason] = termMsg.fatalReason;
+    events.push({ type: 'Warning', reason: Reason.ErrImportFailed, message });
   }
 
   let podModificationsNeeded = termMsg?.scratchSpaceRequired === true;

@@ -59,6 +59,7 @@ import { SnapshotClassWatch } from './storageprofile/snapshotclasses.ts';
 import {
   cloneDvsForPod,
   cloneDvsForPv,
+  cloneDvForClaimEvent,
   cloneDvsForPvc,
   cloneDvsForSnapshot,
   hostCloneForDv,
@@ -81,6 +82,7 @@ import {
   uploadPvcForEvent,
   uploadPvcsForPod,
   populatorTargetOf,
+  primeTargetOfEvent,
   pvcsForPopulatorSource,
   clonePopulatorTargetsForPvc,
   clonePopulatorTargetsForSnapshot,
@@ -333,7 +335,8 @@ export function buildManager(o: ManagerOptions): Manager {
     .watch(dataSources, (ds) => dvsForDataSource(cache, ds))
     .watch(pvcs, (p) => cloneDvsForPvc(cache, p))
     .watch(pods, (p) => cloneDvsForPod(cache, p))
-    .watch(pvs, (pv) => cloneDvsForPv(cache, pv));
+    .watch(pvs, (pv) => cloneDvsForPv(cache, pv))
+    .watch(pvcEvents, (e) => cloneDvForClaimEvent(cache, e));
   controller('clone-controller', workers, (kube, key) =>
     reconcileHostClone(
       {
@@ -393,11 +396,13 @@ export function buildManager(o: ManagerOptions): Manager {
     ),
   )
     .watch(pvcs, (p) => populatorTargetOf(p, VolumeImportSourceKind))
+    .watch(pvcEvents, (e) => primeTargetOfEvent(cache, e, VolumeImportSourceKind))
     .watch(importSources, (s) => pvcsForPopulatorSource(cache, VolumeImportSourceKind, s));
   controller('upload-populator', workers, (kube, key) =>
     reconcileUploadPopulator({ kube, recorder: events, log: log('upload-populator') }, key),
   )
     .watch(pvcs, (p) => populatorTargetOf(p, VolumeUploadSourceKind))
+    .watch(pvcEvents, (e) => primeTargetOfEvent(cache, e, VolumeUploadSourceKind))
     .watch(uploadSources, (s) => pvcsForPopulatorSource(cache, VolumeUploadSourceKind, s));
   // the clone populator also wakes when its source claim changes (bound, no longer in use) or a snapshot is ready
   const clonePopulator = controller('clone-populator', workers, (kube, key) =>
@@ -407,6 +412,7 @@ export function buildManager(o: ManagerOptions): Manager {
     ),
   )
     .watch(pvcs, (p) => clonePopulatorTargetsForPvc(cache, p, VolumeCloneSourceKind))
+    .watch(pvcEvents, (e) => primeTargetOfEvent(cache, e, VolumeCloneSourceKind))
     .watch(pods, (p) => clonePopulatorTargetsForPod(cache, p, VolumeCloneSourceKind))
     .watch(cloneSources, (s) => pvcsForPopulatorSource(cache, VolumeCloneSourceKind, s));
 

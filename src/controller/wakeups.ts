@@ -113,6 +113,26 @@ function pendingPvcForEvent(cache: Cache, event: KubeObject, is: (pvc: Pvc) => b
   return pvc && is(pvc) && pvc.status?.phase === 'Pending' ? keyOf(pvc) : undefined;
 }
 
+/**
+ * An event about a claim that fills another (a populator's prime or tmp-pvc, a clone's temporary claim): the claim,
+ * so that its event is copied to the target it fills (shared/copyevents.ts) while nothing else changes, e.g. a
+ * ProvisioningFailed of a claim that stays Pending. Only other components' events reach here (the event cache).
+ */
+export function claimOfEvent(cache: Cache, event: KubeObject): Pvc | undefined {
+  const inv = (event as { involvedObject?: { kind?: string; name?: string; namespace?: string } })
+    .involvedObject;
+  if (inv?.kind !== 'PersistentVolumeClaim' || !inv.name || !inv.namespace) return undefined;
+  return cache.get<Pvc>(Res.pvc, inv.name, inv.namespace);
+}
+
+/** An event about a populator's prime or tmp-pvc: the target it fills. */
+export function primeTargetOfEvent(cache: Cache, event: KubeObject, kind: string): string | undefined {
+  const pvc = claimOfEvent(cache, event);
+  return pvc?.metadata?.annotations?.[ApiAnn.PopulatorKind] === kind
+    ? ownerKey(pvc, 'PersistentVolumeClaim')
+    : undefined;
+}
+
 // ---- clones ----
 
 const byIndex = (
@@ -124,6 +144,12 @@ const byIndex = (
 
 /** A clone's temporary object or pod names the target it works for (upstream AnnOwnerRef). */
 const ownerRefKey = (o: KubeObject): string | undefined => o.metadata?.annotations?.[Ann.ownerRef];
+
+/** An event about a clone's temporary claim (its annotation names the DataVolume): that DataVolume. */
+export function cloneDvForClaimEvent(cache: Cache, event: KubeObject): string | undefined {
+  const pvc = claimOfEvent(cache, event);
+  return pvc ? ownerRefKey(pvc) : undefined;
+}
 
 /** A PVC wakes its DataVolume, the DataVolume a temporary claim works for, and the clones waiting for it as a source. */
 export function cloneDvsForPvc(cache: Cache, pvc: Pvc): string[] {

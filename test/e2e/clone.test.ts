@@ -28,6 +28,7 @@ import {
   NODE_IP,
   STORAGE_CLASS,
   deployCdi,
+  imagesEnv,
   makeFixtures,
   md5OnVolume,
   requireFullCluster,
@@ -424,6 +425,13 @@ void test('source.snapshot into a Block target: restored into a temporary claim,
       pvc.metadata?.annotations?.['k8s.io/CloneRequest'],
       `${golden}/${dv.metadata.uid}-host-assisted-source-pvc`,
     );
+    // the restored claim's events (the external-provisioner's restore) are on the target, prefixed with its name
+    const prefix = `[${dv.metadata.uid}-host-assisted-source-pvc] : `;
+    const mirrored = (await events(ns, name)).filter((e) => e.message?.startsWith(prefix));
+    assert.ok(
+      mirrored.some((e) => e.reason === 'ProvisioningSucceeded'),
+      `mirrored events: ${JSON.stringify(mirrored)}`,
+    );
     assert.equal(await md5Of(ns, name, true), fx.rawMd5);
     // the restored claim, its volume, the source and upload pods: all go once the copy is done
     await nothingLeft(name, () => leftovers(dv, golden));
@@ -472,6 +480,88 @@ void test('source.snapshot into a Block target: restored into a temporary claim,
     undefined,
   );
 });
+
+void test('source.snapshot copied: the restored claim deleted by hand before the copy is made again; the bytes match', async () => {
+  await setOverride(undefined);
+  await snapshotOfSource('fs-snap-re');
+  const name = 'snap-copy-re';
+  await createDv(
+    alice,
+    name,
+    cloneSpec(golden, 'fs-snap-re', { kind: 'snapshot', volumeMode: 'Block', size: '80Mi' }),
+  );
+  const first = await eventually(
+    'the restored claim made',
+    async () => {
+      const uid = (await getDv(alice, name))?.metadata.uid ?? '';
+      return uid
+        ? client.getOrUndefined<PersistentVolumeClaim>(
+            Resources.PersistentVolumeClaim,
+            `${uid}-host-assisted-source-pvc`,
+            golden,
+          )
+        : undefined;
+    },
+    120_000,
+    100,
+  );
+  const claim = first.metadata?.name ?? '';
+  // someone's pod on the restored claim holds the copy back (CloneSourceInUse) and, through pvc-protection, keeps
+  // the deleted claim until it goes: the deletion lands before any source pod could have used the claim
+  const blocker = `hold-${name}`;
+  await client.create(Resources.Pod, {
+    metadata: { name: blocker, namespace: golden },
+    spec: {
+      restartPolicy: 'Never',
+      terminationGracePeriodSeconds: 0,
+      containers: [
+        {
+          name: 'hold',
+          image: imagesEnv()['BUSYBOX_IMAGE'] ?? 'localhost:5000/busybox:latest',
+          command: ['sleep', '3600'],
+          volumeMounts: [{ name: 'v', mountPath: '/data', readOnly: true }],
+        },
+      ],
+      volumes: [{ name: 'v', persistentVolumeClaim: { claimName: claim, readOnly: true } }],
+    },
+  } as KubeObject);
+  cleanups.push(() => deleteIfExists(client, Resources.Pod, blocker, golden));
+  const dv = (await getDv(alice, name))!;
+  assert.equal(
+    await client.getOrUndefined(
+      Resources.Pod,
+      `${(await targetUid(alice, name)) ?? 'none'}-source-pod`,
+      golden,
+    ),
+    undefined,
+    'no source pod yet: the copy has not started',
+  );
+  await client.delete(Resources.PersistentVolumeClaim, claim, { namespace: golden });
+  await client.delete(Resources.Pod, blocker, { namespace: golden });
+  const again = await eventually(
+    'the restored claim made again',
+    async () => {
+      const c = await client.getOrUndefined<PersistentVolumeClaim>(
+        Resources.PersistentVolumeClaim,
+        claim,
+        golden,
+      );
+      return c && c.metadata?.uid !== first.metadata?.uid && !c.metadata?.deletionTimestamp ? c : undefined;
+    },
+    120_000,
+    500,
+  );
+  assert.equal(again.spec?.dataSource?.name, 'fs-snap-re');
+  await waitDv(alice, name, 'Succeeded');
+  assert.equal(await md5Of(alice, name, true), fx.rawMd5);
+  await nothingLeft(name, () => leftovers(dv, golden));
+});
+
+/** The uid of the DataVolume's target PVC (the source pod is named after it), once it exists. */
+async function targetUid(ns: string, name: string): Promise<string | undefined> {
+  return (await client.getOrUndefined<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, name, ns))
+    ?.metadata?.uid;
+}
 
 void test('sourceRef: a DataVolume names a DataSource in another namespace; refused without clone permission, else the golden bytes', async () => {
   await setOverride('copy');

@@ -101,6 +101,24 @@ const bound = (name: string) =>
     240_000,
     1000,
   );
+/** The events on a claim that were copied from `from` (`[<from>] : <message>`, upstream CopyEvents). */
+async function mirroredFrom(name: string, from: string): Promise<{ reason?: string; message?: string }[]> {
+  const l = await client.list<KubeObject & { reason?: string; message?: string }>(Resources.Event, {
+    namespace: ns,
+    fieldSelector: `involvedObject.kind=PersistentVolumeClaim,involvedObject.name=${name}`,
+  });
+  return l.items.filter((e) => e.message?.startsWith(`[${from}] : `));
+}
+/** The external-provisioner's ProvisioningSucceeded of `from` is on the target too. */
+async function assertProvisioningMirrored(name: string, from: string): Promise<void> {
+  const m = await mirroredFrom(name, from);
+  assert.ok(
+    m.some(
+      (e) => e.reason === 'ProvisioningSucceeded' && /Successfully provisioned volume/.test(e.message ?? ''),
+    ),
+    `events of ${from} on ${name}: ${JSON.stringify(m)}`,
+  );
+}
 const gone = (name: string) =>
   eventually(`${name} deleted`, async () => ((await getPvc(name)) ? undefined : true), 120_000, 1000);
 
@@ -135,6 +153,7 @@ void test('VolumeUploadSource: `cdi upload pvc <target> --no-create` fills the t
   assert.equal(a[`${A}storage.populator.progress`], '100.0%');
   assert.equal(a[`${A}storage.upload.target`], undefined, 'the target itself is no upload target');
   await gone(prime);
+  await assertProvisioningMirrored('uploaded', prime);
   assert.equal(await md5OnVolume(client, ns, 'uploaded', { bytes: fx.rawSize }), fx.rawMd5);
 });
 
@@ -166,6 +185,7 @@ void test('VolumeCloneSource: a snapshot clone on the e2e class and a host-assis
     if (strategy) assert.equal(done.metadata?.annotations?.[`${A}cloneType`], strategy);
     assert.equal(done.metadata?.annotations?.[`${A}storage.populator.progress`], '100.0%');
     await gone(`tmp-pvc-${pvc.metadata?.uid ?? ''}`);
+    await assertProvisioningMirrored(name, `tmp-pvc-${pvc.metadata?.uid ?? ''}`);
     assert.equal(await md5OnVolume(client, ns, name, { bytes: fx.rawSize }), fx.rawMd5, name);
   }
 });
@@ -238,8 +258,24 @@ void test("VolumeImportSource: the running import's progress is on the target (s
     500,
   );
   assert.ok(Number.parseFloat(running) < 100, `running progress ${running}`);
+  // the Pending target's Bound condition is its prime's newest event (upstream UpdatePVCBoundConditionFromEvents)
+  const pending = await getPvc('imported');
+  const pa = pending?.metadata?.annotations ?? {};
+  assert.equal(pa[`${A}storage.condition.bound`], 'false');
+  assert.equal(pa[`${A}storage.condition.bound.reason`], 'Pending');
+  const primeEvents = await client.list<KubeObject & { message?: string }>(Resources.Event, {
+    namespace: ns,
+    fieldSelector: `involvedObject.name=prime-${pending?.metadata?.uid ?? ''}`,
+  });
+  assert.ok(
+    primeEvents.items.some((e) => e.message === pa[`${A}storage.condition.bound.message`]),
+    `bound message ${pa[`${A}storage.condition.bound.message`]} among the prime's: ${JSON.stringify(primeEvents.items.map((e) => e.message))}`,
+  );
   valve.open();
   const done = await bound('imported');
   assert.equal(done.metadata?.annotations?.[`${A}storage.populator.progress`], '100.0%');
+  await assertProvisioningMirrored('imported', `prime-${done.metadata?.uid ?? ''}`);
+  // once Bound, the Bound condition the prime's events gave the Pending target is gone
+  assert.equal(done.metadata?.annotations?.[`${A}storage.condition.bound`], undefined);
   assert.equal(await md5OnVolume(client, ns, 'imported', { bytes: fx.rawSize }), fx.rawMd5);
 });

@@ -176,7 +176,9 @@ export async function reconcileHostClone(d: HostCloneDeps, key: string): Promise
     next[Ann.runningConditionReason] = 'Completed';
   }
 
-  if (!succeeded && isReady(upload) && !sourcePod) {
+  // a source being deleted is not started on: its pod would hold it Terminating and never mount it (the DataVolume
+  // controller makes a snapshot's restored claim again once it is gone)
+  if (!succeeded && isReady(upload) && !sourcePod && !src.metadata?.deletionTimestamp) {
     // someone else's pod using the source would see it change under the stream
     const users = await podsUsingClaim(
       d.kube,
@@ -362,9 +364,15 @@ function uploadDeps(d: HostCloneDeps): Parameters<typeof createUploadPod>[0] {
  * together; a Secret left by an earlier server is replaced). The Secret is created, never read: the controller may
  * not read Secrets outside CDI's namespace.
  */
-async function startUploadServer(d: HostCloneDeps, pvc: Pvc, sourceNs: string, podName: string): Promise<PodObj> {
+async function startUploadServer(
+  d: HostCloneDeps,
+  pvc: Pvc,
+  sourceNs: string,
+  podName: string,
+): Promise<PodObj> {
   const config = await d.kube.get<CDIConfig>(Res.cdiConfig, CDIConfigName);
-  if (!config) throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
+  if (!config)
+    throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
   const ns = pvc.metadata?.namespace ?? '';
   const certs = await d.certs.forClone(serviceName(podName), ns, cloneClientName(pvc));
   await writeSourceSecret(d, pvc, sourceNs, certs.source);
@@ -374,7 +382,12 @@ async function startUploadServer(d: HostCloneDeps, pvc: Pvc, sourceNs: string, p
   });
 }
 
-async function writeSourceSecret(d: HostCloneDeps, target: Pvc, ns: string, c: CloneSourceCerts): Promise<void> {
+async function writeSourceSecret(
+  d: HostCloneDeps,
+  target: Pvc,
+  ns: string,
+  c: CloneSourceCerts,
+): Promise<void> {
   const name = sourcePodName(target);
   await d.kube.delete(Res.secret, name, ns);
   await d.kube.create<Secret>(Res.secret, {
@@ -391,7 +404,11 @@ async function writeSourceSecret(d: HostCloneDeps, target: Pvc, ns: string, c: C
   });
 }
 
-const sourceLabels = { ...ManagedLabels, [Label.app]: Label.appValue, [Label.component]: Label.cloneSourceValue };
+const sourceLabels = {
+  ...ManagedLabels,
+  [Label.app]: Label.appValue,
+  [Label.component]: Label.cloneSourceValue,
+};
 
 async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: PodObj): Promise<void> {
   const ns = src.metadata?.namespace ?? '';
@@ -423,7 +440,11 @@ async function createSourcePod(d: HostCloneDeps, target: Pvc, src: Pvc, upload: 
             { name: 'MOUNT_POINT', value: block ? Pod.blockPath : SourceMount },
             {
               name: 'UPLOAD_URL',
-              value: uploadServerUrl(target.metadata?.namespace ?? '', target.metadata?.name ?? '', '/v1beta1/upload'),
+              value: uploadServerUrl(
+                target.metadata?.namespace ?? '',
+                target.metadata?.name ?? '',
+                '/v1beta1/upload',
+              ),
             },
             { name: 'CLIENT_CERT', valueFrom: fromSecret('tls.crt') },
             { name: 'CLIENT_KEY', valueFrom: fromSecret('tls.key') },

@@ -15,9 +15,11 @@
 // on success and on deletion alike.
 //
 // A snapshot that cannot be restored into the target (another driver, volume mode, no expansion) is copied: restored
-// beside itself into <dv uid>-host-assisted-source-pvc (upstream's legacy snapshot-clone-controller), which, once
-// bound, is the CloneRequest source of the target; the same finalizer deletes it once the copy is done or the
-// DataVolume deleted.
+// beside itself into <dv uid>-host-assisted-source-pvc (upstream's legacy snapshot-clone-controller), the CloneRequest
+// source of the target, which is made at the same time and copied into once that claim is bound; the same finalizer
+// deletes it once the copy is done or the DataVolume deleted, and it is made again if it goes before. The events of
+// the claims made beside the source (that one, a smart clone's tmp-pvc-<dv uid>) are copied to the target
+// (../shared/copyevents.ts).
 //
 // The strategy is decided once and recorded on the DataVolume (cdi.kubevirt.io/cloneType, and
 // cdi.kubevirt.io/cloneFallbackReason with a Warning event when copy replaces what the profile asked for).
@@ -26,6 +28,7 @@ import {
   type KubeObject,
   type PersistentVolumeClaim as Pvc,
   type PersistentVolume as Pv,
+  type Pod as PodObj,
 } from '../../kube/index.ts';
 import type { V1PersistentVolumeClaimSpec } from '@kubernetes/client-node';
 import { parseDataVolume } from '../../api/parse.ts';
@@ -44,6 +47,8 @@ import {
   Reason,
 } from '../shared/constants.ts';
 import type { Recorder } from '../shared/events.ts';
+import { copyEvents } from '../shared/copyevents.ts';
+import { sourcePodName } from '../clone/host.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
 import { parseOverhead, parseQuantity, usableSpace } from '../shared/quantity.ts';
 import { filesystemOverheadFor } from '../shared/storage.ts';
@@ -137,16 +142,7 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   if (source.namespace !== namespace && !(await granted(d, dv, source))) return;
 
   const strategy = anns(dv)[Ann.cloneType];
-  if (pvc && strategy === CloneStrategy.Copy) {
-    // a snapshot's copy is done once its target is: the claim it was restored into goes before Succeeded is said
-    if (
-      source.kind === 'snapshot' &&
-      anns(pvc)[Ann.cloneOf] === 'true' &&
-      !(await removeTemporaries(d, dv, source))
-    )
-      return;
-    return hostStatus(d, dv, pvc, source);
-  }
+  if (pvc && strategy === CloneStrategy.Copy) return copyStatus(d, dv, pvc, source);
   if (pvc && (strategy === CloneStrategy.Snapshot || strategy === CloneStrategy.CsiClone)) {
     if (pvc.status?.phase === 'Bound') {
       if (!(await removeTemporaries(d, dv, source))) return;
@@ -307,21 +303,16 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   if (choice.strategy === CloneStrategy.Copy) {
     let from = source.name;
     if (src.kind === 'snapshot') {
-      // the snapshot is restored beside itself first; the copy's source is that claim once it is bound
+      // the snapshot is restored beside itself first, and the target made at once (upstream's legacy order), so that
+      // the restored claim's events have a claim to go to; its copy waits for that claim to be bound
       const tmp = await ensureTempSourceClaim(d, dv, source, src, classes, spec, request);
       if (!tmp) return { requeueAfterMs: QuotaRetryMs };
-      if (tmp.status?.phase !== 'Bound')
-        return status(d, dv, undefined, Phase.CloneFromSnapshotSourceInProgress, {
-          type: 'Normal',
-          reason: Reason.CloneFromSnapshotSourceInProgress,
-          message: `Creating PVC from snapshot source is in progress (for snapshot ${source.namespace}/${source.name})`,
-        });
       from = tempSourceClaimName(dv.metadata.uid ?? '');
     }
     a[Ann.cloneRequest] = `${source.namespace}/${from}`;
     const made = await createTarget(d, dv, desired);
     if (!made) return { requeueAfterMs: QuotaRetryMs };
-    return hostStatus(d, dv, made, source);
+    return copyStatus(d, dv, made, source);
   }
 
   // smart: into the target here, or into a temporary claim beside the source
@@ -374,6 +365,81 @@ export async function reconcileCloneDataVolume(d: CloneDvDeps, key: string): Pro
   await createOrGet(d.kube, tmp);
   // the target is made (pre-bound to the volume) once the temporary claim is bound: see rebind()
   return status(d, dv, undefined, progressPhase(choice.strategy, source), undefined);
+}
+
+/**
+ * A host-assisted copy's target exists. For a snapshot's copy, the claim the snapshot is restored into comes first:
+ * while the copy is not done it is made again if it went (deleted by hand), its events are copied to the target
+ * (a provisioning failure says there why the DataVolume stays in CloneFromSnapshotSourceInProgress), and the
+ * DataVolume stays in that phase until it is bound. Once the target is done, that claim goes before Succeeded is said.
+ */
+async function copyStatus(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  pvc: Pvc,
+  source: CloneSource,
+): Promise<Result | void> {
+  if (source.kind === 'snapshot') {
+    if (anns(pvc)[Ann.cloneOf] === 'true') {
+      if (!(await removeTemporaries(d, dv, source))) return;
+    } else {
+      const tmp = await restoredClaim(d, dv, source, pvc);
+      if ('result' in tmp) return tmp.result;
+      if (tmp.claim) await copyEvents(d, tmp.claim, pvc);
+      if (tmp.claim && tmp.claim.status?.phase !== 'Bound')
+        return status(d, dv, pvc, Phase.CloneFromSnapshotSourceInProgress, {
+          type: 'Normal',
+          reason: Reason.CloneFromSnapshotSourceInProgress,
+          message: `Creating PVC from snapshot source is in progress (for snapshot ${source.namespace}/${source.name})`,
+        });
+    }
+  }
+  return hostStatus(d, dv, pvc, source);
+}
+
+/**
+ * The claim a snapshot is restored into for the copy into `target`, made again when it is gone and the copy is not
+ * done. Gone mid-copy means no pod held it any more: the kube-controller-manager's pvc-protection keeps a claim that a
+ * pod (the source pod, restarted on failure) uses until that pod is deleted, so a deletion during the stream waits
+ * for the copy to end. If the source pod has Succeeded the stream is complete and nothing is made again; otherwise the
+ * new claim, restored from the same snapshot, is the source of the stream that the host-assisted clone controller
+ * starts once it is bound (no source pod had used the old one, or none is left that did). No claim and no result:
+ * the stream is complete.
+ */
+async function restoredClaim(
+  d: CloneDvDeps,
+  dv: DataVolume,
+  source: CloneSource,
+  target: Pvc,
+): Promise<{ claim?: Pvc } | { result: Result | void }> {
+  const name = tempSourceClaimName(dv.metadata.uid ?? '');
+  const existing = await d.kube.get<Pvc>(Res.pvc, name, source.namespace);
+  if (existing) return { claim: existing };
+  const sourcePod = await d.kube.get<PodObj>(Res.pod, sourcePodName(target), source.namespace);
+  if (sourcePod?.status?.phase === 'Succeeded') return {};
+  const src = await readSource(d.kube, source);
+  if (src?.kind !== 'snapshot')
+    return {
+      result: await status(d, dv, target, Phase.CloneFromSnapshotSourceInProgress, {
+        type: 'Warning',
+        reason: Reason.CloneWithoutSource,
+        message: `The source snapshot ${source.name} doesn't exist (in namespace ${source.namespace}), and the claim ${name} restored from it is gone: the clone goes on once the snapshot exists`,
+      }),
+    };
+  const classes = (await d.kube.list<StorageClass>(Res.storageClass)).items;
+  const spec = target.spec ?? {};
+  const request = parseQuantity(String(spec.resources?.requests?.['storage'] ?? '0'));
+  const made = await ensureTempSourceClaim(d, dv, source, src, classes, spec, request);
+  if (!made) return { result: { requeueAfterMs: QuotaRetryMs } };
+  d.log.warn(
+    'the claim a snapshot is restored into for a copy was gone before the copy finished: made it again',
+    {
+      namespace: source.namespace,
+      claim: name,
+      target: `${target.metadata?.namespace}/${target.metadata?.name}`,
+    },
+  );
+  return { claim: made };
 }
 
 function progressPhase(strategy: string, source: CloneSource): string {
@@ -728,6 +794,8 @@ async function rebind(
   const key = `${dv.metadata.namespace}/${dv.metadata.name}`;
   const strategy = anns(dv)[Ann.cloneType] ?? CloneStrategy.Snapshot;
   const tmp = await d.kube.get<Pvc>(Res.pvc, tmpClaimName(dv), source.namespace);
+  // its events (the restore or clone by the storage) go onto the target once there is one (upstream CopyEvents)
+  if (tmp && target) await copyEvents(d, tmp, target);
   const pvName = target?.spec?.volumeName || tmp?.spec?.volumeName;
   if (!tmp || tmp.status?.phase !== 'Bound' || !pvName) {
     if (!tmp && !target)

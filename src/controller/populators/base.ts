@@ -12,9 +12,10 @@
 // WaitForFirstConsumer: nothing starts until the scheduler chose a node for the target
 // (volume.kubernetes.io/selected-node), which the second claim takes over, unless immediate binding is requested.
 import { Ann as ApiAnn, Label as ApiLabel } from '../../api/constants.ts';
-import { Ann, Label, ManagedLabels, ProgressDone } from '../shared/constants.ts';
+import { Ann, Label, ManagedLabels, ProgressDone, Reason } from '../shared/constants.ts';
 import { isAlreadyExists, Res, type Kube } from '../shared/client.ts';
 import type { Recorder } from '../shared/events.ts';
+import { copyEvents } from '../shared/copyevents.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import type { StorageClass } from '../shared/types.ts';
@@ -187,11 +188,15 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
   if (!pvc || !ref) return;
   if (ref.namespace && ref.namespace !== namespace) return; // upstream: cross-namespace dataSourceRef not supported yet
   if (!prime) return startPopulation(d, k, pvc, ref.name ?? '');
+  const bound = pvc.status?.phase === 'Bound';
+  // the prime's events (its provisioning, its importer's) go onto the target until it holds the volume (upstream
+  // CopyEvents), and the newest is the Pending target's Bound condition (upstream UpdatePVCBoundConditionFromEvents)
+  const latest = bound ? undefined : await copyEvents(d, prime, pvc);
 
   // the target mirrors the prime's state
   const pa = anns(prime);
   const have = anns(pvc);
-  const annotations: Record<string, string | null> = {};
+  const annotations: Record<string, string | null> = boundConditionPatch(pvc, latest?.message);
   for (const a of Mirrored) {
     if (pa[a] !== undefined && have[a] !== pa[a]) annotations[a] = pa[a];
     else if (pa[a] === undefined && have[a] !== undefined) annotations[a] = null;
@@ -207,7 +212,6 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
       : have[ApiAnn.PopulatorProgress];
   if (progress !== undefined && have[ApiAnn.PopulatorProgress] !== progress)
     annotations[ApiAnn.PopulatorProgress] = progress;
-  const bound = pvc.status?.phase === 'Bound';
   const labels =
     succeeded && !bound
       ? copyAllowedLabels(prime.metadata?.labels, { ...(pvc.metadata?.labels ?? {}) })
@@ -226,6 +230,31 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
 
   if (succeeded && !bound) return rebind(d, prime, pvc);
   if (succeeded && bound) await removeLostClaim(d, prime, pvc);
+}
+
+/**
+ * The target's Bound condition annotations (upstream UpdatePVCBoundConditionFromEvents with a prime): false, Pending
+ * and the prime's newest event while the target is Pending (the annotations a DataVolume's Bound condition reads);
+ * removed once it is Bound.
+ */
+export function boundConditionPatch(pvc: Pvc, message: string | undefined): Record<string, string | null> {
+  const a = anns(pvc);
+  if (pvc.status?.phase === 'Bound')
+    return Ann.boundCondition in a && a[Ann.boundConditionReason] === Reason.Pending
+      ? { [Ann.boundCondition]: null, [Ann.boundConditionReason]: null, [Ann.boundConditionMessage]: null }
+      : {};
+  if (pvc.status?.phase !== 'Pending' || !message) return {};
+  if (
+    a[Ann.boundCondition] === 'false' &&
+    a[Ann.boundConditionReason] === Reason.Pending &&
+    a[Ann.boundConditionMessage] === message
+  )
+    return {};
+  return {
+    [Ann.boundCondition]: 'false',
+    [Ann.boundConditionReason]: Reason.Pending,
+    [Ann.boundConditionMessage]: message,
+  };
 }
 
 /**

@@ -31,6 +31,7 @@ import type { KubeObject, PersistentVolumeClaim as Pvc } from '../../kube/index.
 import { isAlreadyExists, Res } from '../shared/client.ts';
 import { Ann, ProgressDone, Reason } from '../shared/constants.ts';
 import { podsUsingClaim } from '../shared/claims.ts';
+import { copyEvents } from '../shared/copyevents.ts';
 import { parseQuantity } from '../shared/quantity.ts';
 import type { Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
@@ -133,6 +134,8 @@ export async function reconcileClonePopulator(d: PopulatorDeps, key: string): Pr
     return choose(d, pvc, kind, sourceName);
   // a target whose strategy was chosen before the finalizer existed gets it before anything more is made
   if (!hasFinalizer(pvc)) return addFinalizer(d, pvc);
+  // tmp-pvc's events (its provisioning, the host-assisted copy's) go onto the target, as upstream's phases copy them
+  if (tmp) await copyEvents(d, tmp, pvc);
 
   if (
     tmp?.status?.phase === 'Bound' &&

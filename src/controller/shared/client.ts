@@ -73,6 +73,11 @@ export interface ListOptions {
   index?: { name: string; value: string };
   /** Server-side narrowing for API reads only, given together with the equivalent index. */
   fieldSelector?: string;
+  /**
+   * Read from the API server even when the cache watches the kind (with fieldSelector, no index): for what the
+   * cache leaves out, e.g. the events this controller records itself (the event cache holds only others').
+   */
+  live?: boolean;
 }
 
 export interface Kube {
@@ -160,7 +165,7 @@ export class ClusterKube implements Kube {
   }
 
   async list<T>(r: Resource, opts: ListOptions = {}): Promise<{ items: T[] }> {
-    const c = this.cached(r);
+    const c = opts.live ? undefined : this.cached(r);
     if (c) {
       if (opts.fieldSelector && !opts.index)
         throw new Error(`a cached list of ${r.plural} cannot use a field selector; give an index`);

@@ -71,14 +71,20 @@ export interface UploadCertSource {
    * them; the server's deadline (uploadPodDeadline) comes before the client certificate's refresh, and a new server
    * comes with a new source certificate.
    */
-  forClone(service: string, namespace: string, clientName: string): Promise<{ server: UploadPodCerts; source: CloneSourceCerts }>;
+  forClone(
+    service: string,
+    namespace: string,
+    clientName: string,
+  ): Promise<{ server: UploadPodCerts; source: CloneSourceCerts }>;
 }
 
 /** The bundle holds the signer's certificate (the operator writes a rotated CA's Secret before its bundle). */
 function checkInBundle(bundle: string, signer: Signer, what: string): void {
   const fp = signer.cert.fingerprint256;
   if (!parseBundle(bundle).some((c) => c.fingerprint256 === fp))
-    throw new Error(`the bundle of CA ${what} does not hold its current certificate yet (just rotated); retrying`);
+    throw new Error(
+      `the bundle of CA ${what} does not hold its current certificate yet (just rotated); retrying`,
+    );
 }
 
 /** A cap closer than this is not applied (a rotation the operator is late with must not make pods churn). */

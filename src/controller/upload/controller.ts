@@ -109,7 +109,7 @@ export async function reconcileUpload(d: UploadDeps, key: string): Promise<Resul
       throw new Error(`CDIConfig ${CDIConfigName} does not exist yet; the config controller creates it`);
     pod = await createUploadPod(d, pvc, podName, config, {
       clientName: anns(pvc)[UploadPod.clientNameAnn] || UploadPod.clientName,
-      certs: await d.certs.forPod(serviceName(podName), pvc.metadata?.namespace ?? ""),
+      certs: await d.certs.forPod(serviceName(podName), pvc.metadata?.namespace ?? ''),
       scratchName: uploadScratchName(pvc),
     });
   }

@@ -189,9 +189,11 @@ export async function reconcilePrimePopulator<S extends KubeObject>(
   if (ref.namespace && ref.namespace !== namespace) return; // upstream: cross-namespace dataSourceRef not supported yet
   if (!prime) return startPopulation(d, k, pvc, ref.name ?? '');
   const bound = pvc.status?.phase === 'Bound';
-  // the prime's events (its provisioning, its importer's) go onto the target until it holds the volume (upstream
-  // CopyEvents), and the newest is the Pending target's Bound condition (upstream UpdatePVCBoundConditionFromEvents)
-  const latest = bound ? undefined : await copyEvents(d, prime, pvc);
+  // the prime's events (its provisioning, its importer's) go onto the target as long as the prime is there, the last
+  // of them too, written just before the prime was rebound (upstream CopyEvents); the newest is the Pending target's
+  // Bound condition (upstream UpdatePVCBoundConditionFromEvents)
+  const newest = await copyEvents(d, prime, pvc);
+  const latest = bound ? undefined : newest;
 
   // the target mirrors the prime's state
   const pa = anns(prime);

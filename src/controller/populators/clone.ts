@@ -361,6 +361,8 @@ async function ensureSnapshot(d: PopulatorDeps, pvc: Pvc, sourceName: string): P
 
 /** upstream reconcileDone: the Lost tmp-pvc and the snapshot go (unless retainAfterCompletion keeps them), then the finalizer. */
 async function cleanup(d: PopulatorDeps, pvc: Pvc, tmp: Pvc | undefined): Promise<void> {
+  // the events tmp-pvc had last (a restore's ProvisioningSucceeded can come after it is Bound) before it goes
+  if (tmp && !tmp.metadata?.deletionTimestamp) await copyEvents(d, tmp, pvc);
   if (tmp && !(await removeLostClaim(d, tmp, pvc))) return;
   // kept for debugging: the finalizer stays, so that deleting the target still deletes the unowned snapshot
   if (anns(pvc)[Ann.retainAfterCompletion] === 'true') return;

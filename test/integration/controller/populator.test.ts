@@ -142,12 +142,17 @@ void test('a bare PVC with dataSourceRef to a VolumeImportSource is filled throu
     pvName,
   );
   assert.deepEqual([pv.spec.claimRef?.name, pv.spec.claimRef?.uid], ['vm-root', pvc.metadata?.uid]);
-  const ev = await eventually('ImportSucceeded on the target', async () =>
-    (await eventsFor(client, ns, 'PersistentVolumeClaim', 'vm-root')).find(
-      (e) => e.reason === 'ImportSucceeded',
-    ),
-  );
-  assert.equal(ev.message, 'Successfully imported into PVC vm-root');
+  // the target's own ImportSucceeded, beside the prime's copied one (`[prime-<uid>] : ...`, upstream CopyEvents)
+  const succeeded = await eventually('ImportSucceeded on the target, its own and the copy', async () => {
+    const e = (await eventsFor(client, ns, 'PersistentVolumeClaim', 'vm-root')).filter(
+      (x) => x.reason === 'ImportSucceeded',
+    );
+    return e.length >= 2 ? e : undefined;
+  });
+  assert.deepEqual(succeeded.map((e) => e.message).sort(), [
+    'Successfully imported into PVC vm-root',
+    `[${primeName}] : Import Successful`,
+  ]);
 });
 
 void test('WaitForFirstConsumer: the prime waits for the node the scheduler chose, and takes it over', async () => {

@@ -51,3 +51,12 @@ export function nodePullServerCommand(
     `${dir}/done`,
   ];
 }
+
+/**
+ * The DataImportCron node-pull poller's container (upstream updateContainerImageDesiredDigest: `/shared/server -h`):
+ * the copied server prints its usage and exits 0, so the kubelet has pulled the user's image and its container
+ * status names the digest in imageID.
+ */
+export function nodePullProbeCommand(architecture = 'amd64', dir: string = sharedDir): string[] {
+  return [...nodePullServerCommand(architecture, dir).slice(0, 5), '-h'];
+}

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { nodePullServerCommand } from '../api/nodepull.ts';
+import { nodePullProbeCommand, nodePullServerCommand } from '../api/nodepull.ts';
 import { installServer } from './image-server.ts';
 import { nodePullEndpoint, touchDoneFile } from './node-pull.ts';
 
@@ -76,5 +76,18 @@ void test('node pull: an image with two files under /disk/ fails with a message 
       /Invalid container image \(found 2 entries: a\.img, b\.img; a container disk has exactly one file under \/disk\/\)/,
     );
     assert.equal(await readFile(path.join(dir, 'shared', 'ready')).catch(() => 'none'), 'none');
+  });
+});
+
+void test("DataImportCron node-pull poller: the copied server's -h prints the usage and exits 0, as Go's flag package", async () => {
+  await withInstalled(async (dir) => {
+    const [cmd, ...args] = nodePullProbeCommand('amd64', path.join(dir, 'shared'));
+    assert.equal(args.at(-1), '-h');
+    const child = spawn(cmd!, args, { env: {}, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 0, err);
+    assert.match(err, /^Usage of server:/);
   });
 });

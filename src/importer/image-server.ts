@@ -183,6 +183,13 @@ export async function serveImage(o: ServeOptions): Promise<void> {
   log('Importer has completed');
 }
 
+const Usage = `Usage of server:
+  -done-file string   the importer creates it when it is finished (default /shared/done)
+  -image-dir string   the directory holding the disk (default .)
+  -p int              the port to listen on (default 8100)
+  -ready-file string  written with the disk's name once listening (default /shared/ready)
+`;
+
 /** upstream's flags: -p, -image-dir, -ready-file, -done-file (one or two dashes, `=` or a separate value). */
 export function parseServerArgs(argv: string[]): ServeOptions {
   const o: ServeOptions = {
@@ -214,6 +221,11 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === 'install') {
       const cmd = await installServer(argv[1] ?? SharedDir);
       process.stderr.write(`installed: ${cmd.join(' ')}\n`);
+      return 0;
+    }
+    // Go's flag package answers -h with the usage and exit 0: the DataImportCron node-pull poller runs only this
+    if (argv.length === 1 && /^--?(h|help)$/.test(argv[0]!)) {
+      process.stderr.write(Usage);
       return 0;
     }
     await serveImage(parseServerArgs(argv));

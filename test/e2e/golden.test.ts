@@ -397,3 +397,166 @@ void test('sourceFormat snapshot: each import becomes a ready VolumeSnapshot the
     await setFormat(had);
   }
 });
+
+void test('pullMethod node: the controller pulls the tag on a node (pod poller-<cron>-<uid8>, no CronJob), reads the digest from its imageID and imports it by node pull', async () => {
+  const nodeRepo = `${repo}-node`;
+  const d1 = await push(fx.files.qcow2, nodeRepo);
+  // the kubelet pulls from the node's own view of the registry, as a node-pull DataVolume does
+  const url = `docker://localhost:5000/${nodeRepo}:latest`;
+  const cron = await client.create<KubeObject>(Resources.DataImportCron, {
+    metadata: { name: 'nodepull', namespace: ns },
+    spec: {
+      schedule: '0 3 * * *',
+      managedDataSource: 'nodepull',
+      template: {
+        spec: {
+          source: { registry: { url, pullMethod: 'node' } },
+          storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
+        },
+      },
+    },
+  } as KubeObject);
+  try {
+    const polled = await eventually(
+      'the controller found the digest',
+      async () => {
+        const c = await client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'nodepull', ns);
+        return c.metadata.annotations?.['cdi.kubevirt.io/storage.import.sourceDesiredDigest'] === d1
+          ? c
+          : undefined;
+      },
+      180_000,
+      1000,
+    );
+    const anns = polled.metadata.annotations ?? {};
+    assert.ok(anns['cdi.kubevirt.io/storage.import.lastCronTime'], 'lastCronTime');
+    const nextCron = Date.parse(anns['cdi.kubevirt.io/storage.import.nextCronTime'] ?? '');
+    assert.ok(nextCron > Date.now(), 'the next poll is the next 03:00');
+    assert.equal(new Date(nextCron).getUTCHours(), 3);
+    const cronJobs = await kubectl(
+      '-n',
+      'cdi',
+      'get',
+      'cronjobs',
+      '-l',
+      `cdi.kubevirt.io/dataImportCron=nodepull,cdi.kubevirt.io/dataImportCronNs=${ns}`,
+      '-o',
+      'name',
+    );
+    assert.equal(cronJobs.stdout.trim(), '', 'a controller-polled source has no CronJob');
+    const podName = `poller-nodepull-${(cron.metadata?.uid ?? '').slice(0, 8)}`;
+    await eventually(
+      `the poller pod ${podName} deleted once it named the digest`,
+      async () => ((await client.getOrUndefined(Resources.Pod, podName, ns)) ? undefined : true),
+      60_000,
+      500,
+    );
+
+    const first = `nodepull-${d1.slice(7, 19)}`;
+    const dv = await eventually(
+      `DataVolume ${first}`,
+      () => client.getOrUndefined<DataVolume & KubeObject>(Resources.DataVolume, first, ns),
+      60_000,
+      500,
+    );
+    assert.equal(dv.spec.source?.registry?.url, `docker://localhost:5000/${nodeRepo}@${d1}`);
+    assert.equal(dv.spec.source?.registry?.pullMethod, 'node');
+    await waitForDataVolume(client, ns, first, 'Succeeded');
+    await eventually(
+      'DataSource nodepull → the import, Ready',
+      async () => {
+        const ds = await client.get<DataSource & KubeObject>(Resources.DataSource, 'nodepull', ns);
+        return ds.spec.source.pvc?.name === first && ds.status?.conditions?.[0]?.status === 'True'
+          ? ds
+          : undefined;
+      },
+      60_000,
+      500,
+    );
+    assert.equal(await md5OnVolume(client, ns, first, { bytes: fx.rawSize }), fx.rawMd5);
+    const done = await client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'nodepull', ns);
+    assert.equal(done.status?.conditions?.find((c) => c.type === 'UpToDate')?.status, 'True');
+  } finally {
+    // the snapshot-format test changes the class's profile: no other cron may follow it
+    await client.delete(Resources.DataImportCron, 'nodepull', { namespace: ns }).catch(() => undefined);
+  }
+});
+
+void test('a pvc source: the digest is uid:<the PVC uid>, the import is a clone of it, and a replaced PVC is imported again', async () => {
+  const source = async (file: string): Promise<string> => {
+    await client.create<DataVolume & KubeObject>(Resources.DataVolume, {
+      metadata: { name: 'golden-src', namespace: ns },
+      spec: {
+        source: { http: { url: `${http.url}/${file}` } },
+        storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
+      },
+    });
+    await waitForDataVolume(client, ns, 'golden-src', 'Succeeded');
+    const p = await client.get<PersistentVolumeClaim>(Resources.PersistentVolumeClaim, 'golden-src', ns);
+    return p.metadata?.uid ?? '';
+  };
+  const getCronOf = () => client.get<DataImportCron & KubeObject>(Resources.DataImportCron, 'fromsrc', ns);
+  const dsOn = (name: string) =>
+    eventually(
+      `DataSource fromsrc → ${name}, Ready`,
+      async () => {
+        const ds = await client.get<DataSource & KubeObject>(Resources.DataSource, 'fromsrc', ns);
+        return ds.spec.source.pvc?.name === name && ds.status?.conditions?.[0]?.status === 'True'
+          ? ds
+          : undefined;
+      },
+      300_000,
+      1000,
+    );
+  const uid1 = await source(fx.files.qcow2);
+  await client.create(Resources.DataImportCron, {
+    metadata: { name: 'fromsrc', namespace: ns },
+    spec: {
+      // every minute, so that the replaced PVC is seen soon
+      schedule: '* * * * *',
+      managedDataSource: 'fromsrc',
+      template: {
+        spec: {
+          source: { pvc: { namespace: ns, name: 'golden-src' } },
+          storage: { storageClassName: STORAGE_CLASS, resources: { requests: { storage: '64Mi' } } },
+        },
+      },
+    },
+  } as KubeObject);
+  try {
+    const first = `fromsrc-${uid1.slice(0, 12)}`;
+    await dsOn(first);
+    assert.equal(
+      (await getCronOf()).metadata.annotations?.['cdi.kubevirt.io/storage.import.sourceDesiredDigest'],
+      `uid:${uid1}`,
+    );
+    const dv1 = await client.get<DataVolume & KubeObject>(Resources.DataVolume, first, ns);
+    assert.deepEqual(dv1.spec.source?.pvc, { namespace: ns, name: 'golden-src' });
+    assert.equal(await md5OnVolume(client, ns, first, { bytes: fx.rawSize }), fx.rawMd5);
+
+    // the source PVC is replaced (same name, new uid, other bytes): the next poll imports it again
+    await client.delete(Resources.DataVolume, 'golden-src', { namespace: ns });
+    await eventually(
+      'the old source PVC gone',
+      async () =>
+        (await client.getOrUndefined(Resources.PersistentVolumeClaim, 'golden-src', ns)) ? undefined : true,
+      120_000,
+      1000,
+    );
+    const uid2 = await source(fx.files.iso);
+    assert.notEqual(uid2, uid1);
+    const second = `fromsrc-${uid2.slice(0, 12)}`;
+    await dsOn(second);
+    assert.equal(await md5OnVolume(client, ns, second, { bytes: fx.rawSize }), fx.isoMd5);
+    // the first import is a clone of its own: still there (importsToKeep 3), still the first bytes
+    assert.equal(await md5OnVolume(client, ns, first, { bytes: fx.rawSize }), fx.rawMd5);
+    const c = await getCronOf();
+    assert.equal(c.status?.conditions?.find((x) => x.type === 'UpToDate')?.status, 'True');
+    assert.deepEqual(
+      c.status?.currentImports?.map((i) => i.Digest),
+      [`uid:${uid2}`],
+    );
+  } finally {
+    await client.delete(Resources.DataImportCron, 'fromsrc', { namespace: ns }).catch(() => undefined);
+  }
+});

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AdmissionRequest } from '../admission.ts';
 import { dataImportCronValidate } from './dataimportcron-validate.ts';
+import { validateDataVolumeSpec } from './datavolume-validate.ts';
 
 const spec = (over: Record<string, unknown> = {}, tpl: Record<string, unknown> = {}) => ({
   schedule: '0 */12 * * *',
@@ -72,4 +73,30 @@ void test('the spec cannot change; metadata can', async () => {
   );
   const relabel = req(spec(), { operation: 'UPDATE', oldObject: old });
   assert.equal((await admit(relabel)).allowed, true);
+});
+
+void test("the sources the controller polls itself are admitted, with the template checked as a DataVolume's (upstream's wiring)", async () => {
+  const wired = dataImportCronValidate({ validateTemplate: (s) => validateDataVolumeSpec(s, 'Template') });
+  const node = { registry: { url: 'docker://quay.io/containerdisks/fedora:latest', pullMethod: 'node' } };
+  assert.equal((await wired(req(spec({}, { source: node })))).allowed, true);
+  const pvc = { pvc: { namespace: 'golden-src', name: 'fedora-disk' } };
+  assert.equal((await wired(req(spec({}, { source: pvc, storage: {} })))).allowed, true);
+  const refused = async (source: unknown): Promise<string> => {
+    const r = await wired(req(spec({}, { source })));
+    assert.equal(r.allowed, false);
+    return r.status?.message ?? '';
+  };
+  assert.equal(
+    await refused({ pvc: { name: 'fedora-disk' } }),
+    'Template.source.PVC source PVC is not valid',
+  );
+  assert.equal(
+    await refused({ registry: { url: 'docker://quay.io/x:1', pullMethod: 'kubelet' } }),
+    'ImportMethod kubelet is neither pod, node or ""',
+  );
+  assert.match(
+    await refused({ registry: { imageStream: 'fedora:latest' } }),
+    /ImageStream/,
+    'an ImageStream needs pullMethod node',
+  );
 });

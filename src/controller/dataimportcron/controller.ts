@@ -13,7 +13,10 @@
 // The class is recorded in the storage.import.storageClass annotation; when it changes (the default moved) the
 // newest import on the old class is deleted and imported again on the new one (upstream handleStorageClassChange).
 // Nothing polls: the cron's own changes (the poller's annotation), its DataVolumes, PVCs and VolumeSnapshots, its
-// DataSource, its class's StorageProfile and a move of the default class wake it.
+// DataSource, its class's StorageProfile and a move of the default class wake it. Except for the sources the
+// controller polls itself (upstream pollSourceDigest, poller.ts): `pvc` (the digest is the source PVC's uid) and
+// registry `pullMethod: node` (a pod pulls the image on a node, every 3 s until its container status names the
+// digest); they are polled when the storage.import.nextCronTime annotation is due, and requeued for the next one.
 import { isDeepStrictEqual } from 'node:util';
 import { resourceName } from '../../api/naming.ts';
 import {
@@ -21,6 +24,7 @@ import {
   setCondition,
   type KubeObject,
   type PersistentVolumeClaim as Pvc,
+  type Pod as PodObj,
 } from '../../kube/index.ts';
 import { Ann as ApiAnn } from '../../api/constants.ts';
 import type { ControllerMetrics } from '../../monitoring/metrics.ts';
@@ -31,6 +35,8 @@ import { parseQuantity } from '../shared/quantity.ts';
 import type { Logger, Result } from '../shared/runtime.ts';
 import { splitKey } from '../shared/runtime.ts';
 import { storageClassByName } from '../shared/storage.ts';
+import { nextScheduleTime } from '../../api/schedule.ts';
+import { canClone, CloneSourceKind, serviceAccountSubject, type AccessReview } from '../../token/clone.ts';
 import type {
   CDIConfig,
   DataImportCron,
@@ -44,11 +50,18 @@ import type {
 import { copyAllowedLabels } from '../datasource/controller.ts';
 import {
   CronLabel,
+  containerImageDigest,
   cronJobDrift,
   desiredCronJob,
+  desiredPollerPod,
   initialJob,
+  isControllerPolledSource,
+  isNodePull,
+  isPvcSource,
   isUrlSource,
   pollerLabels,
+  pollerPodName,
+  pvcDigest,
   type CronJob,
   type PollerOptions,
 } from './poller.ts';
@@ -56,6 +69,7 @@ import {
 export const CronAnn = {
   desiredDigest: ApiAnn.SourceDesiredDigest,
   lastCronTime: ApiAnn.LastCronTime,
+  nextCronTime: ApiAnn.NextCronTime,
   lastUseTime: ApiAnn.LastUseTime,
   storageClass: ApiAnn.ImportStorageClass,
   sourceVolumeMode: ApiAnn.SourceVolumeMode,
@@ -72,7 +86,13 @@ export const CronReason = {
   inProgress: 'ImportProgressing',
   upToDate: 'UpToDate',
   alreadyManaged: 'ErrDataSourceAlreadyManaged',
+  notAuthorized: 'NotAuthorized',
 } as const;
+
+/** upstream pollSourceDigest: a node-pull poller pod not done yet is looked at again after this. */
+export const NodePullPollMs = 3000;
+/** Longer waits are cut to this (a timer holds at most ~24.8 days); the wake-up early just waits again. */
+const MaxRequeueMs = 24 * 3_600_000;
 
 export const Progressing = 'Progressing';
 export const UpToDate = 'UpToDate';
@@ -266,7 +286,8 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     }
   }
 
-  if (cron.spec.schedule && isUrlSource(cron)) await ensurePoller(d, cron);
+  const polled = isControllerPolledSource(cron);
+  if (cron.spec.schedule && !polled && isUrlSource(cron)) await ensurePoller(d, cron);
 
   const next: DataImportCron = structuredClone(cron);
   const status = (next.status ??= {});
@@ -351,12 +372,18 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
 
   await updateDataSource(d, next, ds, format);
 
+  // upstream: the sources the controller polls itself, when the schedule is due (a disabled schedule never polls)
+  const result = polled && cron.spec.schedule ? await pollSourceDigest(d, next, now) : undefined;
+
   const desired = next.metadata.annotations?.[CronAnn.desiredDigest] ?? '';
   const digestUpdated = desired !== '' && (imports.length === 0 || desired !== imports[0]?.Digest);
   if (digestUpdated) {
     cond(UpToDate, false, 'Source digest updated since last import', CronReason.outdated);
     if (dv && (await deleteErroneous(d, dv))) status.currentImports = imports = [];
-    if (succeeded || imports.length === 0) await createImport(d, next, desired, profile, now);
+    if (succeeded || imports.length === 0)
+      await createImport(d, next, desired, profile, now, () =>
+        cond(Progressing, false, 'Not authorized to create DataVolume', CronReason.notAuthorized),
+      );
   } else if (succeeded) {
     status.sourceFormat = format;
     // upstream updateDataImportCronSuccessCondition: a snapshot import is up to date once the snapshot is ready
@@ -379,8 +406,129 @@ export async function reconcileDataImportCron(d: CronDeps, key: string): Promise
     !upToDate && !next.metadata.annotations?.[CronAnn.storageClass] && !storage?.storageClassName,
   );
 
-  if (isDeepStrictEqual(next, cron)) return;
-  await d.kube.update(Res.dataImportCron, next);
+  if (!isDeepStrictEqual(next, cron)) await d.kube.update(Res.dataImportCron, next);
+  return result;
+}
+
+/**
+ * upstream pollSourceDigest: when storage.import.nextCronTime is due (or unset: a new cron polls at once), the
+ * digest of a pvc or node-pull source is read into storage.import.sourceDesiredDigest and lastCronTime, and the
+ * next firing of the schedule recorded and waited for. A node-pull pod still pulling is looked at again in 3 s.
+ * Upstream recomputes nextCronTime at every reconcile before it is due; here a due time in the future is kept (so a
+ * second reconcile writes nothing, also for `@every`), and waited for.
+ */
+async function pollSourceDigest(d: CronDeps, cron: DataImportCron, now: Date): Promise<Result | undefined> {
+  const anns = (cron.metadata.annotations ??= {});
+  const at = anns[CronAnn.nextCronTime];
+  const due = at ? Date.parse(at) : now.getTime();
+  if (Number.isNaN(due)) throw new Error(`annotation ${CronAnn.nextCronTime} is not an RFC 3339 time: ${at}`);
+  if (due > now.getTime()) return { requeueAfterMs: Math.min(due - now.getTime(), MaxRequeueMs) };
+  if (isPvcSource(cron)) await updatePvcDesiredDigest(d, cron, now);
+  else if (isNodePull(cron) && !(await updateContainerImageDesiredDigest(d, cron, now)))
+    return { requeueAfterMs: NodePullPollMs };
+  const next = nextScheduleTime(cron.spec.schedule, now);
+  if (!next) {
+    delete anns[CronAnn.nextCronTime];
+    return undefined;
+  }
+  anns[CronAnn.nextCronTime] = kubeTime(next);
+  return { requeueAfterMs: Math.min(Math.max(next.getTime() - now.getTime(), 1000), MaxRequeueMs) };
+}
+
+/** upstream updatePvcDesiredDigest: the digest of a pvc source is `uid:<the PVC's uid>`. */
+async function updatePvcDesiredDigest(d: CronDeps, cron: DataImportCron, now: Date): Promise<void> {
+  const src = cron.spec.template.spec?.source?.pvc;
+  if (!src) return;
+  const ns = src.namespace || (cron.metadata.namespace ?? '');
+  const pvc = await d.kube.get<Pvc>(Res.pvc, src.name, ns);
+  // upstream returns the lookup's error: the cron is retried with back-off until the PVC exists
+  if (!pvc)
+    throw new Error(
+      `the source PVC ${ns}/${src.name} of DataImportCron ${cron.metadata.namespace}/${cron.metadata.name} does not exist`,
+    );
+  setDigest(d, cron, pvcDigest(pvc.metadata?.uid), now);
+}
+
+const setDigest = (d: CronDeps, cron: DataImportCron, digest: string | undefined, now: Date): void => {
+  const anns = (cron.metadata.annotations ??= {});
+  anns[CronAnn.lastCronTime] = kubeTime(now);
+  if (digest && anns[CronAnn.desiredDigest] !== digest) {
+    d.log.info('updating the desired digest', { cron: cron.metadata.name, digest });
+    anns[CronAnn.desiredDigest] = digest;
+  }
+};
+
+/**
+ * upstream updateContainerImageDesiredDigest: the pod poller-<cron>-<uid8> runs the image on a node; once its
+ * container terminated, the digest in its imageID becomes the desired one and the pod is deleted (true). Until then
+ * false (created now, or still pulling); a pull the kubelet gave up on is an error (retried with back-off, the pod
+ * left to the kubelet's own retries).
+ */
+async function updateContainerImageDesiredDigest(
+  d: CronDeps,
+  cron: DataImportCron,
+  now: Date,
+): Promise<boolean> {
+  const ns = cron.metadata.namespace ?? '';
+  const name = pollerPodName(cron);
+  const pod = await d.kube.get<PodObj>(Res.pod, name, ns);
+  if (pod) {
+    if (pod.metadata?.deletionTimestamp) return false;
+    const digest = containerImageDigest(pod);
+    if (!digest) return false;
+    setDigest(d, cron, digest, now);
+    await d.kube.delete(Res.pod, name, ns, pod.metadata?.uid);
+    return true;
+  }
+  try {
+    await d.kube.create(Res.pod, desiredPollerPod(cron, d.poller));
+    d.log.info('created the node-pull poller pod', { cron: cron.metadata.name, pod: `${ns}/${name}` });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
+  return false;
+}
+
+interface SubjectAccessReview {
+  apiVersion: string;
+  kind: string;
+  spec: { user: string; groups?: string[]; resourceAttributes: object };
+  status?: { allowed?: boolean };
+}
+const SubjectAccessReviews: Resource = {
+  group: 'authorization.k8s.io',
+  version: 'v1',
+  kind: 'SubjectAccessReview',
+  plural: 'subjectaccessreviews',
+  namespaced: false,
+};
+
+/**
+ * upstream authorizeCloneDataVolume: a pvc source is cloned only if the cron's service account (spec
+ * serviceAccountName, else `default`) may clone it into the cron's namespace (docs/clone.md's rule).
+ */
+async function mayCloneSource(d: CronDeps, cron: DataImportCron): Promise<boolean> {
+  const src = cron.spec.template.spec?.source?.pvc;
+  if (!src) return true;
+  const ns = cron.metadata.namespace ?? '';
+  const sa = cron.spec.serviceAccountName || 'default';
+  const review: AccessReview = async (who, attrs) => {
+    const r = await d.kube.create<SubjectAccessReview>(SubjectAccessReviews, {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: { user: who.user, groups: who.groups, resourceAttributes: attrs },
+    });
+    return r.status?.allowed === true;
+  };
+  const decision = await canClone(
+    review,
+    serviceAccountSubject(ns, sa),
+    { kind: CloneSourceKind.Pvc, namespace: src.namespace || ns, name: src.name },
+    ns,
+  );
+  if (!decision.allowed)
+    d.log.info('not authorized to create DataVolume', { cron: cron.metadata.name, reason: decision.reason });
+  return decision.allowed;
 }
 
 /**
@@ -602,6 +750,7 @@ async function createImport(
   digest: string,
   profile: StorageProfile | undefined,
   now: Date,
+  notAuthorized: () => void,
 ): Promise<void> {
   const ns = cron.metadata.namespace ?? '';
   const status = (cron.status ??= {});
@@ -624,6 +773,7 @@ async function createImport(
   const reg = spec.source?.registry;
   if (reg?.url) reg.url = digestedUrl(reg.url, digest);
   applyReadWriteOnceDefault(spec, profile);
+  if (!(await mayCloneSource(d, cron))) return notAuthorized();
   const annotations: Record<string, string> = {
     [Ann.immediateBinding]: 'true',
     [CronAnn.lastUseTime]: now.toISOString(),

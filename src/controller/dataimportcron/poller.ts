@@ -3,10 +3,15 @@
 // (src/cmd/source-update-poller.ts). The pod reads the manifest digest of the URL and annotates the DataImportCron
 // with it (storage.import.sourceDesiredDigest, and lastCronTime); that annotation change wakes the controller. An
 // initial Job of the same template polls at once when the CronJob is first made.
-import { Label } from '../../api/constants.ts';
+// The sources the controller polls itself (upstream isControllerPolledSource) get no CronJob: a `pvc` source's
+// "digest" is `uid:<the source PVC's uid>`, and `pullMethod: node` runs the pod poller-<cron>-<uid8> below in the
+// cron's namespace, whose container status names the digest the kubelet pulled.
+import { Label, LabelValue } from '../../api/constants.ts';
 import { resourceName } from '../../api/naming.ts';
-import type { KubeObject } from '../../kube/index.ts';
-import { ManagedLabels, Pod } from '../shared/constants.ts';
+import { NodePull, nodePullProbeCommand } from '../../api/nodepull.ts';
+import type { KubeObject, Pod as PodObj } from '../../kube/index.ts';
+import { GroupVersion, ManagedLabels, Pod } from '../shared/constants.ts';
+import { workerSecurityContext } from '../shared/pods.ts';
 import type { CDIConfig, DataImportCron } from '../shared/types.ts';
 
 export const CronLabel = {
@@ -51,6 +56,127 @@ export const initialJobName = (cron: DataImportCron): string =>
 
 export function isUrlSource(cron: DataImportCron): boolean {
   return Boolean(cron.spec.template.spec?.source?.registry?.url);
+}
+
+/** upstream isNodePull: a registry source with `pullMethod: node`. */
+export function isNodePull(cron: DataImportCron): boolean {
+  return cron.spec.template.spec?.source?.registry?.pullMethod === NodePull.method;
+}
+
+/** upstream isPvcSource: the cron clones a PVC. */
+export function isPvcSource(cron: DataImportCron): boolean {
+  return Boolean(cron.spec.template.spec?.source?.pvc);
+}
+
+/**
+ * upstream isControllerPolledSource (less ImageStreams, which are not supported here): the controller finds the
+ * digest itself, on the schedule, and no CronJob is made.
+ */
+export function isControllerPolledSource(cron: DataImportCron): boolean {
+  return isPvcSource(cron) || isNodePull(cron);
+}
+
+/** upstream updatePvcDesiredDigest: a PVC source's digest is its uid, so a replaced PVC is imported again. */
+export function pvcDigest(uid: string | undefined): string | undefined {
+  return uid ? `uid:${uid}` : undefined;
+}
+
+/** upstream getPollerPodName: `poller-<cron>-<first 8 of uid>`. */
+export const pollerPodName = (cron: DataImportCron): string =>
+  resourceName(`poller-${cron.metadata.name ?? ''}`, (cron.metadata.uid ?? '').slice(0, 8));
+
+/**
+ * upstream updateContainerImageDesiredDigest's pod, in the cron's namespace and owned by it: the `init` container
+ * (the importer image) copies our image server into the shared emptyDir, and `image-container` runs the user's
+ * image (always pulled) with it and `-h`, which exits at once. The workload node selector, and
+ * `kubernetes.io/arch` for a platform architecture (the kubelet pulls for its own); restricted security context,
+ * no fsGroup.
+ */
+export function desiredPollerPod(cron: DataImportCron, o: PollerOptions): PodObj {
+  const reg = cron.spec.template.spec?.source?.registry ?? {};
+  const arch = reg.platform?.architecture || undefined;
+  const nodeSelector = {
+    ...(o.nodeSelector ?? {}),
+    ...(arch ? { 'kubernetes.io/arch': arch } : {}),
+  };
+  const shared = [{ name: NodePull.sharedVolName, mountPath: NodePull.sharedDir }];
+  const securityContext = workerSecurityContext();
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: pollerPodName(cron),
+      namespace: cron.metadata.namespace ?? '',
+      // upstream's pod has no labels; the app label keeps it whole in our pod cache (trimPod), status included
+      labels: {
+        ...ManagedLabels,
+        [Label.App]: LabelValue.App,
+        [CronLabel.cron]: cron.metadata.name ?? '',
+      },
+      ownerReferences: [
+        {
+          apiVersion: GroupVersion,
+          kind: 'DataImportCron',
+          name: cron.metadata.name ?? '',
+          uid: cron.metadata.uid ?? '',
+          blockOwnerDeletion: true,
+          controller: true,
+        },
+      ],
+    },
+    spec: {
+      terminationGracePeriodSeconds: 0,
+      restartPolicy: 'Never',
+      ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
+      volumes: [{ name: NodePull.sharedVolName, emptyDir: {} }],
+      initContainers: [
+        {
+          name: 'init',
+          image: o.image,
+          imagePullPolicy: o.pullPolicy,
+          command: [...NodePull.installCommand],
+          volumeMounts: shared,
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+          securityContext,
+        },
+      ],
+      containers: [
+        {
+          name: 'image-container',
+          image: (reg.url ?? '').replace(/^docker:\/\//, ''),
+          imagePullPolicy: 'Always',
+          command: nodePullProbeCommand(arch),
+          volumeMounts: shared,
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+          securityContext,
+        },
+      ],
+      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+    },
+  };
+}
+
+/** The kubelet could not pull the image (upstream common.ImagePullFailureText). */
+export class ImagePullError extends Error {
+  override name = 'ImagePullError';
+}
+
+/**
+ * upstream fetchContainerImageDigest: the `sha256:` digest in the first container's imageID once it terminated;
+ * undefined while it has not (poll again); an ImagePullError when the kubelet cannot pull it.
+ */
+export function containerImageDigest(pod: PodObj): string | undefined {
+  const status = pod.status?.containerStatuses?.[0];
+  if (!status) return undefined;
+  const waiting = status.state?.waiting?.reason;
+  if (waiting === 'ImagePullBackOff' || waiting === 'ErrImagePull' || waiting === 'InvalidImageName')
+    throw new ImagePullError(`failed to pull image ${status.image}: ${waiting}`);
+  if (!status.state?.terminated) return undefined;
+  const id = status.imageID ?? '';
+  if (!id) throw new Error('Container has no imageID');
+  const i = id.indexOf('sha256:');
+  if (i < 0) throw new Error(`Container image ${status.image} ID has no digest: ${id}`);
+  return id.slice(i);
 }
 
 /** upstream IsInsecureTLS: the registry's host is listed in CDIConfig spec.insecureRegistries. */
